@@ -1,0 +1,3 @@
+from sylphrun.cli import main
+
+main()

@@ -1,0 +1,124 @@
+"""Project configuration: `sylphrun.toml`, or `[tool.sylphrun]` in `pyproject.toml`.
+
+Keys: `tasks` (modules or folders to discover), `journal` (default
+`.sylphrun/journal.db`), `workers` (default: the CPU count), `durability` ("normal" or
+"full"). An unknown key or a wrong type is an error that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sylphrun.errors import ConfigError
+
+DEFAULT_JOURNAL = ".sylphrun/journal.db"
+KEYS: dict[str, type | tuple[type, ...]] = {
+    "tasks": (list, str),
+    "journal": str,
+    "workers": int,
+    "durability": str,
+    "slots": int,
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    project_dir: Path
+    source: Path | None
+    tasks: list[str] = field(default_factory=list)
+    journal: Path = Path(DEFAULT_JOURNAL)
+    workers: int = 0
+    durability: str = "normal"
+    # Runs one worker process executes at once (they interleave on its event loop).
+    slots: int = 32
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers or os.cpu_count() or 2
+
+
+def find_config_file(project_dir: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The config table of a project folder, and the file it came from, or None."""
+    own = project_dir / "sylphrun.toml"
+    if own.is_file():
+        data = _read_toml(own)
+        return own, data.get("tool", {}).get("sylphrun", data)
+    pyproject = project_dir / "pyproject.toml"
+    if pyproject.is_file():
+        data = _read_toml(pyproject)
+        table = data.get("tool", {}).get("sylphrun")
+        if table is not None:
+            return pyproject, table
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: bool = True) -> Config:
+    """Read the config of `project_dir` (default: the current folder)."""
+    root = Path(project_dir or os.getcwd()).resolve()
+    if not root.is_dir():
+        raise ConfigError(f"project folder {root} does not exist")
+    found = find_config_file(root)
+    if found is None:
+        if required:
+            raise ConfigError(
+                f"no sylphrun config in {root}: add sylphrun.toml (or [tool.sylphrun] in "
+                "pyproject.toml), or run `sylphrun init`"
+            )
+        return Config(project_dir=root, source=None, journal=root / DEFAULT_JOURNAL)
+    source, table = found
+    if not isinstance(table, dict):
+        raise ConfigError(f"{source}: the sylphrun config must be a table")
+    for key, value in table.items():
+        if key not in KEYS:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
+        expected = KEYS[key]
+        if key == "tasks":
+            if isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{source}: 'tasks' must be a list of module names or folders")
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            raise ConfigError(
+                f"{source}: {key!r} must be {getattr(expected, '__name__', expected)}, "
+                f"not {type(value).__name__}"
+            )
+    tasks = table.get("tasks", [])
+    if isinstance(tasks, str):
+        tasks = [tasks]
+    durability = table.get("durability", "normal")
+    if durability not in ("normal", "full"):
+        raise ConfigError(f"{source}: 'durability' must be \"normal\" or \"full\", not {durability!r}")
+    workers = table.get("workers", 0)
+    if workers < 0:
+        raise ConfigError(f"{source}: 'workers' must be 0 (one per CPU) or more")
+    slots = table.get("slots", 32)
+    if slots < 1:
+        raise ConfigError(f"{source}: 'slots' must be at least 1")
+    journal = Path(table.get("journal", DEFAULT_JOURNAL)).expanduser()
+    if not journal.is_absolute():
+        journal = root / journal
+    return Config(project_dir=root, source=source, tasks=list(tasks), journal=journal,
+                  workers=workers, durability=durability, slots=slots)
+
+
+def journal_path_for_scripts() -> Path:
+    """The journal a script outside any run triggers into: $SYLPHRUN_JOURNAL, else the
+    config of the current folder, else the default path under it."""
+    env = os.environ.get("SYLPHRUN_JOURNAL")
+    if env:
+        return Path(env).expanduser().resolve()
+    return load_config(required=False).journal

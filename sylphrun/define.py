@@ -1,0 +1,186 @@
+"""Defining tasks: `task()`, `Retry`, and the task registry.
+
+The registry is the one global mutable object sylphrun keeps: task modules register their
+tasks at import time, exactly as a web framework's route decorators do.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sylphrun.errors import DiscoveryError
+
+if TYPE_CHECKING:
+    from sylphrun.model import RunResult
+    from sylphrun.trigger import BatchHandle, RunHandle
+
+
+@dataclass(frozen=True)
+class Retry:
+    """A retry policy: exponential backoff between `min_delay` and `max_delay` seconds.
+
+    `jitter` is a fraction: 0.1 spreads each delay by up to +-10% so that runs failing
+    together do not retry together.
+    """
+
+    max_attempts: int = 3
+    min_delay: float = 1.0
+    max_delay: float = 60.0
+    factor: float = 2.0
+    jitter: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("Retry.max_attempts must be at least 1")
+        if self.min_delay < 0 or self.max_delay < self.min_delay:
+            raise ValueError("Retry needs 0 <= min_delay <= max_delay")
+
+    def delay(self, failed_attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait after attempt number `failed_attempt` (1-based) failed."""
+        base = min(self.max_delay, self.min_delay * self.factor ** (failed_attempt - 1))
+        if self.jitter:
+            base *= 1 + self.jitter * (2 * rand() - 1)
+        return max(0.0, base)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_attempts": self.max_attempts,
+            "min_delay": self.min_delay,
+            "max_delay": self.max_delay,
+            "factor": self.factor,
+            "jitter": self.jitter,
+        }
+
+
+# A task without `retry=` runs once: retrying is a decision about side effects that the
+# task's author should make explicitly (DBOS and Temporal activities differ here; we pick
+# the conservative default and make the policy one argument away).
+NO_RETRY = Retry(max_attempts=1, min_delay=0.0, max_delay=0.0, jitter=0.0)
+
+
+class Task:
+    """A durable task. Create with `task(...)`; trigger with `.trigger()` and friends."""
+
+    def __init__(
+        self,
+        id: str,
+        run: Callable[..., Any],
+        *,
+        retry: Retry | None = None,
+        concurrency: int | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        if not isinstance(id, str) or not id.strip():
+            raise ValueError("task id must be a non-empty string")
+        if not callable(run):
+            raise TypeError(f"task {id!r}: run must be a function taking (payload, ctx)")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"task {id!r}: concurrency must be at least 1")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"task {id!r}: timeout must be positive seconds")
+        self.id = id
+        self.fn = run
+        self.retry = retry or NO_RETRY
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.is_async = inspect.iscoroutinefunction(run)
+        self.source_file, self.source_line = _source_of(run)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id!r} at {self.source_file}:{self.source_line}>"
+
+    async def trigger(
+        self, payload: dict | None = None, *, idempotency_key: str | None = None
+    ) -> RunHandle:
+        """Enqueue one run. Inside a run this is a journaled step: never duplicated on retry."""
+        from sylphrun.trigger import trigger
+
+        return await trigger(self.id, payload, idempotency_key=idempotency_key)
+
+    async def batch_trigger(self, payloads: Iterable[dict]) -> BatchHandle:
+        """Enqueue one run per payload, in one transaction."""
+        from sylphrun.trigger import batch_trigger
+
+        return await batch_trigger(self.id, list(payloads))
+
+    async def trigger_and_wait(
+        self, payload: dict | None = None, *, idempotency_key: str | None = None
+    ) -> RunResult:
+        """Trigger one run and wait for its result. Inside a run the parent suspends meanwhile."""
+        from sylphrun.trigger import trigger_and_wait
+
+        return await trigger_and_wait(self.id, payload, idempotency_key=idempotency_key)
+
+    def source_fingerprint(self) -> str:
+        """A hash of the run function's source, recorded with each attempt (for reload)."""
+        import hashlib
+
+        try:
+            src = inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            src = repr(self.fn)
+        return hashlib.sha256(src.encode()).hexdigest()[:12]
+
+
+def _source_of(fn: Callable[..., Any]) -> tuple[str, int]:
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ("<unknown>", 0)
+    return (code.co_filename, code.co_firstlineno)
+
+
+_registry: dict[str, Task] = {}
+
+
+def task(
+    id: str,
+    *,
+    run: Callable[..., Any] | None = None,
+    retry: Retry | None = None,
+    concurrency: int | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """Define a task, as a decorator or with `run=`.
+
+    >>> @task(id="hello")
+    ... async def hello(payload, ctx):
+    ...     return await ctx.step.run("greet", lambda: f"hi {payload.get('name')}")
+    """
+
+    def register(fn: Callable[..., Any]) -> Task:
+        t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout)
+        existing = _registry.get(id)
+        # The same definition imported again (a re-import in one process) replaces itself;
+        # two different places claiming one id is the user's mistake to fix.
+        if existing is not None and (existing.source_file, existing.source_line) != (
+            t.source_file,
+            t.source_line,
+        ):
+            raise DiscoveryError(
+                f"duplicate task id {id!r}: defined at {existing.source_file}:"
+                f"{existing.source_line} and at {t.source_file}:{t.source_line}; rename one"
+            )
+        _registry[id] = t
+        return t
+
+    if run is not None:
+        return register(run)
+    return register
+
+
+def registered_tasks() -> dict[str, Task]:
+    """A snapshot of the registry, by id."""
+    return dict(_registry)
+
+
+def get_task(task_id: str) -> Task | None:
+    return _registry.get(task_id)
+
+
+def clear_registry() -> None:
+    """Forget every task (discovery does this before importing a project's modules)."""
+    _registry.clear()

@@ -1,0 +1,81 @@
+"""Every exception a user can see.
+
+Each carries a one-line message that says what to do; `cli.py` alone turns them into exit
+codes. Control-flow signals that must cross user code (suspension, cancellation, fencing)
+live in `runtime/signals.py`, not here: they are not errors.
+"""
+
+from __future__ import annotations
+
+
+class SylphrunError(Exception):
+    """Base of errors caused by input or configuration: the CLI shows the message, exit 2."""
+
+
+class ConfigError(SylphrunError):
+    pass
+
+
+class DiscoveryError(SylphrunError):
+    """A task module failed to import, or two tasks share an id."""
+
+
+class UnknownTask(SylphrunError):
+    pass
+
+
+class UnknownRun(SylphrunError):
+    pass
+
+
+class InvalidPayload(SylphrunError):
+    pass
+
+
+class InvalidState(SylphrunError):
+    """An action that the run's current state does not allow (retry a completed run...)."""
+
+
+class JournalError(SylphrunError):
+    """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
+
+
+class NotJSONSerializable(TypeError):
+    """A step result or output that JSON cannot carry; names the offending type and path."""
+
+
+class NonRetriableError(Exception):
+    """Raise to fail the run at once, without the retries its policy would allow.
+
+    Raised inside a step it fails the step and then the run; compensations still run.
+    """
+
+
+class StepFailed(Exception):
+    """A step failed for good (its own retries, if any, are used up).
+
+    `step.run` raises this, not the step function's original exception, so that the first
+    execution and a replay from the journal behave the same: the journal keeps the error's
+    type name and message, not a live object. The original is `__cause__` on first execution.
+    """
+
+    def __init__(self, step: str, error_type: str, message: str, non_retriable: bool = False):
+        super().__init__(f"step {step!r} failed: {error_type}: {message}")
+        self.step = step
+        self.error_type = error_type
+        self.message = message
+        self.non_retriable = non_retriable
+
+
+class ChildRunFailed(Exception):
+    """`RunResult.unwrap()` on a child run that failed or was cancelled."""
+
+    def __init__(self, run_id: str, status: str, error: str | None):
+        super().__init__(f"child run {run_id} {status}: {error}")
+        self.run_id = run_id
+        self.status = status
+        self.error = error
+
+
+class TaskTimeout(Exception):
+    """The run attempt exceeded its task's `timeout`."""

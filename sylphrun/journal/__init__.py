@@ -1,0 +1,10 @@
+"""The journal: one SQLite file, the only channel between processes, and all of its SQL.
+
+`connection` opens it, `schema` migrates it, `store` writes, `queries` reads. Nothing
+outside this package writes SQL, so a PostgreSQL journal can be added beside it later.
+"""
+
+from sylphrun.journal.connection import DURABILITY, Connection
+from sylphrun.journal.store import LeaseLost, RunSpec
+
+__all__ = ["DURABILITY", "Connection", "LeaseLost", "RunSpec"]

@@ -1,0 +1,284 @@
+"""Every read of the journal. Returns `model` records; never writes."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sylphrun import model
+from sylphrun.errors import UnknownRun
+from sylphrun.journal.connection import Connection
+
+_RUN_COLUMNS = (
+    "id, task_id, status, payload, output, error, attempt, parent_run_id, idempotency_key,"
+    " created_at, started_at, finished_at, ready_at, children_total, children_done,"
+    " children_failed, replay_of"
+)
+
+
+def _loads(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+def _run(row: sqlite3.Row | tuple) -> model.Run:
+    return model.Run(
+        id=row[0], task_id=row[1], status=row[2], payload=_loads(row[3]), output=_loads(row[4]),
+        error=row[5], attempt=row[6], parent_run_id=row[7], idempotency_key=row[8],
+        created_at=row[9], started_at=row[10], finished_at=row[11], ready_at=row[12],
+        children_total=row[13], children_done=row[14], children_failed=row[15], replay_of=row[16],
+    )
+
+
+def get_run(conn: Connection, run_id: str) -> model.Run:
+    with conn.read() as db:
+        row = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(f"no run {run_id!r} in this journal; `sylphrun runs` lists them")
+    return _run(row)
+
+
+def resolve_run_id(conn: Connection, prefix: str) -> str:
+    """A full run id from a unique prefix (or the id itself), as git does for commits."""
+    with conn.read() as db:
+        if db.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone():
+            return prefix
+        rows = db.execute(
+            "SELECT id FROM runs WHERE id >= ? AND id < ? LIMIT 2", (prefix, prefix + "\uffff")
+        ).fetchall()
+    if len(rows) == 1:
+        return rows[0][0]
+    if not rows:
+        raise UnknownRun(f"no run {prefix!r} in this journal; `sylphrun runs` lists them")
+    raise UnknownRun(f"run id prefix {prefix!r} is ambiguous; give more characters")
+
+
+def list_runs(
+    conn: Connection, *, status: str | None = None, task_id: str | None = None,
+    parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+) -> list[model.Run]:
+    where, args = [], []
+    if status:
+        where.append("status = ?")
+        args.append(status)
+    if task_id:
+        where.append("task_id = ?")
+        args.append(task_id)
+    if parent_run_id:
+        where.append("parent_run_id = ?")
+        args.append(parent_run_id)
+    if top_level_only:
+        where.append("parent_run_id IS NULL")
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    with conn.read() as db:
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*args, limit),
+        ).fetchall()
+    return [_run(r) for r in rows]
+
+
+def children_of(conn: Connection, run_id: str) -> list[model.Run]:
+    with conn.read() as db:
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_run_id = ? ORDER BY created_at, id",
+            (run_id,),
+        ).fetchall()
+    return [_run(r) for r in rows]
+
+
+def run_results(conn: Connection, run_ids: Sequence[str]) -> dict[str, model.RunResult]:
+    """Results of the given runs that have finished (unfinished ones are absent)."""
+    out: dict[str, model.RunResult] = {}
+    with conn.read() as db:
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start:start + 500]
+            rows = db.execute(
+                f"SELECT id, status, output, error FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+                " AND status IN ('completed','failed','cancelled')",
+                chunk,
+            ).fetchall()
+            for rid, status, output, error in rows:
+                out[rid] = model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+    return out
+
+
+def finished_children(conn: Connection, parent_run_id: str) -> dict[str, model.RunResult]:
+    """All finished children of a parent in one read (a resumed fan-in reads them at once)."""
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, status, output, error FROM runs WHERE parent_run_id = ?"
+            " AND status IN ('completed','failed','cancelled')",
+            (parent_run_id,),
+        ).fetchall()
+    return {
+        rid: model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+        for rid, status, output, error in rows
+    }
+
+
+def steps_of(conn: Connection, run_id: str, *, with_attempts: bool = True) -> list[model.Step]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT run_id, key, name, kind, status, seq, attempts, output, error, started_at,"
+            " finished_at, child_run_ids, retry_at FROM steps WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        ).fetchall()
+        attempts: dict[str, list[model.StepAttempt]] = {}
+        if with_attempts:
+            for key, attempt, run_attempt, status, error, tb, started, finished in db.execute(
+                "SELECT step_key, attempt, run_attempt, status, error, traceback, started_at,"
+                " finished_at FROM step_attempts WHERE run_id = ? ORDER BY step_key, attempt",
+                (run_id,),
+            ):
+                attempts.setdefault(key, []).append(
+                    model.StepAttempt(attempt, status, error, tb, started, finished, run_attempt)
+                )
+    return [
+        model.Step(
+            run_id=r[0], key=r[1], name=r[2], kind=r[3], status=r[4], seq=r[5], attempts=r[6],
+            output=_loads(r[7]), error=r[8], started_at=r[9], finished_at=r[10],
+            child_run_ids=_loads(r[11]) or [], retry_at=r[12], attempt_log=attempts.get(r[1], []),
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class JournaledStep:
+    """What a resuming execution needs of a step. `output` stays JSON text: the runtime
+    decodes only the steps it actually replays."""
+
+    status: str
+    kind: str
+    output: str | None
+    error: str | None
+    attempts: int
+    run_attempt: int
+    seq: int
+    retry_at: float | None
+    fatal: bool
+
+
+def replay_state(conn: Connection, run_id: str) -> dict[str, JournaledStep]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at, fatal"
+            " FROM steps WHERE run_id = ?",
+            (run_id,),
+        ).fetchall()
+    return {r[0]: JournaledStep(*r[1:9], bool(r[9])) for r in rows}
+
+
+def run_attempts(conn: Connection, run_id: str) -> list[model.RunAttempt]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT attempt, status, error, traceback, started_at, finished_at FROM run_attempts"
+            " WHERE run_id = ? ORDER BY attempt",
+            (run_id,),
+        ).fetchall()
+    return [model.RunAttempt(*r) for r in rows]
+
+
+def logs_of(conn: Connection, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT run_id, at, level, message, step_key FROM logs WHERE run_id = ? AND id > ?"
+            " ORDER BY id",
+            (run_id, after_id),
+        ).fetchall()
+    return [model.LogLine(*r) for r in rows]
+
+
+def events_since(conn: Connection, after_id: int, limit: int = 10_000) -> list[tuple[int, float, str, str, str | None]]:
+    """(id, at, run_id, kind, step_key) of events after `after_id`: what changed since."""
+    with conn.read() as db:
+        return db.execute(
+            "SELECT id, at, run_id, kind, step_key FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        ).fetchall()
+
+
+def last_event_id(conn: Connection) -> int:
+    with conn.read() as db:
+        return db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+
+def live_workers(conn: Connection, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, pid, host, started_at, heartbeat_at, wake_addr FROM workers"
+            " WHERE stopped_at IS NULL AND heartbeat_at >= ?",
+            (now - stale_after,),
+        ).fetchall()
+    return [model.WorkerInfo(*r) for r in rows]
+
+
+def stale_workers(conn: Connection, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, pid, host, started_at, heartbeat_at, wake_addr FROM workers"
+            " WHERE stopped_at IS NULL AND heartbeat_at < ?",
+            (now - stale_after,),
+        ).fetchall()
+    return [model.WorkerInfo(*r) for r in rows]
+
+
+def next_ready_at(conn: Connection) -> float | None:
+    """The earliest time a queued or waiting run becomes claimable (retries, sleeps)."""
+    with conn.read() as db:
+        return db.execute("SELECT MIN(ready_at) FROM runs WHERE ready_at IS NOT NULL").fetchone()[0]
+
+
+def overdue_runs(conn: Connection, worker_ids: Sequence[str], *, now: float) -> list[tuple[str, str, str]]:
+    """(run id, task id, worker id) of running runs past their timeout deadline."""
+    if not worker_ids:
+        return []
+    with conn.read() as db:
+        return db.execute(
+            "SELECT id, task_id, lease_owner FROM runs WHERE status = 'running' AND deadline_at < ?"
+            f" AND lease_owner IN ({','.join('?' * len(worker_ids))})",
+            (now, *worker_ids),
+        ).fetchall()
+
+
+def run_fields(conn: Connection, run_id: str) -> tuple[int, str | None]:
+    """(attempt, status) of a run, cheaply."""
+    with conn.read() as db:
+        row = db.execute("SELECT attempt, status FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise UnknownRun(f"no run {run_id!r} in this journal")
+    return row[0], row[1]
+
+
+def status_counts(conn: Connection) -> dict[str, int]:
+    with conn.read() as db:
+        return dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall())
+
+
+def integrity_check(conn: Connection) -> str:
+    with conn.read() as db:
+        return db.execute("PRAGMA integrity_check").fetchone()[0]
+
+
+def has_ready_work(conn: Connection, now: float) -> bool:
+    """Is any run claimable now? A read-only check before taking the write lock."""
+    with conn.read() as db:
+        return db.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at <= ?)"
+            " OR EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at < ?)",
+            (now, now),
+        ).fetchone()[0] == 1
+
+
+def lease_states(conn: Connection, run_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+    """(lease epoch, status) of each run: a worker checks it still owns what it executes."""
+    if not run_ids:
+        return {}
+    with conn.read() as db:
+        rows = db.execute(
+            f"SELECT id, lease_epoch, status FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",
+            list(run_ids),
+        ).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}

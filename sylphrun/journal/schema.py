@@ -1,0 +1,156 @@
+"""The journal's schema, as named migrations run in order.
+
+The version lives in `PRAGMA user_version`. A journal written by a newer sylphrun has a
+higher version than we know; we refuse to open it rather than guess.
+"""
+
+from __future__ import annotations
+
+V1 = """
+CREATE TABLE runs (
+    id               TEXT PRIMARY KEY,
+    task_id          TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    output           TEXT,
+    error            TEXT,
+    attempt          INTEGER NOT NULL DEFAULT 1,
+    parent_run_id    TEXT,
+    parent_step_key  TEXT,
+    idempotency_key  TEXT,
+    replay_of        TEXT,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    updated_at       REAL NOT NULL,
+    -- When a queued or waiting run may be claimed; NULL while running, finished, or
+    -- waiting on children. One indexed column serves triggers, retries and sleeps.
+    ready_at         REAL,
+    lease_owner      TEXT,
+    lease_epoch      INTEGER NOT NULL DEFAULT 0,
+    lease_expires_at REAL,
+    deadline_at      REAL,
+    crash_count      INTEGER NOT NULL DEFAULT 0,
+    -- Set when the run must fail at its next step (its worker was replaced because a
+    -- step overran the task's timeout): the next execution replays up to there, then fails.
+    doom             TEXT,
+    children_total   INTEGER NOT NULL DEFAULT 0,
+    children_done    INTEGER NOT NULL DEFAULT 0,
+    children_failed  INTEGER NOT NULL DEFAULT 0,
+    code_fingerprint TEXT
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs(task_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_ready ON runs(ready_at) WHERE ready_at IS NOT NULL;
+CREATE INDEX runs_leases ON runs(lease_expires_at) WHERE status = 'running';
+CREATE INDEX runs_parent ON runs(parent_run_id) WHERE parent_run_id IS NOT NULL;
+CREATE INDEX runs_created ON runs(created_at);
+CREATE INDEX runs_status ON runs(status, created_at);
+
+CREATE TABLE steps (
+    run_id        TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    status        TEXT NOT NULL,
+    seq           INTEGER NOT NULL,
+    attempts      INTEGER NOT NULL DEFAULT 1,
+    run_attempt   INTEGER NOT NULL,
+    output        TEXT,
+    error         TEXT,
+    retry_at      REAL,
+    fatal         INTEGER NOT NULL DEFAULT 0,
+    started_at    REAL,
+    finished_at   REAL,
+    child_run_ids TEXT,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+
+-- Only failed and interrupted attempts: the successful one is the step row itself.
+CREATE TABLE step_attempts (
+    run_id      TEXT NOT NULL,
+    step_key    TEXT NOT NULL,
+    attempt     INTEGER NOT NULL,
+    run_attempt INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    error       TEXT,
+    traceback   TEXT,
+    started_at  REAL,
+    finished_at REAL,
+    PRIMARY KEY (run_id, step_key, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE run_attempts (
+    run_id           TEXT NOT NULL,
+    attempt          INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    error            TEXT,
+    traceback        TEXT,
+    started_at       REAL,
+    finished_at      REAL,
+    code_fingerprint TEXT,
+    PRIMARY KEY (run_id, attempt)
+) WITHOUT ROWID;
+
+-- A suspended parent waits on these children; the last one to finish wakes it.
+CREATE TABLE waits (
+    child_run_id TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    PRIMARY KEY (child_run_id, run_id)
+) WITHOUT ROWID;
+CREATE INDEX waits_run ON waits(run_id);
+
+CREATE TABLE logs (
+    id       INTEGER PRIMARY KEY,
+    run_id   TEXT NOT NULL,
+    at       REAL NOT NULL,
+    level    TEXT NOT NULL,
+    message  TEXT NOT NULL,
+    step_key TEXT
+);
+CREATE INDEX logs_run ON logs(run_id, id);
+
+CREATE TABLE workers (
+    id             TEXT PRIMARY KEY,
+    pid            INTEGER NOT NULL,
+    host           TEXT NOT NULL,
+    supervisor_pid INTEGER,
+    started_at     REAL NOT NULL,
+    heartbeat_at   REAL NOT NULL,
+    wake_addr      TEXT,
+    stopped_at     REAL
+);
+
+-- Append-only, filled by triggers so no writer can forget it: live readers (the
+-- dashboard, `trigger --wait`) ask "what changed since event N" with one indexed read.
+CREATE TABLE events (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    at       REAL NOT NULL,
+    run_id   TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    step_key TEXT
+);
+CREATE TRIGGER runs_insert_event AFTER INSERT ON runs BEGIN
+    INSERT INTO events(at, run_id, kind) VALUES (new.updated_at, new.id, 'run.' || new.status);
+END;
+CREATE TRIGGER runs_status_event AFTER UPDATE OF status, attempt ON runs
+WHEN old.status IS NOT new.status OR old.attempt IS NOT new.attempt BEGIN
+    INSERT INTO events(at, run_id, kind) VALUES (new.updated_at, new.id, 'run.' || new.status);
+END;
+CREATE TRIGGER steps_insert_event AFTER INSERT ON steps BEGIN
+    INSERT INTO events(at, run_id, kind, step_key)
+    VALUES (COALESCE(new.finished_at, new.started_at, 0), new.run_id, 'step.' || new.status, new.key);
+END;
+CREATE TRIGGER steps_update_event AFTER UPDATE OF status, attempts ON steps BEGIN
+    INSERT INTO events(at, run_id, kind, step_key)
+    VALUES (COALESCE(new.finished_at, new.started_at, 0), new.run_id, 'step.' || new.status, new.key);
+END;
+CREATE TRIGGER logs_event AFTER INSERT ON logs BEGIN
+    INSERT INTO events(at, run_id, kind, step_key) VALUES (new.at, new.run_id, 'log', new.step_key);
+END;
+"""
+
+
+# Each migration is one SQL script, run with the version bump in one transaction.
+MIGRATIONS: list[str] = [V1]
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,1 @@
+"""Executing runs: the step runtime (replay-or-record), one worker process, the supervisor."""

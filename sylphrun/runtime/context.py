@@ -1,0 +1,82 @@
+"""`ctx`, the second argument of every task function."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sylphrun.journal import store
+
+if TYPE_CHECKING:
+    from sylphrun.runtime.steps import Execution
+
+_python_log = logging.getLogger("sylphrun.run")
+
+
+class RunLog:
+    """`ctx.log`: a logger whose records are journaled with the run (and the step they were
+    written in), and passed on to the standard `logging` logger "sylphrun.run".
+
+    Usable from step functions running in threads: the journal connection serializes.
+    """
+
+    def __init__(self, execution: Execution) -> None:
+        self._ex = execution
+
+    def log(self, level: int, msg: object, *args: Any, exc_info: Any = None) -> None:
+        from sylphrun.runtime.steps import current_scope
+
+        text = str(msg) % args if args else str(msg)
+        if exc_info:
+            import traceback
+
+            text += "\n" + "".join(traceback.format_exc()).rstrip()
+        scope = current_scope.get()
+        ex = self._ex
+        store.append_log(ex.conn, ex.run_id, level=logging.getLevelName(level), message=text,
+                         step_key=scope.step_key if scope else None, now=ex.now())
+        if _python_log.isEnabledFor(level):
+            _python_log.log(level, "[%s %s] %s", ex.task.id, ex.run_id, text)
+
+    def debug(self, msg: object, *args: Any) -> None:
+        self.log(logging.DEBUG, msg, *args)
+
+    def info(self, msg: object, *args: Any) -> None:
+        self.log(logging.INFO, msg, *args)
+
+    def warning(self, msg: object, *args: Any) -> None:
+        self.log(logging.WARNING, msg, *args)
+
+    warn = warning
+
+    def error(self, msg: object, *args: Any, exc_info: Any = None) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=exc_info)
+
+    def exception(self, msg: object, *args: Any) -> None:
+        self.log(logging.ERROR, msg, *args, exc_info=True)
+
+    def critical(self, msg: object, *args: Any) -> None:
+        self.log(logging.CRITICAL, msg, *args)
+
+
+class Context:
+    """What a task function knows about its run.
+
+    `step` durable steps; `run_id`, `task_id`, `attempt` (1-based), `parent_run_id`;
+    `log` a journaled logger; `payload` the run's payload again, for convenience.
+    """
+
+    def __init__(self, execution: Execution) -> None:
+        from sylphrun.runtime.steps import Steps, SyncSteps
+
+        self._ex = execution
+        self.step: Any = Steps(execution)
+        self.sync_step = SyncSteps(self.step)
+        self.run_id = execution.run_id
+        self.task_id = execution.task.id
+        self.attempt = execution.attempt
+        self.parent_run_id = execution.claim.parent_run_id
+        self.log = RunLog(execution)
+
+    def __repr__(self) -> str:
+        return f"<ctx run={self.run_id} task={self.task_id} attempt={self.attempt}>"

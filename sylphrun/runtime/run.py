@@ -1,0 +1,156 @@
+"""Executing one claim of a run: the task function, then the journal's verdict.
+
+Outcomes: completed; suspended (children, sleep, a step's retry delay); released (the
+worker is stopping); a failed attempt with a retry scheduled in the queue; or a final
+failure, after which registered compensations run in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from typing import Any
+
+from sylphrun import codec, model
+from sylphrun.errors import NonRetriableError, NotJSONSerializable, StepFailed, TaskTimeout
+from sylphrun.journal import store
+from sylphrun.runtime.context import Context
+from sylphrun.runtime.signals import Release, Suspend
+from sylphrun.runtime.steps import (
+    COMPENSATION_RETRY,
+    Execution,
+    Scope,
+    current_scope,
+    error_text,
+    run_step,
+    user_traceback,
+)
+
+log = logging.getLogger("sylphrun.worker")
+
+
+async def execute(ex: Execution) -> str:
+    """Run the task function for this claim and journal the outcome; returns it as a word
+    ("completed", "failed", "retry", "suspended", "released", "lost") for the worker's log."""
+    ctx = Context(ex)
+    token = current_scope.set(Scope(ex, None))
+    timer = _arm_timeout(ex)
+    try:
+        try:
+            output = await _call_task(ex, ctx)
+            if ex.suspending:
+                raise Suspend()
+            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
+        except NotJSONSerializable as exc:
+            return await _fail_attempt(ex, exc, fatal=True)
+        except Suspend:
+            return _suspend(ex)
+        except Release:
+            store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
+            return "released"
+        except store.LeaseLost:
+            return "lost"
+        except asyncio.CancelledError:
+            if ex.doom is None:
+                raise
+            return await _fail_attempt(ex, TaskTimeout(ex.doom.partition(": ")[2]), fatal=False)
+        except Exception as exc:
+            if ex.suspending:  # user code swallowed the suspension and failed otherwise
+                return _suspend(ex)
+            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+        store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
+                         output=output_json, error=None, traceback=None, now=ex.now())
+        return "completed"
+    except store.LeaseLost:
+        return "lost"
+    except Suspend:
+        return _suspend(ex)
+    except Release:
+        store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
+        return "released"
+    finally:
+        if timer is not None:
+            timer.cancel()
+        current_scope.reset(token)
+
+
+async def _call_task(ex: Execution, ctx: Context) -> Any:
+    fn = ex.task.fn
+    payload = json.loads(ex.claim.payload)
+    if ex.task.is_async:
+        return await fn(payload, ctx)
+    # A plain `def` task runs in a thread; its ctx.step calls hop to this loop and block.
+    ctx.step = ctx.sync_step
+    cv = contextvars.copy_context()
+    return await ex.loop.run_in_executor(ex.body_threads, cv.run, fn, payload, ctx)
+
+
+def _is_fatal(exc: BaseException) -> bool:
+    if isinstance(exc, StepFailed):
+        return exc.non_retriable
+    return isinstance(exc, (NonRetriableError, NotJSONSerializable))
+
+
+def _suspend(ex: Execution) -> str:
+    wake_at = min(ex.wake_times) if ex.wake_times else None
+    store.suspend_run(ex.conn, ex.run_id, ex.epoch, children=sorted(ex.pending_children),
+                      wake_at=wake_at, now=ex.now())
+    if ex.pending_children and not wake_at:
+        ex.on_ready_work()  # if every child had already finished, the run is ready again
+    return "suspended"
+
+
+async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> str:
+    error = error_text(exc)
+    tb = user_traceback(exc.__cause__ if isinstance(exc, StepFailed) and exc.__cause__ else exc)
+    policy = ex.task.retry
+    if not fatal and ex.attempt < policy.max_attempts:
+        now = ex.now()
+        store.schedule_retry(ex.conn, ex.run_id, ex.epoch, error=error, traceback=tb,
+                             retry_at=now + policy.delay(ex.attempt), now=now)
+        return "retry"
+    # Final failure: no retry is coming, so it is now safe to undo (a compensation that ran
+    # while a retry was still due could refund a payment the retry then ships against).
+    failures = await _run_compensations(ex)
+    if failures:
+        error += f" (and {len(failures)} compensation(s) failed: {'; '.join(failures)})"
+    store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.FAILED, output=None,
+                     error=error, traceback=tb, now=ex.now())
+    return "failed"
+
+
+async def _run_compensations(ex: Execution) -> list[str]:
+    failures: list[str] = []
+    for key, name, undo, value in reversed(ex.compensations):
+        comp_key = f"compensate:{key}"
+        try:
+            await run_step(ex, comp_key, f"compensate:{name}", model.COMPENSATION, undo,
+                           (value,), {}, COMPENSATION_RETRY, None)
+        except StepFailed as exc:
+            failures.append(f"{comp_key}: {exc.error_type}: {exc.message}")
+    return failures
+
+
+def _arm_timeout(ex: Execution) -> asyncio.TimerHandle | None:
+    """At the task's timeout, fail the run at its current step.
+
+    An async step is cancelled and fails with the timeout. A plain function in a thread
+    cannot be interrupted from Python: the supervisor replaces the whole worker process
+    shortly after the deadline, and the next execution fails the run at that step.
+    """
+    timeout = ex.task.timeout
+    if not timeout:
+        return None
+    body = asyncio.current_task()
+
+    def expire() -> None:
+        ex.doom = f"TaskTimeout: task {ex.task.id!r} exceeded its timeout of {timeout:g} s"
+        if ex.thread_steps:
+            return
+        tasks = [t for t in ex.running.values() if t is not None and not t.done()]
+        for t in tasks or [body]:
+            t.cancel()
+
+    return ex.loop.call_later(timeout, expire)

@@ -1,0 +1,15 @@
+"""Control flow that must pass through user code untouched.
+
+Each is a `BaseException`, not an `Exception`, so that a user's `except Exception:` around
+`step.run` (the seed's saga does exactly that) cannot swallow a suspension and carry on.
+"""
+
+from __future__ import annotations
+
+
+class Suspend(BaseException):
+    """The run waits on children or a time: park it and free the worker slot."""
+
+
+class Release(BaseException):
+    """The worker is stopping or reloading: hand the run back at this step boundary."""

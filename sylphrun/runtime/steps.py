@@ -1,0 +1,392 @@
+"""The step runtime: replay-or-record, and the suspension barrier.
+
+An `Execution` is one claim of one run by one worker. The task function runs from the
+top; each `step.run` either returns the journaled result of a completed step at once or
+calls the step function and journals its result before returning. A run that needs to
+wait (children, a sleep, a step's retry delay) suspends only once every step it has in
+flight is blocked too, so parallel steps finish (and are journaled) before it parks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+import json
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from typing import Any
+
+from sylphrun import codec, model
+from sylphrun.define import Retry, Task
+from sylphrun.errors import NonRetriableError, NotJSONSerializable, StepFailed
+from sylphrun.journal import store
+from sylphrun.journal.connection import Connection
+from sylphrun.journal.queries import JournaledStep, finished_children, replay_state, run_results
+from sylphrun.runtime.signals import Release, Suspend
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where user code is running: which execution, and inside which step (None: the body)."""
+
+    execution: Execution
+    step_key: str | None
+
+
+current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
+    "sylphrun_scope", default=None
+)
+
+# Compensations get a few quick retries of their own: an undo that fails once (a flaky
+# refund API) should not leave the saga half-compensated.
+COMPENSATION_RETRY = Retry(max_attempts=3, min_delay=0.5, max_delay=5.0)
+
+
+def error_text(exc: BaseException) -> str:
+    if isinstance(exc, StepFailed):
+        return f"{exc.error_type}: {exc.message}"
+    message = str(exc)
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback without sylphrun's own frames: the user's code is what they debug."""
+    frames = [
+        f for f in traceback.extract_tb(exc.__traceback__)
+        if "/sylphrun/runtime/" not in f.filename.replace("\\", "/")
+    ]
+    lines = traceback.format_list(frames)
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)
+
+
+class Execution:
+    """One claim of one run: the journal's view of its steps plus what this attempt did."""
+
+    def __init__(
+        self, conn: Connection, claim: store.Claim, task: Task, *,
+        threads: Executor, on_ready_work: Callable[..., None] = lambda peers=False: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.conn = conn
+        self.claim = claim
+        self.task = task
+        self.run_id = claim.run_id
+        self.epoch = claim.epoch
+        self.attempt = claim.attempt
+        self.threads = threads
+        # Plain `def` task functions block a thread for the whole run: a pool of their own,
+        # or runs waiting on their steps could take every thread their steps need.
+        self.body_threads: Executor = threads
+        self.on_ready_work = on_ready_work
+        self.clock = clock
+        self.loop = asyncio.get_running_loop()
+        self.journal: dict[str, JournaledStep] = replay_state(conn, claim.run_id)
+        self._next_seq = max((s.seq for s in self.journal.values()), default=0)
+        self._name_counts: Counter[str] = Counter()
+        self.doom: str | None = claim.doom
+        self.releasing = False
+        # Suspension bookkeeping.
+        self.pending_children: set[str] = set()
+        self.wake_times: list[float] = []
+        self.running: dict[str, asyncio.Task | None] = {}
+        self.blocked: Counter[str | None] = Counter()
+        self._barrier: asyncio.Future[None] = self.loop.create_future()
+        self._check_scheduled = False
+        self._children: dict[str, model.RunResult] | None = None
+        self.compensations: list[tuple[str, str, Callable[..., Any], Any]] = []
+        self.triggers_in_step: Counter[str] = Counter()
+        self.thread_steps = 0
+
+    # -- keys and sequence --------------------------------------------------------------
+
+    def next_key(self, name: str) -> str:
+        """`name`, then `name#2`, `name#3`...: assigned at call time, so deterministic."""
+        self._name_counts[name] += 1
+        n = self._name_counts[name]
+        return name if n == 1 else f"{name}#{n}"
+
+    def seq_for(self, key: str) -> int:
+        rec = self.journal.get(key)
+        if rec is not None:
+            return rec.seq
+        self._next_seq += 1
+        return self._next_seq
+
+    # -- suspension barrier -------------------------------------------------------------
+
+    @property
+    def suspending(self) -> bool:
+        return self._barrier.done()
+
+    async def block(self, scope_key: str | None) -> None:
+        """Wait until the run suspends (it raises `Suspend`): the caller waits on something
+        that will not happen during this execution (a child, a timer)."""
+        self.blocked[scope_key] += 1
+        self._schedule_check()
+        try:
+            await asyncio.shield(self._barrier)
+        finally:
+            self.blocked[scope_key] -= 1
+        raise Suspend()  # pragma: no cover - the barrier only ever carries Suspend
+
+    def _schedule_check(self) -> None:
+        if self._check_scheduled or self._barrier.done():
+            return
+        self._check_scheduled = True
+        # Two loop turns: tasks that asyncio.gather just created get to run to their
+        # first await (and register their own waits) before we decide.
+        self.loop.call_soon(self.loop.call_soon, self._check)
+
+    def _check(self) -> None:
+        self._check_scheduled = False
+        if self._barrier.done() or not (self.pending_children or self.wake_times):
+            return
+        if all(self.blocked[key] > 0 for key in self.running):
+            self._barrier.set_exception(Suspend())
+            self._barrier.exception()  # mark retrieved: awaiters get it through shield
+
+    def step_finished(self, key: str) -> None:
+        self.running.pop(key, None)
+        if self.pending_children or self.wake_times:
+            self._schedule_check()
+
+    # -- children ----------------------------------------------------------------------
+
+    def child_result(self, run_id: str) -> model.RunResult | None:
+        if self._children is None:
+            self._children = finished_children(self.conn, self.run_id)
+        found = self._children.get(run_id)
+        if found is None and run_id not in self._children:
+            # Not one of ours, or not finished when we looked: ask once for this id.
+            found = run_results(self.conn, [run_id]).get(run_id)
+            if found is not None:
+                self._children[run_id] = found
+        return found
+
+    # -- time ---------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock()
+
+
+def _handling_failure() -> bool:
+    """True while user code is inside an `except` block: a step run there is compensation."""
+    return sys.exc_info()[1] is not None
+
+
+class Steps:
+    """`ctx.step`: durable steps for an async task function."""
+
+    def __init__(self, execution: Execution) -> None:
+        self._ex = execution
+
+    def run(
+        self, name: str, fn: Callable[..., Any], *args: Any,
+        retry: Retry | None = None, compensate: Callable[[Any], Any] | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[Any]:
+        """Run `fn(*args, **kwargs)` as the durable step `name`, or return its journaled result.
+
+        The key is taken here, synchronously, so `asyncio.gather(step.run("a", f),
+        step.run("a", g))` gives `a` and `a#2` in argument order on every replay.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("step name must be a non-empty string")
+        if not callable(fn):
+            raise TypeError(f"step {name!r}: fn must be callable")
+        ex = self._ex
+        key = ex.next_key(name)
+        kind = model.COMPENSATION if _handling_failure() else model.STEP
+        return run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
+
+    async def sleep(self, name: str, seconds: float) -> None:
+        """A durable sleep: the run suspends and no worker is held while it sleeps."""
+        ex = self._ex
+        key = ex.next_key(name)
+        await durable_sleep(ex, key, name, float(seconds))
+
+    @property
+    def idempotency_key(self) -> str:
+        """A stable string for the current step, the same on every attempt and replay:
+        pass it to external APIs so they can deduplicate a retried call."""
+        scope = current_scope.get()
+        if scope is None or scope.step_key is None:
+            raise RuntimeError("ctx.step.idempotency_key is only available inside a step function")
+        return f"{scope.execution.run_id}:{scope.step_key}"
+
+
+class SyncSteps:
+    """`ctx.step` for a plain `def` task function, which runs in a thread: each call runs
+    the step on the worker's event loop and returns its value."""
+
+    def __init__(self, steps: Steps) -> None:
+        self._steps = steps
+
+    def run(self, name: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        ex = self._steps._ex
+        # Capture "inside an except block" here, in the user's thread, where it is true.
+        key = ex.next_key(name)
+        kind = model.COMPENSATION if _handling_failure() else model.STEP
+        retry = kwargs.pop("retry", None)
+        compensate = kwargs.pop("compensate", None)
+        coro = run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
+        return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
+
+    def sleep(self, name: str, seconds: float) -> None:
+        ex = self._steps._ex
+        key = ex.next_key(name)
+        coro = durable_sleep(ex, key, name, float(seconds))
+        return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
+
+    @property
+    def idempotency_key(self) -> str:
+        return self._steps.idempotency_key
+
+
+async def run_step(
+    ex: Execution, key: str, name: str, kind: str, fn: Callable[..., Any], args: tuple,
+    kwargs: dict, retry: Retry | None, compensate: Callable[[Any], Any] | None,
+) -> Any:
+    """Replay-or-record for one step."""
+    rec = ex.journal.get(key)
+    if rec is not None and rec.status == model.STEP_COMPLETED:
+        value = json.loads(rec.output) if rec.output is not None else None
+        if compensate is not None:
+            ex.compensations.append((key, name, compensate, value))
+        return value
+    if rec is not None and rec.status == model.STEP_FAILED and rec.run_attempt == ex.attempt:
+        # Failed for good earlier in this same attempt (we are resuming after a crash or a
+        # suspension): fail the same way again instead of repeating its side effects.
+        error_type, _, message = (rec.error or "Error").partition(": ")
+        raise StepFailed(key, error_type, message, non_retriable=rec.fatal)
+    if ex.releasing:
+        raise Release()
+    if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
+        ex.wake_times.append(rec.retry_at)
+        await ex.block(current_scope.get().step_key if current_scope.get() else None)
+    if ex.doom is not None and kind == model.STEP:
+        return _fail_doomed_step(ex, key, name, kind, rec)
+
+    attempt_no = rec.attempts + 1 if rec is not None else 1
+    seq = ex.seq_for(key)
+    started = ex.now()
+    store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
+                            seq=seq, run_attempt=ex.attempt, now=started)
+    outer = current_scope.get()
+    token = current_scope.set(Scope(ex, key))
+    ex.running[key] = asyncio.current_task()
+    try:
+        result = await _call(ex, fn, args, kwargs)
+        if ex.suspending:
+            raise Suspend()
+        output = codec.dumps(result, what=f"step {key!r} result")
+    except asyncio.CancelledError:
+        if ex.doom is not None and not ex.suspending:
+            # The run hit its timeout while this async step ran: the step fails with it.
+            return _fail_doomed_step(ex, key, name, kind, rec, started=True)
+        raise
+    except (Suspend, Release, store.LeaseLost):
+        raise
+    except Exception as exc:
+        if ex.suspending:
+            raise Suspend() from None  # the step swallowed a suspension (gather return_exceptions)
+        fatal = isinstance(exc, (NonRetriableError, NotJSONSerializable))
+        policy = retry or (COMPENSATION_RETRY if kind == model.COMPENSATION else None)
+        now = ex.now()
+        if policy is not None and not fatal and ex.doom is None and attempt_no < policy.max_attempts:
+            retry_at = now + policy.delay(attempt_no)
+            store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=error_text(exc),
+                                      traceback=user_traceback(exc), retry_at=retry_at, now=now)
+            ex.wake_times.append(retry_at)
+            current_scope.reset(token)
+            token = None
+            ex.step_finished(key)
+            await ex.block(outer.step_key if outer else None)
+        store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=error_text(exc),
+                                  traceback=user_traceback(exc), retry_at=None, fatal=fatal, now=now)
+        raise StepFailed(key, type(exc).__name__, str(exc), non_retriable=fatal) from exc
+    finally:
+        if token is not None:
+            current_scope.reset(token)
+        ex.step_finished(key)
+    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key, output=output, now=ex.now())
+    value = json.loads(output)
+    ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
+                                    ex.attempt, seq, None, False)
+    if compensate is not None:
+        ex.compensations.append((key, name, compensate, value))
+    return value
+
+
+def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, rec: JournaledStep | None,
+                      started: bool = False) -> Any:
+    """The run overran its timeout: this step, the first not completed, fails with it."""
+    now = ex.now()
+    if not started:
+        store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
+                                seq=ex.seq_for(key), run_attempt=ex.attempt, now=now)
+    store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=ex.doom or "",
+                              traceback=None, retry_at=None, now=now)
+    error_type, _, message = (ex.doom or "TaskTimeout").partition(": ")
+    raise StepFailed(key, error_type, message)
+
+
+async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+    """Await a coroutine function; run a plain function in a thread (so parallel steps are
+    parallel); await whatever awaitable a plain function returns (`lambda: fetch(x)`)."""
+    if inspect.iscoroutinefunction(fn):
+        result = await fn(*args, **kwargs)
+    else:
+        ctx = contextvars.copy_context()
+        ex.thread_steps += 1
+        try:
+            result = await ex.loop.run_in_executor(
+                ex.threads, functools.partial(ctx.run, fn, *args, **kwargs)
+            )
+        finally:
+            ex.thread_steps -= 1
+    while inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+async def durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> None:
+    rec = ex.journal.get(key)
+    if rec is not None and rec.status == model.STEP_COMPLETED:
+        return
+    if rec is not None and rec.output:
+        wake_at = json.loads(rec.output)["wake_at"]
+    else:
+        wake_at = ex.now() + max(0.0, seconds)
+        output = json.dumps({"wake_at": wake_at})
+        seq = ex.seq_for(key)
+        store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
+                                  kind=model.SLEEP, seq=seq, run_attempt=ex.attempt,
+                                  output=output, now=ex.now())
+        ex.journal[key] = JournaledStep(model.STEP_WAITING, model.SLEEP, output, None, 1,
+                                        ex.attempt, seq, None, False)
+    if ex.now() < wake_at:
+        ex.wake_times.append(wake_at)
+        scope = current_scope.get()
+        await ex.block(scope.step_key if scope else None)
+    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key,
+                             output=json.dumps({"wake_at": wake_at}), now=ex.now())
+
+
+async def wait_for_run(ex: Execution, run_id: str) -> model.RunResult:
+    """Inside a run: a finished run's result, or suspend until it finishes."""
+    found = ex.child_result(run_id)
+    if found is not None:
+        return found
+    ex.pending_children.add(run_id)
+    scope = current_scope.get()
+    await ex.block(scope.step_key if scope else None)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,192 @@
+"""The supervisor: starts N worker processes, restarts dead ones, enforces timeouts.
+
+It watches each worker's process sentinel, so a worker killed by a signal is noticed at
+once and its runs are handed back right away (not after a lease expires). A run whose
+step overruns the task's timeout in a thread cannot be interrupted from Python; the
+supervisor replaces that worker's process.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from multiprocessing.connection import wait as wait_sentinels
+
+import psutil
+
+from sylphrun.config import Config
+from sylphrun.journal import Connection, queries, store
+from sylphrun.journal.ids import new_worker_id
+from sylphrun.runtime.worker import WorkerSettings, worker_main
+
+log = logging.getLogger("sylphrun.supervisor")
+
+# A run past its deadline by this much is stuck in a thread: replace its worker.
+TIMEOUT_GRACE = 2.0
+
+
+@dataclass
+class WorkerProcess:
+    index: int
+    worker_id: str
+    process: multiprocessing.process.BaseProcess
+    started: float
+    killed_on_purpose: bool = False
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Supervisor:
+    def __init__(
+        self, config: Config, *, workers: int | None = None, lease_seconds: float = 10.0,
+        heartbeat_seconds: float = 2.0, on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.count = workers or config.worker_count
+        self.template = WorkerSettings(config=config, worker_id="", supervisor_pid=os.getpid(),
+                                       lease_seconds=lease_seconds,
+                                       heartbeat_seconds=heartbeat_seconds)
+        self.on_event = on_event or (lambda msg: log.info(msg))
+        self.procs: list[WorkerProcess] = []
+        self.stopping = False
+        self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
+        self.conn = Connection(config.journal, durability=config.durability)
+        self._recent_deaths: list[float] = []
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.recover_vanished_workers()
+        for i in range(self.count):
+            self.procs.append(self._spawn(i))
+
+    def _spawn(self, index: int) -> WorkerProcess:
+        worker_id = new_worker_id()
+        settings = replace(self.template, worker_id=worker_id)
+        proc = self.mp.Process(target=worker_main, args=(settings,), name=f"sylphrun-worker-{index}")
+        proc.start()
+        return WorkerProcess(index, worker_id, proc, time.monotonic())
+
+    def recover_vanished_workers(self) -> None:
+        """Runs held by workers of this host that died with their supervisor (kill -9 of
+        everything, a reboot) are released now instead of when their leases expire."""
+        host = socket.gethostname()
+        stale = queries.stale_workers(self.conn, now=time.time(),
+                                      stale_after=3 * self.template.heartbeat_seconds)
+        for w in stale:
+            if w.host == host and not psutil.pid_exists(w.pid):
+                requeued, failed = store.release_worker_runs(
+                    self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
+                store.unregister_worker(self.conn, w.id, time.time())
+                if requeued or failed:
+                    self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
+
+    def wait_ready(self, timeout: float = 30.0) -> bool:
+        """Block until every worker has registered in the journal (for tests and benches)."""
+        deadline = time.monotonic() + timeout
+        ids = {p.worker_id for p in self.procs}
+        while time.monotonic() < deadline:
+            live = {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
+            if ids <= live:
+                return True
+            self.poll(0.02)
+        return False
+
+    def poll(self, timeout: float = 0.2) -> None:
+        """Wait up to `timeout` for a worker to die, then handle deaths and timeouts."""
+        sentinels = {p.process.sentinel: p for p in self.procs}
+        if sentinels:
+            wait_sentinels(list(sentinels), timeout)
+        else:
+            time.sleep(timeout)
+        for wp in list(self.procs):
+            if wp.process.exitcode is not None:
+                self._handle_exit(wp)
+        if not self.stopping:
+            self._enforce_timeouts()
+
+    def _handle_exit(self, wp: WorkerProcess) -> None:
+        self.procs.remove(wp)
+        wp.process.join(0)
+        how = describe_exit(wp.process.exitcode)
+        crashed = not (self.stopping or wp.killed_on_purpose) and wp.process.exitcode != 0
+        requeued, failed = store.release_worker_runs(
+            self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
+        store.unregister_worker(self.conn, wp.worker_id, time.time())
+        if self.stopping:
+            return
+        detail = f"; released {len(requeued)} run(s)" if requeued else ""
+        if failed:
+            detail += f"; failed {len(failed)} run(s) that killed it {store.MAX_CRASHES} times"
+        self.on_event(f"worker {wp.index} {how}{detail}; restarting it")
+        now = time.monotonic()
+        self._recent_deaths = [t for t in self._recent_deaths if now - t < 10] + [now]
+        if len(self._recent_deaths) > 4 * self.count:
+            time.sleep(1.0)  # a crash loop: do not spin at full speed
+        self.procs.append(self._spawn(wp.index))
+
+    def _enforce_timeouts(self) -> None:
+        by_id = {p.worker_id: p for p in self.procs}
+        overdue = queries.overdue_runs(self.conn, list(by_id), now=time.time() - TIMEOUT_GRACE)
+        for run_id, task_id, worker_id in overdue:
+            wp = by_id.get(worker_id)
+            if wp is None or wp.killed_on_purpose:
+                continue
+            store.doom_run(self.conn, run_id, error=(
+                f"TaskTimeout: task {task_id!r} exceeded its timeout; its worker was replaced "
+                "to stop a step that did not return"), now=time.time())
+            self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
+            wp.killed_on_purpose = True
+            _kill(wp.process.pid)
+
+    def stop(self, *, graceful: bool = True, grace: float = 5.0) -> None:
+        """Graceful: workers hand in-flight runs back at a step boundary, then exit.
+        Not graceful: kill them now; their runs are released (not counted as crashes)."""
+        self.stopping = True
+        for wp in self.procs:
+            if wp.process.exitcode is None:
+                if graceful:
+                    wp.process.terminate()  # SIGTERM: the worker drains
+                else:
+                    wp.killed_on_purpose = True
+                    _kill(wp.process.pid)
+        deadline = time.monotonic() + (grace + 2 if graceful else 2)
+        while self.procs and time.monotonic() < deadline:
+            self.poll(0.05)
+        for wp in list(self.procs):
+            wp.killed_on_purpose = True
+            _kill(wp.process.pid)
+            wp.process.join(2)
+            self._handle_exit(wp)
+        self.conn.close()
+
+    def kill_worker(self, index: int) -> int:
+        """SIGKILL one worker (tests, torture): returns the pid killed."""
+        wp = next(p for p in self.procs if p.index == index)
+        pid = wp.process.pid
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+def _kill(pid: int | None) -> None:
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass

@@ -1,0 +1,223 @@
+"""One worker process: claims runs from the journal and executes several at once on an
+asyncio loop. Started by the supervisor with the "spawn" method; shares nothing with
+other processes but the journal file (and best-effort wake-up datagrams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sylphrun.config import Config
+from sylphrun.define import Task
+from sylphrun.journal import Connection, queries, store
+from sylphrun.runtime import wake
+from sylphrun.runtime.run import execute
+from sylphrun.runtime.steps import Execution
+
+log = logging.getLogger("sylphrun.worker")
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    config: Config
+    worker_id: str
+    supervisor_pid: int | None = None
+    lease_seconds: float = 10.0
+    heartbeat_seconds: float = 2.0
+    # Fallback poll when no wake-up datagram arrives (another tool wrote the journal).
+    poll_seconds: float = 0.25
+    # How long a stopping worker lets in-flight steps finish before it hands runs back.
+    grace_seconds: float = 3.0
+
+
+def worker_main(settings: WorkerSettings) -> None:
+    """Entry point of a worker process (the target the supervisor spawns)."""
+    # Ctrl-C reaches the whole process group; the supervisor decides how to stop us.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
+                        format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    from sylphrun.discover import discover
+    from sylphrun.errors import SylphrunError
+
+    try:
+        tasks = discover(settings.config)
+    except SylphrunError as exc:
+        print(f"sylphrun worker: {exc}", file=sys.stderr)
+        sys.exit(3)
+    worker = Worker(settings, tasks)
+    asyncio.run(worker.serve())
+    # Threads stuck in a user's sync step must not keep a stopped worker alive.
+    os._exit(0)
+
+
+class Worker:
+    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task]) -> None:
+        self.settings = settings
+        self.tasks = tasks
+        self.id = settings.worker_id
+        self.slots = settings.config.slots
+        self.known = {t.id: (t.concurrency, t.timeout) for t in tasks.values()}
+        self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
+        self.stopping = False
+        self._peers: list[str] = []
+        self._peers_at = 0.0
+
+    async def serve(self) -> None:
+        cfg = self.settings.config
+        self.loop = asyncio.get_running_loop()
+        self.wake_event = asyncio.Event()
+        self.conn = Connection(cfg.journal, durability=cfg.durability)
+        self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
+        self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
+        self.sock, self.addr = wake.bind_wake_socket(self.id)
+        store.register_worker(self.conn, self.id, pid=os.getpid(), host=socket.gethostname(),
+                              supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
+                              now=time.time())
+        self.loop.add_reader(self.sock.fileno(), self._on_poke)
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
+        beat_stop = threading.Event()
+        beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
+        beat.start()
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            beat_stop.set()
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+            wake.cleanup(self.addr)
+            store.unregister_worker(self.conn, self.id, time.time())
+            self.conn.close()
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight runs are handed back at their next step boundary."""
+        self.stopping = True
+        for ex, _ in self.active.values():
+            ex.releasing = True
+        self.wake_event.set()
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        s = self.settings
+        while not self.stopping:
+            self.wake_event.clear()
+            free = self.slots - len(self.active)
+            now = time.time()
+            if free > 0 and queries.has_ready_work(self.conn, now):
+                claims, _ = store.claim_runs(self.conn, self.id, free, lease_seconds=s.lease_seconds,
+                                             known_tasks=self.known, now=now)
+                for claim in claims:
+                    self._start(claim)
+                if claims and len(claims) < free:
+                    continue
+            timeout = s.poll_seconds
+            nxt = queries.next_ready_at(self.conn)
+            if nxt is not None and nxt > now:
+                timeout = min(timeout, nxt - now)
+            try:
+                await asyncio.wait_for(self.wake_event.wait(), timeout)
+            except TimeoutError:
+                pass
+
+    def _start(self, claim: store.Claim) -> None:
+        task = self.tasks[claim.task_id]
+        ex = Execution(self.conn, claim, task, threads=self.step_threads,
+                       on_ready_work=self._ready_work)
+        ex.body_threads = self.run_threads
+        t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
+        self.active[claim.run_id] = (ex, t)
+
+    async def _execute(self, ex: Execution) -> None:
+        outcome = "error"
+        try:
+            outcome = await execute(ex)
+        except asyncio.CancelledError:
+            outcome = "lost"
+        except Exception:  # a bug of ours: hand the run back rather than strand it
+            log.exception("run %s: internal error; releasing it", ex.run_id)
+            try:
+                store.release_run(self.conn, ex.run_id, ex.epoch, time.time())
+            except Exception:
+                log.exception("run %s: could not release", ex.run_id)
+        finally:
+            self.active.pop(ex.run_id, None)
+            self.wake_event.set()
+        log.debug("run %s %s", ex.run_id, outcome)
+
+    def _ready_work(self, peers: bool = False) -> None:
+        self.wake_event.set()
+        if peers:
+            now = time.time()
+            if now - self._peers_at > 1.0:
+                self._peers_at = now
+                self._peers = [w.wake_addr for w in queries.live_workers(
+                    self.conn, now=now, stale_after=3 * self.settings.heartbeat_seconds)
+                    if w.id != self.id and w.wake_addr]
+            wake.poke(self._peers)
+
+    def _on_poke(self) -> None:
+        wake.drain(self.sock)
+        self.wake_event.set()
+        if self.active:
+            self._drop_lost(self._lost_runs())
+
+    def _lost_runs(self) -> list[str]:
+        states = queries.lease_states(self.conn, list(self.active))
+        return [rid for rid, (ex, _) in self.active.items()
+                if states.get(rid, (None, None)) != (ex.epoch, "running")]
+
+    def _drop_lost(self, run_ids: list[str]) -> None:
+        """Runs cancelled or taken over: stop executing them now, write nothing more."""
+        for rid in run_ids:
+            entry = self.active.get(rid)
+            if entry is not None:
+                entry[1].cancel()
+
+    # -- heartbeat ----------------------------------------------------------------------
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Renews leases from a thread of its own, so a user's step that blocks the event
+        loop does not make this worker's runs look abandoned."""
+        s = self.settings
+        conn = Connection(s.config.journal, durability=s.config.durability)
+        try:
+            while not stop.wait(s.heartbeat_seconds):
+                held = {rid: ex.epoch for rid, (ex, _) in dict(self.active).items()}
+                try:
+                    lost = store.heartbeat(conn, self.id, held, lease_seconds=s.lease_seconds,
+                                           now=time.time())
+                except Exception:
+                    log.exception("heartbeat failed")
+                    continue
+                if lost:
+                    self.loop.call_soon_threadsafe(self._drop_lost, lost)
+                if s.supervisor_pid and os.getppid() != s.supervisor_pid:
+                    # Our supervisor died (kill -9): stop, handing our runs back.
+                    self.loop.call_soon_threadsafe(self.stop)
+        finally:
+            conn.close()
+
+    # -- stopping -----------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        deadline = time.monotonic() + self.settings.grace_seconds
+        while self.active and time.monotonic() < deadline:
+            self.wake_event.clear()
+            try:
+                await asyncio.wait_for(self.wake_event.wait(), 0.05)
+            except TimeoutError:
+                pass
+        now = time.time()
+        for rid, (ex, t) in list(self.active.items()):
+            store.release_run(self.conn, rid, ex.epoch, now)
+            t.cancel()

@@ -1,0 +1,224 @@
+"""Triggering runs and waiting for them, outside a run and inside one.
+
+Outside a run (a script, the CLI) a trigger just enqueues into the journal and pokes the
+workers. Inside a run it is a journaled step: the children and the completed step are
+written in one transaction, so a retried or resumed parent finds the step and never
+creates its children twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sylphrun import codec, model
+from sylphrun.errors import InvalidPayload, UnknownRun
+from sylphrun.journal import Connection, RunSpec, queries, store
+
+# Workers heartbeat every 2 s; one missed beat more and we call a worker gone.
+WORKER_STALE_AFTER = 6.0
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A triggered run. `await handle.wait_for_completion()` gives its `RunResult`."""
+
+    run_id: str
+    task_id: str
+    journal: Path | None = field(default=None, compare=False, repr=False)
+
+    async def wait_for_completion(self, timeout: float | None = None) -> model.RunResult:
+        """The run's result once it finishes. Inside a run the caller suspends meanwhile
+        (no worker slot is held); outside, this polls the journal."""
+        from sylphrun.runtime.steps import current_scope, wait_for_run
+
+        scope = current_scope.get()
+        if scope is not None:
+            return await wait_for_run(scope.execution, self.run_id)
+        conn = Connection(self.journal or _script_journal(), create=False)
+        try:
+            return await wait_for_result(conn, self.run_id, timeout=timeout)
+        finally:
+            conn.close()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "task_id": self.task_id}
+
+
+@dataclass(frozen=True)
+class BatchHandle:
+    """The runs of one `batch_trigger`, in payload order."""
+
+    runs: list[RunHandle]
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [h.run_id for h in self.runs]
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __iter__(self):
+        return iter(self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run_ids": self.run_ids}
+
+
+def encode_payload(payload: Any) -> str:
+    """A run's payload is a JSON object; `None` means `{}`."""
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise InvalidPayload(
+            f"a payload must be a JSON object (a dict), not {type(payload).__name__}"
+        )
+    try:
+        return codec.dumps(payload, what="payload")
+    except TypeError as exc:
+        raise InvalidPayload(str(exc)) from None
+
+
+def _script_journal() -> Path:
+    from sylphrun.config import journal_path_for_scripts
+
+    return journal_path_for_scripts()
+
+
+def poke_workers(conn: Connection) -> None:
+    from sylphrun.runtime.wake import poke
+
+    workers = queries.live_workers(conn, now=time.time(), stale_after=WORKER_STALE_AFTER)
+    poke(w.wake_addr for w in workers)
+
+
+def enqueue(conn: Connection, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
+    """Create runs outside any run and wake the workers."""
+    results = store.enqueue_runs(conn, specs, time.time())
+    if any(created for _, created in results):
+        poke_workers(conn)
+    return results
+
+
+async def trigger(task_id: str, payload: Any = None, *, idempotency_key: str | None = None) -> RunHandle:
+    handles = await _trigger_many(task_id, [payload], idempotency_key=idempotency_key, batch=False)
+    return handles[0]
+
+
+async def batch_trigger(task_id: str, payloads: list[Any]) -> BatchHandle:
+    return BatchHandle(await _trigger_many(task_id, payloads, idempotency_key=None, batch=True))
+
+
+async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key: str | None = None) -> model.RunResult:
+    from sylphrun.runtime.steps import current_scope
+
+    handle = await trigger(task_id, payload, idempotency_key=idempotency_key)
+    scope = current_scope.get()
+    if scope is None or scope.step_key is not None:
+        return await handle.wait_for_completion()
+    return await _journaled_wait(scope.execution, task_id, handle.run_id)
+
+
+async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: str | None,
+                        batch: bool) -> list[RunHandle]:
+    from sylphrun.runtime.steps import current_scope
+
+    encoded = [encode_payload(p) for p in payloads]
+    scope = current_scope.get()
+    if scope is None:
+        path = _script_journal()
+        conn = Connection(path)
+        try:
+            results = enqueue(conn, [RunSpec(task_id, p, idempotency_key) for p in encoded])
+        finally:
+            conn.close()
+        return [RunHandle(rid, task_id, path) for rid, _ in results]
+    ex = scope.execution
+    if scope.step_key is not None:
+        # Inside a step function: no step record of its own, so derive idempotency keys
+        # from the step; a re-executed step finds the children it already created.
+        base = f"{ex.run_id}:{scope.step_key}:{ex.triggers_in_step[scope.step_key]}"
+        ex.triggers_in_step[scope.step_key] += 1
+        specs = [
+            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key)
+            for i, p in enumerate(encoded)
+        ]
+        results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
+        ex.on_ready_work(peers=True)
+        return [RunHandle(rid, task_id) for rid, _ in results]
+    name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
+    key = ex.next_key(name)
+    rec = ex.journal.get(key)
+    if rec is not None and rec.status == model.STEP_COMPLETED:
+        ids = json.loads(rec.output)["run_ids"]
+        return [RunHandle(rid, task_id) for rid in ids]
+    specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
+    child_ids, _ = store.record_trigger_step(
+        ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
+        run_attempt=ex.attempt, specs=specs,
+        output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
+        now=ex.now(),
+    )
+    ex.on_ready_work(peers=True)
+    return [RunHandle(rid, task_id) for rid in child_ids]
+
+
+async def _journaled_wait(ex: Any, task_id: str, run_id: str) -> model.RunResult:
+    """`trigger_and_wait` in a run body: a `wait` step holding the child's result."""
+    from sylphrun.runtime.steps import wait_for_run
+
+    name = f"wait:{task_id}"
+    key = ex.next_key(name)
+    rec = ex.journal.get(key)
+    if rec is not None and rec.status == model.STEP_COMPLETED:
+        data = json.loads(rec.output)
+        return model.RunResult(data["run_id"], data["status"], data["ok"], data["output"], data["error"])
+    seq = ex.seq_for(key)
+    started = ex.now()
+    if rec is None:
+        store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
+                                  kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
+                                  output=json.dumps({"run_id": run_id}), now=started)
+    result = await wait_for_run(ex, run_id)
+    store.record_completed_step(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
+                                kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
+                                output=codec.dumps(result), started_at=started, now=ex.now())
+    return result
+
+
+async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | None = None,
+                          poll: float = 0.005, on_no_workers: Any = None) -> model.RunResult:
+    """Poll the journal until the run finishes (outside a run). `PRAGMA data_version` makes
+    each idle poll a few microseconds; nothing is read until something was committed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    seen_version = None
+    warned = False
+    next_worker_check = 0.0
+    while True:
+        version = conn.data_version()
+        if version != seen_version:
+            seen_version = version
+            attempt_status = queries.run_fields(conn, run_id)
+            if attempt_status[1] in model.TERMINAL_STATES:
+                return queries.get_run(conn, run_id).result()
+        now = time.monotonic()
+        if on_no_workers is not None and not warned and now >= next_worker_check:
+            next_worker_check = now + 1.0
+            if not queries.live_workers(conn, now=time.time(), stale_after=WORKER_STALE_AFTER):
+                on_no_workers()
+                warned = True
+        if deadline is not None and now >= deadline:
+            raise TimeoutError(run_id)
+        await asyncio.sleep(poll)
+
+
+def get_result(conn: Connection, run_id: str) -> model.RunResult:
+    run = queries.get_run(conn, run_id)
+    if not run.finished:
+        raise UnknownRun(f"run {run_id} has not finished")
+    return run.result()
