@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -153,6 +154,11 @@ class Supervisor:
             self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
             wp.killed_on_purpose = True
             _kill(wp.process.pid)
+
+    def serve(self, stop: threading.Event, interval: float = 0.1) -> None:
+        """Supervise until `stop` is set (from a signal handler or another thread)."""
+        while not stop.is_set():
+            self.poll(interval)
 
     def stop(self, *, graceful: bool = True, grace: float = 5.0) -> None:
         """Graceful: workers hand in-flight runs back at a step boundary, then exit.

@@ -1,0 +1,160 @@
+"""Shared fixtures: a temp project with real task modules, real worker processes, a real
+journal file. Nothing of sylphrun's own is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sylphrun.config import Config, load_config
+from sylphrun.discover import discover
+from sylphrun.journal import Connection, queries
+from sylphrun.model import RunResult
+from sylphrun.runtime.supervisor import Supervisor
+from sylphrun.trigger import wait_for_result
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class Project:
+    """A project folder with a sylphrun.toml and task modules written by the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ledger = root / "ledger.txt"
+        self.ledger.touch()
+        self.write_config()
+
+    def write_config(self, extra: str = "", tasks: str = '["tasks"]') -> None:
+        (self.root / "sylphrun.toml").write_text(f"tasks = {tasks}\nworkers = 2\n{extra}")
+
+    def write_tasks(self, source: str, name: str = "tasks/main.py") -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = f"LEDGER = {str(self.ledger)!r}\n"
+        path.write_text(header + textwrap.dedent(source))
+        return path
+
+    def config(self) -> Config:
+        return load_config(self.root)
+
+    def ledger_lines(self) -> list[str]:
+        return [line for line in self.ledger.read_text().splitlines() if line]
+
+    def journal(self) -> Connection:
+        return Connection(self.config().journal)
+
+    def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the real `sylphrun` CLI in this project folder."""
+        return subprocess.run(
+            [sys.executable, "-m", "sylphrun", *args], cwd=self.root, capture_output=True,
+            text=True, input=input, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
+        )
+
+
+# Side-effect helper every test task module can import: appends one line to the ledger,
+# flushed and fsynced so a SIGKILL right after cannot lose it.
+LEDGER_HELPER = '''
+import os
+def record(ledger, line):
+    fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+'''
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    (tmp_path / "proj").mkdir()
+    proj = Project(tmp_path / "proj")
+    (proj.root / "ledger_helper.py").write_text(LEDGER_HELPER)
+    monkeypatch.chdir(proj.root)
+    monkeypatch.setenv("PYTHONPATH", str(proj.root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return proj
+
+
+class Engine:
+    """Real supervisor + spawned workers, supervised from a background thread."""
+
+    def __init__(self, project: Project, **kwargs) -> None:
+        self.project = project
+        self.config = project.config()
+        # Each test's project has its own `tasks` package: forget the previous test's.
+        for name in [m for m in sys.modules if m == "tasks" or m.startswith("tasks.")]:
+            del sys.modules[name]
+        sys.path[:] = [p for p in sys.path if not p.endswith("/proj")]
+        sys.path.insert(0, str(project.root))
+        self.tasks = discover(self.config)
+        self.supervisor = Supervisor(self.config, **kwargs)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.conn = Connection(self.config.journal)
+
+    def start(self) -> Engine:
+        self.supervisor.start()
+        assert self.supervisor.wait_ready(30), "workers did not start"
+        self._thread = threading.Thread(target=self.supervisor.serve, args=(self._stop,), daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self.supervisor.stop(graceful=False)
+        self.conn.close()
+
+    def trigger(self, task_id: str, payload: dict | None = None, **kw) -> str:
+        handle = asyncio.run(self.tasks[task_id].trigger(payload or {}, **kw))
+        return handle.run_id
+
+    def wait(self, run_id: str, timeout: float = 30) -> RunResult:
+        return asyncio.run(wait_for_result(self.conn, run_id, timeout=timeout))
+
+    def run(self, task_id: str, payload: dict | None = None, timeout: float = 30) -> RunResult:
+        return self.wait(self.trigger(task_id, payload), timeout)
+
+    def steps(self, run_id: str):
+        return queries.steps_of(self.conn, run_id)
+
+    def run_record(self, run_id: str):
+        return queries.get_run(self.conn, run_id)
+
+    def worker_pids(self) -> list[int]:
+        return [p.process.pid for p in self.supervisor.procs]
+
+
+@pytest.fixture
+def engine_factory(project: Project) -> Iterator:
+    engines: list[Engine] = []
+
+    def make(**kwargs) -> Engine:
+        eng = Engine(project, **kwargs)
+        engines.append(eng)
+        return eng
+
+    yield make
+    for eng in engines:
+        eng.stop()
+
+
+def wait_until(predicate, timeout: float = 20, interval: float = 0.02, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}")
