@@ -246,7 +246,7 @@ def record_step_start(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
             " VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?)"
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
-            " attempts = attempts + 1, run_attempt = excluded.run_attempt,"
+            " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
             " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
             " fatal = 0",
             (run_id, key, name, kind, seq, run_attempt, now),
@@ -336,6 +336,12 @@ def suspend_run(
                 (child, run_id, child),
             ).rowcount
         ready_at = now if (children and not pending) else wake_at
+        # A step whose function was waiting (a fan-in collecting children) is parked with
+        # the run, not interrupted: resuming it is not a new attempt.
+        db.execute(
+            "UPDATE steps SET status = 'waiting' WHERE run_id = ? AND status = 'running'",
+            (run_id,),
+        )
         db.execute(
             "UPDATE runs SET status = 'waiting', ready_at = ?, lease_owner = NULL,"
             " lease_expires_at = NULL, deadline_at = NULL, updated_at = ? WHERE id = ?",
