@@ -181,6 +181,13 @@ class Supervisor:
             self._handle_exit(wp)
         self.conn.close()
 
+    def stop_now(self) -> None:
+        """From a second Ctrl-C during a graceful stop: kill the workers at once. `stop`
+        notices them dead and releases their runs."""
+        for wp in self.procs:
+            wp.killed_on_purpose = True
+            _kill(wp.process.pid)
+
     def kill_worker(self, index: int) -> int:
         """SIGKILL one worker (tests, torture): returns the pid killed."""
         wp = next(p for p in self.procs if p.index == index)

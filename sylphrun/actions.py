@@ -1,0 +1,89 @@
+"""What a user can do to runs: the one implementation behind the CLI and the dashboard.
+
+Each function validates its input before anything touches the journal, so a bad request
+changes nothing, then makes one journal write and wakes the workers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sylphrun.define import Task
+from sylphrun.errors import InvalidPayload, UnknownTask
+from sylphrun.journal import Connection, RunSpec, queries, store
+from sylphrun.trigger import encode_payload, enqueue, poke_workers
+
+# A payload is stored in the journal and replayed to every attempt; a few MB is a sign of
+# a mistake (pass a path or an id instead), and would bloat every read of the run.
+MAX_PAYLOAD_BYTES = 1_000_000
+
+
+def parse_payload(text: str | None) -> dict[str, Any]:
+    """A JSON object from the command line, or a one-line error saying what is wrong."""
+    if text is None or text.strip() == "":
+        return {}
+    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidPayload(
+            f"payload is {len(text.encode()):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} "
+            "(pass a file path or an id instead of the data)"
+        )
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidPayload(
+            f"payload is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
+            """example: --payload '{"order_id": 42}'"""
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidPayload(
+            f"payload must be a JSON object like {{\"key\": \"value\"}}, not a {type(value).__name__}"
+        )
+    return value
+
+
+def require_task(tasks: Mapping[str, Task], task_id: str) -> Task:
+    found = tasks.get(task_id)
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(task_id, list(tasks), n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    known = f" (known: {', '.join(sorted(tasks))})" if tasks and not close and len(tasks) <= 8 else ""
+    raise UnknownTask(f"unknown task {task_id!r}{hint}{known} (`sylphrun tasks` lists them)")
+
+
+def trigger_run(
+    conn: Connection, tasks: Mapping[str, Task], task_id: str, payload: dict[str, Any],
+    *, idempotency_key: str | None = None,
+) -> tuple[str, bool]:
+    """Start a run: (run id, created). With an idempotency key already used for this task,
+    the existing run's id comes back and nothing new is created."""
+    require_task(tasks, task_id)
+    encoded = encode_payload(payload)
+    [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key)])
+    return run_id, created
+
+
+def retry_run(conn: Connection, run_id: str) -> int:
+    """Resume a failed or cancelled run; returns the attempt number it will run as."""
+    run_id = queries.resolve_run_id(conn, run_id)
+    store.retry_run(conn, run_id, time.time())
+    poke_workers(conn)
+    return queries.get_run(conn, run_id).attempt
+
+
+def replay_run(conn: Connection, run_id: str, *, from_step: str | None = None) -> str:
+    run_id = queries.resolve_run_id(conn, run_id)
+    new_id = store.replay_run(conn, run_id, from_step=from_step, now=time.time())
+    poke_workers(conn)
+    return new_id
+
+
+def cancel_run(conn: Connection, run_id: str) -> list[str]:
+    run_id = queries.resolve_run_id(conn, run_id)
+    cancelled = store.cancel_run(conn, run_id, time.time())
+    poke_workers(conn)  # a worker executing it notices at once, not at its next heartbeat
+    return cancelled

@@ -1,0 +1,358 @@
+"""The `sylphrun` command line: a thin layer over the library.
+
+Errors a user can cause become one line on stderr and exit code 2 here, in one place
+(`_errors`). Exit codes: 0 success (run completed), 1 the run failed or was cancelled,
+2 bad usage or bad input. Heavy modules (Textual, watchfiles, the runtime) are imported
+inside the commands that need them, so `--help` and shell completion stay fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from sylphrun.errors import SylphrunError
+
+app = typer.Typer(
+    name="sylphrun",
+    help="Durable Python workflows, run locally over a SQLite journal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # locals can hold secrets; never print them
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+ProjectOpt = Annotated[
+    Path | None,
+    typer.Option("--project", "-p", help="Project folder (default: the current folder).",
+                 file_okay=False, show_default=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+_global_project: Path | None = None
+
+
+def _errors(fn: F) -> F:
+    """User mistakes become `error: <one line>` on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SylphrunError as exc:
+            fail(str(exc))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def fail(message: str, code: int = 2) -> None:
+    from sylphrun.render import safe
+
+    typer.echo(f"error: {safe(message)}", err=True)
+    raise typer.Exit(code)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _config(project: Path | None, *, required: bool = True):
+    from sylphrun.config import load_config
+
+    return load_config(project or _global_project, required=required)
+
+
+def _tasks(config):
+    from sylphrun.discover import discover
+
+    return discover(config)
+
+
+def _open_journal(config, *, create: bool = False):
+    from sylphrun.journal import Connection
+
+    return Connection(config.journal, durability=config.durability, create=create)
+
+
+def _journal_exists(config) -> bool:
+    return Path(config.journal).exists()
+
+
+@app.callback()
+def _main(project: ProjectOpt = None) -> None:
+    global _global_project
+    _global_project = project
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def trigger(
+    task: Annotated[str, typer.Argument(help="The task id.")],
+    payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object.")] = None,
+    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Reuse the run already started with this key.")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="With --wait: give up waiting after S seconds (the run goes on).", min=0)] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """Start a run of TASK; prints its id, or with --wait its result."""
+    from sylphrun import actions
+
+    data = actions.parse_payload(payload)  # validate before touching anything
+    config = _config(project)
+    tasks = _tasks(config)
+    actions.require_task(tasks, task)
+    conn = _open_journal(config, create=True)
+    try:
+        run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
+        if not wait and timeout is None:
+            if as_json:
+                typer.echo(json.dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
+                                       "created": created}))
+            else:
+                typer.echo(run_id)
+                if not created:
+                    typer.echo(f"(existing run for idempotency key {idempotency_key!r})", err=True)
+            return
+        _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+    finally:
+        conn.close()
+
+
+def _status(conn, run_id: str) -> str:
+    from sylphrun.journal import queries
+
+    return queries.get_run(conn, run_id).status
+
+
+def _wait_and_report(conn, run_id: str, *, timeout: float | None, as_json: bool) -> None:
+    from sylphrun import model
+    from sylphrun.journal import queries
+    from sylphrun.render import safe
+    from sylphrun.trigger import wait_for_result
+
+    def no_workers() -> None:
+        typer.echo(
+            f"waiting for {run_id}: no workers are running on this journal; start "
+            "`sylphrun dev` or `sylphrun worker` in another terminal", err=True)
+
+    try:
+        result = asyncio.run(wait_for_result(conn, run_id, timeout=timeout, on_no_workers=no_workers))
+    except TimeoutError:
+        run = queries.get_run(conn, run_id)
+        if as_json:
+            typer.echo(json.dumps({"run_id": run_id, "status": run.status, "output": None, "error": None}))
+        typer.echo(f"error: gave up waiting after {timeout:g} s; run {run_id} is {run.status} "
+                   f"(`sylphrun show {run_id}` follows it)", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({"run_id": result.run_id, "status": result.status,
+                               "output": result.output, "error": result.error}, ensure_ascii=False))
+    elif result.ok:
+        typer.echo(f"{run_id} completed")
+        typer.echo(safe(json.dumps(result.output, indent=2, ensure_ascii=False)))
+    else:
+        typer.echo(f"{run_id} {result.status}: {safe(result.error or '')}", err=True)
+    raise typer.Exit(0 if result.status == model.COMPLETED else 1)
+
+
+@app.command()
+@_errors
+def worker(
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Run workers (no reload, no dashboard) until SIGINT or SIGTERM."""
+    from sylphrun.runtime.serve import serve_workers
+
+    config = _config(project)
+    _tasks(config)  # an import error stops us here, before any process starts
+    raise typer.Exit(serve_workers(config, workers=workers, echo=lambda m: typer.echo(m, err=True)))
+
+
+# -- inspecting --------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def runs(
+    status: Annotated[str | None, typer.Option("--status", help="Only runs in this state.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)] = 50,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """List runs, newest first."""
+    from sylphrun import model
+    from sylphrun.journal import queries
+    from sylphrun.render import dumps, run_json, runs_table
+
+    if status is not None and status not in model.RUN_STATES:
+        fail(f"unknown status {status!r}; one of: {', '.join(model.RUN_STATES)}")
+    config = _config(project)
+    if not _journal_exists(config):
+        typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
+        return
+    conn = _open_journal(config)
+    try:
+        found = queries.list_runs(conn, status=status, task_id=task, limit=limit)
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(dumps([run_json(r) for r in found]))
+    elif not found:
+        typer.echo("no runs match")
+    else:
+        _console().print(runs_table(found))
+
+
+@app.command()
+@_errors
+def show(
+    run: Annotated[str, typer.Argument(help="A run id (or a unique prefix of one).")],
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """A run with its step tree, attempts and children."""
+    from sylphrun.journal import queries
+    from sylphrun.render import dumps, show_json, show_text
+
+    config = _config(project)
+    if not _journal_exists(config):
+        fail(f"no run {run!r}: there is no journal at {config.journal} yet")
+    conn = _open_journal(config)
+    try:
+        run_id = queries.resolve_run_id(conn, run)
+        record = queries.get_run(conn, run_id)
+        parts = (record, queries.steps_of(conn, run_id), queries.children_of(conn, run_id),
+                 queries.run_attempts(conn, run_id), queries.logs_of(conn, run_id))
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(dumps(show_json(*parts)))
+    else:
+        _console().print(show_text(*parts))
+
+
+@app.command()
+@_errors
+def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """The tasks discovered in the project."""
+    from rich.table import Table
+
+    from sylphrun.render import dumps, safe
+
+    config = _config(project)
+    found = _tasks(config)
+    rows = []
+    for t in sorted(found.values(), key=lambda t: t.id):
+        try:
+            source = os.path.relpath(t.source_file, config.project_dir)
+        except ValueError:
+            source = t.source_file
+        rows.append({"id": t.id, "retry": t.retry.to_json(), "concurrency": t.concurrency,
+                     "timeout": t.timeout, "source": f"{source}:{t.source_line}",
+                     "async": t.is_async})
+    if as_json:
+        typer.echo(dumps(rows))
+        return
+    if not rows:
+        typer.echo(f"no tasks found in {', '.join(config.tasks) or '(no `tasks` configured)'}")
+        return
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(safe(r["id"]), str(r["retry"]["max_attempts"] - 1),
+                      str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
+                      safe(r["source"]))
+    _console().print(table)
+
+
+# -- acting on runs ------------------------------------------------------------------------
+
+
+@app.command()
+@_errors
+def retry(
+    run: Annotated[str, typer.Argument(help="A failed or cancelled run.")],
+    project: ProjectOpt = None,
+) -> None:
+    """Resume a failed or cancelled run as a new attempt; completed steps are kept."""
+    from sylphrun import actions
+
+    conn = _existing_journal(project)
+    try:
+        attempt = actions.retry_run(conn, run)
+    finally:
+        conn.close()
+    typer.echo(f"{run} queued again (attempt {attempt}); completed steps will be skipped")
+
+
+@app.command()
+@_errors
+def replay(
+    run: Annotated[str, typer.Argument(help="The run to replay.")],
+    from_step: Annotated[str | None, typer.Option("--from-step", help="Copy the steps before STEP from the old run; run STEP and later again.")] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Start a new run with the same payload (optionally reusing steps before --from-step)."""
+    from sylphrun import actions
+
+    conn = _existing_journal(project)
+    try:
+        new_id = actions.replay_run(conn, run, from_step=from_step)
+    finally:
+        conn.close()
+    typer.echo(new_id)
+
+
+@app.command()
+@_errors
+def cancel(
+    run: Annotated[str, typer.Argument(help="The run to cancel (its unfinished children too).")],
+    project: ProjectOpt = None,
+) -> None:
+    """Cancel a run and its unfinished children."""
+    from sylphrun import actions
+
+    conn = _existing_journal(project)
+    try:
+        cancelled = actions.cancel_run(conn, run)
+    finally:
+        conn.close()
+    extra = f" and {len(cancelled) - 1} unfinished child run(s)" if len(cancelled) > 1 else ""
+    typer.echo(f"cancelled {cancelled[0]}{extra}")
+
+
+def _existing_journal(project: Path | None):
+    config = _config(project)
+    if not _journal_exists(config):
+        fail(f"there is no journal at {config.journal} yet: no run has been triggered")
+    return _open_journal(config)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

@@ -1,0 +1,247 @@
+"""Runs and steps as JSON documents (the CLI's contract) and as terminal text.
+
+User data (payloads, outputs, errors, step names) is never interpreted: it is rendered as
+`rich.text.Text`, not markup, and control characters are made visible, so a step output
+holding `[red]`, an ANSI escape or an OSC sequence cannot restyle or hijack the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from sylphrun import model
+
+# C0 controls except tab/newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+STATUS_STYLE = {
+    model.QUEUED: ("○", "cyan"),
+    model.RUNNING: ("●", "yellow"),
+    model.WAITING: ("◐", "blue"),
+    model.COMPLETED: ("✓", "green"),
+    model.FAILED: ("✗", "red"),
+    model.CANCELLED: ("⊘", "bright_black"),
+}
+STEP_STYLE = {
+    model.STEP_RUNNING: ("●", "yellow"),
+    model.STEP_COMPLETED: ("✓", "green"),
+    model.STEP_FAILED: ("✗", "red"),
+    model.STEP_RETRYING: ("↻", "magenta"),
+    model.STEP_WAITING: ("◐", "blue"),
+    model.STEP_INTERRUPTED: ("⚡", "bright_red"),
+}
+
+
+def safe(text: Any) -> str:
+    """Make control characters visible (`\\x1b` instead of an escape sequence)."""
+    s = text if isinstance(text, str) else str(text)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def duration(start: float | None, end: float | None, now: float | None = None) -> str:
+    if start is None:
+        return ""
+    seconds = (end if end is not None else (now or time.time())) - start
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def local_time(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
+
+
+# -- JSON documents ----------------------------------------------------------------------
+
+
+def run_json(run: model.Run) -> dict[str, Any]:
+    return {
+        "run_id": run.id,
+        "task_id": run.task_id,
+        "status": run.status,
+        "attempt": run.attempt,
+        "payload": run.payload,
+        "output": run.output,
+        "error": run.error,
+        "parent_run_id": run.parent_run_id,
+        "idempotency_key": run.idempotency_key,
+        "replay_of": run.replay_of,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "children": {
+            "total": run.children_total,
+            "done": run.children_done,
+            "failed": run.children_failed,
+        },
+    }
+
+
+def step_json(step: model.Step) -> dict[str, Any]:
+    return {
+        "key": step.key,
+        "name": step.name,
+        "kind": step.kind,
+        "status": step.status,
+        "attempts": step.attempts,
+        "output": step.output,
+        "error": step.error,
+        "started_at": iso(step.started_at),
+        "finished_at": iso(step.finished_at),
+        "retry_at": iso(step.retry_at),
+        "child_run_ids": step.child_run_ids,
+        "attempt_log": [
+            {
+                "attempt": a.attempt,
+                "status": a.status,
+                "error": a.error,
+                "traceback": a.traceback,
+                "started_at": iso(a.started_at),
+                "finished_at": iso(a.finished_at),
+            }
+            for a in step.attempt_log
+        ],
+    }
+
+
+def show_json(run: model.Run, steps: list[model.Step], children: list[model.Run],
+              attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> dict[str, Any]:
+    doc = run_json(run)
+    doc["steps"] = [step_json(s) for s in steps]
+    doc["child_runs"] = [
+        {"run_id": c.id, "task_id": c.task_id, "status": c.status, "error": c.error} for c in children
+    ]
+    doc["attempts"] = [
+        {"attempt": a.attempt, "status": a.status, "error": a.error, "traceback": a.traceback,
+         "started_at": iso(a.started_at), "finished_at": iso(a.finished_at)}
+        for a in attempts
+    ]
+    doc["logs"] = [
+        {"at": iso(line.at), "level": line.level, "message": line.message, "step": line.step_key}
+        for line in logs
+    ]
+    return doc
+
+
+def dumps(doc: Any) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+# -- terminal text ---------------------------------------------------------------------
+
+
+def status_text(status: str) -> Text:
+    symbol, style = STATUS_STYLE.get(status, ("?", ""))
+    return Text(f"{symbol} {status}", style=style)
+
+
+def runs_table(runs: list[model.Run]) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col in ("RUN", "TASK", "STATUS", "ATTEMPT", "STARTED", "DURATION", "CHILDREN"):
+        table.add_column(col, no_wrap=col in ("RUN", "STATUS"))
+    now = time.time()
+    for r in runs:
+        children = ""
+        if r.children_total:
+            children = f"{r.children_done}/{r.children_total}"
+            if r.children_failed:
+                children += f" ({r.children_failed} failed)"
+        table.add_row(
+            Text(r.id), Text(safe(r.task_id)), status_text(r.status), str(r.attempt),
+            local_time(r.started_at or r.created_at),
+            duration(r.started_at, r.finished_at, now) if r.started_at else "", children,
+        )
+    return table
+
+
+def _preview(value: Any, limit: int = 120) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
+    text = safe(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run],
+              attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> Group:
+    now = time.time()
+    head = Text()
+    head.append(run.id, style="bold")
+    head.append("  ")
+    head.append(safe(run.task_id), style="bold cyan")
+    head.append("  ")
+    head.append_text(status_text(run.status))
+    head.append(f"  attempt {run.attempt}")
+    if run.started_at:
+        head.append(f"  {duration(run.started_at, run.finished_at, now)}")
+    parts: list[Any] = [head]
+    if run.parent_run_id:
+        parts.append(Text(f"parent: {run.parent_run_id}", style="dim"))
+    if run.replay_of:
+        parts.append(Text(f"replay of: {run.replay_of}", style="dim"))
+    parts.append(Text(f"payload: {_preview(run.payload)}", style="dim"))
+    tree = Tree(Text("steps", style="bold"), guide_style="bright_black")
+    if not steps:
+        tree.add(Text("(no steps yet)", style="dim"))
+    for s in steps:
+        symbol, style = STEP_STYLE.get(s.status, ("?", ""))
+        label = Text()
+        if s.kind == model.COMPENSATION:
+            label.append("↩ ", style="magenta")
+        label.append(f"{symbol} ", style=style)
+        label.append(safe(s.key), style="bold")
+        if s.kind != model.STEP:
+            label.append(f" [{s.kind}]", style="magenta" if s.kind == model.COMPENSATION else "dim")
+        label.append(f" {s.status}", style=style)
+        if s.started_at:
+            label.append(f"  {duration(s.started_at, s.finished_at, now)}", style="dim")
+        if s.attempts > 1:
+            label.append(f"  {s.attempts} attempts", style="magenta")
+        node = tree.add(label)
+        for a in s.attempt_log:
+            node.add(Text(f"attempt {a.attempt} {a.status}: {safe(a.error or '')}",
+                          style="bright_red" if a.status == "interrupted" else "red"))
+        if s.status == model.STEP_RETRYING and s.retry_at:
+            node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))
+        if s.child_run_ids:
+            node.add(Text(f"{len(s.child_run_ids)} child run(s)", style="dim"))
+        elif s.status == model.STEP_COMPLETED and s.output is not None:
+            node.add(Text(f"→ {_preview(s.output)}", style="dim"))
+        if s.status == model.STEP_FAILED and s.error:
+            node.add(Text(safe(s.error), style="red"))
+    parts.append(tree)
+    if children:
+        done = sum(1 for c in children if c.finished)
+        failed = sum(1 for c in children if c.status in (model.FAILED, model.CANCELLED))
+        parts.append(Text(f"children: {done}/{len(children)} finished, {failed} failed"))
+        for c in [c for c in children if c.status in (model.FAILED, model.CANCELLED)][:10]:
+            parts.append(Text(f"  ✗ {c.id} {safe(c.error or c.status)}", style="red"))
+    failed_attempts = [a for a in attempts if a.status != model.COMPLETED]
+    for a in failed_attempts:
+        parts.append(Text(f"attempt {a.attempt} {a.status}: {safe(a.error or '')}", style="red"))
+    if run.status == model.COMPLETED:
+        parts.append(Text(f"output: {_preview(run.output, 2000)}", style="green"))
+    elif run.error:
+        parts.append(Text(f"error: {safe(run.error)}", style="red"))
+    if logs:
+        parts.append(Text("logs:", style="bold"))
+        for line in logs[-20:]:
+            parts.append(Text(f"  {local_time(line.at)} {line.level:<7} {safe(line.message)}"))
+    return Group(*parts)
