@@ -89,6 +89,7 @@ class Task:
         self.timeout = timeout
         self.is_async = inspect.iscoroutinefunction(run)
         self.source_file, self.source_line = _source_of(run)
+        self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.id!r} at {self.source_file}:{self.source_line}>"
@@ -116,14 +117,19 @@ class Task:
         return await trigger_and_wait(self.id, payload, idempotency_key=idempotency_key)
 
     def source_fingerprint(self) -> str:
-        """A hash of the run function's source, recorded with each attempt (for reload)."""
-        import hashlib
+        """A hash of the source of the module defining the task, recorded with each
+        execution: when a resumed run's fingerprint changed, the runtime checks the replay
+        for steps the new code no longer calls in the journal's order."""
+        if self._fingerprint is None:
+            import hashlib
 
-        try:
-            src = inspect.getsource(self.fn)
-        except (OSError, TypeError):
-            src = repr(self.fn)
-        return hashlib.sha256(src.encode()).hexdigest()[:12]
+            try:
+                with open(self.source_file, "rb") as f:
+                    src = f.read()
+            except OSError:
+                src = repr(self.fn).encode()
+            self._fingerprint = hashlib.sha256(src).hexdigest()[:12]
+        return self._fingerprint
 
 
 def _source_of(fn: Callable[..., Any]) -> tuple[str, int]:

@@ -46,6 +46,15 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class TaskTerms:
+    """What the claim path needs to know of a task a worker can run."""
+
+    concurrency: int | None = None
+    timeout: float | None = None
+    fingerprint: str | None = None
+
+
+@dataclass(frozen=True)
 class Claim:
     run_id: str
     task_id: str
@@ -55,6 +64,9 @@ class Claim:
     parent_run_id: str | None
     crash_count: int
     doom: str | None
+    # The code fingerprint of the previous execution (None on the first): when it differs
+    # from the code now running, the runtime checks the replay for divergence.
+    previous_fingerprint: str | None = None
 
 
 def _fence(db: sqlite3.Connection, run_id: str, epoch: int) -> None:
@@ -154,12 +166,13 @@ def claim_runs(
     limit: int,
     *,
     lease_seconds: float,
-    known_tasks: Mapping[str, tuple[int | None, float | None]],
+    known_tasks: Mapping[str, TaskTerms],
     now: float,
 ) -> tuple[list[Claim], list[str]]:
     """Claim up to `limit` ready runs: (claims, ids of runs failed for an unknown task).
 
-    `known_tasks` maps each task id this worker can run to (concurrency limit, timeout).
+    `known_tasks` maps each task id this worker can run to its terms (concurrency limit,
+    timeout, code fingerprint).
     A run whose lease expired (its worker froze or vanished) is claimable again. Every
     claim bumps the run's lease epoch, which fences out the previous holder.
     """
@@ -169,7 +182,8 @@ def claim_runs(
         return claims, unknown
     with conn.write() as db:
         quota: dict[str, int] = {}
-        for task_id, (concurrency, _) in known_tasks.items():
+        for task_id, terms in known_tasks.items():
+            concurrency = terms.concurrency
             if concurrency is not None:
                 running = db.execute(
                     "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?",
@@ -199,16 +213,20 @@ def claim_runs(
                 if quota[task_id] <= 0:
                     continue
                 quota[task_id] -= 1
-            timeout = known_tasks[task_id][1]
+            terms = known_tasks[task_id]
             _interrupt_running_steps(db, run_id, now)
+            previous = db.execute(
+                "SELECT code_fingerprint FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()[0]
             row = db.execute(
                 "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1,"
-                " lease_expires_at = ?, ready_at = NULL, deadline_at = ?,"
+                " lease_expires_at = ?, ready_at = NULL, deadline_at = ?, code_fingerprint = ?,"
                 " started_at = COALESCE(started_at, ?), updated_at = ?"
                 " WHERE id = ? RETURNING payload, attempt, lease_epoch, parent_run_id, crash_count, doom",
-                (worker_id, now + lease_seconds, now + timeout if timeout else None, now, now, run_id),
+                (worker_id, now + lease_seconds, now + terms.timeout if terms.timeout else None,
+                 terms.fingerprint, now, now, run_id),
             ).fetchone()
-            claims.append(Claim(run_id, task_id, *row))
+            claims.append(Claim(run_id, task_id, *row, previous_fingerprint=previous))
     return claims, unknown
 
 
@@ -432,8 +450,9 @@ def _finish(
     if status != model.COMPLETED:
         db.execute(
             "INSERT OR REPLACE INTO run_attempts (run_id, attempt, status, error, traceback,"
-            " started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, row[0], status, error, traceback, row[1], now),
+            " started_at, finished_at, code_fingerprint)"
+            " SELECT ?, ?, ?, ?, ?, ?, ?, code_fingerprint FROM runs WHERE id = ?",
+            (run_id, row[0], status, error, traceback, row[1], now, run_id),
         )
     db.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
     _wake_waiters(db, run_id, row[2], ok=status == model.COMPLETED, now=now)
@@ -478,8 +497,9 @@ def _schedule_retry(
     row = db.execute("SELECT attempt, started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
     db.execute(
         "INSERT OR REPLACE INTO run_attempts (run_id, attempt, status, error, traceback,"
-        " started_at, finished_at) VALUES (?, ?, 'failed', ?, ?, ?, ?)",
-        (run_id, row[0], error, traceback, row[1], now),
+        " started_at, finished_at, code_fingerprint)"
+        " SELECT ?, ?, 'failed', ?, ?, ?, ?, code_fingerprint FROM runs WHERE id = ?",
+        (run_id, row[0], error, traceback, row[1], now, run_id),
     )
     db.execute(
         "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?, error = ?,"

@@ -60,6 +60,7 @@ async def execute(ex: Execution) -> str:
             if ex.suspending:  # user code swallowed the suspension and failed otherwise
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+        ex.note_finished()
         store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
                          output=output_json, error=None, traceback=None, now=ex.now())
         return "completed"

@@ -103,6 +103,17 @@ class Execution:
         self._children: dict[str, model.RunResult] | None = None
         self.compensations: list[tuple[str, str, Callable[..., Any], Any]] = []
         self.triggers_in_step: Counter[str] = Counter()
+        # Divergence check: only when the code changed since the run last executed.
+        self.code_changed = (
+            claim.previous_fingerprint is not None
+            and claim.previous_fingerprint != task.source_fingerprint()
+        )
+        self._journal_order = [
+            k for k, s in sorted(self.journal.items(), key=lambda kv: kv[1].seq)
+            if s.status == model.STEP_COMPLETED and s.kind in (model.STEP, model.COMPENSATION)
+        ]
+        self._called: set[str] = set()
+        self.diverged = False
         self.thread_steps = 0
 
     # -- keys and sequence --------------------------------------------------------------
@@ -171,6 +182,44 @@ class Execution:
                 self._children[run_id] = found
         return found
 
+    # -- code changes -------------------------------------------------------------------
+
+    def note_step_call(self, key: str, where: str) -> None:
+        """Warn (once, in the run's journaled log) when code reloaded under a resumed run
+        no longer calls its journaled steps in order: a renamed, removed or reordered step.
+        The run is never stranded: journaled steps stay, new ones run."""
+        if not self.code_changed or self.diverged:
+            return
+        self._called.add(key)
+        if key in self.journal:
+            return
+        expected = next((k for k in self._journal_order if k not in self._called), None)
+        if expected is not None:
+            self.diverged = True
+            self.warn(
+                f"code changed under this run: the journal expected step {expected!r} next, "
+                f"but the code called {key!r} at {where}; {key!r} runs as a new step and "
+                f"{expected!r} keeps its journaled result"
+            )
+
+    def note_finished(self) -> None:
+        if not self.code_changed or self.diverged:
+            return
+        missing = [k for k in self._journal_order if k not in self._called]
+        if missing:
+            self.diverged = True
+            self.warn(
+                "code changed under this run: journaled step(s) "
+                f"{', '.join(repr(k) for k in missing[:5])} were not called by the new code"
+            )
+
+    def warn(self, message: str) -> None:
+        import logging
+
+        store.append_log(self.conn, self.run_id, level="WARNING", message=message,
+                         step_key=None, now=self.now())
+        logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
+
     # -- time ---------------------------------------------------------------------------
 
     def now(self) -> float:
@@ -205,6 +254,9 @@ class Steps:
         ex = self._ex
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        if ex.code_changed:
+            caller = sys._getframe(1)
+            ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
         return run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
 
     async def sleep(self, name: str, seconds: float) -> None:
@@ -235,6 +287,9 @@ class SyncSteps:
         # Capture "inside an except block" here, in the user's thread, where it is true.
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        if ex.code_changed:
+            caller = sys._getframe(1)
+            ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
         retry = kwargs.pop("retry", None)
         compensate = kwargs.pop("compensate", None)
         coro = run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)

@@ -65,7 +65,10 @@ class Worker:
         self.tasks = tasks
         self.id = settings.worker_id
         self.slots = settings.config.slots
-        self.known = {t.id: (t.concurrency, t.timeout) for t in tasks.values()}
+        self.known = {
+            t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+            for t in tasks.values()
+        }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
         self.stopping = False
         self._peers: list[str] = []
