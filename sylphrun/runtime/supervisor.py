@@ -39,6 +39,8 @@ class WorkerProcess:
     process: multiprocessing.process.BaseProcess
     started: float
     killed_on_purpose: bool = False
+    # Replaced by a reload: it drains and exits; its runs go to the new workers.
+    retiring: bool = False
 
 
 def describe_exit(code: int | None) -> str:
@@ -68,6 +70,9 @@ class Supervisor:
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
+        # poll() runs in the supervising thread; replace_workers() may come from the
+        # reloader's thread: both change self.procs under this lock.
+        self._lock = threading.RLock()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -110,26 +115,49 @@ class Supervisor:
 
     def poll(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for a worker to die, then handle deaths and timeouts."""
-        sentinels = {p.process.sentinel: p for p in self.procs}
+        with self._lock:
+            sentinels = [p.process.sentinel for p in self.procs]
         if sentinels:
-            wait_sentinels(list(sentinels), timeout)
+            wait_sentinels(sentinels, timeout)
         else:
             time.sleep(timeout)
-        for wp in list(self.procs):
-            if wp.process.exitcode is not None:
-                self._handle_exit(wp)
-        if not self.stopping:
-            self._enforce_timeouts()
+        with self._lock:
+            for wp in list(self.procs):
+                if wp.process.exitcode is not None:
+                    self._handle_exit(wp)
+            if not self.stopping:
+                self._enforce_timeouts()
+
+    def replace_workers(self, config: Config | None = None) -> list[str]:
+        """Start a new set of workers (on new code), then retire the old ones: they stop
+        claiming, hand in-flight runs back at a step boundary, and exit. Returns the new
+        workers' ids."""
+        with self._lock:
+            if config is not None:
+                self.config = config
+                self.template = replace(self.template, config=config)
+            old = [p for p in self.procs if not p.retiring]
+            new = [self._spawn(p.index) for p in old]
+            for wp in old:
+                wp.retiring = True
+                if wp.process.exitcode is None:
+                    wp.process.terminate()
+            self.procs.extend(new)
+            return [p.worker_id for p in new]
+
+    def live_worker_ids(self) -> set[str]:
+        return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
 
     def _handle_exit(self, wp: WorkerProcess) -> None:
         self.procs.remove(wp)
         wp.process.join(0)
         how = describe_exit(wp.process.exitcode)
-        crashed = not (self.stopping or wp.killed_on_purpose) and wp.process.exitcode != 0
+        on_purpose = self.stopping or wp.killed_on_purpose or wp.retiring
+        crashed = not on_purpose and wp.process.exitcode != 0
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
         store.unregister_worker(self.conn, wp.worker_id, time.time())
-        if self.stopping:
+        if self.stopping or wp.retiring:
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
@@ -174,11 +202,12 @@ class Supervisor:
         deadline = time.monotonic() + (grace + 2 if graceful else 2)
         while self.procs and time.monotonic() < deadline:
             self.poll(0.05)
-        for wp in list(self.procs):
-            wp.killed_on_purpose = True
-            _kill(wp.process.pid)
-            wp.process.join(2)
-            self._handle_exit(wp)
+        with self._lock:
+            for wp in list(self.procs):
+                wp.killed_on_purpose = True
+                _kill(wp.process.pid)
+                wp.process.join(2)
+                self._handle_exit(wp)
         self.conn.close()
 
     def stop_now(self) -> None:
