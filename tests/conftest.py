@@ -158,3 +158,20 @@ def wait_until(predicate, timeout: float = 20, interval: float = 0.02, message: 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {message}")
+
+
+# -- helpers added for the engine suite (crash, fan-out, saga, journal) ----------------
+
+
+def holder_pid(eng: Engine, run_id: str) -> int | None:
+    """The pid of the worker process whose lease holds `run_id` now, from the journal."""
+    found = queries.lease_holder(eng.conn, run_id)
+    return None if found is None else found[1]
+
+
+def ledger_count(project: Project, line: str) -> int:
+    return sum(1 for x in project.ledger_lines() if x == line)
+
+
+def step_by_key(eng: Engine, run_id: str, key: str):
+    return next(s for s in eng.steps(run_id) if s.key == key)

@@ -282,3 +282,14 @@ def lease_states(conn: Connection, run_ids: Sequence[str]) -> dict[str, tuple[in
             list(run_ids),
         ).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def lease_holder(conn: Connection, run_id: str) -> tuple[str, int, int] | None:
+    """(worker id, worker pid, lease epoch) of the worker holding a running run, or None."""
+    with conn.read() as db:
+        row = db.execute(
+            "SELECT r.lease_owner, w.pid, r.lease_epoch FROM runs r JOIN workers w"
+            " ON w.id = r.lease_owner WHERE r.id = ? AND r.status = 'running'",
+            (run_id,),
+        ).fetchone()
+    return None if row is None else (row[0], row[1], row[2])

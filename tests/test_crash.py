@@ -1,0 +1,135 @@
+"""kill -9 of worker processes: no completed step runs again, the in-flight step is shown
+as interrupted, a poisoned run is failed instead of looped, and a dead worker's runs are
+released at once (not when their lease expires)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from conftest import holder_pid, ledger_count, step_by_key, wait_until
+
+from sylphrun import model
+from sylphrun.journal import queries
+
+TASKS = '''
+import os
+import time
+from ledger_helper import record
+from sylphrun import task
+
+def effect(name, seconds=0.0):
+    record(LEDGER, name)
+    time.sleep(seconds)
+    return name
+
+@task(id="six-steps")
+async def six_steps(payload, ctx):
+    out = []
+    for i in range(1, 7):
+        out.append(await ctx.step.run(f"s{i}", effect, f"s{i}", 1.0 if i == 3 else 0.0))
+    return out
+
+def hang_first_time():
+    # The first execution of this step hangs until it is killed; the next one returns.
+    first = not os.path.exists(LEDGER + ".hung")
+    record(LEDGER, "hang")
+    if first:
+        open(LEDGER + ".hung", "w").close()
+        time.sleep(60)
+    return "ok"
+
+@task(id="hangs-once")
+async def hangs_once(payload, ctx):
+    return await ctx.step.run("hang", hang_first_time)
+
+def kill_my_worker():
+    record(LEDGER, "boom")
+    os.kill(os.getpid(), 9)
+
+@task(id="poison")
+async def poison(payload, ctx):
+    await ctx.step.run("before", effect, "before")
+    await ctx.step.run("boom", kill_my_worker)
+    return "unreachable"
+'''
+
+
+def test_kill_9_mid_run_resumes_without_repeating_completed_steps(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("six-steps")
+    wait_until(lambda: "s3" in project.ledger_lines(), message="step s3 to start")
+    pid = holder_pid(eng, run_id)
+    assert pid is not None and pid in eng.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+
+    result = eng.wait(run_id, timeout=30)
+    assert result.ok, result.error
+    assert result.output == [f"s{i}" for i in range(1, 7)]
+    # Completed steps ran once; only the in-flight step ran again (at-least-once).
+    assert project.ledger_lines() == ["s1", "s2", "s3", "s3", "s4", "s5", "s6"]
+    s3 = step_by_key(eng, run_id, "s3")
+    assert s3.status == model.STEP_COMPLETED
+    assert s3.attempts == 2
+    assert [a.status for a in s3.attempt_log] == [model.STEP_INTERRUPTED]
+    assert "interrupted" in s3.attempt_log[0].error
+    for key in ("s1", "s2", "s4", "s5", "s6"):
+        step = step_by_key(eng, run_id, key)
+        assert (step.attempts, step.attempt_log) == (1, []), key
+    # The supervisor replaced the dead worker, and the journal is intact.
+    wait_until(lambda: len(eng.worker_pids()) == 2 and pid not in eng.worker_pids(),
+               message="the dead worker to be replaced")
+    assert queries.integrity_check(eng.conn) == "ok"
+
+
+def test_kill_9_of_every_worker_loses_nothing(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("six-steps")
+    wait_until(lambda: "s3" in project.ledger_lines(), message="step s3 to start")
+    old = eng.worker_pids()
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    result = eng.wait(run_id, timeout=30)
+    assert result.ok, result.error
+    assert project.ledger_lines() == ["s1", "s2", "s3", "s3", "s4", "s5", "s6"]
+    assert not set(old) & set(eng.worker_pids())
+    assert queries.integrity_check(eng.conn) == "ok"
+
+
+def test_run_that_kills_its_worker_three_times_fails_and_is_not_looped(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("poison")
+    result = eng.wait(run_id, timeout=30)
+    assert result.status == model.FAILED
+    assert result.error.startswith("WorkerCrashed:"), result.error
+    assert "3 times" in result.error
+    assert ledger_count(project, "boom") == 3
+    assert ledger_count(project, "before") == 1
+    boom = step_by_key(eng, run_id, "boom")
+    assert [a.status for a in boom.attempt_log] == [model.STEP_INTERRUPTED] * 3
+    # Not looped: nothing claims it again.
+    time.sleep(1.0)
+    assert ledger_count(project, "boom") == 3
+    assert eng.run_record(run_id).status == model.FAILED
+    assert queries.integrity_check(eng.conn) == "ok"
+
+
+def test_dead_workers_runs_are_released_at_once(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory(lease_seconds=10.0).start()
+    run_id = eng.trigger("hangs-once")
+    wait_until(lambda: ledger_count(project, "hang") == 1, message="the step to hang")
+    pid = holder_pid(eng, run_id)
+    assert pid is not None
+    killed_at = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    result = eng.wait(run_id, timeout=15)
+    elapsed = time.monotonic() - killed_at
+    assert result.ok, result.error
+    # Far below the 10 s lease: the supervisor released the run when the process died.
+    assert elapsed < 2.0, f"run took {elapsed:.2f} s to complete after its worker died"
+    assert ledger_count(project, "hang") == 2
