@@ -187,6 +187,53 @@ def worker(
     raise typer.Exit(serve_workers(config, workers=workers, echo=lambda m: typer.echo(m, err=True)))
 
 
+@app.command()
+@_errors
+def dev(
+    no_tui: Annotated[bool, typer.Option("--no-tui", help="Print one line per run and step event instead of the dashboard.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
+    project: ProjectOpt = None,
+) -> None:
+    """Workers + hot reload + the live dashboard: the local development loop."""
+    from sylphrun.devserver import run_dev
+
+    config = _config(project)
+    raise typer.Exit(run_dev(config, workers=workers, tui=not no_tui,
+                             echo=lambda m: typer.echo(m, err=True)))
+
+
+@app.command()
+@_errors
+def dashboard(project: ProjectOpt = None) -> None:
+    """The dashboard alone, attached to the journal (runs executed elsewhere show live)."""
+    from sylphrun.dashboard.app import run_dashboard
+    from sylphrun.errors import SylphrunError as _Err
+
+    config = _config(project)
+    try:
+        tasks = _tasks(config)
+    except _Err as exc:  # still useful without tasks: show runs, note the import error
+        typer.echo(f"note: {exc}", err=True)
+        tasks = None
+    run_dashboard(config, tasks=tasks)
+
+
+@app.command()
+@_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Where to create the project (default: here).", file_okay=False)] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
+) -> None:
+    """Write a sylphrun.toml and an example task (steps, a child run, a retry)."""
+    from sylphrun.scaffold import write_project
+
+    written = write_project(folder.resolve(), force=force)
+    for path in written:
+        typer.echo(f"wrote {path}")
+    where = "" if folder.resolve() == Path.cwd() else f"cd {folder} && "
+    typer.echo(f"next: {where}sylphrun dev   (then: sylphrun trigger welcome --wait)")
+
+
 # -- inspecting --------------------------------------------------------------------------
 
 

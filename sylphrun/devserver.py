@@ -1,0 +1,162 @@
+"""`sylphrun dev`: workers + hot reload + the dashboard (or a line log), in one process.
+
+Threads: the supervisor watches its workers; the reloader watches the sources; the main
+thread runs the dashboard (or prints events and handles Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sylphrun.config import Config
+from sylphrun.errors import SylphrunError
+from sylphrun.reload import Reloader, ReloadState
+from sylphrun.runtime.serve import banner
+from sylphrun.runtime.supervisor import Supervisor
+
+
+class DevSessionBusy(SylphrunError):
+    pass
+
+
+class DevLock:
+    """One `sylphrun dev` per journal: two would each run a reloader and workers, and
+    the second's reloads would fight the first's. (`sylphrun worker` may still join.)
+    A flock, so a crashed session never leaves a stale lock behind."""
+
+    def __init__(self, journal: Path) -> None:
+        self.journal = journal
+        self.path = Path(str(journal) + ".dev.lock")
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise DevSessionBusy(
+                f"another `sylphrun dev` (pid {holder}) is already running on {self.journal}; "
+                "stop it first, or watch it with `sylphrun dashboard`"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class DevSession:
+    def __init__(self, config: Config, *, workers: int | None, echo: Callable[[str], None]) -> None:
+        self.config = config
+        self.echo = echo
+        self.lock = DevLock(config.journal)
+        self.lock.acquire()
+        self.supervisor = Supervisor(config, workers=workers, on_event=echo)
+        self.reload_state = ReloadState()
+        self.reloader = Reloader(config, self.supervisor, on_event=echo, state=self.reload_state)
+        self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        self.echo(banner(self.config, self.supervisor.count))
+        self.supervisor.start()
+        for target in (self.supervisor.serve, self.reloader.run):
+            t = threading.Thread(target=target, args=(self.stop_event,), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, *, graceful: bool = True) -> None:
+        self.stop_event.set()
+        for t in self._threads:
+            t.join(5)
+        self.supervisor.stop(graceful=graceful)
+        self.lock.release()
+
+
+def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[str], None]) -> int:
+    from sylphrun.discover import discover
+
+    tasks = discover(config)  # an import error stops us before anything starts
+    if not tui:
+        return _run_with_log(DevSession(config, workers=workers, echo=echo))
+    # While the dashboard owns the terminal, supervisor and reload messages go to a log
+    # file beside the journal (the dashboard shows reload state itself), then the last
+    # few are printed when it closes.
+    log_path = Path(str(config.journal) + ".dev.log")
+    recent: list[str] = []
+
+    def to_file(message: str) -> None:
+        recent.append(message)
+        del recent[:-20]
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
+
+    session = DevSession(config, workers=workers, echo=to_file)
+    try:
+        return _run_with_dashboard(session, tasks)
+    finally:
+        for message in recent[-5:]:
+            echo(message)
+
+
+def _run_with_log(session: DevSession) -> int:
+    from rich.console import Console
+
+    from sylphrun.eventlog import follow
+    from sylphrun.journal import Connection
+
+    console = Console(highlight=False)
+    presses = {"n": 0}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        presses["n"] += 1
+        if presses["n"] == 1:
+            session.echo("stopping: in-flight runs are handed back at their next step "
+                         "(Ctrl-C again to stop now)")
+            session.stop_event.set()
+        else:
+            session.supervisor.stop_now()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    session.start()
+    conn = Connection(session.config.journal, durability=session.config.durability)
+    try:
+        follow(conn, session.stop_event, console.print)
+    finally:
+        conn.close()
+        session.stop(graceful=presses["n"] < 2)
+    session.echo("stopped")
+    return 0
+
+
+def _run_with_dashboard(session: DevSession, tasks) -> int:
+    from sylphrun.dashboard.app import run_dashboard
+    from sylphrun.dashboard.status import ReloadStatus
+
+    def status() -> ReloadStatus:
+        s = session.reload_state
+        return ReloadStatus(at=s.at, duration=s.duration, error=s.error,
+                            task_ids=s.task_ids or tuple(sorted(tasks)))
+
+    # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
+    # its own binding; we stop gracefully after it returns.
+    session.start()
+    try:
+        run_dashboard(session.config, reload_status=status, tasks=tasks)
+    finally:
+        session.echo("stopping workers (in-flight runs are handed back at their next step)...")
+        session.stop(graceful=True)
+    return 0

@@ -1,0 +1,181 @@
+"""Hot reload: watch the task sources, check the new code in a fresh process, then swap
+the workers.
+
+The check runs `discover()` in a throwaway interpreter, so a syntax error or an import
+that raises never reaches the serving workers: the error is reported and the old workers
+keep running. When the check passes, the supervisor starts new workers and retires the
+old ones; in-flight runs are handed back at a step boundary and resume on the new code,
+their completed steps taken from the journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sylphrun.config import Config, load_config
+from sylphrun.discover import task_sources
+
+CHECK_TIMEOUT = 60.0
+
+
+@dataclass
+class ReloadState:
+    """What the dashboard and the log show about reloading."""
+
+    at: float | None = None
+    duration: float | None = None
+    error: str | None = None
+    traceback: str | None = None
+    task_ids: tuple[str, ...] = ()
+    reloads: int = 0
+    history: list[float] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    task_ids: tuple[str, ...] = ()
+    error: str | None = None
+    traceback: str | None = None
+
+
+def check_import(project_dir: Path) -> CheckResult:
+    """Import the project's tasks in a fresh interpreter; never in this process."""
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sylphrun.reload", str(project_dir)],
+            capture_output=True, text=True, timeout=CHECK_TIMEOUT, cwd=project_dir,
+        )
+    except subprocess.TimeoutExpired:
+        return CheckResult(False, error=f"importing the tasks took more than {CHECK_TIMEOUT:g} s")
+    try:
+        doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError):
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return CheckResult(False, error=f"the import check crashed: {tail}")
+    return CheckResult(doc["ok"], tuple(doc.get("tasks", ())), doc.get("error"), doc.get("traceback"))
+
+
+def _check_main(project_dir: str) -> None:
+    """Entry point of the check process: print one JSON line."""
+    from sylphrun.discover import discover
+    from sylphrun.errors import SylphrunError
+
+    try:
+        tasks = discover(load_config(project_dir))
+        doc = {"ok": True, "tasks": sorted(tasks)}
+    except SylphrunError as exc:
+        doc = {"ok": False, "error": str(exc), "traceback": getattr(exc, "user_traceback", None)}
+    sys.stdout.write("\n" + json.dumps(doc) + "\n")
+
+
+def watch_paths(config: Config) -> list[Path]:
+    paths = task_sources(config)
+    if config.source is not None:
+        paths.append(config.source)
+    return paths
+
+
+class Reloader:
+    """Runs in a thread of `sylphrun dev`: watches, checks, swaps the workers."""
+
+    def __init__(self, config: Config, supervisor, *, on_event: Callable[[str], None],
+                 state: ReloadState | None = None) -> None:
+        self.config = config
+        self.supervisor = supervisor
+        self.on_event = on_event
+        self.state = state or ReloadState()
+        self._lock = threading.Lock()
+
+    def run(self, stop: threading.Event) -> None:
+        """Watch until `stop` is set.
+
+        Folders are watched recursively. A single file is watched through its parent
+        folder, non-recursively: editors and `sed -i` save by writing a new file and
+        renaming it over the old one, which a watch on the file itself would lose; and the
+        project root, where single files usually live, holds `.sylphrun/`, whose journal
+        writes a recursive watch would have to wade through.
+        """
+        folders = [p for p in watch_paths(self.config) if p.is_dir()]
+        files = [p for p in watch_paths(self.config) if p.is_file()]
+        parents = sorted({p.parent for p in files})
+        wanted = {str(p.resolve()) for p in files}
+        if parents:
+            t = threading.Thread(target=self._watch, args=(parents, False, wanted, stop), daemon=True)
+            t.start()
+        if folders:
+            self._watch(folders, True, None, stop)
+        elif parents:
+            t.join()
+
+    def _watch(self, roots: list[Path], recursive: bool, only: set[str] | None,
+               stop: threading.Event) -> None:
+        from watchfiles import PythonFilter, watch
+
+        class _Filter(PythonFilter):
+            def __call__(self, change, path: str) -> bool:
+                if only is not None and str(Path(path).resolve()) not in only:
+                    return False
+                return path.endswith(".toml") or super().__call__(change, path)
+
+        for changes in watch(*roots, watch_filter=_Filter(), stop_event=stop, recursive=recursive,
+                             rust_timeout=200, yield_on_timeout=False, debounce=400, step=30):
+            if stop.is_set():
+                return
+            with self._lock:
+                self.reload([Path(p) for _, p in changes])
+
+    def reload(self, changed: Iterable[Path]) -> bool:
+        """Check the new code, then swap workers. True when the new code is live."""
+        changed = list(changed)
+        saved_at = max((_mtime(p) for p in changed), default=time.time())
+        names = ", ".join(sorted({p.name for p in changed})) or "sources"
+        config = self.config
+        if any(p.suffix == ".toml" for p in changed):
+            try:
+                config = load_config(self.config.project_dir)
+            except Exception as exc:  # a config error blocks the reload like an import error
+                return self._blocked(str(exc), None)
+        result = check_import(config.project_dir)
+        if not result.ok:
+            return self._blocked(result.error or "import failed", result.traceback)
+        new_ids = set(self.supervisor.replace_workers(config))
+        self.config = config
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not new_ids <= self.supervisor.live_worker_ids():
+            time.sleep(0.01)
+        took = time.time() - saved_at
+        self.state.at = time.time()
+        self.state.duration = took
+        self.state.error = self.state.traceback = None
+        self.state.task_ids = result.task_ids
+        self.state.reloads += 1
+        self.state.history.append(took)
+        self.on_event(f"reloaded ({names} changed): {len(result.task_ids)} task(s), "
+                      f"new workers ready {took * 1000:.0f} ms after the save")
+        return True
+
+    def _blocked(self, error: str, tb: str | None) -> bool:
+        self.state.error = error
+        self.state.traceback = tb
+        self.on_event(f"reload blocked, old workers keep serving: {error}")
+        return False
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return time.time()
+
+
+if __name__ == "__main__":
+    _check_main(sys.argv[1])
