@@ -87,6 +87,11 @@ class Connection:
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _journal_error(self.path, exc) from None
+        except BaseException:
+            # A refused journal (newer schema, not WAL) must not leak the SQLite handle
+            # and the lock fd: the CLI and the dashboard may retry in one long process.
+            self.close()
+            raise
 
     def _configure(self) -> None:
         db = self.db
