@@ -93,7 +93,9 @@ class Reloader:
         self.supervisor = supervisor
         self.on_event = on_event
         self.state = state or ReloadState()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._snapshot = _snapshot(config)
+        self._pending_ready = 0
 
     def run(self, stop: threading.Event) -> None:
         """Watch until `stop` is set.
@@ -104,16 +106,19 @@ class Reloader:
         project root, where single files usually live, holds `.sylphrun/`, whose journal
         writes a recursive watch would have to wade through.
         """
-        folders = [p for p in watch_paths(self.config) if p.is_dir()]
-        files = [p for p in watch_paths(self.config) if p.is_file()]
+        paths = watch_paths(self.config)
+        folders = [p for p in paths if p.is_dir()]
+        files = [p for p in paths if p.is_file()]
         parents = sorted({p.parent for p in files})
         wanted = {str(p.resolve()) for p in files}
+        watches = [(folders, True, None)] if folders else []
         if parents:
-            t = threading.Thread(target=self._watch, args=(parents, False, wanted, stop), daemon=True)
+            watches.append((parents, False, wanted))
+        self._pending_ready = len(watches)
+        threads = [threading.Thread(target=self._watch, args=(*w, stop), daemon=True) for w in watches]
+        for t in threads:
             t.start()
-        if folders:
-            self._watch(folders, True, None, stop)
-        elif parents:
+        for t in threads:
             t.join()
 
     def _watch(self, roots: list[Path], recursive: bool, only: set[str] | None,
@@ -126,12 +131,31 @@ class Reloader:
                     return False
                 return path.endswith(".toml") or super().__call__(change, path)
 
+        first = True
+        # yield_on_timeout: the first (empty) yield tells us the watch is established.
         for changes in watch(*roots, watch_filter=_Filter(), stop_event=stop, recursive=recursive,
-                             rust_timeout=200, yield_on_timeout=False, debounce=400, step=30):
+                             rust_timeout=300, yield_on_timeout=True, debounce=400, step=30):
             if stop.is_set():
                 return
-            with self._lock:
-                self.reload([Path(p) for _, p in changes])
+            if first:
+                first = False
+                self._watch_established()
+            if changes:
+                with self._lock:
+                    self.reload([Path(p) for _, p in changes])
+
+    def _watch_established(self) -> None:
+        """Changes saved between discovery and the watch taking hold would be missed:
+        compare the sources with the snapshot taken at start, and reload if they moved."""
+        with self._lock:
+            self._pending_ready -= 1
+            if self._pending_ready:
+                return
+            changed = [Path(p) for p, sig in _snapshot(self.config).items()
+                       if self._snapshot.get(p) != sig]
+            self.on_event(f"watching {', '.join(str(p) for p in watch_paths(self.config))} for changes")
+            if changed:
+                self.reload(changed)
 
     def reload(self, changed: Iterable[Path]) -> bool:
         """Check the new code, then swap workers. True when the new code is live."""
@@ -168,6 +192,20 @@ class Reloader:
         self.state.traceback = tb
         self.on_event(f"reload blocked, old workers keep serving: {error}")
         return False
+
+
+def _snapshot(config: Config) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every watched source file."""
+    out: dict[str, tuple[int, int]] = {}
+    for root in watch_paths(config):
+        files = [root] if root.is_file() else root.rglob("*.py")
+        for f in files:
+            try:
+                st = f.stat()
+            except OSError:
+                continue
+            out[str(f)] = (st.st_mtime_ns, st.st_size)
+    return out
 
 
 def _mtime(path: Path) -> float:
