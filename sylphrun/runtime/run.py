@@ -80,6 +80,7 @@ async def execute(ex: Execution) -> str:
 async def _call_task(ex: Execution, ctx: Context) -> Any:
     fn = ex.task.fn
     payload = json.loads(ex.claim.payload)
+    ctx.payload = payload
     if ex.task.is_async:
         return await fn(payload, ctx)
     # A plain `def` task runs in a thread; its ctx.step calls hop to this loop and block.
