@@ -226,9 +226,30 @@ class Execution:
         return self.clock()
 
 
+# Set in the context of tasks created inside an `except` block (see `task_factory`).
+_compensating: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "sylphrun_compensating", default=False
+)
+
+
 def _handling_failure() -> bool:
-    """True while user code is inside an `except` block: a step run there is compensation."""
-    return sys.exc_info()[1] is not None
+    """True while user code is inside an `except` block: a step run there is compensation.
+
+    `sys.exc_info()` sees the block the caller is in, but not across a task boundary: a
+    task that `asyncio.gather` creates inside the block starts with no exception being
+    handled. `task_factory` carries the fact into such tasks through their context.
+    """
+    return sys.exc_info()[1] is not None or _compensating.get()
+
+
+def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+    """The worker loop's task factory: a task created while an exception is being handled
+    (the saga's `except` block gathering undo helpers) runs its steps as compensation."""
+    if sys.exc_info()[1] is not None and not _compensating.get():
+        context = kwargs.get("context") or contextvars.copy_context()
+        context.run(_compensating.set, True)
+        kwargs["context"] = context
+    return asyncio.Task(coro, loop=loop, **kwargs)
 
 
 class Steps:

@@ -21,7 +21,7 @@ from sylphrun.define import Task
 from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
 from sylphrun.runtime.run import execute
-from sylphrun.runtime.steps import Execution
+from sylphrun.runtime.steps import Execution, task_factory
 
 log = logging.getLogger("sylphrun.worker")
 
@@ -77,6 +77,7 @@ class Worker:
     async def serve(self) -> None:
         cfg = self.settings.config
         self.loop = asyncio.get_running_loop()
+        self.loop.set_task_factory(task_factory)
         self.wake_event = asyncio.Event()
         self.conn = Connection(cfg.journal, durability=cfg.durability)
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
