@@ -1,0 +1,20 @@
+"""Example tasks: a Python port of the Tasks SDK seed's four workflows.
+
+Each module shows one pattern of the seed (`seed-tasks-sdk.txt`), and every task runs with
+the payload `{}`. Failures are chosen from the payload, so each pattern can be shown on
+demand from the CLI or the dashboard:
+
+| task                    | pattern                         | try                                    |
+|-------------------------|---------------------------------|----------------------------------------|
+| `process-order`         | step chaining + run retries     | `{"flaky": "process-payment"}`         |
+| `process-item`          | the child of the fan-out tasks  | `{"item_id": 3, "fail": true}`         |
+| `batch-process`         | fan-out, fan-in, stats          | `{"count": 20, "fail_items": [3, 7]}`  |
+| `batch-report`          | fan-in tolerating failures      | `{"fail_items": [2]}`                  |
+| `order-saga`            | saga with try/except undo       | `{"fail_at": "create-shipment"}`       |
+| `order-saga-registered` | saga with `compensate=`         | `{"fail_at": "create-shipment"}`       |
+
+    sylphrun trigger order-saga --payload '{"fail_at": "create-shipment"}' --wait
+
+`services.py` holds the simulated side effects (and the payload-driven failures); set
+`SYLPHRUN_EXAMPLE_LEDGER` to a file path to get one line per side effect written there.
+"""
