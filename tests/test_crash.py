@@ -4,14 +4,19 @@ released at once (not when their lease expires)."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
+import threading
 import time
 
+import psutil
 from conftest import holder_pid, ledger_count, step_by_key, wait_until
 
 from sylphrun import model
+from sylphrun.config import load_config
 from sylphrun.journal import queries
+from sylphrun.runtime.supervisor import Supervisor
 
 TASKS = '''
 import os
@@ -47,6 +52,15 @@ async def hangs_once(payload, ctx):
 def kill_my_worker():
     record(LEDGER, "boom")
     os.kill(os.getpid(), 9)
+
+def slow_innocent():
+    record(LEDGER, "innocent")
+    time.sleep(1.0)
+    return "fine"
+
+@task(id="innocent")
+async def innocent(payload, ctx):
+    return await ctx.step.run("slow", slow_innocent)
 
 @task(id="poison")
 async def poison(payload, ctx):
@@ -133,3 +147,71 @@ def test_dead_workers_runs_are_released_at_once(project, engine_factory):
     # Far below the 10 s lease: the supervisor released the run when the process died.
     assert elapsed < 2.0, f"run took {elapsed:.2f} s to complete after its worker died"
     assert ledger_count(project, "hang") == 2
+
+
+def test_runs_sharing_a_worker_with_a_poisoned_run_are_not_blamed(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory(workers=1).start()  # one worker: the two runs share it
+    innocent = eng.trigger("innocent")
+    wait_until(lambda: "innocent" in project.ledger_lines(), message="the innocent run to start")
+    poison = eng.trigger("poison")
+    assert eng.wait(poison, timeout=30).error.startswith("WorkerCrashed:")
+    result = eng.wait(innocent, timeout=30)
+    assert result.ok, result.error
+    assert ledger_count(project, "boom") == 3
+
+
+def _supervise(root: str) -> None:
+    """A supervisor in a process of its own, so the test can kill -9 it with its workers."""
+    os.chdir(root)
+    sup = Supervisor(load_config(root), workers=1)
+    sup.start()
+    sup.serve(threading.Event())
+
+
+def test_runs_of_workers_that_vanished_with_their_supervisor_are_recovered_at_start(
+    project, engine_factory
+):
+    project.write_tasks(TASKS)
+    proc = multiprocessing.get_context("spawn").Process(target=_supervise, args=(str(project.root),))
+    proc.start()
+    try:
+        eng = engine_factory()  # not started yet: it only triggers
+        run_id = eng.trigger("hangs-once")
+        wait_until(lambda: ledger_count(project, "hang") == 1, timeout=30, message="the step to hang")
+        workers = psutil.Process(proc.pid).children()
+        os.kill(proc.pid, signal.SIGKILL)  # supervisor first, so nobody releases the run
+        for w in workers:
+            os.kill(w.pid, signal.SIGKILL)
+    finally:
+        proc.join(5)
+    assert queries.lease_holder(eng.conn, run_id) is not None  # still held by the dead worker
+    started = time.monotonic()
+    eng.start()
+    result = eng.wait(run_id, timeout=20)
+    assert result.ok, result.error
+    elapsed = time.monotonic() - started
+    # Released when the new supervisor started, not when the 10 s lease ran out.
+    assert elapsed < 4.0, f"recovered after {elapsed:.1f} s"
+    assert ledger_count(project, "hang") == 2
+
+
+def test_a_worker_paused_past_its_lease_cannot_overwrite_the_new_owner(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory(lease_seconds=1.0, heartbeat_seconds=0.2).start()
+    run_id = eng.trigger("six-steps")
+    wait_until(lambda: "s3" in project.ledger_lines(), message="step s3 to start")
+    pid = holder_pid(eng, run_id)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        result = eng.wait(run_id, timeout=20)  # another worker takes the expired lease
+        assert result.ok, result.error
+        steps = eng.steps(run_id)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(1.5)  # the paused worker wakes up, finishes its sleep, and tries to write
+    assert eng.steps(run_id) == steps
+    assert eng.run_record(run_id).status == model.COMPLETED
+    assert project.ledger_lines().count("s4") == 1
+    s3 = step_by_key(eng, run_id, "s3")
+    assert [a.status for a in s3.attempt_log] == [model.STEP_INTERRUPTED]

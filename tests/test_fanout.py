@@ -67,6 +67,17 @@ async def step_trigger(payload, ctx):
     ids = await ctx.step.run("spawn", spawn, retry=Retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
     return ids
 
+@task(id="fan-in-retry")
+async def fan_in_retry(payload, ctx):
+    async def collect():
+        child_result = await noted_child.trigger_and_wait({"i": 99})  # parks the step
+        if "collect-failed" not in open(LEDGER).read().split():
+            record(LEDGER, "collect-failed")
+            raise ConnectionError("flaky fan-in")
+        return child_result.output
+    return await ctx.step.run("collect", collect,
+                              retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+
 @task(id="sleeper")
 async def sleeper(payload, ctx):
     await ctx.step.run("before", record, LEDGER, "before")
@@ -194,3 +205,16 @@ def test_durable_sleep_suspends_without_holding_a_worker(project, engine_factory
     assert project.ledger_lines() == ["before", "after"]
     nap = step_by_key(eng, run_id, "nap")
     assert nap.status == model.STEP_COMPLETED
+
+
+def test_a_step_parked_on_a_child_keeps_its_retries(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("fan-in-retry")
+    assert result.ok, result.error
+    assert result.output == 99
+    collect = step_by_key(eng, result.run_id, "collect")
+    # Parking (waiting on the child) is not an attempt; the one failure is.
+    assert collect.attempts == 2
+    assert [(a.attempt, a.status) for a in collect.attempt_log] == [(1, "failed")]
+    assert len(queries.children_of(eng.conn, result.run_id)) == 1

@@ -193,26 +193,37 @@ def claim_runs(
         blocked = [t for t, q in quota.items() if q <= 0]
         skip = f" AND task_id NOT IN ({','.join('?' * len(blocked))})" if blocked else ""
         candidates = db.execute(
-            f"SELECT id, task_id FROM runs WHERE ready_at <= ?{skip} ORDER BY ready_at LIMIT ?",
+            f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
+            " ORDER BY ready_at LIMIT ?",
             (now, *blocked, limit),
         ).fetchall()
         if len(candidates) < limit:
             candidates += db.execute(
-                f"SELECT id, task_id FROM runs WHERE status = 'running' AND lease_expires_at < ?"
-                f"{skip} LIMIT ?",
+                "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
+                f" AND lease_expires_at < ?{skip} LIMIT ?",
                 (now, *blocked, limit - len(candidates)),
             ).fetchall()
-        for run_id, task_id in candidates:
+        # A run that was on a worker when it crashed is a suspect: it may have killed it, or
+        # merely shared it. A worker holds at most one suspect, so two suspects never crash
+        # together again: an innocent run is blamed at most once per run that crashes its
+        # workers, and only that run reaches MAX_CRASHES.
+        holds_suspect = db.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = ? AND status = 'running'"
+            " AND crash_count > 0)",
+            (worker_id,),
+        ).fetchone()[0] == 1
+        for run_id, task_id, crash_count in candidates:
             if task_id not in known_tasks:
                 unknown.append(run_id)
                 _finish(db, run_id, model.FAILED, None,
                         f"UnknownTask: no task {task_id!r} is defined in this project "
                         "(was it renamed or deleted?)", None, now)
                 continue
+            if quota.get(task_id, 1) <= 0 or (crash_count and holds_suspect):
+                continue
             if task_id in quota:
-                if quota[task_id] <= 0:
-                    continue
                 quota[task_id] -= 1
+            holds_suspect = holds_suspect or crash_count > 0
             terms = known_tasks[task_id]
             _interrupt_running_steps(db, run_id, now)
             previous = db.execute(

@@ -351,7 +351,10 @@ async def run_step(
     if ex.doom is not None and kind == model.STEP:
         return _fail_doomed_step(ex, key, name, kind, rec)
 
-    attempt_no = rec.attempts + 1 if rec is not None else 1
+    # A step parked with its suspended run ('waiting', e.g. a fan-in waiting on children)
+    # resumes the same attempt; `record_step_start` does not count it again, nor may we, or
+    # a step with retry=Retry(max_attempts=2) would get no retry after having waited once.
+    attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
     store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,

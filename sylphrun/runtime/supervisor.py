@@ -9,6 +9,7 @@ supervisor replaces that worker's process.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
@@ -92,10 +93,13 @@ class Supervisor:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
         everything, a reboot) are released now instead of when their leases expire."""
         host = socket.gethostname()
-        stale = queries.stale_workers(self.conn, now=time.time(),
-                                      stale_after=3 * self.template.heartbeat_seconds)
-        for w in stale:
-            if w.host == host and not psutil.pid_exists(w.pid):
+        # Every registered worker, however fresh its heartbeat: on this host a pid that no
+        # longer exists is conclusive, and waiting for the heartbeat to go stale would hold
+        # its runs until their leases expire. A pid that exists is left alone (a worker of
+        # another supervisor, or a reused pid): the lease covers that case.
+        registered = queries.live_workers(self.conn, now=time.time(), stale_after=math.inf)
+        for w in registered:
+            if w.host == host and not _pid_alive(w.pid):
                 requeued, failed = store.release_worker_runs(
                     self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
                 store.unregister_worker(self.conn, w.id, time.time())
@@ -223,6 +227,15 @@ class Supervisor:
         pid = wp.process.pid
         os.kill(pid, signal.SIGKILL)
         return pid
+
+
+def _pid_alive(pid: int) -> bool:
+    """Is the process running? A zombie is not: a worker orphaned by its supervisor's
+    death stays one until its new parent reaps it, which in a container may be never."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _kill(pid: int | None) -> None:

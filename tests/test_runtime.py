@@ -1,0 +1,202 @@
+"""Task limits and step semantics through real workers: concurrency, timeouts (async and
+stuck in a thread), non-JSON results, plain `def` tasks, parallel step keys, and
+`ctx.step.idempotency_key`."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import step_by_key, wait_until
+
+from sylphrun import model
+
+TASKS = '''
+import asyncio
+import time
+from ledger_helper import record
+from sylphrun import task, Retry
+
+def timed(i):
+    record(LEDGER, f"start {i} {time.time():.6f}")
+    time.sleep(0.15)
+    record(LEDGER, f"end {i} {time.time():.6f}")
+    return i
+
+@task(id="serial", concurrency=1)
+async def serial(payload, ctx):
+    return await ctx.step.run("work", timed, payload["i"])
+
+@task(id="slow-async", timeout=0.5)
+async def slow_async(payload, ctx):
+    await ctx.step.run("quick", lambda: 1)
+    async def forever():
+        await asyncio.sleep(30)
+    await ctx.step.run("forever", forever)
+    return "unreachable"
+
+def stuck():
+    record(LEDGER, "stuck")
+    time.sleep(60)
+
+@task(id="stuck-thread", timeout=0.5)
+async def stuck_thread(payload, ctx):
+    await ctx.step.run("quick", lambda: 1)
+    await ctx.step.run("stuck", stuck)
+    return "unreachable"
+
+@task(id="stuck-body", timeout=0.5)
+def stuck_body(payload, ctx):
+    record(LEDGER, "body")
+    time.sleep(60)
+
+class Invoice:
+    pass
+
+@task(id="not-json")
+async def not_json(payload, ctx):
+    await ctx.step.run("make-invoice", Invoice)
+    return "unreachable"
+
+@task(id="plain")
+def plain(payload, ctx):
+    a = ctx.step.run("a", lambda: payload["x"] + 1)
+    b = ctx.step.run("b", lambda: {"value": a * 10})
+    return {"a": a, "b": b, "attempt": ctx.attempt}
+
+@task(id="parallel", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+async def parallel(payload, ctx):
+    async def job(value, delay):
+        record(LEDGER, f"job {value}")
+        await asyncio.sleep(delay)
+        return value
+    # The second finishes first: keys must still follow call order.
+    out = await asyncio.gather(ctx.step.run("a", job, "first", 0.2),
+                               ctx.step.run("a", job, "second", 0.0),
+                               ctx.step.run("b", job, "other", 0.1))
+    if ctx.attempt == 1:
+        raise RuntimeError("retry me")
+    return out
+
+@task(id="idem", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+async def idem(payload, ctx):
+    def charge():
+        record(LEDGER, f"charge-key {ctx.step.idempotency_key}")
+        if ctx.attempt == 1:
+            raise ConnectionError("timeout talking to the bank")
+        return ctx.step.idempotency_key
+    async def flaky_async():
+        record(LEDGER, f"async-key {ctx.step.idempotency_key}")
+        if sum(1 for x in open(LEDGER) if x.startswith("async-key")) == 1:
+            raise ConnectionError("flaky")
+        return ctx.step.idempotency_key
+    a = await ctx.step.run("notify", flaky_async,
+                           retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+    return {"charge": await ctx.step.run("charge", charge), "notify": a}
+'''
+
+
+def _intervals(lines: list[str]) -> list[tuple[float, float]]:
+    starts, ends = {}, {}
+    for line in lines:
+        what, i, at = line.split()
+        (starts if what == "start" else ends)[i] = float(at)
+    assert starts.keys() == ends.keys()
+    return sorted((starts[i], ends[i]) for i in starts)
+
+
+def test_concurrency_one_never_runs_two_at_once(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    ids = [eng.trigger("serial", {"i": i}) for i in range(5)]
+    results = [eng.wait(rid) for rid in ids]
+    assert all(r.ok for r in results), [r.error for r in results]
+    spans = _intervals(project.ledger_lines())
+    assert len(spans) == 5
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert start >= end, f"overlap: one started at {start} before another ended at {end}"
+
+
+def test_timeout_fails_an_async_step(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    started = time.monotonic()
+    result = eng.run("slow-async", timeout=20)
+    assert result.status == model.FAILED
+    assert result.error.startswith("TaskTimeout"), result.error
+    assert time.monotonic() - started < 5
+    step = step_by_key(eng, result.run_id, "forever")
+    assert step.status == model.STEP_FAILED and step.error.startswith("TaskTimeout")
+    assert step_by_key(eng, result.run_id, "quick").status == model.STEP_COMPLETED
+
+
+def test_timeout_replaces_a_worker_stuck_in_a_sync_step(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    pids = set(eng.worker_pids())
+    started = time.monotonic()
+    result = eng.run("stuck-thread", timeout=20)
+    assert result.status == model.FAILED
+    assert result.error.startswith("TaskTimeout"), result.error
+    assert time.monotonic() - started < 8
+    step = step_by_key(eng, result.run_id, "stuck")
+    assert step.status == model.STEP_FAILED and step.error.startswith("TaskTimeout")
+    assert project.ledger_lines() == ["stuck"]  # failed at the stuck step, not run again
+    wait_until(lambda: len(eng.worker_pids()) == 2, message="the worker to be replaced")
+    assert pids - set(eng.worker_pids()), "the stuck worker was not replaced"
+
+
+def test_timeout_of_a_plain_task_stuck_outside_any_step_is_not_looped(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    started = time.monotonic()
+    result = eng.run("stuck-body", timeout=25)
+    assert result.status == model.FAILED
+    assert result.error.startswith("TaskTimeout"), result.error
+    assert time.monotonic() - started < 10
+    assert project.ledger_lines().count("body") <= 2
+
+
+def test_non_json_step_result_fails_naming_the_step_and_type(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("not-json")
+    assert result.status == model.FAILED
+    assert "make-invoice" in result.error and "Invoice" in result.error, result.error
+    step = step_by_key(eng, result.run_id, "make-invoice")
+    assert step.status == model.STEP_FAILED and "Invoice" in step.error
+
+
+def test_plain_def_task_gets_step_values(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("plain", {"x": 4})
+    assert result.ok, result.error
+    assert result.output == {"a": 5, "b": {"value": 50}, "attempt": 1}
+    assert [(s.key, s.output) for s in eng.steps(result.run_id)] == [("a", 5), ("b", {"value": 50})]
+
+
+def test_parallel_steps_get_deterministic_keys(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("parallel")
+    assert result.ok, result.error
+    assert result.output == ["first", "second", "other"]
+    steps = {s.key: s.output for s in eng.steps(result.run_id)}
+    assert steps == {"a": "first", "a#2": "second", "b": "other"}
+    # Attempt 2 replayed all three from the journal, each under the same key.
+    assert sorted(project.ledger_lines()) == ["job first", "job other", "job second"]
+
+
+def test_step_idempotency_key_is_stable_across_retries(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("idem")
+    assert result.ok, result.error
+    run_id = result.run_id
+    lines = project.ledger_lines()
+    charge = [x.split(" ", 1)[1] for x in lines if x.startswith("charge-key")]
+    notify = [x.split(" ", 1)[1] for x in lines if x.startswith("async-key")]
+    # Run-level retry (thread step) and step-level retry (async step): same key each time.
+    assert charge == [f"{run_id}:charge"] * 2
+    assert notify == [f"{run_id}:notify"] * 2
+    assert result.output == {"charge": f"{run_id}:charge", "notify": f"{run_id}:notify"}
