@@ -11,11 +11,13 @@
 from sylphrun.define import Retry, Task, task
 from sylphrun.errors import ChildRunFailed, NonRetriableError, StepFailed
 from sylphrun.model import RunResult
+from sylphrun.runtime.context import Context
 from sylphrun.trigger import BatchHandle, RunHandle
 
 __all__ = [
     "BatchHandle",
     "ChildRunFailed",
+    "Context",
     "NonRetriableError",
     "Retry",
     "RunHandle",

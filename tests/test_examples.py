@@ -312,10 +312,6 @@ def probe_engine(project, engine_factory):
     return engine_factory().start()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "sylphrun/runtime/run.py _run_compensations only undoes steps re-registered by the final "
-    "execution (Execution.compensations); a completed compensate= step the final attempt "
-    "did not replay is silently never compensated"))
 def test_compensation_registered_in_an_earlier_attempt_still_runs(probe_engine, project):
     result = probe_engine.run("late-failure")
     assert result.status == model.FAILED

@@ -159,16 +159,18 @@ class JournaledStep:
     seq: int
     retry_at: float | None
     fatal: bool
+    # `module:qualname` of the undo registered with `compensate=`, if any.
+    compensate: str | None = None
 
 
 def replay_state(conn: Connection, run_id: str) -> dict[str, JournaledStep]:
     with conn.read() as db:
         rows = db.execute(
-            "SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at, fatal"
-            " FROM steps WHERE run_id = ?",
+            "SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at, fatal,"
+            " compensate FROM steps WHERE run_id = ?",
             (run_id,),
         ).fetchall()
-    return {r[0]: JournaledStep(*r[1:9], bool(r[9])) for r in rows}
+    return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10]) for r in rows}
 
 
 def run_attempts(conn: Connection, run_id: str) -> list[model.RunAttempt]:

@@ -60,6 +60,9 @@ CREATE TABLE steps (
     error         TEXT,
     retry_at      REAL,
     fatal         INTEGER NOT NULL DEFAULT 0,
+    -- `module:qualname` of an undo registered with compensate=, so a final attempt that
+    -- fails before replaying this step can still find and run it.
+    compensate    TEXT,
     started_at    REAL,
     finished_at   REAL,
     child_run_ids TEXT,

@@ -283,14 +283,15 @@ def record_step_start(
 
 
 def record_step_result(
-    conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float
+    conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float,
+    compensate: str | None = None,
 ) -> None:
     with conn.write() as db:
         _fence(db, run_id, epoch)
         db.execute(
-            "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL"
-            " WHERE run_id = ? AND key = ?",
-            (output, now, run_id, key),
+            "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
+            " compensate = ? WHERE run_id = ? AND key = ?",
+            (output, now, compensate, run_id, key),
         )
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import importlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sylphrun import codec, model
@@ -124,8 +126,25 @@ async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> st
 
 
 async def _run_compensations(ex: Execution) -> list[str]:
+    """Undo every completed step that registered `compensate=`, newest first.
+
+    Most undos were registered again by this execution's replay. One registered in an
+    earlier attempt that this attempt never reached (it failed before replaying the step)
+    is found by the name the journal kept; without it, a charge made in attempt 1 would
+    silently never be refunded.
+    """
+    todo: list[tuple[int, str, str, Callable[..., Any], Any]] = []
+    registered = set()
+    for key, name, undo, value in ex.compensations:
+        registered.add(key)
+        todo.append((ex.journal[key].seq if key in ex.journal else 0, key, name, undo, value))
+    for key, rec in ex.journal.items():
+        if rec.compensate and rec.status == model.STEP_COMPLETED and key not in registered:
+            value = json.loads(rec.output) if rec.output is not None else None
+            name = key.split("#")[0]
+            todo.append((rec.seq, key, name, _undo_by_name(key, rec.compensate), value))
     failures: list[str] = []
-    for key, name, undo, value in reversed(ex.compensations):
+    for _, key, name, undo, value in sorted(todo, key=lambda t: t[0], reverse=True):
         comp_key = f"compensate:{key}"
         try:
             await run_step(ex, comp_key, f"compensate:{name}", model.COMPENSATION, undo,
@@ -133,6 +152,30 @@ async def _run_compensations(ex: Execution) -> list[str]:
         except StepFailed as exc:
             failures.append(f"{comp_key}: {exc.error_type}: {exc.message}")
     return failures
+
+
+def _undo_by_name(key: str, ref: str) -> Callable[..., Any]:
+    """The undo function named `module:qualname`, looked up among imported modules (a name,
+    never code from the journal), or a stand-in that fails saying why it cannot run."""
+    module_name, _, qualname = ref.partition(":")
+    try:
+        if "<" in qualname:
+            raise LookupError
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+        if callable(obj):
+            return obj
+    except Exception:
+        pass
+
+    def cannot_compensate(_value: Any) -> None:
+        raise NonRetriableError(
+            f"the undo of step {key!r} ({ref}) was registered by an earlier attempt and "
+            "cannot be found by name; define compensate functions at module level"
+        )
+
+    return cannot_compensate
 
 
 def _arm_timeout(ex: Execution) -> asyncio.TimerHandle | None:

@@ -396,13 +396,19 @@ async def run_step(
         if token is not None:
             current_scope.reset(token)
         ex.step_finished(key)
-    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key, output=output, now=ex.now())
+    undo_ref = _qualified_name(compensate) if compensate is not None else None
+    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
+                             compensate=undo_ref)
     value = json.loads(output)
     ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
-                                    ex.attempt, seq, None, False)
+                                    ex.attempt, seq, None, False, undo_ref)
     if compensate is not None:
         ex.compensations.append((key, name, compensate, value))
     return value
+
+
+def _qualified_name(fn: Callable[..., Any]) -> str:
+    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
 
 
 def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, rec: JournaledStep | None,
