@@ -49,6 +49,19 @@ def stuck_body(payload, ctx):
     record(LEDGER, "body")
     time.sleep(60)
 
+def hang_undo(result):
+    record(LEDGER, "undo-pay")
+    time.sleep(60)
+
+def declined():
+    raise ValueError("card declined")
+
+@task(id="stuck-undo", timeout=1.0)
+async def stuck_undo(payload, ctx):
+    await ctx.step.run("reserve", lambda: 1, compensate=lambda r: record(LEDGER, "undo-reserve"))
+    await ctx.step.run("pay", lambda: 2, compensate=hang_undo)
+    await ctx.step.run("charge", declined)
+
 class Invoice:
     pass
 
@@ -145,15 +158,35 @@ def test_timeout_replaces_a_worker_stuck_in_a_sync_step(project, engine_factory)
     assert pids - set(eng.worker_pids()), "the stuck worker was not replaced"
 
 
-def test_timeout_of_a_plain_task_stuck_outside_any_step_is_not_looped(project, engine_factory):
+def test_timeout_of_a_plain_task_stuck_outside_any_step(project, engine_factory):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
+    pids = set(eng.worker_pids())
     started = time.monotonic()
     result = eng.run("stuck-body", timeout=25)
     assert result.status == model.FAILED
     assert result.error.startswith("TaskTimeout"), result.error
+    assert time.monotonic() - started < 8
+    # Not replayed into the same hang, and the thread running it did not outlive the
+    # run: its worker was replaced.
+    assert project.ledger_lines() == ["body"]
+    wait_until(lambda: len(eng.worker_pids()) == 2, message="the worker to be replaced")
+    assert pids - set(eng.worker_pids()), "the worker running the stuck body was kept"
+
+
+def test_timeout_of_a_stuck_compensation_fails_it_and_runs_the_others(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    started = time.monotonic()
+    result = eng.run("stuck-undo", timeout=25)
+    assert result.status == model.FAILED
     assert time.monotonic() - started < 10
-    assert project.ledger_lines().count("body") <= 2
+    assert result.error.startswith("ValueError: card declined"), result.error
+    assert "compensate:pay" in result.error and "TaskTimeout" in result.error
+    assert project.ledger_lines() == ["undo-pay", "undo-reserve"]
+    undo = step_by_key(eng, result.run_id, "compensate:pay")
+    assert undo.status == model.STEP_FAILED and "TaskTimeout" in undo.error
+    assert step_by_key(eng, result.run_id, "compensate:reserve").status == model.STEP_COMPLETED
 
 
 def test_non_json_step_result_fails_naming_the_step_and_type(project, engine_factory):

@@ -41,6 +41,12 @@ async def execute(ex: Execution) -> str:
     timer = _arm_timeout(ex)
     try:
         try:
+            if ex.doom is not None and not any(
+                s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
+            ):
+                # Its worker was replaced while the task function itself, not a step, was
+                # stuck: replaying it would only get stuck there again.
+                raise TaskTimeout(ex.doom.partition(": ")[2])
             output = await _call_task(ex, ctx)
             if ex.suspending:
                 raise Suspend()
@@ -192,9 +198,12 @@ def _arm_timeout(ex: Execution) -> asyncio.TimerHandle | None:
 
     def expire() -> None:
         ex.doom = f"TaskTimeout: task {ex.task.id!r} exceeded its timeout of {timeout:g} s"
-        if ex.thread_steps:
-            return
         tasks = [t for t in ex.running.values() if t is not None and not t.done()]
+        if ex.thread_steps or not (tasks or ex.task.is_async):
+            # A plain `def` body between steps is in a thread too. Cancelling the future
+            # that waits on it would fail the run but leave the thread running the user's
+            # code inside this worker for good: let the supervisor replace the worker.
+            return
         for t in tasks or [body]:
             t.cancel()
 

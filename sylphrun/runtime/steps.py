@@ -348,7 +348,10 @@ async def run_step(
     if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
         ex.wake_times.append(rec.retry_at)
         await ex.block(current_scope.get().step_key if current_scope.get() else None)
-    if ex.doom is not None and kind == model.STEP:
+    if ex.doom is not None and (kind == model.STEP or (
+            rec is not None and rec.status == model.STEP_INTERRUPTED)):
+        # Doomed: fail at the first unfinished step. Compensations still run, except the
+        # one that was in flight when the worker was replaced: it is what got stuck.
         return _fail_doomed_step(ex, key, name, kind, rec)
 
     # A step parked with its suspended run ('waiting', e.g. a fan-in waiting on children)

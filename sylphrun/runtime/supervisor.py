@@ -182,7 +182,7 @@ class Supervisor:
                 continue
             store.doom_run(self.conn, run_id, error=(
                 f"TaskTimeout: task {task_id!r} exceeded its timeout; its worker was replaced "
-                "to stop a step that did not return"), now=time.time())
+                "to stop code that did not return"), now=time.time())
             self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
             wp.killed_on_purpose = True
             _kill(wp.process.pid)
