@@ -295,3 +295,81 @@ def lease_holder(conn: Connection, run_id: str) -> tuple[str, int, int] | None:
             (run_id,),
         ).fetchone()
     return None if row is None else (row[0], row[1], row[2])
+
+
+# -- reads for the dashboard: lists of thousands of runs, and what changed ----------------
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run without its payload and output: what a list of thousands of runs needs.
+
+    `error` is cut to its first 500 characters (the full text is on `get_run`)."""
+
+    id: str
+    task_id: str
+    status: str
+    attempt: int
+    parent_run_id: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    ready_at: float | None
+    children_total: int
+    children_done: int
+    children_failed: int
+    error: str | None
+    replay_of: str | None
+
+
+_SUMMARY_COLUMNS = (
+    "id, task_id, status, attempt, parent_run_id, created_at, started_at, finished_at, ready_at,"
+    " children_total, children_done, children_failed, substr(error, 1, 500), replay_of"
+)
+
+
+def run_summaries(
+    conn: Connection, *, limit: int = 50_000, parent_run_id: str | None = None,
+) -> list[RunSummary]:
+    """Summaries of the newest runs (or of one parent's children, oldest first)."""
+    with conn.read() as db:
+        if parent_run_id is None:
+            rows = db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        else:
+            rows = db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE parent_run_id = ?"
+                " ORDER BY created_at, id LIMIT ?",
+                (parent_run_id, limit),
+            ).fetchall()
+    return [RunSummary(*r) for r in rows]
+
+
+def run_summaries_by_ids(conn: Connection, run_ids: Sequence[str]) -> list[RunSummary]:
+    """Summaries of the given runs (unknown ids are absent), in no particular order."""
+    out: list[RunSummary] = []
+    ids = list(run_ids)
+    with conn.read() as db:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = db.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            out.extend(RunSummary(*r) for r in rows)
+    return out
+
+
+def log_lines_after(
+    conn: Connection, run_id: str, after_id: int = 0, limit: int = 5_000,
+) -> list[tuple[int, model.LogLine]]:
+    """(log id, line) of a run's log lines after `after_id`: a follower reads only what is new."""
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, run_id, at, level, message, step_key FROM logs WHERE run_id = ? AND id > ?"
+            " ORDER BY id LIMIT ?",
+            (run_id, after_id, limit),
+        ).fetchall()
+    return [(r[0], model.LogLine(*r[1:])) for r in rows]

@@ -1,0 +1,380 @@
+"""The dashboard app: one factory for the CLI (`run_dashboard`) and the tests (`DashboardApp`).
+
+Threads: the journal is read by one thread worker (`_follow_journal`) that posts
+`JournalChanged` messages; actions run in short thread workers through `sylphrun.actions`
+on a connection of their own. The UI thread never touches SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import get_current_worker
+
+from sylphrun import actions
+from sylphrun.config import Config
+from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.feed import JournalFeed, RunDetail
+from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
+from sylphrun.dashboard.runs_model import RunsModel
+from sylphrun.dashboard.screens.confirm import ConfirmScreen
+from sylphrun.dashboard.screens.help import HelpScreen
+from sylphrun.dashboard.screens.run import RunScreen
+from sylphrun.dashboard.screens.runs import RunsScreen
+from sylphrun.dashboard.screens.trigger import TriggerScreen
+from sylphrun.dashboard.status import ReloadStatus
+from sylphrun.dashboard.widgets.status_line import StatusLine, status_text
+from sylphrun.dashboard.widgets.tasks_panel import TasksPanel, reload_text
+from sylphrun.errors import SylphrunError
+from sylphrun.journal import Connection
+
+POLL_SECONDS = 0.1
+TICK_SECONDS = 0.25
+
+
+class DashboardApp(App[None]):
+    """The dashboard over `config.journal`.
+
+    `reload_status` (from `sylphrun dev`) says when the tasks were last reloaded, or why
+    they cannot be; `tasks` are the project's tasks if the caller already imported them
+    (otherwise they are discovered in a thread). `clock` is for tests.
+    """
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "sylphrun"
+    ENABLE_COMMAND_PALETTE = False
+    # The screen gets "-narrow" below 110 columns: the step pane goes under the tree.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(
+        self, config: Config, *, reload_status: Callable[[], ReloadStatus | None] | None = None,
+        tasks: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time,
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.clock = clock
+        self.poll_seconds = poll_seconds
+        self.reload_provider = reload_status
+        self.tasks: dict[str, Any] = dict(tasks) if tasks is not None else {}
+        self.discovery_error: str | None = None
+        self.runs = RunsModel()
+        self.details: dict[str, RunDetail] = {}
+        self.feed = JournalFeed(Path(config.journal), clock=clock, reload_status=reload_status)
+        self.reload: ReloadStatus | None = None
+        self.workers_alive: int | None = None
+        self.feed_error: str | None = None
+        self.loaded = False  # the first read of the journal has been shown
+        self.updates_applied = 0
+        self.pending_select: str | None = None
+        self.payloads: dict[str, str] = {}
+        self._action_conn: Connection | None = None
+        self._discover = tasks is None and reload_status is None
+        self._status_due = 0.0
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(RunsScreen())
+        self._follow_journal()
+        if self._discover:
+            self._discover_tasks()
+        self.set_interval(TICK_SECONDS, self._tick)
+
+    def on_unmount(self) -> None:
+        if self._action_conn is not None:
+            self._action_conn.close()
+
+    def title_text(self) -> Text:
+        out = Text("sylphrun", style="bold")
+        out.append("  ")
+        out.append_text(fmt.literal(str(self.config.project_dir), "dim"))
+        out.append("  journal ", style="dim")
+        try:
+            journal = Path(self.config.journal).relative_to(self.config.project_dir)
+        except ValueError:
+            journal = Path(self.config.journal)
+        out.append_text(fmt.literal(str(journal), "dim"))
+        return out
+
+    # -- reading the journal (thread) ------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="journal-feed", exit_on_error=False)
+    def _follow_journal(self) -> None:
+        worker = get_current_worker()
+        feed = self.feed
+        try:
+            feed.open()
+        except (SylphrunError, OSError) as exc:
+            self.post_message(FeedFailed(str(exc)))
+            return
+        try:
+            while not worker.is_cancelled:
+                try:
+                    update = feed.poll()
+                except SylphrunError as exc:  # a locked or damaged journal: say so, keep trying
+                    self.post_message(FeedFailed(str(exc)))
+                    feed.sleep(1.0)
+                    continue
+                if update:
+                    self.post_message(JournalChanged(update))
+                if not update.more:
+                    feed.sleep(self.poll_seconds)
+        finally:
+            feed.close()
+
+    @work(thread=True, exclusive=True, group="discover", exit_on_error=False)
+    def _discover_tasks(self) -> None:
+        from sylphrun.discover import discover
+
+        try:
+            found = discover(self.config)
+        except SylphrunError as exc:
+            text = str(exc)
+            detail = getattr(exc, "user_traceback", None)
+            self.post_message(TasksFound(None, f"{text}\n\n{detail}" if detail else text))
+            return
+        self.post_message(TasksFound(found, None))
+
+    def feed_watch(self, run_id: str | None) -> None:
+        self.feed.watch(run_id)
+
+    @on(JournalChanged)
+    def _journal_changed(self, message: JournalChanged) -> None:
+        update = message.update
+        self.feed_error = None
+        if update.full:
+            change = self.runs.load(update.runs, truncated=update.truncated)
+            self.loaded = True
+        elif update.runs:
+            change = self.runs.apply(update.runs)
+        else:
+            change = None
+        with self.batch_update():
+            if change is not None:
+                for screen in self.screen_stack:
+                    if isinstance(screen, RunsScreen):
+                        screen.runs_changed(change)
+            top = self.screen if isinstance(self.screen, RunScreen) else None
+            if update.detail is not None:
+                run_id = update.detail.run.id
+                self.details[run_id] = update.detail
+                if len(self.details) > 20:
+                    self.details.pop(next(iter(self.details)))
+                for screen in self.screen_stack:
+                    if isinstance(screen, RunScreen) and screen.run_id == run_id:
+                        screen.show_detail(update.detail)
+            if update.detail_missing and top is not None and top.run_id == update.detail_missing:
+                top.show_missing()
+            if update.logs_run_id and top is not None and top.run_id == update.logs_run_id:
+                top.add_logs([line for _, line in update.logs], update.logs_reset)
+            if update.workers is not None:
+                self.workers_alive = update.workers
+            if update.reload_changed:
+                self.reload = update.reload
+                self.refresh_tasks()
+            self.refresh_status(force=update.workers is not None or update.reload_changed)
+        self.updates_applied += 1
+
+    @on(FeedFailed)
+    def _feed_failed(self, message: FeedFailed) -> None:
+        self.feed_error = message.error
+        self.refresh_status(force=True)
+
+    @on(TasksFound)
+    def _tasks_found(self, message: TasksFound) -> None:
+        if message.tasks is not None:
+            self.tasks = dict(message.tasks)
+        self.discovery_error = message.error
+        self.refresh_tasks()
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen):
+                screen._update_task_options()
+
+    # -- what the screens show -----------------------------------------------------------
+
+    def task_ids(self) -> list[str]:
+        ids = set(self.tasks)
+        if self.reload is not None:
+            ids |= set(self.reload.task_ids)
+        return sorted(ids)
+
+    def refresh_status(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now < self._status_due:
+            return
+        self._status_due = now + 0.5
+        text = status_text(self.runs.counts(), workers=self.workers_alive, reload=self.reload,
+                           feed_error=self.feed_error, truncated=self.runs.truncated,
+                           now=self.clock())
+        for line in self.screen.query(StatusLine):
+            line.update(text)
+
+    def refresh_tasks(self) -> None:
+        counts: dict[str, tuple[int, int]] = {}
+        for run in self.runs.by_id.values():
+            total, failed = counts.get(run.task_id, (0, 0))
+            counts[run.task_id] = (total + 1, failed + (run.status == "failed"))
+        status = reload_text(self.reload, discovery_error=self.discovery_error,
+                             dev=self.reload_provider is not None, now=self.clock(),
+                             project=", ".join(self.config.tasks) or str(self.config.project_dir))
+        for screen in self.screen_stack:
+            for panel in screen.query(TasksPanel):
+                panel.show(self.task_ids(), self.tasks, counts, status, str(self.config.project_dir))
+
+    def _tick(self) -> None:
+        tick = getattr(self.screen, "tick", None)
+        if tick is not None:
+            tick()
+        self.refresh_status(force=False)
+
+    # -- navigation ----------------------------------------------------------------------
+
+    def open_run(self, run_id: str) -> None:
+        for i, screen in enumerate(self.screen_stack):
+            if isinstance(screen, RunScreen) and screen.run_id == run_id:
+                while len(self.screen_stack) > i + 1:
+                    self.pop_screen()
+                return
+        self.push_screen(RunScreen(run_id))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # -- actions (all through sylphrun.actions, in threads) --------------------------------
+
+    def _conn(self) -> Connection:
+        # Its own connection: the feed's stays read-only, and a write never waits behind a
+        # read of 10,000 runs.
+        if self._action_conn is None:
+            self._action_conn = Connection(self.config.journal, durability=self.config.durability)
+        return self._action_conn
+
+    def _perform(self, what: str, fn: Callable[[Connection], Any],
+                 done: Callable[[Any], None]) -> None:
+        def job() -> None:
+            try:
+                result = fn(self._conn())
+            except SylphrunError as exc:
+                self.call_from_thread(self.notify, str(exc), title=f"{what} failed",
+                                      severity="error", markup=False, timeout=8)
+                return
+            self.call_from_thread(done, result)
+
+        self.run_worker(job, thread=True, group="actions", exit_on_error=False, name=what)
+
+    def _need_run(self, run_id: str | None) -> bool:
+        if run_id is None:
+            self.notify("No run selected.", severity="warning", markup=False)
+            return False
+        return True
+
+    def open_trigger(self, task_id: str | None = None) -> None:
+        ids = self.task_ids()
+        note = None
+        if not ids and self.discovery_error:
+            note = "the tasks could not be imported: see the Tasks tab"
+
+        def sent(result: tuple[str, dict[str, Any]] | None) -> None:
+            if result is not None:
+                self.trigger(*result)
+
+        self.push_screen(TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note), sent)
+
+    def trigger(self, task_id: str, payload: dict[str, Any]) -> None:
+        known: dict[str, Any] = {t: self.tasks.get(t, t) for t in self.task_ids()}
+
+        def done(result: tuple[str, bool]) -> None:
+            run_id, created = result
+            self.pending_select = run_id
+            self._select_in_list(run_id)
+            message = f"{run_id} queued" if created else f"{run_id} already exists for that key"
+            self.notify(message, title=f"Triggered {fmt.safe(task_id)}", markup=False)
+
+        self._perform("trigger", lambda c: actions.trigger_run(c, known, task_id, payload), done)
+
+    def _select_in_list(self, run_id: str) -> None:
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen) and screen.table.select_id(run_id):
+                self.pending_select = None
+
+    def retry(self, run_id: str | None) -> None:
+        if not self._need_run(run_id):
+            return
+
+        def done(attempt: int) -> None:
+            self.notify(f"{run_id} queued again as attempt {attempt}; completed steps are kept",
+                        title="Retry", markup=False)
+
+        self._perform("retry", lambda c: actions.retry_run(c, run_id), done)
+
+    def replay(self, run_id: str | None, *, from_step: str | None = None,
+               open_new: bool = False) -> None:
+        if not self._need_run(run_id):
+            return
+
+        def done(new_id: str) -> None:
+            where = f" from step {fmt.safe(from_step)}" if from_step else ""
+            self.notify(f"{run_id} replayed{where} as {new_id}", title="Replay", markup=False)
+            self.pending_select = new_id
+            self._select_in_list(new_id)
+            if open_new:
+                self.open_run(new_id)
+
+        self._perform("replay", lambda c: actions.replay_run(c, run_id, from_step=from_step), done)
+
+    def cancel(self, run_id: str | None) -> None:
+        if not self._need_run(run_id):
+            return
+        summary = self.runs.by_id.get(run_id)
+        if summary is not None and summary.finished_at is not None:
+            self.notify(f"{run_id} is already {summary.status}; nothing to cancel",
+                        severity="warning", markup=False)
+            return
+        question = Text("Cancel ", style="bold")
+        question.append(run_id, style="bold")
+        if summary is not None:
+            question.append(" (")
+            question.append_text(fmt.literal(summary.task_id))
+            question.append(")")
+            unfinished = summary.children_total - summary.children_done
+            if unfinished:
+                question.append(f"\nand its {unfinished} unfinished child run(s)")
+        question.append("?\nA step running now finishes; nothing after it runs.", style="dim")
+
+        def confirmed(yes: bool | None) -> None:
+            if yes:
+                self._perform("cancel", lambda c: actions.cancel_run(c, run_id), cancelled)
+
+        def cancelled(ids: list[str]) -> None:
+            extra = f" and {len(ids) - 1} child run(s)" if len(ids) > 1 else ""
+            self.notify(f"cancelled {ids[0]}{extra}", title="Cancel", markup=False)
+
+        self.push_screen(ConfirmScreen(question), confirmed)
+
+    def copy_run_id(self, run_id: str | None) -> None:
+        if not self._need_run(run_id):
+            return
+        self.copy_to_clipboard(run_id)
+        self.notify(f"{run_id} (copied with OSC 52; terminals without it ignore the copy)",
+                    title="Copied", markup=False)
+
+
+def run_dashboard(
+    config: Config, *, reload_status: Callable[[], ReloadStatus | None] | None = None,
+    tasks: Mapping[str, Any] | None = None,
+) -> None:
+    """Show the dashboard in this terminal until the user quits."""
+    DashboardApp(config, reload_status=reload_status, tasks=tasks).run()

@@ -1,0 +1,230 @@
+"""Following the journal: what changed since the last look, read off the UI thread.
+
+`JournalFeed.poll()` is called every ~100 ms by one thread worker of the app. An idle poll
+is one `PRAGMA data_version` (microseconds); after a commit by any process it reads the
+events since the last one seen and re-reads only the runs they name (and those runs'
+parents, whose child counters changed without an event of their own). The run the user is
+looking at is re-read when one of its events or one of its children's events shows up.
+
+Nothing here imports Textual: the app turns a `FeedUpdate` into a message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sylphrun import model
+from sylphrun.dashboard.status import ReloadStatus
+from sylphrun.errors import UnknownRun
+from sylphrun.journal import Connection, queries
+from sylphrun.journal.queries import RunSummary
+
+# How many runs the list holds. Past this the oldest are not shown (the status bar says
+# so); filters and search still find any run among them.
+MAX_RUNS = 50_000
+EVENT_BATCH = 5_000
+WORKER_STALE_AFTER = 6.0  # the same threshold `trigger --wait` uses
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """Everything the run screen shows, read together."""
+
+    run: model.Run
+    steps: list[model.Step]
+    attempts: list[model.RunAttempt]
+    children: list[RunSummary]
+
+
+@dataclass
+class FeedUpdate:
+    runs: list[RunSummary] = field(default_factory=list)
+    full: bool = False  # `runs` is the whole list, not a change
+    truncated: bool = False  # the journal holds more runs than MAX_RUNS
+    detail: RunDetail | None = None
+    detail_missing: str | None = None  # the watched run id when it is not in the journal
+    logs: list[tuple[int, model.LogLine]] = field(default_factory=list)
+    logs_run_id: str | None = None
+    logs_reset: bool = False
+    workers: int | None = None
+    reload: ReloadStatus | None = None
+    reload_changed: bool = False
+    more: bool = False  # events were left for the next poll
+    read_seconds: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.runs or self.full or self.detail or self.detail_missing or self.logs
+            or self.logs_reset or self.workers is not None or self.reload_changed
+        )
+
+
+class JournalFeed:
+    """The reading side of the dashboard. Owned by one thread; `watch()` and `wake()` may
+    be called from any thread."""
+
+    def __init__(
+        self, journal: Path, *, clock: Callable[[], float] = time.time,
+        reload_status: Callable[[], ReloadStatus | None] | None = None,
+        max_runs: int = MAX_RUNS,
+    ) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.reload_status = reload_status
+        self.max_runs = max_runs
+        self.conn: Connection | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._watched: str | None = None
+        self._watch_changed = False
+        self._loaded = False
+        self._version: int | None = None
+        self._last_event = 0
+        self._parent_of: dict[str, str | None] = {}
+        self._log_run: str | None = None
+        self._log_after = 0
+        self._workers: int | None = None
+        self._next_worker_check = 0.0
+        self._reload: ReloadStatus | None = None
+        self._reload_seen = False
+
+    # -- called from the UI thread --------------------------------------------------------
+
+    def watch(self, run_id: str | None) -> None:
+        """Follow this run's steps, children and logs (None: no run)."""
+        with self._lock:
+            if run_id != self._watched:
+                self._watched = run_id
+                self._watch_changed = True
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- called from the feed thread -------------------------------------------------------
+
+    def open(self) -> None:
+        # create=True: a dashboard started before the first run follows the journal the
+        # workers will create, instead of failing.
+        self.conn = Connection(self.journal, create=True)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def sleep(self, seconds: float) -> None:
+        """Wait for the next poll; a `watch()` or `wake()` ends the wait at once."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def poll(self) -> FeedUpdate:
+        assert self.conn is not None, "open() first"
+        conn = self.conn
+        started = time.perf_counter()
+        with self._lock:
+            watched = self._watched
+            watch_changed = self._watch_changed
+            self._watch_changed = False
+        update = FeedUpdate()
+        changed: set[str] = set()
+        logged: set[str] = set()
+        if not self._loaded:
+            self._version = conn.data_version()
+            self._last_event = queries.last_event_id(conn)
+            update.runs = queries.run_summaries(conn, limit=self.max_runs + 1)
+            update.truncated = len(update.runs) > self.max_runs
+            del update.runs[self.max_runs:]
+            update.full = True
+            self._parent_of = {s.id: s.parent_run_id for s in update.runs}
+            self._loaded = True
+            watch_changed = True
+        else:
+            version = conn.data_version()
+            if version != self._version:
+                self._version = version
+                events = queries.events_since(conn, self._last_event, limit=EVENT_BATCH)
+                if events:
+                    self._last_event = events[-1][0]
+                    update.more = len(events) == EVENT_BATCH
+                for _, _, run_id, kind, _ in events:
+                    changed.add(run_id)
+                    if kind == "log":
+                        logged.add(run_id)
+                if changed:
+                    update.runs = self._changed_runs(conn, changed)
+        if watched is not None:
+            touches_watched = watched in changed or any(
+                s.parent_run_id == watched for s in update.runs
+            )
+            if watch_changed or touches_watched:
+                self._read_detail(conn, watched, update)
+            if watch_changed or self._log_run != watched or watched in logged:
+                self._read_logs(conn, watched, update)
+        self._read_workers(conn, update)
+        self._read_reload(update)
+        update.read_seconds = time.perf_counter() - started
+        return update
+
+    def _changed_runs(self, conn: Connection, changed: set[str]) -> list[RunSummary]:
+        # Only events of the runs themselves are journaled; a parent's child counters
+        # change with its child's event, so the parents are read again too.
+        runs = queries.run_summaries_by_ids(conn, list(changed))
+        for s in runs:
+            self._parent_of[s.id] = s.parent_run_id
+        parents = {s.parent_run_id for s in runs if s.parent_run_id} - changed
+        if parents:
+            runs += queries.run_summaries_by_ids(conn, list(parents))
+        return runs
+
+    def _read_detail(self, conn: Connection, run_id: str, update: FeedUpdate) -> None:
+        try:
+            run = queries.get_run(conn, run_id)
+        except UnknownRun:
+            update.detail_missing = run_id
+            return
+        update.detail = RunDetail(
+            run=run,
+            steps=queries.steps_of(conn, run_id),
+            attempts=queries.run_attempts(conn, run_id),
+            children=queries.run_summaries(conn, parent_run_id=run_id, limit=self.max_runs)
+            if run.children_total else [],
+        )
+
+    def _read_logs(self, conn: Connection, run_id: str, update: FeedUpdate) -> None:
+        if self._log_run != run_id:
+            self._log_run = run_id
+            self._log_after = 0
+            update.logs_reset = True
+        lines = queries.log_lines_after(conn, run_id, self._log_after)
+        if lines:
+            self._log_after = lines[-1][0]
+        update.logs = lines
+        update.logs_run_id = run_id
+
+    def _read_workers(self, conn: Connection, update: FeedUpdate) -> None:
+        now = time.monotonic()
+        if now < self._next_worker_check:
+            return
+        self._next_worker_check = now + 1.0
+        count = len(queries.live_workers(conn, now=self.clock(), stale_after=WORKER_STALE_AFTER))
+        if count != self._workers:
+            self._workers = count
+            update.workers = count
+
+    def _read_reload(self, update: FeedUpdate) -> None:
+        if self.reload_status is None:
+            return
+        try:
+            status = self.reload_status()
+        except Exception as exc:  # noqa: BLE001 - the provider is someone else's code
+            status = ReloadStatus(None, None, f"reload status unavailable: {exc}", ())
+        if status != self._reload or not self._reload_seen:
+            self._reload = status
+            self._reload_seen = True
+            update.reload = status
+            update.reload_changed = True

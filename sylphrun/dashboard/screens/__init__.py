@@ -1,0 +1,1 @@
+"""The dashboard's screens: the runs list, one run, and the modals."""

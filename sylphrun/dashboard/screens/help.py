@@ -1,0 +1,70 @@
+"""`?`: every key, and what the symbols and colours mean."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from sylphrun import model
+from sylphrun.dashboard import text as fmt
+from sylphrun.render import STEP_STYLE
+
+KEYS = [
+    ("Everywhere", [
+        ("?", "this help"), ("q / ctrl+c", "quit"), ("t", "trigger a task (JSON payload editor)"),
+    ]),
+    ("Runs list", [
+        ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),
+        ("/", "search run id, task or error (escape clears)"),
+        ("s", "cycle the status filter"), ("a", "cycle the task filter"),
+        ("h", "show or hide child runs (a search or task filter always shows them)"),
+        ("r", "retry a failed or cancelled run (completed steps are kept)"),
+        ("R", "replay: a new run with the same payload"),
+        ("x", "cancel the run and its unfinished children"), ("c", "copy the run id"),
+        ("1 / 2", "Runs / Tasks tab"),
+    ]),
+    ("One run", [
+        ("escape / backspace", "back"), ("enter", "expand a step, or open a child run"),
+        ("f", "replay from the step under the cursor (earlier steps are reused)"),
+        ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
+        ("r R x c", "retry, replay, cancel, copy id"), ("p", "open the parent run"),
+        ("1 2 3 4", "Steps / Timeline / Logs / Children tab"),
+    ]),
+    ("Trigger dialog", [
+        ("↑ ↓", "choose the task"), ("ctrl+s", "trigger"), ("escape", "close"),
+    ]),
+]
+
+
+def help_text() -> Text:
+    out = Text()
+    for section, keys in KEYS:
+        out.append(f"{section}\n", style="bold underline")
+        for key, what in keys:
+            out.append(f"  {key:<24}", style="bold cyan")
+            out.append(f"{what}\n")
+        out.append("\n")
+    out.append("Run states\n", style="bold underline")
+    for status in model.RUN_STATES:
+        out.append("  ")
+        out.append_text(fmt.run_status(status))
+        out.append("\n")
+    out.append("\nSteps\n", style="bold underline")
+    for status, (symbol, style) in STEP_STYLE.items():
+        out.append(f"  {symbol} {status}\n", style=style)
+    out.append("  ↩ compensation", style=fmt.COMPENSATION_STYLE)
+    out.append(": undo steps run after a failure, newest first\n")
+    out.append("  ▒ in the timeline: a failed attempt; gaps between are retry back-off\n")
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss(None)", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-dialog"):
+            yield Static(help_text())

@@ -1,0 +1,200 @@
+"""One run: its heading, step tree with the step pane, timeline, logs and children."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal
+from textual.screen import Screen
+from textual.widgets import Footer, RichLog, TabbedContent, TabPane, Tree
+
+from sylphrun import model
+from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.feed import RunDetail
+from sylphrun.dashboard.widgets.run_panels import RunHeading, StepDetail
+from sylphrun.dashboard.widgets.runs_table import RunsTable
+from sylphrun.dashboard.widgets.status_line import StatusLine
+from sylphrun.dashboard.widgets.step_tree import StepTree
+from sylphrun.dashboard.widgets.timeline import Timeline
+
+if TYPE_CHECKING:
+    from sylphrun.dashboard.app import DashboardApp
+
+LEVEL_STYLE = {"ERROR": "red", "CRITICAL": "bold red", "WARNING": "yellow", "DEBUG": "dim"}
+
+
+def log_text(line: model.LogLine) -> Text:
+    out = Text(fmt.clock_time_ms(line.at) + " ", style="dim")
+    level = line.level.upper()
+    out.append(f"{level:<7} ", style=LEVEL_STYLE.get(level, "cyan"))
+    if line.step_key:
+        out.append_text(fmt.literal(line.step_key, "bold"))
+        out.append("  ")
+    out.append_text(fmt.block(line.message, LEVEL_STYLE.get(level, "")))
+    return out
+
+
+class RunScreen(Screen):
+    BINDINGS = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("r", "retry", "Retry"),
+        Binding("R", "replay", "Replay"),
+        Binding("f", "replay_from_step", "From step"),
+        Binding("x", "cancel_run", "Cancel"),
+        Binding("c", "copy_id", "Copy id"),
+        Binding("p", "open_parent", "Parent", show=False),
+        Binding("d", "toggle_pane", "Step pane", show=False),
+        Binding("t", "trigger", "Trigger", show=False),
+        Binding("1", "tab('steps')", "Steps", show=False),
+        Binding("2", "tab('timeline')", "Timeline", show=False),
+        Binding("3", "tab('logs')", "Logs", show=False),
+        Binding("4", "tab('children')", "Children", show=False),
+    ]
+
+    app: DashboardApp
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.detail: RunDetail | None = None
+        self.log_count = 0
+
+    def compose(self) -> ComposeResult:
+        clock = self.app.clock
+        yield RunHeading(clock=clock, id="run-heading")
+        with TabbedContent(id="run-tabs", initial="steps"):
+            with TabPane("Steps", id="steps"), Horizontal(id="steps-split"):
+                yield StepTree(clock=clock, id="step-tree")
+                yield StepDetail(clock=clock, id="step-detail")
+            with TabPane("Timeline", id="timeline"):
+                yield Timeline(clock=clock, id="run-timeline")
+            with TabPane("Logs", id="logs"):
+                yield RichLog(id="run-logs", wrap=True, markup=False, highlight=False,
+                              max_lines=20_000, auto_scroll=True)
+            with TabPane("Children", id="children"):
+                yield RunsTable(clock=clock, id="children-table", empty_text="no child runs")
+        yield StatusLine(id="status-line")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(TabbedContent).hide_tab("children")
+        self.query_one(StepTree).focus()
+        cached = self.app.details.get(self.run_id)
+        if cached is not None:
+            self.show_detail(cached)
+
+    def on_screen_resume(self) -> None:
+        self.app.feed_watch(self.run_id)
+        self.app.refresh_status()
+
+    def current_run_id(self) -> str | None:
+        return self.run_id
+
+    # -- data from the app ---------------------------------------------------------------
+
+    def show_detail(self, detail: RunDetail) -> None:
+        self.detail = detail
+        self.query_one(RunHeading).show(detail)
+        tree = self.query_one(StepTree)
+        tree.show_steps(detail.steps, detail.children)
+        if not detail.steps:
+            tree.root.set_label(Text("no steps yet"))
+        self._show_selected_step()
+        self.query_one(Timeline).show(detail.run, detail.steps)
+        tabs = self.query_one(TabbedContent)
+        if detail.run.children_total:
+            tabs.show_tab("children")
+            table = self.query_one("#children-table", RunsTable)
+            if [r.id for r in table.rows] == [c.id for c in detail.children]:
+                table.update_rows(c for c, old in zip(detail.children, table.rows, strict=True)
+                                  if c != old)
+            else:
+                table.set_rows(detail.children)
+
+    def show_missing(self) -> None:
+        self.query_one(RunHeading).update(
+            Text(f"no run {self.run_id} in this journal", style="bold red"))
+
+    def add_logs(self, lines: list[model.LogLine], reset: bool) -> None:
+        log = self.query_one(RichLog)
+        if reset:
+            log.clear()
+            self.log_count = 0
+        for line in lines:
+            log.write(log_text(line))
+        self.log_count += len(lines)
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("logs").label = f"Logs ({self.log_count})" if self.log_count else "Logs"
+
+    def tick(self) -> None:
+        if self.detail is None:
+            return
+        self.query_one(RunHeading).tick()
+        self.query_one(StepTree).tick()
+        self.query_one(StepDetail).tick()
+        self.query_one(Timeline).tick()
+
+    def _show_selected_step(self) -> None:
+        tree = self.query_one(StepTree)
+        self.query_one(StepDetail).show(tree.selected_step(), tree.children_by_id)
+
+    @on(Tree.NodeHighlighted, "#step-tree")
+    def _step_highlighted(self) -> None:
+        self._show_selected_step()
+
+    @on(Tree.NodeSelected, "#step-tree")
+    def _node_selected(self, event: Tree.NodeSelected) -> None:
+        ref = event.node.data
+        if ref is not None and ref[0] == "child":
+            self.app.open_run(ref[1])
+
+    @on(RunsTable.Opened)
+    def _child_opened(self, event: RunsTable.Opened) -> None:
+        self.app.open_run(event.run_id)
+
+    # -- actions -------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_toggle_pane(self) -> None:
+        self.toggle_class("-pane-toggled")
+
+    def action_tab(self, tab: str) -> None:
+        tabs = self.query_one(TabbedContent)
+        if tab == "children" and not (self.detail and self.detail.run.children_total):
+            return
+        tabs.active = tab
+
+    def action_retry(self) -> None:
+        self.app.retry(self.run_id)
+
+    def action_replay(self) -> None:
+        self.app.replay(self.run_id, open_new=True)
+
+    def action_replay_from_step(self) -> None:
+        step = self.query_one(StepTree).selected_step()
+        if step is None:
+            self.app.notify("Move the cursor to a step in the Steps tab first.",
+                            severity="warning", markup=False)
+            return
+        self.app.replay(self.run_id, from_step=step.key, open_new=True)
+
+    def action_cancel_run(self) -> None:
+        self.app.cancel(self.run_id)
+
+    def action_copy_id(self) -> None:
+        self.app.copy_run_id(self.run_id)
+
+    def action_open_parent(self) -> None:
+        if self.detail is not None and self.detail.run.parent_run_id:
+            self.app.open_run(self.detail.run.parent_run_id)
+        else:
+            self.app.notify("This run has no parent.", markup=False)
+
+    def action_trigger(self) -> None:
+        self.app.open_trigger(self.detail.run.task_id if self.detail else None)

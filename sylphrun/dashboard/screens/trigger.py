@@ -1,0 +1,114 @@
+"""Trigger a task: pick it, write its payload as JSON, send. Validated before sending."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Label, OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+
+from sylphrun import actions
+from sylphrun.dashboard import text as fmt
+from sylphrun.errors import InvalidPayload
+
+
+class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
+    """Dismisses with (task id, payload) or None."""
+
+    BINDINGS = [
+        Binding("escape", "dismiss(None)", "Close"),
+        Binding("ctrl+s", "send", "Trigger", priority=True),
+    ]
+
+    def __init__(self, task_ids: list[str], *, initial: str | None = None,
+                 payloads: dict[str, str] | None = None, note: str | None = None) -> None:
+        super().__init__()
+        self.task_ids = task_ids
+        self.initial = initial if initial in task_ids else (task_ids[0] if task_ids else None)
+        self.payloads = payloads or {}
+        self.note = note
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="trigger-dialog"):
+            yield Label("Trigger a run", id="trigger-title")
+            with Horizontal(id="trigger-body"):
+                yield OptionList(*[Option(fmt.literal(t), id=t) for t in self.task_ids],
+                                 id="trigger-tasks")
+                with Vertical(id="trigger-editor"):
+                    yield Label("payload (a JSON object)", classes="dim")
+                    yield TextArea(self.payloads.get(self.initial or "", "{}"), id="payload",
+                                   tab_behavior="indent", show_line_numbers=False)
+                    yield Static("", id="payload-error")
+            with Horizontal(id="trigger-buttons"):
+                yield Static(Text(self.note or "ctrl+s triggers · tab moves · esc closes",
+                                  style="dim"), id="trigger-hint")
+                yield Button("Trigger", id="send", variant="primary", compact=True)
+                yield Button("Cancel", id="close", compact=True)
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        if self.initial is not None:
+            options.highlighted = self.task_ids.index(self.initial)
+        if not self.task_ids:
+            self.query_one("#payload-error", Static).update(
+                Text("no tasks known: nothing to trigger", style="red"))
+            self.query_one("#send", Button).disabled = True
+        self.query_one(TextArea).focus()
+        self._validate()
+
+    @property
+    def task_id(self) -> str | None:
+        options = self.query_one(OptionList)
+        if options.highlighted is None:
+            return None
+        return self.task_ids[options.highlighted]
+
+    @on(OptionList.OptionHighlighted, "#trigger-tasks")
+    def _task_changed(self, event: OptionList.OptionHighlighted) -> None:
+        editor = self.query_one(TextArea)
+        remembered = self.payloads.get(event.option.id or "")
+        if remembered is not None and remembered != editor.text:
+            editor.load_text(remembered)
+
+    @on(OptionList.OptionSelected, "#trigger-tasks")
+    def _task_chosen(self) -> None:
+        self.query_one(TextArea).focus()
+
+    @on(TextArea.Changed, "#payload")
+    def _payload_changed(self) -> None:
+        self._validate()
+
+    def _validate(self) -> dict[str, Any] | None:
+        error = self.query_one("#payload-error", Static)
+        try:
+            payload = actions.parse_payload(self.query_one(TextArea).text)
+        except InvalidPayload as exc:
+            error.update(fmt.literal(str(exc), "red"))
+            self.query_one("#send", Button).disabled = True
+            return None
+        error.update(Text("✓ valid JSON object", style="green"))
+        self.query_one("#send", Button).disabled = not self.task_ids
+        return payload
+
+    def action_send(self) -> None:
+        payload = self._validate()
+        task_id = self.task_id
+        if payload is None or task_id is None:
+            self.query_one(TextArea).focus()
+            return
+        self.payloads[task_id] = self.query_one(TextArea).text
+        self.dismiss((task_id, payload))
+
+    @on(Button.Pressed, "#send")
+    def _send_pressed(self) -> None:
+        self.action_send()
+
+    @on(Button.Pressed, "#close")
+    def _close_pressed(self) -> None:
+        self.dismiss(None)

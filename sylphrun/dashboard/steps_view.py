@@ -1,0 +1,194 @@
+"""What a step looks like: its one-line label and the lines it expands to.
+
+Shared by the step tree (truncated) and the step detail pane (in full). Every piece of
+user data goes through `text.literal` / `text.block`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+
+from sylphrun import model
+from sylphrun.dashboard import text as fmt
+from sylphrun.journal.queries import RunSummary
+from sylphrun.render import STEP_STYLE
+
+
+@dataclass(frozen=True)
+class Line:
+    """One line under a step: `ref` says what Enter on it does (open a child run)."""
+
+    text: Text
+    ref: tuple[str, str] | None = None
+    children: tuple[Line, ...] = ()
+
+
+def step_label(step: model.Step, now: float, key_width: int) -> Text:
+    symbol, style = STEP_STYLE.get(step.status, ("?", ""))
+    compensation = step.kind == model.COMPENSATION
+    label = Text(no_wrap=True)
+    if compensation:
+        label.append("↩ ", style=fmt.COMPENSATION_STYLE)
+    label.append(f"{symbol} ", style=style)
+    key = fmt.literal(step.key, f"bold {fmt.COMPENSATION_STYLE}" if compensation else "bold")
+    # The arrow takes two cells: the compensation's name takes two fewer, so columns align.
+    key.truncate(key_width - (2 if compensation else 0), overflow="ellipsis", pad=True)
+    label.append_text(key)
+    label.append("  ")
+    kind = Text(step.kind if step.kind != model.STEP else "", style=fmt.KIND_STYLE.get(step.kind, "dim"))
+    kind.truncate(14, pad=True)
+    label.append_text(kind)
+    status = Text(step.status, style=style)
+    status.truncate(11, pad=True)
+    label.append_text(status)
+    label.append(fmt.span(step.started_at, step.finished_at, now).rjust(7), style="dim")
+    if step.attempts > 1:
+        label.append(f"  {step.attempts} attempts", style="magenta")
+    if step.status == model.STEP_RETRYING and step.retry_at:
+        label.append(f"  ↻ {fmt.countdown(step.retry_at, now)}", style="magenta")
+    if compensation and step.name.startswith("compensate:"):
+        label.append("  undoes ", style="dim")
+        label.append_text(fmt.literal(step.name.removeprefix("compensate:"), COMP_DIM))
+    return label
+
+
+COMP_DIM = f"dim {fmt.COMPENSATION_STYLE}"
+
+
+def key_width(steps: list[model.Step]) -> int:
+    widths = [len(s.key) + (2 if s.kind == model.COMPENSATION else 0) for s in steps]
+    return max(8, min(34, max(widths, default=8)))
+
+
+def has_details(step: model.Step) -> bool:
+    return bool(step.attempt_log or step.child_run_ids or step.output is not None or step.error
+                or step.status == model.STEP_RETRYING)
+
+
+def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
+    symbol, style = STEP_STYLE.get(a.status, ("✗", "red"))
+    head = Text(f"attempt {a.attempt} ", style="bold")
+    head.append(f"{symbol} {a.status}", style=style)
+    if a.started_at is not None and a.finished_at is not None:
+        head.append(f" after {fmt.seconds(a.finished_at - a.started_at)}", style="dim")
+    if a.run_attempt > 1:
+        head.append(f" (run attempt {a.run_attempt})", style="dim")
+    head.append(": ")
+    head.append_text(fmt.literal(a.error or "", "red"))
+    tb: list[Line] = []
+    if a.traceback:
+        lines = a.traceback.rstrip("\n").splitlines()
+        shown = lines if traceback_lines is None else lines[-traceback_lines:]
+        if len(shown) < len(lines):
+            tb.append(Line(Text(f"… {len(lines) - len(shown)} earlier lines", style="dim")))
+        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"))
+                  for line in shown)
+    return Line(head, children=tuple(tb))
+
+
+def json_lines(value: object, limit: int | None) -> list[Line]:
+    lines = fmt.pretty_json(value).splitlines()
+    shown = lines if limit is None else lines[:limit]
+    out = [Line(fmt.literal(line, "green")) for line in shown]
+    if len(shown) < len(lines):
+        out.append(Line(Text(f"… {len(lines) - len(shown)} more lines (the pane on the side "
+                             "shows all)", style="dim")))
+    return out
+
+
+def child_line(child: RunSummary | None, run_id: str, now: float) -> Line:
+    text = Text(no_wrap=True)
+    if child is None:
+        text.append("○ ", style="dim")
+        text.append(run_id, style="dim")
+        return Line(text, ("child", run_id))
+    text.append_text(fmt.run_status(child.status, word=False))
+    text.append(f" {run_id}  ")
+    text.append_text(fmt.literal(child.task_id))
+    text.append(f"  {child.status}", style=fmt.run_status(child.status).style)
+    if child.error:
+        text.append("  ")
+        text.append_text(fmt.literal(fmt.first_line(child.error), "red"))
+    return Line(text, ("child", run_id))
+
+
+def fanout_counts(step: model.Step, children: dict[str, RunSummary]) -> tuple[int, int, int]:
+    """(finished, failed, total) of a trigger step's children."""
+    done = failed = 0
+    for rid in step.child_run_ids:
+        c = children.get(rid)
+        if c is not None and c.status in model.TERMINAL_STATES:
+            done += 1
+            if c.status != model.COMPLETED:
+                failed += 1
+    return done, failed, len(step.child_run_ids)
+
+
+def detail_lines(
+    step: model.Step, children: dict[str, RunSummary], now: float, *, full: bool,
+) -> list[Line]:
+    """What a step expands to: countdown, failed attempts, fan-out progress and children,
+    output or error. `full=False` cuts long parts (the tree); True shows all (the pane)."""
+    out: list[Line] = []
+    if step.status == model.STEP_RETRYING and step.retry_at:
+        out.append(Line(Text(f"↻ {fmt.countdown(step.retry_at, now)} "
+                             f"(attempt {step.attempts + 1} next)", style="bold magenta"),
+                        ("countdown", step.key)))
+    for a in step.attempt_log:
+        out.append(attempt_line(a, traceback_lines=None if full else 12))
+    if step.child_run_ids:
+        done, failed, total = fanout_counts(step, children)
+        out.append(Line(fmt.progress_line(done, failed, total), ("progress", step.key)))
+        if not full:
+            cap = 50
+            for rid in step.child_run_ids[:cap]:
+                out.append(child_line(children.get(rid), rid, now))
+            if total > cap:
+                out.append(Line(Text(f"… {total - cap} more: the pane on the side (or the "
+                                     "Children tab) lists them all", style="dim")))
+    elif step.output is not None and step.status == model.STEP_COMPLETED:
+        out.append(Line(Text("output", style="bold green")))
+        out.extend(json_lines(step.output, None if full else 40))
+    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT):
+        out.append(Line(Text("waiting for", style="bold blue")))
+        out.extend(json_lines(step.output, None if full else 10))
+    if step.error and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED) and not step.attempt_log:
+        out.append(Line(fmt.literal(step.error, "red")))
+    return out
+
+
+def step_header(step: model.Step, now: float) -> Text:
+    """The detail pane's heading for a step."""
+    head = Text()
+    if step.kind == model.COMPENSATION:
+        head.append("↩ compensation  ", style=f"bold {fmt.COMPENSATION_STYLE}")
+    head.append_text(fmt.step_status(step.status))
+    head.append("  ")
+    head.append_text(fmt.literal(step.key, "bold"))
+    if step.name != step.key:
+        head.append("  (")
+        head.append_text(fmt.literal(step.name))
+        head.append(")")
+    head.append(f"  {step.kind}", style=fmt.KIND_STYLE.get(step.kind, "dim"))
+    head.append("\n")
+    if step.started_at is not None:
+        head.append(f"started {fmt.clock_time_ms(step.started_at)}", style="dim")
+        if step.finished_at is not None:
+            head.append(f"  finished {fmt.clock_time_ms(step.finished_at)}", style="dim")
+        head.append(f"  took {fmt.span(step.started_at, step.finished_at, now)}", style="dim")
+    head.append(f"  attempts {step.attempts}", style="magenta" if step.attempts > 1 else "dim")
+    return head
+
+
+def flatten(lines: list[Line], indent: str = "") -> Text:
+    """Lines (and their children, indented) as one block of text for the pane."""
+    out = Text()
+    for line in lines:
+        out.append(indent)
+        out.append_text(line.text)
+        out.append("\n")
+        if line.children:
+            out.append_text(flatten(list(line.children), indent + "    "))
+    return out

@@ -1,0 +1,1 @@
+"""The dashboard's widgets: each draws one thing from data it is handed (no journal I/O)."""

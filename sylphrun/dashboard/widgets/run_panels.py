@@ -1,0 +1,154 @@
+"""The run screen's heading and the pane showing the step under the tree's cursor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical, VerticalScroll
+from textual.widgets import Static
+
+from sylphrun import model
+from sylphrun.dashboard import steps_view
+from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.feed import RunDetail
+from sylphrun.dashboard.widgets.runs_table import RunsTable
+from sylphrun.journal.queries import RunSummary
+
+
+def run_heading(detail: RunDetail, now: float, width: int) -> Text:
+    run = detail.run
+    out = Text(no_wrap=False)
+    out.append_text(fmt.run_status(run.status))
+    out.append("  ")
+    out.append_text(fmt.literal(run.task_id, "bold"))
+    out.append(f"  {run.id}")
+    out.append("\n")
+    out.append(f"attempt {run.attempt}", style="magenta" if run.attempt > 1 else "dim")
+    if run.started_at is not None:
+        out.append(f" · started {fmt.clock_time(run.started_at, now)}", style="dim")
+        took = fmt.span(run.started_at, run.finished_at, now)
+        out.append(f" · took {took}" if run.finished_at is not None else f" · {took} so far",
+                   style="dim")
+    else:
+        out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
+    if run.status in (model.QUEUED, model.WAITING) and run.ready_at and run.ready_at > now:
+        out.append(f" · ↻ runs again in {fmt.seconds(run.ready_at - now)}", style="magenta")
+    if run.children_total:
+        out.append("\nchildren ", style="dim")
+        out.append_text(fmt.progress_line(run.children_done, run.children_failed,
+                                          run.children_total, width=16))
+    if run.parent_run_id:
+        out.append("\nchild of ", style="dim")
+        out.append(run.parent_run_id)
+        out.append(" (p opens it)", style="dim")
+    if run.replay_of:
+        out.append("\nreplay of ", style="dim")
+        out.append(run.replay_of)
+    out.append("\npayload ", style="dim")
+    out.append_text(_clip(fmt.one_line_json(run.payload), width - 9, "dim"))
+    if run.status == model.COMPLETED:
+        out.append("\noutput  ", style="dim")
+        out.append_text(_clip(fmt.one_line_json(run.output), width - 9, "green"))
+    elif run.error:
+        out.append("\nerror   ", style="dim")
+        out.append_text(_clip(fmt.first_line(run.error), width - 9, "red"))
+    failed = [a for a in detail.attempts if a.status != model.COMPLETED and a.attempt != run.attempt]
+    if failed:
+        out.append(f"\nearlier attempts: {len(failed)} failed", style="dim")
+        out.append(" (last: ", style="dim")
+        out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
+        out.append(")", style="dim")
+    return out
+
+
+def _clip(value: str, width: int, style: str) -> Text:
+    line = fmt.literal(value, style)
+    line.truncate(max(10, width), overflow="ellipsis")
+    return line
+
+
+class RunHeading(Static):
+    DEFAULT_CSS = """
+    RunHeading { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(Text("loading…", style="dim"), id=id)
+        self.clock = clock
+        self.detail: RunDetail | None = None
+
+    def show(self, detail: RunDetail) -> None:
+        self.detail = detail
+        self.tick()
+
+    def tick(self) -> None:
+        if self.detail is not None:
+            self.update(run_heading(self.detail, self.clock(), max(40, self.size.width - 2)))
+
+
+class StepDetail(Vertical):
+    """Everything about one step, uncut: attempts with tracebacks, output, children."""
+
+    DEFAULT_CSS = """
+    StepDetail { height: 1fr; }
+    StepDetail > #step-text { height: 1fr; }
+    StepDetail.-fanout > #step-text { height: auto; max-height: 8; }
+    StepDetail > #step-children { display: none; }
+    StepDetail.-fanout > #step-children { display: block; }
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.clock = clock
+        self.step: model.Step | None = None
+        self.children_by_id: dict[str, RunSummary] = {}
+        self._shown: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="step-text"):
+            yield Static(Text("move the cursor to a step to see it here", style="dim"),
+                         id="step-body")
+        yield RunsTable(clock=self.clock, id="step-children", error_column=True,
+                        empty_text="no children yet")
+
+    def show(self, step: model.Step | None, children: dict[str, RunSummary]) -> None:
+        self.step = step
+        self.children_by_id = children
+        self.render_step()
+
+    def render_step(self) -> None:
+        step = self.step
+        now = self.clock()
+        body = self.query_one("#step-body", Static)
+        if step is None:
+            self._shown = None
+            body.update(Text("move the cursor to a step to see it here", style="dim"))
+            self.set_class(False, "-fanout")
+            return
+        sig = (step, step.status == model.STEP_RETRYING and int(now * 4),
+               step.finished_at is None and int(now),
+               steps_view.fanout_counts(step, self.children_by_id) if step.child_run_ids else None)
+        if sig == self._shown:
+            return
+        self._shown = sig
+        text = steps_view.step_header(step, now)
+        text.append("\n\n")
+        text.append_text(steps_view.flatten(
+            steps_view.detail_lines(step, self.children_by_id, now, full=True)))
+        body.update(text)
+        self.set_class(bool(step.child_run_ids), "-fanout")
+        if step.child_run_ids:
+            table = self.query_one("#step-children", RunsTable)
+            rows = [self.children_by_id[r] for r in step.child_run_ids if r in self.children_by_id]
+            if [r.id for r in rows] == [r.id for r in table.rows]:
+                changed = [r for r, old in zip(rows, table.rows, strict=True) if r is not old and r != old]
+                table.update_rows(changed)
+            else:
+                table.set_rows(rows)
+
+    def tick(self) -> None:
+        if self.step is not None and self.step.status in (model.STEP_RETRYING, model.STEP_RUNNING):
+            self.render_step()

@@ -1,0 +1,312 @@
+"""A table of runs drawn with Textual's line API: only the visible rows are rendered.
+
+Textual's DataTable builds every row up front (about a second at 10,000 rows); this one
+keeps a list of `RunSummary` and renders the ~30 rows on screen, each cached as a `Strip`
+until that run changes, the width changes, or (for an unfinished run) its duration ticks.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import events
+from textual.binding import Binding
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from sylphrun.dashboard import text as fmt
+from sylphrun.journal.queries import RunSummary
+from sylphrun.model import TERMINAL_STATES
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    width: int
+    right: bool = False
+
+
+def layout(width: int, *, error_column: bool = True, task_width: int = 28) -> list[Column]:
+    """Columns that fit `width`: the status word and the error go first when it is narrow.
+    `task_width` is the longest task id shown (the task column takes no more)."""
+    wide = width >= 100
+    status = Column("STATUS" if wide else "", 11 if wide else 1)
+    fixed = [
+        Column("RUN", 21),
+        Column("ATT", 3, right=True),
+        Column("STARTED", 8),
+        Column("DURATION", 8, right=True),
+        Column("CHILDREN", 9),
+    ]
+    gaps = 2 * (len(fixed) + 1)
+    used = status.width + sum(c.width for c in fixed) + gaps
+    task_width = max(8, min(28, task_width + 2, width - used))
+    columns = [status, Column("TASK", task_width), *fixed]
+    rest = width - used - task_width - 2
+    if error_column and rest >= 12:
+        columns.append(Column("ERROR", rest))
+    return columns
+
+
+def row_cells(run: RunSummary, columns: list[Column], now: float) -> list[Text]:
+    cells: list[Text] = []
+    for col in columns:
+        title = col.title
+        if title in ("STATUS", ""):
+            cells.append(fmt.run_status(run.status, word=col.width > 1))
+        elif title == "TASK":
+            cell = Text("↳ ", style="bright_black") if run.parent_run_id else Text()
+            cell.append_text(fmt.literal(run.task_id, "bold"))
+            cells.append(cell)
+        elif title == "RUN":
+            cells.append(Text(run.id, style="bright_black" if run.parent_run_id else ""))
+        elif title == "ATT":
+            cells.append(Text(str(run.attempt), style="magenta" if run.attempt > 1 else "dim"))
+        elif title == "STARTED":
+            cells.append(Text(fmt.clock_time(run.started_at or run.created_at, now), style="dim"))
+        elif title == "DURATION":
+            cells.append(Text(fmt.span(run.started_at, run.finished_at, now)))
+        elif title == "CHILDREN":
+            cells.append(fmt.children_text(run.children_done, run.children_total,
+                                           run.children_failed))
+        elif title == "ERROR":
+            cells.append(fmt.literal(fmt.first_line(run.error), "red"))
+    return cells
+
+
+def join_cells(cells: Iterable[Text], columns: list[Column]) -> Text:
+    line = Text(no_wrap=True, end="")
+    line.append(" ")
+    for cell, col in zip(cells, columns, strict=True):
+        cell = cell.copy()
+        cell.no_wrap = True
+        if col.right:
+            cell.pad_left(max(0, col.width - cell.cell_len))
+        cell.truncate(col.width, overflow="ellipsis", pad=True)
+        line.append_text(cell)
+        line.append("  ")
+    return line
+
+
+class RunsTable(ScrollView, can_focus=True):
+    """Runs, one per line, with a cursor. Posts `Highlighted` and `Opened`."""
+
+    BINDINGS = [
+        Binding("enter", "open", "Open", show=True),
+        Binding("up", "cursor(-1)", "Up", show=False),
+        Binding("down", "cursor(1)", "Down", show=False),
+        Binding("pageup", "page(-1)", "Page up", show=False),
+        Binding("pagedown", "page(1)", "Page down", show=False),
+        Binding("home", "jump(0)", "First", show=False),
+        Binding("end", "jump(-1)", "Last", show=False),
+    ]
+    COMPONENT_CLASSES = {"runs-table--header", "runs-table--cursor", "runs-table--empty"}
+    DEFAULT_CSS = """
+    RunsTable { height: 1fr; }
+    RunsTable > .runs-table--header { text-style: bold; color: $text-muted; }
+    RunsTable > .runs-table--cursor { background: $block-cursor-blurred-background; }
+    RunsTable:focus > .runs-table--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
+    RunsTable > .runs-table--empty { color: $text-muted; text-style: italic; }
+    """
+
+    cursor = reactive(0, always_update=True, init=False)
+
+    class Highlighted(Message):
+        def __init__(self, table: RunsTable, run_id: str | None) -> None:
+            super().__init__()
+            self.table = table
+            self.run_id = run_id
+
+        @property
+        def control(self) -> RunsTable:
+            return self.table
+
+    class Opened(Message):
+        def __init__(self, table: RunsTable, run_id: str) -> None:
+            super().__init__()
+            self.table = table
+            self.run_id = run_id
+
+        @property
+        def control(self) -> RunsTable:
+            return self.table
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, empty_text: str = "no runs",
+        error_column: bool = True, name: str | None = None, id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.clock = clock
+        self.empty_text = empty_text
+        self.error_column = error_column
+        self.rows: list[RunSummary] = []
+        self._index: dict[str, int] = {}
+        self._cache: dict[str, tuple[RunSummary, int, str, Strip]] = {}
+        self._columns: list[Column] = []
+        self._columns_key = (-1, -1)
+        self._longest_task = 8
+        self.rendered_rows = 0  # rows rendered (not served from cache): the benchmark reads it
+
+    # -- data ------------------------------------------------------------------------------
+
+    @property
+    def cursor_id(self) -> str | None:
+        if 0 <= self.cursor < len(self.rows):
+            return self.rows[self.cursor].id
+        return None
+
+    def set_rows(self, rows: list[RunSummary], *, keep: str | None = None) -> None:
+        """Replace the rows (a new order or filter); the cursor stays on its run if it can."""
+        old_id = self.cursor_id
+        keep = keep or old_id
+        self.rows = rows
+        self._index = {r.id: i for i, r in enumerate(rows)}
+        tasks = {r.task_id for r in rows}
+        self._longest_task = max((len(t) for t in tasks), default=8) + (2 if any(
+            r.parent_run_id for r in rows) else 0)
+        target = self._index[keep] if keep in self._index else min(self.cursor, len(rows) - 1)
+        self._update_virtual_size()
+        self.set_reactive(RunsTable.cursor, max(0, target))
+        if self.cursor_id != old_id:
+            self.post_message(self.Highlighted(self, self.cursor_id))
+        if len(self._cache) > 4 * len(rows) + 1000:
+            self._cache.clear()
+        self.refresh()
+
+    def update_rows(self, changed: Iterable[RunSummary]) -> None:
+        """Some runs changed in place: redraw just their lines if they are on screen."""
+        top = self.scroll_offset.y
+        height = self.scrollable_content_region.height
+        for run in changed:
+            i = self._index.get(run.id)
+            if i is None:
+                continue
+            self.rows[i] = run
+            y = i - top + 1
+            if 1 <= y < height:
+                self.refresh(Region(0, y, self.size.width, 1))
+
+    def tick(self) -> None:
+        """Redraw the visible unfinished runs (their durations grow)."""
+        top = self.scroll_offset.y
+        height = self.scrollable_content_region.height
+        for i in range(top, min(len(self.rows), top + height - 1)):
+            if self.rows[i].status not in TERMINAL_STATES:
+                self.refresh(Region(0, i - top + 1, self.size.width, 1))
+
+    def select_id(self, run_id: str) -> bool:
+        i = self._index.get(run_id)
+        if i is None:
+            return False
+        self.set_cursor(i)
+        return True
+
+    # -- cursor ----------------------------------------------------------------------------
+
+    def set_cursor(self, index: int, *, scroll: bool = True, announce: bool = True) -> None:
+        index = max(0, min(index, len(self.rows) - 1)) if self.rows else 0
+        old = self.cursor
+        self.set_reactive(RunsTable.cursor, index)
+        self._refresh_row(old)
+        self._refresh_row(index)
+        if scroll:
+            self._scroll_to_cursor()
+        if announce:
+            self.post_message(self.Highlighted(self, self.cursor_id))
+
+    def _refresh_row(self, index: int) -> None:
+        y = index - self.scroll_offset.y + 1
+        if 1 <= y < self.size.height:
+            self.refresh(Region(0, y, self.size.width, 1))
+
+    def _scroll_to_cursor(self) -> None:
+        visible = max(1, self.scrollable_content_region.height - 1)
+        top = self.scroll_offset.y
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False, immediate=True)
+        elif self.cursor >= top + visible:
+            self.scroll_to(y=self.cursor - visible + 1, animate=False, immediate=True)
+
+    def action_cursor(self, delta: int) -> None:
+        self.set_cursor(self.cursor + delta)
+
+    def action_page(self, direction: int) -> None:
+        self.set_cursor(self.cursor + direction * max(1, self.scrollable_content_region.height - 2))
+
+    def action_jump(self, where: int) -> None:
+        self.set_cursor(0 if where == 0 else len(self.rows) - 1)
+
+    def action_open(self) -> None:
+        if self.cursor_id is not None:
+            self.post_message(self.Opened(self, self.cursor_id))
+
+    def on_click(self, event: events.Click) -> None:
+        row = self.scroll_offset.y + event.y - 1
+        if event.y >= 1 and 0 <= row < len(self.rows):
+            self.set_cursor(row, scroll=False)
+            if event.chain >= 2:
+                self.action_open()
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def on_resize(self) -> None:
+        self._update_virtual_size()
+
+    def _update_virtual_size(self) -> None:
+        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+
+    def _layout(self) -> list[Column]:
+        width = self.scrollable_content_region.width
+        longest = self._longest_task
+        if (width, longest) != self._columns_key:
+            self._columns = layout(width, error_column=self.error_column, task_width=longest)
+            self._columns_key = (width, longest)
+            self._cache.clear()
+        return self._columns
+
+    def render_line(self, y: int) -> Strip:
+        width = self.scrollable_content_region.width
+        columns = self._layout()
+        base = self.rich_style
+        if y == 0:
+            header = join_cells((Text(c.title) for c in columns), columns)
+            style = base + self.get_component_rich_style("runs-table--header")
+            return self._strip(header, width, style)
+        index = self.scroll_offset.y + y - 1
+        if not self.rows:
+            if y == 2:
+                style = base + self.get_component_rich_style("runs-table--empty")
+                return self._strip(Text(f"  {self.empty_text}"), width, style)
+            return Strip.blank(width, base)
+        if index >= len(self.rows):
+            return Strip.blank(width, base)
+        run = self.rows[index]
+        now = self.clock()
+        # Unfinished runs show a growing duration: cache them per second only.
+        stamp = "" if run.status in TERMINAL_STATES else str(int(now))
+        cached = self._cache.get(run.id)
+        if cached is not None and cached[0] is run and cached[1] == width and cached[2] == stamp:
+            strip = cached[3]
+        else:
+            self.rendered_rows += 1
+            strip = self._strip(join_cells(row_cells(run, columns, now), columns), width, base)
+            self._cache[run.id] = (run, width, stamp, strip)
+        if index == self.cursor:
+            cursor = self.get_component_rich_style("runs-table--cursor")
+            strip = Strip(Segment.apply_style(strip, post_style=cursor), width)
+        return strip
+
+    def _strip(self, line: Text, width: int, style: Style) -> Strip:
+        line.truncate(width, pad=True)
+        segments = list(line.render(self.app.console))
+        segments = [s for s in segments if s.text != "\n"]
+        return Strip(Segment.apply_style(segments, style), width).crop_extend(0, width, style)

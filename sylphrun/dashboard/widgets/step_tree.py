@@ -1,0 +1,206 @@
+"""The step tree of one run, updated node by node as the journal changes.
+
+A node's label is replaced only when its step changed; its lines (attempts, output,
+children) are rebuilt only when it is expanded. Compensation steps get a heading node
+before the first of them and their own colour and arrow, so the undo trace reads as one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from rich.text import Text
+from textual.widgets import Tree
+from textual.widgets.tree import TreeNode
+
+from sylphrun import model
+from sylphrun.dashboard import steps_view
+from sylphrun.dashboard import text as fmt
+from sylphrun.journal.queries import RunSummary
+
+# Node data: ("step", key), ("child", run_id), ("countdown", key), ("progress", key),
+# ("compensation", ""), or None for plain lines.
+Ref = tuple[str, str] | None
+COMPENSATION_HEAD = ("compensation", "")
+
+
+class StepTree(Tree[Ref]):
+    DEFAULT_CSS = """
+    StepTree { height: 1fr; }
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.time, id: str | None = None) -> None:
+        super().__init__(Text("steps"), id=id)
+        self.clock = clock
+        self.show_root = False
+        self.guide_depth = 3
+        self.auto_expand = True
+        self.steps: dict[str, model.Step] = {}
+        self.children_by_id: dict[str, RunSummary] = {}
+        self._step_nodes: dict[str, TreeNode[Ref]] = {}
+        self._order: list[tuple[str, str]] = []
+        self._key_width = 8
+        self._stale: set[str] = set()  # collapsed nodes whose lines are out of date
+        self._auto_expanded: set[str] = set()
+        self._fanout_sig: dict[str, tuple] = {}
+        self.relabels = 0  # labels replaced: the tests and the benchmark read it
+
+    # -- data ------------------------------------------------------------------------------
+
+    def show_steps(self, steps: list[model.Step], children: list[RunSummary]) -> None:
+        now = self.clock()
+        self.children_by_id = {c.id: c for c in children}
+        new_width = steps_view.key_width(steps)
+        width_changed = new_width != self._key_width
+        self._key_width = new_width
+        order = self._wanted_order(steps)
+        if order[: len(self._order)] != self._order:
+            self._rebuild(steps)
+            return
+        known = len(self._order)
+        by_key = {s.key: s for s in steps}
+        for i, ref in enumerate(order):
+            if ref == COMPENSATION_HEAD:
+                if i >= known:
+                    self.root.add_leaf(self._compensation_heading(), data=ref)
+                continue
+            step = by_key[ref[1]]
+            old = self.steps.get(step.key)
+            node = self._step_nodes.get(step.key)
+            if node is None:
+                self._add_step_node(step, now)
+                continue
+            sig = self._fanout_signature(step)
+            if old == step and not width_changed and sig == self._fanout_sig.get(step.key):
+                continue
+            self.steps[step.key] = step
+            self._fanout_sig[step.key] = sig
+            self.relabels += 1
+            node.set_label(steps_view.step_label(step, now, self._key_width))
+            node.allow_expand = steps_view.has_details(step)
+            self._maybe_auto_expand(step, node)
+            if node.is_expanded:
+                self._fill(node, step)
+            else:
+                self._stale.add(step.key)
+        self._order = order
+        self._place_cursor()
+
+    def _place_cursor(self) -> None:
+        # A tree shown for the first time has no cursor: put it on the first step so the
+        # pane beside it shows something and the arrow keys start from the top.
+        if self.cursor_line < 0 and self._step_nodes:
+            self.move_cursor(next(iter(self._step_nodes.values())))
+
+    def _wanted_order(self, steps: list[model.Step]) -> list[tuple[str, str]]:
+        order: list[tuple[str, str]] = []
+        for s in steps:
+            if s.kind == model.COMPENSATION and COMPENSATION_HEAD not in order:
+                order.append(COMPENSATION_HEAD)
+            order.append(("step", s.key))
+        return order
+
+    def _rebuild(self, steps: list[model.Step]) -> None:
+        expanded = {k for k, n in self._step_nodes.items() if n.is_expanded}
+        cursor = self.cursor_node.data if self.cursor_node is not None else None
+        self.clear()
+        self._step_nodes.clear()
+        self.steps.clear()
+        self._stale.clear()
+        self._order = []
+        now = self.clock()
+        by_key = {s.key: s for s in steps}
+        for ref in self._wanted_order(steps):
+            if ref == COMPENSATION_HEAD:
+                self.root.add_leaf(self._compensation_heading(), data=ref)
+            else:
+                node = self._add_step_node(by_key[ref[1]], now)
+                if ref[1] in expanded:
+                    node.expand()
+        self._order = self._wanted_order(steps)
+        if cursor is not None:
+            self.select_ref(cursor)
+        self._place_cursor()
+
+    def _compensation_heading(self) -> Text:
+        return Text("↩ compensating: undo steps, newest first", style=f"bold {fmt.COMPENSATION_STYLE}")
+
+    def _add_step_node(self, step: model.Step, now: float) -> TreeNode[Ref]:
+        node = self.root.add(steps_view.step_label(step, now, self._key_width),
+                             data=("step", step.key), allow_expand=steps_view.has_details(step))
+        self._step_nodes[step.key] = node
+        self.steps[step.key] = step
+        self._fanout_sig[step.key] = self._fanout_signature(step)
+        self._stale.add(step.key)
+        self._maybe_auto_expand(step, node)
+        return node
+
+    def _maybe_auto_expand(self, step: model.Step, node: TreeNode[Ref]) -> None:
+        """Show a failure or a pending retry without a key press (once per step)."""
+        wanted = step.status in (model.STEP_FAILED, model.STEP_RETRYING) or (
+            step.child_run_ids and step.key not in self._auto_expanded)
+        if wanted and step.key not in self._auto_expanded and steps_view.has_details(step):
+            self._auto_expanded.add(step.key)
+            self._fill(node, step)
+            node.expand()
+
+    def _fanout_signature(self, step: model.Step) -> tuple:
+        if not step.child_run_ids:
+            return ()
+        kids = self.children_by_id
+        return tuple((rid, kids[rid].status, kids[rid].error) if rid in kids else (rid,)
+                     for rid in step.child_run_ids[:50]) + steps_view.fanout_counts(step, kids)
+
+    def _fill(self, node: TreeNode[Ref], step: model.Step) -> None:
+        self._stale.discard(step.key)
+        node.remove_children()
+        lines = steps_view.detail_lines(step, self.children_by_id, self.clock(), full=False)
+        for line in lines:
+            self._add_line(node, line)
+
+    def _add_line(self, parent: TreeNode[Ref], line: steps_view.Line) -> None:
+        if line.children:
+            sub = parent.add(line.text, data=line.ref, expand=False)
+            for child in line.children:
+                self._add_line(sub, child)
+        else:
+            parent.add_leaf(line.text, data=line.ref)
+
+    def on_tree_node_expanded(self, event: Tree.NodeExpanded[Ref]) -> None:
+        ref = event.node.data
+        if ref is not None and ref[0] == "step" and ref[1] in self._stale:
+            self._fill(event.node, self.steps[ref[1]])
+
+    # -- time ------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Countdowns and running durations move on."""
+        now = self.clock()
+        for key, step in self.steps.items():
+            if step.status in (model.STEP_RUNNING, model.STEP_RETRYING):
+                node = self._step_nodes.get(key)
+                if node is None:
+                    continue
+                node.set_label(steps_view.step_label(step, now, self._key_width))
+                if step.status == model.STEP_RETRYING and node.is_expanded:
+                    for child in node.children:
+                        if child.data == ("countdown", key) and step.retry_at:
+                            child.set_label(Text(
+                                f"↻ {fmt.countdown(step.retry_at, now)} "
+                                f"(attempt {step.attempts + 1} next)", style="bold magenta"))
+
+    # -- selection -------------------------------------------------------------------------
+
+    def selected_step(self) -> model.Step | None:
+        """The step under the cursor, or the step a line under the cursor belongs to."""
+        node = self.cursor_node
+        while node is not None and node is not self.root:
+            if node.data is not None and node.data[0] == "step":
+                return self.steps.get(node.data[1])
+            node = node.parent
+        return None
+
+    def select_ref(self, ref: tuple[str, str]) -> None:
+        if ref[0] == "step" and ref[1] in self._step_nodes:
+            self.move_cursor(self._step_nodes[ref[1]])
