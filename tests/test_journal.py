@@ -129,6 +129,27 @@ def test_corrupt_journal_gives_a_one_line_error_and_is_left_alone(tmp_path):
     assert path.read_bytes() == junk
 
 
+def test_journal_corrupted_after_its_header_gives_journal_errors(tmp_path):
+    path = tmp_path / "journal.db"
+    conn = Connection(path)
+    store.enqueue_runs(conn, [RunSpec("t", "{}") for _ in range(2000)], time.time())
+    conn.close()  # the last close checkpoints the WAL into the file
+    size = path.stat().st_size
+    with path.open("r+b") as f:  # the schema stays readable; data pages at the end do not
+        f.seek(size - 40 * 4096)
+        f.write(os.urandom(40 * 4096))
+    conn = Connection(path)
+    try:
+        for action in (lambda: queries.list_runs(conn, limit=10_000),
+                       lambda: store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time())):
+            with pytest.raises(JournalError) as info:
+                action()
+            assert "not a valid sylphrun journal" in str(info.value)
+            assert "\n" not in str(info.value)
+    finally:
+        conn.close()
+
+
 CANCEL_TASKS = '''
 import asyncio
 import time

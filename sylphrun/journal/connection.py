@@ -139,14 +139,16 @@ class Connection:
                 self.db.execute("BEGIN IMMEDIATE")
                 try:
                     yield self.db
-                except BaseException:
-                    self.db.execute("ROLLBACK")
-                    raise
-                else:
                     self.db.execute("COMMIT")
-            except sqlite3.OperationalError as exc:
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
+                finally:
+                    # After a failed body or COMMIT. SQLite may have rolled back already
+                    # (an I/O error, a corrupt page): ask, or ROLLBACK itself would raise
+                    # and hide the real error.
+                    if self.db.in_transaction:
+                        self.db.execute("ROLLBACK")
+            except sqlite3.DatabaseError as exc:
+                # DatabaseError, not only OperationalError: a page corrupted after the
+                # header passes the checks at open and shows up here as "malformed".
                 raise _journal_error(self.path, exc) from None
             finally:
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
@@ -155,11 +157,15 @@ class Connection:
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs (WAL readers never block writers)."""
         with self._mutex:
-            self.db.execute("BEGIN")
             try:
-                yield self.db
-            finally:
-                self.db.execute("COMMIT")
+                self.db.execute("BEGIN")
+                try:
+                    yield self.db
+                finally:
+                    if self.db.in_transaction:
+                        self.db.execute("COMMIT")
+            except sqlite3.DatabaseError as exc:
+                raise _journal_error(self.path, exc) from None
 
     def data_version(self) -> int:
         """Changes when another connection commits: a cheap "anything new?" check."""
