@@ -219,3 +219,24 @@ def test_cancelling_a_parent_cancels_its_unfinished_children_and_fences_workers(
         assert len(lines) <= len(done) + 1
     with pytest.raises(InvalidState):
         store.cancel_run(eng.conn, parent, time.time())
+
+
+def test_a_run_of_a_task_no_worker_knows_fails_as_unknown_after_a_grace(tmp_path):
+    conn = Connection(tmp_path / "journal.db")
+    try:
+        t0 = time.time()
+        [(ghost, _)] = store.enqueue_runs(conn, [RunSpec("ghost", "{}")], t0)
+        [(known, _)] = store.enqueue_runs(conn, [RunSpec("real", "{}")], t0)
+        terms = {"real": store.TaskTerms()}
+        claims, unknown = store.claim_runs(conn, "w1", 10, lease_seconds=300, known_tasks=terms,
+                                           now=t0 + 1)
+        assert [c.run_id for c in claims] == [known] and unknown == []
+        assert queries.get_run(conn, ghost).status == model.QUEUED
+        later = t0 + store.UNKNOWN_TASK_GRACE + 1
+        claims, unknown = store.claim_runs(conn, "w1", 10, lease_seconds=300, known_tasks=terms,
+                                           now=later)
+        assert claims == [] and unknown == [ghost]
+        run = queries.get_run(conn, ghost)
+        assert run.status == model.FAILED and run.error.startswith("UnknownTask:")
+    finally:
+        conn.close()

@@ -8,7 +8,8 @@ import time
 
 from conftest import step_by_key, wait_until
 
-from sylphrun import model
+from sylphrun import model, trigger
+from sylphrun.journal import RunSpec
 
 TASKS = '''
 import asyncio
@@ -233,3 +234,25 @@ def test_step_idempotency_key_is_stable_across_retries(project, engine_factory):
     assert charge == [f"{run_id}:charge"] * 2
     assert notify == [f"{run_id}:notify"] * 2
     assert result.output == {"charge": f"{run_id}:charge", "notify": f"{run_id}:notify"}
+
+
+def test_a_run_of_a_task_newer_than_the_workers_waits_for_workers_that_know_it(
+    project, engine_factory
+):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    # A task file saved while the workers run: the CLI discovers it and enqueues a run
+    # before the reload has replaced the workers.
+    project.write_tasks('''
+from sylphrun import task
+
+@task(id="added-later")
+async def added_later(payload, ctx):
+    return await ctx.step.run("hello", lambda: "hi")
+''', name="tasks/extra.py")
+    [(run_id, _)] = trigger.enqueue(eng.conn, [RunSpec("added-later", "{}")])
+    time.sleep(0.6)  # the old workers have looked at the queue more than once
+    assert eng.run_record(run_id).status == model.QUEUED
+    eng.supervisor.replace_workers()
+    result = eng.wait(run_id)
+    assert result.ok and result.output == "hi", result.error

@@ -8,6 +8,7 @@ a suspended laptop) cannot overwrite the work of the worker that took the run ov
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from sylphrun.journal.ids import new_run_id
 
 _TERMINAL = "('completed','failed','cancelled')"
 MAX_CRASHES = 3
+# How long a run of a task no worker knows stays queued before it fails as unknown: long
+# enough for a reload to bring up workers running the code that defines it.
+UNKNOWN_TASK_GRACE = 30.0
 
 
 class LeaseLost(BaseException):
@@ -155,8 +159,6 @@ def record_trigger_step(
 
 
 def _json_list(ids: Sequence[str]) -> str:
-    import json
-
     return json.dumps(list(ids), separators=(",", ":"))
 
 
@@ -192,16 +194,23 @@ def claim_runs(
                 quota[task_id] = concurrency - running
         blocked = [t for t, q in quota.items() if q <= 0]
         skip = f" AND task_id NOT IN ({','.join('?' * len(blocked))})" if blocked else ""
+        # A run of a task this worker does not know may be newer than its code (a task
+        # saved and triggered before the reload replaced the workers): leave it to workers
+        # that know it. Only after `UNKNOWN_TASK_GRACE` is it taken, to be failed as unknown
+        # (a renamed or deleted task) rather than sit in the queue with no word.
+        known = json.dumps(list(known_tasks))
+        mine = "(task_id IN (SELECT value FROM json_each(?)) OR {col} <= ?)"
         candidates = db.execute(
             f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
-            " ORDER BY ready_at LIMIT ?",
-            (now, *blocked, limit),
+            f" AND {mine.format(col='ready_at')} ORDER BY ready_at LIMIT ?",
+            (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit),
         ).fetchall()
         if len(candidates) < limit:
             candidates += db.execute(
                 "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
-                f" AND lease_expires_at < ?{skip} LIMIT ?",
-                (now, *blocked, limit - len(candidates)),
+                f" AND lease_expires_at < ?{skip} AND {mine.format(col='lease_expires_at')}"
+                " LIMIT ?",
+                (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit - len(candidates)),
             ).fetchall()
         # A run that was on a worker when it crashed is a suspect: it may have killed it, or
         # merely shared it. A worker holds at most one suspect, so two suspects never crash
