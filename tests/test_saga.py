@@ -45,6 +45,16 @@ async def flaky_undo(payload, ctx):
     await ctx.step.run("charge", do, "charge", compensate=flaky_refund)
     await ctx.step.run("ship", ship, ctx.attempt)
 
+def refund(result):
+    record(LEDGER, f"refund:{result['id']}")
+
+@task(id="fails-earlier", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+async def fails_earlier(payload, ctx):
+    if ctx.attempt == 2:
+        raise RuntimeError("config gone")  # before the charge step is replayed
+    await ctx.step.run("charge", do, "charge", compensate=refund)
+    raise RuntimeError("carrier down")
+
 def boom():
     raise ValueError("card declined")
 
@@ -111,3 +121,16 @@ def test_seed_style_except_block_steps_are_compensation(project, engine_factory)
         ("release", model.COMPENSATION, model.STEP_COMPLETED),
     ]
     assert project.ledger_lines() == ["reserve", "release"]
+
+
+def test_an_undo_from_an_earlier_attempt_runs_when_the_last_fails_before_its_step(
+    project, engine_factory
+):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("fails-earlier")
+    assert result.status == model.FAILED
+    assert "config gone" in result.error and "compensation(s) failed" not in result.error
+    assert project.ledger_lines() == ["charge", "refund:charge"]
+    comp = step_by_key(eng, result.run_id, "compensate:charge")
+    assert (comp.kind, comp.status) == (model.COMPENSATION, model.STEP_COMPLETED)
