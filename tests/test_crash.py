@@ -127,6 +127,9 @@ def test_run_that_kills_its_worker_three_times_fails_and_is_not_looped(project, 
     assert ledger_count(project, "before") == 1
     boom = step_by_key(eng, run_id, "boom")
     assert [a.status for a in boom.attempt_log] == [model.STEP_INTERRUPTED] * 3
+    # The attempt log says what became of the step: run again twice, then not.
+    assert [("runs again" in a.error, "WorkerCrashed" in a.error) for a in boom.attempt_log] == [
+        (True, False), (True, False), (False, True)]
     # Not looped: nothing claims it again.
     time.sleep(1.0)
     assert ledger_count(project, "boom") == 3

@@ -208,15 +208,21 @@ def test_cancelling_a_parent_cancels_its_unfinished_children_and_fences_workers(
     steps = {rid: eng.steps(rid) for rid in slow}
     time.sleep(0.6)
     assert project.ledger_lines() == ledger
+    interrupted = 0
     for rid in slow:
         assert eng.steps(rid) == steps[rid]
         assert eng.run_record(rid).status == model.CANCELLED
         assert not [s for s in steps[rid] if s.started_at > cancelled_at]
         assert not [s for s in steps[rid] if s.status == model.STEP_COMPLETED
                     and s.finished_at > cancelled_at]
+        in_flight = [s for s in steps[rid] if s.status == model.STEP_INTERRUPTED]
+        assert len(in_flight) <= 1
+        assert all("cancelled" in s.attempt_log[-1].error for s in in_flight)
+        interrupted += len(in_flight)
         done = {s.key for s in steps[rid] if s.status == model.STEP_COMPLETED}
         lines = [x for x in ledger if x.startswith(rid + ":")]
         assert len(lines) <= len(done) + 1
+    assert interrupted >= 1  # (each child is inside a 50 ms step nearly all the time)
     with pytest.raises(InvalidState):
         store.cancel_run(eng.conn, parent, time.time())
 

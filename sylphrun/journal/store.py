@@ -250,8 +250,19 @@ def claim_runs(
     return claims, unknown
 
 
-def _interrupt_running_steps(db: sqlite3.Connection, run_id: str, now: float) -> None:
-    """A step still 'running' when nobody executes its run was cut off mid-flight (in doubt)."""
+_RUNS_AGAIN = (
+    "interrupted: the worker stopped before the step finished; it runs again with the same "
+    "idempotency key"
+)
+
+
+def _interrupt_running_steps(
+    db: sqlite3.Connection, run_id: str, now: float, why: str = _RUNS_AGAIN
+) -> None:
+    """A step still 'running' when nobody executes its run was cut off mid-flight (in doubt).
+
+    `why` is what the attempt log tells the user: whether the step runs again depends on
+    what happens to the run (requeued, cancelled, failed)."""
     rows = db.execute(
         "SELECT key, attempts, run_attempt, started_at FROM steps"
         " WHERE run_id = ? AND status = 'running'",
@@ -260,9 +271,7 @@ def _interrupt_running_steps(db: sqlite3.Connection, run_id: str, now: float) ->
     for key, attempts, run_attempt, started_at in rows:
         db.execute(
             "INSERT OR REPLACE INTO step_attempts VALUES (?, ?, ?, ?, 'interrupted', ?, NULL, ?, ?)",
-            (run_id, key, attempts, run_attempt,
-             "interrupted: the worker stopped before the step finished; it runs again with "
-             "the same idempotency key", started_at, now),
+            (run_id, key, attempts, run_attempt, why, started_at, now),
         )
         db.execute(
             "UPDATE steps SET status = 'interrupted', finished_at = ? WHERE run_id = ? AND key = ?",
@@ -425,7 +434,8 @@ def release_worker_runs(
         ).fetchall()
         for run_id, crash_count in rows:
             if crashed and crash_count + 1 >= MAX_CRASHES:
-                _interrupt_running_steps(db, run_id, now)
+                _interrupt_running_steps(db, run_id, now, f"interrupted: the worker died ({reason})"
+                                         " while the step ran; the run failed (WorkerCrashed)")
                 _finish(db, run_id, model.FAILED, None,
                         f"WorkerCrashed: this run's worker process died {MAX_CRASHES} times while "
                         f"running it (last: {reason}); not retried again. "
@@ -579,7 +589,8 @@ def cancel_run(conn: Connection, run_id: str, now: float) -> list[str]:
             (run_id,),
         ).fetchall()]
         for rid in ids:
-            _interrupt_running_steps(db, rid, now)
+            _interrupt_running_steps(db, rid, now, "interrupted: the run was cancelled while "
+                                     "the step ran; whatever it returns is not journaled")
             _finish(db, rid, model.CANCELLED, None, "cancelled", None, now)
         return ids
 
