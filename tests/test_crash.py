@@ -149,7 +149,8 @@ def test_dead_workers_runs_are_released_at_once(project, engine_factory):
     result = eng.wait(run_id, timeout=15)
     elapsed = time.monotonic() - killed_at
     assert result.ok, result.error
-    # Far below the 10 s lease: the supervisor released the run when the process died.
+    # Far below the 10 s lease: the supervisor released the run when the process died
+    # and woke the surviving worker.
     assert elapsed < 2.0, f"run took {elapsed:.2f} s to complete after its worker died"
     assert ledger_count(project, "hang") == 2
 

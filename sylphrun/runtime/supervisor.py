@@ -25,6 +25,7 @@ import psutil
 from sylphrun.config import Config
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.ids import new_worker_id
+from sylphrun.runtime import wake
 from sylphrun.runtime.worker import WorkerSettings, worker_main
 
 log = logging.getLogger("sylphrun.supervisor")
@@ -161,6 +162,10 @@ class Supervisor:
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
         store.unregister_worker(self.conn, wp.worker_id, time.time())
+        if requeued:
+            # Released runs are new work: wake the idle workers now, not at their next poll.
+            wake.poke(w.wake_addr for w in queries.live_workers(
+                self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
         if self.stopping or wp.retiring:
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
