@@ -58,12 +58,14 @@ class DevLock:
 
 
 class DevSession:
-    def __init__(self, config: Config, *, workers: int | None, echo: Callable[[str], None]) -> None:
+    def __init__(self, config: Config, *, workers: int | None, echo: Callable[[str], None],
+                 worker_output: Path | None = None) -> None:
         self.config = config
         self.echo = echo
         self.lock = DevLock(config.journal)
         self.lock.acquire()
-        self.supervisor = Supervisor(config, workers=workers, on_event=echo)
+        self.supervisor = Supervisor(config, workers=workers, on_event=echo,
+                                     output_path=str(worker_output) if worker_output else None)
         self.reload_state = ReloadState()
         self.reloader = Reloader(config, self.supervisor, on_event=echo, state=self.reload_state)
         self.stop_event = threading.Event()
@@ -91,9 +93,9 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
     tasks = discover(config)  # an import error stops us before anything starts
     if not tui:
         return _run_with_log(DevSession(config, workers=workers, echo=echo))
-    # While the dashboard owns the terminal, supervisor and reload messages go to a log
-    # file beside the journal (the dashboard shows reload state itself), then the last
-    # few are printed when it closes.
+    # While the dashboard owns the terminal, supervisor and reload messages and whatever
+    # the workers print go to a log file beside the journal (the dashboard shows reload
+    # state itself); the last few messages are printed when it closes.
     log_path = Path(str(config.journal) + ".dev.log")
     recent: list[str] = []
 
@@ -103,7 +105,7 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
-    session = DevSession(config, workers=workers, echo=to_file)
+    session = DevSession(config, workers=workers, echo=to_file, worker_output=log_path)
     try:
         return _run_with_dashboard(session, tasks)
     finally:

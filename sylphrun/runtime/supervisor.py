@@ -60,12 +60,14 @@ class Supervisor:
     def __init__(
         self, config: Config, *, workers: int | None = None, lease_seconds: float = 10.0,
         heartbeat_seconds: float = 2.0, on_event: Callable[[str], None] | None = None,
+        output_path: str | None = None,
     ) -> None:
         self.config = config
         self.count = workers or config.worker_count
         self.template = WorkerSettings(config=config, worker_id="", supervisor_pid=os.getpid(),
                                        lease_seconds=lease_seconds,
-                                       heartbeat_seconds=heartbeat_seconds)
+                                       heartbeat_seconds=heartbeat_seconds,
+                                       output_path=output_path)
         self.on_event = on_event or (lambda msg: log.info(msg))
         self.procs: list[WorkerProcess] = []
         self.stopping = False

@@ -37,12 +37,20 @@ class WorkerSettings:
     poll_seconds: float = 0.25
     # How long a stopping worker lets in-flight steps finish before it hands runs back.
     grace_seconds: float = 3.0
+    # Where the worker's stdout/stderr go (user prints, log records). None: inherit the
+    # terminal. `sylphrun dev` points them at a file while the dashboard owns the screen.
+    output_path: str | None = None
 
 
 def worker_main(settings: WorkerSettings) -> None:
     """Entry point of a worker process (the target the supervisor spawns)."""
     # Ctrl-C reaches the whole process group; the supervisor decides how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if settings.output_path:
+        fd = os.open(settings.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
                         format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
     from sylphrun.discover import discover
