@@ -63,6 +63,15 @@ async def stuck_undo(payload, ctx):
     await ctx.step.run("pay", lambda: 2, compensate=hang_undo)
     await ctx.step.run("charge", declined)
 
+def always_down():
+    record(LEDGER, "try")
+    raise ConnectionError("bank down")
+
+@task(id="nested-retry", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+async def nested_retry(payload, ctx):
+    await ctx.step.run("call", always_down,
+                       retry=Retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+
 class Invoice:
     pass
 
@@ -256,3 +265,16 @@ async def added_later(payload, ctx):
     eng.supervisor.replace_workers()
     result = eng.wait(run_id)
     assert result.ok and result.output == "hi", result.error
+
+
+def test_each_run_attempt_gives_a_step_its_own_retries(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("nested-retry")
+    assert result.status == model.FAILED and "bank down" in result.error
+    # Run-level retry re-executes the function: the step gets its 3 tries again.
+    assert project.ledger_lines() == ["try"] * 6
+    call = step_by_key(eng, result.run_id, "call")
+    assert call.attempts == 6
+    assert [(a.attempt, a.run_attempt) for a in call.attempt_log] == [
+        (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]

@@ -173,6 +173,17 @@ def replay_state(conn: Connection, run_id: str) -> dict[str, JournaledStep]:
     return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10]) for r in rows}
 
 
+def step_tries_in_attempt(conn: Connection, run_id: str, step_key: str, run_attempt: int) -> int:
+    """The failed or interrupted tries of a step within one run attempt: a step's own retry
+    policy starts afresh when a run-level retry re-executes the function."""
+    with conn.read() as db:
+        return db.execute(
+            "SELECT COUNT(*) FROM step_attempts WHERE run_id = ? AND step_key = ?"
+            " AND run_attempt = ?",
+            (run_id, step_key, run_attempt),
+        ).fetchone()[0]
+
+
 def run_attempts(conn: Connection, run_id: str) -> list[model.RunAttempt]:
     with conn.read() as db:
         rows = db.execute(

@@ -28,7 +28,13 @@ from sylphrun.define import Retry, Task
 from sylphrun.errors import NonRetriableError, NotJSONSerializable, StepFailed
 from sylphrun.journal import store
 from sylphrun.journal.connection import Connection
-from sylphrun.journal.queries import JournaledStep, finished_children, replay_state, run_results
+from sylphrun.journal.queries import (
+    JournaledStep,
+    finished_children,
+    replay_state,
+    run_results,
+    step_tries_in_attempt,
+)
 from sylphrun.runtime.signals import Release, Suspend
 
 
@@ -354,9 +360,9 @@ async def run_step(
         # one that was in flight when the worker was replaced: it is what got stuck.
         return _fail_doomed_step(ex, key, name, kind, rec)
 
-    # A step parked with its suspended run ('waiting', e.g. a fan-in waiting on children)
-    # resumes the same attempt; `record_step_start` does not count it again, nor may we, or
-    # a step with retry=Retry(max_attempts=2) would get no retry after having waited once.
+    # The step's attempt number across all run attempts, as `record_step_start` counts it:
+    # a step parked with its suspended run ('waiting': a fan-in waiting on children)
+    # resumes the same attempt.
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
@@ -383,8 +389,14 @@ async def run_step(
         fatal = isinstance(exc, (NonRetriableError, NotJSONSerializable))
         policy = retry or (COMPENSATION_RETRY if kind == model.COMPENSATION else None)
         now = ex.now()
-        if policy is not None and not fatal and ex.doom is None and attempt_no < policy.max_attempts:
-            retry_at = now + policy.delay(attempt_no)
+        # The step's policy counts tries within this run attempt, this one included (not
+        # `attempt_no`): a run-level retry re-executes the function, and its steps get their
+        # own retries again instead of a single shot.
+        tries = 0
+        if policy is not None and not fatal and ex.doom is None:
+            tries = 1 + step_tries_in_attempt(ex.conn, ex.run_id, key, ex.attempt)
+        if tries and tries < policy.max_attempts:
+            retry_at = now + policy.delay(tries)
             store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=error_text(exc),
                                       traceback=user_traceback(exc), retry_at=retry_at, now=now)
             ex.wake_times.append(retry_at)
