@@ -11,6 +11,7 @@ import threading
 import time
 
 import psutil
+import pytest
 from conftest import holder_pid, ledger_count, step_by_key, wait_until
 
 from sylphrun import model
@@ -35,6 +36,10 @@ async def six_steps(payload, ctx):
     for i in range(1, 7):
         out.append(await ctx.step.run(f"s{i}", effect, f"s{i}", 1.0 if i == 3 else 0.0))
     return out
+
+@task(id="six-steps-serial", concurrency=1)
+async def six_steps_serial(payload, ctx):
+    return await six_steps.fn(payload, ctx)
 
 def hang_first_time():
     # The first execution of this step hangs until it is killed; the next one returns.
@@ -202,10 +207,15 @@ def test_runs_of_workers_that_vanished_with_their_supervisor_are_recovered_at_st
     assert ledger_count(project, "hang") == 2
 
 
-def test_a_worker_paused_past_its_lease_cannot_overwrite_the_new_owner(project, engine_factory):
+@pytest.mark.parametrize("task_id", ["six-steps", "six-steps-serial"])
+def test_a_worker_paused_past_its_lease_cannot_overwrite_the_new_owner(
+    project, engine_factory, task_id
+):
+    # "six-steps-serial" has concurrency=1: the frozen run must not count against its own
+    # limit, or nobody may take it over.
     project.write_tasks(TASKS)
     eng = engine_factory(lease_seconds=1.0, heartbeat_seconds=0.2).start()
-    run_id = eng.trigger("six-steps")
+    run_id = eng.trigger(task_id)
     wait_until(lambda: "s3" in project.ledger_lines(), message="step s3 to start")
     pid = holder_pid(eng, run_id)
     os.kill(pid, signal.SIGSTOP)

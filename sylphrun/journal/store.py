@@ -187,9 +187,12 @@ def claim_runs(
         for task_id, terms in known_tasks.items():
             concurrency = terms.concurrency
             if concurrency is not None:
+                # Only live leases: a run whose worker froze past its lease must not hold its
+                # own slot, or nobody could take it over (it is claimable below).
                 running = db.execute(
-                    "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?",
-                    (task_id,),
+                    "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?"
+                    " AND lease_expires_at >= ?",
+                    (task_id, now),
                 ).fetchone()[0]
                 quota[task_id] = concurrency - running
         blocked = [t for t, q in quota.items() if q <= 0]
