@@ -149,6 +149,7 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
             for i, p in enumerate(encoded)
         ]
         results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
+        ex.children_created()
         ex.on_ready_work(peers=True)
         return [RunHandle(rid, task_id) for rid, _ in results]
     name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
@@ -164,6 +165,7 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
         output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
         now=ex.now(),
     )
+    ex.children_created()
     ex.on_ready_work(peers=True)
     return [RunHandle(rid, task_id) for rid in child_ids]
 

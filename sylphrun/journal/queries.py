@@ -104,16 +104,17 @@ def run_results(conn: Connection, run_ids: Sequence[str]) -> dict[str, model.Run
     return out
 
 
-def finished_children(conn: Connection, parent_run_id: str) -> dict[str, model.RunResult]:
-    """All finished children of a parent in one read (a resumed fan-in reads them at once)."""
+def children_results(conn: Connection, parent_run_id: str) -> dict[str, model.RunResult | None]:
+    """Every child of a parent in one read: its result, or None while it is unfinished.
+    A fan-in over 1,000 children then costs one query, not one per unfinished child."""
     with conn.read() as db:
         rows = db.execute(
-            "SELECT id, status, output, error FROM runs WHERE parent_run_id = ?"
-            " AND status IN ('completed','failed','cancelled')",
+            "SELECT id, status, output, error FROM runs WHERE parent_run_id = ?",
             (parent_run_id,),
         ).fetchall()
     return {
-        rid: model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+        rid: (model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+              if status in model.TERMINAL_STATES else None)
         for rid, status, output, error in rows
     }
 

@@ -73,6 +73,11 @@ class Claim:
     previous_fingerprint: str | None = None
 
 
+# The fence as a condition inside a write, for the two writes every step makes: one
+# statement instead of a SELECT and a write. Parameters: run id, lease epoch.
+_OWNED = "EXISTS (SELECT 1 FROM runs WHERE id = ? AND lease_epoch = ? AND status = 'running')"
+
+
 def _fence(db: sqlite3.Connection, run_id: str, epoch: int) -> None:
     row = db.execute("SELECT lease_epoch, status FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None or row[0] != epoch or row[1] != model.RUNNING:
@@ -289,18 +294,23 @@ def record_step_start(
     """Journal that a step is about to run, before its function is called.
 
     A start with no result after a crash is an in-doubt attempt, shown as interrupted.
+    Not synced even with durability "full": the step's result commit is, and syncing the
+    WAL syncs this earlier commit with it. A power cut before then loses only the marker;
+    the step runs again with the same idempotency key either way. One fsync per step
+    instead of two.
     """
-    with conn.write() as db:
-        _fence(db, run_id, epoch)
-        db.execute(
+    with conn.write(sync=False) as db:
+        changed = db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
-            " VALUES (?, ?, ?, ?, 'running', ?, 1, ?, ?)"
+            f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {_OWNED}"
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
             " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
             " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
             " fatal = 0",
-            (run_id, key, name, kind, seq, run_attempt, now),
-        )
+            (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
+        ).rowcount
+        if not changed:
+            raise LeaseLost(run_id)
 
 
 def record_step_result(
@@ -308,12 +318,14 @@ def record_step_result(
     compensate: str | None = None,
 ) -> None:
     with conn.write() as db:
-        _fence(db, run_id, epoch)
-        db.execute(
+        changed = db.execute(
             "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
-            " compensate = ? WHERE run_id = ? AND key = ?",
-            (output, now, compensate, run_id, key),
-        )
+            f" compensate = ? WHERE run_id = ? AND key = ? AND {_OWNED}",
+            (output, now, compensate, run_id, key, run_id, epoch),
+        ).rowcount
+        if not changed:
+            _fence(db, run_id, epoch)  # raises LeaseLost if that is why nothing changed
+            raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
 
 
 def record_step_failure(

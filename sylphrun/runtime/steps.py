@@ -30,7 +30,7 @@ from sylphrun.journal import store
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.queries import (
     JournaledStep,
-    finished_children,
+    children_results,
     replay_state,
     run_results,
     step_tries_in_attempt,
@@ -97,6 +97,7 @@ class Execution:
         self.journal: dict[str, JournaledStep] = replay_state(conn, claim.run_id)
         self._next_seq = max((s.seq for s in self.journal.values()), default=0)
         self._name_counts: Counter[str] = Counter()
+        self._issued: set[str] = set()
         self.doom: str | None = claim.doom
         self.releasing = False
         # Suspension bookkeeping.
@@ -128,7 +129,14 @@ class Execution:
         """`name`, then `name#2`, `name#3`...: assigned at call time, so deterministic."""
         self._name_counts[name] += 1
         n = self._name_counts[name]
-        return name if n == 1 else f"{name}#{n}"
+        key = name if n == 1 else f"{name}#{n}"
+        # A user's own name may look like a generated key ("a#2"): skip keys handed out
+        # already in this execution. Still deterministic: the same calls give the same keys.
+        while key in self._issued:
+            self._name_counts[name] += 1
+            key = f"{name}#{self._name_counts[name]}"
+        self._issued.add(key)
+        return key
 
     def seq_for(self, key: str) -> int:
         rec = self.journal.get(key)
@@ -177,15 +185,21 @@ class Execution:
 
     # -- children ----------------------------------------------------------------------
 
+    def children_created(self) -> None:
+        """New children exist: the next `child_result` reads them all again in one query."""
+        self._children = None
+
     def child_result(self, run_id: str) -> model.RunResult | None:
+        """A finished run's result, or None. Read once per execution: a child still
+        unfinished when we looked is waited on; `suspend_run` checks it again in the same
+        transaction that parks the run, so one finishing meanwhile is not missed."""
         if self._children is None:
-            self._children = finished_children(self.conn, self.run_id)
-        found = self._children.get(run_id)
-        if found is None and run_id not in self._children:
-            # Not one of ours, or not finished when we looked: ask once for this id.
-            found = run_results(self.conn, [run_id]).get(run_id)
-            if found is not None:
-                self._children[run_id] = found
+            self._children = children_results(self.conn, self.run_id)
+        if run_id in self._children:
+            return self._children[run_id]
+        # Not one of ours (a handle passed in the payload): ask for this id alone.
+        found = run_results(self.conn, [run_id]).get(run_id)
+        self._children[run_id] = found
         return found
 
     # -- code changes -------------------------------------------------------------------
