@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
 from sylphrun import actions
@@ -47,7 +48,8 @@ class DashboardApp(App[None]):
     (otherwise they are discovered in a thread). `clock` is for tests.
     """
 
-    CSS_PATH = "dashboard.tcss"
+    # Absolute: a relative path would be read next to a subclass's module, not this one.
+    CSS_PATH = Path(__file__).with_name("dashboard.tcss")
     TITLE = "sylphrun"
     ENABLE_COMMAND_PALETTE = False
     # The screen gets "-narrow" below 110 columns: the step pane goes under the tree.
@@ -82,6 +84,7 @@ class DashboardApp(App[None]):
         self._action_conn: Connection | None = None
         self._discover = tasks is None and reload_status is None
         self._status_due = 0.0
+        self._run_screen: RunScreen | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -147,11 +150,10 @@ class DashboardApp(App[None]):
             return
         self.post_message(TasksFound(found, None))
 
-    def feed_watch(self, run_id: str | None) -> None:
-        self.feed.watch(run_id)
+    def feed_watch(self, run_id: str | None, *, reread: bool = False) -> None:
+        self.feed.watch(run_id, reread=reread)
 
-    @on(JournalChanged)
-    def _journal_changed(self, message: JournalChanged) -> None:
+    def on_journal_changed(self, message: JournalChanged) -> None:
         update = message.update
         self.feed_error = None
         if update.full:
@@ -187,13 +189,11 @@ class DashboardApp(App[None]):
             self.refresh_status(force=update.workers is not None or update.reload_changed)
         self.updates_applied += 1
 
-    @on(FeedFailed)
-    def _feed_failed(self, message: FeedFailed) -> None:
+    def on_feed_failed(self, message: FeedFailed) -> None:
         self.feed_error = message.error
         self.refresh_status(force=True)
 
-    @on(TasksFound)
-    def _tasks_found(self, message: TasksFound) -> None:
+    def on_tasks_found(self, message: TasksFound) -> None:
         if message.tasks is not None:
             self.tasks = dict(message.tasks)
         self.discovery_error = message.error
@@ -235,19 +235,30 @@ class DashboardApp(App[None]):
 
     def _tick(self) -> None:
         tick = getattr(self.screen, "tick", None)
-        if tick is not None:
-            tick()
+        if tick is not None and getattr(self.screen, "ready", False):
+            try:
+                tick()
+            except NoMatches:  # the app is closing: the screen's widgets are gone already
+                return
         self.refresh_status(force=False)
 
     # -- navigation ----------------------------------------------------------------------
 
     def open_run(self, run_id: str) -> None:
-        for i, screen in enumerate(self.screen_stack):
-            if isinstance(screen, RunScreen) and screen.run_id == run_id:
-                while len(self.screen_stack) > i + 1:
-                    self.pop_screen()
-                return
-        self.push_screen(RunScreen(run_id))
+        """Show a run. From a run, its history grows (escape goes back); from the list, a
+        new history starts."""
+        screen = self.screen
+        if isinstance(screen, RunScreen):
+            screen.open(run_id)
+            return
+        while not isinstance(self.screen, RunsScreen) and len(self.screen_stack) > 1:
+            self.pop_screen()
+        if self._run_screen is None:
+            self._run_screen = RunScreen(run_id)
+            self.install_screen(self._run_screen, name="run")
+        else:
+            self._run_screen.open(run_id, fresh=True)
+        self.push_screen("run")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -307,7 +318,7 @@ class DashboardApp(App[None]):
 
     def _select_in_list(self, run_id: str) -> None:
         for screen in self.screen_stack:
-            if isinstance(screen, RunsScreen) and screen.table.select_id(run_id):
+            if isinstance(screen, RunsScreen) and screen.ready and screen.table.select_id(run_id):
                 self.pending_select = None
 
     def retry(self, run_id: str | None) -> None:

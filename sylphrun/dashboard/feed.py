@@ -27,6 +27,7 @@ from sylphrun.journal.queries import RunSummary
 # so); filters and search still find any run among them.
 MAX_RUNS = 50_000
 EVENT_BATCH = 5_000
+FIRST_PAGE = 200  # runs read before the first paint; the rest follow in the next poll
 WORKER_STALE_AFTER = 6.0  # the same threshold `trigger --wait` uses
 
 
@@ -81,10 +82,10 @@ class JournalFeed:
         self._wake = threading.Event()
         self._watched: str | None = None
         self._watch_changed = False
+        self._reread = False
         self._loaded = False
         self._version: int | None = None
         self._last_event = 0
-        self._parent_of: dict[str, str | None] = {}
         self._log_run: str | None = None
         self._log_after = 0
         self._workers: int | None = None
@@ -94,12 +95,14 @@ class JournalFeed:
 
     # -- called from the UI thread --------------------------------------------------------
 
-    def watch(self, run_id: str | None) -> None:
-        """Follow this run's steps, children and logs (None: no run)."""
+    def watch(self, run_id: str | None, *, reread: bool = False) -> None:
+        """Follow this run's steps, children and logs (None: no run). `reread` sends all of
+        it again (a screen that was not there to receive it)."""
         with self._lock:
-            if run_id != self._watched:
+            if run_id != self._watched or reread:
                 self._watched = run_id
                 self._watch_changed = True
+                self._reread = reread
         self._wake.set()
 
     def wake(self) -> None:
@@ -130,19 +133,26 @@ class JournalFeed:
             watched = self._watched
             watch_changed = self._watch_changed
             self._watch_changed = False
+            if self._reread:
+                self._reread = False
+                self._log_run = None
         update = FeedUpdate()
         changed: set[str] = set()
         logged: set[str] = set()
         if not self._loaded:
+            # First the newest page, shown at once; the whole list on the next poll.
+            first = self._version is None
             self._version = conn.data_version()
-            self._last_event = queries.last_event_id(conn)
-            update.runs = queries.run_summaries(conn, limit=self.max_runs + 1)
+            if first:
+                self._last_event = queries.last_event_id(conn)
+            limit = min(FIRST_PAGE, self.max_runs) if first else self.max_runs
+            update.runs = queries.run_summaries(conn, limit=limit + 1)
             update.truncated = len(update.runs) > self.max_runs
-            del update.runs[self.max_runs:]
+            update.more = first and len(update.runs) > limit
+            del update.runs[limit:]
             update.full = True
-            self._parent_of = {s.id: s.parent_run_id for s in update.runs}
-            self._loaded = True
-            watch_changed = True
+            self._loaded = not update.more
+            watch_changed = watch_changed or first
         else:
             version = conn.data_version()
             if version != self._version:
@@ -174,8 +184,6 @@ class JournalFeed:
         # Only events of the runs themselves are journaled; a parent's child counters
         # change with its child's event, so the parents are read again too.
         runs = queries.run_summaries_by_ids(conn, list(changed))
-        for s in runs:
-            self._parent_of[s.id] = s.parent_run_id
         parents = {s.parent_run_id for s in runs if s.parent_run_id} - changed
         if parents:
             runs += queries.run_summaries_by_ids(conn, list(parents))

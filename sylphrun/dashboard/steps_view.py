@@ -45,9 +45,9 @@ def step_label(step: model.Step, now: float, key_width: int) -> Text:
     label.append_text(status)
     label.append(fmt.span(step.started_at, step.finished_at, now).rjust(7), style="dim")
     if step.attempts > 1:
-        label.append(f"  {step.attempts} attempts", style="magenta")
+        label.append(f"  ×{step.attempts}", style="magenta")
     if step.status == model.STEP_RETRYING and step.retry_at:
-        label.append(f"  ↻ {fmt.countdown(step.retry_at, now)}", style="magenta")
+        label.append(f"  ↻ {fmt.seconds(max(0.0, step.retry_at - now))}", style="magenta")
     if compensation and step.name.startswith("compensate:"):
         label.append("  undoes ", style="dim")
         label.append_text(fmt.literal(step.name.removeprefix("compensate:"), COMP_DIM))

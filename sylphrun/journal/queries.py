@@ -6,6 +6,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sylphrun import model
 from sylphrun.errors import UnknownRun
@@ -312,11 +313,11 @@ def lease_holder(conn: Connection, run_id: str) -> tuple[str, int, int] | None:
 # -- reads for the dashboard: lists of thousands of runs, and what changed ----------------
 
 
-@dataclass(frozen=True)
-class RunSummary:
+class RunSummary(NamedTuple):
     """A run without its payload and output: what a list of thousands of runs needs.
 
-    `error` is cut to its first 500 characters (the full text is on `get_run`)."""
+    `error` is cut to its first 500 characters (the full text is on `get_run`). A named
+    tuple, not a dataclass: 10,000 of them are built in a few ms."""
 
     id: str
     task_id: str
@@ -356,7 +357,7 @@ def run_summaries(
                 " ORDER BY created_at, id LIMIT ?",
                 (parent_run_id, limit),
             ).fetchall()
-    return [RunSummary(*r) for r in rows]
+    return [RunSummary._make(r) for r in rows]
 
 
 def run_summaries_by_ids(conn: Connection, run_ids: Sequence[str]) -> list[RunSummary]:
@@ -370,7 +371,7 @@ def run_summaries_by_ids(conn: Connection, run_ids: Sequence[str]) -> list[RunSu
                 f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            out.extend(RunSummary(*r) for r in rows)
+            out.extend(RunSummary._make(r) for r in rows)
     return out
 
 

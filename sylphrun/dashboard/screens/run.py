@@ -56,12 +56,20 @@ class RunScreen(Screen):
     ]
 
     app: DashboardApp
+    ready = False  # composed: data from the app can be shown
 
     def __init__(self, run_id: str) -> None:
         super().__init__()
-        self.run_id = run_id
+        # One screen serves every run: opening a run (a child, the parent, a replay) pushes
+        # its id here, escape goes back through them. Building a screen costs Textual a few
+        # hundred ms; reusing this one makes opening a run instant.
+        self.history: list[str] = [run_id]
         self.detail: RunDetail | None = None
         self.log_count = 0
+
+    @property
+    def run_id(self) -> str:
+        return self.history[-1]
 
     def compose(self) -> ComposeResult:
         clock = self.app.clock
@@ -76,20 +84,52 @@ class RunScreen(Screen):
                 yield RichLog(id="run-logs", wrap=True, markup=False, highlight=False,
                               max_lines=20_000, auto_scroll=True)
             with TabPane("Children", id="children"):
-                yield RunsTable(clock=clock, id="children-table", empty_text="no child runs")
+                yield RunsTable(clock=clock, id="children-table", child_arrow=False,
+                                empty_text="no child runs")
         yield StatusLine(id="status-line")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.query_one(TabbedContent).hide_tab("children")
-        self.query_one(StepTree).focus()
-        cached = self.app.details.get(self.run_id)
-        if cached is not None:
-            self.show_detail(cached)
+        self.ready = True
+        self._show_run()
+        # Whatever the feed sent before this screen existed is sent again.
+        self.app.feed_watch(self.run_id, reread=True)
 
     def on_screen_resume(self) -> None:
         self.app.feed_watch(self.run_id)
         self.app.refresh_status()
+
+    def open(self, run_id: str, *, fresh: bool = False) -> None:
+        """Show another run; `fresh` starts a new history (opened from the runs list)."""
+        if fresh:
+            self.history = [run_id]
+        elif run_id in self.history:
+            del self.history[self.history.index(run_id) + 1:]
+        else:
+            self.history.append(run_id)
+        if self.ready:
+            self._show_run()
+            self.app.feed_watch(self.run_id, reread=True)
+
+    def _show_run(self) -> None:
+        if not self.ready:
+            return
+        self.detail = None
+        self.log_count = 0
+        self.query_one(RunHeading).clear()
+        self.query_one(StepTree).reset()
+        self.query_one(StepDetail).show(None, {})
+        self.query_one(Timeline).clear()
+        self.query_one(RichLog).clear()
+        self.query_one("#children-table", RunsTable).set_rows([])
+        tabs = self.query_one(TabbedContent)
+        tabs.get_tab("logs").label = "Logs"
+        tabs.hide_tab("children")
+        tabs.active = "steps"
+        self.query_one(StepTree).focus()
+        cached = self.app.details.get(self.run_id)
+        if cached is not None:
+            self.show_detail(cached)
 
     def current_run_id(self) -> str | None:
         return self.run_id
@@ -97,6 +137,8 @@ class RunScreen(Screen):
     # -- data from the app ---------------------------------------------------------------
 
     def show_detail(self, detail: RunDetail) -> None:
+        if not self.ready or detail.run.id != self.run_id:
+            return
         self.detail = detail
         self.query_one(RunHeading).show(detail)
         tree = self.query_one(StepTree)
@@ -116,10 +158,14 @@ class RunScreen(Screen):
                 table.set_rows(detail.children)
 
     def show_missing(self) -> None:
+        if not self.ready:
+            return
         self.query_one(RunHeading).update(
             Text(f"no run {self.run_id} in this journal", style="bold red"))
 
     def add_logs(self, lines: list[model.LogLine], reset: bool) -> None:
+        if not self.ready:
+            return
         log = self.query_one(RichLog)
         if reset:
             log.clear()
@@ -159,7 +205,12 @@ class RunScreen(Screen):
     # -- actions -------------------------------------------------------------------------
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if len(self.history) > 1:
+            self.history.pop()
+            self._show_run()
+            self.app.feed_watch(self.run_id)
+        else:
+            self.app.pop_screen()
 
     def action_toggle_pane(self) -> None:
         self.toggle_class("-pane-toggled")

@@ -42,6 +42,7 @@ class RunsScreen(Screen):
     ]
 
     app: DashboardApp
+    ready = False  # composed: data from the app can be shown
 
     def compose(self) -> ComposeResult:
         yield Static(self.app.title_text(), id="topbar")
@@ -63,7 +64,9 @@ class RunsScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.ready = True
         self.query_one(RunsTable).focus()
+        self.runs_changed(ModelChange(True, frozenset()))
 
     def on_screen_resume(self) -> None:
         self.app.feed_watch(None)
@@ -76,10 +79,12 @@ class RunsScreen(Screen):
         return self.query_one("#runs-table", RunsTable)
 
     def runs_changed(self, change: ModelChange) -> None:
+        if not self.ready:
+            return  # on_mount shows what the app holds by then
         runs = self.app.runs
         table = self.table
         if change.reordered:
-            table.empty_text = self._empty_text()
+            table.empty_text = self._empty_text() if self.app.loaded else "loading the journal…"
             table.set_rows(runs.visible, keep=self.app.pending_select)
         elif change.changed_ids:
             table.update_rows(runs.by_id[i] for i in change.changed_ids)
@@ -94,6 +99,8 @@ class RunsScreen(Screen):
         return "no runs yet: press t to trigger a task"
 
     def _update_task_options(self) -> None:
+        if not self.ready:
+            return
         select = self.query_one("#task-filter", Select)
         wanted = sorted(self.app.runs.task_ids | set(self.app.task_ids()))
         if getattr(select, "_sylphrun_options", None) == wanted:
@@ -129,11 +136,11 @@ class RunsScreen(Screen):
 
     @on(Select.Changed, "#status-filter")
     def _status_changed(self, event: Select.Changed) -> None:
-        self._set_filter(status=None if event.value is Select.BLANK else event.value)
+        self._set_filter(status=None if event.select.is_blank() else event.value)
 
     @on(Select.Changed, "#task-filter")
     def _task_changed(self, event: Select.Changed) -> None:
-        self._set_filter(task_id=None if event.value is Select.BLANK else event.value)
+        self._set_filter(task_id=None if event.select.is_blank() else event.value)
 
     @on(Checkbox.Changed, "#show-children")
     def _children_changed(self, event: Checkbox.Changed) -> None:
@@ -151,7 +158,7 @@ class RunsScreen(Screen):
 
     def action_cycle_status(self) -> None:
         select = self.query_one("#status-filter", Select)
-        current = None if select.value is Select.BLANK else select.value
+        current = None if select.is_blank() else select.value
         nxt = STATUS_CYCLE[(STATUS_CYCLE.index(current) + 1) % len(STATUS_CYCLE)]
         if nxt is None:
             select.clear()
@@ -161,7 +168,7 @@ class RunsScreen(Screen):
     def action_cycle_task(self) -> None:
         select = self.query_one("#task-filter", Select)
         options: list[str | None] = [None, *getattr(select, "_sylphrun_options", [])]
-        current = None if select.value is Select.BLANK else select.value
+        current = None if select.is_blank() else select.value
         nxt = options[(options.index(current) + 1) % len(options)] if current in options else None
         if nxt is None:
             select.clear()

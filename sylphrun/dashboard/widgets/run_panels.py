@@ -79,14 +79,24 @@ class RunHeading(Static):
         super().__init__(Text("loading…", style="dim"), id=id)
         self.clock = clock
         self.detail: RunDetail | None = None
+        self._last: Text | None = None
 
     def show(self, detail: RunDetail) -> None:
         self.detail = detail
         self.tick()
 
+    def clear(self) -> None:
+        self.detail = None
+        self._last = None
+        self.update(Text("loading…", style="dim"))
+
     def tick(self) -> None:
-        if self.detail is not None:
-            self.update(run_heading(self.detail, self.clock(), max(40, self.size.width - 2)))
+        if self.detail is None:
+            return
+        text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2))
+        if text != self._last:  # an unchanged heading costs no layout and no repaint
+            self._last = text
+            self.update(text)
 
 
 class StepDetail(Vertical):
@@ -112,7 +122,7 @@ class StepDetail(Vertical):
             yield Static(Text("move the cursor to a step to see it here", style="dim"),
                          id="step-body")
         yield RunsTable(clock=self.clock, id="step-children", error_column=True,
-                        empty_text="no children yet")
+                        child_arrow=False, empty_text="no children yet")
 
     def show(self, step: model.Step | None, children: dict[str, RunSummary]) -> None:
         self.step = step

@@ -35,35 +35,41 @@ class Column:
 
 
 def layout(width: int, *, error_column: bool = True, task_width: int = 28) -> list[Column]:
-    """Columns that fit `width`: the status word and the error go first when it is narrow.
-    `task_width` is the longest task id shown (the task column takes no more)."""
-    wide = width >= 100
-    status = Column("STATUS" if wide else "", 11 if wide else 1)
-    fixed = [
-        Column("RUN", 21),
-        Column("ATT", 3, right=True),
-        Column("STARTED", 8),
-        Column("DURATION", 8, right=True),
-        Column("CHILDREN", 9),
-    ]
-    gaps = 2 * (len(fixed) + 1)
-    used = status.width + sum(c.width for c in fixed) + gaps
-    task_width = max(8, min(28, task_width + 2, width - used))
-    columns = [status, Column("TASK", task_width), *fixed]
-    rest = width - used - task_width - 2
+    """Columns that fit `width`: the status word, the error, the start time and the attempt
+    give way, in that order, when it is narrow. `task_width` is the longest task id shown
+    (the task column takes no more)."""
+    status = Column("STATUS" if width >= 100 else "", 11 if width >= 100 else 1)
+    optional = ["STARTED", "ATT"]
+    while True:
+        fixed = [
+            Column("RUN", 21),
+            *([Column("ATT", 3, right=True)] if "ATT" in optional else []),
+            *([Column("STARTED", 8)] if "STARTED" in optional else []),
+            Column("DURATION", 8, right=True),
+            Column("CHILDREN", 9),
+        ]
+        gaps = 2 * (len(fixed) + 1)
+        used = status.width + sum(c.width for c in fixed) + gaps
+        if width - used >= min(12, task_width + 2) or not optional:
+            break
+        optional.pop(0)
+    task = max(8, min(28, task_width + 2, width - used))
+    columns = [status, Column("TASK", task), *fixed]
+    rest = width - used - task - 2
     if error_column and rest >= 12:
         columns.append(Column("ERROR", rest))
     return columns
 
 
-def row_cells(run: RunSummary, columns: list[Column], now: float) -> list[Text]:
+def row_cells(run: RunSummary, columns: list[Column], now: float, *,
+              child_arrow: bool = True) -> list[Text]:
     cells: list[Text] = []
     for col in columns:
         title = col.title
         if title in ("STATUS", ""):
             cells.append(fmt.run_status(run.status, word=col.width > 1))
         elif title == "TASK":
-            cell = Text("↳ ", style="bright_black") if run.parent_run_id else Text()
+            cell = Text("↳ ", style="bright_black") if run.parent_run_id and child_arrow else Text()
             cell.append_text(fmt.literal(run.task_id, "bold"))
             cells.append(cell)
         elif title == "RUN":
@@ -141,13 +147,14 @@ class RunsTable(ScrollView, can_focus=True):
 
     def __init__(
         self, *, clock: Callable[[], float] = time.time, empty_text: str = "no runs",
-        error_column: bool = True, name: str | None = None, id: str | None = None,
+        error_column: bool = True, child_arrow: bool = True, name: str | None = None, id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
         self.clock = clock
         self.empty_text = empty_text
         self.error_column = error_column
+        self.child_arrow = child_arrow  # off in a list of one parent's children
         self.rows: list[RunSummary] = []
         self._index: dict[str, int] = {}
         self._cache: dict[str, tuple[RunSummary, int, str, Strip]] = {}
@@ -171,7 +178,7 @@ class RunsTable(ScrollView, can_focus=True):
         self.rows = rows
         self._index = {r.id: i for i, r in enumerate(rows)}
         tasks = {r.task_id for r in rows}
-        self._longest_task = max((len(t) for t in tasks), default=8) + (2 if any(
+        self._longest_task = max((len(t) for t in tasks), default=8) + (2 if self.child_arrow and any(
             r.parent_run_id for r in rows) else 0)
         target = self._index[keep] if keep in self._index else min(self.cursor, len(rows) - 1)
         self._update_virtual_size()
@@ -298,7 +305,7 @@ class RunsTable(ScrollView, can_focus=True):
             strip = cached[3]
         else:
             self.rendered_rows += 1
-            strip = self._strip(join_cells(row_cells(run, columns, now), columns), width, base)
+            strip = self._strip(join_cells(row_cells(run, columns, now, child_arrow=self.child_arrow), columns), width, base)
             self._cache[run.id] = (run, width, stamp, strip)
         if index == self.cursor:
             cursor = self.get_component_rich_style("runs-table--cursor")

@@ -17,22 +17,12 @@ def status_text(
 ) -> Text:
     if feed_error:
         return fmt.literal(f"✗ cannot read the journal: {feed_error}", "bold red")
-    total = sum(counts.values())
-    out = Text(f"{total:,} runs", style="bold")
-    if truncated:
-        out.append(" (newest shown)", style="dim")
-    for status in (model.RUNNING, model.WAITING, model.QUEUED, model.FAILED):
-        n = counts.get(status, 0)
-        if n:
-            symbol, style = STATUS_STYLE[status]
-            out.append(" · ")
-            out.append(f"{symbol} {n:,} {status}", style=style)
-    out.append(" · ")
+    # Workers first: "nothing runs because nothing is running them" is the thing to see.
+    out = Text()
     if workers is None:
         out.append("workers …", style="dim")
     elif workers == 0:
-        out.append("no workers: runs wait until `sylphrun worker` or `sylphrun dev` starts",
-                   style="bold yellow")
+        out.append("no workers: start `sylphrun worker`", style="bold yellow")
     else:
         out.append(f"{workers} worker{'s' if workers != 1 else ''}", style="green")
     if reload is not None:
@@ -43,6 +33,16 @@ def status_text(
             out.append(f"reloaded {fmt.clock_time(reload.at, now)}", style="dim")
             if reload.duration is not None:
                 out.append(f" in {fmt.seconds(reload.duration)}", style="dim")
+    total = sum(counts.values())
+    out.append(f" · {total:,} runs", style="bold")
+    if truncated:
+        out.append(" (newest shown)", style="dim")
+    for status in (model.RUNNING, model.WAITING, model.QUEUED, model.FAILED):
+        n = counts.get(status, 0)
+        if n:
+            symbol, style = STATUS_STYLE[status]
+            out.append(" · ")
+            out.append(f"{symbol} {n:,} {status}", style=style)
     return out
 
 

@@ -36,6 +36,14 @@ class StepTree(Tree[Ref]):
         self.show_root = False
         self.guide_depth = 3
         self.auto_expand = True
+        self._forget()
+
+    def reset(self) -> None:
+        """Forget the run shown (the screen is reused for another run)."""
+        self.clear()
+        self._forget()
+
+    def _forget(self) -> None:
         self.steps: dict[str, model.Step] = {}
         self.children_by_id: dict[str, RunSummary] = {}
         self._step_nodes: dict[str, TreeNode[Ref]] = {}
@@ -77,8 +85,8 @@ class StepTree(Tree[Ref]):
             self.steps[step.key] = step
             self._fanout_sig[step.key] = sig
             self.relabels += 1
-            node.set_label(steps_view.step_label(step, now, self._key_width))
             node.allow_expand = steps_view.has_details(step)
+            node.set_label(self._label(step, now))
             self._maybe_auto_expand(step, node)
             if node.is_expanded:
                 self._fill(node, step)
@@ -123,12 +131,19 @@ class StepTree(Tree[Ref]):
             self.select_ref(cursor)
         self._place_cursor()
 
+    def _label(self, step: model.Step, now: float) -> Text:
+        label = steps_view.step_label(step, now, self._key_width)
+        if not steps_view.has_details(step):
+            # No expand arrow is drawn before it: two cells keep the columns aligned.
+            label = Text("  ") + label
+        return label
+
     def _compensation_heading(self) -> Text:
         return Text("↩ compensating: undo steps, newest first", style=f"bold {fmt.COMPENSATION_STYLE}")
 
     def _add_step_node(self, step: model.Step, now: float) -> TreeNode[Ref]:
-        node = self.root.add(steps_view.step_label(step, now, self._key_width),
-                             data=("step", step.key), allow_expand=steps_view.has_details(step))
+        node = self.root.add(self._label(step, now), data=("step", step.key),
+                             allow_expand=steps_view.has_details(step))
         self._step_nodes[step.key] = node
         self.steps[step.key] = step
         self._fanout_sig[step.key] = self._fanout_signature(step)
@@ -182,7 +197,7 @@ class StepTree(Tree[Ref]):
                 node = self._step_nodes.get(key)
                 if node is None:
                     continue
-                node.set_label(steps_view.step_label(step, now, self._key_width))
+                node.set_label(self._label(step, now))
                 if step.status == model.STEP_RETRYING and node.is_expanded:
                     for child in node.children:
                         if child.data == ("countdown", key) and step.retry_at:

@@ -57,15 +57,21 @@ class TasksPanel(Vertical):
         table: DataTable = DataTable(id="tasks-table", cursor_type="row", zebra_stripes=False)
         yield table
 
+    ready = False
+
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for title in ("TASK", "RUNS", "FAILED", "RETRIES", "TIMEOUT", "SOURCE"):
             table.add_column(title, key=title.lower())
+        self.ready = True
+        self.app.refresh_tasks()
 
     def show(
         self, task_ids: list[str], tasks: Mapping[str, Any], run_counts: dict[str, tuple[int, int]],
         status: Text, project_dir: str,
     ) -> None:
+        if not self.ready:
+            return
         self.query_one("#reload-status", Static).update(status)
         table = self.query_one(DataTable)
         cursor = table.cursor_row

@@ -99,6 +99,12 @@ class Timeline(ScrollView, can_focus=True):
         self.virtual_size = Size(self.size.width, len(self.steps) + 2)
         self.refresh()
 
+    def clear(self) -> None:
+        self.run = None
+        self.steps = []
+        self.virtual_size = Size(self.size.width, 2)
+        self.refresh()
+
     def tick(self) -> None:
         if any(s.finished_at is None for s in self.steps):
             self.refresh()
