@@ -114,6 +114,23 @@ def child_line(child: RunSummary | None, run_id: str, now: float) -> Line:
     return Line(text, ("child", run_id))
 
 
+# A fan-out shows this many children in the tree, failures first: the steps after it
+# stay on screen, and the whole list is one key away.
+TREE_CHILDREN = 8
+_CHILD_ORDER = {model.FAILED: 0, model.CANCELLED: 1, model.RUNNING: 2, model.WAITING: 3,
+                model.QUEUED: 4, model.COMPLETED: 5}
+
+
+def notable_children(run_ids: list[str], children: dict[str, RunSummary], limit: int) -> list[str]:
+    """Up to `limit` children, failed ones first, then unfinished, then completed."""
+    def rank(pair: tuple[int, str]) -> tuple[int, int]:
+        n, rid = pair
+        c = children.get(rid)
+        return (_CHILD_ORDER.get(c.status, 4) if c else 4, n)
+
+    return [rid for _, rid in sorted(enumerate(run_ids), key=rank)[:limit]]
+
+
 def fanout_counts(step: model.Step, children: dict[str, RunSummary]) -> tuple[int, int, int]:
     """(finished, failed, total) of a trigger step's children."""
     done = failed = 0
@@ -142,12 +159,12 @@ def detail_lines(
         done, failed, total = fanout_counts(step, children)
         out.append(Line(fmt.progress_line(done, failed, total), ("progress", step.key)))
         if not full:
-            cap = 50
-            for rid in step.child_run_ids[:cap]:
+            shown = notable_children(step.child_run_ids, children, TREE_CHILDREN)
+            for rid in shown:
                 out.append(child_line(children.get(rid), rid, now))
-            if total > cap:
-                out.append(Line(Text(f"… {total - cap} more: the pane on the side (or the "
-                                     "Children tab) lists them all", style="dim")))
+            if total > len(shown):
+                out.append(Line(Text(f"… {total - len(shown)} more: the step pane (d) and the "
+                                     "Children tab (4) list them all", style="dim")))
     elif step.output is not None and step.status == model.STEP_COMPLETED:
         out.append(Line(Text("output", style="bold green")))
         out.extend(json_lines(step.output, None if full else 40))

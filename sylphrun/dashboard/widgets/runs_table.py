@@ -34,26 +34,27 @@ class Column:
     right: bool = False
 
 
-def layout(width: int, *, error_column: bool = True, task_width: int = 28) -> list[Column]:
+def layout(width: int, *, error_column: bool = True, task_width: int = 28,
+           children_column: bool = True) -> list[Column]:
     """Columns that fit `width`: the status word, the error, the start time and the attempt
-    give way, in that order, when it is narrow. `task_width` is the longest task id shown
+    give way, then the duration, in that order, when it is narrow. `task_width` is the longest task id shown
     (the task column takes no more)."""
     status = Column("STATUS" if width >= 100 else "", 11 if width >= 100 else 1)
-    optional = ["STARTED", "ATT"]
+    optional = ["STARTED", "ATT", "DURATION"]
     while True:
         fixed = [
             Column("RUN", 21),
             *([Column("ATT", 3, right=True)] if "ATT" in optional else []),
             *([Column("STARTED", 8)] if "STARTED" in optional else []),
-            Column("DURATION", 8, right=True),
-            Column("CHILDREN", 9),
+            *([Column("DURATION", 8, right=True)] if "DURATION" in optional else []),
+            *([Column("CHILDREN", 14)] if children_column else []),
         ]
-        gaps = 2 * (len(fixed) + 1)
-        used = status.width + sum(c.width for c in fixed) + gaps
+        # A leading space, then each column followed by two.
+        used = 1 + status.width + sum(c.width for c in fixed) + 2 * (len(fixed) + 2)
         if width - used >= min(12, task_width + 2) or not optional:
             break
         optional.pop(0)
-    task = max(8, min(28, task_width + 2, width - used))
+    task = max(6, min(28, task_width + 2, width - used))
     columns = [status, Column("TASK", task), *fixed]
     rest = width - used - task - 2
     if error_column and rest >= 12:
@@ -159,7 +160,8 @@ class RunsTable(ScrollView, can_focus=True):
         self._index: dict[str, int] = {}
         self._cache: dict[str, tuple[RunSummary, int, str, Strip]] = {}
         self._columns: list[Column] = []
-        self._columns_key = (-1, -1)
+        self._columns_key: tuple = ()
+        self._any_children = True
         self._longest_task = 8
         self.rendered_rows = 0  # rows rendered (not served from cache): the benchmark reads it
 
@@ -178,6 +180,7 @@ class RunsTable(ScrollView, can_focus=True):
         self.rows = rows
         self._index = {r.id: i for i, r in enumerate(rows)}
         tasks = {r.task_id for r in rows}
+        self._any_children = any(r.children_total for r in rows)
         self._longest_task = max((len(t) for t in tasks), default=8) + (2 if self.child_arrow and any(
             r.parent_run_id for r in rows) else 0)
         target = self._index[keep] if keep in self._index else min(self.cursor, len(rows) - 1)
@@ -269,14 +272,16 @@ class RunsTable(ScrollView, can_focus=True):
         self._update_virtual_size()
 
     def _update_virtual_size(self) -> None:
-        self.virtual_size = Size(self.size.width, len(self.rows) + 1)
+        self.virtual_size = Size(0, len(self.rows) + 1)
 
     def _layout(self) -> list[Column]:
         width = self.scrollable_content_region.width
-        longest = self._longest_task
-        if (width, longest) != self._columns_key:
-            self._columns = layout(width, error_column=self.error_column, task_width=longest)
-            self._columns_key = (width, longest)
+        key = (width, self._longest_task, self._any_children)
+        if key != self._columns_key:
+            self._columns = layout(width, error_column=self.error_column,
+                                   task_width=self._longest_task,
+                                   children_column=self._any_children or self.child_arrow)
+            self._columns_key = key
             self._cache.clear()
         return self._columns
 

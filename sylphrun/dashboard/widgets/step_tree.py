@@ -164,8 +164,9 @@ class StepTree(Tree[Ref]):
         if not step.child_run_ids:
             return ()
         kids = self.children_by_id
+        shown = steps_view.notable_children(step.child_run_ids, kids, steps_view.TREE_CHILDREN)
         return tuple((rid, kids[rid].status, kids[rid].error) if rid in kids else (rid,)
-                     for rid in step.child_run_ids[:50]) + steps_view.fanout_counts(step, kids)
+                     for rid in shown) + steps_view.fanout_counts(step, kids)
 
     def _fill(self, node: TreeNode[Ref], step: model.Step) -> None:
         self._stale.discard(step.key)

@@ -96,13 +96,13 @@ class Timeline(ScrollView, can_focus=True):
     def show(self, run: model.Run, steps: list[model.Step]) -> None:
         self.run = run
         self.steps = [s for s in steps if s.started_at is not None or s.attempt_log]
-        self.virtual_size = Size(self.size.width, len(self.steps) + 2)
+        self.virtual_size = Size(0, len(self.steps) + 2)
         self.refresh()
 
     def clear(self) -> None:
         self.run = None
         self.steps = []
-        self.virtual_size = Size(self.size.width, 2)
+        self.virtual_size = Size(0, 2)
         self.refresh()
 
     def tick(self) -> None:
