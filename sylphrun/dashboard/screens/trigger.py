@@ -46,7 +46,7 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
                                    tab_behavior="indent", show_line_numbers=False)
                     yield Static("", id="payload-error")
             with Horizontal(id="trigger-buttons"):
-                yield Static(Text(self.note or "ctrl+s triggers · tab moves · esc closes",
+                yield Static(Text(self.note or "↑↓ task · enter/tab payload · ctrl+s triggers · esc closes",
                                   style="dim"), id="trigger-hint")
                 yield Button("Trigger", id="send", variant="primary", compact=True)
                 yield Button("Cancel", id="close", compact=True)
@@ -59,8 +59,19 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
             self.query_one("#payload-error", Static).update(
                 Text("no tasks known: nothing to trigger", style="red"))
             self.query_one("#send", Button).disabled = True
-        self.query_one(TextArea).focus()
+        # The task list first (↑↓, enter goes on to the payload); the title names the task.
+        options.focus()
+        self.query_one(TextArea).select_all()  # typing replaces the "{}" placeholder
+        self._show_title()
         self._validate()
+
+    def _show_title(self) -> None:
+        title = Text("Trigger ", style="bold")
+        if self.task_id is not None:
+            title.append_text(fmt.literal(self.task_id, "bold cyan"))
+        else:
+            title.append("a run", style="bold")
+        self.query_one("#trigger-title", Label).update(title)
 
     @property
     def task_id(self) -> str | None:
@@ -71,10 +82,12 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
 
     @on(OptionList.OptionHighlighted, "#trigger-tasks")
     def _task_changed(self, event: OptionList.OptionHighlighted) -> None:
+        self._show_title()
         editor = self.query_one(TextArea)
         remembered = self.payloads.get(event.option.id or "")
         if remembered is not None and remembered != editor.text:
             editor.load_text(remembered)
+            editor.select_all()
 
     @on(OptionList.OptionSelected, "#trigger-tasks")
     def _task_chosen(self) -> None:
@@ -89,7 +102,8 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
         try:
             payload = actions.parse_payload(self.query_one(TextArea).text)
         except InvalidPayload as exc:
-            error.update(fmt.literal(str(exc), "red"))
+            # The shared message ends with a command-line example; the editor needs none.
+            error.update(fmt.literal(str(exc).split("; example:")[0], "red"))
             self.query_one("#send", Button).disabled = True
             return None
         error.update(Text("✓ valid JSON object", style="green"))

@@ -176,7 +176,9 @@ class RunsTable(ScrollView, can_focus=True):
     def set_rows(self, rows: list[RunSummary], *, keep: str | None = None) -> None:
         """Replace the rows (a new order or filter); the cursor stays on its run if it can."""
         old_id = self.cursor_id
-        keep = keep or old_id
+        # On the top row the cursor stays there, on the newest run (watching new runs come
+        # in); further down it stays on its run while new ones are added above.
+        keep = keep or (old_id if self.cursor > 0 else None)
         self.rows = rows
         self._index = {r.id: i for i, r in enumerate(rows)}
         tasks = {r.task_id for r in rows}
