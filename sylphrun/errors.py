@@ -79,3 +79,14 @@ class ChildRunFailed(Exception):
 
 class TaskTimeout(Exception):
     """The run attempt exceeded its task's `timeout`."""
+
+
+class WorkerCrashed(NonRetriableError):
+    """The run's worker process died `MAX_CRASHES` times while running it (a segfault, an
+    OOM kill, `os._exit`): the run fails at the step it was in, and is not retried."""
+
+
+def doom_error(doom: str) -> Exception:
+    """The exception a doomed run fails with, from the journaled `"Type: message"` text."""
+    kind, _, message = doom.partition(": ")
+    return WorkerCrashed(message) if kind == "WorkerCrashed" else TaskTimeout(message)

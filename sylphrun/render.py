@@ -216,7 +216,9 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
             label.append(f"  {s.attempts} attempts", style="magenta")
         node = tree.add(label)
         for a in s.attempt_log:
-            node.add(Text(f"attempt {a.attempt} {a.status}: {safe(a.error or '')}",
+            # An interrupted attempt's error already begins with "interrupted: ".
+            error = (a.error or "").removeprefix(f"{a.status}: ")
+            node.add(Text(f"attempt {a.attempt} {a.status}: {safe(error)}",
                           style="bright_red" if a.status == "interrupted" else "red"))
         if s.status == model.STEP_RETRYING and s.retry_at:
             node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))

@@ -437,8 +437,12 @@ def release_worker_runs(
 ) -> tuple[list[str], list[str]]:
     """Release every run a dead (or deliberately killed) worker held: (requeued, failed).
 
-    A run that has now killed its worker `MAX_CRASHES` times is failed with `reason`
-    instead of looping forever (a poisoned run: a segfaulting C extension, an OOM).
+    A run that has now killed its worker `MAX_CRASHES` times (a poisoned run: a segfaulting
+    C extension, an OOM) is not looped: it is requeued doomed, so that its next execution
+    replays the completed steps, fails with WorkerCrashed at the step that was in flight,
+    and runs the compensations a saga registered. Failing it here directly (as we once did)
+    skipped them: a card charged before the poisoned step was never refunded. A doomed run
+    that kills its worker once more (the undo itself crashes) is failed at once.
     """
     requeued: list[str] = []
     failed: list[str] = []
@@ -448,13 +452,23 @@ def release_worker_runs(
             (worker_id,),
         ).fetchall()
         for run_id, crash_count in rows:
-            if crashed and crash_count + 1 >= MAX_CRASHES:
+            crashes = crash_count + 1
+            error = (f"WorkerCrashed: this run's worker process died {MAX_CRASHES} times while "
+                     f"running it (last: {reason}); not retried again. "
+                     "`sylphrun show` names the step it was in")
+            if crashed and crashes > MAX_CRASHES:
                 _interrupt_running_steps(db, run_id, now, f"interrupted: the worker died ({reason})"
                                          " while the step ran; the run failed (WorkerCrashed)")
-                _finish(db, run_id, model.FAILED, None,
-                        f"WorkerCrashed: this run's worker process died {MAX_CRASHES} times while "
-                        f"running it (last: {reason}); not retried again. "
-                        "`sylphrun show` names the step it was in", None, now)
+                _finish(db, run_id, model.FAILED, None, error.replace(
+                    f"{MAX_CRASHES} times", f"{crashes} times", 1)
+                    + "; the last time while failing, so its compensations did not all run",
+                    None, now)
+                failed.append(run_id)
+            elif crashed and crashes == MAX_CRASHES:
+                _interrupt_running_steps(db, run_id, now, f"interrupted: the worker died ({reason})"
+                                         " while the step ran; the run fails here (WorkerCrashed)")
+                db.execute("UPDATE runs SET doom = ? WHERE id = ?", (error, run_id))
+                _requeue(db, run_id, now, crashed=True)
                 failed.append(run_id)
             else:
                 _requeue(db, run_id, now, crashed=crashed)

@@ -16,7 +16,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sylphrun import codec, model
-from sylphrun.errors import NonRetriableError, NotJSONSerializable, StepFailed, TaskTimeout
+from sylphrun.errors import (
+    NonRetriableError,
+    NotJSONSerializable,
+    StepFailed,
+    doom_error,
+)
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
 from sylphrun.runtime.signals import Release, Suspend
@@ -44,9 +49,9 @@ async def execute(ex: Execution) -> str:
             if ex.doom is not None and not any(
                 s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
             ):
-                # Its worker was replaced while the task function itself, not a step, was
-                # stuck: replaying it would only get stuck there again.
-                raise TaskTimeout(ex.doom.partition(": ")[2])
+                # Its worker was replaced (or died) while the task function itself, not a
+                # step, was stuck: replaying it would only get stuck there again.
+                raise doom_error(ex.doom)
             output = await _call_task(ex, ctx)
             if ex.suspending:
                 raise Suspend()
@@ -63,7 +68,8 @@ async def execute(ex: Execution) -> str:
         except asyncio.CancelledError:
             if ex.doom is None:
                 raise
-            return await _fail_attempt(ex, TaskTimeout(ex.doom.partition(": ")[2]), fatal=False)
+            exc = doom_error(ex.doom)
+            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
         except Exception as exc:
             if ex.suspending:  # user code swallowed the suspension and failed otherwise
                 return _suspend(ex)

@@ -14,6 +14,8 @@ import contextvars
 import functools
 import inspect
 import json
+import os
+import signal
 import sys
 import time
 import traceback
@@ -49,6 +51,27 @@ class Scope:
 current_scope: contextvars.ContextVar[Scope | None] = contextvars.ContextVar(
     "sylphrun_scope", default=None
 )
+
+# Fault injection for the torture suite (tests/torture/): SYLPHRUN_TEST_CRASH_AT=
+# "<point>:<step key>:<marker file>" SIGKILLs this worker at <point> of that step, once (the
+# marker file is created on the first hit). Points: "before-start" (no start record yet),
+# "after-effect" (the step function returned, its result is not journaled), "after-commit"
+# (the result is journaled, `step.run` has not returned). Read once at import; unset, it
+# costs one truth test per step.
+_CRASH_AT = os.environ.get("SYLPHRUN_TEST_CRASH_AT")
+
+
+def _crash_point(point: str, key: str) -> None:
+    want, _, rest = _CRASH_AT.partition(":")  # type: ignore[union-attr]
+    want_key, _, marker = rest.rpartition(":")
+    if want != point or want_key != key:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
+
 
 # Compensations get a few quick retries of their own: an undo that fails once (a flaky
 # refund API) should not leave the saga half-compensated.
@@ -380,6 +403,8 @@ async def run_step(
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
+    if _CRASH_AT:
+        _crash_point("before-start", key)
     store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
                             seq=seq, run_attempt=ex.attempt, now=started)
     outer = current_scope.get()
@@ -426,8 +451,12 @@ async def run_step(
             current_scope.reset(token)
         ex.step_finished(key)
     undo_ref = _qualified_name(compensate) if compensate is not None else None
+    if _CRASH_AT:
+        _crash_point("after-effect", key)
     store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
                              compensate=undo_ref)
+    if _CRASH_AT:
+        _crash_point("after-commit", key)
     value = json.loads(output)
     ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
                                     ex.attempt, seq, None, False, undo_ref)
@@ -450,7 +479,7 @@ def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, rec: Journa
     store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=ex.doom or "",
                               traceback=None, retry_at=None, now=now)
     error_type, _, message = (ex.doom or "TaskTimeout").partition(": ")
-    raise StepFailed(key, error_type, message)
+    raise StepFailed(key, error_type, message, non_retriable=error_type == "WorkerCrashed")
 
 
 async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

@@ -164,15 +164,15 @@ class Supervisor:
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
         store.unregister_worker(self.conn, wp.worker_id, time.time())
-        if requeued:
-            # Released runs are new work: wake the idle workers now, not at their next poll.
+        if requeued or failed:
+            # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
             wake.poke(w.wake_addr for w in queries.live_workers(
                 self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
         if self.stopping or wp.retiring:
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
-            detail += f"; failed {len(failed)} run(s) that killed it {store.MAX_CRASHES} times"
+            detail += f"; failing {len(failed)} run(s) that killed it {store.MAX_CRASHES} times"
         self.on_event(f"worker {wp.index} {how}{detail}; restarting it")
         now = time.monotonic()
         self._recent_deaths = [t for t in self._recent_deaths if now - t < 10] + [now]
