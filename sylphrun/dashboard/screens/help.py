@@ -25,7 +25,7 @@ KEYS = [
         ("r", "retry a failed or cancelled run (completed steps are kept)"),
         ("R", "replay: a new run with the same payload"),
         ("x", "cancel the run and its unfinished children"), ("c", "copy the run id"),
-        ("1 / 2", "Runs / Tasks tab"),
+        ("1 / 2", "Runs / Tasks tab (enter on a task triggers it)"),
     ]),
     ("One run", [
         ("escape / backspace", "back"), ("enter", "expand a step, or open a child run"),

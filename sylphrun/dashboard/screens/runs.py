@@ -10,7 +10,16 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Checkbox, Footer, Input, Select, Static, TabbedContent, TabPane
+from textual.widgets import (
+    Checkbox,
+    DataTable,
+    Footer,
+    Input,
+    Select,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
@@ -186,6 +195,7 @@ class RunsScreen(Screen):
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         if event.pane.id == "tasks":
             self.app.refresh_tasks()
+            self.query_one("#tasks-table", DataTable).focus()
         elif event.pane.id == "runs":
             self.table.focus()
 
@@ -194,6 +204,10 @@ class RunsScreen(Screen):
     @on(RunsTable.Opened, "#runs-table")
     def _open(self, event: RunsTable.Opened) -> None:
         self.app.open_run(event.run_id)
+
+    @on(DataTable.RowSelected, "#tasks-table")
+    def _task_chosen(self, event: DataTable.RowSelected) -> None:
+        self.app.open_trigger(event.row_key.value)
 
     def action_trigger(self) -> None:
         task = None

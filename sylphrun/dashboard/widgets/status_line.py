@@ -25,14 +25,14 @@ def status_text(
         out.append("no workers: start `sylphrun worker`", style="bold yellow")
     else:
         out.append(f"{workers} worker{'s' if workers != 1 else ''}", style="green")
-    if reload is not None:
+    if reload is not None and reload.error:
         out.append(" · ")
-        if reload.error:
-            out.append("reload failed (Tasks tab)", style="bold red")
-        elif reload.at is not None:
-            out.append(f"reloaded {fmt.clock_time(reload.at, now)}", style="dim")
-            if reload.duration is not None:
-                out.append(f" in {fmt.seconds(reload.duration)}", style="dim")
+        out.append("reload failed (Tasks tab)", style="bold red")
+    elif reload is not None and reload.at is not None:
+        out.append(" · ")
+        out.append(f"reloaded {fmt.clock_time(reload.at, now)}", style="dim")
+        if reload.duration is not None:
+            out.append(f" in {fmt.seconds(reload.duration)}", style="dim")
     total = sum(counts.values())
     out.append(f" · {total:,} runs", style="bold")
     if truncated:

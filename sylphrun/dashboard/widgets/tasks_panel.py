@@ -37,7 +37,10 @@ def reload_text(
         out.append(" · saving a task file reloads it", style="dim")
         return out
     if dev:
-        return Text("waiting for the first load of the tasks…", style="dim")
+        out = Text("✓ ", style="green")
+        out.append("tasks loaded at start")
+        out.append(" · saving a task file reloads them", style="dim")
+        return out
     out = Text("tasks found in ", style="dim")
     out.append_text(fmt.literal(project, "dim"))
     out.append(" (no hot reload here: `sylphrun dev` reloads on save)", style="dim")
