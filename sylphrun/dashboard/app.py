@@ -19,17 +19,15 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
-from sylphrun import actions
 from sylphrun.config import Config
 from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.commands import RunCommands
 from sylphrun.dashboard.feed import JournalFeed, RunDetail
 from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
 from sylphrun.dashboard.runs_model import RunsModel
-from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.help import HelpScreen
 from sylphrun.dashboard.screens.run import RunScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
-from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.dashboard.widgets.status_line import StatusLine, status_text
 from sylphrun.dashboard.widgets.tasks_panel import TasksPanel, reload_text
@@ -40,7 +38,7 @@ POLL_SECONDS = 0.1
 TICK_SECONDS = 0.25
 
 
-class DashboardApp(App[None]):
+class DashboardApp(RunCommands, App[None]):
     """The dashboard over `config.journal`.
 
     `reload_status` (from `sylphrun dev`) says when the tasks were last reloaded, or why
@@ -263,124 +261,6 @@ class DashboardApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
-
-    # -- actions (all through sylphrun.actions, in threads) --------------------------------
-
-    def _conn(self) -> Connection:
-        # Its own connection: the feed's stays read-only, and a write never waits behind a
-        # read of 10,000 runs.
-        if self._action_conn is None:
-            self._action_conn = Connection(self.config.journal, durability=self.config.durability)
-        return self._action_conn
-
-    def _perform(self, what: str, fn: Callable[[Connection], Any],
-                 done: Callable[[Any], None]) -> None:
-        def job() -> None:
-            try:
-                result = fn(self._conn())
-            except SylphrunError as exc:
-                self.call_from_thread(self.notify, str(exc), title=f"{what} failed",
-                                      severity="error", markup=False, timeout=8)
-                return
-            self.call_from_thread(done, result)
-
-        self.run_worker(job, thread=True, group="actions", exit_on_error=False, name=what)
-
-    def _need_run(self, run_id: str | None) -> bool:
-        if run_id is None:
-            self.notify("No run selected.", severity="warning", markup=False)
-            return False
-        return True
-
-    def open_trigger(self, task_id: str | None = None) -> None:
-        ids = self.task_ids()
-        note = None
-        if not ids and self.discovery_error:
-            note = "the tasks could not be imported: see the Tasks tab"
-
-        def sent(result: tuple[str, dict[str, Any]] | None) -> None:
-            if result is not None:
-                self.trigger(*result)
-
-        self.push_screen(TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note), sent)
-
-    def trigger(self, task_id: str, payload: dict[str, Any]) -> None:
-        known: dict[str, Any] = {t: self.tasks.get(t, t) for t in self.task_ids()}
-
-        def done(result: tuple[str, bool]) -> None:
-            run_id, created = result
-            self.pending_select = run_id
-            self._select_in_list(run_id)
-            message = f"{run_id} queued" if created else f"{run_id} already exists for that key"
-            self.notify(message, title=f"Triggered {fmt.safe(task_id)}", markup=False)
-
-        self._perform("trigger", lambda c: actions.trigger_run(c, known, task_id, payload), done)
-
-    def _select_in_list(self, run_id: str) -> None:
-        for screen in self.screen_stack:
-            if isinstance(screen, RunsScreen) and screen.ready and screen.table.select_id(run_id):
-                self.pending_select = None
-
-    def retry(self, run_id: str | None) -> None:
-        if not self._need_run(run_id):
-            return
-
-        def done(attempt: int) -> None:
-            self.notify(f"{run_id} queued again as attempt {attempt}; completed steps are kept",
-                        title="Retry", markup=False)
-
-        self._perform("retry", lambda c: actions.retry_run(c, run_id), done)
-
-    def replay(self, run_id: str | None, *, from_step: str | None = None,
-               open_new: bool = False) -> None:
-        if not self._need_run(run_id):
-            return
-
-        def done(new_id: str) -> None:
-            where = f" from step {fmt.safe(from_step)}" if from_step else ""
-            self.notify(f"{run_id} replayed{where} as {new_id}", title="Replay", markup=False)
-            self.pending_select = new_id
-            self._select_in_list(new_id)
-            if open_new:
-                self.open_run(new_id)
-
-        self._perform("replay", lambda c: actions.replay_run(c, run_id, from_step=from_step), done)
-
-    def cancel(self, run_id: str | None) -> None:
-        if not self._need_run(run_id):
-            return
-        summary = self.runs.by_id.get(run_id)
-        if summary is not None and summary.finished_at is not None:
-            self.notify(f"{run_id} is already {summary.status}; nothing to cancel",
-                        severity="warning", markup=False)
-            return
-        question = Text("Cancel ", style="bold")
-        question.append(run_id, style="bold")
-        if summary is not None:
-            question.append(" (")
-            question.append_text(fmt.literal(summary.task_id))
-            question.append(")")
-            unfinished = summary.children_total - summary.children_done
-            if unfinished:
-                question.append(f"\nand its {unfinished} unfinished child run(s)")
-        question.append("?\nA step running now finishes; nothing after it runs.", style="dim")
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self._perform("cancel", lambda c: actions.cancel_run(c, run_id), cancelled)
-
-        def cancelled(ids: list[str]) -> None:
-            extra = f" and {len(ids) - 1} child run(s)" if len(ids) > 1 else ""
-            self.notify(f"cancelled {ids[0]}{extra}", title="Cancel", markup=False)
-
-        self.push_screen(ConfirmScreen(question), confirmed)
-
-    def copy_run_id(self, run_id: str | None) -> None:
-        if not self._need_run(run_id):
-            return
-        self.copy_to_clipboard(run_id)
-        self.notify(f"{run_id} (copied with OSC 52; terminals without it ignore the copy)",
-                    title="Copied", markup=False)
 
 
 def run_dashboard(

@@ -27,6 +27,7 @@ from sylphrun.journal.queries import RunSummary
 # so); filters and search still find any run among them.
 MAX_RUNS = 50_000
 EVENT_BATCH = 5_000
+LOG_BATCH = 5_000
 FIRST_PAGE = 200  # runs read before the first paint; the rest follow in the next poll
 WORKER_STALE_AFTER = 6.0  # the same threshold `trigger --wait` uses
 
@@ -88,6 +89,7 @@ class JournalFeed:
         self._last_event = 0
         self._log_run: str | None = None
         self._log_after = 0
+        self._logs_pending = False
         self._workers: int | None = None
         self._next_worker_check = 0.0
         self._reload: ReloadStatus | None = None
@@ -173,7 +175,8 @@ class JournalFeed:
             )
             if watch_changed or touches_watched:
                 self._read_detail(conn, watched, update)
-            if watch_changed or self._log_run != watched or watched in logged:
+            if (watch_changed or self._log_run != watched or watched in logged
+                    or self._logs_pending):
                 self._read_logs(conn, watched, update)
         self._read_workers(conn, update)
         self._read_reload(update)
@@ -208,9 +211,12 @@ class JournalFeed:
             self._log_run = run_id
             self._log_after = 0
             update.logs_reset = True
-        lines = queries.log_lines_after(conn, run_id, self._log_after)
+        lines = queries.log_lines_after(conn, run_id, self._log_after, limit=LOG_BATCH)
         if lines:
             self._log_after = lines[-1][0]
+        # A long log comes in batches, one per poll, without waiting for a new line.
+        self._logs_pending = len(lines) == LOG_BATCH
+        update.more = update.more or self._logs_pending
         update.logs = lines
         update.logs_run_id = run_id
 

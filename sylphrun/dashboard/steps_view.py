@@ -6,6 +6,7 @@ user data goes through `text.literal` / `text.block`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -23,6 +24,7 @@ class Line:
     text: Text
     ref: tuple[str, str] | None = None
     children: tuple[Line, ...] = ()
+    expand: bool = False  # shown open (the traceback of the attempt that failed the step)
 
 
 def step_label(step: model.Step, now: float, key_width: int) -> Text:
@@ -153,8 +155,11 @@ def detail_lines(
         out.append(Line(Text(f"↻ {fmt.countdown(step.retry_at, now)} "
                              f"(attempt {step.attempts + 1} next)", style="bold magenta"),
                         ("countdown", step.key)))
-    for a in step.attempt_log:
-        out.append(attempt_line(a, traceback_lines=None if full else 12))
+    for n, a in enumerate(step.attempt_log, 1):
+        line = attempt_line(a, traceback_lines=None if full else 12)
+        if step.status == model.STEP_FAILED and n == len(step.attempt_log):
+            line = dataclasses.replace(line, expand=True)
+        out.append(line)
     if step.child_run_ids:
         done, failed, total = fanout_counts(step, children)
         out.append(Line(fmt.progress_line(done, failed, total), ("progress", step.key)))

@@ -8,7 +8,6 @@ which does not parse `[...]`; `render.safe()` turns escape sequences into `\\x1b
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from typing import Any
 
@@ -144,7 +143,3 @@ def first_line(text: str | None) -> str:
     if not text:
         return ""
     return text.strip().splitlines()[0] if text.strip() else ""
-
-
-def now_or(clock_value: float | None) -> float:
-    return clock_value if clock_value is not None else time.time()

@@ -15,7 +15,7 @@ from sylphrun.render import STEP_STYLE
 
 KEYS = [
     ("Everywhere", [
-        ("?", "this help"), ("q / ctrl+c", "quit"), ("t", "trigger a task (JSON payload editor)"),
+        ("?", "this help"), ("q / ctrl+q", "quit"), ("t", "trigger a task (JSON payload editor)"),
     ]),
     ("Runs list", [
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),

@@ -142,9 +142,7 @@ class RunScreen(Screen):
         self.detail = detail
         self.query_one(RunHeading).show(detail)
         tree = self.query_one(StepTree)
-        tree.show_steps(detail.steps, detail.children)
-        if not detail.steps:
-            tree.root.set_label(Text("no steps yet"))
+        tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
         self._show_selected_step()
         self.query_one(Timeline).show(detail.run, detail.steps)
         tabs = self.query_one(TabbedContent)
@@ -156,6 +154,15 @@ class RunScreen(Screen):
                                   if c != old)
             else:
                 table.set_rows(detail.children)
+
+    def _no_steps_text(self, run: model.Run) -> str:
+        if run.status == model.QUEUED:
+            if self.app.workers_alive == 0:
+                return "no steps yet: queued, and no workers are running (start `sylphrun worker`)"
+            return "no steps yet: queued, waiting for a worker"
+        if run.finished:
+            return f"no steps: the run was {run.status} before its first step"
+        return "no steps yet"
 
     def show_missing(self) -> None:
         if not self.ready:

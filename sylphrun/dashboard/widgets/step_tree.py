@@ -52,11 +52,23 @@ class StepTree(Tree[Ref]):
         self._stale: set[str] = set()  # collapsed nodes whose lines are out of date
         self._auto_expanded: set[str] = set()
         self._fanout_sig: dict[str, tuple] = {}
+        self._placeholder: TreeNode[Ref] | None = None
         self.relabels = 0  # labels replaced: the tests and the benchmark read it
 
     # -- data ------------------------------------------------------------------------------
 
-    def show_steps(self, steps: list[model.Step], children: list[RunSummary]) -> None:
+    def show_steps(self, steps: list[model.Step], children: list[RunSummary], *,
+                   empty_text: str = "no steps yet") -> None:
+        if not steps:
+            label = Text(empty_text, style="dim italic")
+            if self._placeholder is None:
+                self._placeholder = self.root.add_leaf(label)
+            else:
+                self._placeholder.set_label(label)
+            return
+        if self._placeholder is not None:
+            self._placeholder.remove()
+            self._placeholder = None
         now = self.clock()
         self.children_by_id = {c.id: c for c in children}
         new_width = steps_view.key_width(steps)
@@ -177,7 +189,7 @@ class StepTree(Tree[Ref]):
 
     def _add_line(self, parent: TreeNode[Ref], line: steps_view.Line) -> None:
         if line.children:
-            sub = parent.add(line.text, data=line.ref, expand=False)
+            sub = parent.add(line.text, data=line.ref, expand=line.expand)
             for child in line.children:
                 self._add_line(sub, child)
         else:
