@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import itertools
 import json
 import shutil
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Engine, Project, wait_until
+from rich.console import Console
 from rich.text import Text
 from textual.pilot import Pilot
 from textual.widgets import Input, RichLog, Select, Static, TextArea
@@ -29,7 +31,7 @@ from sylphrun import actions, model
 from sylphrun.config import Config
 from sylphrun.dashboard.app import DashboardApp
 from sylphrun.dashboard.screens.confirm import ConfirmScreen
-from sylphrun.dashboard.screens.help import HelpScreen
+from sylphrun.dashboard.screens.help import HelpScreen, help_renderable
 from sylphrun.dashboard.screens.run import RunScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
@@ -681,7 +683,9 @@ def test_help_screen_lists_the_keys(journal: RealJournal) -> None:
     async def scenario(pilot: Pilot) -> None:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen))
-        text = str(app.screen.query_one(Static).render())
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(help_renderable())
+        text = console.export_text()
         for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id"):
             assert words in text
         await pilot.press("escape")
@@ -878,3 +882,28 @@ def test_snapshot_timeline_with_parallel_steps(snap_compare, snapshot_app) -> No
 def test_snapshot_trigger_dialog(snap_compare, snapshot_app) -> None:
     make, _ = snapshot_app
     assert snap_compare(make(), terminal_size=(100, 30), run_before=loaded(keys=("t",)))
+
+
+def test_a_project_without_a_journal_yet_says_how_to_start(tmp_path: Path) -> None:
+    config = Config(project_dir=tmp_path, source=None, tasks=[], journal=tmp_path / ".sylphrun/j.db")
+    app = DashboardApp(config, tasks={})
+
+    async def scenario(pilot: Pilot) -> None:
+        table = app.screen.query_one("#runs-table", RunsTable)
+        assert "no runs yet: press t to trigger a task" in table.render_line(2).text
+        await until(pilot, lambda: app.workers_alive == 0)
+        assert "no workers: start `sylphrun worker`" in str(app.screen.query_one(StatusLine).render())
+
+    drive(app, scenario)
+
+
+def test_double_click_opens_a_run(journal: RealJournal) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        row = table_ids(app).index(journal.ids["saga"])
+        await pilot.click("#runs-table", offset=(30, 1 + row), times=2)
+        await until(pilot, lambda: isinstance(app.screen, RunScreen)
+                    and app.screen.run_id == journal.ids["saga"])
+
+    drive(app, scenario)

@@ -90,8 +90,19 @@ def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
     return Line(head, children=tuple(tb))
 
 
+# Even "in full" the pane stops somewhere: a multi-megabyte output would take seconds to
+# lay out. `sylphrun show RUN --json` has all of it.
+PANE_JSON_LINES = 2_000
+
+
 def json_lines(value: object, limit: int | None) -> list[Line]:
     lines = fmt.pretty_json(value).splitlines()
+    if limit is None and len(lines) > PANE_JSON_LINES:
+        shown = lines[:PANE_JSON_LINES]
+        out = [Line(fmt.literal(line, "green")) for line in shown]
+        out.append(Line(Text(f"… {len(lines) - len(shown):,} more lines: `sylphrun show RUN "
+                             "--json` prints all of it", style="dim")))
+        return out
     shown = lines if limit is None else lines[:limit]
     out = [Line(fmt.literal(line, "green")) for line in shown]
     if len(shown) < len(lines):

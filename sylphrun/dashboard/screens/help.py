@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -40,26 +42,30 @@ KEYS = [
 ]
 
 
-def help_text() -> Text:
-    out = Text()
+def help_renderable() -> Group:
+    """The keys in a two-column grid (a long description wraps in its column) and a legend."""
+    parts: list = []
     for section, keys in KEYS:
-        out.append(f"{section}\n", style="bold underline")
+        parts.append(Text(section, style="bold underline"))
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold cyan", no_wrap=True, min_width=12)
+        grid.add_column()
         for key, what in keys:
-            out.append(f"  {key:<24}", style="bold cyan")
-            out.append(f"{what}\n")
-        out.append("\n")
-    out.append("Run states\n", style="bold underline")
+            grid.add_row(key, what)
+        parts.extend([grid, Text("")])
+    legend = Text("Run states\n", style="bold underline")
     for status in model.RUN_STATES:
-        out.append("  ")
-        out.append_text(fmt.run_status(status))
-        out.append("\n")
-    out.append("\nSteps\n", style="bold underline")
+        legend.append("  ")
+        legend.append_text(fmt.run_status(status))
+        legend.append("\n")
+    legend.append("\nSteps\n", style="bold underline")
     for status, (symbol, style) in STEP_STYLE.items():
-        out.append(f"  {symbol} {status}\n", style=style)
-    out.append("  ↩ compensation", style=fmt.COMPENSATION_STYLE)
-    out.append(": undo steps run after a failure, newest first\n")
-    out.append("  ▒ in the timeline: a failed attempt; gaps between are retry back-off\n")
-    return out
+        legend.append(f"  {symbol} {status}\n", style=style)
+    legend.append("  ↩ compensation", style=fmt.COMPENSATION_STYLE)
+    legend.append(": undo steps run after a failure, newest first\n")
+    legend.append("  ▒ in the timeline: a failed attempt; gaps between are retry back-off\n")
+    parts.append(legend)
+    return Group(*parts)
 
 
 class HelpScreen(ModalScreen[None]):
@@ -67,4 +73,4 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
-            yield Static(help_text())
+            yield Static(help_renderable())
