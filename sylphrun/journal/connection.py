@@ -189,6 +189,26 @@ class Connection:
             self._lock_fd = None  # type: ignore[assignment]
 
 
+def write_lock_holder(path: str | os.PathLike[str]) -> int | None:
+    """The pid of the process holding the journal's write lock now, or None (also where the
+    kernel does not say: /proc/locks is Linux's). The supervisor uses it to find a worker
+    frozen (SIGSTOP, a debugger) inside a write transaction: every other writer, including
+    the ones that would release its runs, waits on it."""
+    try:
+        inode = os.stat(str(path) + ".lock").st_ino
+        with open("/proc/locks") as f:
+            table = f.read()
+    except OSError:
+        return None
+    for line in table.splitlines():
+        # "3: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a waiter has "->" after "3:".
+        parts = line.split()
+        if (len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE"
+                and parts[5].rsplit(":", 1)[-1] == str(inode)):
+            return int(parts[4])
+    return None
+
+
 def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
     text = str(exc)
     if "not a database" in text or "malformed" in text:

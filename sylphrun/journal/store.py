@@ -576,13 +576,25 @@ def suspend_for_step_retry(
 
 
 def append_log(
-    conn: Connection, run_id: str, *, level: str, message: str, step_key: str | None, now: float
+    conn: Connection, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+    epoch: int | None = None,
 ) -> None:
+    """A log line of a run. From the run's code, `epoch` fences it like every other write:
+    a worker paused past its lease must not add lines to a run another worker now owns."""
     with conn.write() as db:
-        db.execute(
-            "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, ?, ?, ?)",
-            (run_id, now, level, message, step_key),
-        )
+        if epoch is None:
+            db.execute(
+                "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, ?, ?, ?)",
+                (run_id, now, level, message, step_key),
+            )
+            return
+        changed = db.execute(
+            "INSERT INTO logs (run_id, at, level, message, step_key)"
+            f" SELECT ?, ?, ?, ?, ? WHERE {_OWNED}",
+            (run_id, now, level, message, step_key, run_id, epoch),
+        ).rowcount
+        if not changed:
+            raise LeaseLost(run_id)
 
 
 def set_code_fingerprint(conn: Connection, run_id: str, epoch: int, fingerprint: str) -> None:

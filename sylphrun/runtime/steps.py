@@ -260,7 +260,7 @@ class Execution:
         import logging
 
         store.append_log(self.conn, self.run_id, level="WARNING", message=message,
-                         step_key=None, now=self.now())
+                         step_key=None, now=self.now(), epoch=self.epoch)
         logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
 
     # -- time ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import psutil
 
 from sylphrun.config import Config
 from sylphrun.journal import Connection, queries, store
+from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
 from sylphrun.runtime import wake
 from sylphrun.runtime.worker import WorkerSettings, worker_main
@@ -84,6 +85,9 @@ class Supervisor:
         self.recover_vanished_workers()
         for i in range(self.count):
             self.procs.append(self._spawn(i))
+        self._watch_stop = threading.Event()
+        threading.Thread(target=self._watch_write_lock, args=(self._watch_stop,), daemon=True,
+                         name="sylphrun-lock-watch").start()
 
     def _spawn(self, index: int) -> WorkerProcess:
         worker_id = new_worker_id()
@@ -180,6 +184,36 @@ class Supervisor:
             time.sleep(1.0)  # a crash loop: do not spin at full speed
         self.procs.append(self._spawn(wp.index))
 
+    def _watch_write_lock(self, stop: threading.Event) -> None:
+        """Replace a worker frozen inside a write transaction (SIGSTOP, a debugger).
+
+        It holds the journal's write lock, so every other writer waits on it: the workers
+        that would take its runs over when its lease expires, and this supervisor's own
+        releases. Leases cannot help there, so a thread of its own (it never touches the
+        journal) kills it once it has held the lock for a heartbeat while stopped, or for
+        a whole lease period whatever its state: no write transaction lasts that long.
+        """
+        beat, lease = self.template.heartbeat_seconds, self.template.lease_seconds
+        holder, since = None, 0.0
+        while not stop.wait(min(0.25, beat / 4)):
+            pid = write_lock_holder(self.config.journal)
+            now = time.monotonic()
+            if pid != holder:
+                holder, since = pid, now
+                continue
+            # No self._lock here: poll() holds it while it writes, which is what may be stuck.
+            wp = next((p for p in list(self.procs) if p.process.pid == pid), None)
+            held = now - since
+            if wp is None or wp.killed_on_purpose or held < beat:
+                continue
+            if held < lease and not _stopped(pid):
+                continue
+            wp.killed_on_purpose = True
+            self.on_event(f"worker {wp.index} held the journal's write lock for {held:.1f} s "
+                          "without progress (stopped or frozen); replacing it")
+            _kill(pid)
+            holder = None
+
     def _enforce_timeouts(self) -> None:
         by_id = {p.worker_id: p for p in self.procs}
         overdue = queries.overdue_runs(self.conn, list(by_id), now=time.time() - TIMEOUT_GRACE)
@@ -219,6 +253,8 @@ class Supervisor:
                 _kill(wp.process.pid)
                 wp.process.join(2)
                 self._handle_exit(wp)
+        if hasattr(self, "_watch_stop"):
+            self._watch_stop.set()
         self.conn.close()
 
     def stop_now(self) -> None:
@@ -242,6 +278,13 @@ def _pid_alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
+        return False
+
+
+def _stopped(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
+    except psutil.Error:
         return False
 
 
