@@ -644,3 +644,80 @@ def _alive(pid: int) -> bool:
 
 def dedent(text: str) -> str:
     return textwrap.dedent(text)
+
+
+# -- concurrency: many processes triggering while workers drain --------------------------
+
+ONCE_TASK = '''
+import os
+from sylphrun import task
+
+def effect(ctx):
+    # No fsync: nothing is killed here; O_APPEND keeps each line whole.
+    fd = os.open(LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, f"{ctx.run_id}\\n".encode())
+    finally:
+        os.close(fd)
+
+@task(id="once")
+async def once(payload, ctx):
+    await ctx.step.run("do", effect, ctx)
+    return payload["i"]
+'''
+
+TRIGGER_SCRIPT = '''
+import asyncio, json, sys, time
+from sylphrun.trigger import trigger
+
+async def main(index, count, keys):
+    errors, waits = [], []
+    for i in range(count):
+        key = f"key-{(index * count + i) % keys}" if keys else None
+        started = time.perf_counter()
+        try:
+            await trigger("once", {"p": index, "i": i}, idempotency_key=key)
+        except Exception as exc:  # every failure is what we report
+            errors.append(f"{type(exc).__name__}: {exc}")
+        waits.append(time.perf_counter() - started)
+    waits.sort()
+    print(json.dumps({"errors": errors, "worst": waits[-1], "median": waits[len(waits) // 2]}))
+
+asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
+'''
+
+
+def make_once_project(root: Path, *, durability: str = "normal") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "sylphrun.toml").write_text(
+        f'tasks = ["tasks"]\nworkers = 2\ndurability = "{durability}"\n')
+    (root / "tasks").mkdir(exist_ok=True)
+    (root / "ledger.txt").touch()
+    (root / "tasks" / "once.py").write_text(f"LEDGER = {str(root / 'ledger.txt')!r}\n" + ONCE_TASK)
+    (root / "trigger_many.py").write_text(TRIGGER_SCRIPT)
+    return root
+
+
+def trigger_concurrently(root: Path, *, procs: int, per_proc: int, keys: int = 0) -> dict:
+    """`procs` processes each calling the public `trigger()` `per_proc` times at once
+    (with `keys`, over that many idempotency keys). Returns errors and worst waits."""
+    env = {**os.environ, "SYLPHRUN_JOURNAL": str(root / ".sylphrun" / "journal.db"),
+           "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    started = time.monotonic()
+    children = [subprocess.Popen([sys.executable, str(root / "trigger_many.py"), str(i),
+                                  str(per_proc), str(keys)], cwd=root, env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i in range(procs)]
+    reports, stderr = [], []
+    for child in children:
+        out, err = child.communicate(timeout=600)
+        if child.returncode != 0 or not out.strip():
+            stderr.append(f"exit {child.returncode}: {err.strip()[-2000:]}")
+            continue
+        reports.append(json.loads(out))
+    return {
+        "errors": [e for r in reports for e in r["errors"]] + stderr,
+        "worst": max((r["worst"] for r in reports), default=0.0),
+        "median": sorted(r["median"] for r in reports)[len(reports) // 2] if reports else 0.0,
+        "seconds": time.monotonic() - started,
+    }

@@ -56,6 +56,7 @@ def test_kill_at_each_point_of_a_step(project, engine_factory, monkeypatch, poin
         assert b.attempts == 2
         assert [a.status for a in b.attempt_log] == [model.STEP_INTERRUPTED]
         _assert_show_says_interrupted(project, run_id)
+        _assert_dashboard_says_interrupted(eng, run_id)
     else:
         # Before the start record nothing is in doubt; after the commit the result is kept.
         assert names == ["a", "b", "c"]
@@ -80,6 +81,15 @@ def _assert_show_says_interrupted(project, run_id: str) -> None:
     assert b["status"] == "completed" and b["attempts"] == 2
     assert [(a["attempt"], a["status"]) for a in b["attempt_log"]] == [(1, "interrupted")]
     assert "same idempotency key" in b["attempt_log"][0]["error"]
+
+
+def _assert_dashboard_says_interrupted(eng, run_id: str) -> None:
+    from sylphrun.dashboard.steps_view import attempt_line
+
+    b = step_by_key(eng, run_id, "b")
+    line = attempt_line(b.attempt_log[0], traceback_lines=None).text.plain
+    assert line.startswith("attempt 1 ⚡ interrupted"), line
+    assert "same idempotency key" in line
 
 
 SAGA = '''
