@@ -10,6 +10,7 @@ flight is blocked too, so parallel steps finish (and are journaled) before it pa
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import functools
 import inspect
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sylphrun import codec, model
@@ -85,11 +87,20 @@ def error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+# Frames of the machinery between the worker and the user's function: sylphrun's runtime
+# and the standard library's thread pool and event loop.
+_NOT_USER_CODE = (
+    str(Path(__file__).resolve().parent),
+    str(Path(concurrent.futures.__file__).resolve().parent),
+    str(Path(asyncio.__file__).resolve().parent),
+)
+
+
 def user_traceback(exc: BaseException) -> str:
     """The traceback without sylphrun's own frames: the user's code is what they debug."""
     frames = [
         f for f in traceback.extract_tb(exc.__traceback__)
-        if "/sylphrun/runtime/" not in f.filename.replace("\\", "/")
+        if not f.filename.startswith(_NOT_USER_CODE)
     ]
     lines = traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
