@@ -12,25 +12,31 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sylphrun import codec
 from sylphrun.define import Task
 from sylphrun.errors import InvalidPayload, UnknownTask
 from sylphrun.journal import Connection, RunSpec, queries, store
-from sylphrun.trigger import encode_payload, enqueue, poke_workers
-
-# A payload is stored in the journal and replayed to every attempt; a few MB is a sign of
-# a mistake (pass a path or an id instead), and would bloat every read of the run.
-MAX_PAYLOAD_BYTES = 1_000_000
+from sylphrun.trigger import (
+    MAX_PAYLOAD_BYTES,
+    check_idempotency_key,
+    encode_payload,
+    enqueue,
+    poke_workers,
+)
 
 
 def parse_payload(text: str | None) -> dict[str, Any]:
     """A JSON object from the command line, or a one-line error saying what is wrong."""
     if text is None or text.strip() == "":
         return {}
-    if len(text.encode()) > MAX_PAYLOAD_BYTES:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_PAYLOAD_BYTES:
         raise InvalidPayload(
-            f"payload is {len(text.encode()):,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} "
+            f"payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} "
             "(pass a file path or an id instead of the data)"
         )
+    if codec.clean_text(text) != text:  # bytes that are not UTF-8, kept as surrogates
+        raise InvalidPayload("payload is not valid UTF-8 text")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -38,6 +44,8 @@ def parse_payload(text: str | None) -> dict[str, Any]:
             f"payload is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
             """example: --payload '{"order_id": 42}'"""
         ) from None
+    except RecursionError:
+        raise InvalidPayload("payload is nested too deeply to be read as JSON") from None
     if not isinstance(value, dict):
         raise InvalidPayload(
             f"payload must be a JSON object like {{\"key\": \"value\"}}, not a {type(value).__name__}"
@@ -63,6 +71,7 @@ def trigger_run(
     the existing run's id comes back and nothing new is created."""
     require_task(tasks, task_id)
     encoded = encode_payload(payload)
+    check_idempotency_key(idempotency_key)
     [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key)])
     return run_id, created
 

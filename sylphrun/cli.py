@@ -105,7 +105,7 @@ def _main(project: ProjectOpt = None) -> None:
 @_errors
 def trigger(
     task: Annotated[str, typer.Argument(help="The task id.")],
-    payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object.")] = None,
+    payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object ('-': read it from stdin).")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Reuse the run already started with this key.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not.")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="With --wait: give up waiting after S seconds (the run goes on).", min=0)] = None,
@@ -114,7 +114,10 @@ def trigger(
 ) -> None:
     """Start a run of TASK; prints its id, or with --wait its result."""
     from sylphrun import actions
+    from sylphrun.render import dumps
 
+    if payload == "-":
+        payload = _read_stdin_payload()
     data = actions.parse_payload(payload)  # validate before touching anything
     config = _config(project)
     tasks = _tasks(config)
@@ -124,8 +127,8 @@ def trigger(
         run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
         if not wait and timeout is None:
             if as_json:
-                typer.echo(json.dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
-                                       "created": created}))
+                typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
+                                  "created": created}, indent=None))
             else:
                 typer.echo(run_id)
                 if not created:
@@ -134,6 +137,14 @@ def trigger(
         _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
     finally:
         conn.close()
+
+
+def _read_stdin_payload() -> str:
+    from sylphrun.trigger import MAX_PAYLOAD_BYTES
+
+    # One byte past the limit is enough to refuse it: never read an endless pipe whole.
+    data = sys.stdin.buffer.read(MAX_PAYLOAD_BYTES + 1)
+    return data.decode("utf-8", "surrogateescape")
 
 
 def _status(conn, run_id: str) -> str:
@@ -145,7 +156,7 @@ def _status(conn, run_id: str) -> str:
 def _wait_and_report(conn, run_id: str, *, timeout: float | None, as_json: bool) -> None:
     from sylphrun import model
     from sylphrun.journal import queries
-    from sylphrun.render import safe
+    from sylphrun.render import dumps, safe
     from sylphrun.trigger import wait_for_result
 
     def no_workers() -> None:
@@ -158,13 +169,14 @@ def _wait_and_report(conn, run_id: str, *, timeout: float | None, as_json: bool)
     except TimeoutError:
         run = queries.get_run(conn, run_id)
         if as_json:
-            typer.echo(json.dumps({"run_id": run_id, "status": run.status, "output": None, "error": None}))
+            typer.echo(dumps({"run_id": run_id, "status": run.status, "output": None, "error": None},
+                             indent=None))
         typer.echo(f"error: gave up waiting after {timeout:g} s; run {run_id} is {run.status} "
                    f"(`sylphrun show {run_id}` follows it)", err=True)
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps({"run_id": result.run_id, "status": result.status,
-                               "output": result.output, "error": result.error}, ensure_ascii=False))
+        typer.echo(dumps({"run_id": result.run_id, "status": result.status,
+                          "output": result.output, "error": result.error}, indent=None))
     elif result.ok:
         typer.echo(f"{run_id} completed")
         typer.echo(safe(json.dumps(result.output, indent=2, ensure_ascii=False)))
@@ -397,7 +409,28 @@ def _existing_journal(project: Path | None):
 
 
 def main() -> None:
-    app()
+    """The console entry point: click's usage errors (a bad option value, a missing
+    argument) become one line on stderr and exit 2, like every other bad input; click
+    would print a usage block, and echo the user's raw text (escape sequences included)."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:
+        # By shape, not class: Typer 0.29 vendors its own click, older ones use click's.
+        if getattr(exc, "exit_code", None) != 2 or not callable(getattr(exc, "format_message", None)):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(2)
+        from sylphrun.render import safe
+
+        message = " ".join(exc.format_message().split())
+        where = ctx.command_path if ctx is not None else "sylphrun"
+        typer.echo(f"error: {safe(message)} (see `{safe(where)} --help`)", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -34,11 +34,38 @@ _ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=Fals
 def dumps(value: Any, *, what: str = "value") -> str:
     """Serialize to compact JSON, or raise `NotJSONSerializable` naming the type and where."""
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         path = _find_bad_path(value)
         where = f" at {path}" if path else ""
         raise NotJSONSerializable(f"{what} is not JSON-serializable{where}: {exc}") from None
+    except RecursionError:
+        raise NotJSONSerializable(f"{what} is nested too deeply to be JSON-serialized") from None
+    # A lone surrogate ("\udcff", from bytes decoded with surrogateescape) is not Unicode:
+    # SQLite cannot store it, and the failure surfaced past the step, in a journal write
+    # the worker then retried forever. Refuse it here, where the error names the value.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            bad = exc.object[exc.start:exc.end]
+            raise NotJSONSerializable(
+                f"{what} is not JSON-serializable: it holds a lone surrogate {bad!r}, "
+                "not valid Unicode (decode bytes with errors='replace')"
+            ) from None
+    return text
+
+
+def clean_text(text: str) -> str:
+    """Text that can be journaled: lone surrogates (in an error message, a traceback or a
+    log line) become `\\udcff` escapes instead of failing the write."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def loads(text: str | None) -> Any:

@@ -81,6 +81,11 @@ class TaskTimeout(Exception):
     """The run attempt exceeded its task's `timeout`."""
 
 
+class CorruptRecord(NonRetriableError):
+    """A journal row the runtime must read is not what sylphrun wrote (invalid JSON: a
+    damaged file, a hand edit): the run fails at once; retrying would read it again."""
+
+
 class WorkerCrashed(NonRetriableError):
     """The run's worker process died `MAX_CRASHES` times while running it (a segfault, an
     OOM kill, `os._exit`): the run fails at the step it was in, and is not retried."""

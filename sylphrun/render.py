@@ -142,8 +142,15 @@ def show_json(run: model.Run, steps: list[model.Step], children: list[model.Run]
     return doc
 
 
-def dumps(doc: Any) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+# JSON escapes C0 controls itself; with ensure_ascii=False it leaves DEL and the C1
+# controls raw, and a terminal takes U+009B as CSI just as it takes ESC [.
+_RAW_IN_JSON = re.compile(r"[\x7f-\x9f]")
+
+
+def dumps(doc: Any, *, indent: int | None = 2) -> str:
+    """A JSON document for stdout: readable non-ASCII text, no raw control character."""
+    text = json.dumps(doc, indent=indent, ensure_ascii=False)
+    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # -- terminal text ---------------------------------------------------------------------

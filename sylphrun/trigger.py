@@ -70,8 +70,15 @@ class BatchHandle:
         return {"run_ids": self.run_ids}
 
 
+# A payload is stored in the journal and replayed to every attempt; a few MB is a sign of
+# a mistake (pass a path or an id instead), and would bloat every read of the run.
+MAX_PAYLOAD_BYTES = 1_000_000
+MAX_IDEMPOTENCY_KEY = 1_000
+
+
 def encode_payload(payload: Any) -> str:
-    """A run's payload is a JSON object; `None` means `{}`."""
+    """A run's payload is a JSON object; `None` means `{}`. The same checks for the CLI,
+    the dashboard and a script: a limit that only the CLI applied was no limit."""
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
@@ -79,9 +86,28 @@ def encode_payload(payload: Any) -> str:
             f"a payload must be a JSON object (a dict), not {type(payload).__name__}"
         )
     try:
-        return codec.dumps(payload, what="payload")
+        text = codec.dumps(payload, what="payload")
     except TypeError as exc:
         raise InvalidPayload(str(exc)) from None
+    if len(text) > MAX_PAYLOAD_BYTES // 4 and len(text.encode()) > MAX_PAYLOAD_BYTES:
+        raise InvalidPayload(
+            f"payload is {len(text.encode()):,} bytes as JSON; the limit is "
+            f"{MAX_PAYLOAD_BYTES:,} (pass a file path or an id instead of the data)"
+        )
+    return text
+
+
+def check_idempotency_key(key: Any) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str) or not key:
+        raise InvalidPayload(f"an idempotency key must be a non-empty string, not {key!r:.60}")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise InvalidPayload(f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY:,} characters, "
+                             f"not {len(key):,} (hash a longer one)")
+    if codec.clean_text(key) != key:
+        raise InvalidPayload(f"idempotency key {key!r:.60} is not valid Unicode")
+    return key
 
 
 def _script_journal() -> Path:
@@ -129,6 +155,7 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
     from sylphrun.runtime.steps import current_scope
 
     encoded = [encode_payload(p) for p in payloads]
+    check_idempotency_key(idempotency_key)
     scope = current_scope.get()
     if scope is None:
         path = _script_journal()

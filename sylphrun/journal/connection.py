@@ -34,6 +34,16 @@ DURABILITY = {
 BUSY_TIMEOUT_MS = 10_000
 
 
+def _busy_timeout_ms() -> int:
+    """How long a write waits for a lock another program holds (the sqlite3 shell, a
+    backup) before it gives up with a one-line error: $SYLPHRUN_BUSY_TIMEOUT seconds, else
+    10 s. Our own processes queue on the flock instead and never reach it."""
+    try:
+        return max(0, int(float(os.environ["SYLPHRUN_BUSY_TIMEOUT"]) * 1000))
+    except (KeyError, ValueError):
+        return BUSY_TIMEOUT_MS
+
+
 def _prepare_files(path: Path) -> None:
     """Create the journal's folder 0700 and file 0600 before SQLite does (it would use umask).
 
@@ -76,11 +86,13 @@ class Connection:
             )
         _prepare_files(self.path)
         self._mutex = threading.RLock()
+        self.busy_timeout_ms = _busy_timeout_ms()
         lock_path = str(self.path) + ".lock"
         self._lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             self.db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_MS / 1000
+                str(self.path), isolation_level=None, check_same_thread=False,
+                timeout=self.busy_timeout_ms / 1000,
             )
             self._configure()
             self._migrate()
@@ -95,7 +107,7 @@ class Connection:
 
     def _configure(self) -> None:
         db = self.db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
             raise JournalError(f"could not put {self.path} in WAL mode (got {mode})")
@@ -217,7 +229,7 @@ def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
         )
     if "locked" in text or "busy" in text:
         return JournalError(
-            f"{path} is locked by another program for more than {BUSY_TIMEOUT_MS // 1000} s; "
+            f"{path} is locked by another program for more than {_busy_timeout_ms() / 1000:g} s; "
             "close it (a sqlite3 shell, a backup) and try again"
         )
     if "readonly" in text or "unable to open" in text:

@@ -20,7 +20,15 @@ _RUN_COLUMNS = (
 
 
 def _loads(text: str | None):
-    return None if text is None else json.loads(text)
+    """A JSON column as a value. A row that is not valid JSON (a damaged file, a hand edit)
+    is shown as a string saying so: one bad row must not make `runs`, `show` or the
+    dashboard crash (the runtime, which must not guess, fails such a run instead)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return f"<not valid JSON in the journal: {text[:200]!r}>"
 
 
 def _run(row: sqlite3.Row | tuple) -> model.Run:
@@ -42,6 +50,8 @@ def get_run(conn: Connection, run_id: str) -> model.Run:
 
 def resolve_run_id(conn: Connection, prefix: str) -> str:
     """A full run id from a unique prefix (or the id itself), as git does for commits."""
+    if not prefix.strip():
+        raise UnknownRun("no run id given; `sylphrun runs` lists them")
     with conn.read() as db:
         if db.execute("SELECT 1 FROM runs WHERE id = ?", (prefix,)).fetchone():
             return prefix

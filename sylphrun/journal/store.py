@@ -422,6 +422,30 @@ def release_run(conn: Connection, run_id: str, epoch: int, now: float) -> None:
         _requeue(db, run_id, now, crashed=False)
 
 
+def requeue_after_error(
+    conn: Connection, run_id: str, epoch: int, *, error: str, now: float
+) -> bool:
+    """A run whose execution hit an error of sylphrun's own (a bug, the journal failing):
+    back to the queue after a growing delay, counted as a crash; failed with `error` once
+    that has happened `MAX_CRASHES` times. Returns True if it failed."""
+    with conn.write() as db:
+        try:
+            _fence(db, run_id, epoch)
+        except LeaseLost:
+            return False
+        crashes = db.execute("SELECT crash_count FROM runs WHERE id = ?", (run_id,)).fetchone()[0] + 1
+        if crashes >= MAX_CRASHES:
+            _interrupt_running_steps(db, run_id, now, "interrupted: sylphrun failed while the step "
+                                     "ran; the run failed (InternalError)")
+            _finish(db, run_id, model.FAILED, None,
+                    f"InternalError: executing this run failed {crashes} times inside sylphrun "
+                    f"(last: {error}); not retried again", None, now)
+            return True
+        _requeue(db, run_id, now, crashed=True)
+        db.execute("UPDATE runs SET ready_at = ? WHERE id = ?", (now + 0.5 * 2 ** crashes, run_id))
+        return False
+
+
 def _requeue(db: sqlite3.Connection, run_id: str, now: float, *, crashed: bool) -> None:
     _interrupt_running_steps(db, run_id, now)
     db.execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from sylphrun import codec
 from sylphrun.journal import store
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ class RunLog:
     def log(self, level: int, msg: object, *args: Any, exc_info: Any = None) -> None:
         from sylphrun.runtime.steps import current_scope
 
-        text = str(msg) % args if args else str(msg)
+        text = codec.clean_text(str(msg) % args if args else str(msg))
         if exc_info:
             import traceback
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.errors import (
+    CorruptRecord,
     NonRetriableError,
     NotJSONSerializable,
     StepFailed,
@@ -93,7 +94,11 @@ async def execute(ex: Execution) -> str:
 
 async def _call_task(ex: Execution, ctx: Context) -> Any:
     fn = ex.task.fn
-    payload = json.loads(ex.claim.payload)
+    try:
+        payload = json.loads(ex.claim.payload)
+    except ValueError as exc:
+        raise CorruptRecord(f"the run's payload in the journal is not valid JSON ({exc}); the "
+                            "row was damaged or edited by hand") from None
     ctx.payload = payload
     if ex.task.is_async:
         return await fn(payload, ctx)

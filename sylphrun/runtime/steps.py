@@ -29,7 +29,7 @@ from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.define import Retry, Task
-from sylphrun.errors import NonRetriableError, NotJSONSerializable, StepFailed
+from sylphrun.errors import CorruptRecord, NonRetriableError, NotJSONSerializable, StepFailed
 from sylphrun.journal import store
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.queries import (
@@ -82,9 +82,9 @@ COMPENSATION_RETRY = Retry(max_attempts=3, min_delay=0.5, max_delay=5.0)
 
 def error_text(exc: BaseException) -> str:
     if isinstance(exc, StepFailed):
-        return f"{exc.error_type}: {exc.message}"
+        return codec.clean_text(f"{exc.error_type}: {exc.message}")
     message = str(exc)
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return codec.clean_text(f"{type(exc).__name__}: {message}" if message else type(exc).__name__)
 
 
 # Frames of the machinery between the worker and the user's function: sylphrun's runtime
@@ -104,7 +104,7 @@ def user_traceback(exc: BaseException) -> str:
     ]
     lines = traceback.format_list(frames)
     lines += traceback.format_exception_only(type(exc), exc)
-    return "".join(lines)
+    return codec.clean_text("".join(lines))
 
 
 class Execution:
@@ -270,7 +270,7 @@ class Execution:
     def warn(self, message: str) -> None:
         import logging
 
-        store.append_log(self.conn, self.run_id, level="WARNING", message=message,
+        store.append_log(self.conn, self.run_id, level="WARNING", message=codec.clean_text(message),
                          step_key=None, now=self.now(), epoch=self.epoch)
         logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
 
@@ -324,6 +324,8 @@ class Steps:
         """
         if not isinstance(name, str) or not name:
             raise TypeError("step name must be a non-empty string")
+        if codec.clean_text(name) != name:
+            raise ValueError(f"step name {name!r} is not valid Unicode (a lone surrogate)")
         if not callable(fn):
             raise TypeError(f"step {name!r}: fn must be callable")
         ex = self._ex
@@ -388,7 +390,7 @@ async def run_step(
     """Replay-or-record for one step."""
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
-        value = json.loads(rec.output) if rec.output is not None else None
+        value = _journaled_value(key, rec.output)
         if compensate is not None:
             ex.compensations.append((key, name, compensate, value))
         return value
@@ -474,6 +476,14 @@ async def run_step(
     if compensate is not None:
         ex.compensations.append((key, name, compensate, value))
     return value
+
+
+def _journaled_value(key: str, output: str | None) -> Any:
+    try:
+        return json.loads(output) if output is not None else None
+    except ValueError as exc:
+        raise CorruptRecord(f"the journaled result of step {key!r} is not valid JSON ({exc}); "
+                            "the row was damaged or edited by hand") from None
 
 
 def _qualified_name(fn: Callable[..., Any]) -> str:

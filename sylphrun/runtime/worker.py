@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 from sylphrun.config import Config
 from sylphrun.define import Task
+from sylphrun.errors import JournalError
 from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
 from sylphrun.runtime.run import execute
-from sylphrun.runtime.steps import Execution, task_factory
+from sylphrun.runtime.steps import Execution, error_text, task_factory
 
 log = logging.getLogger("sylphrun.worker")
 
@@ -143,8 +144,21 @@ class Worker:
 
     def _start(self, claim: store.Claim) -> None:
         task = self.tasks[claim.task_id]
-        ex = Execution(self.conn, claim, task, threads=self.step_threads,
-                       on_ready_work=self._ready_work)
+        try:
+            ex = Execution(self.conn, claim, task, threads=self.step_threads,
+                           on_ready_work=self._ready_work)
+        except JournalError:
+            log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
+            store.requeue_after_error(self.conn, claim.run_id, claim.epoch,
+                                      error="the journal could not be read", now=time.time())
+            return
+        except Exception as exc:  # a row this code cannot make sense of: fail it, once
+            log.exception("run %s: unreadable journal records", claim.run_id)
+            store.finish_run(self.conn, claim.run_id, claim.epoch, status="failed", output=None,
+                             error=f"CorruptRecord: this run's steps in the journal cannot be "
+                             f"read ({error_text(exc)}); the row was damaged or edited by hand",
+                             traceback=None, now=time.time())
+            return
         ex.body_threads = self.run_threads
         t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
         self.active[claim.run_id] = (ex, t)
@@ -155,12 +169,16 @@ class Worker:
             outcome = await execute(ex)
         except asyncio.CancelledError:
             outcome = "lost"
-        except Exception:  # a bug of ours: hand the run back rather than strand it
-            log.exception("run %s: internal error; releasing it", ex.run_id)
+        except Exception as exc:  # a bug of ours, or the journal failing under us
+            # Handed back as a crash, with a delay: a plain release made a run whose error
+            # recurs (a result SQLite refused) loop through the workers thousands of times a
+            # second. After MAX_CRASHES it fails, the error journaled.
+            log.exception("run %s: internal error; handing it back", ex.run_id)
             try:
-                store.release_run(self.conn, ex.run_id, ex.epoch, time.time())
+                store.requeue_after_error(self.conn, ex.run_id, ex.epoch,
+                                          error=error_text(exc), now=time.time())
             except Exception:
-                log.exception("run %s: could not release", ex.run_id)
+                log.exception("run %s: could not hand it back", ex.run_id)
         finally:
             self.active.pop(ex.run_id, None)
             self.wake_event.set()
