@@ -1,7 +1,7 @@
 """Run every benchmark scenario with durability "normal" and "full" and print the tables.
 
-    python bench/run_all.py [--durability normal,full] [--only steps,fanout,latency,writers]
-                            [--experiments]
+    python bench/run_all.py [--durability normal,full]
+                            [--only steps,fanout,latency,writers,recovery] [--experiments]
 
 About a minute on a 2-core machine. The step-path experiments (bench/experiments.py) are
 not part of the default set; `--experiments` adds them.
@@ -15,11 +15,12 @@ import time
 import experiments
 import fanout1000
 import latency1
+import recovery
 import steps100
 import writers
 from common import DURABILITIES, footer, header
 
-SCENARIOS = ("steps", "fanout", "latency", "writers")
+SCENARIOS = ("steps", "fanout", "latency", "writers", "recovery")
 
 
 def main() -> None:
@@ -46,6 +47,8 @@ def main() -> None:
         for d in durabilities:
             results += writers.measure(d)
         writers.report(results)
+    if "recovery" in only:
+        recovery.report([recovery.measure(d) for d in durabilities])
     if args.experiments:
         experiments.main(["--durability", ",".join(durabilities)])
     print(f"(all scenarios took {time.monotonic() - started:.0f} s)")
