@@ -287,6 +287,26 @@ def _interrupt_running_steps(
         )
 
 
+def record_step_interrupted(
+    conn: Connection, run_id: str, epoch: int, *, key: str, reason: str, now: float
+) -> None:
+    """A step whose execution ended without a result while its run goes on (the user's
+    code cancelled it): journaled as an interrupted attempt, not left 'running'."""
+    with conn.write() as db:
+        _fence(db, run_id, epoch)
+        db.execute(
+            "INSERT OR REPLACE INTO step_attempts SELECT run_id, key, attempts, run_attempt,"
+            " 'interrupted', ?, NULL, started_at, ? FROM steps"
+            " WHERE run_id = ? AND key = ? AND status = 'running'",
+            (f"interrupted: {reason}", now, run_id, key),
+        )
+        db.execute(
+            "UPDATE steps SET status = 'interrupted', finished_at = ?"
+            " WHERE run_id = ? AND key = ? AND status = 'running'",
+            (now, run_id, key),
+        )
+
+
 def record_step_start(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
     run_attempt: int, now: float,
@@ -500,15 +520,18 @@ def release_worker_runs(
     return requeued, failed
 
 
-def doom_run(conn: Connection, run_id: str, *, error: str, now: float) -> None:
+def doom_run(conn: Connection, run_id: str, *, error: str, now: float,
+             worker_id: str | None = None) -> bool:
     """Mark a run whose worker is about to be replaced because a step overran the task's
     timeout: its next execution replays the completed steps, then fails with `error` at
-    the step that was stuck, so its compensations and retry policy still apply."""
+    the step that was stuck, so its compensations and retry policy still apply. With
+    `worker_id`, only while that worker still holds it (it may have finished meanwhile)."""
+    owner = " AND lease_owner = ?" if worker_id else ""
     with conn.write() as db:
-        db.execute(
-            "UPDATE runs SET doom = ?, updated_at = ? WHERE id = ? AND status = 'running'",
-            (error, now, run_id),
-        )
+        return db.execute(
+            f"UPDATE runs SET doom = ?, updated_at = ? WHERE id = ? AND status = 'running'{owner}",
+            (error, now, run_id, *((worker_id,) if worker_id else ())),
+        ).rowcount == 1
 
 
 def finish_run(
@@ -524,6 +547,9 @@ def _finish(
     db: sqlite3.Connection, run_id: str, status: str, output: str | None, error: str | None,
     traceback: str | None, now: float,
 ) -> None:
+    # A step still 'running' at the end (a task the user started and never awaited) did
+    # not finish: say so rather than leave it running forever.
+    _interrupt_running_steps(db, run_id, now, "interrupted: the run ended while it ran")
     row = db.execute(
         "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, ready_at = NULL,"
         " doom = NULL, lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL,"
@@ -679,18 +705,27 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
                 f"run {run_id} ran compensations that undid its completed steps; retrying would "
                 f"skip them. Use `sylphrun replay {run_id}` to start it over"
             )
-        parent = db.execute(
-            "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?,"
-            " error = NULL, output = NULL, finished_at = NULL, crash_count = 0, updated_at = ?"
-            " WHERE id = ? RETURNING parent_run_id",
-            (now, now, run_id),
-        ).fetchone()[0]
-        if parent:
-            db.execute(
-                "UPDATE runs SET children_done = MAX(children_done - 1, 0),"
-                " children_failed = MAX(children_failed - 1, 0) WHERE id = ?",
-                (parent,),
-            )
+        # A cancel cascades to unfinished children; so does the retry that undoes it, or the
+        # parent would resume only to collect the children's "cancelled" results.
+        revived = [run_id] + [r[0] for r in db.execute(
+            "WITH RECURSIVE tree(id) AS (SELECT id FROM runs WHERE parent_run_id = ? UNION ALL"
+            " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
+            " SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status = 'cancelled'",
+            (run_id,),
+        ).fetchall()] if status == model.CANCELLED else [run_id]
+        for rid in revived:
+            parent = db.execute(
+                "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?,"
+                " error = NULL, output = NULL, finished_at = NULL, crash_count = 0, updated_at = ?"
+                " WHERE id = ? RETURNING parent_run_id",
+                (now, now, rid),
+            ).fetchone()[0]
+            if parent:
+                db.execute(
+                    "UPDATE runs SET children_done = MAX(children_done - 1, 0),"
+                    " children_failed = MAX(children_failed - 1, 0) WHERE id = ?",
+                    (parent,),
+                )
 
 
 def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: float) -> str:

@@ -127,6 +127,11 @@ async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> st
     error = error_text(exc)
     tb = user_traceback(exc.__cause__ if isinstance(exc, StepFailed) and exc.__cause__ else exc)
     policy = ex.task.retry
+    if not fatal and ex.attempt < policy.max_attempts and _compensated_this_attempt(ex):
+        # The task's own except block undid its work (the seed's saga) and re-raised: a
+        # retry would skip the undone steps as done and ship against a refunded payment.
+        ex.warn("not retried: compensation steps already ran in this attempt")
+        fatal = True
     if not fatal and ex.attempt < policy.max_attempts:
         now = ex.now()
         store.schedule_retry(ex.conn, ex.run_id, ex.epoch, error=error, traceback=tb,
@@ -140,6 +145,14 @@ async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> st
     store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.FAILED, output=None,
                      error=error, traceback=tb, now=ex.now())
     return "failed"
+
+
+def _compensated_this_attempt(ex: Execution) -> bool:
+    return any(
+        s.kind == model.COMPENSATION and s.status == model.STEP_COMPLETED
+        and s.run_attempt == ex.attempt
+        for s in ex.journal.values()
+    )
 
 
 async def _run_compensations(ex: Execution) -> list[str]:

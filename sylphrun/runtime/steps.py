@@ -29,12 +29,19 @@ from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.define import Retry, Task
-from sylphrun.errors import CorruptRecord, NonRetriableError, NotJSONSerializable, StepFailed
+from sylphrun.errors import (
+    ChildRunFailed,
+    CorruptRecord,
+    NonRetriableError,
+    NotJSONSerializable,
+    StepFailed,
+)
 from sylphrun.journal import store
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.queries import (
     JournaledStep,
     children_results,
+    lease_states,
     replay_state,
     run_results,
     step_tries_in_attempt,
@@ -133,11 +140,14 @@ class Execution:
         self._name_counts: Counter[str] = Counter()
         self._issued: set[str] = set()
         self.doom: str | None = claim.doom
+        # Set when the worker learns the run is no longer ours (cancelled, taken over).
+        self.lost = False
         self.releasing = False
         # Suspension bookkeeping.
         self.pending_children: set[str] = set()
         self.wake_times: list[float] = []
         self.running: dict[str, asyncio.Task | None] = {}
+        self.parent_of: dict[str, str | None] = {}
         self.blocked: Counter[str | None] = Counter()
         self._barrier: asyncio.Future[None] = self.loop.create_future()
         self._check_scheduled = False
@@ -208,16 +218,30 @@ class Execution:
         self._check_scheduled = False
         if self._barrier.done() or not (self.pending_children or self.wake_times):
             return
-        if all(self.blocked[key] > 0 for key in self.running):
+        if all(self._is_blocked(key) for key in self.running):
             self._barrier.set_exception(Suspend())
             self._barrier.exception()  # mark retrieved: awaiters get it through shield
 
+    def _is_blocked(self, key: str) -> bool:
+        """A running step is blocked when it waits itself, or when it is only awaiting
+        steps nested in it that are all blocked (a step whose function runs a step that
+        waits on a child)."""
+        if self.blocked[key] > 0:
+            return True
+        nested = [k for k in self.running if self.parent_of.get(k) == key]
+        return bool(nested) and all(self._is_blocked(k) for k in nested)
+
     def step_finished(self, key: str) -> None:
         self.running.pop(key, None)
+        self.parent_of.pop(key, None)
         if self.pending_children or self.wake_times:
             self._schedule_check()
 
     # -- children ----------------------------------------------------------------------
+
+    def run_exists(self, run_id: str) -> bool:
+        return bool(self._children and run_id in self._children) or bool(
+            lease_states(self.conn, [run_id]))
 
     def children_created(self) -> None:
         """New children exist: the next `child_result` reads them all again in one query."""
@@ -233,7 +257,8 @@ class Execution:
             return self._children[run_id]
         # Not one of ours (a handle passed in the payload): ask for this id alone.
         found = run_results(self.conn, [run_id]).get(run_id)
-        self._children[run_id] = found
+        if found is not None:
+            self._children[run_id] = found
         return found
 
     # -- code changes -------------------------------------------------------------------
@@ -286,20 +311,37 @@ _compensating: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
+def _handling_step_failure() -> bool:
+    """Is the caller in an `except` block handling a step's (or a child run's) failure?
+
+    Only those count (DESIGN: "while the run is handling a step failure"): a step run in
+    `except KeyError:` around a cache lookup is an ordinary step, not an undo. The failure
+    may be wrapped: its `__cause__`/`__context__` chain is searched.
+    """
+    exc = sys.exc_info()[1]
+    seen = 0
+    while exc is not None and seen < 20:
+        if isinstance(exc, (StepFailed, ChildRunFailed)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 def _handling_failure() -> bool:
-    """True while user code is inside an `except` block: a step run there is compensation.
+    """True while user code handles a step failure: a step run there is compensation.
 
     `sys.exc_info()` sees the block the caller is in, but not across a task boundary: a
     task that `asyncio.gather` creates inside the block starts with no exception being
     handled. `task_factory` carries the fact into such tasks through their context.
     """
-    return sys.exc_info()[1] is not None or _compensating.get()
+    return _compensating.get() or _handling_step_failure()
 
 
 def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
-    """The worker loop's task factory: a task created while an exception is being handled
+    """The worker loop's task factory: a task created while a step failure is being handled
     (the saga's `except` block gathering undo helpers) runs its steps as compensation."""
-    if sys.exc_info()[1] is not None and not _compensating.get():
+    if not _compensating.get() and _handling_step_failure():
         context = kwargs.get("context") or contextvars.copy_context()
         context.run(_compensating.set, True)
         kwargs["context"] = context
@@ -401,6 +443,10 @@ async def run_step(
         raise StepFailed(key, error_type, message, non_retriable=rec.fatal)
     if ex.releasing:
         raise Release()
+    if ex.suspending:
+        # The run is parking: a step started now would run its side effect and have its
+        # result discarded, then run again on resume.
+        raise Suspend()
     if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
         ex.wake_times.append(rec.retry_at)
         await ex.block(current_scope.get().step_key if current_scope.get() else None)
@@ -423,6 +469,7 @@ async def run_step(
     outer = current_scope.get()
     token = current_scope.set(Scope(ex, key))
     ex.running[key] = asyncio.current_task()
+    ex.parent_of[key] = outer.step_key if outer else None
     try:
         result = await _call(ex, fn, args, kwargs)
         if ex.suspending:
@@ -432,6 +479,11 @@ async def run_step(
         if ex.doom is not None and not ex.suspending:
             # The run hit its timeout while this async step ran: the step fails with it.
             return _fail_doomed_step(ex, key, name, kind, rec, started=True)
+        if not ex.suspending and not ex.lost:
+            # Cancelled by the user's own code (asyncio.wait_for, a TaskGroup): the attempt
+            # ended without a result; a replay that calls the step again runs it again.
+            store.record_step_interrupted(ex.conn, ex.run_id, ex.epoch, key=key,
+                                          reason="cancelled before it returned", now=ex.now())
         raise
     except (Suspend, Release, store.LeaseLost):
         raise
@@ -550,6 +602,9 @@ async def wait_for_run(ex: Execution, run_id: str) -> model.RunResult:
     found = ex.child_result(run_id)
     if found is not None:
         return found
+    if not ex.run_exists(run_id):
+        # Parking on it would wake at once (nothing to wait for) and loop forever.
+        raise NonRetriableError(f"cannot wait for run {run_id!r}: no such run in this journal")
     ex.pending_children.add(run_id)
     scope = current_scope.get()
     await ex.block(scope.step_key if scope else None)

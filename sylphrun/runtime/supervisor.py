@@ -221,9 +221,10 @@ class Supervisor:
             wp = by_id.get(worker_id)
             if wp is None or wp.killed_on_purpose:
                 continue
-            store.doom_run(self.conn, run_id, error=(
-                f"TaskTimeout: task {task_id!r} exceeded its timeout; its worker was replaced "
-                "to stop code that did not return"), now=time.time())
+            if not store.doom_run(self.conn, run_id, worker_id=worker_id, error=(
+                    f"TaskTimeout: task {task_id!r} exceeded its timeout; its worker was replaced "
+                    "to stop code that did not return"), now=time.time()):
+                continue  # it finished (or moved on) since we looked
             self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
             wp.killed_on_purpose = True
             _kill(wp.process.pid)

@@ -180,7 +180,10 @@ class Worker:
             except Exception:
                 log.exception("run %s: could not hand it back", ex.run_id)
         finally:
-            self.active.pop(ex.run_id, None)
+            # Only our own entry: after a cancel and a retry this worker may already be
+            # executing the run again under a new claim.
+            if self.active.get(ex.run_id, (None,))[0] is ex:
+                del self.active[ex.run_id]
             self.wake_event.set()
         log.debug("run %s %s", ex.run_id, outcome)
 
@@ -211,6 +214,7 @@ class Worker:
         for rid in run_ids:
             entry = self.active.get(rid)
             if entry is not None:
+                entry[0].lost = True
                 entry[1].cancel()
 
     # -- heartbeat ----------------------------------------------------------------------
