@@ -102,7 +102,9 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
     def to_file(message: str) -> None:
         recent.append(message)
         del recent[:-20]
-        with open(log_path, "a", encoding="utf-8") as f:
+        # 0600 like the journal: the workers' prints and logs land here too.
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "a", encoding="utf-8") as f:
             f.write(f"{time.strftime('%H:%M:%S')} {message}\n")
 
     session = DevSession(config, workers=workers, echo=to_file, worker_output=log_path)

@@ -53,6 +53,11 @@ def _prepare_files(path: Path) -> None:
     if not folder.exists():
         folder.mkdir(parents=True, mode=0o700, exist_ok=True)
         os.chmod(folder, 0o700)
+    elif folder.name == ".sylphrun" and (folder.stat().st_mode & 0o777) != 0o700:
+        # Ours (the default place): private on every open, not only on the first. Any other
+        # folder the config names may be shared on purpose; we created it 0700 if we did.
+        with suppress(PermissionError):
+            os.chmod(folder, 0o700)
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         os.close(fd)

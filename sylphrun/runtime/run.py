@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import importlib
 import json
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -191,7 +191,10 @@ def _undo_by_name(key: str, ref: str) -> Callable[..., Any]:
     try:
         if "<" in qualname:
             raise LookupError
-        obj: Any = importlib.import_module(module_name)
+        # sys.modules, not import_module: importing a module the journal names would run
+        # that module's code on the say-so of a file (a crafted journal naming `antigravity`
+        # opens a browser). The task modules, and what they import, are loaded already.
+        obj: Any = sys.modules[module_name]
         for part in qualname.split("."):
             obj = getattr(obj, part)
         if callable(obj):

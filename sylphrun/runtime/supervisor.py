@@ -31,6 +31,9 @@ from sylphrun.runtime.worker import WorkerSettings, worker_main
 
 log = logging.getLogger("sylphrun.supervisor")
 
+# A worker's exit code when it could not import the task modules (see worker_main).
+IMPORT_FAILED = 3
+
 # A run past its deadline by this much is stuck in a thread: replace its worker.
 TIMEOUT_GRACE = 2.0
 
@@ -44,6 +47,8 @@ class WorkerProcess:
     killed_on_purpose: bool = False
     # Replaced by a reload: it drains and exits; its runs go to the new workers.
     retiring: bool = False
+    # Started by a reload, not yet known to serve: its exit is the reload's business.
+    probation: bool = False
 
 
 def describe_exit(code: int | None) -> str:
@@ -75,6 +80,7 @@ class Supervisor:
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
+        self._swept_at = time.monotonic()
         # poll() runs in the supervising thread; replace_workers() may come from the
         # reloader's thread: both change self.procs under this lock.
         self._lock = threading.RLock()
@@ -96,16 +102,25 @@ class Supervisor:
         proc.start()
         return WorkerProcess(index, worker_id, proc, time.monotonic())
 
-    def recover_vanished_workers(self) -> None:
+    def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
-        everything, a reboot) are released now instead of when their leases expire."""
+        everything, a reboot) are released now instead of when their leases expire.
+
+        At start, every registered worker, however fresh its heartbeat: on this host a pid
+        that no longer exists is conclusive. A pid that exists is left alone (a worker of
+        another supervisor, or a reused pid): the lease covers that case. `poll` sweeps
+        again every heartbeat (`quiet_for`: only workers silent that long, so a worker
+        that just died is left to its own supervisor, which knows whether it meant it):
+        a worker still dying at start, or orphaned by a killed supervisor and killed
+        later, is released within a few heartbeats, not a lease.
+        """
         host = socket.gethostname()
-        # Every registered worker, however fresh its heartbeat: on this host a pid that no
-        # longer exists is conclusive, and waiting for the heartbeat to go stale would hold
-        # its runs until their leases expire. A pid that exists is left alone (a worker of
-        # another supervisor, or a reused pid): the lease covers that case.
-        registered = queries.live_workers(self.conn, now=time.time(), stale_after=math.inf)
+        now = time.time()
+        registered = queries.live_workers(self.conn, now=now, stale_after=math.inf)
+        ours = {p.worker_id for p in self.procs}
         for w in registered:
+            if w.id in ours or now - w.heartbeat_at < quiet_for:
+                continue
             if w.host == host and not _pid_alive(w.pid):
                 requeued, failed = store.release_worker_runs(
                     self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
@@ -138,23 +153,51 @@ class Supervisor:
                     self._handle_exit(wp)
             if not self.stopping:
                 self._enforce_timeouts()
+                beat = self.template.heartbeat_seconds
+                if time.monotonic() - self._swept_at > beat:
+                    self._swept_at = time.monotonic()
+                    self.recover_vanished_workers(quiet_for=1.5 * beat)
 
-    def replace_workers(self, config: Config | None = None) -> list[str]:
-        """Start a new set of workers (on new code), then retire the old ones: they stop
-        claiming, hand in-flight runs back at a step boundary, and exit. Returns the new
-        workers' ids."""
+    def start_replacement(self, config: Config | None = None) -> list[str]:
+        """Start a full new set of workers (on new code) beside the serving ones; returns
+        their ids. They are on probation: `retire_all_but` or `abandon` ends it, once the
+        reloader knows whether they came up."""
         with self._lock:
+            if self.stopping:
+                return []
             if config is not None:
                 self.config = config
                 self.template = replace(self.template, config=config)
-            old = [p for p in self.procs if not p.retiring]
-            new = [self._spawn(p.index) for p in old]
-            for wp in old:
-                wp.retiring = True
-                if wp.process.exitcode is None:
-                    wp.process.terminate()
+            new = [self._spawn(i) for i in range(self.count)]
+            for wp in new:
+                wp.probation = True
             self.procs.extend(new)
             return [p.worker_id for p in new]
+
+    def retire_all_but(self, keep: set[str]) -> None:
+        """The new workers are serving: the others stop claiming, hand in-flight runs back
+        at a step boundary, and exit."""
+        with self._lock:
+            for wp in self.procs:
+                if wp.worker_id in keep:
+                    wp.probation = False
+                elif not wp.retiring:
+                    wp.retiring = True
+                    if wp.process.exitcode is None:
+                        wp.process.terminate()
+
+    def abandon(self, ids: set[str]) -> None:
+        """New workers that did not come up: stop them; the serving ones stay."""
+        with self._lock:
+            for wp in self.procs:
+                if wp.worker_id in ids and wp.process.exitcode is None:
+                    wp.killed_on_purpose = True
+                    _kill(wp.process.pid)
+
+    def exited(self, ids: set[str]) -> bool:
+        with self._lock:
+            running = {p.worker_id for p in self.procs if p.process.exitcode is None}
+        return not ids <= running
 
     def live_worker_ids(self) -> set[str]:
         return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
@@ -172,7 +215,13 @@ class Supervisor:
             # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
             wake.poke(w.wake_addr for w in queries.live_workers(
                 self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
-        if self.stopping or wp.retiring:
+        if self.stopping or wp.retiring or wp.probation:
+            return
+        if wp.process.exitcode == IMPORT_FAILED:
+            # The code on disk does not import (saved broken while this worker restarted):
+            # restarting would only fail again. The next good save reloads a full set.
+            self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
+                          "and save: the reload starts it again")
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
