@@ -171,11 +171,21 @@ class Reloader:
         result = check_import(config.project_dir)
         if not result.ok:
             return self._blocked(result.error or "import failed", result.traceback)
-        new_ids = set(self.supervisor.replace_workers(config))
-        self.config = config
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not new_ids <= self.supervisor.live_worker_ids():
+        # New workers first, serving ones retired only once every new one has registered:
+        # the files may change again between the check and the workers' own import (a
+        # second save), and then the old workers must still be there.
+        new_ids = set(self.supervisor.start_replacement(config))
+        if not new_ids:
+            return False  # shutting down
+        deadline = time.monotonic() + CHECK_TIMEOUT
+        while not new_ids <= self.supervisor.live_worker_ids():
+            if self.supervisor.exited(new_ids) or time.monotonic() > deadline:
+                self.supervisor.abandon(new_ids)
+                return self._blocked("the new workers did not start (the code changed again "
+                                     "while reloading, or does not import)", None)
             time.sleep(0.01)
+        self.supervisor.retire_all_but(new_ids)
+        self.config = config
         took = time.time() - saved_at
         self.state.at = time.time()
         self.state.duration = took

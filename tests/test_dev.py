@@ -199,3 +199,22 @@ def test_ctrl_c_stops_gracefully_and_releases_runs(project, dev):
     assert queries.get_run(conn, run_id).status == "waiting"
     assert queries.integrity_check(conn) == "ok"
     conn.close()
+
+
+def test_a_broken_save_right_after_a_good_one_never_leaves_no_workers(project, dev):
+    source = project.write_tasks(SLEEPY)
+    d = dev()
+    d.wait_for("watching")
+    good = source.read_text()
+    _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
+    time.sleep(0.2)
+    source.write_text(good.replace('VERSION = "v1"', 'VERSION = "v2"') + "\ndef broken(:\n")
+    d.wait_for("reload blocked", timeout=40)
+    time.sleep(1.0)
+    assert not any("restarting it" in line for line in d.lines), d.lines
+    # Whichever set survived, it serves runs.
+    conn = project.journal()
+    [(run_id, _)] = enqueue(conn, [RunSpec("sleepy", '{"pause": 0}')])
+    result = asyncio.run(wait_for_result(conn, run_id, timeout=30))
+    assert result.ok, result.error
+    conn.close()

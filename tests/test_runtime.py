@@ -262,7 +262,9 @@ async def added_later(payload, ctx):
     [(run_id, _)] = trigger.enqueue(eng.conn, [RunSpec("added-later", "{}")])
     time.sleep(0.6)  # the old workers have looked at the queue more than once
     assert eng.run_record(run_id).status == model.QUEUED
-    eng.supervisor.replace_workers()
+    new = set(eng.supervisor.start_replacement())
+    wait_until(lambda: new <= eng.supervisor.live_worker_ids(), message="new workers")
+    eng.supervisor.retire_all_but(new)
     result = eng.wait(run_id)
     assert result.ok and result.output == "hi", result.error
 

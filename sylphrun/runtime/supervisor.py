@@ -27,12 +27,9 @@ from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
 from sylphrun.runtime import wake
-from sylphrun.runtime.worker import WorkerSettings, worker_main
+from sylphrun.runtime.worker import IMPORT_FAILED, WorkerSettings, worker_main
 
 log = logging.getLogger("sylphrun.supervisor")
-
-# A worker's exit code when it could not import the task modules (see worker_main).
-IMPORT_FAILED = 3
 
 # A run past its deadline by this much is stuck in a thread: replace its worker.
 TIMEOUT_GRACE = 2.0
@@ -80,7 +77,6 @@ class Supervisor:
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
-        self._swept_at = time.monotonic()
         # poll() runs in the supervising thread; replace_workers() may come from the
         # reloader's thread: both change self.procs under this lock.
         self._lock = threading.RLock()
@@ -102,25 +98,16 @@ class Supervisor:
         proc.start()
         return WorkerProcess(index, worker_id, proc, time.monotonic())
 
-    def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
+    def recover_vanished_workers(self) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
-        everything, a reboot) are released now instead of when their leases expire.
-
-        At start, every registered worker, however fresh its heartbeat: on this host a pid
-        that no longer exists is conclusive. A pid that exists is left alone (a worker of
-        another supervisor, or a reused pid): the lease covers that case. `poll` sweeps
-        again every heartbeat (`quiet_for`: only workers silent that long, so a worker
-        that just died is left to its own supervisor, which knows whether it meant it):
-        a worker still dying at start, or orphaned by a killed supervisor and killed
-        later, is released within a few heartbeats, not a lease.
-        """
+        everything, a reboot) are released now instead of when their leases expire."""
         host = socket.gethostname()
-        now = time.time()
-        registered = queries.live_workers(self.conn, now=now, stale_after=math.inf)
-        ours = {p.worker_id for p in self.procs}
+        # Every registered worker, however fresh its heartbeat: on this host a pid that no
+        # longer exists is conclusive, and waiting for the heartbeat to go stale would hold
+        # its runs until their leases expire. A pid that exists is left alone (a worker of
+        # another supervisor, or a reused pid): the lease covers that case.
+        registered = queries.live_workers(self.conn, now=time.time(), stale_after=math.inf)
         for w in registered:
-            if w.id in ours or now - w.heartbeat_at < quiet_for:
-                continue
             if w.host == host and not _pid_alive(w.pid):
                 requeued, failed = store.release_worker_runs(
                     self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
@@ -153,10 +140,6 @@ class Supervisor:
                     self._handle_exit(wp)
             if not self.stopping:
                 self._enforce_timeouts()
-                beat = self.template.heartbeat_seconds
-                if time.monotonic() - self._swept_at > beat:
-                    self._swept_at = time.monotonic()
-                    self.recover_vanished_workers(quiet_for=1.5 * beat)
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns

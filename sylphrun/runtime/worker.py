@@ -26,6 +26,10 @@ from sylphrun.runtime.steps import Execution, error_text, task_factory
 
 log = logging.getLogger("sylphrun.worker")
 
+# The exit code of a worker that could not import the task modules: the supervisor does
+# not restart it in a loop (the code on disk is broken; the next good save reloads).
+IMPORT_FAILED = 3
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -61,7 +65,7 @@ def worker_main(settings: WorkerSettings) -> None:
         tasks = discover(settings.config)
     except SylphrunError as exc:
         print(f"sylphrun worker: {exc}", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(IMPORT_FAILED)
     worker = Worker(settings, tasks)
     asyncio.run(worker.serve())
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
