@@ -183,10 +183,6 @@ def registered_tasks() -> dict[str, Task]:
     return dict(_registry)
 
 
-def get_task(task_id: str) -> Task | None:
-    return _registry.get(task_id)
-
-
 def clear_registry() -> None:
     """Forget every task (discovery does this before importing a project's modules)."""
     _registry.clear()

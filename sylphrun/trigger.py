@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sylphrun import codec, model
-from sylphrun.errors import InvalidPayload, UnknownRun
+from sylphrun.errors import InvalidPayload
 from sylphrun.journal import Connection, RunSpec, queries, store
 
 # Workers heartbeat every 2 s; one missed beat more and we call a worker gone.
@@ -244,10 +244,3 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
         if deadline is not None and now >= deadline:
             raise TimeoutError(run_id)
         await asyncio.sleep(poll)
-
-
-def get_result(conn: Connection, run_id: str) -> model.RunResult:
-    run = queries.get_run(conn, run_id)
-    if not run.finished:
-        raise UnknownRun(f"run {run_id} has not finished")
-    return run.result()

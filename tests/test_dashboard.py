@@ -811,7 +811,7 @@ def snapshot_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         j.step(r, "fetch-stock", T0 + 40.1 + attempt * 10, T0 + 40.5 + attempt * 10,
                error="ConnectionError: upstream timed out", traceback=TRACEBACK,
                retry_at=T0 + 50 if attempt == 0 else NOW + 42)
-    store.suspend_for_step_retry(j.conn, r.run_id, r.epoch, retry_at=NOW + 42, now=T0 + 50.5)
+    store.suspend_run(j.conn, r.run_id, r.epoch, children=(), wake_at=NOW + 42, now=T0 + 50.5)
     # A queued run and a cancelled one.
     j.start("send-email", T0 + 60, claim=False)
     e = j.start("send-email", T0 + 70)

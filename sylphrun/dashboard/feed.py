@@ -22,6 +22,7 @@ from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.errors import UnknownRun
 from sylphrun.journal import Connection, queries
 from sylphrun.journal.queries import RunSummary
+from sylphrun.trigger import WORKER_STALE_AFTER
 
 # How many runs the list holds. Past this the oldest are not shown (the status bar says
 # so); filters and search still find any run among them.
@@ -29,7 +30,6 @@ MAX_RUNS = 50_000
 EVENT_BATCH = 5_000
 LOG_BATCH = 5_000
 FIRST_PAGE = 200  # runs read before the first paint; the rest follow in the next poll
-WORKER_STALE_AFTER = 6.0  # the same threshold `trigger --wait` uses
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ import fcntl
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -241,6 +240,3 @@ def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
         return JournalError(f"cannot write {path} ({text}); check the file's permissions")
     return JournalError(f"journal error on {path}: {text}")
 
-
-def now() -> float:
-    return time.time()

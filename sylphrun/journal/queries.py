@@ -240,14 +240,6 @@ def live_workers(conn: Connection, *, now: float, stale_after: float) -> list[mo
     return [model.WorkerInfo(*r) for r in rows]
 
 
-def stale_workers(conn: Connection, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
-    with conn.read() as db:
-        rows = db.execute(
-            "SELECT id, pid, host, started_at, heartbeat_at, wake_addr FROM workers"
-            " WHERE stopped_at IS NULL AND heartbeat_at < ?",
-            (now - stale_after,),
-        ).fetchall()
-    return [model.WorkerInfo(*r) for r in rows]
 
 
 def next_ready_at(conn: Connection) -> float | None:

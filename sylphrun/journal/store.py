@@ -619,10 +619,6 @@ def _schedule_retry(
     )
 
 
-def suspend_for_step_retry(
-    conn: Connection, run_id: str, epoch: int, *, retry_at: float, now: float
-) -> None:
-    suspend_run(conn, run_id, epoch, children=(), wake_at=retry_at, now=now)
 
 
 def append_log(
@@ -647,10 +643,6 @@ def append_log(
             raise LeaseLost(run_id)
 
 
-def set_code_fingerprint(conn: Connection, run_id: str, epoch: int, fingerprint: str) -> None:
-    with conn.write() as db:
-        _fence(db, run_id, epoch)
-        db.execute("UPDATE runs SET code_fingerprint = ? WHERE id = ?", (fingerprint, run_id))
 
 
 # -- actions a user takes (CLI and dashboard) ------------------------------------------
@@ -770,6 +762,8 @@ def register_worker(
     wake_addr: str | None, now: float,
 ) -> None:
     with conn.write() as db:
+        # Every reload and restart registers new workers: forget those stopped a day ago.
+        db.execute("DELETE FROM workers WHERE stopped_at < ?", (now - 86_400,))
         db.execute(
             "INSERT OR REPLACE INTO workers (id, pid, host, supervisor_pid, started_at,"
             " heartbeat_at, wake_addr) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -780,20 +774,23 @@ def register_worker(
 def heartbeat(
     conn: Connection, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
 ) -> list[str]:
-    """Renew this worker's leases; return the held runs it no longer owns (cancelled,
-    or taken over after its lease expired), so it can stop executing them."""
+    """Renew the leases of the runs this worker executes (`held`: run id -> epoch); return
+    the ones it no longer owns (cancelled, or taken over after its lease expired), so it
+    can stop executing them.
+
+    Only `held`, not every run whose lease names this worker: a run the worker stopped
+    executing but could not hand back (the journal failed under the release) must see its
+    lease run out, or a live worker would hold it, unexecuted, forever."""
     lost: list[str] = []
     with conn.write() as db:
         db.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?", (now, worker_id))
-        db.execute(
-            "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'",
-            (now + lease_seconds, worker_id),
-        )
         for run_id, epoch in held.items():
-            row = db.execute(
-                "SELECT lease_epoch, status FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()
-            if row is None or row[0] != epoch or row[1] != model.RUNNING:
+            renewed = db.execute(
+                "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND lease_epoch = ?"
+                " AND status = 'running'",
+                (now + lease_seconds, run_id, epoch),
+            ).rowcount
+            if not renewed:
                 lost.append(run_id)
     return lost
 
@@ -801,10 +798,3 @@ def heartbeat(
 def unregister_worker(conn: Connection, worker_id: str, now: float) -> None:
     with conn.write() as db:
         db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (now, worker_id))
-
-
-def forget_stopped_workers(conn: Connection, older_than: float) -> None:
-    with conn.write() as db:
-        db.execute(
-            "DELETE FROM workers WHERE stopped_at IS NOT NULL AND stopped_at < ?", (older_than,)
-        )
