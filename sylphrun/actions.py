@@ -76,12 +76,12 @@ def trigger_run(
     return run_id, created
 
 
-def retry_run(conn: Connection, run_id: str) -> int:
-    """Resume a failed or cancelled run; returns the attempt number it will run as."""
+def retry_run(conn: Connection, run_id: str) -> tuple[str, int]:
+    """Resume a failed or cancelled run: (its full id, the attempt number it will run as)."""
     run_id = queries.resolve_run_id(conn, run_id)
     store.retry_run(conn, run_id, time.time())
     poke_workers(conn)
-    return queries.get_run(conn, run_id).attempt
+    return run_id, queries.get_run(conn, run_id).attempt
 
 
 def replay_run(conn: Connection, run_id: str, *, from_step: str | None = None) -> str:

@@ -108,7 +108,7 @@ def trigger(
     payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object ('-': read it from stdin).")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Reuse the run already started with this key.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="With --wait: give up waiting after S seconds (the run goes on).", min=0)] = None,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Wait at most S seconds (implies --wait); the run goes on after.", min=0)] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
@@ -359,10 +359,10 @@ def retry(
 
     conn = _existing_journal(project)
     try:
-        attempt = actions.retry_run(conn, run)
+        run_id, attempt = actions.retry_run(conn, run)
     finally:
         conn.close()
-    typer.echo(f"{run} queued again (attempt {attempt}); completed steps will be skipped")
+    typer.echo(f"{run_id} queued again (attempt {attempt}); completed steps will be skipped")
 
 
 @app.command()

@@ -89,8 +89,8 @@ class RunCommands(_Base):
         if not self._need_run(run_id):
             return
 
-        def done(attempt: int) -> None:
-            self.notify(f"{run_id} queued again as attempt {attempt}; completed steps are kept",
+        def done(result: tuple[str, int]) -> None:
+            self.notify(f"{run_id} queued again as attempt {result[1]}; completed steps are kept",
                         title="Retry", markup=False)
 
         self._perform("retry", lambda c: actions.retry_run(c, run_id), done)
