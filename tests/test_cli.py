@@ -242,3 +242,10 @@ def test_corrupt_journal_is_one_line(project):
     journal_file(project).write_bytes(os.urandom(8192))
     assert_one_line_error(project.cli("runs"), "not a valid sylphrun journal")
     assert_one_line_error(project.cli("trigger", "hello"), "not a valid sylphrun journal")
+
+
+def test_a_journal_path_that_cannot_exist_is_one_line(project):
+    project.write_tasks(TASKS)
+    project.write_config(extra='journal = "sylphrun.toml/journal.db"\n')
+    assert_one_line_error(project.cli("trigger", "hello"), "cannot create the journal", "Not a directory")
+    assert_one_line_error(project.cli("worker"), "cannot create the journal")

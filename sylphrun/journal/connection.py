@@ -88,11 +88,19 @@ class Connection:
                 f"no journal at {self.path}: start `sylphrun dev` or `sylphrun worker`, "
                 "or trigger a run, to create it"
             )
-        _prepare_files(self.path)
+        self._lock_fd = None
+        try:
+            _prepare_files(self.path)
+            self._lock_fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        except OSError as exc:
+            # A journal path through a file, a read-only folder, a full disk: the user's
+            # to fix, so one line naming the path, not a traceback.
+            raise JournalError(
+                f"cannot create the journal at {self.path}: {exc.strerror}; "
+                "check `journal` in the config and the folder's permissions"
+            ) from None
         self._mutex = threading.RLock()
         self.busy_timeout_ms = _busy_timeout_ms()
-        lock_path = str(self.path) + ".lock"
-        self._lock_fd = os.open(lock_path, os.O_CREAT | os.O_RDWR, 0o600)
         try:
             self.db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False,
