@@ -184,6 +184,27 @@ class Connection:
                     self.db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
+    def write_one(self, sql: str, params: tuple, *, sync: bool = True) -> int:
+        """One statement as its own transaction, under the fair lock; returns its rowcount.
+
+        For the two writes every step makes: a single statement (its trigger's event row
+        included) is atomic on its own, so SQLite's autocommit spares the BEGIN and COMMIT
+        round trips through Python, a sixth of a trivial step's cost.
+        """
+        relax = not sync and self.durability == "full"
+        with self._mutex:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                if relax:
+                    self.db.execute("PRAGMA synchronous = NORMAL")
+                return self.db.execute(sql, params).rowcount
+            except sqlite3.DatabaseError as exc:
+                raise _journal_error(self.path, exc) from None
+            finally:
+                if relax:
+                    self.db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
         """A consistent snapshot for several SELECTs (WAL readers never block writers)."""

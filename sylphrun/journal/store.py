@@ -319,33 +319,33 @@ def record_step_start(
     the step runs again with the same idempotency key either way. One fsync per step
     instead of two.
     """
-    with conn.write(sync=False) as db:
-        changed = db.execute(
-            "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
-            f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {_OWNED}"
-            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
-            " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
-            " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
-            " fatal = 0",
-            (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
-        ).rowcount
-        if not changed:
-            raise LeaseLost(run_id)
+    changed = conn.write_one(
+        "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
+        f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {_OWNED}"
+        " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
+        " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
+        " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
+        " fatal = 0",
+        (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
+        sync=False,
+    )
+    if not changed:
+        raise LeaseLost(run_id)
 
 
 def record_step_result(
     conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float,
     compensate: str | None = None,
 ) -> None:
-    with conn.write() as db:
-        changed = db.execute(
-            "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
-            f" compensate = ? WHERE run_id = ? AND key = ? AND {_OWNED}",
-            (output, now, compensate, run_id, key, run_id, epoch),
-        ).rowcount
-        if not changed:
+    changed = conn.write_one(
+        "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
+        f" compensate = ? WHERE run_id = ? AND key = ? AND {_OWNED}",
+        (output, now, compensate, run_id, key, run_id, epoch),
+    )
+    if not changed:
+        with conn.read() as db:
             _fence(db, run_id, epoch)  # raises LeaseLost if that is why nothing changed
-            raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
+        raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
 
 
 def record_step_failure(
