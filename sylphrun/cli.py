@@ -208,10 +208,20 @@ def dev(
 ) -> None:
     """Workers + hot reload + the live dashboard: the local development loop."""
     from sylphrun.devserver import run_dev
+    from sylphrun.errors import DiscoveryError
 
     config = _config(project)
-    raise typer.Exit(run_dev(config, workers=workers, tui=not no_tui,
-                             echo=lambda m: typer.echo(m, err=True)))
+    try:
+        code = run_dev(config, workers=workers, tui=not no_tui,
+                       echo=lambda m: typer.echo(m, err=True))
+    except DiscoveryError as exc:
+        # In the development loop, the user's traceback (their frames only) helps more
+        # than the one line the other commands give.
+        tb = getattr(exc, "user_traceback", None)
+        if tb:
+            typer.echo(tb.rstrip(), err=True)
+        raise
+    raise typer.Exit(code)
 
 
 @app.command()

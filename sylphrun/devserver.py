@@ -152,7 +152,8 @@ def _run_with_dashboard(session: DevSession, tasks) -> int:
 
     def status() -> ReloadStatus:
         s = session.reload_state
-        return ReloadStatus(at=s.at, duration=s.duration, error=s.error,
+        error = f"{s.error}\n{s.traceback.rstrip()}" if s.error and s.traceback else s.error
+        return ReloadStatus(at=s.at, duration=s.duration, error=error,
                             task_ids=s.task_ids or tuple(sorted(tasks)))
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on

@@ -201,6 +201,9 @@ class Reloader:
         self.state.error = error
         self.state.traceback = tb
         self.on_event(f"reload blocked, old workers keep serving: {error}")
+        if tb:
+            # The user's own frames (discovery strips ours): what they need to fix it.
+            self.on_event("\n".join("    " + line for line in tb.rstrip().splitlines()))
         return False
 
 

@@ -218,3 +218,51 @@ def test_a_broken_save_right_after_a_good_one_never_leaves_no_workers(project, d
     result = asyncio.run(wait_for_result(conn, run_id, timeout=30))
     assert result.ok, result.error
     conn.close()
+
+
+def test_dev_shows_the_users_traceback_for_an_import_error(project):
+    project.write_tasks("def helper():\n    return 1 / 0\n\nhelper()\n")
+    result = subprocess.run([sys.executable, "-m", "sylphrun", "dev", "--no-tui"], cwd=project.root,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: cannot import task module")
+    assert "return 1 / 0" in result.stderr and "ZeroDivisionError" in result.stderr
+    assert "/sylphrun/" not in result.stderr.replace(str(project.root), "")
+
+
+def test_blocked_reload_prints_the_users_traceback(project, dev):
+    source = project.write_tasks(SLEEPY)
+    d = dev()
+    d.wait_for("watching")
+    source.write_text(source.read_text() + "\nraise RuntimeError('config missing')\n")
+    d.wait_for("reload blocked")
+    line = d.wait_for("raise RuntimeError('config missing')")
+    assert line.startswith("    ")
+
+
+def test_second_ctrl_c_stops_at_once_and_releases_the_run(project, dev):
+    project.write_tasks('''
+import time
+from sylphrun import task
+
+@task(id="stuck")
+async def stuck(payload, ctx):
+    return await ctx.step.run("block", time.sleep, 60)
+''')
+    d = dev()
+    d.wait_for("watching")
+    run_id = project.cli("trigger", "stuck").stdout.strip()
+    conn = project.journal()
+    wait_until(lambda: queries.get_run(conn, run_id).status == "running", message="run running")
+    os.killpg(d.proc.pid, signal.SIGINT)
+    d.wait_for("Ctrl-C again")
+    started = time.monotonic()
+    os.killpg(d.proc.pid, signal.SIGINT)
+    assert d.proc.wait(15) == 0
+    assert time.monotonic() - started < 5  # not the step's 60 s, nor the 3 s grace per worker
+    run = queries.get_run(conn, run_id)
+    assert run.status == "queued"  # handed back, not lost or left "running"
+    [step] = queries.steps_of(conn, run_id)
+    assert step.status == "interrupted"
+    assert queries.integrity_check(conn) == "ok"
+    conn.close()
