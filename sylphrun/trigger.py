@@ -165,6 +165,14 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
         finally:
             conn.close()
         return [RunHandle(rid, task_id, path) for rid, _ in results]
+    from sylphrun.runtime.steps import journal_guard
+
+    with journal_guard():
+        return _trigger_in_run(scope, task_id, encoded, idempotency_key, batch)
+
+
+def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_key: str | None,
+                    batch: bool) -> list[RunHandle]:
     ex = scope.execution
     if scope.step_key is not None:
         # Inside a step function: no step record of its own, so derive idempotency keys
@@ -199,7 +207,6 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
 
 async def _journaled_wait(ex: Any, task_id: str, run_id: str) -> model.RunResult:
     """`trigger_and_wait` in a run body: a `wait` step holding the child's result."""
-    from sylphrun.runtime.steps import wait_for_run
 
     name = f"wait:{task_id}"
     key = ex.next_key(name)
@@ -207,6 +214,15 @@ async def _journaled_wait(ex: Any, task_id: str, run_id: str) -> model.RunResult
     if rec is not None and rec.status == model.STEP_COMPLETED:
         data = json.loads(rec.output)
         return model.RunResult(data["run_id"], data["status"], data["ok"], data["output"], data["error"])
+    from sylphrun.runtime.steps import journal_guard
+
+    with journal_guard():
+        return await _wait_step(ex, key, name, rec, run_id)
+
+
+async def _wait_step(ex: Any, key: str, name: str, rec: Any, run_id: str) -> model.RunResult:
+    from sylphrun.runtime.steps import wait_for_run
+
     seq = ex.seq_for(key)
     started = ex.now()
     if rec is None:

@@ -462,7 +462,8 @@ def requeue_after_error(
                     f"(last: {error}); not retried again", None, now)
             return True
         _requeue(db, run_id, now, crashed=True)
-        db.execute("UPDATE runs SET ready_at = ? WHERE id = ?", (now + 0.5 * 2 ** crashes, run_id))
+        # A short pause, growing: no hot loop, and MAX_CRASHES bounds the tries anyway.
+        db.execute("UPDATE runs SET ready_at = ? WHERE id = ?", (now + 0.1 * crashes, run_id))
         return False
 
 

@@ -34,9 +34,12 @@ class RunLog:
             text += "\n" + "".join(traceback.format_exc()).rstrip()
         scope = current_scope.get()
         ex = self._ex
-        store.append_log(ex.conn, ex.run_id, level=logging.getLevelName(level), message=text,
-                         step_key=scope.step_key if scope else None, now=ex.now(),
-                         epoch=ex.epoch)
+        from sylphrun.runtime.steps import journal_guard
+
+        with journal_guard():
+            store.append_log(ex.conn, ex.run_id, level=logging.getLevelName(level),
+                             message=text, step_key=scope.step_key if scope else None,
+                             now=ex.now(), epoch=ex.epoch)
         if _python_log.isEnabledFor(level):
             _python_log.log(level, "[%s %s] %s", ex.task.id, ex.run_id, text)
 

@@ -25,7 +25,7 @@ from sylphrun.errors import (
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
-from sylphrun.runtime.signals import Release, Suspend
+from sylphrun.runtime.signals import JournalFailed, Release, Suspend
 from sylphrun.runtime.steps import (
     COMPENSATION_RETRY,
     Execution,
@@ -86,6 +86,14 @@ async def execute(ex: Execution) -> str:
     except Release:
         store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
         return "released"
+    except JournalFailed as exc:
+        # Back to the queue as after a crash (a step whose result could not be journaled
+        # runs again, with the same idempotency key); failed after MAX_CRASHES. If this
+        # write fails too, the lease runs out: the heartbeat renews only what executes.
+        log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
+        store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
+                                  now=ex.now())
+        return "journal-error"
     finally:
         if timer is not None:
             timer.cancel()

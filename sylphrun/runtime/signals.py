@@ -13,3 +13,10 @@ class Suspend(BaseException):
 
 class Release(BaseException):
     """The worker is stopping or reloading: hand the run back at this step boundary."""
+
+
+class JournalFailed(BaseException):
+    """The journal failed (a disk error, a full disk) under a write or read made for user
+    code: the execution stops and the run goes back to the queue, as after a crash. Not an
+    `Exception`: the user's `except Exception` around `step.run` would take it for the
+    step's own failure and carry on with nothing journaled."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -32,6 +33,7 @@ from sylphrun.define import Retry, Task
 from sylphrun.errors import (
     ChildRunFailed,
     CorruptRecord,
+    JournalError,
     NonRetriableError,
     NotJSONSerializable,
     StepFailed,
@@ -46,7 +48,7 @@ from sylphrun.journal.queries import (
     run_results,
     step_tries_in_attempt,
 )
-from sylphrun.runtime.signals import Release, Suspend
+from sylphrun.runtime.signals import JournalFailed, Release, Suspend
 
 
 @dataclass(frozen=True)
@@ -295,8 +297,10 @@ class Execution:
     def warn(self, message: str) -> None:
         import logging
 
-        store.append_log(self.conn, self.run_id, level="WARNING", message=codec.clean_text(message),
-                         step_key=None, now=self.now(), epoch=self.epoch)
+        with journal_guard():
+            store.append_log(self.conn, self.run_id, level="WARNING",
+                             message=codec.clean_text(message), step_key=None, now=self.now(),
+                             epoch=self.epoch)
         logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
 
     # -- time ---------------------------------------------------------------------------
@@ -425,11 +429,29 @@ class SyncSteps:
         return self._steps.idempotency_key
 
 
+@contextlib.contextmanager
+def journal_guard():
+    """Around journal calls made while user code waits on them: see `JournalFailed`."""
+    try:
+        yield
+    except JournalError as exc:
+        raise JournalFailed(str(exc)) from None
+
+
 async def run_step(
     ex: Execution, key: str, name: str, kind: str, fn: Callable[..., Any], args: tuple,
     kwargs: dict, retry: Retry | None, compensate: Callable[[Any], Any] | None,
 ) -> Any:
-    """Replay-or-record for one step."""
+    """Replay-or-record for one step. The step function's own errors (even a JournalError
+    of its own) become StepFailed inside; a journal error out here is the journal's."""
+    with journal_guard():
+        return await _run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
+
+
+async def _run_step(
+    ex: Execution, key: str, name: str, kind: str, fn: Callable[..., Any], args: tuple,
+    kwargs: dict, retry: Retry | None, compensate: Callable[[Any], Any] | None,
+) -> Any:
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         value = _journaled_value(key, rec.output)
@@ -575,6 +597,11 @@ async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict
 
 
 async def durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> None:
+    with journal_guard():
+        await _durable_sleep(ex, key, name, seconds)
+
+
+async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> None:
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         return
@@ -599,10 +626,12 @@ async def durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> N
 
 async def wait_for_run(ex: Execution, run_id: str) -> model.RunResult:
     """Inside a run: a finished run's result, or suspend until it finishes."""
-    found = ex.child_result(run_id)
+    with journal_guard():
+        found = ex.child_result(run_id)
+        exists = found is not None or ex.run_exists(run_id)
     if found is not None:
         return found
-    if not ex.run_exists(run_id):
+    if not exists:
         # Parking on it would wake at once (nothing to wait for) and loop forever.
         raise NonRetriableError(f"cannot wait for run {run_id!r}: no such run in this journal")
     ex.pending_children.add(run_id)

@@ -77,6 +77,7 @@ class Supervisor:
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
+        self._swept_at = time.monotonic()
         # poll() runs in the supervising thread; replace_workers() may come from the
         # reloader's thread: both change self.procs under this lock.
         self._lock = threading.RLock()
@@ -98,16 +99,25 @@ class Supervisor:
         proc.start()
         return WorkerProcess(index, worker_id, proc, time.monotonic())
 
-    def recover_vanished_workers(self) -> None:
+    def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
-        everything, a reboot) are released now instead of when their leases expire."""
+        everything, a reboot) are released now instead of when their leases expire.
+
+        At start, every registered worker, however fresh its heartbeat: on this host a pid
+        that no longer exists is conclusive. A pid that exists is left alone (a worker of
+        another supervisor, or a reused pid): the lease covers that case. `poll` sweeps
+        again every heartbeat (`quiet_for`: only workers silent that long, so a worker
+        that just died is left to its own supervisor, which knows whether it meant it):
+        a worker still dying at start, or orphaned by a killed supervisor and killed
+        later, is released within a few heartbeats, not a lease.
+        """
         host = socket.gethostname()
-        # Every registered worker, however fresh its heartbeat: on this host a pid that no
-        # longer exists is conclusive, and waiting for the heartbeat to go stale would hold
-        # its runs until their leases expire. A pid that exists is left alone (a worker of
-        # another supervisor, or a reused pid): the lease covers that case.
-        registered = queries.live_workers(self.conn, now=time.time(), stale_after=math.inf)
+        now = time.time()
+        registered = queries.live_workers(self.conn, now=now, stale_after=math.inf)
+        ours = {p.worker_id for p in self.procs}
         for w in registered:
+            if w.id in ours or now - w.heartbeat_at < quiet_for:
+                continue
             if w.host == host and not _pid_alive(w.pid):
                 requeued, failed = store.release_worker_runs(
                     self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
@@ -140,6 +150,10 @@ class Supervisor:
                     self._handle_exit(wp)
             if not self.stopping:
                 self._enforce_timeouts()
+                beat = self.template.heartbeat_seconds
+                if time.monotonic() - self._swept_at > beat:
+                    self._swept_at = time.monotonic()
+                    self.recover_vanished_workers(quiet_for=1.5 * beat)
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns

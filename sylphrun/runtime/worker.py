@@ -126,21 +126,31 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         s = self.settings
+        backoff = 0.0
         while not self.stopping:
             self.wake_event.clear()
             free = self.slots - len(self.active)
             now = time.time()
-            if free > 0 and queries.has_ready_work(self.conn, now):
-                claims, _ = store.claim_runs(self.conn, self.id, free, lease_seconds=s.lease_seconds,
-                                             known_tasks=self.known, now=now)
-                for claim in claims:
-                    self._start(claim)
-                if claims and len(claims) < free:
-                    continue
-            timeout = s.poll_seconds
-            nxt = queries.next_ready_at(self.conn)
-            if nxt is not None and nxt > now:
-                timeout = min(timeout, nxt - now)
+            try:
+                if free > 0 and queries.has_ready_work(self.conn, now):
+                    claims, _ = store.claim_runs(self.conn, self.id, free,
+                                                 lease_seconds=s.lease_seconds,
+                                                 known_tasks=self.known, now=now)
+                    for claim in claims:
+                        self._start(claim)
+                    if claims and len(claims) < free:
+                        continue
+                timeout = s.poll_seconds
+                nxt = queries.next_ready_at(self.conn)
+                if nxt is not None and nxt > now:
+                    timeout = min(timeout, nxt - now)
+                backoff = 0.0
+            except JournalError as exc:
+                # A failing journal (a disk error, a full disk) is waited out, not crashed
+                # on: a worker that exits is restarted by its supervisor, which would loop.
+                backoff = min(5.0, backoff * 2 or 0.1)
+                log.error("journal error (claiming again in %.1f s): %s", backoff, exc)
+                timeout = backoff
             try:
                 await asyncio.wait_for(self.wake_event.wait(), timeout)
             except TimeoutError:
@@ -177,10 +187,16 @@ class Worker:
             # Handed back as a crash, with a delay: a plain release made a run whose error
             # recurs (a result SQLite refused) loop through the workers thousands of times a
             # second. After MAX_CRASHES it fails, the error journaled.
-            log.exception("run %s: internal error; handing it back", ex.run_id)
+            if isinstance(exc, JournalError):
+                log.error("run %s: %s; handing it back", ex.run_id, exc)
+            else:
+                log.exception("run %s: internal error; handing it back", ex.run_id)
             try:
                 store.requeue_after_error(self.conn, ex.run_id, ex.epoch,
                                           error=error_text(exc), now=time.time())
+            except JournalError as again:
+                log.error("run %s: could not hand it back (%s); it is claimed again when "
+                          "its lease runs out", ex.run_id, again)
             except Exception:
                 log.exception("run %s: could not hand it back", ex.run_id)
         finally:
@@ -228,15 +244,24 @@ class Worker:
         loop does not make this worker's runs look abandoned."""
         s = self.settings
         conn = Connection(s.config.journal, durability=s.config.durability)
+        failing = False
         try:
             while not stop.wait(s.heartbeat_seconds):
                 held = {rid: ex.epoch for rid, (ex, _) in dict(self.active).items()}
                 try:
                     lost = store.heartbeat(conn, self.id, held, lease_seconds=s.lease_seconds,
                                            now=time.time())
+                    if failing:
+                        log.warning("heartbeat: the journal is writable again")
+                    failing = False
+                except JournalError as exc:  # a full or failing disk: once, not every beat
+                    if not failing:
+                        log.error("heartbeat failed (retrying every %g s): %s",
+                                  s.heartbeat_seconds, exc)
+                    failing, lost = True, []
                 except Exception:
                     log.exception("heartbeat failed")
-                    continue
+                    lost = []
                 if lost:
                     self.loop.call_soon_threadsafe(self._drop_lost, lost)
                 if s.supervisor_pid and os.getppid() != s.supervisor_pid:

@@ -8,6 +8,7 @@ second Ctrl-C does).
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ def main() -> None:
 
     root, lease, beat, workers = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
     os.chdir(root)
+    # The supervisor's events ("worker 0 killed by SIGKILL ...; restarting it") on stderr.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sup = Supervisor(load_config(root), workers=workers, lease_seconds=lease,
