@@ -53,6 +53,9 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
 
     def on_mount(self) -> None:
         options = self.query_one(OptionList)
+        # As wide as the longest task id (a wrapped id reads as two tasks), within reason.
+        longest = max((len(t) for t in self.task_ids), default=12)
+        options.styles.width = min(longest + 6, 40)
         if self.initial is not None:
             options.highlighted = self.task_ids.index(self.initial)
         if not self.task_ids:
