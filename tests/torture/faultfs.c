@@ -2,9 +2,11 @@
 
    It counts the write-side calls (write, pwrite, pwrite64, fsync, fdatasync, ftruncate) a
    process makes on files under $FAULTFS_DIR, and fails the Nth one (or the Nth and every
-   later one) with an errno, as a failing disk would. With $FAULTFS_LOG it also appends
-   "<call> <path> <offset> <length> <file size after>" for each counted call, so a test can
-   rebuild what had reached the disk at each fsync (power loss).
+   later one) with an errno, as a failing disk would. With $FAULTFS_LOG it also appends a
+   record of each write (with its data), fsync and truncate that succeeded, so a test can
+   rebuild what had reached the disk at the last fsync of each file (power loss):
+       'R' kind('W'|'S'|'T') u16 path length, path, i64 offset, i64 length, data (W only)
+   one write() per record, so records of concurrent processes never interleave.
 
    Control lives in a small file ($FAULTFS_CTL) mapped shared, so the test changes N between
    runs and reads the counter, across threads and processes:
@@ -85,13 +87,22 @@ static int fault(void) {
     return 0;
 }
 
-static void note(const char *call, int fd, const char *path, long long off, long long len) {
+static void note(char kind, const char *path, int64_t off, int64_t len, const void *data) {
     if (log_fd < 0) return;
-    struct stat st;
-    long long size = fstat(fd, &st) == 0 ? (long long)st.st_size : -1;
-    char line[4200];
-    int n = snprintf(line, sizeof line, "%s %s %lld %lld %lld\n", call, path, off, len, size);
-    if (n > 0) real_write(log_fd, line, (size_t)n);
+    uint16_t plen = (uint16_t)strlen(path);
+    size_t dlen = kind == 'W' ? (size_t)len : 0;
+    size_t size = 4 + plen + 16 + dlen;
+    char *rec = malloc(size);
+    if (!rec) return;
+    rec[0] = 'R';
+    rec[1] = kind;
+    memcpy(rec + 2, &plen, 2);
+    memcpy(rec + 4, path, plen);
+    memcpy(rec + 4 + plen, &off, 8);
+    memcpy(rec + 12 + plen, &len, 8);
+    if (dlen) memcpy(rec + 20 + plen, data, dlen);
+    real_write(log_fd, rec, size);
+    free(rec);
 }
 
 #define GUARD(call, off, len, fail_value)                        \
@@ -105,48 +116,48 @@ static void note(const char *call, int fd, const char *path, long long off, long
 ssize_t write(int fd, const void *buf, size_t count) {
     GUARD("write", -1, count, -1)
     ssize_t r = real_write(fd, buf, count);
-    if (is_watched && r >= 0) note("write", fd, path, lseek(fd, 0, SEEK_CUR) - r, r);
+    if (is_watched && r >= 0) note('W', path, lseek(fd, 0, SEEK_CUR) - r, r, buf);
     return r;
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t count, off_t offset) {
     GUARD("pwrite", offset, count, -1)
     ssize_t r = real_pwrite(fd, buf, count, offset);
-    if (is_watched && r >= 0) note("write", fd, path, offset, r);
+    if (is_watched && r >= 0) note('W', path, offset, r, buf);
     return r;
 }
 
 ssize_t pwrite64(int fd, const void *buf, size_t count, off64_t offset) {
     GUARD("pwrite64", offset, count, -1)
     ssize_t r = real_pwrite64(fd, buf, count, offset);
-    if (is_watched && r >= 0) note("write", fd, path, offset, r);
+    if (is_watched && r >= 0) note('W', path, offset, r, buf);
     return r;
 }
 
 int fsync(int fd) {
     GUARD("fsync", -1, 0, -1)
     int r = real_fsync(fd);
-    if (is_watched && r == 0) note("fsync", fd, path, -1, 0);
+    if (is_watched && r == 0) note('S', path, -1, 0, NULL);
     return r;
 }
 
 int fdatasync(int fd) {
     GUARD("fdatasync", -1, 0, -1)
     int r = real_fdatasync(fd);
-    if (is_watched && r == 0) note("fsync", fd, path, -1, 0);
+    if (is_watched && r == 0) note('S', path, -1, 0, NULL);
     return r;
 }
 
 int ftruncate(int fd, off_t length) {
     GUARD("ftruncate", length, 0, -1)
     int r = real_ftruncate(fd, length);
-    if (is_watched && r == 0) note("truncate", fd, path, length, 0);
+    if (is_watched && r == 0) note('T', path, length, 0, NULL);
     return r;
 }
 
 int ftruncate64(int fd, off64_t length) {
     GUARD("ftruncate64", length, 0, -1)
     int r = real_ftruncate64(fd, length);
-    if (is_watched && r == 0) note("truncate", fd, path, length, 0);
+    if (is_watched && r == 0) note('T', path, length, 0, NULL);
     return r;
 }
