@@ -383,6 +383,7 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         more = f"\n  ... and {len(bad) - 15} more" if len(bad) > 15 else ""
         raise AssertionError(f"{len(bad)} invariant violation(s):\n  {shown}{more}")
     return {"runs": len(snap.runs), "completed_steps": completed_steps,
+            "returned": sum(1 for x in returned if x.kind == "R"),
             "reexecuted": reexecuted, "interrupted": interrupted, "outcomes": outcomes,
             "effects": sum(1 for x in lines if x.kind in "EC")}
 
@@ -721,3 +722,47 @@ def trigger_concurrently(root: Path, *, procs: int, per_proc: int, keys: int = 0
         "median": sorted(r["median"] for r in reports)[len(reports) // 2] if reports else 0.0,
         "seconds": time.monotonic() - started,
     }
+
+
+# -- one kill at each instrumented point (SYLPHRUN_TEST_CRASH_AT) --------------------------
+
+CRASH_POINTS = ("before-start", "after-effect", "after-commit")
+
+
+def kill_at_point(root: Path, point: str, *, timeout: float = 60.0) -> dict:
+    """A chain run whose worker is SIGKILLed at `point` of its step s1, once; the run then
+    finishes elsewhere. Returns the ledger's count of s1's executions and the invariants'
+    figures (asserted by `check_invariants`)."""
+    make_project(root)
+    journal = root / ".sylphrun" / "journal.db"
+    marker = root / "crashed"
+    env = {**os.environ, "SYLPHRUN_TEST_CRASH_AT": f"{point}:s1:{marker}",
+           "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    sup = subprocess.Popen([sys.executable, str(HERE / "supervise.py"), str(root), "2", "0.5", "2"],
+                           cwd=root, env=env, start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        from sylphrun.journal import Connection, RunSpec
+        from sylphrun.trigger import enqueue
+
+        conn = Connection(journal)
+        [(run_id, _)] = enqueue(conn, [RunSpec("chain", json.dumps({"n": 3, "t": 0.0}))])
+        conn.close()
+        deadline = time.monotonic() + timeout
+        db = sqlite3.connect(str(journal), timeout=30)
+        try:
+            while db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] != (
+                    "completed"):
+                assert time.monotonic() < deadline, f"the run did not complete after {point}"
+                time.sleep(0.05)
+        finally:
+            db.close()
+    finally:
+        os.killpg(sup.pid, signal.SIGTERM)
+        sup.wait(20)
+    assert marker.exists(), f"the hook at {point} did not fire"
+    figures = check_invariants(journal, root / "ledger.txt", final=True)
+    ran = sum(1 for x in read_ledger(root / "ledger.txt") if x.kind == "E" and x.key == "s1")
+    want = 2 if point == "after-effect" else 1
+    assert ran == want, f"{point}: s1 ran {ran} times, expected {want}"
+    return {"point": point, "s1_executions": ran, **figures}
