@@ -224,7 +224,8 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             ["", "  completed / failed as asked / WorkerCrashed (3 kills)",
              f"{s['outcomes'].get('completed', 0)} / {s['outcomes'].get('failed (as asked)', 0)} / "
              f"{s['outcomes'].get('failed: WorkerCrashed (killed 3 times)', 0)}"],
-            ["", "completed steps / whose step.run returned", f"{s['completed_steps']:,} / {s['returned']:,}"],
+            ["", "completed steps / steps whose step.run returned (all still completed)",
+             f"{s['completed_steps']:,} / {s['returned']:,}"],
             ["", "in-flight steps re-executed / journaled interrupted",
              f"{s['reexecuted']} / {s['interrupted']}"],
             ["", "steps lost, run twice after completing, children twice", "0 / 0 / 0"],
@@ -256,12 +257,14 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             events = [v["events_lost"] for c in cuts for v in c["variants"].values()]
             rows.append(["power loss", f"{durability}: {len(cuts)} cuts x 3 disks; acknowledged steps lost (max)",
                          str(max(lost))])
-            rows.append(["", f"  {durability}: commits lost per cut (min-max), history always a prefix",
-                         f"{min(events)}-{max(events)}"])
+            what = ("events of the commit in flight (never acknowledged)" if durability == "full"
+                    else "events since the last checkpoint")
+            rows.append(["", f"  {durability}: {what} lost per disk (min-max); "
+                         "the rest always an intact prefix", f"{min(events)}-{max(events)}"])
     if "concurrency" in fig:
         c = fig["concurrency"]
-        rows += [["concurrency", f"8 processes x {c['triggers'] // 8:,} triggers, 2 workers: executions",
-                  f"{c['executions']:,} of {c['runs']:,} runs"],
+        rows += [["concurrency", f"8 processes x {c['triggers'] // 8:,} triggers (+ 100 keyed runs), "
+                  "2 workers: executions", f"{c['executions']:,} of {c['runs']:,} runs"],
                  ["", f"{c['keyed_triggers']:,} triggers over 100 keys: runs created", str(c["keyed_runs"])],
                  ["", "errors reaching a caller (\"database is locked\" or other)", str(c["errors"])],
                  ["", "slowest single trigger", f"{c['worst_trigger_s'] * 1000:.0f} ms"]]

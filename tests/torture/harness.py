@@ -383,7 +383,7 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         more = f"\n  ... and {len(bad) - 15} more" if len(bad) > 15 else ""
         raise AssertionError(f"{len(bad)} invariant violation(s):\n  {shown}{more}")
     return {"runs": len(snap.runs), "completed_steps": completed_steps,
-            "returned": sum(1 for x in returned if x.kind == "R"),
+            "returned": len({(x.run_id, x.key) for x in returned if x.kind == "R"}),
             "reexecuted": reexecuted, "interrupted": interrupted, "outcomes": outcomes,
             "effects": sum(1 for x in lines if x.kind in "EC")}
 
