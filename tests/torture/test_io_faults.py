@@ -15,21 +15,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from faultshim import build_shim, needs_shim  # noqa: F401 (build_shim: the `shim` fixture)
 
 HERE = Path(__file__).resolve().parent
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or shutil.which("gcc") is None,
-    reason="the fault shim is an LD_PRELOAD library built with gcc (Linux)",
-)
-
-
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("shim") / "faultfs.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultfs.c"),
-                    "-ldl"], check=True, capture_output=True)
-    return out
+pytestmark = needs_shim
 
 
 def sweep(shim: Path, root: Path, mode: str, err: int, ns) -> list[dict]:

@@ -5,30 +5,18 @@ what it keeps is a prefix of what was committed. See `powerloss.py`."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from faultshim import build_shim, needs_shim  # noqa: F401 (build_shim: the `shim` fixture)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from powerloss import power_cut  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux") or shutil.which("gcc") is None,
-    reason="the write log is an LD_PRELOAD library built with gcc (Linux)",
-)
-
-
-@pytest.fixture(scope="module")
-def shim(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("shim") / "faultfs.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultfs.c"),
-                    "-ldl"], check=True, capture_output=True)
-    return out
+pytestmark = needs_shim
 
 
 @pytest.mark.parametrize("durability", ["full", "normal"])
