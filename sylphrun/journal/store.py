@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sylphrun import model
@@ -121,20 +121,27 @@ def enqueue_children(
 ) -> list[tuple[str, bool]]:
     """Children created inside a step function (deduplicated by their idempotency keys)."""
     with conn.write() as db:
-        _fence(db, run_id, epoch)
-        results = _insert_runs(db, specs, now)
-        created = sum(1 for _, c in results if c)
-        if created:
-            db.execute(
-                "UPDATE runs SET children_total = children_total + ? WHERE id = ?",
-                (created, run_id),
-            )
-        return results
+        return _insert_children(db, run_id, epoch, specs, now)
+
+
+def _insert_children(
+    db: sqlite3.Connection, run_id: str, epoch: int, specs: Sequence[RunSpec], now: float
+) -> list[tuple[str, bool]]:
+    """Fenced insert of a parent's children; the parent counts only the ones created (an
+    idempotency key may hand back an existing run)."""
+    _fence(db, run_id, epoch)
+    results = _insert_runs(db, specs, now)
+    created = sum(1 for _, c in results if c)
+    if created:
+        db.execute(
+            "UPDATE runs SET children_total = children_total + ? WHERE id = ?", (created, run_id)
+        )
+    return results
 
 
 def record_trigger_step(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-    run_attempt: int, specs: Sequence[RunSpec], output_of: callable, now: float,
+    run_attempt: int, specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
 ) -> tuple[list[str], str]:
     """A parent's trigger step: its children and the completed step, in one transaction.
 
@@ -142,15 +149,7 @@ def record_trigger_step(
     and never creates its children twice. `output_of(child_ids)` builds the step's JSON.
     """
     with conn.write() as db:
-        _fence(db, run_id, epoch)
-        results = _insert_runs(db, specs, now)
-        child_ids = [rid for rid, _ in results]
-        created = sum(1 for _, c in results if c)
-        if created:
-            db.execute(
-                "UPDATE runs SET children_total = children_total + ? WHERE id = ?",
-                (created, run_id),
-            )
+        child_ids = [rid for rid, _ in _insert_children(db, run_id, epoch, specs, now)]
         output = output_of(child_ids)
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
