@@ -74,6 +74,32 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def _open_fresh(path: str, barrier) -> str | None:
+    barrier.wait()
+    try:
+        Connection(path).close()
+    except JournalError as exc:
+        return str(exc)
+    return None
+
+
+def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path):
+    """`sylphrun dev` and a first `trigger` may create the journal together: before the
+    setup took the write lock, about a third of such races failed with "locked"."""
+    mp = multiprocessing.get_context("fork")
+    with mp.Manager() as manager, mp.Pool(4) as pool:
+        for trial in range(15):
+            path = str(tmp_path / f"t{trial}" / ".sylphrun" / "journal.db")
+            barrier = manager.Barrier(4)
+            errors = [e for e in pool.starmap(_open_fresh, [(path, barrier)] * 4) if e]
+            assert errors == [], f"trial {trial}: {errors[0]}"
+            conn = Connection(path)
+            with conn.read() as db:
+                assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+                assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            conn.close()
+
+
 def test_journal_files_are_private_under_a_permissive_umask(tmp_path):
     old = os.umask(0o022)
     try:

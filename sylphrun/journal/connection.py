@@ -106,8 +106,7 @@ class Connection:
                 str(self.path), isolation_level=None, check_same_thread=False,
                 timeout=self.busy_timeout_ms / 1000,
             )
-            self._configure()
-            self._migrate()
+            self._set_up()
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _journal_error(self.path, exc) from None
@@ -116,6 +115,26 @@ class Connection:
             # and the lock fd: the CLI and the dashboard may retry in one long process.
             self.close()
             raise
+
+    def _set_up(self) -> None:
+        """Pragmas and migrations; a brand-new journal's under the write lock.
+
+        Several processes opening a new journal at once (`sylphrun dev` and a first
+        `trigger`, a worker and the dashboard) race to switch it to WAL and create the
+        tables: the losers got "database is locked" at once, busy handler or not (37 of
+        100 trials of 4 processes). The first one to take the lock sets the file up; the
+        others find it done. A journal in use has a non-empty file: no lock to open it.
+        """
+        if self.path.stat().st_size > 0:
+            self._configure()
+            self._migrate()
+            return
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        try:
+            self._configure()
+            self._migrate(locked=True)
+        finally:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     def _configure(self) -> None:
         db = self.db
@@ -127,7 +146,7 @@ class Connection:
         db.execute("PRAGMA foreign_keys = OFF")
         db.execute("PRAGMA temp_store = MEMORY")
 
-    def _migrate(self) -> None:
+    def _migrate(self, *, locked: bool = False) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise JournalError(
@@ -136,7 +155,8 @@ class Connection:
             )
         if version == SCHEMA_VERSION:
             return
-        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        if not locked:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:
             # Re-read under the lock: another process may have migrated meanwhile.
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -148,7 +168,8 @@ class Connection:
                     f"PRAGMA user_version = {number + 1};\nCOMMIT;"
                 )
         finally:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            if not locked:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
 
     @contextmanager
     def write(self, *, sync: bool = True) -> Iterator[sqlite3.Connection]:
