@@ -7,6 +7,10 @@ process only (never sylphrun's files), to show what a proposed fix would gain:
 - no AUTOINCREMENT    : `events.id INTEGER PRIMARY KEY` without AUTOINCREMENT (saves the
                         sqlite_sequence page that every event insert rewrites).
 - no events triggers  : a bound, not a proposal: what the `events` table costs at all.
+- events coalesced    : schema V2, now what the engine does: a step's two writes carry no
+                        event row (the worker announces a run's step changes at most every
+                        50 ms). In part 1 the other rows write an event per step write, as
+                        before V2; the engine (part 2) always coalesces.
 - checkpoint off-path : `wal_autocheckpoint = 0` on sylphrun's connections; a background
                         connection runs `PRAGMA wal_checkpoint(PASSIVE)` every 50 ms.
 - no fence SELECT     : `store._fence` (a SELECT before each fenced write) made a no-op:
@@ -85,6 +89,7 @@ VARIANTS: list[tuple[str, set[str]]] = [
     ("baseline", set()),
     ("no AUTOINCREMENT on events", {"no-autoinc"}),
     ("no events triggers (bound)", {"no-triggers"}),
+    ("events coalesced (V2: now)", {"coalesced"}),
     ("checkpoint off-path", {"ckpt-off-path"}),
     ("no fence SELECT (bound)", {"no-fence-select"}),
     ("start not fsynced", {"start-normal"}),
@@ -220,6 +225,7 @@ def step_writes(durability: str, variant: set[str], steps: int) -> tuple[list[fl
                 claims, _ = store.claim_runs(conn, "bench", 1, lease_seconds=600,
                                              known_tasks={"t": _no_limits()}, now=time.time())
                 epoch = claims[0].epoch
+                notify = "coalesced" not in variant
                 times = []
                 pc = time.perf_counter
                 cpu0 = time.thread_time()
@@ -227,9 +233,9 @@ def step_writes(durability: str, variant: set[str], steps: int) -> tuple[list[fl
                     t0 = pc()
                     store.record_step_start(conn, run_id, epoch, key=f"s{i}", name=f"s{i}",
                                             kind="step", seq=i + 1, run_attempt=1,
-                                            now=time.time())
+                                            now=time.time(), notify=notify)
                     store.record_step_result(conn, run_id, epoch, key=f"s{i}", output=str(i),
-                                             now=time.time())
+                                             now=time.time(), notify=notify)
                     times.append(pc() - t0)
                 return times, (time.thread_time() - cpu0) / steps
             finally:
@@ -252,12 +258,13 @@ def wal_bytes_per_step(variant: set[str], steps: int = 200) -> float:
                 conn.db.execute("PRAGMA wal_autocheckpoint = 0")
                 wal = f"{project.config.journal}-wal"
                 size0 = os.path.getsize(wal)
+                notify = "coalesced" not in variant
                 for i in range(steps):
                     store.record_step_start(conn, run_id, claims[0].epoch, key=f"s{i}",
                                             name=f"s{i}", kind="step", seq=i + 1,
-                                            run_attempt=1, now=time.time())
+                                            run_attempt=1, now=time.time(), notify=notify)
                     store.record_step_result(conn, run_id, claims[0].epoch, key=f"s{i}",
-                                             output=str(i), now=time.time())
+                                             output=str(i), now=time.time(), notify=notify)
                 return (os.path.getsize(wal) - size0) / steps
             finally:
                 conn.close()
@@ -318,7 +325,8 @@ def engine_chain(durability: str, variant: set[str]) -> list[float]:
 def engine_part(durabilities: list[str], rounds: int) -> None:
     rows = []
     for d in durabilities:
-        variants = [(label, v) for label, v in variants_for(d) if "no-triggers" not in v]
+        variants = [(label, v) for label, v in variants_for(d)
+                    if not v & {"no-triggers", "coalesced"}]
         pooled: dict[str, list[float]] = {k: [] for k, _ in variants}
         for _ in range(rounds):
             for label, variant in variants:

@@ -1,68 +1,124 @@
-"""`sylphrun dev --no-tui`: one coloured line per run and step event, read from the journal.
+"""`sylphrun dev --no-tui`: one coloured line per run and step change, read from the journal.
 
-Reading the journal's events table (not the supervisor's in-process state) means the log
-shows exactly what a dashboard would, including runs executed by other processes.
+Reading the journal (not the supervisor's in-process state) means the log shows exactly
+what a dashboard would, including runs executed by other processes. Events say which runs
+changed; step events are coalesced (schema V2), so the steps of a run that changed are
+read back and compared with what was printed: a step that started and finished between two
+looks gets one line, "completed", not two.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from rich.text import Text
 
 from sylphrun import model
 from sylphrun.journal import Connection, queries
+from sylphrun.journal.queries import StepChange
 from sylphrun.render import STATUS_STYLE, STEP_STYLE, duration, local_time, safe
 
+# Step rows are read back from a little before the last look: a worker takes its clock
+# reading before its commit, so a change can land with a time just before the look.
+CLOCK_SLACK = 2.0
 
-def event_line(conn: Connection, event: tuple[int, float, str, str, str | None],
-               tasks: dict[str, str]) -> Text | None:
-    _, at, run_id, kind, step_key = event
-    if kind == "log":
-        return None
-    task_id = tasks.get(run_id)
-    if task_id is None:
-        try:
-            run = queries.get_run(conn, run_id)
-        except Exception:
-            return None
-        task_id = tasks[run_id] = run.task_id
+
+def run_line(run_id: str, task_id: str, status: str, at: float, error: str | None) -> Text:
+    symbol, style = STATUS_STYLE.get(status, ("·", ""))
     line = Text(f"{local_time(at)} ", style="dim")
-    what, _, status = kind.partition(".")
-    if what == "run":
-        symbol, style = STATUS_STYLE.get(status, ("·", ""))
-        line.append(f"{symbol} ", style=style)
-        line.append(run_id, style="bold")
-        line.append(f" {safe(task_id)} ", style="cyan")
-        line.append(status, style=style)
-        if status in (model.FAILED, model.CANCELLED):
-            run = queries.get_run(conn, run_id)
-            line.append(f": {safe(run.error or '')}", style=style)
-    else:
-        symbol, style = STEP_STYLE.get(status, ("·", ""))
-        line.append(f"  {symbol} ", style=style)
-        line.append(f"{run_id} ", style="dim")
-        line.append(safe(step_key or ""), style="bold")
-        line.append(f" {status}", style=style)
-        if status in (model.STEP_COMPLETED, model.STEP_FAILED, model.STEP_RETRYING):
-            step = next((s for s in queries.steps_of(conn, run_id, with_attempts=False)
-                         if s.key == step_key), None)
-            if step is not None:
-                if step.kind != model.STEP:
-                    line.append(f" [{step.kind}]", style="magenta")
-                line.append(f" {duration(step.started_at, step.finished_at)}", style="dim")
-                if step.error and status != model.STEP_COMPLETED:
-                    line.append(f": {safe(step.error)}", style=style)
+    line.append(f"{symbol} ", style=style)
+    line.append(run_id, style="bold")
+    line.append(f" {safe(task_id)} ", style="cyan")
+    line.append(status, style=style)
+    if error and status in (model.FAILED, model.CANCELLED):
+        line.append(f": {safe(error)}", style=style)
     return line
+
+
+def step_line(run_id: str, step: StepChange) -> Text:
+    symbol, style = STEP_STYLE.get(step.status, ("·", ""))
+    at = step.finished_at or step.started_at or 0.0
+    line = Text(f"{local_time(at)} ", style="dim")
+    line.append(f"  {symbol} ", style=style)
+    line.append(f"{run_id} ", style="dim")
+    line.append(safe(step.key), style="bold")
+    line.append(f" {step.status}", style=style)
+    if step.status in (model.STEP_COMPLETED, model.STEP_FAILED, model.STEP_RETRYING):
+        if step.kind != model.STEP:
+            line.append(f" [{step.kind}]", style="magenta")
+        line.append(f" {duration(step.started_at, step.finished_at)}", style="dim")
+        if step.error and step.status != model.STEP_COMPLETED:
+            line.append(f": {safe(step.error)}", style=style)
+    return line
+
+
+class EventPrinter:
+    """Turns the journal's events into lines, remembering what each live run showed.
+
+    The log may read a batch of events after they happened; the steps table says how the
+    steps are now. So a run event first prints the step changes made before it, and the
+    rest wait for the run's later events or the end of the batch, keeping lines in order.
+    """
+
+    def __init__(self, conn: Connection, emit: Callable[[Text], None],
+                 started: float | None = None) -> None:
+        self.conn = conn
+        self.emit = emit
+        self.started = time.time() if started is None else started
+        self._shown: dict[str, dict[str, tuple[str, int]]] = {}
+        self._looked: dict[str, float] = {}
+        self._touched: set[str] = set()
+
+    def handle(self, event: tuple[int, float, str, str, str | None]) -> None:
+        _, at, run_id, kind, _ = event
+        if kind == "log":
+            return
+        what, _, status = kind.partition(".")
+        self._show_steps(run_id, until=at)
+        if what != "run":
+            self._touched.add(run_id)
+            return
+        try:
+            run = queries.get_run(self.conn, run_id)
+        except Exception:  # noqa: BLE001 - deleted meanwhile: nothing to print
+            return
+        self.emit(run_line(run_id, run.task_id, status, at, run.error))
+        if status in model.TERMINAL_STATES and run.finished:
+            self._shown.pop(run_id, None)
+            self._looked.pop(run_id, None)
+            self._touched.discard(run_id)
+        else:
+            self._touched.add(run_id)
+
+    def end_batch(self) -> None:
+        """Print what the batch's runs did after their last event (a coalesced burst)."""
+        for run_id in self._touched:
+            self._show_steps(run_id, until=None)
+        self._touched.clear()
+
+    def _show_steps(self, run_id: str, until: float | None) -> None:
+        since = self._looked.get(run_id, self.started) - CLOCK_SLACK
+        shown = self._shown.setdefault(run_id, {})
+        for step in queries.steps_changed_since(self.conn, run_id, since):
+            changed = max(step.started_at or 0.0, step.finished_at or 0.0)
+            if until is not None and changed > until:
+                break
+            state = (step.status, step.attempts)
+            if shown.get(step.key) != state:
+                shown[step.key] = state
+                self.emit(step_line(run_id, step))
+        looked = time.time() if until is None else until
+        self._looked[run_id] = max(self._looked.get(run_id, 0.0), looked)
 
 
 def follow(conn: Connection, stop: threading.Event, emit: Callable[[Text], None],
            *, interval: float = 0.05, from_start: bool = False) -> None:
-    """Emit a line for every new event until `stop` is set."""
+    """Emit lines for every change until `stop` is set."""
     last = 0 if from_start else queries.last_event_id(conn)
+    printer = EventPrinter(conn, emit, started=0.0 if from_start else None)
     version = None
-    tasks: dict[str, str] = {}
     while not stop.is_set():
         v = conn.data_version()
         if v != version:
@@ -71,9 +127,8 @@ def follow(conn: Connection, stop: threading.Event, emit: Callable[[Text], None]
                 events = queries.events_since(conn, last, limit=1000)
                 for event in events:
                     last = event[0]
-                    line = event_line(conn, event, tasks)
-                    if line is not None:
-                        emit(line)
+                    printer.handle(event)
                 if len(events) < 1000:
+                    printer.end_batch()
                     break
         stop.wait(interval)

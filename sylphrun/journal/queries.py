@@ -157,6 +157,35 @@ def steps_of(conn: Connection, run_id: str, *, with_attempts: bool = True) -> li
     ]
 
 
+class StepChange(NamedTuple):
+    """A step as a follower of the journal prints it (no output, no attempt log)."""
+
+    key: str
+    kind: str
+    status: str
+    attempts: int
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+
+def steps_changed_since(conn: Connection, run_id: str, since: float) -> list[StepChange]:
+    """A run's steps started or finished at or after `since`, oldest change first.
+
+    Step events are coalesced (schema V2), so a follower asks the steps table what changed
+    instead of expecting one event per change. The scan stays within the run's rows (the
+    primary key starts with run_id) and returns only the recent ones.
+    """
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT key, kind, status, attempts, started_at, finished_at, error FROM steps"
+            " WHERE run_id = ? AND MAX(COALESCE(started_at, 0), COALESCE(finished_at, 0)) >= ?"
+            " ORDER BY MAX(COALESCE(started_at, 0), COALESCE(finished_at, 0)), seq",
+            (run_id, since),
+        ).fetchall()
+    return [StepChange._make(r) for r in rows]
+
+
 @dataclass(frozen=True)
 class JournaledStep:
     """What a resuming execution needs of a step. `output` stays JSON text: the runtime

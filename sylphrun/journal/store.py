@@ -159,6 +159,7 @@ def record_trigger_step(
             " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids",
             (run_id, key, name, seq, run_attempt, output, now, now, _json_list(child_ids)),
         )
+        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
         return child_ids, output
 
 
@@ -306,9 +307,35 @@ def record_step_interrupted(
         )
 
 
+_STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
+
+
+def _fenced_step_write(conn: Connection, sql: str, params: tuple, *, run_id: str, key: str,
+                       status: str, now: float, notify: bool, sync: bool = True) -> int:
+    """One fenced step write; with `notify`, its event row in the same commit (see schema V2:
+    the two hot step writes announce themselves only when the worker asks)."""
+    if not notify:
+        return conn.write_one(sql, params, sync=sync)
+    with conn.write(sync=sync) as db:
+        changed = db.execute(sql, params).rowcount
+        if changed:
+            db.execute(_STEP_EVENT, (now, run_id, f"step.{status}", key))
+        return changed
+
+
+_START_STEP = (
+    "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
+    f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {_OWNED}"
+    " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
+    " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
+    " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
+    " fatal = 0"
+)
+
+
 def record_step_start(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-    run_attempt: int, now: float,
+    run_attempt: int, now: float, notify: bool = True,
 ) -> None:
     """Journal that a step is about to run, before its function is called.
 
@@ -316,35 +343,40 @@ def record_step_start(
     Not synced even with durability "full": the step's result commit is, and syncing the
     WAL syncs this earlier commit with it. A power cut before then loses only the marker;
     the step runs again with the same idempotency key either way. One fsync per step
-    instead of two.
+    instead of two. `notify=False` leaves the event to a coalesced `note_step_change`.
     """
-    changed = conn.write_one(
-        "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
-        f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {_OWNED}"
-        " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
-        " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
-        " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
-        " fatal = 0",
-        (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
-        sync=False,
+    changed = _fenced_step_write(
+        conn, _START_STEP, (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
+        run_id=run_id, key=key, status=model.STEP_RUNNING, now=now, notify=notify, sync=False,
     )
     if not changed:
         raise LeaseLost(run_id)
 
 
+_STEP_RESULT = (
+    "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
+    f" compensate = ? WHERE run_id = ? AND key = ? AND {_OWNED}"
+)
+
+
 def record_step_result(
     conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float,
-    compensate: str | None = None,
+    compensate: str | None = None, notify: bool = True,
 ) -> None:
-    changed = conn.write_one(
-        "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
-        f" compensate = ? WHERE run_id = ? AND key = ? AND {_OWNED}",
-        (output, now, compensate, run_id, key, run_id, epoch),
+    changed = _fenced_step_write(
+        conn, _STEP_RESULT, (output, now, compensate, run_id, key, run_id, epoch),
+        run_id=run_id, key=key, status=model.STEP_COMPLETED, now=now, notify=notify,
     )
     if not changed:
         with conn.read() as db:
             _fence(db, run_id, epoch)  # raises LeaseLost if that is why nothing changed
         raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
+
+
+def note_step_change(conn: Connection, run_id: str, *, key: str, status: str, now: float) -> None:
+    """The event for step changes written without one (the last of a burst). Not fenced
+    and not synced: it only tells readers to look at the run's steps again."""
+    conn.write_one(_STEP_EVENT, (now, run_id, f"step.{status}", key), sync=False)
 
 
 def record_step_failure(
@@ -396,6 +428,7 @@ def record_completed_step(
             " output = excluded.output, finished_at = excluded.finished_at",
             (run_id, key, name, kind, seq, run_attempt, output, started_at, now),
         )
+        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
 
 
 def suspend_run(

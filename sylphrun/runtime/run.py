@@ -97,6 +97,7 @@ async def execute(ex: Execution) -> str:
     finally:
         if timer is not None:
             timer.cancel()
+        ex.end_notices()
         current_scope.reset(token)
 
 
