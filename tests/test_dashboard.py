@@ -29,6 +29,7 @@ from textual.widgets import Input, RichLog, Select, Static, TextArea
 
 from sylphrun import actions, model
 from sylphrun.config import Config
+from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.app import DashboardApp
 from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.help import HelpScreen, help_renderable
@@ -249,6 +250,51 @@ def test_filters_by_status_task_and_search(journal: RealJournal) -> None:
     drive(app, scenario)
 
 
+def test_search_finds_runs_by_payload_text(journal: RealJournal) -> None:
+    conn = Connection(journal.config.journal)
+    wanted, _ = actions.trigger_run(conn, journal.tasks, "chain", {"order_id": "order-42"})
+    actions.trigger_run(conn, journal.tasks, "chain", {"order_id": "order-7", "note": "[red]x"})
+    conn.close()
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        await pilot.press("slash", *"ORDER-42")  # case does not matter
+        await until(pilot, lambda: table_ids(app) == [wanted], what="the payload match")
+        # A run triggered while the search is on shows up when its payload matches.
+        conn = Connection(journal.config.journal)
+        later, _ = actions.trigger_run(conn, journal.tasks, "saga", {"order": "order-42"})
+        actions.trigger_run(conn, journal.tasks, "saga", {"order": "order-8"})
+        conn.close()
+        await until(pilot, lambda: table_ids(app) == [later, wanted], what="the new match")
+        # Markup in a search or a payload is just text.
+        search = app.screen.query_one("#search", Input)
+        search.value = "[red]x"
+        await until(pilot, lambda: len(table_ids(app)) == 1, what="the markup match")
+        assert app.runs.by_id[table_ids(app)[0]].task_id == "chain"
+        search.value = "order-"
+        await until(pilot, lambda: len(table_ids(app)) == 4, what="all four orders")
+        await pilot.press("escape")
+        await until(pilot, lambda: len(table_ids(app)) == 5 + 4, what="the search cleared")
+
+    drive(app, scenario)
+
+
+def test_payload_search_query_is_literal_and_limited(journal: RealJournal) -> None:
+    conn = Connection(journal.config.journal)
+    try:
+        for n in range(5):
+            actions.trigger_run(conn, journal.tasks, "chain", {"code": f"A_{n}%"})
+        actions.trigger_run(conn, journal.tasks, "chain", {"code": "AB0x"})
+        found = queries.runs_with_payload_text(conn, "a_", limit=100)
+        assert len(found) == 5  # "_" and "%" are not wildcards; ASCII case is ignored
+        assert len(queries.runs_with_payload_text(conn, "%", limit=100)) == 5
+        newest = queries.runs_with_payload_text(conn, "A_", limit=2)
+        assert newest == found[:2]
+        assert queries.runs_with_payload_text(conn, "A_", run_ids=[found[0], "nope"]) == [found[0]]
+    finally:
+        conn.close()
+
+
 def test_child_runs_toggle_shows_children_in_the_list(journal: RealJournal) -> None:
     app = make_app(journal)
 
@@ -422,6 +468,61 @@ def test_timeline_draws_parallel_steps_side_by_side(journal: RealJournal) -> Non
         bars = {k: (v.index("█"), v.rindex("█")) for k, v in rows.items()}
         assert bars["validate"][0] <= bars["reserve"][0] <= bars["ship"][0]
         assert bars["ship"][1] >= bars["reserve"][1]
+        assert timeline.suspended == []  # never parked: no suspended line
+
+    drive(app, scenario)
+
+
+def timeline_rows(timeline: Timeline) -> dict[str, str]:
+    """The suspended line (if any) and each step's line, by name."""
+    rows = {"◐ suspended": timeline.render_line(1).text} if timeline.lanes else {}
+    for i, step in enumerate(timeline.steps):
+        rows[step.key] = timeline.render_line(1 + timeline.lanes + i).text
+    return rows
+
+
+def test_timeline_draws_the_time_a_fan_in_waited_for_its_children(journal: RealJournal) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, journal.ids["fanout"])
+        await pilot.press("2")
+        await pilot.pause()
+        timeline = screen.query_one(Timeline)
+        # The parent parked once its children were triggered, and resumed when they were
+        # done: a stretch no step covers (collect's row restarts when it is replayed).
+        assert [b.reason for b in timeline.suspended] == ["waiting"]
+        band = timeline.suspended[0]
+        assert band.step_keys == ("collect",) and band.end is not None
+        collect = next(s for s in timeline.steps if s.key == "collect")
+        assert band.start < collect.started_at and band.end <= collect.started_at
+        rows = timeline_rows(timeline)
+        assert rows["◐ suspended"].lstrip().startswith("◐ suspended")
+        for name in ("◐ suspended", "collect"):
+            assert "░" in rows[name]
+        # On collect's line the band comes before its bar (the replayed execution).
+        assert rows["collect"].index("░") < rows["collect"].index("█")
+
+    drive(app, scenario)
+
+
+def test_timeline_draws_a_retry_wait_that_grows_with_the_clock(journal: RealJournal) -> None:
+    now = [time.time()]
+    app = make_app(journal, clock=lambda: now[0])
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, journal.ids["flaky"])
+        await pilot.press("2")
+        await pilot.pause()
+        timeline = screen.query_one(Timeline)
+        [band] = timeline.suspended
+        assert band.reason == "retry" and band.end is None  # parked until the retry time
+        fetch = timeline.steps[0]
+        now[0] = fetch.finished_at + 60
+        await pilot.pause(0.4)  # the tick redraws it
+        rows = timeline_rows(timeline)
+        assert "░ retry ░" in rows["◐ suspended"] and "░ retry ░" in rows["fetch"]
+        assert rows["◐ suspended"].rstrip().endswith(" " + fmt.seconds(now[0] - band.start))
 
     drive(app, scenario)
 
@@ -877,6 +978,72 @@ def test_snapshot_retry_countdown(snap_compare, snapshot_app) -> None:
 def test_snapshot_timeline_with_parallel_steps(snap_compare, snapshot_app) -> None:
     make, ids = snapshot_app
     assert snap_compare(make(), terminal_size=(100, 24), run_before=loaded(ids["chain"], keys=("2",)))
+
+
+def suspended_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """One finished run that spent most of its time suspended: a durable sleep, a fan-in
+    parked on its children, and a step's retry back-off. Returns its id."""
+    j = FixedJournal(path, monkeypatch)
+    t = T0 + 200
+    c = j.start("nightly-sync", t)
+    j.step(c, "export", t + 0.1, t + 1.0, {"rows": 120})
+    store.record_step_waiting(j.conn, c.run_id, c.epoch, key="cool-down", name="cool-down",
+                              kind="sleep", seq=2, run_attempt=1,
+                              output=json.dumps({"wake_at": t + 11}), now=t + 1.0)
+    j.seq[c.run_id]["cool-down"] = 2
+    store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 11, now=t + 1.05)
+    c = j._claim("nightly-sync", t + 11.02)[0]
+    store.record_step_result(j.conn, c.run_id, c.epoch, key="cool-down",
+                             output=json.dumps({"wake_at": t + 11}), now=t + 11.03)
+    kids, _ = store.record_trigger_step(
+        j.conn, c.run_id, c.epoch, key="batch-trigger:sync-shard", name="batch-trigger:sync-shard",
+        seq=3, run_attempt=1, specs=[RunSpec("sync-shard", json.dumps({"shard": i}), None, c.run_id,
+                                             "batch-trigger:sync-shard") for i in range(3)],
+        output_of=lambda ids: json.dumps({"run_ids": ids}), now=t + 11.1)
+    j.seq[c.run_id]["batch-trigger:sync-shard"] = 3
+    j.step(c, "collect", t + 11.2, None)
+    store.suspend_run(j.conn, c.run_id, c.epoch, children=kids, wake_at=None, now=t + 11.25)
+    for n, kid in enumerate(j._claim("sync-shard", t + 12, limit=3)):
+        j.finish(kid, t + 14 + 2 * n, output={"shard": n})
+    c = j._claim("nightly-sync", t + 18.5)[0]
+    j.step(c, "collect", t + 18.5, t + 18.6, [{"ok": True}] * 3)
+    j.step(c, "publish", t + 18.7, t + 19.0, error="ConnectionError: [cdn] refused",
+           traceback=TRACEBACK, retry_at=t + 24)
+    store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 24, now=t + 19.05)
+    c = j._claim("nightly-sync", t + 24.0)[0]
+    j.step(c, "publish", t + 24.01, t + 24.5, {"published": True})
+    j.finish(c, t + 24.6, output={"ok": True})
+    j.conn.close()
+    return c.run_id
+
+
+def test_snapshot_timeline_with_suspended_time(snap_compare, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    run_id = suspended_journal(tmp_path / "journal.db", monkeypatch)
+    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    app = DashboardApp(config, tasks={"nightly-sync": 1, "sync-shard": 1}, clock=lambda: T0 + 300)
+    app.title_text = lambda: Text("sylphrun  /srv/shop  journal .sylphrun/journal.db")
+
+    async def check(pilot: Pilot) -> None:
+        await loaded(run_id, keys=("2",))(pilot)
+        timeline = pilot.app.screen.query_one(Timeline)
+        bands = [(b.reason, round(b.start - T0 - 200, 2), round(b.end - T0 - 200, 2))
+                 for b in timeline.suspended]
+        assert bands == [("sleeping", 1.05, 11.02), ("waiting", 11.25, 18.5), ("retry", 19.05, 24.0)]
+        rows = timeline_rows(timeline)
+        assert rows["◐ suspended"].rstrip().endswith("22.2s")  # of 24.6s
+        for reason in ("sleeping", "waiting", "retry"):
+            assert f" {reason} " in rows["◐ suspended"]
+        assert " sleeping " in rows["cool-down"] and "█" not in rows["cool-down"]
+        assert " waiting " in rows["collect"] and " retry " in rows["publish"]
+
+    try:
+        assert snap_compare(app, terminal_size=(110, 24), run_before=check)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
 
 
 def test_snapshot_trigger_dialog(snap_compare, snapshot_app) -> None:

@@ -7,6 +7,7 @@ on a connection of their own. The UI thread never touches SQLite.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,9 +23,9 @@ from textual.worker import get_current_worker
 from sylphrun.config import Config
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
-from sylphrun.dashboard.feed import JournalFeed, RunDetail
+from sylphrun.dashboard.feed import JournalFeed, PayloadMatches, RunDetail
 from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
-from sylphrun.dashboard.runs_model import RunsModel
+from sylphrun.dashboard.runs_model import ModelChange, RunsModel
 from sylphrun.dashboard.screens.help import HelpScreen
 from sylphrun.dashboard.screens.run import RunScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
@@ -161,6 +162,8 @@ class DashboardApp(RunCommands, App[None]):
             change = self.runs.apply(update.runs)
         else:
             change = None
+        if update.payload_matches is not None:
+            change = self._apply_payload_matches(update.payload_matches) or change
         with self.batch_update():
             if change is not None:
                 for screen in self.screen_stack:
@@ -186,6 +189,15 @@ class DashboardApp(RunCommands, App[None]):
                 self.refresh_tasks()
             self.refresh_status(force=update.workers is not None or update.reload_changed)
         self.updates_applied += 1
+
+    def _apply_payload_matches(self, found: PayloadMatches) -> ModelChange | None:
+        current = self.runs.filter
+        if found.text != current.text.strip():
+            return None  # an answer to a search the user has since changed
+        ids = found.run_ids if found.complete else current.payload_ids | found.run_ids
+        if ids == current.payload_ids:
+            return None
+        return self.runs.set_filter(dataclasses.replace(current, payload_ids=ids))
 
     def on_feed_failed(self, message: FeedFailed) -> None:
         self.feed_error = message.error

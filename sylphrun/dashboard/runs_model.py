@@ -16,12 +16,17 @@ from sylphrun.journal.queries import RunSummary
 class RunFilter:
     """What the runs list shows. Child runs are hidden unless asked for, or unless a task
     filter or a search is set (then every matching run is shown: a search for a child's
-    id finds it)."""
+    id finds it).
+
+    A search matches a run's id, task or error here, and its payload in the journal: the
+    runs held here have no payloads (50,000 of them would cost memory and load time), so
+    the feed finds the payload matches and they arrive as `payload_ids`."""
 
     status: str | None = None
     task_id: str | None = None
     text: str = ""
     show_children: bool = False
+    payload_ids: frozenset[str] = frozenset()
 
     def matches(self, run: RunSummary) -> bool:
         if self.status is not None and run.status != self.status:
@@ -34,6 +39,7 @@ class RunFilter:
                 text in run.id
                 or text in run.task_id.lower()
                 or (run.error is not None and text in run.error.lower())
+                or run.id in self.payload_ids
             )
         return run.parent_run_id is None or self.show_children or self.task_id is not None
 

@@ -21,7 +21,7 @@ KEYS = [
     ]),
     ("Runs list", [
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),
-        ("/", "search run id, task or error (escape clears)"),
+        ("/", "search run id, task, error or payload (escape clears)"),
         ("s", "cycle the status filter"), ("a", "cycle the task filter"),
         ("h", "show or hide child runs (a search or task filter always shows them)"),
         ("r", "retry a failed or cancelled run (completed steps are kept)"),

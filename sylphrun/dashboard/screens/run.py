@@ -144,7 +144,8 @@ class RunScreen(Screen):
         tree = self.query_one(StepTree)
         tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
         self._show_selected_step()
-        self.query_one(Timeline).show(detail.run, detail.steps)
+        self.query_one(Timeline).show(detail.run, detail.steps, detail.attempts,
+                                         detail.changes)
         tabs = self.query_one(TabbedContent)
         if detail.run.children_total:
             tabs.show_tab("children")

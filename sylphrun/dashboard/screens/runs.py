@@ -58,7 +58,7 @@ class RunsScreen(Screen):
         with TabbedContent(id="main-tabs", initial="runs"):
             with TabPane("Runs", id="runs"), Vertical():
                 with Horizontal(id="filters"):
-                    yield Input(placeholder="/ search id, task or error", id="search", compact=True)
+                    yield Input(placeholder="/ search id, task, payload", id="search", compact=True)
                     yield Select(
                         [(fmt.run_status(s), s) for s in model.RUN_STATES],
                         prompt="any status", id="status-filter", compact=True,
@@ -137,7 +137,9 @@ class RunsScreen(Screen):
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
-        self._set_filter(text=event.value)
+        # Payload matches of the old text no longer apply; the feed sends the new ones.
+        self._set_filter(text=event.value, payload_ids=frozenset())
+        self.app.feed.search(event.value)
 
     @on(Input.Submitted, "#search")
     def _search_done(self) -> None:
