@@ -13,7 +13,7 @@ process only (never sylphrun's files), to show what a proposed fix would gain:
                         before V2; the engine (part 2) always coalesces.
 - checkpoint off-path : `wal_autocheckpoint = 0` on sylphrun's connections; a background
                         connection runs `PRAGMA wal_checkpoint(PASSIVE)` every 50 ms.
-- no fence SELECT     : `store._fence` (a SELECT before each fenced write) made a no-op:
+- no fence SELECT     : `fence.check` (a SELECT before each fenced write) made a no-op:
                         the upper bound of what checking the epoch inside the INSERT/UPDATE
                         itself (`... WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND
                         lease_epoch = ? AND status = 'running')`, rowcount 0 = lease lost)
@@ -66,7 +66,7 @@ from common import (
     us,
 )
 
-from sylphrun.journal import Connection, RunSpec, store
+from sylphrun.journal import Connection, RunSpec, fence, store
 from sylphrun.runtime import supervisor as supervisor_module
 from sylphrun.runtime.worker import WorkerSettings, worker_main
 
@@ -159,9 +159,10 @@ def patch_process(variant: set[str], durability: str) -> list[Callable[[], None]
     """The variant's patches of sylphrun's functions in this process; returns the undos."""
     undo: list[Callable[[], None]] = []
     if "no-fence-select" in variant:
-        original_fence = store._fence
-        store._fence = lambda db, run_id, epoch: None
-        undo.append(lambda: setattr(store, "_fence", original_fence))
+        # Every fenced write looks the check up through its module, so patch it there.
+        original_fence = fence.check
+        fence.check = lambda db, run_id, epoch: None
+        undo.append(lambda: setattr(fence, "check", original_fence))
     if "start-normal" in variant and durability == "full":
         original_start = store.record_step_start
 

@@ -820,7 +820,7 @@ class FixedJournal:
 
     def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         counter = itertools.count(1)
-        monkeypatch.setattr(store, "new_run_id", lambda: f"run_{next(counter):04d}snapshot")
+        monkeypatch.setattr("sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot")
         self.conn = Connection(path)
         self.seq: dict[str, dict[str, int]] = {}  # run id -> step key -> seq
 

@@ -1,6 +1,7 @@
 """The journal: one SQLite file, the only channel between processes, and all of its SQL.
 
-`connection` opens it, `schema` migrates it, `store` writes, `queries` reads. Nothing
+`connection` opens it, `schema` migrates it, `store` writes (the one name for the write
+modules `lifecycle`, `steps`, `user_actions` and `workers`), `queries` reads. Nothing
 outside this package writes SQL, so a PostgreSQL journal can be added beside it later.
 """
 

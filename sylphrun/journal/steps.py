@@ -1,0 +1,211 @@
+"""The steps of a run and its log, as the worker executing it writes them.
+
+These are the hot writes (two per step), so the two every step makes check the lease inside
+the statement (`fence.OWNED`) rather than with a SELECT first, and announce themselves with
+an event row only when the worker asks (`notify`; see schema V2). Not to be confused with
+`sylphrun.runtime.steps`, the replay-or-record logic that calls them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+
+from sylphrun import model
+from sylphrun.journal import fence
+from sylphrun.journal.connection import Connection
+from sylphrun.journal.fence import LeaseLost
+from sylphrun.journal.transitions import RunSpec, insert_children
+
+_STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
+
+
+def record_trigger_step(
+    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, seq: int,
+    run_attempt: int, specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+) -> tuple[list[str], str]:
+    """A parent's trigger step: its children and the completed step, in one transaction.
+
+    Either both exist after a crash or neither does, so a resumed parent finds the step
+    and never creates its children twice. `output_of(child_ids)` builds the step's JSON.
+    """
+    with conn.write() as db:
+        child_ids = [rid for rid, _ in insert_children(db, run_id, epoch, specs, now)]
+        output = output_of(child_ids)
+        db.execute(
+            "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
+            " output, started_at, finished_at, child_run_ids)"
+            " VALUES (?, ?, ?, 'trigger', 'completed', ?, 1, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = excluded.output,"
+            " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids",
+            (run_id, key, name, seq, run_attempt, output, now, now, _json_list(child_ids)),
+        )
+        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
+        return child_ids, output
+
+
+def _json_list(ids: Sequence[str]) -> str:
+    return json.dumps(list(ids), separators=(",", ":"))
+
+
+def record_step_interrupted(
+    conn: Connection, run_id: str, epoch: int, *, key: str, reason: str, now: float
+) -> None:
+    """A step whose execution ended without a result while its run goes on (the user's
+    code cancelled it): journaled as an interrupted attempt, not left 'running'."""
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        db.execute(
+            "INSERT OR REPLACE INTO step_attempts SELECT run_id, key, attempts, run_attempt,"
+            " 'interrupted', ?, NULL, started_at, ? FROM steps"
+            " WHERE run_id = ? AND key = ? AND status = 'running'",
+            (f"interrupted: {reason}", now, run_id, key),
+        )
+        db.execute(
+            "UPDATE steps SET status = 'interrupted', finished_at = ?"
+            " WHERE run_id = ? AND key = ? AND status = 'running'",
+            (now, run_id, key),
+        )
+
+
+def _fenced_step_write(conn: Connection, sql: str, params: tuple, *, run_id: str, key: str,
+                       status: str, now: float, notify: bool, sync: bool = True) -> int:
+    """One fenced step write; with `notify`, its event row in the same commit (see schema V2:
+    the two hot step writes announce themselves only when the worker asks)."""
+    if not notify:
+        return conn.write_one(sql, params, sync=sync)
+    with conn.write(sync=sync) as db:
+        changed = db.execute(sql, params).rowcount
+        if changed:
+            db.execute(_STEP_EVENT, (now, run_id, f"step.{status}", key))
+        return changed
+
+
+_START_STEP = (
+    "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
+    f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {fence.OWNED}"
+    " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
+    " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
+    " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
+    " fatal = 0"
+)
+
+
+def record_step_start(
+    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+    run_attempt: int, now: float, notify: bool = True,
+) -> None:
+    """Journal that a step is about to run, before its function is called.
+
+    A start with no result after a crash is an in-doubt attempt, shown as interrupted.
+    Not synced even with durability "full": the step's result commit is, and syncing the
+    WAL syncs this earlier commit with it. A power cut before then loses only the marker;
+    the step runs again with the same idempotency key either way. One fsync per step
+    instead of two. `notify=False` leaves the event to a coalesced `note_step_change`.
+    """
+    changed = _fenced_step_write(
+        conn, _START_STEP, (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
+        run_id=run_id, key=key, status=model.STEP_RUNNING, now=now, notify=notify, sync=False,
+    )
+    if not changed:
+        raise LeaseLost(run_id)
+
+
+_STEP_RESULT = (
+    "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
+    f" compensate = ? WHERE run_id = ? AND key = ? AND {fence.OWNED}"
+)
+
+
+def record_step_result(
+    conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float,
+    compensate: str | None = None, notify: bool = True,
+) -> None:
+    changed = _fenced_step_write(
+        conn, _STEP_RESULT, (output, now, compensate, run_id, key, run_id, epoch),
+        run_id=run_id, key=key, status=model.STEP_COMPLETED, now=now, notify=notify,
+    )
+    if not changed:
+        with conn.read() as db:
+            fence.check(db, run_id, epoch)  # raises LeaseLost if that is why nothing changed
+        raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
+
+
+def note_step_change(conn: Connection, run_id: str, *, key: str, status: str, now: float) -> None:
+    """The event for step changes written without one (the last of a burst). Not fenced
+    and not synced: it only tells readers to look at the run's steps again."""
+    conn.write_one(_STEP_EVENT, (now, run_id, f"step.{status}", key), sync=False)
+
+
+def record_step_failure(
+    conn: Connection, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
+    retry_at: float | None, fatal: bool = False, now: float,
+) -> None:
+    """A failed step attempt: 'retrying' if the step's own policy runs it again at
+    `retry_at`, else 'failed' for this run attempt."""
+    status = model.STEP_RETRYING if retry_at is not None else model.STEP_FAILED
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        row = db.execute(
+            "UPDATE steps SET status = ?, error = ?, retry_at = ?, fatal = ?, finished_at = ?"
+            " WHERE run_id = ? AND key = ? RETURNING attempts, run_attempt, started_at",
+            (status, error, retry_at, int(fatal), now, run_id, key),
+        ).fetchone()
+        db.execute(
+            "INSERT OR REPLACE INTO step_attempts VALUES (?, ?, ?, ?, 'failed', ?, ?, ?, ?)",
+            (run_id, key, row[0], row[1], error, traceback, row[2], now),
+        )
+
+
+def record_step_waiting(
+    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+    run_attempt: int, output: str, now: float,
+) -> None:
+    """A sleep or wait step that has begun: `output` holds what it waits for (a wake time)."""
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        db.execute(
+            "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
+            " output, started_at) VALUES (?, ?, ?, ?, 'waiting', ?, 1, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO NOTHING",
+            (run_id, key, name, kind, seq, run_attempt, output, now),
+        )
+
+
+def record_completed_step(
+    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+    run_attempt: int, output: str, started_at: float, now: float,
+) -> None:
+    """A step whose start and result are written together (a wait that found its answer)."""
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        db.execute(
+            "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
+            " output, started_at, finished_at) VALUES (?, ?, ?, ?, 'completed', ?, 1, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed',"
+            " output = excluded.output, finished_at = excluded.finished_at",
+            (run_id, key, name, kind, seq, run_attempt, output, started_at, now),
+        )
+        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
+
+
+def append_log(
+    conn: Connection, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+    epoch: int | None = None,
+) -> None:
+    """A log line of a run. From the run's code, `epoch` fences it like every other write:
+    a worker paused past its lease must not add lines to a run another worker now owns."""
+    with conn.write() as db:
+        if epoch is None:
+            db.execute(
+                "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, ?, ?, ?)",
+                (run_id, now, level, message, step_key),
+            )
+            return
+        changed = db.execute(
+            "INSERT INTO logs (run_id, at, level, message, step_key)"
+            f" SELECT ?, ?, ?, ?, ? WHERE {fence.OWNED}",
+            (run_id, now, level, message, step_key, run_id, epoch),
+        ).rowcount
+        if not changed:
+            raise LeaseLost(run_id)
