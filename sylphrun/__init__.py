@@ -8,11 +8,19 @@
         return {"order_id": order["id"]}
 """
 
-from sylphrun.define import Retry, Task, task
-from sylphrun.errors import ChildRunFailed, NonRetriableError, StepFailed
-from sylphrun.model import RunResult
-from sylphrun.runtime.context import Context
-from sylphrun.trigger import BatchHandle, RunHandle
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+# The public names are imported on first use (PEP 562): every task module, every spawned
+# worker, the import check of each reload and `sylphrun --help` import this package, and
+# most of them need `task` and nothing of the journal, asyncio or the trigger machinery.
+if TYPE_CHECKING:
+    from sylphrun.define import Retry, Task, task
+    from sylphrun.errors import ChildRunFailed, NonRetriableError, StepFailed
+    from sylphrun.model import RunResult
+    from sylphrun.runtime.context import Context
+    from sylphrun.trigger import BatchHandle, RunHandle
 
 __all__ = [
     "BatchHandle",
@@ -27,3 +35,29 @@ __all__ = [
     "task",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # Plain imports, not importlib by name: only discovery imports by name (see
+    # tests/torture/test_files.py).
+    if name in ("Retry", "Task", "task"):
+        from sylphrun import define as module
+    elif name in ("ChildRunFailed", "NonRetriableError", "StepFailed"):
+        from sylphrun import errors as module
+    elif name == "RunResult":
+        from sylphrun import model as module
+    elif name == "Context":
+        from sylphrun.runtime import context as module
+    elif name in ("BatchHandle", "RunHandle"):
+        from sylphrun import trigger as module
+    else:
+        # AttributeError, not ImportError: `from sylphrun import model` relies on it to
+        # fall back to importing the submodule.
+        raise AttributeError(f"module 'sylphrun' has no attribute {name!r}")
+    value = getattr(module, name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
