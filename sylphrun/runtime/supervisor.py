@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_sentinels
 
-import psutil
-
 from sylphrun.config import Config
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
@@ -46,6 +44,9 @@ class WorkerProcess:
     retiring: bool = False
     # Started by a reload, not yet known to serve: its exit is the reload's business.
     probation: bool = False
+    # A standby's end of its gate: it waits, imported, for the config to serve (see
+    # `prepare_standby`). None once sent, and for workers started to serve at once.
+    gate: multiprocessing.connection.Connection | None = None
 
 
 def describe_exit(code: int | None) -> str:
@@ -73,6 +74,8 @@ class Supervisor:
                                        output_path=output_path)
         self.on_event = on_event or (lambda msg: log.info(msg))
         self.procs: list[WorkerProcess] = []
+        # Spawned ahead for the next reload, waiting at their gate; not in `procs`.
+        self.standby: list[WorkerProcess] = []
         self.stopping = False
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
@@ -92,12 +95,31 @@ class Supervisor:
         threading.Thread(target=self._watch_write_lock, args=(self._watch_stop,), daemon=True,
                          name="sylphrun-lock-watch").start()
 
-    def _spawn(self, index: int) -> WorkerProcess:
+    def _spawn(self, index: int, *, gated: bool = False) -> WorkerProcess:
         worker_id = new_worker_id()
         settings = replace(self.template, worker_id=worker_id)
-        proc = self.mp.Process(target=worker_main, args=(settings,), name=f"sylphrun-worker-{index}")
+        gate_out, gate = self.mp.Pipe(duplex=False) if gated else (None, None)
+        proc = self.mp.Process(target=worker_main, args=(settings, gate_out),
+                               name=f"sylphrun-worker-{index}")
         proc.start()
-        return WorkerProcess(index, worker_id, proc, time.monotonic())
+        if gate_out is not None:
+            gate_out.close()  # the child holds it now; our copy would hide our death from it
+        return WorkerProcess(index, worker_id, proc, time.monotonic(), gate=gate)
+
+    def prepare_standby(self) -> None:
+        """Spawn the next reload's workers now: a spawned worker spends most of its start
+        importing Python and sylphrun's runtime, none of which depends on the user's code.
+        They wait at a gate, the task modules not imported, until `start_replacement`
+        sends them the config to discover and serve; they are not registered meanwhile,
+        so they claim nothing. Called by the reloader once the serving set is settled."""
+        with self._lock:
+            for wp in self.standby:
+                if wp.process.exitcode is not None:
+                    wp.process.join(0)
+            self.standby = [wp for wp in self.standby if wp.process.exitcode is None]
+            if self.stopping or self.standby:
+                return
+            self.standby = [self._spawn(i, gated=True) for i in range(self.count)]
 
     def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
@@ -165,11 +187,41 @@ class Supervisor:
             if config is not None:
                 self.config = config
                 self.template = replace(self.template, config=config)
-            new = [self._spawn(i) for i in range(self.count)]
+            # The standby set if one was prepared (see `prepare_standby`), topped up with
+            # fresh workers for any that died waiting.
+            new = [wp for wp in self.standby if self._release_gate(wp)]
+            self.standby = []
+            taken = {wp.index for wp in new}
+            new += [self._spawn(i) for i in range(self.count) if i not in taken]
             for wp in new:
                 wp.probation = True
             self.procs.extend(new)
             return [p.worker_id for p in new]
+
+    def _release_gate(self, wp: WorkerProcess) -> bool:
+        """Send a standby worker the config to serve; False if it is gone."""
+        try:
+            wp.gate.send(self.template.config)
+        except OSError:  # it died waiting (killed by hand, out of memory)
+            pass
+        wp.gate.close()
+        wp.gate = None
+        if wp.process.exitcode is not None:
+            wp.process.join(0)
+            return False
+        wp.started = time.monotonic()
+        return True
+
+    def _drop_standby(self) -> None:
+        """Closing a gate is the standby's signal to exit; SIGKILL if it is slow."""
+        for wp in self.standby:
+            wp.gate.close()
+        for wp in self.standby:
+            wp.process.join(1)
+            if wp.process.exitcode is None:
+                _kill(wp.process.pid)
+                wp.process.join(1)
+        self.standby = []
 
     def retire_all_but(self, keep: set[str]) -> None:
         """The new workers are serving: the others stop claiming, hand in-flight runs back
@@ -195,6 +247,19 @@ class Supervisor:
         with self._lock:
             running = {p.worker_id for p in self.procs if p.process.exitcode is None}
         return not ids <= running
+
+    def serving(self) -> bool:
+        """Has every worker of the serving set registered (none of them still starting)?"""
+        with self._lock:
+            ids = {p.worker_id for p in self.procs if not p.retiring}
+        return bool(ids) and ids <= self.live_worker_ids()
+
+    def starting(self) -> bool:
+        """Is a worker of the serving set running but not registered yet?"""
+        with self._lock:
+            ids = {p.worker_id for p in self.procs
+                   if not p.retiring and p.process.exitcode is None}
+        return not ids <= self.live_worker_ids()
 
     def live_worker_ids(self) -> set[str]:
         return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
@@ -284,6 +349,8 @@ class Supervisor:
         """Graceful: workers hand in-flight runs back at a step boundary, then exit.
         Not graceful: kill them now; their runs are released (not counted as crashes)."""
         self.stopping = True
+        with self._lock:
+            self._drop_standby()
         for wp in self.procs:
             if wp.process.exitcode is None:
                 if graceful:
@@ -322,6 +389,8 @@ class Supervisor:
 def _pid_alive(pid: int) -> bool:
     """Is the process running? A zombie is not: a worker orphaned by its supervisor's
     death stays one until its new parent reaps it, which in a container may be never."""
+    import psutil  # here: most supervisors never need it, and every start would pay for it
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
@@ -329,6 +398,8 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _stopped(pid: int) -> bool:
+    import psutil
+
     try:
         return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
     except psutil.Error:

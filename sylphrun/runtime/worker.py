@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sylphrun.config import Config
 from sylphrun.define import Task
@@ -47,10 +48,25 @@ class WorkerSettings:
     output_path: str | None = None
 
 
-def worker_main(settings: WorkerSettings) -> None:
-    """Entry point of a worker process (the target the supervisor spawns)."""
+def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Connection | None = None) -> None:
+    """Entry point of a worker process (the target the supervisor spawns).
+
+    With a `gate`, a standby started ahead of a reload: the runtime is imported (this
+    module's imports), the task modules not yet. It waits for the config to serve; the
+    gate closing (the supervisor dropped the standby, or died) means exit.
+    """
+    from sylphrun.discover import discover
+    from sylphrun.errors import SylphrunError
+
     # Ctrl-C reaches the whole process group; the supervisor decides how to stop us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if gate is not None:
+        try:
+            config = gate.recv()
+        except (EOFError, OSError):
+            os._exit(0)
+        gate.close()
+        settings = replace(settings, config=config)
     if settings.output_path:
         fd = os.open(settings.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         os.dup2(fd, 1)
@@ -58,9 +74,6 @@ def worker_main(settings: WorkerSettings) -> None:
         os.close(fd)
     logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
                         format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
-    from sylphrun.discover import discover
-    from sylphrun.errors import SylphrunError
-
     try:
         tasks = discover(settings.config)
     except SylphrunError as exc:
