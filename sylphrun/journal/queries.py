@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from sylphrun import model
@@ -186,10 +185,10 @@ def steps_changed_since(conn: Connection, run_id: str, since: float) -> list[Ste
     return [StepChange._make(r) for r in rows]
 
 
-@dataclass(frozen=True)
-class JournaledStep:
+class JournaledStep(NamedTuple):
     """What a resuming execution needs of a step. `output` stays JSON text: the runtime
-    decodes only the steps it actually replays."""
+    decodes only the steps it actually replays. A named tuple: one is built per step the
+    run records, and a frozen dataclass's __init__ costs several times as much."""
 
     status: str
     kind: str

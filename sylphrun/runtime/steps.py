@@ -25,9 +25,8 @@ import types
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sylphrun import codec, model
 from sylphrun.define import Retry, Task
@@ -52,9 +51,9 @@ from sylphrun.journal.queries import (
 from sylphrun.runtime.signals import JournalFailed, Release, Suspend
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Where user code is running: which execution, and inside which step (None: the body)."""
+class Scope(NamedTuple):
+    """Where user code is running: which execution, and inside which step (None: the body).
+    A named tuple: one is made per step call."""
 
     execution: Execution
     step_key: str | None
@@ -548,7 +547,10 @@ async def _run_step(
     ex.running[key] = asyncio.current_task()
     ex.parent_of[key] = outer.step_key if outer else None
     try:
-        result = await _call(ex, fn, args, kwargs)
+        # An async fn is awaited right here (a coroutine frame less per step than _call).
+        result = await (fn(*args, **kwargs) if _is_async(fn) else _call(ex, fn, args, kwargs))
+        while type(result) not in _SELF_JSON and inspect.isawaitable(result):
+            result = await result
         if ex.suspending:
             raise Suspend()
         output = codec.dumps(result, what=f"step {key!r} result")
@@ -633,22 +635,16 @@ def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, rec: Journa
 
 
 async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
-    """Await a coroutine function; run a plain function in a thread (so parallel steps are
-    parallel); await whatever awaitable a plain function returns (`lambda: fetch(x)`)."""
-    if _is_async(fn):
-        result = await fn(*args, **kwargs)
-    else:
-        ctx = contextvars.copy_context()
-        ex.thread_steps += 1
-        try:
-            result = await ex.loop.run_in_executor(
-                ex.threads, functools.partial(ctx.run, fn, *args, **kwargs)
-            )
-        finally:
-            ex.thread_steps -= 1
-    while type(result) not in _SELF_JSON and inspect.isawaitable(result):
-        result = await result
-    return result
+    """Run a plain function in a thread, so parallel steps are parallel. Whatever awaitable
+    it returns (`lambda: fetch(x)`) is awaited by the caller."""
+    ctx = contextvars.copy_context()
+    ex.thread_steps += 1
+    try:
+        return await ex.loop.run_in_executor(
+            ex.threads, functools.partial(ctx.run, fn, *args, **kwargs)
+        )
+    finally:
+        ex.thread_steps -= 1
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:
