@@ -37,6 +37,7 @@ import latency1
 import recovery
 import steps100
 from common import (
+    SETTLE_S,
     BenchEngine,
     BenchProject,
     machine_facts,
@@ -196,11 +197,12 @@ def sylphrun_steps(durability: str, chains: int = 3) -> dict[str, list[float]]:
     return out
 
 
-def scenario_steps(peers: set[str], prefect: dict, rounds: int = 3) -> dict:
+def scenario_steps(peers: set[str], prefect: dict, rounds: int = 5) -> dict:
     """`rounds` rounds, each: sylphrun normal and full (a fresh project, one 100-step chain
     per step kind), DBOS default and WAL (a fresh process, one chain per kind), 200 raw
-    commits per durability on a fresh file (a 100-step chain commits 200 times). Pooled per row: a burst of someone else's work on the machine
-    hits every tool, not just the one that ran at that moment."""
+    commits per durability on a fresh file (a 100-step chain commits 200 times), each
+    after SETTLE_S. Pooled per row: a burst of someone else's work on the machine hits
+    every tool, not just the one that ran at that moment."""
     mine: dict[str, dict[str, list[float]]] = {d: {"async": [], "sync": []}
                                                for d in ("normal", "full")}
     dbos: dict[bool, dict[str, list[float]]] = {w: {"sync_us": [], "async_us": []}
@@ -209,11 +211,13 @@ def scenario_steps(peers: set[str], prefect: dict, rounds: int = 3) -> dict:
     dbos_error = None if "dbos" in peers else "skipped"
     for _ in range(rounds):
         for d in ("normal", "full"):
+            time.sleep(SETTLE_S)
             for kind, values in sylphrun_steps(d, chains=1).items():
                 mine[d][kind] += values
         for wal in (False, True):
             if dbos_error:
                 break
+            time.sleep(SETTLE_S)
             res = run_script(PEERS_PY, "dbos_bench.py", "steps", "--chains", "1",
                              *(["--wal"] if wal else []), timeout=180)
             if "error" in res:
@@ -222,6 +226,7 @@ def scenario_steps(peers: set[str], prefect: dict, rounds: int = 3) -> dict:
             for key in ("sync_us", "async_us"):
                 dbos[wal][key] += res[key]
         for d in ("normal", "full"):
+            time.sleep(SETTLE_S)
             raw[d] += [x * 1e6 for x in steps100.raw_commits(d, n=200, warm=20)]
 
     rows = []

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from common import (
+    SETTLE_S,
     BenchEngine,
     BenchProject,
     bench_tmpdir,
@@ -153,6 +154,7 @@ def measure(durability: str, repeat: int = 3) -> dict:
     "warm" chains run in the last project after a WARM_STEPS-step chain."""
     out: dict = {"durability": durability}
     for r in range(repeat):
+        time.sleep(SETTLE_S)
         project = BenchProject("steps", durability, TASKS)
         try:
             with BenchEngine(project) as eng:
@@ -168,11 +170,13 @@ def measure(durability: str, repeat: int = 3) -> dict:
                                  eng.run("chain", {"n": STEPS, "sync": sync}).output)
         finally:
             project.cleanup()
+    time.sleep(SETTLE_S)
     direct = BenchProject("steps-direct", durability, TASKS)
     try:
         out.update(journal_writes(direct, warm=WARM_STEPS))
     finally:
         direct.cleanup()
+    time.sleep(SETTLE_S)
     out["raw fresh"] = raw_commits(durability, warm=20)
     out["raw warm"] = raw_commits(durability, warm=3 * WARM_STEPS)
     return out
