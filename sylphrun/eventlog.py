@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from rich.text import Text
 
@@ -67,16 +69,18 @@ class EventPrinter:
         self.conn = conn
         self.emit = emit
         self.started = time.time() if started is None else started
-        self._shown: dict[str, dict[str, tuple[str, int]]] = {}
-        self._looked: dict[str, float] = {}
+        # What each run's steps showed, and when its steps were last read. Kept after the
+        # run finishes (a retry, or a late event, must not print its old steps again), for
+        # the most recently active runs only.
+        self._memory: OrderedDict[str, _Seen] = OrderedDict()
         self._touched: set[str] = set()
 
     def handle(self, event: tuple[int, float, str, str, str | None]) -> None:
-        _, at, run_id, kind, _ = event
+        _, at, run_id, kind, step_key = event
         if kind == "log":
             return
         what, _, status = kind.partition(".")
-        self._show_steps(run_id, until=at)
+        self._show_steps(run_id, until=at, key=step_key)
         if what != "run":
             self._touched.add(run_id)
             return
@@ -86,8 +90,6 @@ class EventPrinter:
             return
         self.emit(run_line(run_id, run.task_id, status, at, run.error))
         if status in model.TERMINAL_STATES and run.finished:
-            self._shown.pop(run_id, None)
-            self._looked.pop(run_id, None)
             self._touched.discard(run_id)
         else:
             self._touched.add(run_id)
@@ -98,19 +100,38 @@ class EventPrinter:
             self._show_steps(run_id, until=None)
         self._touched.clear()
 
-    def _show_steps(self, run_id: str, until: float | None) -> None:
-        since = self._looked.get(run_id, self.started) - CLOCK_SLACK
-        shown = self._shown.setdefault(run_id, {})
-        for step in queries.steps_changed_since(self.conn, run_id, since):
+    def _show_steps(self, run_id: str, until: float | None, key: str | None = None) -> None:
+        seen = self._memory.get(run_id)
+        if seen is None:
+            seen = self._memory[run_id] = _Seen({}, self.started)
+            if len(self._memory) > REMEMBERED_RUNS:
+                self._memory.popitem(last=False)
+        else:
+            self._memory.move_to_end(run_id)
+        # Steps are found by their times (since the last look, less the slack) plus the
+        # one the event names. Known gap: a write whose clock reading preceded its commit
+        # by more than CLOCK_SLACK (stuck behind a lock that long) and that no event names
+        # is not printed; the dashboard, which re-reads the whole run, still shows it.
+        for step in queries.steps_changed_since(self.conn, run_id, seen.looked - CLOCK_SLACK,
+                                                key):
             changed = max(step.started_at or 0.0, step.finished_at or 0.0)
             if until is not None and changed > until:
                 break
             state = (step.status, step.attempts)
-            if shown.get(step.key) != state:
-                shown[step.key] = state
+            if seen.shown.get(step.key) != state:
+                seen.shown[step.key] = state
                 self.emit(step_line(run_id, step))
-        looked = time.time() if until is None else until
-        self._looked[run_id] = max(self._looked.get(run_id, 0.0), looked)
+        seen.looked = max(seen.looked, time.time() if until is None else until)
+
+
+@dataclass
+class _Seen:
+    shown: dict[str, tuple[str, int]]
+    looked: float
+
+
+# Runs whose printed step states the log remembers (a few MB at most).
+REMEMBERED_RUNS = 5_000
 
 
 def follow(conn: Connection, stop: threading.Event, emit: Callable[[Text], None],

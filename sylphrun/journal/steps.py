@@ -30,6 +30,9 @@ def record_trigger_step(
     and never creates its children twice. `output_of(child_ids)` builds the step's JSON.
     """
     with conn.write() as db:
+        # The step's event goes first: a reader then shows the parent's steps up to here
+        # before the lines of the children it queued (their events follow in this commit).
+        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
         child_ids = [rid for rid, _ in insert_children(db, run_id, epoch, specs, now)]
         output = output_of(child_ids)
         db.execute(
@@ -40,7 +43,6 @@ def record_trigger_step(
             " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids",
             (run_id, key, name, seq, run_attempt, output, now, now, _json_list(child_ids)),
         )
-        db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
         return child_ids, output
 
 
@@ -131,10 +133,16 @@ def record_step_result(
         raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
 
 
-def note_step_change(conn: Connection, run_id: str, *, key: str, status: str, now: float) -> None:
-    """The event for step changes written without one (the last of a burst). Not fenced
-    and not synced: it only tells readers to look at the run's steps again."""
-    conn.write_one(_STEP_EVENT, (now, run_id, f"step.{status}", key), sync=False)
+def note_step_change(conn: Connection, run_id: str, epoch: int, *, key: str, status: str,
+                     now: float) -> None:
+    """The event for step changes written without one (the last of a burst). Not synced:
+    it only tells readers to look at the run's steps again. Fenced all the same: a flush
+    landing after the run was cancelled or taken over would announce stale steps after
+    the run's own last event."""
+    conn.write_one(
+        f"INSERT INTO events (at, run_id, kind, step_key) SELECT ?, ?, ?, ? WHERE {fence.OWNED}",
+        (now, run_id, f"step.{status}", key, run_id, epoch), sync=False,
+    )
 
 
 def record_step_failure(

@@ -335,7 +335,8 @@ class Execution:
         self._unnoticed = None
         self._next_notice = self.loop.time() + NOTICE_EVERY
         try:
-            store.note_step_change(self.conn, self.run_id, key=key, status=status, now=self.now())
+            store.note_step_change(self.conn, self.run_id, self.epoch, key=key, status=status,
+                                   now=self.now())
         except JournalError:
             pass  # only a hint to readers: the run's next event makes them look again
 
