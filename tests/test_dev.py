@@ -266,3 +266,24 @@ async def stuck(payload, ctx):
     assert step.status == "interrupted"
     assert queries.integrity_check(conn) == "ok"
     conn.close()
+
+
+def test_ctrl_c_right_after_a_reload_prints_no_traceback(project, dev):
+    """The reload spawns the next standby workers at once; Ctrl-C (SIGINT to the whole
+    process group) while they still import used to kill them with a KeyboardInterrupt
+    traceback each, on the user's terminal."""
+    source = project.write_tasks(SLEEPY)
+    d = dev("--workers", "2")
+    d.wait_for("watching")
+    wait_until(lambda: len(queries.live_workers(project.journal(), now=time.time(), stale_after=10)) >= 2,
+               message="live workers")
+    time.sleep(1.0)  # the first standby set is up; the one after the reload is what we hit
+    _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
+    d.wait_for("reloaded")
+    time.sleep(0.05)
+    os.killpg(d.proc.pid, signal.SIGINT)
+    d.proc.wait(20)
+    d._reader.join(2)
+    output = "\n".join(d.lines)
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-2000:]
+    assert d.proc.returncode == 0, output[-2000:]

@@ -101,7 +101,15 @@ class Supervisor:
         gate_out, gate = self.mp.Pipe(duplex=False) if gated else (None, None)
         proc = self.mp.Process(target=worker_main, args=(settings, gate_out),
                                name=f"sylphrun-worker-{index}")
-        proc.start()
+        # Ctrl-C reaches the whole process group. A child still starting (importing, before
+        # worker_main ignores SIGINT) died of it with a KeyboardInterrupt traceback on the
+        # user's terminal: save, then Ctrl-C, hit the standby set. The child inherits this
+        # thread's blocked mask; worker_main ignores SIGINT, then unblocks it.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            proc.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if gate_out is not None:
             gate_out.close()  # the child holds it now; our copy would hide our death from it
         return WorkerProcess(index, worker_id, proc, time.monotonic(), gate=gate)

@@ -58,8 +58,10 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
     from sylphrun.discover import discover
     from sylphrun.errors import SylphrunError
 
-    # Ctrl-C reaches the whole process group; the supervisor decides how to stop us.
+    # Ctrl-C reaches the whole process group; the supervisor decides how to stop us. It
+    # started us with SIGINT blocked (see Supervisor._spawn): ignore it, then unblock.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if gate is not None:
         try:
             config = gate.recv()
