@@ -208,9 +208,10 @@ class Connection:
     def write_one(self, sql: str, params: tuple, *, sync: bool = True) -> int:
         """One statement as its own transaction, under the fair lock; returns its rowcount.
 
-        For the two writes every step makes: a single statement (its trigger's event row
-        included) is atomic on its own, so SQLite's autocommit spares the BEGIN and COMMIT
-        round trips through Python, a sixth of a trivial step's cost.
+        For the hot writes (a step's start and result, a coalesced step event): a single
+        statement is atomic on its own, so SQLite's autocommit spares the BEGIN and COMMIT
+        round trips through Python, a sixth of a trivial step's cost. Its lock envelope
+        repeats `write`'s on purpose: a shared context manager costs ~1 us per step.
         """
         relax = not sync and self.durability == "full"
         with self._mutex:

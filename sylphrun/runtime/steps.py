@@ -548,8 +548,8 @@ async def _run_step(
     ex.running[key] = asyncio.current_task()
     ex.parent_of[key] = outer.step_key if outer else None
     try:
-        # An async fn is awaited right here (a coroutine frame less per step than _call).
-        result = await (fn(*args, **kwargs) if _is_async(fn) else _call(ex, fn, args, kwargs))
+        # An async fn is awaited right here: one coroutine frame less per step.
+        result = await (fn(*args, **kwargs) if _is_async(fn) else _call_in_thread(ex, fn, args, kwargs))
         while type(result) not in _SELF_JSON and inspect.isawaitable(result):
             result = await result
         if ex.suspending:
@@ -635,7 +635,7 @@ def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, rec: Journa
     raise StepFailed(key, error_type, message, non_retriable=error_type == "WorkerCrashed")
 
 
-async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
+async def _call_in_thread(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:
     """Run a plain function in a thread, so parallel steps are parallel. Whatever awaitable
     it returns (`lambda: fetch(x)`) is awaited by the caller."""
     ctx = contextvars.copy_context()
@@ -651,9 +651,8 @@ async def _call(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict
 def _is_async(fn: Callable[..., Any]) -> bool:
     # A plain function's code flags answer it at once; anything else (a partial, a bound
     # method, a callable object) goes through inspect.
-    code = getattr(fn, "__code__", None)
-    if code is not None and type(fn) is types.FunctionType:
-        return bool(code.co_flags & inspect.CO_COROUTINE)
+    if type(fn) is types.FunctionType:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
     return inspect.iscoroutinefunction(fn)
 
 
