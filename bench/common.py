@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import math
 import os
 import platform
 import shutil
@@ -21,6 +20,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import psutil
+
+# One percentile rule for sylphrun's figures and the peers' (peerlib imports no sylphrun,
+# so the peer processes can use it too).
+from peers.peerlib import percentile  # noqa: F401 - re-exported to the bench scripts
 
 from sylphrun.config import Config, load_config
 from sylphrun.journal import Connection
@@ -87,14 +90,6 @@ def print_facts(facts: dict[str, str] | None = None) -> None:
 
 # -- stats and tables ------------------------------------------------------------------
 
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def us(seconds: float) -> str:

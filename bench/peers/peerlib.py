@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100), the same rule as bench/common.py."""
+    """Nearest-rank percentile (q in 0..100); bench/common.py uses this one too."""
     ordered = sorted(values)
     if not ordered:
         return math.nan
