@@ -35,8 +35,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 TORTURE = REPO / "tests" / "torture"
-# tests/ too: the harness takes the ledger helper from tests/conftest.py.
-sys.path[:0] = [str(TORTURE), str(REPO / "tests"), str(REPO), str(BENCH)]
+sys.path[:0] = [str(TORTURE), str(REPO), str(BENCH)]
 
 import harness  # noqa: E402
 from common import machine_facts, print_facts, print_table  # noqa: E402
