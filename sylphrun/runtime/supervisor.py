@@ -207,14 +207,16 @@ class Supervisor:
             return [p.worker_id for p in new]
 
     def _release_gate(self, wp: WorkerProcess) -> bool:
-        """Send a standby worker the config to serve; False if it is gone."""
+        """Send a standby worker the config to serve; False if it is gone, or did not get
+        the config (the gate closing then makes it exit, and a fresh one takes its place)."""
         try:
             wp.gate.send(self.template.config)
+            sent = True
         except OSError:  # it died waiting (killed by hand, out of memory)
-            pass
+            sent = False
         wp.gate.close()
         wp.gate = None
-        if wp.process.exitcode is not None:
+        if not sent or wp.process.exitcode is not None:
             wp.process.join(0)
             return False
         wp.started = time.monotonic()
