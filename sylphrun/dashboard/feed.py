@@ -36,8 +36,6 @@ FIRST_PAGE = 200  # runs read before the first paint; the rest follow in the nex
 # A search reads the payloads in this thread, newest first until this many match: about
 # 6 ms at 12,000 runs when nothing matches; while it is on, each new run is checked by id.
 PAYLOAD_MATCHES = 2_000
-# The events that say when a run was parked, queued again and resumed.
-_STATE_KINDS = ("run.", "step.waiting")
 
 
 @dataclass(frozen=True)
@@ -207,7 +205,7 @@ class JournalFeed:
                         logged.add(run_id)
                     elif kind == "run.queued":
                         created.append(run_id)  # new runs, and some retried ones
-                    if run_id == self._changes_run and kind.startswith(_STATE_KINDS):
+                    if run_id == self._changes_run and kind.startswith(queries.STATE_CHANGE_KINDS):
                         self._changes.append((event_id, at, kind, step_key))
                 if changed:
                     update.runs = self._changed_runs(conn, changed)

@@ -421,6 +421,11 @@ def log_lines_after(
     return [(r[0], model.LogLine(*r[1:])) for r in rows]
 
 
+# The event kinds `run_state_changes` selects (its SQL says the same), as prefixes for a
+# follower that keeps the list up to date from the events it reads anyway.
+STATE_CHANGE_KINDS = ("run.", "step.waiting")
+
+
 def run_state_changes(
     conn: Connection, run_id: str, *, up_to: int,
 ) -> list[tuple[int, float, str, str | None]]:
