@@ -244,6 +244,8 @@ class DashboardApp(RunCommands, App[None]):
                 panel.show(self.task_ids(), self.tasks, counts, status, str(self.config.project_dir))
 
     def _tick(self) -> None:
+        if not self.screen_stack:  # the app is closing: the timer outlived the last screen
+            return
         tick = getattr(self.screen, "tick", None)
         if tick is not None and getattr(self.screen, "ready", False):
             try:
