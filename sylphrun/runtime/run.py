@@ -25,6 +25,7 @@ from sylphrun.errors import (
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
+from sylphrun.runtime.drain import drain
 from sylphrun.runtime.signals import JournalFailed, Release, Suspend
 from sylphrun.runtime.steps import (
     COMPENSATION_RETRY,
@@ -53,7 +54,7 @@ async def execute(ex: Execution) -> str:
                 # Its worker was replaced (or died) while the task function itself, not a
                 # step, was stuck: replaying it would only get stuck there again.
                 raise doom_error(ex.doom)
-            output = await _call_task(ex, ctx)
+            output = await _call_task_and_drain(ex, ctx)
             if ex.suspending:
                 raise Suspend()
             output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
@@ -99,6 +100,24 @@ async def execute(ex: Execution) -> str:
             timer.cancel()
         ex.end_notices()
         current_scope.reset(token)
+
+
+async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
+    """The task function, then the drain (`runtime.drain`) however it ended, except when
+    the run is no longer ours to settle or the journal failed under it."""
+    try:
+        output = await _call_task(ex, ctx)
+    except (store.LeaseLost, JournalFailed):
+        raise
+    except asyncio.CancelledError:
+        if ex.doom is not None:  # the timeout cancelled the body: its steps fail with it
+            await drain(ex)
+        raise
+    except BaseException:
+        await drain(ex)
+        raise
+    await drain(ex)
+    return output
 
 
 async def _call_task(ex: Execution, ctx: Context) -> Any:

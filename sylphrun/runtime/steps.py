@@ -48,7 +48,7 @@ from sylphrun.journal.queries import (
     run_results,
     step_tries_in_attempt,
 )
-from sylphrun.runtime.signals import JournalFailed, Release, Suspend
+from sylphrun.runtime.signals import JournalFailed, Release, Settled, Suspend
 
 
 class Scope(NamedTuple):
@@ -161,6 +161,9 @@ class Execution:
         self._children: dict[str, model.RunResult] | None = None
         self.compensations: list[tuple[str, str, Callable[..., Any], Any]] = []
         self.triggers_in_step: Counter[str] = Counter()
+        # Set once the task function has ended: see `runtime.drain`.
+        self.draining = False
+        self.drained: asyncio.Future[None] | None = None
         # Divergence check: only when the code changed since the run last executed.
         self.code_changed = (
             claim.previous_fingerprint is not None
@@ -247,6 +250,10 @@ class Execution:
         self.parent_of.pop(key, None)
         if self.pending_children or self.wake_times:
             self._schedule_check()
+        if self.drained is not None and not self.drained.done():
+            # Wakes `drain` after this task's current run: the step's outcome (result,
+            # failure, undo registration) is journaled synchronously right after this.
+            self.drained.set_result(None)
 
     # -- children ----------------------------------------------------------------------
 
@@ -523,6 +530,8 @@ async def _run_step(
         # The run is parking: a step started now would run its side effect and have its
         # result discarded, then run again on resume.
         raise Suspend()
+    if ex.draining and kind == model.STEP and _outside_steps():
+        raise Settled()
     if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
         ex.wake_times.append(rec.retry_at)
         await ex.block(current_scope.get().step_key if current_scope.get() else None)
@@ -610,6 +619,12 @@ async def _run_step(
     return value
 
 
+def _outside_steps() -> bool:
+    """Called from the task function (or a branch of it), not from inside a step."""
+    scope = current_scope.get()
+    return scope is None or scope.step_key is None
+
+
 def _journaled_value(key: str, output: str | None) -> Any:
     try:
         return json.loads(output) if output is not None else None
@@ -667,6 +682,8 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         return
     if rec is not None and rec.output:
         wake_at = json.loads(rec.output)["wake_at"]
+    elif ex.draining:
+        raise Settled()
     else:
         wake_at = ex.now() + max(0.0, seconds)
         output = json.dumps({"wake_at": wake_at})
