@@ -516,7 +516,9 @@ async def _run_step(
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         value = _journaled_value(key, rec.output)
-        if compensate is not None:
+        if compensate is not None and not rec.copied:
+            # A step `replay --from-step` copied is the original run's effect: a failed
+            # replay must not undo what that run (perhaps completed) relies on.
             ex.compensations.append((key, name, compensate, value))
         return value
     if rec is not None and rec.status == model.STEP_FAILED and rec.run_attempt == ex.attempt:

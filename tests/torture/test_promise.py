@@ -10,9 +10,11 @@ without the drain the run's outcome is settled while it is still in flight.
 from __future__ import annotations
 
 import pytest
-from conftest import ledger_count, step_by_key
+from conftest import ledger_count, step_by_key, wait_until
+from test_cli import assert_one_line_error
 
 from sylphrun import model
+from sylphrun.journal import queries
 
 SIBLINGS = '''
 import asyncio, os, time
@@ -140,3 +142,119 @@ def test_a_branch_starts_no_new_step_once_the_run_has_failed(project, engine_fac
     # failure had settled the run and was never started.
     assert project.ledger_lines() == ["reserve-fatal", "charge", "refund:branch"]
     assert "notify" not in {s.key for s in eng.steps(result.run_id)}
+
+
+SAGAS = '''
+import os
+from ledger_helper import record
+from sylphrun import task
+
+def carrier_up():
+    return os.path.exists(os.path.join(os.path.dirname(LEDGER), "carrier-up"))
+
+def charge(run_id):
+    record(LEDGER, f"charge:{run_id}")
+    return {"id": run_id}
+
+def refund(result):
+    record(LEDGER, f"refund:{result['id']}")
+
+def ship(charge):
+    if not carrier_up():
+        raise RuntimeError("carrier down")
+    record(LEDGER, f"ship:{charge['id']}")
+    return "shipped"
+
+@task(id="saga")
+async def saga(payload, ctx):
+    paid = await ctx.step.run("charge", charge, ctx.run_id, compensate=refund)
+    return await ctx.step.run("ship", ship, paid)
+
+def release(charge_id):
+    record(LEDGER, f"release:{charge_id}")
+
+@task(id="seed-saga")
+async def seed_saga(payload, ctx):
+    await ctx.step.run("validate", lambda: "ok")
+    paid = await ctx.step.run("charge", charge, ctx.run_id)
+    try:
+        return await ctx.step.run("ship", ship, paid)
+    except Exception:
+        await ctx.step.run("refund", refund, paid)
+        raise
+'''
+
+
+def _replay(project, eng, run_id: str, step: str) -> str:
+    done = project.cli("replay", run_id, "--from-step", step)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_replay_from_a_step_never_builds_on_an_undone_effect(project, engine_factory):
+    project.write_tasks(SAGAS)
+    eng = engine_factory().start()
+    first = eng.run("saga")
+    assert first.status == model.FAILED and "carrier down" in first.error
+    assert project.ledger_lines() == [f"charge:{first.run_id}", f"refund:{first.run_id}"]
+
+    # Shipping still fails: the replay charges anew and refunds its own charge, never the
+    # original one a second time.
+    second = eng.wait(_replay(project, eng, first.run_id, "ship"))
+    assert second.status == model.FAILED
+    assert ledger_count(project, f"refund:{first.run_id}") == 1
+    assert project.ledger_lines()[2:] == [f"charge:{second.run_id}", f"refund:{second.run_id}"]
+    steps = {s.key: s for s in eng.steps(second.run_id)}
+    assert not steps["charge"].copied and steps["charge"].attempts == 1
+    log = [line.message for line in queries.logs_of(eng.conn, second.run_id)]
+    assert any("'charge' (undone by 'compensate:charge')" in m for m in log), log
+
+    # Shipping works: the replay ships on a charge of its own, not on a refunded one.
+    (project.root / "carrier-up").touch()
+    third = eng.wait(_replay(project, eng, first.run_id, "ship"))
+    assert third.ok, third.error
+    assert project.ledger_lines()[4:] == [f"charge:{third.run_id}", f"ship:{third.run_id}"]
+
+
+def test_a_failed_replay_does_not_undo_the_steps_it_copied(project, engine_factory):
+    project.write_tasks(SAGAS)
+    (project.root / "carrier-up").touch()
+    eng = engine_factory().start()
+    first = eng.run("saga")
+    assert first.ok, first.error
+    (project.root / "carrier-up").unlink()
+    replayed = eng.wait(_replay(project, eng, first.run_id, "ship"))
+    assert replayed.status == model.FAILED and "carrier down" in replayed.error
+    # `charge` was copied: its effect is the completed original run's, which shipped on it.
+    charge = step_by_key(eng, replayed.run_id, "charge")
+    assert charge.copied and charge.output == {"id": first.run_id}
+    assert project.ledger_lines() == [f"charge:{first.run_id}", f"ship:{first.run_id}"]
+    assert "compensate:charge" not in {s.key for s in eng.steps(replayed.run_id)}
+
+
+def test_replay_after_a_seed_style_saga_reruns_the_steps_before_its_undo(project, engine_factory):
+    project.write_tasks(SAGAS)
+    eng = engine_factory().start()
+    first = eng.run("seed-saga")
+    assert first.status == model.FAILED
+    assert project.ledger_lines() == [f"charge:{first.run_id}", f"refund:{first.run_id}"]
+    (project.root / "carrier-up").touch()
+    second = eng.wait(_replay(project, eng, first.run_id, "ship"))
+    assert second.ok, second.error
+    assert project.ledger_lines()[2:] == [f"charge:{second.run_id}", f"ship:{second.run_id}"]
+    assert not any(s.copied for s in eng.steps(second.run_id))
+    log = " ".join(line.message for line in queries.logs_of(eng.conn, second.run_id))
+    assert "'validate'" in log and "'charge'" in log and "compensation step ran after" in log
+
+
+@pytest.mark.parametrize("step", ["compensate:charge", "refund"])
+def test_replay_from_a_compensation_step_is_refused(project, engine_factory, step):
+    project.write_tasks(SAGAS)
+    eng = engine_factory().start()
+    failed = eng.run("saga" if step == "compensate:charge" else "seed-saga")
+    assert failed.status == model.FAILED
+    wait_until(lambda: step in {s.key for s in eng.steps(failed.run_id)}, message=step)
+    before = len(queries.list_runs(eng.conn))
+    refused = project.cli("replay", failed.run_id, "--from-step", step)
+    assert_one_line_error(refused, step, "compensation", "forward step")
+    assert len(queries.list_runs(eng.conn)) == before
