@@ -26,7 +26,7 @@ from sylphrun.errors import (
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
 from sylphrun.runtime.drain import drain
-from sylphrun.runtime.signals import JournalFailed, Release, Suspend
+from sylphrun.runtime.signals import JournalFailed, Release, StepDiverged, Suspend
 from sylphrun.runtime.steps import (
     COMPENSATION_RETRY,
     Execution,
@@ -60,6 +60,8 @@ async def execute(ex: Execution) -> str:
             output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
         except NotJSONSerializable as exc:
             return await _fail_attempt(ex, exc, fatal=True)
+        except StepDiverged as exc:
+            return _stop_diverged(ex, exc)
         except Suspend:
             return _suspend(ex)
         except Release:
@@ -140,6 +142,14 @@ def _is_fatal(exc: BaseException) -> bool:
     if isinstance(exc, StepFailed):
         return exc.non_retriable
     return isinstance(exc, (NonRetriableError, NotJSONSerializable))
+
+
+def _stop_diverged(ex: Execution, exc: StepDiverged) -> str:
+    """Failed at the step, no retry, no compensations: see `runtime.divergence`."""
+    log.warning("run %s: %s", ex.run_id, exc.message)
+    store.record_divergence(ex.conn, ex.run_id, ex.epoch, key=exc.key,
+                            error=f"StepDiverged: {exc.message}", now=ex.now())
+    return "diverged"
 
 
 def _suspend(ex: Execution) -> str:

@@ -48,6 +48,7 @@ from sylphrun.journal.queries import (
     run_results,
     step_tries_in_attempt,
 )
+from sylphrun.runtime.divergence import call_of, check_replay
 from sylphrun.runtime.signals import JournalFailed, Release, Settled, Suspend
 
 
@@ -287,11 +288,20 @@ class Execution:
         The run is never stranded: journaled steps stay, new ones run."""
         if not self.code_changed or self.diverged:
             return
-        self._called.add(key)
-        if key in self.journal:
-            return
         expected = next((k for k in self._journal_order if k not in self._called), None)
-        if expected is not None:
+        self._called.add(key)
+        if expected is None or key == expected:
+            return
+        if key in self._journal_order:
+            # Reordered: each key still gets its own journaled result (same function and
+            # arguments, or `check_replay` would have stopped the run), so the run goes on.
+            self.diverged = True
+            self.warn(
+                f"code changed under this run: the journal expected step {expected!r} next, "
+                f"but the code called {key!r} at {where}; the steps were reordered, each "
+                "keeps its journaled result"
+            )
+        elif key not in self.journal:
             self.diverged = True
             self.warn(
                 f"code changed under this run: the journal expected step {expected!r} next, "
@@ -429,6 +439,9 @@ class Steps:
         ex = self._ex
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        rec = ex.journal.get(key)
+        if rec is not None and rec.fn is not None and rec.status == model.STEP_COMPLETED:
+            check_replay(ex, key, rec, fn, args, kwargs, sys._getframe(1))
         if ex.code_changed:
             caller = sys._getframe(1)
             ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
@@ -462,11 +475,14 @@ class SyncSteps:
         # Capture "inside an except block" here, in the user's thread, where it is true.
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        retry = kwargs.pop("retry", None)
+        compensate = kwargs.pop("compensate", None)
+        rec = ex.journal.get(key)
+        if rec is not None and rec.fn is not None and rec.status == model.STEP_COMPLETED:
+            check_replay(ex, key, rec, fn, args, kwargs, sys._getframe(1))
         if ex.code_changed:
             caller = sys._getframe(1)
             ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
-        retry = kwargs.pop("retry", None)
-        compensate = kwargs.pop("compensate", None)
         coro = run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
         return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
 
@@ -549,11 +565,13 @@ async def _run_step(
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
+    called_fn, called_args = call_of(fn, args, kwargs)
     if _CRASH_AT:
         _crash_point("before-start", key)
     store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
                             seq=seq, run_attempt=ex.attempt, now=started,
-                            notify=ex.notice(key, model.STEP_RUNNING))
+                            notify=ex.notice(key, model.STEP_RUNNING), fn=called_fn,
+                            args_hash=called_args)
     outer = current_scope.get()
     token = current_scope.set(Scope(ex, key))
     ex.running[key] = asyncio.current_task()
@@ -615,7 +633,8 @@ async def _run_step(
         _crash_point("after-commit", key)
     value = result if type(result) in _SELF_JSON else json.loads(output)
     ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
-                                    ex.attempt, seq, None, False, undo_ref)
+                                    ex.attempt, seq, None, False, undo_ref, called_fn,
+                                    called_args)
     if compensate is not None:
         ex.compensations.append((key, name, compensate, value))
     return value

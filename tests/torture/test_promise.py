@@ -9,6 +9,9 @@ without the drain the run's outcome is settled while it is still in flight.
 
 from __future__ import annotations
 
+import json
+import sqlite3
+
 import pytest
 from conftest import ledger_count, step_by_key, wait_until
 from test_cli import assert_one_line_error
@@ -258,3 +261,137 @@ def test_replay_from_a_compensation_step_is_refused(project, engine_factory, ste
     refused = project.cli("replay", failed.run_id, "--from-step", step)
     assert_one_line_error(refused, step, "compensation", "forward step")
     assert len(queries.list_runs(eng.conn)) == before
+
+
+FETCHER = '''
+import os
+from ledger_helper import record
+from sylphrun import task
+
+def fetch(i):
+    record(LEDGER, f"fetch:{i}")
+    return {"item": i}
+
+def finish():
+    if not os.path.exists(os.path.join(os.path.dirname(LEDGER), "ok")):
+        raise RuntimeError("not yet")
+    return "done"
+
+@task(id="fetcher")
+async def fetcher(payload, ctx):
+    got = []
+%s
+    await ctx.step.run("finish", finish)
+    return got
+'''
+THREE_FETCHES = '''
+    for i in range(3):
+        got.append(await ctx.step.run("fetch", fetch, i))
+'''
+ONE_MORE_FETCH = '''
+    got.append(await ctx.step.run("fetch", fetch, 99))
+    for i in range(3):
+        got.append(await ctx.step.run("fetch", fetch, i))
+'''
+TWO_STEPS = '''
+    got.append(await ctx.step.run("a", fetch, "a"))
+    got.append(await ctx.step.run("b", fetch, "b"))
+'''
+SWAPPED = '''
+    got.append(await ctx.step.run("b", fetch, "b"))
+    got.append(await ctx.step.run("a", fetch, "a"))
+'''
+
+
+def _fetcher(body: str) -> str:
+    return FETCHER % body.strip("\n")
+
+
+def _reload(eng) -> None:
+    """New workers on the code as it is now on disk; the old ones retire."""
+    new = set(eng.supervisor.start_replacement())
+    wait_until(lambda: new <= eng.supervisor.live_worker_ids(), message="new workers")
+    eng.supervisor.retire_all_but(new)
+
+
+def _retry(project, eng, run_id: str):
+    done = project.cli("retry", run_id)
+    assert done.returncode == 0, done.stderr
+    return eng.wait(run_id)
+
+
+def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
+    project, engine_factory
+):
+    path = project.write_tasks(_fetcher(THREE_FETCHES))
+    eng = engine_factory().start()
+    first = eng.run("fetcher")
+    assert first.status == model.FAILED and "not yet" in first.error
+    assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]
+
+    # One more call of `fetch` first: it takes the key `fetch`, journaled for fetch(0).
+    project.write_tasks(_fetcher(ONE_MORE_FETCH))
+    _reload(eng)
+    diverged = _retry(project, eng, first.run_id)
+    assert diverged.status == model.FAILED
+    line = path.read_text().splitlines().index("    got.append(await ctx.step.run(\"fetch\", fetch, 99))") + 1
+    assert diverged.error.startswith("StepDiverged: step 'fetch' was recorded as tasks.main:fetch with args ")
+    assert "but the code now calls tasks.main:fetch with args " in diverged.error
+    assert f"at tasks/main.py:{line}" in diverged.error, diverged.error
+    assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]  # fetch(99) never ran
+    assert eng.run_record(first.run_id).attempt == 2  # not retried automatically
+    step = step_by_key(eng, first.run_id, "fetch")
+    assert (step.status, step.output) == (model.STEP_COMPLETED, {"item": 0})
+    assert step.error.startswith("StepDiverged") and step.fn == "tasks.main:fetch"
+
+    shown = project.cli("show", first.run_id)
+    assert "diverged: StepDiverged: step 'fetch'" in " ".join(shown.stdout.split())
+    doc = json.loads(project.cli("show", first.run_id, "--json").stdout)
+    assert doc["error"].startswith("StepDiverged")
+    fetches = [s for s in doc["steps"] if s["name"] == "fetch"]
+    assert {s["fn"] for s in fetches} == {"tasks.main:fetch"}
+    assert len({s["args_hash"] for s in fetches}) == 3
+
+    # The code is put back: a retry resumes on the journaled results, each fetch once.
+    project.write_tasks(_fetcher(THREE_FETCHES))
+    (project.root / "ok").touch()
+    _reload(eng)
+    resumed = _retry(project, eng, first.run_id)
+    assert resumed.ok, resumed.error
+    assert resumed.output == [{"item": 0}, {"item": 1}, {"item": 2}]
+    assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]
+    assert step_by_key(eng, first.run_id, "fetch").error is None  # the mark is cleared
+
+
+def test_swapped_steps_keep_their_results_and_warn(project, engine_factory):
+    project.write_tasks(_fetcher(TWO_STEPS))
+    eng = engine_factory().start()
+    first = eng.run("fetcher")
+    assert first.status == model.FAILED
+    project.write_tasks(_fetcher(SWAPPED))
+    (project.root / "ok").touch()
+    _reload(eng)
+    resumed = _retry(project, eng, first.run_id)
+    assert resumed.ok, resumed.error
+    assert resumed.output == [{"item": "b"}, {"item": "a"}]
+    assert project.ledger_lines() == ["fetch:a", "fetch:b"]
+    warnings = [x.message for x in queries.logs_of(eng.conn, first.run_id) if x.level == "WARNING"]
+    assert any("expected step 'a' next" in m and "called 'b'" in m and "reordered" in m
+               for m in warnings), warnings
+
+
+def test_steps_journaled_before_calls_were_recorded_are_not_checked(project, engine_factory):
+    project.write_tasks(_fetcher(THREE_FETCHES))
+    eng = engine_factory().start()
+    first = eng.run("fetcher")
+    assert first.status == model.FAILED
+    # As a journal from before the V3_STEP_CALLS migration has them.
+    raw = sqlite3.connect(project.config().journal)
+    raw.execute("UPDATE steps SET fn = NULL, args_hash = NULL")
+    raw.commit()
+    raw.close()
+    project.write_tasks(_fetcher(ONE_MORE_FETCH))
+    (project.root / "ok").touch()
+    _reload(eng)
+    resumed = _retry(project, eng, first.run_id)
+    assert resumed.ok, resumed.error
