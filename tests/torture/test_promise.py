@@ -351,6 +351,11 @@ def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
     fetches = [s for s in doc["steps"] if s["name"] == "fetch"]
     assert {s["fn"] for s in fetches} == {"tasks.main:fetch"}
     assert len({s["args_hash"] for s in fetches}) == 3
+    # The dashboard's step tree draws the same line under the step.
+    from sylphrun.dashboard.steps_view import detail_lines
+
+    lines = [x.text.plain for x in detail_lines(step, {}, 0.0, full=False)]
+    assert any(x.startswith("diverged: StepDiverged: step 'fetch'") for x in lines), lines
 
     # The code is put back: a retry resumes on the journaled results, each fetch once.
     project.write_tasks(_fetcher(THREE_FETCHES))
