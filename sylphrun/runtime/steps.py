@@ -565,7 +565,7 @@ async def _run_step(
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
-    called_fn, called_args = call_of(fn, args, kwargs)
+    called_fn, called_args = call_of(fn, args, kwargs, ex.run_id)
     if _CRASH_AT:
         _crash_point("before-start", key)
     store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,

@@ -92,6 +92,26 @@ async def branch_goes_on(payload, ctx):
         await ctx.step.run("notify", notify, "branch")  # the run has failed by now
     await asyncio.gather(pay(), ctx.step.run("reserve", reserve, "branch", "fatal"))
 
+async def audit():
+    await asyncio.sleep(0.5)
+    record(LEDGER, "audit")
+    return "audited"
+
+@task(id="fire-and-forget")
+async def fire_and_forget(payload, ctx):
+    ctx.keep = asyncio.ensure_future(ctx.step.run("audit", audit))
+    return "returned"
+
+async def work():
+    await asyncio.sleep(0.3)
+    record(LEDGER, "work")
+    return "worked"
+
+@task(id="nap-beside-work")
+async def nap_beside_work(payload, ctx):
+    _, done = await asyncio.gather(ctx.step.sleep("nap", 0.1), ctx.step.run("work", work))
+    return done
+
 @task(id="sibling-retries", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
 async def sibling_retries(payload, ctx):
     tag = payload["charge"]
@@ -400,3 +420,22 @@ def test_steps_journaled_before_calls_were_recorded_are_not_checked(project, eng
     _reload(eng)
     resumed = _retry(project, eng, first.run_id)
     assert resumed.ok, resumed.error
+
+
+def test_a_run_completes_only_after_a_step_it_did_not_await(project, engine_factory):
+    project.write_tasks(SIBLINGS)
+    eng = engine_factory().start()
+    result = eng.run("fire-and-forget")
+    assert result.ok and result.output == "returned", result.error
+    assert project.ledger_lines() == ["audit"]
+    step = step_by_key(eng, result.run_id, "audit")
+    assert (step.status, step.output) == (model.STEP_COMPLETED, "audited")
+
+
+def test_a_suspension_beside_a_running_step_waits_for_it_and_resumes(project, engine_factory):
+    project.write_tasks(SIBLINGS)
+    eng = engine_factory().start()
+    result = eng.run("nap-beside-work")
+    assert result.ok and result.output == "worked", result.error
+    assert project.ledger_lines() == ["work"]
+    assert step_by_key(eng, result.run_id, "nap").status == model.STEP_COMPLETED
