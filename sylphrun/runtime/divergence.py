@@ -29,8 +29,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec
+from sylphrun.errors import JournalError
 from sylphrun.journal import store
-from sylphrun.runtime.signals import StepDiverged
+from sylphrun.runtime.signals import JournalFailed, StepDiverged
 
 if TYPE_CHECKING:
     from sylphrun.journal.queries import JournaledStep
@@ -87,7 +88,10 @@ def check_replay(ex: Execution, key: str, rec: JournaledStep, fn: Callable[..., 
     same_args = rec.args_hash is None or called_args is None or rec.args_hash == called_args
     if rec.fn == called_fn and same_args:
         if rec.error is not None:  # marked diverged by an earlier attempt; the fix matches
-            store.mark_step_diverged(ex.conn, ex.run_id, ex.epoch, key=key, error=None)
+            try:
+                store.mark_step_diverged(ex.conn, ex.run_id, ex.epoch, key=key, error=None)
+            except JournalError as exc:  # not the user's to catch: see JournalFailed
+                raise JournalFailed(str(exc)) from None
         return
     where = f"{_relative(caller.f_code.co_filename)}:{caller.f_lineno}"
     message = codec.clean_text(
