@@ -36,6 +36,11 @@ class InvalidState(SylphrunError):
     """An action that the run's current state does not allow (retry a completed run...)."""
 
 
+class ReplayFromCompensation(InvalidState):
+    """`replay --from-step` naming a compensation step: it undid other steps' effects, so
+    there is no state of the run "before" it that a replay could build on."""
+
+
 class JournalError(SylphrunError):
     """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
 

@@ -93,6 +93,12 @@ class Step:
     child_run_ids: list[str] = field(default_factory=list)
     retry_at: float | None = None
     attempt_log: list[StepAttempt] = field(default_factory=list)
+    # The call the result was journaled for: the step function's `module:qualname` and a
+    # hash of its arguments (None on steps journaled before they were recorded).
+    fn: str | None = None
+    args_hash: str | None = None
+    # Copied from the original run by `replay --from-step` (its effect is that run's).
+    copied: bool = False
 
 
 @dataclass(frozen=True)

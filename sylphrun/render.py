@@ -109,6 +109,10 @@ def step_json(step: model.Step) -> dict[str, Any]:
         "finished_at": iso(step.finished_at),
         "retry_at": iso(step.retry_at),
         "child_run_ids": step.child_run_ids,
+        # The call the result belongs to (see runtime.divergence); null on old rows.
+        "fn": step.fn,
+        "args_hash": step.args_hash,
+        "copied": step.copied,
         "attempt_log": [
             {
                 "attempt": a.attempt,
@@ -217,6 +221,8 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         if s.kind != model.STEP:
             label.append(f" [{s.kind}]", style="magenta" if s.kind == model.COMPENSATION else "dim")
         label.append(f" {s.status}", style=style)
+        if s.copied:
+            label.append(" (copied from the replayed run)", style="dim")
         if s.started_at:
             label.append(f"  {duration(s.started_at, s.finished_at, now)}", style="dim")
         if s.attempts > 1:
@@ -235,6 +241,9 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
             node.add(Text(f"→ {_preview(s.output)}", style="dim"))
         if s.status == model.STEP_FAILED and s.error:
             node.add(Text(safe(s.error), style="red"))
+        elif s.status == model.STEP_COMPLETED and s.error:
+            # A completed step with an error is where the code diverged from the journal.
+            node.add(Text(f"diverged: {safe(s.error)}", style="red"))
     parts.append(tree)
     if children:
         done = sum(1 for c in children if c.finished)

@@ -189,6 +189,9 @@ def detail_lines(
         out.extend(json_lines(step.output, None if full else 10))
     if step.error and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED) and not step.attempt_log:
         out.append(Line(fmt.literal(step.error, "red")))
+    if step.error and step.status == model.STEP_COMPLETED:
+        # Where the code diverged from the journal (runtime.divergence): result kept.
+        out.append(Line(fmt.literal(f"diverged: {step.error}", "red")))
     return out
 
 

@@ -133,7 +133,8 @@ def steps_of(conn: Connection, run_id: str, *, with_attempts: bool = True) -> li
     with conn.read() as db:
         rows = db.execute(
             "SELECT run_id, key, name, kind, status, seq, attempts, output, error, started_at,"
-            " finished_at, child_run_ids, retry_at FROM steps WHERE run_id = ? ORDER BY seq",
+            " finished_at, child_run_ids, retry_at, fn, args_hash, copied FROM steps"
+            " WHERE run_id = ? ORDER BY seq",
             (run_id,),
         ).fetchall()
         attempts: dict[str, list[model.StepAttempt]] = {}
@@ -151,6 +152,7 @@ def steps_of(conn: Connection, run_id: str, *, with_attempts: bool = True) -> li
             run_id=r[0], key=r[1], name=r[2], kind=r[3], status=r[4], seq=r[5], attempts=r[6],
             output=_loads(r[7]), error=r[8], started_at=r[9], finished_at=r[10],
             child_run_ids=_loads(r[11]) or [], retry_at=r[12], attempt_log=attempts.get(r[1], []),
+            fn=r[13], args_hash=r[14], copied=bool(r[15]),
         )
         for r in rows
     ]
@@ -204,16 +206,22 @@ class JournaledStep(NamedTuple):
     fatal: bool
     # `module:qualname` of the undo registered with `compensate=`, if any.
     compensate: str | None = None
+    # The call it was journaled for (schema V3_STEP_CALLS; None on older rows), and
+    # whether `replay --from-step` copied it from the original run.
+    fn: str | None = None
+    args_hash: str | None = None
+    copied: bool = False
 
 
 def replay_state(conn: Connection, run_id: str) -> dict[str, JournaledStep]:
     with conn.read() as db:
         rows = db.execute(
             "SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at, fatal,"
-            " compensate FROM steps WHERE run_id = ?",
+            " compensate, fn, args_hash, copied FROM steps WHERE run_id = ?",
             (run_id,),
         ).fetchall()
-    return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10]) for r in rows}
+    return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10], r[11], r[12], bool(r[13]))
+            for r in rows}
 
 
 def step_tries_in_attempt(conn: Connection, run_id: str, step_key: str, run_attempt: int) -> int:

@@ -178,8 +178,20 @@ WHEN new.status NOT IN ('running', 'completed') BEGIN
 END;
 """
 
+# What each step was called as, so a replay can tell that a journaled result belongs to
+# the same call (`runtime.divergence`): `fn` the step function's `module:qualname`,
+# `args_hash` a short hash of its arguments' canonical JSON (NULL when they are not JSON,
+# and on rows written before this migration: those are not checked). `copied` marks a row
+# `replay --from-step` copied from the original run: its effect belongs to that run, so
+# the replay never compensates it.
+V3_STEP_CALLS = """
+ALTER TABLE steps ADD COLUMN fn TEXT;
+ALTER TABLE steps ADD COLUMN args_hash TEXT;
+ALTER TABLE steps ADD COLUMN copied INTEGER NOT NULL DEFAULT 0;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
-MIGRATIONS: list[str] = [V1, V2]
+MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS]
 SCHEMA_VERSION = len(MIGRATIONS)

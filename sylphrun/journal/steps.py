@@ -15,7 +15,7 @@ from sylphrun import model
 from sylphrun.journal import fence
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.fence import LeaseLost
-from sylphrun.journal.transitions import RunSpec, insert_children
+from sylphrun.journal.transitions import RunSpec, finish, insert_children, interrupt_running_steps
 
 _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
 
@@ -84,20 +84,22 @@ def _fenced_step_write(conn: Connection, sql: str, params: tuple, *, run_id: str
 
 
 _START_STEP = (
-    "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at)"
-    f" SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ? WHERE {fence.OWNED}"
+    "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at,"
+    f" fn, args_hash) SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ? WHERE {fence.OWNED}"
     " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
     " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
     " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
-    " fatal = 0"
+    " fatal = 0, fn = excluded.fn, args_hash = excluded.args_hash"
 )
 
 
 def record_step_start(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-    run_attempt: int, now: float, notify: bool = True,
+    run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+    args_hash: str | None = None,
 ) -> None:
-    """Journal that a step is about to run, before its function is called.
+    """Journal that a step is about to run, before its function is called, with the call
+    its result will belong to (`fn`, `args_hash`: see `runtime.divergence`).
 
     A start with no result after a crash is an in-doubt attempt, shown as interrupted.
     Not synced even with durability "full": the step's result commit is, and syncing the
@@ -106,7 +108,8 @@ def record_step_start(
     instead of two. `notify=False` leaves the event to a coalesced `note_step_change`.
     """
     changed = _fenced_step_write(
-        conn, _START_STEP, (run_id, key, name, kind, seq, run_attempt, now, run_id, epoch),
+        conn, _START_STEP,
+        (run_id, key, name, kind, seq, run_attempt, now, fn, args_hash, run_id, epoch),
         run_id=run_id, key=key, status=model.STEP_RUNNING, now=now, notify=notify, sync=False,
     )
     if not changed:
@@ -143,6 +146,29 @@ def note_step_change(conn: Connection, run_id: str, epoch: int, *, key: str, sta
         f"INSERT INTO events (at, run_id, kind, step_key) SELECT ?, ?, ?, ? WHERE {fence.OWNED}",
         (now, run_id, f"step.{status}", key, run_id, epoch), sync=False,
     )
+
+
+def mark_step_diverged(conn: Connection, run_id: str, epoch: int, *, key: str,
+                       error: str | None) -> None:
+    """Mark a completed step as the one the code diverged at (`error`), or clear the mark
+    once a retried run's code matches it again. Its journaled result stays."""
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        db.execute("UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
+                   (error, run_id, key))
+
+
+def record_divergence(conn: Connection, run_id: str, epoch: int, *, key: str, error: str,
+                      now: float) -> None:
+    """The run stops at step `key` as diverged, in one transaction: the step marked, steps
+    left 'running' (the divergence passed through a step calling steps) interrupted, the
+    run failed with `error`. No retry is scheduled: the same code would diverge again."""
+    with conn.write() as db:
+        fence.check(db, run_id, epoch)
+        db.execute("UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
+                   (error, run_id, key))
+        interrupt_running_steps(db, run_id, now, "interrupted: the run stopped as diverged")
+        finish(db, run_id, model.FAILED, None, error, None, now)
 
 
 def record_step_failure(

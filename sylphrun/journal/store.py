@@ -33,8 +33,10 @@ from sylphrun.journal.lifecycle import (
 )
 from sylphrun.journal.steps import (
     append_log,
+    mark_step_diverged,
     note_step_change,
     record_completed_step,
+    record_divergence,
     record_step_failure,
     record_step_interrupted,
     record_step_result,
@@ -67,8 +69,10 @@ __all__ = [
     "enqueue_runs",
     "finish_run",
     "heartbeat",
+    "mark_step_diverged",
     "note_step_change",
     "record_completed_step",
+    "record_divergence",
     "record_step_failure",
     "record_step_interrupted",
     "record_step_result",

@@ -9,9 +9,10 @@ the errors a user can cause (`UnknownRun`, `InvalidState`).
 from __future__ import annotations
 
 import sqlite3
+from typing import NamedTuple
 
 from sylphrun import model
-from sylphrun.errors import InvalidState, UnknownRun
+from sylphrun.errors import InvalidState, ReplayFromCompensation, UnknownRun
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.transitions import (
     TERMINAL,
@@ -20,6 +21,9 @@ from sylphrun.journal.transitions import (
     insert_runs,
     interrupt_running_steps,
 )
+
+# The key prefix of the undo steps `compensate=` registers (runtime.run).
+COMPENSATE_PREFIX = "compensate:"
 
 
 def _require_run(db: sqlite3.Connection, run_id: str) -> tuple[str, str]:
@@ -94,35 +98,94 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
                 )
 
 
+class _OldStep(NamedTuple):
+    key: str
+    name: str
+    kind: str
+    status: str
+    seq: int
+    output: str | None
+    started_at: float | None
+    finished_at: float | None
+    child_run_ids: str | None
+    fn: str | None
+    args_hash: str | None
+
+
 def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: float) -> str:
-    """A new run with the same payload; with `from_step`, earlier completed steps are copied."""
+    """A new run with the same payload; with `from_step`, the completed steps before it are
+    copied, except those whose effect a compensation undid (see `_steps_to_copy`). The new
+    run's log says which were not copied and why."""
     with conn.write() as db:
         _require_run(db, run_id)
         task_id, payload = db.execute(
             "SELECT task_id, payload FROM runs WHERE id = ?", (run_id,)
         ).fetchone()
-        copy: list[tuple] = []
+        copy: list[_OldStep] = []
+        skipped: list[str] = []
         if from_step is not None:
-            steps = db.execute(
-                "SELECT key, name, kind, status, seq, output, started_at, finished_at, child_run_ids"
-                " FROM steps WHERE run_id = ? ORDER BY seq",
+            steps = [_OldStep(*r) for r in db.execute(
+                f"SELECT {', '.join(_OldStep._fields)} FROM steps WHERE run_id = ? ORDER BY seq",
                 (run_id,),
-            ).fetchall()
-            keys = [s[0] for s in steps]
-            if from_step not in keys:
-                shown = ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "")
-                raise InvalidState(
-                    f"run {run_id} has no step {from_step!r}; its steps are: {shown or '(none)'}"
-                )
-            cut = steps[keys.index(from_step)][4]
-            copy = [s for s in steps if s[4] < cut and s[3] == model.STEP_COMPLETED
-                    and s[2] != model.COMPENSATION]
+            )]
+            copy, skipped = _steps_to_copy(run_id, steps, from_step)
         [(new_id, _)] = insert_runs(db, [RunSpec(task_id, payload, replay_of=run_id)], now)
-        for key, name, kind, _, seq, output, started, finished, children in copy:
+        for s in copy:
             db.execute(
                 "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
-                " output, started_at, finished_at, child_run_ids)"
-                " VALUES (?, ?, ?, ?, 'completed', ?, 1, 1, ?, ?, ?, ?)",
-                (new_id, key, name, kind, seq, output, started, finished, children),
+                " output, started_at, finished_at, child_run_ids, fn, args_hash, copied)"
+                " VALUES (?, ?, ?, ?, 'completed', ?, 1, 1, ?, ?, ?, ?, ?, ?, 1)",
+                (new_id, s.key, s.name, s.kind, s.seq, s.output, s.started_at, s.finished_at,
+                 s.child_run_ids, s.fn, s.args_hash),
+            )
+        if skipped:
+            db.execute(
+                "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, ?, ?, NULL)",
+                (new_id, now, "WARNING", f"replay of run {run_id} from step {from_step!r}: not "
+                 f"copied, so they run again: {'; '.join(skipped)}"),
             )
         return new_id
+
+
+def _steps_to_copy(run_id: str, steps: list[_OldStep], from_step: str) -> tuple[list[_OldStep], list[str]]:
+    """The completed steps before `from_step` that a replay may take as done, and why the
+    others among them were left out.
+
+    A replay must never build on an effect that was undone: a step whose registered undo
+    (`compensate:<key>`) completed runs again. The seed's try/except saga journals its undo
+    steps as `kind = "compensation"` but not which steps they undid, so every forward step
+    before the first of them runs again too (conservative: a repeated effect has an
+    idempotency key; a refunded charge taken as paid has nothing). Compensations themselves
+    are never copied: they belong to the original run's effects.
+    """
+    keys = [s.key for s in steps]
+    if from_step not in keys:
+        shown = ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "")
+        raise InvalidState(
+            f"run {run_id} has no step {from_step!r}; its steps are: {shown or '(none)'}"
+        )
+    start = steps[keys.index(from_step)]
+    if start.kind == model.COMPENSATION or from_step.startswith(COMPENSATE_PREFIX):
+        raise ReplayFromCompensation(
+            f"step {from_step!r} of run {run_id} is a compensation (it undid other steps); "
+            "replay from a forward step, or without --from-step"
+        )
+    undone = {s.key[len(COMPENSATE_PREFIX):] for s in steps
+              if s.kind == model.COMPENSATION and s.status == model.STEP_COMPLETED
+              and s.key.startswith(COMPENSATE_PREFIX)}
+    first_seed_undo = min((s.seq for s in steps if s.kind == model.COMPENSATION
+                           and s.status == model.STEP_COMPLETED
+                           and not s.key.startswith(COMPENSATE_PREFIX)), default=None)
+    copy: list[_OldStep] = []
+    skipped: list[str] = []
+    for s in steps:
+        if s.seq >= start.seq or s.status != model.STEP_COMPLETED or s.kind == model.COMPENSATION:
+            continue
+        if s.key in undone:
+            skipped.append(f"{s.key!r} (undone by {COMPENSATE_PREFIX + s.key!r})")
+        elif first_seed_undo is not None and s.seq < first_seed_undo:
+            skipped.append(f"{s.key!r} (a compensation step ran after it; what it undid "
+                           "is not recorded)")
+        else:
+            copy.append(s)
+    return copy, skipped

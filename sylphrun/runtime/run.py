@@ -25,7 +25,8 @@ from sylphrun.errors import (
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
-from sylphrun.runtime.signals import JournalFailed, Release, Suspend
+from sylphrun.runtime.drain import drain
+from sylphrun.runtime.signals import JournalFailed, Release, StepDiverged, Suspend
 from sylphrun.runtime.steps import (
     COMPENSATION_RETRY,
     Execution,
@@ -53,12 +54,14 @@ async def execute(ex: Execution) -> str:
                 # Its worker was replaced (or died) while the task function itself, not a
                 # step, was stuck: replaying it would only get stuck there again.
                 raise doom_error(ex.doom)
-            output = await _call_task(ex, ctx)
+            output = await _call_task_and_drain(ex, ctx)
             if ex.suspending:
                 raise Suspend()
             output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
         except NotJSONSerializable as exc:
             return await _fail_attempt(ex, exc, fatal=True)
+        except StepDiverged as exc:
+            return _stop_diverged(ex, exc)
         except Suspend:
             return _suspend(ex)
         except Release:
@@ -101,6 +104,24 @@ async def execute(ex: Execution) -> str:
         current_scope.reset(token)
 
 
+async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
+    """The task function, then the drain (`runtime.drain`) however it ended, except when
+    the run is no longer ours to settle or the journal failed under it."""
+    try:
+        output = await _call_task(ex, ctx)
+    except (store.LeaseLost, JournalFailed):
+        raise
+    except asyncio.CancelledError:
+        if ex.doom is not None:  # the timeout cancelled the body: its steps fail with it
+            await drain(ex)
+        raise
+    except BaseException:
+        await drain(ex)
+        raise
+    await drain(ex)
+    return output
+
+
 async def _call_task(ex: Execution, ctx: Context) -> Any:
     fn = ex.task.fn
     try:
@@ -121,6 +142,14 @@ def _is_fatal(exc: BaseException) -> bool:
     if isinstance(exc, StepFailed):
         return exc.non_retriable
     return isinstance(exc, (NonRetriableError, NotJSONSerializable))
+
+
+def _stop_diverged(ex: Execution, exc: StepDiverged) -> str:
+    """Failed at the step, no retry, no compensations: see `runtime.divergence`."""
+    log.warning("run %s: %s", ex.run_id, exc.message)
+    store.record_divergence(ex.conn, ex.run_id, ex.epoch, key=exc.key,
+                            error=f"StepDiverged: {exc.message}", now=ex.now())
+    return "diverged"
 
 
 def _suspend(ex: Execution) -> str:

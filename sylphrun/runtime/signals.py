@@ -20,3 +20,20 @@ class JournalFailed(BaseException):
     code: the execution stops and the run goes back to the queue, as after a crash. Not an
     `Exception`: the user's `except Exception` around `step.run` would take it for the
     step's own failure and carry on with nothing journaled."""
+
+
+class Settled(BaseException):
+    """The task function has ended and the run's outcome is being settled (see
+    `runtime.drain`): a new step a parallel branch starts now is refused, because its
+    effect would land after the compensations were chosen or while the next attempt runs."""
+
+
+class StepDiverged(BaseException):
+    """A replayed step's journaled result was recorded for another call (see
+    `runtime.divergence`): the run stops at that step. Not an `Exception`: a saga's
+    `except Exception` block would take it for a step failure and compensate."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message

@@ -48,7 +48,8 @@ from sylphrun.journal.queries import (
     run_results,
     step_tries_in_attempt,
 )
-from sylphrun.runtime.signals import JournalFailed, Release, Suspend
+from sylphrun.runtime.divergence import call_of, check_replay
+from sylphrun.runtime.signals import JournalFailed, Release, Settled, Suspend
 
 
 class Scope(NamedTuple):
@@ -161,6 +162,9 @@ class Execution:
         self._children: dict[str, model.RunResult] | None = None
         self.compensations: list[tuple[str, str, Callable[..., Any], Any]] = []
         self.triggers_in_step: Counter[str] = Counter()
+        # Set once the task function has ended: see `runtime.drain`.
+        self.draining = False
+        self.drained: asyncio.Future[None] | None = None
         # Divergence check: only when the code changed since the run last executed.
         self.code_changed = (
             claim.previous_fingerprint is not None
@@ -247,6 +251,10 @@ class Execution:
         self.parent_of.pop(key, None)
         if self.pending_children or self.wake_times:
             self._schedule_check()
+        if self.drained is not None and not self.drained.done():
+            # Wakes `drain` after this task's current run: the step's outcome (result,
+            # failure, undo registration) is journaled synchronously right after this.
+            self.drained.set_result(None)
 
     # -- children ----------------------------------------------------------------------
 
@@ -280,11 +288,20 @@ class Execution:
         The run is never stranded: journaled steps stay, new ones run."""
         if not self.code_changed or self.diverged:
             return
-        self._called.add(key)
-        if key in self.journal:
-            return
         expected = next((k for k in self._journal_order if k not in self._called), None)
-        if expected is not None:
+        self._called.add(key)
+        if expected is None or key == expected:
+            return
+        if key in self._journal_order:
+            # Reordered: each key still gets its own journaled result (same function and
+            # arguments, or `check_replay` would have stopped the run), so the run goes on.
+            self.diverged = True
+            self.warn(
+                f"code changed under this run: the journal expected step {expected!r} next, "
+                f"but the code called {key!r} at {where}; the steps were reordered, each "
+                "keeps its journaled result"
+            )
+        elif key not in self.journal:
             self.diverged = True
             self.warn(
                 f"code changed under this run: the journal expected step {expected!r} next, "
@@ -422,6 +439,9 @@ class Steps:
         ex = self._ex
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        rec = ex.journal.get(key)
+        if rec is not None and rec.fn is not None and rec.status == model.STEP_COMPLETED:
+            check_replay(ex, key, rec, fn, args, kwargs, sys._getframe(1))
         if ex.code_changed:
             caller = sys._getframe(1)
             ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
@@ -455,11 +475,14 @@ class SyncSteps:
         # Capture "inside an except block" here, in the user's thread, where it is true.
         key = ex.next_key(name)
         kind = model.COMPENSATION if _handling_failure() else model.STEP
+        retry = kwargs.pop("retry", None)
+        compensate = kwargs.pop("compensate", None)
+        rec = ex.journal.get(key)
+        if rec is not None and rec.fn is not None and rec.status == model.STEP_COMPLETED:
+            check_replay(ex, key, rec, fn, args, kwargs, sys._getframe(1))
         if ex.code_changed:
             caller = sys._getframe(1)
             ex.note_step_call(key, f"{caller.f_code.co_filename}:{caller.f_lineno}")
-        retry = kwargs.pop("retry", None)
-        compensate = kwargs.pop("compensate", None)
         coro = run_step(ex, key, name, kind, fn, args, kwargs, retry, compensate)
         return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
 
@@ -509,7 +532,9 @@ async def _run_step(
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         value = _journaled_value(key, rec.output)
-        if compensate is not None:
+        if compensate is not None and not rec.copied:
+            # A step `replay --from-step` copied is the original run's effect: a failed
+            # replay must not undo what that run (perhaps completed) relies on.
             ex.compensations.append((key, name, compensate, value))
         return value
     if rec is not None and rec.status == model.STEP_FAILED and rec.run_attempt == ex.attempt:
@@ -523,6 +548,8 @@ async def _run_step(
         # The run is parking: a step started now would run its side effect and have its
         # result discarded, then run again on resume.
         raise Suspend()
+    if ex.draining and kind == model.STEP and _outside_steps():
+        raise Settled()
     if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
         ex.wake_times.append(rec.retry_at)
         await ex.block(current_scope.get().step_key if current_scope.get() else None)
@@ -538,11 +565,13 @@ async def _run_step(
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     started = ex.now()
+    called_fn, called_args = call_of(fn, args, kwargs, ex.run_id)
     if _CRASH_AT:
         _crash_point("before-start", key)
     store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
                             seq=seq, run_attempt=ex.attempt, now=started,
-                            notify=ex.notice(key, model.STEP_RUNNING))
+                            notify=ex.notice(key, model.STEP_RUNNING), fn=called_fn,
+                            args_hash=called_args)
     outer = current_scope.get()
     token = current_scope.set(Scope(ex, key))
     ex.running[key] = asyncio.current_task()
@@ -604,10 +633,17 @@ async def _run_step(
         _crash_point("after-commit", key)
     value = result if type(result) in _SELF_JSON else json.loads(output)
     ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
-                                    ex.attempt, seq, None, False, undo_ref)
+                                    ex.attempt, seq, None, False, undo_ref, called_fn,
+                                    called_args)
     if compensate is not None:
         ex.compensations.append((key, name, compensate, value))
     return value
+
+
+def _outside_steps() -> bool:
+    """Called from the task function (or a branch of it), not from inside a step."""
+    scope = current_scope.get()
+    return scope is None or scope.step_key is None
 
 
 def _journaled_value(key: str, output: str | None) -> Any:
@@ -667,6 +703,8 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         return
     if rec is not None and rec.output:
         wake_at = json.loads(rec.output)["wake_at"]
+    elif ex.draining:
+        raise Settled()
     else:
         wake_at = ex.now() + max(0.0, seconds)
         output = json.dumps({"wake_at": wake_at})
