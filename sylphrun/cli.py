@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -119,11 +118,18 @@ def trigger(
         payload = _read_stdin_payload()
     data = actions.parse_payload(payload)  # validate before touching anything
     config = _config(project)
-    tasks = _tasks(config)
-    actions.require_task(tasks, task)
-    conn = _open_journal(config, create=True)
+    # The tasks the workers registered in the journal; the project's code is imported only
+    # when none did (and then no journal is created before the task is known).
+    conn = _open_journal(config) if _journal_exists(config) else None
     try:
+        notes: list[str] = []  # said once the run exists: a bad request gets one line
+        tasks = actions.known_tasks(config, conn, want=task, note=notes.append)
+        actions.require_task(tasks, task)
+        if conn is None:
+            conn = _open_journal(config, create=True)
         run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
+        for message in notes:
+            _note(message)
         if not wait and timeout is None:
             if as_json:
                 typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
@@ -135,7 +141,12 @@ def trigger(
             return
         _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
+
+
+def _note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
 
 
 def _read_stdin_payload() -> str:
@@ -324,36 +335,26 @@ def show(
 @app.command()
 @_errors
 def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """The tasks discovered in the project."""
-    from rich.table import Table
-
-    from sylphrun.render import dumps, safe
+    """The tasks the workers registered (the project's code is imported only if none did)."""
+    from sylphrun import actions
+    from sylphrun.views import task_rows, tasks_text
 
     config = _config(project)
-    found = _tasks(config)
-    rows = []
-    for t in sorted(found.values(), key=lambda t: t.id):
-        try:
-            source = os.path.relpath(t.source_file, config.project_dir)
-        except ValueError:
-            source = t.source_file
-        rows.append({"id": t.id, "retry": t.retry.to_json(), "concurrency": t.concurrency,
-                     "timeout": t.timeout, "source": f"{source}:{t.source_line}",
-                     "async": t.is_async})
+    conn = _open_journal(config) if _journal_exists(config) else None
+    try:
+        found = actions.known_tasks(config, conn, note=_note)
+    finally:
+        if conn is not None:
+            conn.close()
+    rows = task_rows(found, config.project_dir)
     if as_json:
+        from sylphrun.render import dumps
+
         typer.echo(dumps(rows))
-        return
-    if not rows:
+    elif not rows:
         typer.echo(f"no tasks found in {', '.join(config.tasks) or '(no `tasks` configured)'}")
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(safe(r["id"]), str(r["retry"]["max_attempts"] - 1),
-                      str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
-                      safe(r["source"]))
-    _console().print(table)
+    else:
+        _console().print(tasks_text(found, rows))
 
 
 # -- acting on runs ------------------------------------------------------------------------

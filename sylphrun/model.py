@@ -140,6 +140,21 @@ class Run:
 
 
 @dataclass(frozen=True)
+class TaskRecord:
+    """A task as the workers registered it in the journal: what the CLI needs to trigger
+    and list it without importing the user's code. `options` holds `retry` (a `Retry` as
+    JSON), `concurrency`, `timeout` and `async`."""
+
+    id: str
+    options: dict[str, Any]
+    source_file: str
+    source_line: int
+    fingerprint: str
+    registered_by: str = ""
+    registered_at: float | None = None
+
+
+@dataclass(frozen=True)
 class LogLine:
     run_id: str
     at: float

@@ -271,6 +271,19 @@ def live_workers(conn: Connection, *, now: float, stale_after: float) -> list[mo
     return [model.WorkerInfo(*r) for r in rows]
 
 
+def registered_tasks(conn: Connection) -> dict[str, model.TaskRecord]:
+    """The tasks the workers registered, by id (empty: no worker ever registered)."""
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, options, source_file, source_line, fingerprint, registered_by,"
+            " registered_at FROM tasks ORDER BY id"
+        ).fetchall()
+    out = {}
+    for tid, options, source_file, source_line, fingerprint, by, at in rows:
+        opts = _loads(options)
+        out[tid] = model.TaskRecord(tid, opts if isinstance(opts, dict) else {}, source_file,
+                                    source_line, fingerprint, by, at)
+    return out
 
 
 def next_ready_at(conn: Connection) -> float | None:
