@@ -18,8 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from sylphrun.errors import SylphrunError
+from sylphrun.typer_compat import LazyCoercionGroup
 
 app = typer.Typer(
+    cls=LazyCoercionGroup,
     name="sylphrun",
     help="Durable Python workflows, run locally over a SQLite journal.",
     no_args_is_help=True,
@@ -112,7 +114,6 @@ def trigger(
 ) -> None:
     """Start a run of TASK; prints its id, or with --wait its result."""
     from sylphrun import actions
-    from sylphrun.render import dumps
 
     if payload == "-":
         payload = _read_stdin_payload()
@@ -132,6 +133,8 @@ def trigger(
             _note(message)
         if not wait and timeout is None:
             if as_json:
+                from sylphrun.render import dumps  # rich: only where it is needed
+
                 typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
                                   "created": created}, indent=None))
             else:

@@ -8,7 +8,6 @@ creates its children twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -236,6 +235,14 @@ async def _wait_step(ex: Any, key: str, name: str, rec: Any, run_id: str) -> mod
     return result
 
 
+async def _sleep(seconds: float) -> None:
+    # asyncio is imported here, not at the top: `sylphrun trigger` without --wait never
+    # runs a loop, and the import is a tenth of its start-up (bench/trigger_latency.py).
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | None = None,
                           poll: float = 0.005, on_no_workers: Any = None) -> model.RunResult:
     """Poll the journal until the run finishes (outside a run). `PRAGMA data_version` makes
@@ -259,4 +266,4 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
                 warned = True
         if deadline is not None and now >= deadline:
             raise TimeoutError(run_id)
-        await asyncio.sleep(poll)
+        await _sleep(poll)

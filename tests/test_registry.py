@@ -4,6 +4,8 @@ triggers and lists tasks from there instead of importing the user's code (issue 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from sylphrun import model
 from sylphrun.journal import queries, store
@@ -119,3 +121,17 @@ async def added(payload, ctx):
         conn.close()
     assert sorted(found) == ["added-by-a-save", "hello", "other"]
     assert found["hello"].registered_by == "import-check"
+
+
+def test_trigger_imports_neither_pydantic_nor_asyncio_nor_rich(project):
+    project.write_tasks(TASKS)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sylphrun", "trigger", "hello"],
+                          cwd=project.root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert not imported & {"pydantic", "asyncio", "rich"}, imported & {"pydantic", "asyncio", "rich"}
+    # A value that needs coercion still gets Typer's, errors included.
+    bad = project.cli("trigger", "hello", "--timeout", "soon")
+    assert bad.returncode == 2 and "--timeout" in bad.stderr
+    assert "--idempotency-key" in project.cli("trigger", "--help").stdout
