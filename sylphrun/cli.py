@@ -129,6 +129,8 @@ def trigger(
         if conn is None:
             conn = _open_journal(config, create=True)
         run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
+        if not created:  # every time, --wait and --json too: the run may be hours old
+            notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
         for message in notes:
             _note(message)
         if not wait and timeout is None:
@@ -139,8 +141,6 @@ def trigger(
                                   "created": created}, indent=None))
             else:
                 typer.echo(run_id)
-                if not created:
-                    typer.echo(f"(existing run for idempotency key {idempotency_key!r})", err=True)
             return
         _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
     finally:

@@ -179,7 +179,8 @@ def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_ke
         base = f"{ex.run_id}:{scope.step_key}:{ex.triggers_in_step[scope.step_key]}"
         ex.triggers_in_step[scope.step_key] += 1
         specs = [
-            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key)
+            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key,
+                    derived_key=idempotency_key is None)
             for i, p in enumerate(encoded)
         ]
         results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
