@@ -280,10 +280,12 @@ def runs(
     status: Annotated[str | None, typer.Option("--status", help="Only runs in this state.")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)] = 50,
+    all_runs: Annotated[bool, typer.Option("--all", help="Child runs too (by default only the runs you triggered).")] = False,
+    parent: Annotated[str | None, typer.Option("--parent", help="Only the children of this run.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first: the top-level ones, each with a summary of its children."""
     from sylphrun import model
     from sylphrun.journal import queries
     from sylphrun.render import dumps, run_json, runs_table
@@ -292,11 +294,16 @@ def runs(
         fail(f"unknown status {status!r}; one of: {', '.join(model.RUN_STATES)}")
     config = _config(project)
     if not _journal_exists(config):
+        if parent is not None:
+            fail(f"no run {parent!r}: there is no journal at {config.journal} yet")
         typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
         return
     conn = _open_journal(config)
     try:
-        found = queries.list_runs(conn, status=status, task_id=task, limit=limit)
+        parent_id = queries.resolve_run_id(conn, parent) if parent is not None else None
+        found = queries.list_runs(conn, status=status, task_id=task, limit=limit,
+                                  parent_run_id=parent_id,
+                                  top_level_only=not all_runs and parent_id is None)
     finally:
         conn.close()
     if as_json:
@@ -304,7 +311,10 @@ def runs(
     elif not found:
         typer.echo("no runs match")
     else:
-        _console().print(runs_table(found))
+        console = _console()
+        if not console.is_terminal:
+            console.width = 200  # piped: no cell cut to fit 80 columns
+        console.print(runs_table(found))
 
 
 @app.command()

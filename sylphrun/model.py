@@ -33,6 +33,8 @@ STEP_FAILED = "failed"
 STEP_RETRYING = "retrying"
 STEP_WAITING = "waiting"
 STEP_INTERRUPTED = "interrupted"
+# An open step (running, waiting, retrying) of a run that was cancelled.
+STEP_CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -124,6 +126,11 @@ class Run:
     children_done: int = 0
     children_failed: int = 0
     replay_of: str | None = None
+    children_cancelled: int = 0
+
+    @property
+    def children_completed(self) -> int:
+        return self.children_done - self.children_failed - self.children_cancelled
 
     @property
     def finished(self) -> bool:

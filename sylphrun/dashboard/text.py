@@ -130,11 +130,14 @@ def progress_bar(done: int, failed: int, total: int, width: int) -> Text:
     return bar
 
 
-def progress_line(done: int, failed: int, total: int, width: int = 20) -> Text:
-    line = progress_bar(done, failed, total, width)
-    line.append(f" {done - failed} completed", style="green")
+def progress_line(done: int, failed: int, total: int, width: int = 20, cancelled: int = 0) -> Text:
+    """`failed` excludes `cancelled`; the bar draws both as not completed."""
+    line = progress_bar(done, failed + cancelled, total, width)
+    line.append(f" {done - failed - cancelled} completed", style="green")
     line.append(", ")
     line.append(f"{failed} failed", style="red" if failed else "")
+    if cancelled:
+        line.append(f", {cancelled} cancelled", style="bright_black")
     line.append(f", {total - done} pending of {total}")
     return line
 

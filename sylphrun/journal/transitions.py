@@ -121,6 +121,21 @@ def interrupt_running_steps(
         )
 
 
+def cancel_open_steps(db: sqlite3.Connection, run_id: str, now: float) -> None:
+    """A cancelled run's open steps end 'cancelled': a fan-in parked on children, a durable
+    sleep or a step waiting for its retry would otherwise show 'waiting' with a growing
+    time forever. A step cut off mid-flight keeps an attempt saying so; whatever its
+    function returns later is refused by the fence (the cancel bumps the lease epoch)."""
+    interrupt_running_steps(db, run_id, now, "interrupted: the run was cancelled while the "
+                            "step ran; whatever it returns is not journaled")
+    # 'interrupted' too: cut off by a crash and not run again yet, it was still to come.
+    db.execute(
+        "UPDATE steps SET status = 'cancelled', finished_at = ?, retry_at = NULL"
+        " WHERE run_id = ? AND status IN ('interrupted', 'waiting', 'retrying')",
+        (now, run_id),
+    )
+
+
 def requeue(db: sqlite3.Connection, run_id: str, now: float, *, crashed: bool) -> None:
     interrupt_running_steps(db, run_id, now)
     db.execute(
@@ -153,17 +168,18 @@ def finish(
             (run_id, row[0], status, error, traceback, row[1], now, run_id),
         )
     db.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
-    _wake_waiters(db, run_id, row[2], ok=status == model.COMPLETED, now=now)
+    _wake_waiters(db, run_id, row[2], status=status, now=now)
 
 
 def _wake_waiters(
-    db: sqlite3.Connection, run_id: str, parent_run_id: str | None, *, ok: bool, now: float
+    db: sqlite3.Connection, run_id: str, parent_run_id: str | None, *, status: str, now: float
 ) -> None:
     if parent_run_id:
         db.execute(
             "UPDATE runs SET children_done = children_done + 1,"
-            " children_failed = children_failed + ? WHERE id = ?",
-            (0 if ok else 1, parent_run_id),
+            " children_failed = children_failed + ?, children_cancelled = children_cancelled + ?"
+            " WHERE id = ?",
+            (status == model.FAILED, status == model.CANCELLED, parent_run_id),
         )
     waiters = db.execute(
         "DELETE FROM waits WHERE child_run_id = ? RETURNING run_id", (run_id,)
