@@ -99,3 +99,11 @@ def test_a_worker_executing_a_cancelled_run_cannot_overwrite_its_step(project, e
     assert hold.status == model.STEP_CANCELLED and hold.output is None
     assert [a.status for a in hold.attempt_log] == ["interrupted"]
     assert eng.run_record(run_id).status == model.CANCELLED
+
+
+def test_the_dashboard_s_fan_out_text_counts_cancelled_children_apart():
+    from sylphrun.dashboard import text as fmt
+
+    line = fmt.progress_line(3, 1, 4, cancelled=1).plain
+    assert "1 completed, 1 failed, 1 cancelled, 1 pending of 4" in line
+    assert fmt.children_text(3, 4, 1, 1).plain == "3/4 1✗ 1⊘"

@@ -102,12 +102,15 @@ def countdown(at: float, now: float) -> str:
     return f"retry in {seconds(left) if left >= 1 else f'{left:.1f}s'}"
 
 
-def children_text(done: int, total: int, failed: int) -> Text:
+def children_text(done: int, total: int, failed: int, cancelled: int = 0) -> Text:
     if not total:
         return Text("")
-    out = Text(f"{done}/{total}", style="green" if done == total and not failed else "")
+    out = Text(f"{done}/{total}",
+               style="green" if done == total and not failed and not cancelled else "")
     if failed:
         out.append(f" {failed}✗", style="red")
+    if cancelled:
+        out.append(f" {cancelled}⊘", style="bright_black")
     return out
 
 
