@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sylphrun import model
+from sylphrun.define import file_fingerprint
 from sylphrun.render import iso, local_time, safe
 
 
@@ -31,7 +32,10 @@ def task_rows(tasks: Mapping[str, model.TaskRecord], project_dir: Path) -> list[
                      "concurrency": opts.get("concurrency"), "timeout": opts.get("timeout"),
                      "source": f"{source}:{t.source_line}", "async": opts.get("async"),
                      "fingerprint": t.fingerprint, "registered_at": iso(t.registered_at),
-                     "registered_by": t.registered_by or None})
+                     "registered_by": t.registered_by or None,
+                     # The workers serve the code they imported, not what is on disk now.
+                     "source_changed": t.registered_at is not None
+                     and file_fingerprint(t.source_file) != t.fingerprint})
     return rows
 
 
@@ -51,4 +55,9 @@ def tasks_text(tasks: Mapping[str, model.TaskRecord], rows: list[dict[str, Any]]
             else f"worker {latest.registered_by}"
         parts.append(Text(f"as registered in the journal by {safe(who)} at "
                           f"{local_time(latest.registered_at)}", style="dim"))
+    changed = sorted({r["source"].rsplit(":", 1)[0] for r in rows if r["source_changed"]})
+    if changed:
+        parts.append(Text(f"changed on disk since: {safe(', '.join(changed))} (the workers "
+                          "serve the registered code until they import it again)",
+                          style="yellow"))
     return Group(*parts)

@@ -107,3 +107,29 @@ def test_the_dashboard_s_fan_out_text_counts_cancelled_children_apart():
     line = fmt.progress_line(3, 1, 4, cancelled=1).plain
     assert "1 completed, 1 failed, 1 cancelled, 1 pending of 4" in line
     assert fmt.children_text(3, 4, 1, 1).plain == "3/4 1✗ 1⊘"
+
+
+def test_a_v2_journal_s_cancelled_children_move_out_of_the_failed_count(tmp_path):
+    import sqlite3
+
+    from sylphrun.journal import Connection
+    from sylphrun.journal.schema import MIGRATIONS
+
+    path = tmp_path / "journal.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.executescript(f"BEGIN;\n{MIGRATIONS[0]}\n{MIGRATIONS[1]}\nPRAGMA user_version = 2;\nCOMMIT;")
+    raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+                " children_total, children_done, children_failed)"
+                " VALUES ('run_p', 'p', 'cancelled', '{}', 1, 1, 4, 3, 2)")
+    for rid, status in (("run_a", "completed"), ("run_b", "failed"), ("run_c", "cancelled"),
+                        ("run_d", "queued")):
+        raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+                    " parent_run_id) VALUES (?, 'c', ?, '{}', 1, 1, 'run_p')", (rid, status))
+    raw.close()
+    conn = Connection(path)
+    try:
+        run = queries.get_run(conn, "run_p")
+        assert (run.children_done, run.children_failed, run.children_cancelled) == (3, 1, 1)
+        assert run.children_completed == 1
+    finally:
+        conn.close()

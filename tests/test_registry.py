@@ -73,6 +73,12 @@ def test_workers_register_and_the_cli_triggers_without_importing_the_code(projec
     text = project.cli("tasks")
     assert "hello" in text.stdout and "registered in the journal by worker" in text.stdout
     assert project.ledger_lines().count("imported") == imports
+    assert not doc["hello"]["source_changed"]
+    # A save the workers have not imported (no reload under `sylphrun worker`): said so.
+    main = project.root / "tasks" / "main.py"
+    main.write_text(main.read_text() + "\n# edited\n")
+    assert "changed on disk since: tasks/main.py" in project.cli("tasks").stdout
+    assert all(t["source_changed"] for t in json.loads(project.cli("tasks", "--json").stdout))
     # An unknown task: the same one-line error and exit 2 as before.
     bad = project.cli("trigger", "helo")
     assert bad.returncode == 2
