@@ -42,6 +42,11 @@ async def blocks_the_loop(payload, ctx):
         return "late result"
     return await ctx.step.run("hold", hold)
 
+@task(id="short-nap")
+async def short_nap(payload, ctx):
+    await ctx.step.sleep("nap", 1.0)
+    return "rested"
+
 @task(id="marker")
 async def marker(payload, ctx):
     return "ok"
@@ -133,3 +138,16 @@ def test_a_v2_journal_s_cancelled_children_move_out_of_the_failed_count(tmp_path
         assert run.children_completed == 1
     finally:
         conn.close()
+
+
+def test_a_retried_cancelled_run_resumes_its_cancelled_steps(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory(workers=1).start()
+    run_id = eng.trigger("short-nap")
+    wait_until(lambda: eng.run_record(run_id).status == model.WAITING, message="the nap")
+    assert project.cli("cancel", run_id).returncode == 0
+    assert step_by_key(eng, run_id, "nap").status == model.STEP_CANCELLED
+    assert project.cli("retry", run_id).returncode == 0
+    result = eng.wait(run_id, timeout=60)
+    assert result.ok and result.output == "rested", result.error
+    assert step_by_key(eng, run_id, "nap").status == model.STEP_COMPLETED
