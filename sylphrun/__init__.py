@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 # most of them need `task` and nothing of the journal, asyncio or the trigger machinery.
 if TYPE_CHECKING:
     from sylphrun.define import Retry, Task, task
-    from sylphrun.errors import ChildRunFailed, NonRetriableError, StepFailed
+    from sylphrun.errors import ChildRunFailed, IdempotencyConflict, NonRetriableError, StepFailed
     from sylphrun.model import RunResult
     from sylphrun.runtime.context import Context
     from sylphrun.trigger import BatchHandle, RunHandle
@@ -26,6 +26,7 @@ __all__ = [
     "BatchHandle",
     "ChildRunFailed",
     "Context",
+    "IdempotencyConflict",
     "NonRetriableError",
     "Retry",
     "RunHandle",
@@ -42,7 +43,7 @@ def __getattr__(name: str) -> Any:
     # tests/torture/test_files.py).
     if name in ("Retry", "Task", "task"):
         from sylphrun import define as module
-    elif name in ("ChildRunFailed", "NonRetriableError", "StepFailed"):
+    elif name in ("ChildRunFailed", "IdempotencyConflict", "NonRetriableError", "StepFailed"):
         from sylphrun import errors as module
     elif name == "RunResult":
         from sylphrun import model as module

@@ -9,12 +9,11 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
-from sylphrun import codec
-from sylphrun.define import Task
-from sylphrun.errors import InvalidPayload, UnknownTask
+from sylphrun import codec, model
+from sylphrun.errors import InvalidPayload, SylphrunError, UnknownTask
 from sylphrun.journal import Connection, RunSpec, queries, store
 from sylphrun.trigger import (
     MAX_PAYLOAD_BYTES,
@@ -23,6 +22,9 @@ from sylphrun.trigger import (
     enqueue,
     poke_workers,
 )
+
+if TYPE_CHECKING:
+    from sylphrun.config import Config
 
 
 def parse_payload(text: str | None) -> dict[str, Any]:
@@ -53,7 +55,38 @@ def parse_payload(text: str | None) -> dict[str, Any]:
     return value
 
 
-def require_task(tasks: Mapping[str, Task], task_id: str) -> Task:
+def known_tasks(
+    config: Config, conn: Connection | None, *, want: str | None = None,
+    note: Callable[[str], None] = lambda _: None,
+) -> dict[str, model.TaskRecord]:
+    """The tasks of a project, by id, as the workers registered them in the journal.
+
+    The project's code is imported only when no worker has registered yet (`conn` None:
+    no journal), or when `want` is not among the registered tasks (a task added since the
+    workers imported the code): a syntax error in one task file, or a module that takes a
+    second to import, must not break or slow down triggering the tasks the workers serve.
+    `note` hears, after the fact, that the code was imported and why.
+    """
+    registered = queries.registered_tasks(conn) if conn is not None else {}
+    if registered and (want is None or want in registered):
+        return registered
+    from sylphrun.discover import discover, task_records
+
+    where = ", ".join(config.tasks) or "(no `tasks` configured)"
+    try:
+        imported = {r.id: r for r in task_records(discover(config))}
+    except SylphrunError:
+        if registered:  # the registered view stands; `want` is simply not in it
+            return registered
+        raise
+    if not registered:
+        note(f"no worker has registered tasks in this journal yet; imported {where} to find them")
+    elif registered and want in imported:
+        note(f"task {want!r} is not registered by a worker yet; found it by importing {where}")
+    return {**registered, **imported}
+
+
+def require_task(tasks: Mapping[str, Any], task_id: str) -> Any:
     found = tasks.get(task_id)
     if found is not None:
         return found
@@ -64,7 +97,7 @@ def require_task(tasks: Mapping[str, Task], task_id: str) -> Task:
 
 
 def trigger_run(
-    conn: Connection, tasks: Mapping[str, Task], task_id: str, payload: dict[str, Any],
+    conn: Connection, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
     *, idempotency_key: str | None = None,
 ) -> tuple[str, bool]:
     """Start a run: (run id, created). With an idempotency key already used for this task,

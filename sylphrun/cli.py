@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from sylphrun.errors import SylphrunError
+from sylphrun.typer_compat import LazyCoercionGroup
 
 app = typer.Typer(
+    cls=LazyCoercionGroup,
     name="sylphrun",
     help="Durable Python workflows, run locally over a SQLite journal.",
     no_args_is_help=True,
@@ -113,29 +114,42 @@ def trigger(
 ) -> None:
     """Start a run of TASK; prints its id, or with --wait its result."""
     from sylphrun import actions
-    from sylphrun.render import dumps
 
     if payload == "-":
         payload = _read_stdin_payload()
     data = actions.parse_payload(payload)  # validate before touching anything
     config = _config(project)
-    tasks = _tasks(config)
-    actions.require_task(tasks, task)
-    conn = _open_journal(config, create=True)
+    # The tasks the workers registered in the journal; the project's code is imported only
+    # when none did (and then no journal is created before the task is known).
+    conn = _open_journal(config) if _journal_exists(config) else None
     try:
+        notes: list[str] = []  # said once the run exists: a bad request gets one line
+        tasks = actions.known_tasks(config, conn, want=task, note=notes.append)
+        actions.require_task(tasks, task)
+        if conn is None:
+            conn = _open_journal(config, create=True)
         run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
+        if not created:  # every time, --wait and --json too: the run may be hours old
+            notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
+        for message in notes:
+            _note(message)
         if not wait and timeout is None:
             if as_json:
+                from sylphrun.render import dumps  # rich: only where it is needed
+
                 typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
                                   "created": created}, indent=None))
             else:
                 typer.echo(run_id)
-                if not created:
-                    typer.echo(f"(existing run for idempotency key {idempotency_key!r})", err=True)
             return
         _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
+
+
+def _note(message: str) -> None:
+    typer.echo(f"note: {message}", err=True)
 
 
 def _read_stdin_payload() -> str:
@@ -266,10 +280,12 @@ def runs(
     status: Annotated[str | None, typer.Option("--status", help="Only runs in this state.")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)] = 50,
+    all_runs: Annotated[bool, typer.Option("--all", help="Child runs too (by default only the runs you triggered).")] = False,
+    parent: Annotated[str | None, typer.Option("--parent", help="Only the children of this run.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first: the top-level ones, each with a summary of its children."""
     from sylphrun import model
     from sylphrun.journal import queries
     from sylphrun.render import dumps, run_json, runs_table
@@ -278,11 +294,16 @@ def runs(
         fail(f"unknown status {status!r}; one of: {', '.join(model.RUN_STATES)}")
     config = _config(project)
     if not _journal_exists(config):
+        if parent is not None:
+            fail(f"no run {parent!r}: there is no journal at {config.journal} yet")
         typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
         return
     conn = _open_journal(config)
     try:
-        found = queries.list_runs(conn, status=status, task_id=task, limit=limit)
+        parent_id = queries.resolve_run_id(conn, parent) if parent is not None else None
+        found = queries.list_runs(conn, status=status, task_id=task, limit=limit,
+                                  parent_run_id=parent_id,
+                                  top_level_only=not all_runs and parent_id is None)
     finally:
         conn.close()
     if as_json:
@@ -290,7 +311,10 @@ def runs(
     elif not found:
         typer.echo("no runs match")
     else:
-        _console().print(runs_table(found))
+        console = _console()
+        if not console.is_terminal:
+            console.width = 200  # piped: no cell cut to fit 80 columns
+        console.print(runs_table(found))
 
 
 @app.command()
@@ -324,36 +348,26 @@ def show(
 @app.command()
 @_errors
 def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
-    """The tasks discovered in the project."""
-    from rich.table import Table
-
-    from sylphrun.render import dumps, safe
+    """The tasks the workers registered (the project's code is imported only if none did)."""
+    from sylphrun import actions
+    from sylphrun.views import task_rows, tasks_text
 
     config = _config(project)
-    found = _tasks(config)
-    rows = []
-    for t in sorted(found.values(), key=lambda t: t.id):
-        try:
-            source = os.path.relpath(t.source_file, config.project_dir)
-        except ValueError:
-            source = t.source_file
-        rows.append({"id": t.id, "retry": t.retry.to_json(), "concurrency": t.concurrency,
-                     "timeout": t.timeout, "source": f"{source}:{t.source_line}",
-                     "async": t.is_async})
+    conn = _open_journal(config) if _journal_exists(config) else None
+    try:
+        found = actions.known_tasks(config, conn, note=_note)
+    finally:
+        if conn is not None:
+            conn.close()
+    rows = task_rows(found, config.project_dir)
     if as_json:
+        from sylphrun.render import dumps
+
         typer.echo(dumps(rows))
-        return
-    if not rows:
+    elif not rows:
         typer.echo(f"no tasks found in {', '.join(config.tasks) or '(no `tasks` configured)'}")
-        return
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(safe(r["id"]), str(r["retry"]["max_attempts"] - 1),
-                      str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
-                      safe(r["source"]))
-    _console().print(table)
+    else:
+        _console().print(tasks_text(found, rows))
 
 
 # -- acting on runs ------------------------------------------------------------------------

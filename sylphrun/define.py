@@ -121,15 +121,24 @@ class Task:
         execution: when a resumed run's fingerprint changed, the runtime checks the replay
         for steps the new code no longer calls in the journal's order."""
         if self._fingerprint is None:
-            import hashlib
-
-            try:
-                with open(self.source_file, "rb") as f:
-                    src = f.read()
-            except OSError:
-                src = repr(self.fn).encode()
-            self._fingerprint = hashlib.sha256(src).hexdigest()[:12]
+            self._fingerprint = file_fingerprint(self.source_file) or _fingerprint(
+                repr(self.fn).encode())
         return self._fingerprint
+
+
+def file_fingerprint(path: str) -> str | None:
+    """The fingerprint of a source file as it is on disk now (None: it cannot be read)."""
+    try:
+        with open(path, "rb") as f:
+            return _fingerprint(f.read())
+    except OSError:
+        return None
+
+
+def _fingerprint(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:12]
 
 
 def _source_of(fn: Callable[..., Any]) -> tuple[str, int]:

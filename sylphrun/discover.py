@@ -10,12 +10,18 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import time
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sylphrun.config import Config
 from sylphrun.define import Task, clear_registry, registered_tasks
 from sylphrun.errors import DiscoveryError
+from sylphrun.model import TaskRecord
+
+if TYPE_CHECKING:
+    from sylphrun.journal import Connection
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".sylphrun", "tests"}
 
@@ -30,6 +36,29 @@ def discover(config: Config) -> dict[str, Task]:
         for module_name, path in _modules_of(config.project_dir, entry):
             _import(module_name, path)
     return registered_tasks()
+
+
+def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
+    """The tasks as the journal's registry keeps them (no code, just what to show and check)."""
+    return [
+        TaskRecord(
+            t.id,
+            {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
+             "async": t.is_async},
+            t.source_file, t.source_line, t.source_fingerprint(),
+        )
+        for t in tasks.values()
+    ]
+
+
+def register_tasks(conn: Connection, config: Config, tasks: dict[str, Task], *, by: str) -> None:
+    """Record the tasks just imported in the journal's registry, which `sylphrun trigger`
+    and `sylphrun tasks` read instead of importing the project themselves. Called by each
+    worker as it starts and by a reload's import check once it passed."""
+    from sylphrun.journal import store
+
+    store.register_tasks(conn, task_records(tasks), registered_by=by,
+                         project_dir=str(config.project_dir), now=time.time())
 
 
 def task_sources(config: Config) -> list[Path]:

@@ -32,6 +32,17 @@ class InvalidPayload(SylphrunError):
     pass
 
 
+class IdempotencyConflict(SylphrunError):
+    """An idempotency key reused with a different payload. The key names one run; handing
+    that run back for other data would silently drop the new request."""
+
+    def __init__(self, key: str, run_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} belongs to run {run_id}, triggered with a "
+                         "different payload")
+        self.key = key
+        self.run_id = run_id
+
+
 class InvalidState(SylphrunError):
     """An action that the run's current state does not allow (retry a completed run...)."""
 

@@ -33,6 +33,8 @@ STEP_FAILED = "failed"
 STEP_RETRYING = "retrying"
 STEP_WAITING = "waiting"
 STEP_INTERRUPTED = "interrupted"
+# An open step (running, waiting, retrying) of a run that was cancelled.
+STEP_CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,11 @@ class Run:
     children_done: int = 0
     children_failed: int = 0
     replay_of: str | None = None
+    children_cancelled: int = 0
+
+    @property
+    def children_completed(self) -> int:
+        return self.children_done - self.children_failed - self.children_cancelled
 
     @property
     def finished(self) -> bool:
@@ -143,6 +150,21 @@ class Run:
             output=self.output,
             error=self.error,
         )
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as the workers registered it in the journal: what the CLI needs to trigger
+    and list it without importing the user's code. `options` holds `retry` (a `Retry` as
+    JSON), `concurrency`, `timeout` and `async`."""
+
+    id: str
+    options: dict[str, Any]
+    source_file: str
+    source_line: int
+    fingerprint: str
+    registered_by: str = ""
+    registered_at: float | None = None
 
 
 @dataclass(frozen=True)

@@ -111,11 +111,30 @@ def _check_main(project_dir: str, standby: bool) -> None:
     if standby and sys.stdin.readline().strip() != "go":
         return  # dropped: the session stopped, or never needed us
     try:
-        tasks = discover(load_config(project_dir))
+        config = load_config(project_dir)
+        tasks = discover(config)
         doc = {"ok": True, "tasks": sorted(tasks)}
+        _register(config, tasks)
     except SylphrunError as exc:
         doc = {"ok": False, "error": str(exc), "traceback": getattr(exc, "user_traceback", None)}
     sys.stdout.write("\n" + json.dumps(doc) + "\n")
+
+
+def _register(config: Config, tasks: dict) -> None:
+    """A task added by a save is triggerable at once, before the new workers are up.
+    Best effort: the new workers register the same tasks as they start, and a journal
+    problem is theirs to report, not a reason to block the reload."""
+    from sylphrun.discover import register_tasks
+    from sylphrun.journal import Connection
+
+    try:
+        conn = Connection(config.journal, durability=config.durability)
+        try:
+            register_tasks(conn, config, tasks, by="import-check")
+        finally:
+            conn.close()
+    except Exception:  # noqa: BLE001, S110 - see above
+        pass
 
 
 def watch_paths(config: Config) -> list[Path]:

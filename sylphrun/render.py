@@ -38,6 +38,7 @@ STEP_STYLE = {
     model.STEP_RETRYING: ("↻", "magenta"),
     model.STEP_WAITING: ("◐", "blue"),
     model.STEP_INTERRUPTED: ("⚡", "bright_red"),
+    model.STEP_CANCELLED: ("⊘", "bright_black"),
 }
 
 
@@ -92,6 +93,7 @@ def run_json(run: model.Run) -> dict[str, Any]:
             "total": run.children_total,
             "done": run.children_done,
             "failed": run.children_failed,
+            "cancelled": run.children_cancelled,
         },
     }
 
@@ -171,17 +173,24 @@ def runs_table(runs: list[model.Run]) -> Table:
         table.add_column(col, no_wrap=col in ("RUN", "STATUS"))
     now = time.time()
     for r in runs:
-        children = ""
-        if r.children_total:
-            children = f"{r.children_done}/{r.children_total}"
-            if r.children_failed:
-                children += f" ({r.children_failed} failed)"
+        children = children_summary(r) if r.children_total else ""
         table.add_row(
             Text(r.id), Text(safe(r.task_id)), status_text(r.status), str(r.attempt),
             local_time(r.started_at or r.created_at),
             duration(r.started_at, r.finished_at, now) if r.started_at else "", children,
         )
     return table
+
+
+def children_summary(run: model.Run) -> str:
+    """`1000: 990 ok, 8 failed, 2 cancelled` (counts that are 0 left out; unfinished ones
+    are the rest of the total)."""
+    parts = [f"{run.children_completed} ok"]
+    parts += [f"{n} {what}" for n, what in ((run.children_failed, "failed"),
+                                            (run.children_cancelled, "cancelled"),
+                                            (run.children_total - run.children_done, "pending"))
+              if n]
+    return f"{run.children_total}: {', '.join(parts)}"
 
 
 def _preview(value: Any, limit: int = 120) -> str:
@@ -247,8 +256,10 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
     parts.append(tree)
     if children:
         done = sum(1 for c in children if c.finished)
-        failed = sum(1 for c in children if c.status in (model.FAILED, model.CANCELLED))
-        parts.append(Text(f"children: {done}/{len(children)} finished, {failed} failed"))
+        failed = sum(1 for c in children if c.status == model.FAILED)
+        cancelled = sum(1 for c in children if c.status == model.CANCELLED)
+        parts.append(Text(f"children: {done}/{len(children)} finished: {done - failed - cancelled} "
+                          f"completed, {failed} failed, {cancelled} cancelled"))
         for c in [c for c in children if c.status in (model.FAILED, model.CANCELLED)][:10]:
             parts.append(Text(f"  ✗ {c.id} {safe(c.error or c.status)}", style="red"))
     failed_attempts = [a for a in attempts if a.status != model.COMPLETED]

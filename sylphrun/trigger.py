@@ -8,7 +8,6 @@ creates its children twice.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -180,7 +179,8 @@ def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_ke
         base = f"{ex.run_id}:{scope.step_key}:{ex.triggers_in_step[scope.step_key]}"
         ex.triggers_in_step[scope.step_key] += 1
         specs = [
-            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key)
+            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key,
+                    derived_key=idempotency_key is None)
             for i, p in enumerate(encoded)
         ]
         results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
@@ -236,6 +236,14 @@ async def _wait_step(ex: Any, key: str, name: str, rec: Any, run_id: str) -> mod
     return result
 
 
+async def _sleep(seconds: float) -> None:
+    # asyncio is imported here, not at the top: `sylphrun trigger` without --wait never
+    # runs a loop, and the import is a tenth of its start-up (bench/trigger_latency.py).
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
 async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | None = None,
                           poll: float = 0.005, on_no_workers: Any = None) -> model.RunResult:
     """Poll the journal until the run finishes (outside a run). `PRAGMA data_version` makes
@@ -259,4 +267,4 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
                 warned = True
         if deadline is not None and now >= deadline:
             raise TimeoutError(run_id)
-        await asyncio.sleep(poll)
+        await _sleep(poll)

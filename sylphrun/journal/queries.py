@@ -14,7 +14,7 @@ from sylphrun.journal.connection import Connection
 _RUN_COLUMNS = (
     "id, task_id, status, payload, output, error, attempt, parent_run_id, idempotency_key,"
     " created_at, started_at, finished_at, ready_at, children_total, children_done,"
-    " children_failed, replay_of"
+    " children_failed, replay_of, children_cancelled"
 )
 
 
@@ -36,6 +36,7 @@ def _run(row: sqlite3.Row | tuple) -> model.Run:
         error=row[5], attempt=row[6], parent_run_id=row[7], idempotency_key=row[8],
         created_at=row[9], started_at=row[10], finished_at=row[11], ready_at=row[12],
         children_total=row[13], children_done=row[14], children_failed=row[15], replay_of=row[16],
+        children_cancelled=row[17],
     )
 
 
@@ -279,6 +280,19 @@ def live_workers(conn: Connection, *, now: float, stale_after: float) -> list[mo
     return [model.WorkerInfo(*r) for r in rows]
 
 
+def registered_tasks(conn: Connection) -> dict[str, model.TaskRecord]:
+    """The tasks the workers registered, by id (empty: no worker ever registered)."""
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, options, source_file, source_line, fingerprint, registered_by,"
+            " registered_at FROM tasks ORDER BY id"
+        ).fetchall()
+    out = {}
+    for tid, options, source_file, source_line, fingerprint, by, at in rows:
+        opts = _loads(options)
+        out[tid] = model.TaskRecord(tid, opts if isinstance(opts, dict) else {}, source_file,
+                                    source_line, fingerprint, by, at)
+    return out
 
 
 def next_ready_at(conn: Connection) -> float | None:
@@ -374,11 +388,14 @@ class RunSummary(NamedTuple):
     children_failed: int
     error: str | None
     replay_of: str | None
+    # Counted apart from `children_failed` (schema V5_CHILDREN_CANCELLED).
+    children_cancelled: int = 0
 
 
 _SUMMARY_COLUMNS = (
     "id, task_id, status, attempt, parent_run_id, created_at, started_at, finished_at, ready_at,"
-    " children_total, children_done, children_failed, substr(error, 1, 500), replay_of"
+    " children_total, children_done, children_failed, substr(error, 1, 500), replay_of,"
+    " children_cancelled"
 )
 
 

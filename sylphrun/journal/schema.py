@@ -190,8 +190,38 @@ ALTER TABLE steps ADD COLUMN args_hash TEXT;
 ALTER TABLE steps ADD COLUMN copied INTEGER NOT NULL DEFAULT 0;
 """
 
+# What the workers can run, as they imported it: the CLI triggers and lists tasks from
+# here instead of importing the user's code (a syntax error in one file, or a module that
+# is slow to import, must not break `sylphrun trigger`). Each registration (a worker's
+# start, a reload's passing import check) replaces the whole set in one transaction, so a
+# task removed from the code disappears. `options` is JSON: retry, concurrency, timeout.
+V4_TASK_REGISTRY = """
+CREATE TABLE tasks (
+    id            TEXT PRIMARY KEY,
+    options       TEXT NOT NULL,
+    source_file   TEXT NOT NULL,
+    source_line   INTEGER NOT NULL,
+    fingerprint   TEXT NOT NULL,
+    project_dir   TEXT,
+    registered_by TEXT NOT NULL,
+    registered_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+# A cancelled child is not a failed one: counted apart, so `show` and the dashboard can say
+# "990 completed, 8 failed, 2 cancelled". Children cancelled before this migration were
+# counted as failed; move them.
+V5_CHILDREN_CANCELLED = """
+ALTER TABLE runs ADD COLUMN children_cancelled INTEGER NOT NULL DEFAULT 0;
+UPDATE runs SET children_cancelled = (
+    SELECT COUNT(*) FROM runs c WHERE c.parent_run_id = runs.id AND c.status = 'cancelled'
+) WHERE children_done > 0;
+UPDATE runs SET children_failed = MAX(children_failed - children_cancelled, 0)
+WHERE children_cancelled > 0;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
-MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS]
+MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED]
 SCHEMA_VERSION = len(MIGRATIONS)

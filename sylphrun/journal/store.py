@@ -7,9 +7,10 @@ a suspended laptop) cannot overwrite the work of the worker that took the run ov
 
 The writes live in modules along their seams: `lifecycle` (a run's life as its worker
 writes it), `steps` (its steps and log), `user_actions` (cancel, retry, replay), `workers`
-(registration, leases, dead workers' runs), and the pieces they share, `fence` and
-`transitions`. Callers depend on this one name (`store.record_step_start(...)`) so the
-modules can move without touching them; the modules show the seams.
+(registration, leases, dead workers' runs), `registry` (the tasks the workers can run),
+and the pieces they share, `fence` and `transitions`. Callers depend on this one name
+(`store.record_step_start(...)`) so the modules can move without touching them; the
+modules show the seams.
 
 A function is looked up here when it is called through `store.`, so patching
 `store.record_step_start` reaches every caller outside the journal. Writes inside the
@@ -31,6 +32,7 @@ from sylphrun.journal.lifecycle import (
     schedule_retry,
     suspend_run,
 )
+from sylphrun.journal.registry import register_tasks
 from sylphrun.journal.steps import (
     append_log,
     mark_step_diverged,
@@ -79,6 +81,7 @@ __all__ = [
     "record_step_start",
     "record_step_waiting",
     "record_trigger_step",
+    "register_tasks",
     "register_worker",
     "release_run",
     "release_worker_runs",

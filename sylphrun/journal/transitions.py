@@ -8,11 +8,13 @@ and every requeue or finish bumps the lease epoch that fences out the previous h
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sylphrun import model
+from sylphrun.errors import IdempotencyConflict
 from sylphrun.journal import fence, ids
 
 TERMINAL = "('completed','failed','cancelled')"
@@ -30,6 +32,10 @@ class RunSpec:
     parent_run_id: str | None = None
     parent_step_key: str | None = None
     replay_of: str | None = None
+    # The key is sylphrun's own, derived from a step (children created inside a step
+    # function): a re-executed step may pass other data under it and gets the runs it
+    # created the first time. A user's key with another payload is a conflict.
+    derived_key: bool = False
 
 
 def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) -> list[tuple[str, bool]]:
@@ -49,13 +55,26 @@ def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) ->
             out.append((run_id, True))
             continue
         existing = db.execute(
-            "SELECT id FROM runs WHERE task_id = ? AND idempotency_key = ?",
+            "SELECT id, payload FROM runs WHERE task_id = ? AND idempotency_key = ?",
             (spec.task_id, spec.idempotency_key),
         ).fetchone()
         if existing is None:  # pragma: no cover - a random id collision; astronomically rare
             raise RuntimeError("run id collision; try again")
+        if not spec.derived_key and _canonical(existing[1]) != _canonical(spec.payload):
+            # Raised inside the caller's transaction: a batch with one conflict writes nothing.
+            raise IdempotencyConflict(spec.idempotency_key or "", existing[0])
         out.append((existing[0], False))
     return out
+
+
+def _canonical(payload: str) -> str:
+    """A payload's JSON with sorted keys: the same object, whatever its key order. Text,
+    not decoded values: in Python 1 == 1.0 == True, in JSON they are different payloads."""
+    try:
+        return json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":"),
+                          ensure_ascii=False)
+    except (ValueError, RecursionError):
+        return payload
 
 
 def insert_children(
@@ -102,6 +121,21 @@ def interrupt_running_steps(
         )
 
 
+def cancel_open_steps(db: sqlite3.Connection, run_id: str, now: float) -> None:
+    """A cancelled run's open steps end 'cancelled': a fan-in parked on children, a durable
+    sleep or a step waiting for its retry would otherwise show 'waiting' with a growing
+    time forever. A step cut off mid-flight keeps an attempt saying so; whatever its
+    function returns later is refused by the fence (the cancel bumps the lease epoch)."""
+    interrupt_running_steps(db, run_id, now, "interrupted: the run was cancelled while the "
+                            "step ran; whatever it returns is not journaled")
+    # 'interrupted' too: cut off by a crash and not run again yet, it was still to come.
+    db.execute(
+        "UPDATE steps SET status = 'cancelled', finished_at = ?, retry_at = NULL"
+        " WHERE run_id = ? AND status IN ('interrupted', 'waiting', 'retrying')",
+        (now, run_id),
+    )
+
+
 def requeue(db: sqlite3.Connection, run_id: str, now: float, *, crashed: bool) -> None:
     interrupt_running_steps(db, run_id, now)
     db.execute(
@@ -134,17 +168,18 @@ def finish(
             (run_id, row[0], status, error, traceback, row[1], now, run_id),
         )
     db.execute("DELETE FROM waits WHERE run_id = ?", (run_id,))
-    _wake_waiters(db, run_id, row[2], ok=status == model.COMPLETED, now=now)
+    _wake_waiters(db, run_id, row[2], status=status, now=now)
 
 
 def _wake_waiters(
-    db: sqlite3.Connection, run_id: str, parent_run_id: str | None, *, ok: bool, now: float
+    db: sqlite3.Connection, run_id: str, parent_run_id: str | None, *, status: str, now: float
 ) -> None:
     if parent_run_id:
         db.execute(
             "UPDATE runs SET children_done = children_done + 1,"
-            " children_failed = children_failed + ? WHERE id = ?",
-            (0 if ok else 1, parent_run_id),
+            " children_failed = children_failed + ?, children_cancelled = children_cancelled + ?"
+            " WHERE id = ?",
+            (status == model.FAILED, status == model.CANCELLED, parent_run_id),
         )
     waiters = db.execute(
         "DELETE FROM waits WHERE child_run_id = ? RETURNING run_id", (run_id,)

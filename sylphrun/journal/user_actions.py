@@ -17,9 +17,9 @@ from sylphrun.journal.connection import Connection
 from sylphrun.journal.transitions import (
     TERMINAL,
     RunSpec,
+    cancel_open_steps,
     finish,
     insert_runs,
-    interrupt_running_steps,
 )
 
 # The key prefix of the undo steps `compensate=` registers (runtime.run).
@@ -50,8 +50,7 @@ def cancel_run(conn: Connection, run_id: str, now: float) -> list[str]:
             (run_id,),
         ).fetchall()]
         for rid in ids:
-            interrupt_running_steps(db, rid, now, "interrupted: the run was cancelled while "
-                                     "the step ran; whatever it returns is not journaled")
+            cancel_open_steps(db, rid, now)
             finish(db, rid, model.CANCELLED, None, "cancelled", None, now)
         return ids
 
@@ -84,6 +83,7 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
             (run_id,),
         ).fetchall()] if status == model.CANCELLED else [run_id]
         for rid in revived:
+            was = db.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0]
             parent = db.execute(
                 "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?,"
                 " error = NULL, output = NULL, finished_at = NULL, crash_count = 0, updated_at = ?"
@@ -91,9 +91,10 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
                 (now, now, rid),
             ).fetchone()[0]
             if parent:
+                column = "children_cancelled" if was == model.CANCELLED else "children_failed"
                 db.execute(
                     "UPDATE runs SET children_done = MAX(children_done - 1, 0),"
-                    " children_failed = MAX(children_failed - 1, 0) WHERE id = ?",
+                    f" {column} = MAX({column} - 1, 0) WHERE id = ?",
                     (parent,),
                 )
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from sylphrun.config import Config
 from sylphrun.define import Task
+from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
 from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
@@ -114,6 +115,7 @@ class Worker:
         store.register_worker(self.conn, self.id, pid=os.getpid(), host=socket.gethostname(),
                               supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
                               now=time.time())
+        register_tasks(self.conn, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         beat_stop = threading.Event()

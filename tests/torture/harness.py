@@ -675,9 +675,11 @@ async def main(index, count, keys):
     errors, waits = [], []
     for i in range(count):
         key = f"key-{(index * count + i) % keys}" if keys else None
+        # One payload per key: a key reused with another payload is refused (a conflict).
+        payload = {"p": -1, "i": (index * count + i) % keys} if keys else {"p": index, "i": i}
         started = time.perf_counter()
         try:
-            await trigger("once", {"p": index, "i": i}, idempotency_key=key)
+            await trigger("once", payload, idempotency_key=key)
         except Exception as exc:  # every failure is what we report
             errors.append(f"{type(exc).__name__}: {exc}")
         waits.append(time.perf_counter() - started)

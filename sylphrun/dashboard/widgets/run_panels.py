@@ -39,7 +39,8 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
     if run.children_total:
         out.append("\nchildren ", style="dim")
         out.append_text(fmt.progress_line(run.children_done, run.children_failed,
-                                          run.children_total, width=16))
+                                          run.children_total, width=16,
+                                          cancelled=run.children_cancelled))
     if run.parent_run_id:
         out.append("\nchild of ", style="dim")
         out.append(run.parent_run_id)

@@ -83,7 +83,7 @@ def row_cells(run: RunSummary, columns: list[Column], now: float, *,
             cells.append(Text(fmt.span(run.started_at, run.finished_at, now)))
         elif title == "CHILDREN":
             cells.append(fmt.children_text(run.children_done, run.children_total,
-                                           run.children_failed))
+                                           run.children_failed, run.children_cancelled))
         elif title == "ERROR":
             cells.append(fmt.literal(fmt.first_line(run.error), "red"))
     return cells
