@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import os
+import types
 from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -76,8 +77,35 @@ def args_hash(args: tuple, kwargs: dict, run_id: str) -> str | None:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
 
 
+def bound_values(fn: Callable[..., Any]) -> list[Any]:
+    """What the step function carries besides its arguments: a partial's bound arguments,
+    and the plain values (str, int, float, bool, None) a closure captures.
+
+    `ctx.step.run("fetch", lambda: fetch(i))` is the natural port of the seed's closures:
+    without `i`, a call inserted in the loop would shift the keys unseen. Only scalars: a
+    captured container (a payload, an earlier result) could be large and is hashed on
+    every step, and objects (`ctx`, a client) have no stable form."""
+    bound: list[Any] = []
+    while isinstance(fn, functools.partial):
+        bound.append([list(fn.args), fn.keywords])
+        fn = fn.func
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+        if type(value) in _SCALARS or type(value) is float:
+            bound.append(value)
+    return bound
+
+
 def call_of(fn: Callable[..., Any], args: tuple, kwargs: dict,
             run_id: str) -> tuple[str, str | None]:
+    if type(fn) is types.FunctionType and fn.__closure__ is None:
+        return fn_identity(fn), args_hash(args, kwargs, run_id)
+    bound = bound_values(fn)
+    if bound:
+        args = (*args, {"\0bound": bound})
     return fn_identity(fn), args_hash(args, kwargs, run_id)
 
 

@@ -388,6 +388,42 @@ def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
     assert step_by_key(eng, first.run_id, "fetch").error is None  # the mark is cleared
 
 
+THREE_LAMBDA_FETCHES = '''
+    for i in range(3):
+        got.append(await ctx.step.run("fetch", lambda: fetch(i)))
+'''
+ONE_MORE_LAMBDA_FETCH = '''
+    got.append(await ctx.step.run("fetch", lambda: fetch(99)))
+    for i in range(3):
+        got.append(await ctx.step.run("fetch", lambda: fetch(i)))
+'''
+
+
+def test_an_inserted_call_is_caught_through_what_a_lambda_captures(project, engine_factory):
+    """The seed's closures ported as lambdas: every lambda has the same qualname, so what
+    it captures (`i`) is part of the call, and the shifted keys are caught here too."""
+    project.write_tasks(_fetcher(THREE_LAMBDA_FETCHES))
+    eng = engine_factory().start()
+    first = eng.run("fetcher")
+    assert first.status == model.FAILED and "not yet" in first.error
+    project.write_tasks(_fetcher(ONE_MORE_LAMBDA_FETCH))
+    _reload(eng)
+    diverged = _retry(project, eng, first.run_id)
+    assert diverged.error.startswith("StepDiverged: step 'fetch' was recorded as tasks.main:"), (
+        diverged.error)
+    assert "fetcher.<locals>.<lambda> with args" in diverged.error
+    assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]  # fetch(99) never ran
+
+    # Back to the lambdas: each capture hashes as it did, the run resumes and finishes.
+    project.write_tasks(_fetcher(THREE_LAMBDA_FETCHES))
+    (project.root / "ok").touch()
+    _reload(eng)
+    resumed = _retry(project, eng, first.run_id)
+    assert resumed.ok, resumed.error
+    assert resumed.output == [{"item": 0}, {"item": 1}, {"item": 2}]
+    assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]
+
+
 def test_swapped_steps_keep_their_results_and_warn(project, engine_factory):
     project.write_tasks(_fetcher(TWO_STEPS))
     eng = engine_factory().start()
@@ -439,3 +475,22 @@ def test_a_suspension_beside_a_running_step_waits_for_it_and_resumes(project, en
     assert result.ok and result.output == "worked", result.error
     assert project.ledger_lines() == ["work"]
     assert step_by_key(eng, result.run_id, "nap").status == model.STEP_COMPLETED
+
+
+def test_what_a_partial_binds_and_a_closure_captures_is_part_of_the_call():
+    import functools
+
+    from sylphrun.runtime.divergence import call_of
+
+    def fetch(i):
+        return i
+
+    def closure(i):
+        return lambda: fetch(i)
+
+    assert call_of(functools.partial(fetch, 1), (), {}, "r1") != call_of(
+        functools.partial(fetch, 2), (), {}, "r1")
+    assert call_of(closure(1), (), {}, "r1") != call_of(closure(2), (), {}, "r1")
+    assert call_of(closure(1), (), {}, "r1") == call_of(closure(1), (), {}, "r1")
+    # The run's own id stands for itself: a replay (a new id) sees the same call.
+    assert call_of(closure("r1:charge"), (), {}, "r1") == call_of(closure("r2:charge"), (), {}, "r2")
