@@ -41,7 +41,10 @@ class RunsScreen(Screen):
         Binding("R", "replay", "Replay"),
         Binding("x", "cancel_run", "Cancel"),
         Binding("c", "copy_id", "Copy id"),
-        Binding("slash", "search", "Search", show=False),
+        # Priority: run when the app takes the key off its queue, before it sends the next
+        # key on. `/` then `ta` typed on a busy machine: `t` and `a` go to the search box,
+        # not to the table (and from there to this screen's `t` and `a` bindings).
+        Binding("slash", "search", "Search", show=False, priority=True),
         Binding("s", "cycle_status", "Status filter", show=False),
         Binding("a", "cycle_task", "Task filter", show=False),
         Binding("h", "toggle_children", "Child runs", show=False),
@@ -104,7 +107,7 @@ class RunsScreen(Screen):
     def _empty_text(self) -> str:
         runs = self.app.runs
         if runs.by_id:
-            return "no runs match the filters (escape clears the search)"
+            return "no runs match the filters (escape clears them)"
         return "no runs yet: press t to trigger a task"
 
     def _update_task_options(self) -> None:
@@ -159,13 +162,32 @@ class RunsScreen(Screen):
 
     def action_search(self) -> None:
         self.query_one(TabbedContent).active = "runs"
-        self.query_one("#search", Input).focus()
+        # Focus now, not with `focus()` (which waits for the app's queue, behind the keys
+        # typed after `/`).
+        self.set_focus(self.query_one("#search", Input))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the search box has focus no key is a command: `/` (a priority binding) is
+        # typed into it, and no other binding of this screen applies.
+        if isinstance(self.focused, Input) and action != "clear_search":
+            return False
+        return True
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
-        if search.value:
+        runs = self.app.runs
+        if not runs.visible and runs.by_id:
+            self._clear_filters()  # an empty list because of filters: show everything again
+        elif search.value:
             search.value = ""
-        self.table.focus()
+        self.set_focus(self.table)
+
+    def _clear_filters(self) -> None:
+        self.query_one("#search", Input).value = ""
+        self.query_one("#status-filter", Select).clear()
+        self.query_one("#task-filter", Select).clear()
+        self._set_filter(text="", payload_ids=frozenset(), status=None, task_id=None)
+        self.app.feed.search("")
 
     def action_cycle_status(self) -> None:
         select = self.query_one("#status-filter", Select)
