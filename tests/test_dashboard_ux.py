@@ -6,15 +6,12 @@ ran real tasks once per module; each test gets its own copy of the file).
 
 from __future__ import annotations
 
-import time
-
 import test_dashboard as base
-from test_dashboard import RealJournal, drive, make_app, open_run, table_ids, until
+from test_dashboard import RealJournal, drive, make_app, table_ids, until
 from textual import events
 from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
-from sylphrun.dashboard.screens.runs import RunsScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 
 real_journal = base.real_journal  # the fixtures, shared with test_dashboard.py

@@ -169,9 +169,7 @@ class RunsScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # While the search box has focus no key is a command: `/` (a priority binding) is
         # typed into it, and no other binding of this screen applies.
-        if isinstance(self.focused, Input) and action != "clear_search":
-            return False
-        return True
+        return action == "clear_search" or not isinstance(self.focused, Input)
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
