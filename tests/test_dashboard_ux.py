@@ -6,6 +6,7 @@ ran real tasks once per module; each test gets its own copy of the file).
 
 from __future__ import annotations
 
+import pytest
 import test_dashboard as base
 from test_dashboard import RealJournal, drive, make_app, table_ids, until
 from textual import events
@@ -13,6 +14,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Select
 
 from sylphrun.dashboard.screens.trigger import TriggerScreen
+from sylphrun.dashboard.widgets.runs_table import RunsTable
 
 real_journal = base.real_journal  # the fixtures, shared with test_dashboard.py
 journal = base.journal
@@ -83,3 +85,24 @@ def test_escape_clears_every_filter_when_they_leave_the_list_empty(journal: Real
         assert app.screen.query_one("#task-filter", Select).is_blank()
 
     drive(app, scenario)
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_error_column_has_room_at_common_widths(journal: RealJournal, width: int) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        table = app.screen.query_one("#runs-table", RunsTable)
+        header = table.render_line(0).text
+        assert "ERROR" in header and "CHILDREN" in header  # the fan-out has children
+        saga = table.render_line(1 + table_ids(app).index(journal.ids["saga"])).text
+        assert "ValueError: carrier down" in saga
+        app.screen.query_one("#status-filter", Select).value = "failed"  # no children shown
+        await until(pilot, lambda: len(table_ids(app)) == 2, what="the failed runs")
+        await pilot.pause()
+        header = table.render_line(0).text
+        assert "ERROR" in header and "CHILDREN" not in header
+        error_width = len(header) - header.index("ERROR")
+        assert error_width >= min(40, width // 3)
+
+    drive(app, scenario, size=(width, 30))
