@@ -413,7 +413,8 @@ def test_retrying_step_shows_failed_attempts_and_a_live_countdown(journal: RealJ
         now[0] = step.retry_at - 3.5
         await pilot.pause(0.4)  # the tick
         assert any("↻ retry in 3.5s (attempt 2 next)" in line for line in tree_lines(tree))
-        assert "runs again in 3.5s" in str(screen.query_one(RunHeading).render())
+        assert "↻ retrying at " in str(screen.query_one(RunHeading).render())
+        assert "(in 3.5s) (w wakes it now)" in str(screen.query_one(RunHeading).render())
 
     drive(app, scenario)
 

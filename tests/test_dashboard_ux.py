@@ -6,15 +6,27 @@ ran real tasks once per module; each test gets its own copy of the file).
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 import pytest
 import test_dashboard as base
-from test_dashboard import RealJournal, drive, make_app, table_ids, until
+from rich.console import Console
+from test_dashboard import RealJournal, drive, make_app, open_run, table_ids, tree_lines, until
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input, Select
+from textual.widgets import Input, Select, Static
 
+from sylphrun.config import Config
+from sylphrun.dashboard import steps_view
+from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.app import DashboardApp
 from sylphrun.dashboard.screens.trigger import TriggerScreen
+from sylphrun.dashboard.widgets.run_panels import RunHeading
 from sylphrun.dashboard.widgets.runs_table import RunsTable
+from sylphrun.dashboard.widgets.step_tree import StepTree
+from sylphrun.journal import Connection, RunSpec, queries, store
 
 real_journal = base.real_journal  # the fixtures, shared with test_dashboard.py
 journal = base.journal
@@ -106,3 +118,103 @@ def test_the_error_column_has_room_at_common_widths(journal: RealJournal, width:
         assert error_width >= min(40, width // 3)
 
     drive(app, scenario, size=(width, 30))
+
+
+def parked_journal(path: Path, monkeypatch: pytest.MonkeyPatch, t: float) -> dict[str, str]:
+    """A run sleeping for 15 minutes from `t`, and a parent waiting on 3 children (1 done)."""
+    j = base.FixedJournal(path, monkeypatch)
+    c = j.start("nightly", t)
+    j.step(c, "export", t + 0.1, t + 1.0, {"rows": 1})
+    store.record_step_waiting(j.conn, c.run_id, c.epoch, key="cool-down", name="cool-down",
+                              kind="sleep", seq=2, run_attempt=1,
+                              output=json.dumps({"wake_at": t + 901}), now=t + 1.0)
+    store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 901, now=t + 1.05)
+    p = j.start("fan", t)
+    kids, _ = store.record_trigger_step(
+        j.conn, p.run_id, p.epoch, key="spawn", name="spawn", seq=1, run_attempt=1,
+        specs=[RunSpec("shard", "{}", None, p.run_id, "spawn") for _ in range(3)],
+        output_of=lambda ids: json.dumps({"run_ids": ids}), now=t + 0.5)
+    j.step(p, "collect", t + 0.6, None)
+    store.suspend_run(j.conn, p.run_id, p.epoch, children=kids, wake_at=None, now=t + 0.7)
+    j.finish(j._claim("shard", t + 2)[0], t + 3, output=1)
+    j.conn.close()
+    return {"sleeper": c.run_id, "parent": p.run_id}
+
+
+def parked_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: list[float]):
+    ids = parked_journal(tmp_path / "journal.db", monkeypatch, now[0] - 1.0)
+    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    app = DashboardApp(config, tasks={"nightly": 1, "fan": 1, "shard": 1}, clock=lambda: now[0])
+    return app, ids, config
+
+
+def test_a_sleep_says_until_when_its_time_moves_and_w_wakes_it(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [time.time()]
+    app, ids, config = parked_app(tmp_path, monkeypatch, now)
+    messages: list[str] = []
+
+    async def scenario(pilot: Pilot) -> None:
+        original = app.notify
+        app.notify = lambda message, **kw: (messages.append(message), original(message, **kw))
+        screen = await open_run(pilot, ids["sleeper"])
+        heading = str(screen.query_one(RunHeading).render())
+        assert f"sleeping until {fmt.clock_time(now[0] + 900, now[0])} (in 15m00s)" in heading
+        assert "runs again" not in heading
+        tree = screen.query_one(StepTree)
+        tree.select_ref(("step", "cool-down"))
+        await pilot.press("enter")  # expand
+        await pilot.pause()
+        lines = tree_lines(tree)
+        nap = next(line for line in lines if "cool-down" in line)
+        assert "◐ 15m00s" in nap and " 0ms" in nap  # it just fell asleep
+        assert any("sleeping until" in line and "(in 15m00s)" in line for line in lines)
+        shown = "\n".join(lines) + str(screen.query_one("#step-body", Static).render())
+        assert "wake_at" not in shown  # no raw journal field
+        now[0] += 60
+        await pilot.pause(0.4)  # the tick
+        nap = next(line for line in tree_lines(tree) if "cool-down" in line)
+        assert "◐ 14m00s" in nap and "1m00s" in nap  # the elapsed time moves too
+        await pilot.press("w")
+        await until(pilot, lambda: messages, what="the wake notice")
+        assert messages[0] == f"{ids['sleeper']}: its sleep 'cool-down' ends now"
+        await until(pilot, lambda: screen.log_count == 1, what="the journaled wake")
+
+    drive(app, scenario)
+    conn = Connection(config.journal)
+    try:
+        run = queries.get_run(conn, ids["sleeper"])
+        nap = next(s for s in queries.steps_of(conn, ids["sleeper"]) if s.key == "cool-down")
+        logs = [line.message for line in queries.logs_of(conn, ids["sleeper"])]
+    finally:
+        conn.close()
+    assert run.ready_at <= time.time() and nap.output["wake_at"] == run.ready_at
+    assert logs == ["woken by user: its sleep 'cool-down' ends now"]
+
+
+def test_a_parent_says_how_many_children_it_waits_for(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [time.time()]
+    app, ids, _ = parked_app(tmp_path, monkeypatch, now)
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, ids["parent"])
+        assert "◐ waiting for 2 of 3 children" in str(screen.query_one(RunHeading).render())
+
+    drive(app, scenario)
+
+
+def test_tracebacks_in_the_step_pane_wrap_between_a_frames_parts() -> None:
+    frame = '  File "/home/dev/shop/tasks/orders/shipping.py", line 141, in create_shipment'
+    lines = [steps_view.Line(fmt.literal(frame)), steps_view.Line(fmt.literal("    x = 1"))]
+    console = Console(width=200)
+    text = steps_view.flatten(lines, "    ", console=console, width=60).plain
+    assert text.splitlines() == [
+        '      File "/home/dev/shop/tasks/orders/shipping.py",',
+        "        line 141, in create_shipment",
+        "        x = 1",
+    ]
+    # Narrower than the path: only the path itself is folded.
+    narrow = steps_view.flatten(lines[:1], "", console=console, width=30).plain.splitlines()
+    assert narrow[-1].strip() == "line 141, in create_shipment" or narrow[-1].strip() == "in create_shipment"
+    assert all(len(row) <= 30 for row in narrow)

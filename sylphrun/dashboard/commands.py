@@ -1,4 +1,4 @@
-"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, copy.
+"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, wake, copy.
 
 Every action goes through `sylphrun.actions` (the functions the CLI uses), in a short
 thread worker on a journal connection of its own; errors come back as notifications.
@@ -138,6 +138,16 @@ class RunCommands(_Base):
             self.notify(f"cancelled {ids[0]}{extra}", title="Cancel", markup=False)
 
         self.push_screen(ConfirmScreen(question), confirmed)
+
+    def wake(self, run_id: str | None) -> None:
+        """End a run's sleep or retry back-off now. No question asked: it only moves time."""
+        if not self._need_run(run_id):
+            return
+
+        def done(result: tuple[str, str]) -> None:
+            self.notify(f"{result[0]}: {result[1]}", title="Woken", markup=False)
+
+        self._perform("wake", lambda c: actions.wake_run(c, run_id), done)
 
     def copy_run_id(self, run_id: str | None) -> None:
         if not self._need_run(run_id):

@@ -27,13 +27,14 @@ KEYS = [
         ("r", "retry a failed or cancelled run (completed steps are kept)"),
         ("R", "replay: a new run with the same payload"),
         ("x", "cancel the run and its unfinished children"), ("c", "copy the run id"),
+        ("w", "wake: end the run's sleep or retry back-off now"),
         ("1 / 2", "Runs / Tasks tab (enter on a task triggers it)"),
     ]),
     ("One run", [
         ("escape / backspace", "back"), ("enter", "expand a step, or open a child run"),
         ("f", "replay from the step under the cursor (earlier steps are reused)"),
         ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
-        ("r R x c", "retry, replay, cancel, copy id"), ("p", "open the parent run"),
+        ("r R x c w", "retry, replay, cancel, copy id, wake"), ("p", "open the parent run"),
         ("1 2 3 4", "Steps / Timeline / Logs / Children tab"),
     ]),
     ("Trigger dialog", [

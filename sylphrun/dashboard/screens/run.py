@@ -45,6 +45,7 @@ class RunScreen(Screen):
         Binding("R", "replay", "Replay"),
         Binding("f", "replay_from_step", "From step"),
         Binding("x", "cancel_run", "Cancel"),
+        Binding("w", "wake", "Wake", show=False),
         Binding("c", "copy_id", "Copy id"),
         Binding("p", "open_parent", "Parent", show=False),
         Binding("d", "toggle_pane", "Step pane", show=False),
@@ -245,6 +246,9 @@ class RunScreen(Screen):
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.run_id)
+
+    def action_wake(self) -> None:
+        self.app.wake(self.current_run_id())
 
     def action_copy_id(self) -> None:
         self.app.copy_run_id(self.run_id)

@@ -40,6 +40,7 @@ class RunsScreen(Screen):
         Binding("r", "retry", "Retry"),
         Binding("R", "replay", "Replay"),
         Binding("x", "cancel_run", "Cancel"),
+        Binding("w", "wake", "Wake", show=False),
         Binding("c", "copy_id", "Copy id"),
         # Priority: run when the app takes the key off its queue, before it sends the next
         # key on. `/` then `ta` typed on a busy machine: `t` and `a` go to the search box,
@@ -247,6 +248,9 @@ class RunsScreen(Screen):
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.current_run_id())
+
+    def action_wake(self) -> None:
+        self.app.wake(self.current_run_id())
 
     def action_copy_id(self) -> None:
         self.app.copy_run_id(self.current_run_id())

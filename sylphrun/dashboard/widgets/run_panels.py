@@ -16,6 +16,7 @@ from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.journal.queries import RunSummary
+from sylphrun.render import wake_time
 
 
 def run_heading(detail: RunDetail, now: float, width: int) -> Text:
@@ -34,8 +35,7 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
                    style="dim")
     else:
         out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
-    if run.status in (model.QUEUED, model.WAITING) and run.ready_at and run.ready_at > now:
-        out.append(f" · ↻ runs again in {fmt.seconds(run.ready_at - now)}", style="magenta")
+    out.append_text(parked_text(detail, now))
     if run.children_total:
         out.append("\nchildren ", style="dim")
         out.append_text(fmt.progress_line(run.children_done, run.children_failed,
@@ -61,6 +61,23 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
         out.append(" (last: ", style="dim")
         out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
         out.append(")", style="dim")
+    return out
+
+
+def parked_text(detail: RunDetail, now: float) -> Text:
+    """Why a parked run is not running: " · ◐ sleeping until 12:41:03 (in 14m57s) (w wakes
+    it)", " · ↻ retrying at ...", " · ◐ waiting for 518 of 1,000 children"."""
+    run = detail.run
+    out = Text()
+    found = wake_time(run, detail.steps)
+    if found is not None and found[1] > now:
+        what, at = found
+        symbol, style = ("◐", "blue") if what == "sleeping" else ("↻", "magenta")
+        out.append(f" · {symbol} {fmt.wake_line(what, at, now)}", style=style)
+        out.append(" (w wakes it now)", style="dim")
+    elif run.status == model.WAITING and run.children_total > run.children_done:
+        out.append(f" · ◐ waiting for {run.children_total - run.children_done:,} of "
+                   f"{run.children_total:,} children", style="blue")
     return out
 
 
@@ -138,7 +155,7 @@ class StepDetail(Vertical):
             body.update(Text("move the cursor to a step to see it here", style="dim"))
             self.set_class(False, "-fanout")
             return
-        sig = (step, step.status == model.STEP_RETRYING and int(now * 4),
+        sig = (step, self.size.width, step.status == model.STEP_RETRYING and int(now * 4),
                step.finished_at is None and int(now),
                steps_view.fanout_counts(step, self.children_by_id) if step.child_run_ids else None)
         if sig == self._shown:
@@ -147,7 +164,8 @@ class StepDetail(Vertical):
         text = steps_view.step_header(step, now)
         text.append("\n\n")
         text.append_text(steps_view.flatten(
-            steps_view.detail_lines(step, self.children_by_id, now, full=True)))
+            steps_view.detail_lines(step, self.children_by_id, now, full=True),
+            console=self.app.console, width=self.query_one("#step-text").scrollable_content_region.width))
         body.update(text)
         self.set_class(bool(step.child_run_ids), "-fanout")
         if step.child_run_ids:
@@ -159,6 +177,11 @@ class StepDetail(Vertical):
             else:
                 table.set_rows(rows)
 
+    def on_resize(self) -> None:
+        if self.step is not None:
+            self.call_after_refresh(self.render_step)  # lines are wrapped to the width
+
     def tick(self) -> None:
-        if self.step is not None and self.step.status in (model.STEP_RETRYING, model.STEP_RUNNING):
+        if self.step is not None and self.step.status in (
+                model.STEP_RETRYING, model.STEP_RUNNING, model.STEP_WAITING):
             self.render_step()

@@ -203,20 +203,21 @@ class StepTree(Tree[Ref]):
     # -- time ------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Countdowns and running durations move on."""
+        """Countdowns and the durations of unfinished steps move on."""
         now = self.clock()
         for key, step in self.steps.items():
-            if step.status in (model.STEP_RUNNING, model.STEP_RETRYING):
+            if step.status in (model.STEP_RUNNING, model.STEP_RETRYING, model.STEP_WAITING):
                 node = self._step_nodes.get(key)
                 if node is None:
                     continue
                 node.set_label(self._label(step, now))
-                if step.status == model.STEP_RETRYING and node.is_expanded:
-                    for child in node.children:
-                        if child.data == ("countdown", key) and step.retry_at:
-                            child.set_label(Text(
-                                f"↻ {fmt.countdown(step.retry_at, now)} "
-                                f"(attempt {step.attempts + 1} next)", style="bold magenta"))
+                if not node.is_expanded:
+                    continue
+                for child in node.children:
+                    if child.data == ("countdown", key):
+                        text = steps_view.countdown_text(step, now)
+                        if text is not None:
+                            child.set_label(text)
 
     # -- selection -------------------------------------------------------------------------
 
