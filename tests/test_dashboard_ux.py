@@ -206,7 +206,8 @@ def test_a_parent_says_how_many_children_it_waits_for(tmp_path: Path,
 
 def test_tracebacks_in_the_step_pane_wrap_between_a_frames_parts() -> None:
     frame = '  File "/home/dev/shop/tasks/orders/shipping.py", line 141, in create_shipment'
-    lines = [steps_view.Line(fmt.literal(frame)), steps_view.Line(fmt.literal("    x = 1"))]
+    lines = [steps_view.Line(fmt.literal(frame), hang=True),
+             steps_view.Line(fmt.literal("    x = 1"), hang=True)]
     console = Console(width=200)
     text = steps_view.flatten(lines, "    ", console=console, width=60).plain
     assert text.splitlines() == [

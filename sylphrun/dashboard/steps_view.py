@@ -26,6 +26,7 @@ class Line:
     ref: tuple[str, str] | None = None
     children: tuple[Line, ...] = ()
     expand: bool = False  # shown open (the traceback of the attempt that failed the step)
+    hang: bool = False  # in the pane, wrapped with a hanging indent (a traceback's lines)
 
 
 def step_label(step: model.Step, now: float, key_width: int) -> Text:
@@ -89,8 +90,8 @@ def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
         shown = lines if traceback_lines is None else lines[-traceback_lines:]
         if len(shown) < len(lines):
             tb.append(Line(Text(f"… {len(lines) - len(shown)} earlier lines", style="dim")))
-        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"))
-                  for line in shown)
+        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
+                       hang=True) for line in shown)
     return Line(head, children=tuple(tb))
 
 
@@ -246,15 +247,15 @@ def flatten(lines: list[Line], indent: str = "", *, console: Console | None = No
             width: int = 0) -> Text:
     """Lines (and their children, indented) as one block of text for the pane.
 
-    With a `console` and a `width`, a line too long is wrapped here and its continuation
-    indented under it. A traceback's `File "...", line 41, in fn` breaks only between
+    With a `console` and a `width`, a traceback's line too long is wrapped here and its
+    continuation indented under it (other lines wrap where the pane wraps them). A traceback's `File "...", line 41, in fn` breaks only between
     those three parts (and a path longer than the pane alone is folded), never at the
     first space that happens to reach the edge."""
     out = Text()
     for line in lines:
         out.append(indent)
         room = width - len(indent)
-        if console is not None and room > 12 and line.text.cell_len > room:
+        if line.hang and console is not None and room > 12 and line.text.cell_len > room:
             out.append_text(_wrapped(line.text, console, room, indent))
         else:
             out.append_text(line.text)
