@@ -664,12 +664,16 @@ def test_replay_and_replay_from_the_selected_step(journal: RealJournal) -> None:
     async def scenario(pilot: Pilot) -> None:
         app.screen.query_one("#runs-table", RunsTable).select_id(journal.ids["chain"])
         await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: len(app.runs.by_id) == 14)
         new_ids.append(max(app.runs.by_id.values(), key=lambda r: r.created_at).id)
 
         screen = await open_run(pilot, journal.ids["chain"])
         screen.query_one(StepTree).select_ref(("step", "charge"))
         await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: screen.run_id not in (journal.ids["chain"],),
                     what="the replay to open")
         new_ids.append(screen.run_id)

@@ -16,12 +16,14 @@ from rich.console import Console
 from test_dashboard import RealJournal, drive, make_app, open_run, table_ids, tree_lines, until
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static
+from textual.widgets import Input, Select, Static, TextArea
 
+from sylphrun import actions
 from sylphrun.config import Config
 from sylphrun.dashboard import steps_view
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.app import DashboardApp
+from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.dashboard.widgets.run_panels import RunHeading
 from sylphrun.dashboard.widgets.runs_table import RunsTable
@@ -219,3 +221,61 @@ def test_tracebacks_in_the_step_pane_wrap_between_a_frames_parts() -> None:
     narrow = steps_view.flatten(lines[:1], "", console=console, width=30).plain.splitlines()
     assert narrow[-1].strip() == "line 141, in create_shipment" or narrow[-1].strip() == "in create_shipment"
     assert all(len(row) <= 30 for row in narrow)
+
+
+def test_replay_asks_first_and_can_open_the_payload_to_edit(journal: RealJournal) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        app.screen.query_one("#runs-table", RunsTable).select_id(journal.ids["chain"])
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        question = str(app.screen.query_one("#confirm-question", Static).render())
+        assert "every step runs again" in question and "side effects" in question
+        await pilot.press("n")
+        await pilot.pause(0.2)
+        assert len(app.runs.by_id) == 13  # nothing replayed
+        await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, TriggerScreen))
+        dialog = app.screen
+        editor = dialog.query_one(TextArea)
+        assert json.loads(editor.text) == {} and dialog.task_id == "chain"
+        editor.load_text('{"order": 99}')
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: len(app.runs.by_id) == 14, what="the edited rerun")
+        new = max(app.runs.by_id.values(), key=lambda r: r.created_at)
+        assert base.journal_run(journal, new.id).payload == {"order": 99}
+
+    drive(app, scenario)
+
+
+def test_from_a_run_t_opens_its_payload_f_asks_and_o_opens_the_original(journal: RealJournal) -> None:
+    conn = Connection(journal.config.journal)
+    replayed = actions.replay_run(conn, journal.ids["saga"])
+    conn.close()
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, journal.ids["chain"])
+        await pilot.press("f")  # replay from the step under the cursor: asks first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        assert "from step validate" in str(app.screen.query_one("#confirm-question", Static).render())
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(app.screen, TriggerScreen))
+        assert app.screen.task_id == "chain"
+        assert app.focused is app.screen.query_one(TextArea)  # ready to edit
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is screen)
+        screen.open(replayed)
+        await until(pilot, lambda: screen.detail is not None and screen.detail.run.id == replayed)
+        heading = str(screen.query_one(RunHeading).render())
+        assert f"replay of {journal.ids['saga']} (o opens it)" in heading
+        await pilot.press("o")
+        await until(pilot, lambda: screen.run_id == journal.ids["saga"], what="the original")
+        assert len(app.runs.by_id) == 14  # nothing was triggered or replayed by the keys
+
+    drive(app, scenario)

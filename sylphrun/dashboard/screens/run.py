@@ -48,6 +48,7 @@ class RunScreen(Screen):
         Binding("w", "wake", "Wake", show=False),
         Binding("c", "copy_id", "Copy id"),
         Binding("p", "open_parent", "Parent", show=False),
+        Binding("o", "open_original", "Original", show=False),
         Binding("d", "toggle_pane", "Step pane", show=False),
         Binding("t", "trigger", "Trigger", show=False),
         Binding("1", "tab('steps')", "Steps", show=False),
@@ -234,7 +235,7 @@ class RunScreen(Screen):
         self.app.retry(self.run_id)
 
     def action_replay(self) -> None:
-        self.app.replay(self.run_id, open_new=True)
+        self.app.confirm_replay(self.run_id, open_new=True)
 
     def action_replay_from_step(self) -> None:
         step = self.query_one(StepTree).selected_step()
@@ -242,7 +243,7 @@ class RunScreen(Screen):
             self.app.notify("Move the cursor to a step in the Steps tab first.",
                             severity="warning", markup=False)
             return
-        self.app.replay(self.run_id, from_step=step.key, open_new=True)
+        self.app.confirm_replay(self.run_id, from_step=step.key, open_new=True)
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.run_id)
@@ -260,4 +261,15 @@ class RunScreen(Screen):
             self.app.notify("This run has no parent.", markup=False)
 
     def action_trigger(self) -> None:
-        self.app.open_trigger(self.detail.run.task_id if self.detail else None)
+        """The trigger dialog with this run's task and payload, to run it again edited."""
+        if self.detail is None:
+            self.app.open_trigger()
+            return
+        run = self.detail.run
+        self.app.open_trigger(run.task_id, payload=run.payload, from_run=run.id)
+
+    def action_open_original(self) -> None:
+        if self.detail is not None and self.detail.run.replay_of:
+            self.app.open_run(self.detail.run.replay_of)
+        else:
+            self.app.notify("This run is not a replay.", markup=False)

@@ -244,7 +244,7 @@ class RunsScreen(Screen):
         self.app.retry(self.current_run_id())
 
     def action_replay(self) -> None:
-        self.app.replay(self.current_run_id())
+        self.app.confirm_replay(self.current_run_id())
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.current_run_id())
