@@ -6,6 +6,7 @@ ran real tasks once per module; each test gets its own copy of the file).
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from pathlib import Path
@@ -16,7 +17,7 @@ from rich.console import Console
 from test_dashboard import RealJournal, drive, make_app, open_run, table_ids, tree_lines, until
 from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input, Select, Static, TextArea
+from textual.widgets import Input, RichLog, Select, Static, TextArea
 
 from sylphrun import actions
 from sylphrun.config import Config
@@ -24,10 +25,13 @@ from sylphrun.dashboard import steps_view
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.app import DashboardApp
 from sylphrun.dashboard.screens.confirm import ConfirmScreen
+from sylphrun.dashboard.screens.json_view import JsonScreen
+from sylphrun.dashboard.screens.run import RunScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.dashboard.widgets.run_panels import RunHeading
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.dashboard.widgets.step_tree import StepTree
+from sylphrun.dashboard.widgets.timeline import Timeline
 from sylphrun.journal import Connection, RunSpec, queries, store
 
 real_journal = base.real_journal  # the fixtures, shared with test_dashboard.py
@@ -277,5 +281,56 @@ def test_from_a_run_t_opens_its_payload_f_asks_and_o_opens_the_original(journal:
         await pilot.press("o")
         await until(pilot, lambda: screen.run_id == journal.ids["saga"], what="the original")
         assert len(app.runs.by_id) == 14  # nothing was triggered or replayed by the keys
+
+    drive(app, scenario)
+
+
+def test_tab_keys_move_the_focus_to_what_they_show(journal: RealJournal) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, journal.ids["fanout"])
+        assert app.focused is screen.query_one(StepTree)
+        await pilot.press("3")
+        await until(pilot, lambda: app.focused is screen.query_one(RichLog), what="the log")
+        await pilot.press("2")
+        await until(pilot, lambda: app.focused is screen.query_one(Timeline), what="the timeline")
+        await pilot.press("4")
+        table = screen.query_one("#children-table", RunsTable)
+        await until(pilot, lambda: app.focused is table, what="the children")
+        last = table.rows[-1].id
+        await pilot.press("end", "enter")  # at once: the keys reach the table
+        await until(pilot, lambda: screen.run_id == last, what="the child to open")
+        await pilot.press("escape")
+        await until(pilot, lambda: screen.run_id == journal.ids["fanout"])
+        await pilot.press("1")
+        await until(pilot, lambda: app.focused is screen.query_one(StepTree), what="the tree")
+
+    drive(app, scenario)
+
+
+def test_v_shows_the_payload_and_output_whole(journal: RealJournal) -> None:
+    conn = Connection(journal.config.journal)
+    long = {"order": 1, "lines": [f"[bold]line {i}[/bold]" for i in range(60)]}
+    run_id, _ = actions.trigger_run(conn, journal.tasks, "chain", long)
+    conn.close()
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        await open_run(pilot, run_id)
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, JsonScreen))
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#json-body", Static).content)
+        shown = console.export_text()
+        assert '"[bold]line 59[/bold]"' in shown and "payload" in shown  # all of it, literally
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunScreen))
+        await open_run(pilot, journal.ids["chain"])
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, JsonScreen))
+        console = Console(width=100, record=True, file=io.StringIO())
+        console.print(app.screen.query_one("#json-body", Static).content)
+        assert '"shipped": true' in console.export_text()
 
     drive(app, scenario)

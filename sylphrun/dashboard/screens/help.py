@@ -17,7 +17,9 @@ from sylphrun.render import STEP_STYLE
 
 KEYS = [
     ("Everywhere", [
-        ("?", "this help"), ("q / ctrl+q", "quit"), ("t", "trigger a task (JSON payload editor)"),
+        ("?", "this help"), ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
+        ("t", "trigger a task (JSON payload editor)"),
+        ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
     ]),
     ("Runs list", [
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),
@@ -37,7 +39,8 @@ KEYS = [
         ("o", "open the run this one replays"),
         ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
         ("r R x c w", "retry, replay, cancel, copy id, wake"), ("p", "open the parent run"),
-        ("1 2 3 4", "Steps / Timeline / Logs / Children tab"),
+        ("1 2 3 4", "Steps / Timeline / Logs / Children tab (the keys go to it)"),
+        ("v", "the payload and the output (or error) whole, as JSON"),
     ]),
     ("Trigger dialog", [
         ("↑ ↓", "choose the task"), ("ctrl+s", "trigger"), ("escape", "close"),

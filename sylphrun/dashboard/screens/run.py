@@ -15,6 +15,7 @@ from textual.widgets import Footer, RichLog, TabbedContent, TabPane, Tree
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
+from sylphrun.dashboard.screens.json_view import JsonScreen
 from sylphrun.dashboard.widgets.run_panels import RunHeading, StepDetail
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.dashboard.widgets.status_line import StatusLine
@@ -49,6 +50,7 @@ class RunScreen(Screen):
         Binding("c", "copy_id", "Copy id"),
         Binding("p", "open_parent", "Parent", show=False),
         Binding("o", "open_original", "Original", show=False),
+        Binding("v", "view_json", "Payload/output"),
         Binding("d", "toggle_pane", "Step pane", show=False),
         Binding("t", "trigger", "Trigger", show=False),
         Binding("1", "tab('steps')", "Steps", show=False),
@@ -230,6 +232,29 @@ class RunScreen(Screen):
         if tab == "children" and not (self.detail and self.detail.run.children_total):
             return
         tabs.active = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_tab(event.pane.id or "steps")
+
+    def _focus_tab(self, tab: str) -> None:
+        # The keys go to what is shown: PageUp scrolls the log, Enter opens a child; the
+        # focus left on the hidden tree took them before.
+        target = {"steps": StepTree, "timeline": Timeline, "logs": RichLog,
+                  "children": RunsTable}.get(tab)
+        if target is None:
+            return
+        widget = self.query_one(f"#{tab}").query(target).first()
+        if widget.focusable:
+            self.set_focus(widget)
+        else:  # its pane is shown at the next refresh: focusable then
+            self.call_after_refresh(self.set_focus, widget)
+
+    def action_view_json(self) -> None:
+        if self.detail is None:
+            return
+        self.app.push_screen(JsonScreen(self.detail.run))
 
     def action_retry(self) -> None:
         self.app.retry(self.run_id)

@@ -48,7 +48,7 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
         out.append("\nreplay of ", style="dim")
         out.append(run.replay_of)
         out.append(" (o opens it)", style="dim")
-    out.append("\npayload ", style="dim")
+    out.append("\npayload ", style="dim")  # cut to a line: `v` shows it (and the output) whole
     out.append_text(_clip(fmt.one_line_json(run.payload), width - 9, "dim"))
     if run.status == model.COMPLETED:
         out.append("\noutput  ", style="dim")
