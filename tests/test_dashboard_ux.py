@@ -334,3 +334,38 @@ def test_v_shows_the_payload_and_output_whole(journal: RealJournal) -> None:
         assert '"shipped": true' in console.export_text()
 
     drive(app, scenario)
+
+
+def test_an_error_raised_between_steps_shows_its_traceback(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    j = base.FixedJournal(tmp_path / "journal.db", monkeypatch)
+    t = time.time() - 10
+    c = j.start("import-feed", t)
+    j.step(c, "download", t + 0.1, t + 0.5, {"rows": 3})
+    body_tb = ('  File "/srv/app/tasks/feed.py", line 12, in import_feed\n'
+               '    rows = parse(raw["rows"])\nKeyError: \'rows\' [/]\n')
+    store.schedule_retry(j.conn, c.run_id, c.epoch, error="KeyError: 'rows' [/]", traceback=body_tb,
+                         retry_at=t + 1, now=t + 0.6)
+    c = j._claim("import-feed", t + 1)[0]
+    store.finish_run(j.conn, c.run_id, c.epoch, status="failed", output=None,
+                     error="KeyError: 'rows' [/]", traceback=body_tb.replace("line 12", "line 13"),
+                     now=t + 1.2)
+    j.conn.close()
+    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    app = DashboardApp(config, tasks={"import-feed": 1})
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, c.run_id)
+        tree = screen.query_one(StepTree)
+        lines = tree_lines(tree)
+        head = lines.index("run attempts: 2 failed")
+        assert lines[head + 1].strip().startswith("run attempt 1 ✗ failed") and "KeyError: 'rows' [/]" in lines[head + 1]
+        assert lines[head + 2].strip().startswith("run attempt 2 ✗ failed")  # the last one is open:
+        assert 'File "/srv/app/tasks/feed.py", line 13, in import_feed' in "\n".join(lines[head + 3:])
+        node = next(n for n in tree.root.children if n.data == ("attempts", ""))
+        tree.move_cursor(node)
+        await pilot.pause()
+        pane = " ".join(str(screen.query_one("#step-body", Static).render()).split())
+        assert "line 12, in import_feed" in pane and "line 13, in import_feed" in pane
+
+    drive(app, scenario)

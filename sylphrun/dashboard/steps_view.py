@@ -95,6 +95,25 @@ def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
     return Line(head, children=tuple(tb))
 
 
+def run_attempt_lines(attempts: list[model.RunAttempt]) -> list[Line]:
+    """The run's failed attempts, each with its error and traceback (the last one open):
+    an error raised in the task's own code, between steps, shows here and nowhere else."""
+    failed = [a for a in attempts if a.status != model.COMPLETED and (a.error or a.traceback)]
+    out: list[Line] = []
+    for n, a in enumerate(failed, 1):
+        symbol, style = STEP_STYLE.get(a.status, ("✗", "red"))
+        head = Text(f"run attempt {a.attempt} ", style="bold")
+        head.append(f"{symbol} {a.status}", style=style)
+        if a.started_at is not None and a.finished_at is not None:
+            head.append(f" after {fmt.seconds(a.finished_at - a.started_at)}", style="dim")
+        head.append(": ")
+        head.append_text(fmt.literal(a.error or "", "red"))
+        tb = tuple(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
+                        hang=True) for line in (a.traceback or "").rstrip("\n").splitlines())
+        out.append(Line(head, ("attempt", str(a.attempt)), tb, expand=n == len(failed)))
+    return out
+
+
 # Even "in full" the pane stops somewhere: a multi-megabyte output would take seconds to
 # lay out. `sylphrun show RUN --json` has all of it.
 PANE_JSON_LINES = 2_000

@@ -147,6 +147,7 @@ class RunScreen(Screen):
         self.query_one(RunHeading).show(detail)
         tree = self.query_one(StepTree)
         tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
+        tree.show_attempts(detail.attempts)
         self._show_selected_step()
         self.query_one(Timeline).show(detail.run, detail.steps, detail.attempts,
                                          detail.changes)
@@ -198,7 +199,11 @@ class RunScreen(Screen):
 
     def _show_selected_step(self) -> None:
         tree = self.query_one(StepTree)
-        self.query_one(StepDetail).show(tree.selected_step(), tree.children_by_id)
+        pane = self.query_one(StepDetail)
+        if tree.selected_attempts() and self.detail is not None:
+            pane.show_attempts(self.detail.attempts)
+        else:
+            pane.show(tree.selected_step(), tree.children_by_id)
 
     @on(Tree.NodeHighlighted, "#step-tree")
     def _step_highlighted(self) -> None:

@@ -147,6 +147,18 @@ class StepDetail(Vertical):
         self.children_by_id = children
         self.render_step()
 
+    def show_attempts(self, attempts: list[model.RunAttempt]) -> None:
+        """The run's failed attempts in full (the cursor is on them in the tree)."""
+        self.step = None
+        self._shown = None
+        self.set_class(False, "-fanout")
+        text = Text("the run's failed attempts", style="bold red")
+        text.append("\n\n")
+        text.append_text(steps_view.flatten(
+            steps_view.run_attempt_lines(attempts), console=self.app.console,
+            width=self.query_one("#step-text").scrollable_content_region.width))
+        self.query_one("#step-body", Static).update(text)
+
     def render_step(self) -> None:
         step = self.step
         now = self.clock()
