@@ -6,6 +6,7 @@ ran real tasks once per module; each test gets its own copy of the file).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
@@ -367,5 +368,31 @@ def test_an_error_raised_between_steps_shows_its_traceback(tmp_path: Path,
         await pilot.pause()
         pane = " ".join(str(screen.query_one("#step-body", Static).render()).split())
         assert "line 12, in import_feed" in pane and "line 13, in import_feed" in pane
+
+    drive(app, scenario)
+
+
+def test_a_reopened_run_is_drawn_as_last_seen_until_the_fresh_read(journal: RealJournal) -> None:
+    app = make_app(journal)
+
+    async def scenario(pilot: Pilot) -> None:
+        screen = await open_run(pilot, journal.ids["chain"])
+        await pilot.press("escape")
+        # What the dashboard holds says "running", but the run completed long ago.
+        cached = app.details[journal.ids["chain"]]
+        app.details[cached.run.id] = dataclasses.replace(
+            cached, run=dataclasses.replace(cached.run, status="running", finished_at=None))
+        watch = app.feed_watch
+        app.feed_watch = lambda *args, **kw: None  # the fresh read is late (a busy machine)
+        app.open_run(journal.ids["chain"])
+        await until(pilot, lambda: app.screen is screen and screen.detail is not None)
+        heading = str(screen.query_one(RunHeading).render())
+        assert heading.startswith("↻ loading… (below: as last seen)") and "running" in heading
+        assert screen.has_class("-stale")
+        app.feed_watch = watch
+        app.feed_watch(journal.ids["chain"], reread=True)
+        await until(pilot, lambda: not screen.has_class("-stale"), what="the fresh read")
+        heading = str(screen.query_one(RunHeading).render())
+        assert "loading" not in heading and "completed" in heading
 
     drive(app, scenario)

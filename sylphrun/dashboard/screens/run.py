@@ -133,18 +133,21 @@ class RunScreen(Screen):
         self.query_one(StepTree).focus()
         cached = self.app.details.get(self.run_id)
         if cached is not None:
-            self.show_detail(cached)
+            # Shown at once, dimmed and said to be loading: the fresh read is asked for
+            # just after this, and on a busy machine it can take a second or more.
+            self.show_detail(cached, stale=True)
 
     def current_run_id(self) -> str | None:
         return self.run_id
 
     # -- data from the app ---------------------------------------------------------------
 
-    def show_detail(self, detail: RunDetail) -> None:
+    def show_detail(self, detail: RunDetail, *, stale: bool = False) -> None:
         if not self.ready or detail.run.id != self.run_id:
             return
         self.detail = detail
-        self.query_one(RunHeading).show(detail)
+        self.set_class(stale, "-stale")
+        self.query_one(RunHeading).show(detail, stale=stale)
         tree = self.query_one(StepTree)
         tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
         tree.show_attempts(detail.attempts)
@@ -190,8 +193,8 @@ class RunScreen(Screen):
         tabs.get_tab("logs").label = f"Logs ({self.log_count})" if self.log_count else "Logs"
 
     def tick(self) -> None:
-        if self.detail is None:
-            return
+        if self.detail is None or self.has_class("-stale"):
+            return  # as last seen: the clock does not run on it
         self.query_one(RunHeading).tick()
         self.query_one(StepTree).tick()
         self.query_one(StepDetail).tick()

@@ -97,21 +97,29 @@ class RunHeading(Static):
         super().__init__(Text("loading…", style="dim"), id=id)
         self.clock = clock
         self.detail: RunDetail | None = None
+        self.stale = False
         self._last: Text | None = None
 
-    def show(self, detail: RunDetail) -> None:
+    def show(self, detail: RunDetail, *, stale: bool = False) -> None:
+        """`stale`: what was read when the run was last open, shown until the fresh read;
+        said so, and not ticking (a run shown "running" may have finished since)."""
         self.detail = detail
-        self.tick()
+        self.stale = stale
+        self._last = None
+        self.tick(force=True)
 
     def clear(self) -> None:
         self.detail = None
         self._last = None
         self.update(Text("loading…", style="dim"))
 
-    def tick(self) -> None:
-        if self.detail is None:
+    def tick(self, force: bool = False) -> None:
+        if self.detail is None or (self.stale and not force):
             return
         text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2))
+        if self.stale:
+            note = Text("↻ loading… (below: as last seen)\n", style="bold yellow")
+            text = note + text
         if text != self._last:  # an unchanged heading costs no layout and no repaint
             self._last = text
             self.update(text)
