@@ -792,7 +792,9 @@ def test_help_screen_lists_the_keys(journal: RealJournal) -> None:
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(help_renderable())
         text = console.export_text()
-        for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id"):
+        for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id",
+                      "tab / shift+tab", "ctrl+c", "wake: end the run's sleep",
+                      "the payload and the output", "open the run this one replays"):
             assert words in text
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
