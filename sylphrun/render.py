@@ -270,10 +270,10 @@ def wake_time(run: model.Run, steps: list[model.Step]) -> tuple[str, float] | No
             at = s.output.get("wake_at")
             if isinstance(at, int | float) and abs(at - run.ready_at) < 1e-3:
                 return "sleeping", at
-    if run.status == model.QUEUED and run.attempt == 1 and not any(
-            s.status == model.STEP_RETRYING for s in steps):
-        return None  # a new run, due at once
-    return "retrying", run.ready_at
+    if any(s.status == model.STEP_RETRYING for s in steps) or (
+            run.status == model.QUEUED and run.attempt > 1):
+        return "retrying", run.ready_at
+    return None  # a new run, or one held back for another reason (a crash's short pause)
 
 
 def wake_text(run: model.Run, steps: list[model.Step], now: float) -> str | None:
