@@ -110,6 +110,7 @@ class RunHeading(Static):
 
     def clear(self) -> None:
         self.detail = None
+        self.stale = False
         self._last = None
         self.update(Text("loading…", style="dim"))
 
