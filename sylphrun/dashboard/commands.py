@@ -64,7 +64,7 @@ class RunCommands(_Base):
         if not ids and self.discovery_error:
             note = "the tasks could not be imported: see the Tasks tab"
         elif from_run is not None:
-            note = f"the payload of {from_run}: edit it, ctrl+s triggers a new run"
+            note = f"{from_run}'s payload · ctrl+s triggers a new run"
         text = None if from_run is None else fmt.pretty_json(payload)
 
         def sent(result: tuple[str, dict[str, Any]] | None) -> None:
