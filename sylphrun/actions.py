@@ -129,3 +129,12 @@ def cancel_run(conn: Connection, run_id: str) -> list[str]:
     cancelled = store.cancel_run(conn, run_id, time.time())
     poke_workers(conn)  # a worker executing it notices at once, not at its next heartbeat
     return cancelled
+
+
+def wake_run(conn: Connection, run_id: str) -> tuple[str, str]:
+    """End a sleeping run's sleep, or a retry's back-off, now: (its full id, what was woken,
+    e.g. "its sleep 'cool-down' ends now"). Journaled as a log line on the run."""
+    run_id = queries.resolve_run_id(conn, run_id)
+    what = store.wake_run(conn, run_id, time.time())
+    poke_workers(conn)  # an idle worker claims it at once, not at its next poll
+    return run_id, what

@@ -426,6 +426,23 @@ def cancel(
     typer.echo(f"cancelled {cancelled[0]}{extra}")
 
 
+@app.command()
+@_errors
+def wake(
+    run: Annotated[str, typer.Argument(help="A sleeping run, or one waiting for a retry.")],
+    project: ProjectOpt = None,
+) -> None:
+    """End a run's durable sleep, or its retry back-off, now (journaled on the run)."""
+    from sylphrun import actions
+
+    conn = _existing_journal(project)
+    try:
+        run_id, what = actions.wake_run(conn, run)
+    finally:
+        conn.close()
+    typer.echo(f"woke run {run_id}: {what}")
+
+
 def _existing_journal(project: Path | None):
     config = _config(project)
     if not _journal_exists(config):

@@ -217,6 +217,9 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
     if run.replay_of:
         parts.append(Text(f"replay of: {run.replay_of}", style="dim"))
     parts.append(Text(f"payload: {_preview(run.payload)}", style="dim"))
+    wake = wake_text(run, steps, now)
+    if wake:
+        parts.append(Text(wake, style="blue"))
     tree = Tree(Text("steps", style="bold"), guide_style="bright_black")
     if not steps:
         tree.add(Text("(no steps yet)", style="dim"))
@@ -274,3 +277,39 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         for line in logs[-20:]:
             parts.append(Text(f"  {local_time(line.at)} {line.level:<7} {safe(line.message)}"))
     return Group(*parts)
+
+
+def wake_time(run: model.Run, steps: list[model.Step]) -> tuple[str, float] | None:
+    """Why a parked run waits and until when: ("sleeping", t) for a durable sleep,
+    ("retrying", t) for a step's or the run's retry back-off; None if it waits for nothing
+    timed (its children) or is not parked."""
+    if run.status not in (model.WAITING, model.QUEUED) or not run.ready_at:
+        return None
+    for s in steps:
+        if s.kind == model.SLEEP and s.status == model.STEP_WAITING and isinstance(s.output, dict):
+            at = s.output.get("wake_at")
+            if isinstance(at, int | float) and abs(at - run.ready_at) < 1e-3:
+                return "sleeping", at
+    if any(s.status == model.STEP_RETRYING for s in steps) or (
+            run.status == model.QUEUED and run.attempt > 1):
+        return "retrying", run.ready_at
+    return None  # a new run, or one held back for another reason (a crash's short pause)
+
+
+def wake_text(run: model.Run, steps: list[model.Step], now: float) -> str | None:
+    """"sleeping until 12:41:03 (in 14m57s)", or None. `sylphrun wake` ends the wait now."""
+    found = wake_time(run, steps)
+    if found is None or found[1] <= now:
+        return None
+    what, at = found
+    left = until(at, now)
+    return f"{what} until {local_time(at)} ({left})" if what == "sleeping" else (
+        f"retrying at {local_time(at)} ({left})")
+
+
+def until(at: float, now: float) -> str:
+    """"in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`."""
+    left = max(0.0, at - now)
+    if left >= 3600:
+        return f"in {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
+    return f"in {duration(now, at, now)}"

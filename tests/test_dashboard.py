@@ -380,7 +380,7 @@ def test_compensation_steps_are_drawn_as_a_compensation_trace(journal: RealJourn
     async def scenario(pilot: Pilot) -> None:
         screen = await open_run(pilot, journal.ids["saga"])
         tree = screen.query_one(StepTree)
-        top = [node for node in tree.root.children]
+        top = [node for node in tree.root.children if node.data != ("attempts", "")]
         labels = [n.label.plain for n in top]
         heading = next(i for i, label in enumerate(labels) if label.startswith("↩ compensating"))
         assert [label.split()[2] for label in labels[heading + 1:]] == ["refund", "release"]
@@ -413,7 +413,8 @@ def test_retrying_step_shows_failed_attempts_and_a_live_countdown(journal: RealJ
         now[0] = step.retry_at - 3.5
         await pilot.pause(0.4)  # the tick
         assert any("↻ retry in 3.5s (attempt 2 next)" in line for line in tree_lines(tree))
-        assert "runs again in 3.5s" in str(screen.query_one(RunHeading).render())
+        assert "↻ retrying at " in str(screen.query_one(RunHeading).render())
+        assert "(in 3.5s) (w wakes it now)" in str(screen.query_one(RunHeading).render())
 
     drive(app, scenario)
 
@@ -663,12 +664,16 @@ def test_replay_and_replay_from_the_selected_step(journal: RealJournal) -> None:
     async def scenario(pilot: Pilot) -> None:
         app.screen.query_one("#runs-table", RunsTable).select_id(journal.ids["chain"])
         await pilot.press("R")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: len(app.runs.by_id) == 14)
         new_ids.append(max(app.runs.by_id.values(), key=lambda r: r.created_at).id)
 
         screen = await open_run(pilot, journal.ids["chain"])
         screen.query_one(StepTree).select_ref(("step", "charge"))
         await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
         await until(pilot, lambda: screen.run_id not in (journal.ids["chain"],),
                     what="the replay to open")
         new_ids.append(screen.run_id)
@@ -787,7 +792,9 @@ def test_help_screen_lists_the_keys(journal: RealJournal) -> None:
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(help_renderable())
         text = console.export_text()
-        for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id"):
+        for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id",
+                      "tab / shift+tab", "ctrl+c", "wake: end the run's sleep",
+                      "the payload and the output", "open the run this one replays"):
             assert words in text
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))

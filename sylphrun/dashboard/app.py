@@ -55,6 +55,10 @@ class DashboardApp(RunCommands, App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS = [
         Binding("q", "quit", "Quit"),
+        # Textual's own ctrl+c only says "press ctrl+q"; here it quits (and in `dev`, the
+        # dev session then stops its workers, as Ctrl-C does with --no-tui). Priority: the
+        # search box and the payload editor would otherwise take it as "copy".
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
     ]
 
@@ -108,6 +112,8 @@ class DashboardApp(RunCommands, App[None]):
         except ValueError:
             journal = Path(self.config.journal)
         out.append_text(fmt.literal(str(journal), "dim"))
+        out.append("  durability ", style="dim")
+        out.append(self.config.durability, style="bold" if self.config.durability == "full" else "")
         return out
 
     # -- reading the journal (thread) ------------------------------------------------------

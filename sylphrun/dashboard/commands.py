@@ -1,4 +1,4 @@
-"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, copy.
+"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, wake, copy.
 
 Every action goes through `sylphrun.actions` (the functions the CLI uses), in a short
 thread worker on a journal connection of its own; errors come back as notifications.
@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
 
-from sylphrun import actions
+from sylphrun import actions, model
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.errors import SylphrunError
-from sylphrun.journal import Connection
+from sylphrun.journal import Connection, queries
 
 if TYPE_CHECKING:
     from sylphrun.dashboard.app import DashboardApp
@@ -56,17 +56,30 @@ class RunCommands(_Base):
             return False
         return True
 
-    def open_trigger(self, task_id: str | None = None) -> None:
+    def open_trigger(self, task_id: str | None = None, *, payload: Any = None,
+                     from_run: str | None = None) -> None:
+        """The trigger dialog; with `payload` (a run's, `from_run`), that payload to edit."""
         ids = self.task_ids()
         note = None
         if not ids and self.discovery_error:
             note = "the tasks could not be imported: see the Tasks tab"
+        elif from_run is not None:
+            note = f"{from_run}'s payload · ctrl+s triggers a new run"
+        text = None if from_run is None else fmt.pretty_json(payload)
 
         def sent(result: tuple[str, dict[str, Any]] | None) -> None:
             if result is not None:
                 self.trigger(*result)
 
-        self.push_screen(TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note), sent)
+        self.push_screen(TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note,
+                                       payload=text), sent)
+
+    def edit_and_rerun(self, run_id: str) -> None:
+        """The trigger dialog with this run's task and payload, to run it again edited."""
+        def opened(run: model.Run) -> None:
+            self.open_trigger(run.task_id, payload=run.payload, from_run=run.id)
+
+        self._perform("read the payload", lambda c: queries.get_run(c, run_id), opened)
 
     def trigger(self, task_id: str, payload: dict[str, Any]) -> None:
         known: dict[str, Any] = {t: self.tasks.get(t, t) for t in self.task_ids()}
@@ -94,6 +107,36 @@ class RunCommands(_Base):
                         title="Retry", markup=False)
 
         self._perform("retry", lambda c: actions.retry_run(c, run_id), done)
+
+    def confirm_replay(self, run_id: str | None, *, from_step: str | None = None,
+                       open_new: bool = False) -> None:
+        """Ask first, as for cancel: a replay runs the steps' side effects again. Without
+        `from_step`, `e` opens the payload to edit instead."""
+        if not self._need_run(run_id):
+            return
+        question = Text("Replay ", style="bold")
+        question.append(run_id, style="bold")
+        summary = self.runs.by_id.get(run_id)
+        if summary is not None:
+            question.append(" (")
+            question.append_text(fmt.literal(summary.task_id))
+            question.append(")")
+        if from_step is not None:
+            question.append(" from step ", style="bold")
+            question.append_text(fmt.literal(from_step, "bold"))
+            question.append("?\nThe steps before it are reused; it and every step after it run"
+                            " again,\nside effects included, in a new run.", style="dim")
+        else:
+            question.append("?\nA new run with the same payload: every step runs again,\n"
+                            "side effects included. e: edit the payload first.", style="dim")
+
+        def answered(answer: bool | str | None) -> None:
+            if answer == "edit":
+                self.edit_and_rerun(run_id)
+            elif answer is True:
+                self.replay(run_id, from_step=from_step, open_new=open_new)
+
+        self.push_screen(ConfirmScreen(question, edit=from_step is None), answered)
 
     def replay(self, run_id: str | None, *, from_step: str | None = None,
                open_new: bool = False) -> None:
@@ -138,6 +181,16 @@ class RunCommands(_Base):
             self.notify(f"cancelled {ids[0]}{extra}", title="Cancel", markup=False)
 
         self.push_screen(ConfirmScreen(question), confirmed)
+
+    def wake(self, run_id: str | None) -> None:
+        """End a run's sleep or retry back-off now. No question asked: it only moves time."""
+        if not self._need_run(run_id):
+            return
+
+        def done(result: tuple[str, str]) -> None:
+            self.notify(f"{result[0]}: {result[1]}", title="Woken", markup=False)
+
+        self._perform("wake", lambda c: actions.wake_run(c, run_id), done)
 
     def copy_run_id(self, run_id: str | None) -> None:
         if not self._need_run(run_id):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from rich.console import Console
 from rich.text import Text
 
 from sylphrun import model
@@ -25,6 +26,7 @@ class Line:
     ref: tuple[str, str] | None = None
     children: tuple[Line, ...] = ()
     expand: bool = False  # shown open (the traceback of the attempt that failed the step)
+    hang: bool = False  # in the pane, wrapped with a hanging indent (a traceback's lines)
 
 
 def step_label(step: model.Step, now: float, key_width: int) -> Text:
@@ -50,6 +52,9 @@ def step_label(step: model.Step, now: float, key_width: int) -> Text:
         label.append(f"  ×{step.attempts}", style="magenta")
     if step.status == model.STEP_RETRYING and step.retry_at:
         label.append(f"  ↻ {fmt.seconds(max(0.0, step.retry_at - now))}", style="magenta")
+    wake_at = sleep_until(step)
+    if step.status == model.STEP_WAITING and wake_at is not None:
+        label.append(f"  ◐ {fmt.seconds(max(0.0, wake_at - now))}", style="blue")
     if compensation and step.name.startswith("compensate:"):
         label.append("  undoes ", style="dim")
         label.append_text(fmt.literal(step.name.removeprefix("compensate:"), COMP_DIM))
@@ -85,9 +90,28 @@ def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
         shown = lines if traceback_lines is None else lines[-traceback_lines:]
         if len(shown) < len(lines):
             tb.append(Line(Text(f"… {len(lines) - len(shown)} earlier lines", style="dim")))
-        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"))
-                  for line in shown)
+        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
+                       hang=True) for line in shown)
     return Line(head, children=tuple(tb))
+
+
+def run_attempt_lines(attempts: list[model.RunAttempt]) -> list[Line]:
+    """The run's failed attempts, each with its error and traceback (the last one open):
+    an error raised in the task's own code, between steps, shows here and nowhere else."""
+    failed = [a for a in attempts if a.status != model.COMPLETED and (a.error or a.traceback)]
+    out: list[Line] = []
+    for n, a in enumerate(failed, 1):
+        symbol, style = STEP_STYLE.get(a.status, ("✗", "red"))
+        head = Text(f"run attempt {a.attempt} ", style="bold")
+        head.append(f"{symbol} {a.status}", style=style)
+        if a.started_at is not None and a.finished_at is not None:
+            head.append(f" after {fmt.seconds(a.finished_at - a.started_at)}", style="dim")
+        head.append(": ")
+        head.append_text(fmt.literal(a.error or "", "red"))
+        tb = tuple(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
+                        hang=True) for line in (a.traceback or "").rstrip("\n").splitlines())
+        out.append(Line(head, ("attempt", str(a.attempt)), tb, expand=n == len(failed)))
+    return out
 
 
 # Even "in full" the pane stops somewhere: a multi-megabyte output would take seconds to
@@ -162,10 +186,9 @@ def detail_lines(
     """What a step expands to: countdown, failed attempts, fan-out progress and children,
     output or error. `full=False` cuts long parts (the tree); True shows all (the pane)."""
     out: list[Line] = []
-    if step.status == model.STEP_RETRYING and step.retry_at:
-        out.append(Line(Text(f"↻ {fmt.countdown(step.retry_at, now)} "
-                             f"(attempt {step.attempts + 1} next)", style="bold magenta"),
-                        ("countdown", step.key)))
+    countdown = countdown_text(step, now)
+    if countdown is not None:
+        out.append(Line(countdown, ("countdown", step.key)))
     for n, a in enumerate(step.attempt_log, 1):
         line = attempt_line(a, traceback_lines=None if full else 12)
         if step.status == model.STEP_FAILED and n == len(step.attempt_log):
@@ -184,6 +207,10 @@ def detail_lines(
             if total > len(shown):
                 out.append(Line(Text(f"… {total - len(shown)} more: the step pane (d) and the "
                                      "Children tab (4) list them all", style="dim")))
+    elif sleep_until(step) is not None:
+        if step.status == model.STEP_COMPLETED:  # its output is the wake time: said above
+            out.append(Line(Text(f"slept until {fmt.clock_time_ms(sleep_until(step))}",
+                                 style="blue")))
     elif step.output is not None and step.status == model.STEP_COMPLETED:
         out.append(Line(Text("output", style="bold green")))
         out.extend(json_lines(step.output, None if full else 40))
@@ -196,6 +223,26 @@ def detail_lines(
         # Where the code diverged from the journal (runtime.divergence): result kept.
         out.append(Line(fmt.literal(f"diverged: {step.error}", "red")))
     return out
+
+
+def sleep_until(step: model.Step) -> float | None:
+    """A durable sleep's wake time (its journaled output is `{"wake_at": ...}`)."""
+    if step.kind != model.SLEEP or not isinstance(step.output, dict):
+        return None
+    at = step.output.get("wake_at")
+    return float(at) if isinstance(at, int | float) else None
+
+
+def countdown_text(step: model.Step, now: float) -> Text | None:
+    """The line that counts down to a step's retry or the end of its sleep (ticks)."""
+    if step.status == model.STEP_RETRYING and step.retry_at:
+        return Text(f"↻ {fmt.countdown(step.retry_at, now)} (attempt {step.attempts + 1} next)"
+                    " · w retries now", style="bold magenta")
+    wake_at = sleep_until(step)
+    if step.status == model.STEP_WAITING and wake_at is not None:
+        return Text(f"◐ {fmt.wake_line('sleeping', wake_at, now)} · w wakes it now",
+                    style="bold blue")
+    return None
 
 
 def step_header(step: model.Step, now: float) -> Text:
@@ -221,13 +268,58 @@ def step_header(step: model.Step, now: float) -> Text:
     return head
 
 
-def flatten(lines: list[Line], indent: str = "") -> Text:
-    """Lines (and their children, indented) as one block of text for the pane."""
+def flatten(lines: list[Line], indent: str = "", *, console: Console | None = None,
+            width: int = 0) -> Text:
+    """Lines (and their children, indented) as one block of text for the pane.
+
+    With a `console` and a `width`, a traceback's line too long is wrapped here and its
+    continuation indented under it (other lines wrap where the pane wraps them). A traceback's `File "...", line 41, in fn` breaks only between
+    those three parts (and a path longer than the pane alone is folded), never at the
+    first space that happens to reach the edge."""
     out = Text()
     for line in lines:
         out.append(indent)
-        out.append_text(line.text)
+        room = width - len(indent)
+        if line.hang and console is not None and room > 12 and line.text.cell_len > room:
+            out.append_text(_wrapped(line.text, console, room, indent))
+        else:
+            out.append_text(line.text)
         out.append("\n")
         if line.children:
-            out.append_text(flatten(list(line.children), indent + "    "))
+            out.append_text(flatten(list(line.children), indent + "    ", console=console,
+                                    width=width))
+    return out
+
+
+def _wrapped(text: Text, console: Console, room: int, indent: str) -> Text:
+    plain = text.plain
+    lead = len(plain) - len(plain.lstrip(" "))
+    hang = min(lead + 2, room // 2)  # continuation rows start this far in, under the text
+    if plain.lstrip().startswith('File "'):
+        cuts = [i + 2 for i in range(len(plain)) if plain.startswith(", line ", i)
+                or plain.startswith(", in ", i)]
+        parts = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(plain)], strict=True)]
+    else:
+        parts = [text]
+    rows: list[Text] = []
+    for part in parts:
+        if rows and rows[-1].cell_len + part.cell_len <= (room if len(rows) == 1 else room - hang):
+            rows[-1].append_text(part)
+        else:
+            rows.append(part.copy())
+    pieces: list[Text] = []
+    for n, row in enumerate(rows):
+        row.no_wrap = False
+        wrapped = list(row.wrap(console, room if n == 0 else room - hang, overflow="fold",
+                                no_wrap=False))
+        if n == 0 and len(wrapped) > 1:  # the first row's tail hangs too: narrower
+            tail = Text("").join(wrapped[1:])
+            wrapped[1:] = tail.wrap(console, room - hang, overflow="fold", no_wrap=False)
+        pieces.extend(wrapped)
+    out = Text()
+    for n, piece in enumerate(pieces):
+        if n:
+            out.append("\n" + indent + " " * hang)
+        piece.rstrip()
+        out.append_text(piece)
     return out

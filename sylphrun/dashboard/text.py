@@ -149,3 +149,15 @@ def first_line(text: str | None) -> str:
     if not text:
         return ""
     return text.strip().splitlines()[0] if text.strip() else ""
+
+
+def until(at: float, now: float) -> str:
+    """"12:41:03 (in 14m57s)": a wall time and how long until it."""
+    return f"{clock_time(at, now)} (in {seconds(at - now)})" if at > now else f"{clock_time(at, now)} (now)"
+
+
+def wake_line(what: str, at: float, now: float) -> str:
+    """What a parked run or step waits for: "sleeping until 12:41:03 (in 14m57s)"."""
+    if what == "sleeping":
+        return f"sleeping until {until(at, now)}"
+    return f"retrying at {until(at, now)}"

@@ -47,7 +47,7 @@ from sylphrun.journal.steps import (
     record_trigger_step,
 )
 from sylphrun.journal.transitions import MAX_CRASHES, RunSpec
-from sylphrun.journal.user_actions import cancel_run, replay_run, retry_run
+from sylphrun.journal.user_actions import cancel_run, replay_run, retry_run, wake_run
 from sylphrun.journal.workers import (
     doom_run,
     heartbeat,
@@ -91,4 +91,5 @@ __all__ = [
     "schedule_retry",
     "suspend_run",
     "unregister_worker",
+    "wake_run",
 ]

@@ -8,6 +8,7 @@ the errors a user can cause (`UnknownRun`, `InvalidState`).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import NamedTuple
 
@@ -190,3 +191,58 @@ def _steps_to_copy(run_id: str, steps: list[_OldStep], from_step: str) -> tuple[
         else:
             copy.append(s)
     return copy, skipped
+
+
+def wake_run(conn: Connection, run_id: str, now: float) -> str:
+    """Move a sleeping run's wake time, or a retry's back-off, to `now` (a developer testing
+    a flow does not want to wait an hour). Returns what was woken, e.g. "its sleep 'x'".
+
+    A sleep step keeps its wake time in its output (`{"wake_at": ...}`) and a retrying step
+    in `retry_at`; the run is claimable at `ready_at`. All three move, so the resumed run
+    finds its sleep over (the step completes as usual) and its step's retry due.
+    """
+    with conn.write() as db:
+        status, _ = _require_run(db, run_id)
+        ready_at, attempt = db.execute(
+            "SELECT ready_at, attempt FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if status not in (model.WAITING, model.QUEUED) or ready_at is None or ready_at <= now:
+            raise InvalidState(_nothing_to_wake(run_id, status, ready_at))
+        woken: list[str] = []
+        for key, output in db.execute(
+            "SELECT key, output FROM steps WHERE run_id = ? AND kind = 'sleep'"
+            " AND status = 'waiting'", (run_id,),
+        ).fetchall():
+            try:
+                wake_at = json.loads(output)["wake_at"] if output else None
+            except (ValueError, TypeError, KeyError):
+                wake_at = None  # a damaged row: the run's ready_at still moves
+            if wake_at is not None and wake_at > now:
+                db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
+                           (json.dumps({"wake_at": now}), run_id, key))
+                woken.append(f"its sleep {key!r} ends now")
+        for (key,) in db.execute(
+            "UPDATE steps SET retry_at = ? WHERE run_id = ? AND status = 'retrying'"
+            " AND retry_at > ? RETURNING key", (now, run_id, now),
+        ).fetchall():
+            woken.append(f"its step {key!r} is retried now")
+        if not woken:
+            woken.append(f"its retry (attempt {attempt}) starts now" if status == model.QUEUED
+                         else "it resumes now")
+        db.execute("UPDATE runs SET ready_at = ?, updated_at = ? WHERE id = ?", (now, now, run_id))
+        what = "; ".join(woken)
+        # A log line journals the user's action (and its event tells the dashboards).
+        db.execute(
+            "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, 'INFO', ?, NULL)",
+            (run_id, now, f"woken by user: {what}"),
+        )
+        return what
+
+
+def _nothing_to_wake(run_id: str, status: str, ready_at: float | None) -> str:
+    if status == model.WAITING:
+        return (f"run {run_id} is waiting for its child runs, not sleeping: nothing to wake "
+                "(it resumes when they finish)")
+    if status == model.QUEUED:
+        return f"run {run_id} is queued and due now: nothing to wake (is a worker running?)"
+    return (f"run {run_id} is {status}: only a sleeping run or one waiting for a retry "
+            "can be woken")

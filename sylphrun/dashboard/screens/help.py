@@ -17,7 +17,9 @@ from sylphrun.render import STEP_STYLE
 
 KEYS = [
     ("Everywhere", [
-        ("?", "this help"), ("q / ctrl+q", "quit"), ("t", "trigger a task (JSON payload editor)"),
+        ("?", "this help"), ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
+        ("t", "trigger a task (JSON payload editor)"),
+        ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
     ]),
     ("Runs list", [
         ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),
@@ -25,16 +27,20 @@ KEYS = [
         ("s", "cycle the status filter"), ("a", "cycle the task filter"),
         ("h", "show or hide child runs (a search or task filter always shows them)"),
         ("r", "retry a failed or cancelled run (completed steps are kept)"),
-        ("R", "replay: a new run with the same payload"),
+        ("R", "replay: a new run with the same payload (asks first; e edits the payload)"),
         ("x", "cancel the run and its unfinished children"), ("c", "copy the run id"),
+        ("w", "wake: end the run's sleep or retry back-off now"),
         ("1 / 2", "Runs / Tasks tab (enter on a task triggers it)"),
     ]),
     ("One run", [
         ("escape / backspace", "back"), ("enter", "expand a step, or open a child run"),
-        ("f", "replay from the step under the cursor (earlier steps are reused)"),
+        ("f", "replay from the step under the cursor (asks first; earlier steps are reused)"),
+        ("t", "trigger this run's task with its payload, to edit and run again"),
+        ("o", "open the run this one replays"),
         ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
-        ("r R x c", "retry, replay, cancel, copy id"), ("p", "open the parent run"),
-        ("1 2 3 4", "Steps / Timeline / Logs / Children tab"),
+        ("r R x c w", "retry, replay, cancel, copy id, wake"), ("p", "open the parent run"),
+        ("1 2 3 4", "Steps / Timeline / Logs / Children tab (the keys go to it)"),
+        ("v", "the payload and the output (or error) whole, as JSON"),
     ]),
     ("Trigger dialog", [
         ("↑ ↓", "choose the task"), ("ctrl+s", "trigger"), ("escape", "close"),

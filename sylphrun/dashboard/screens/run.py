@@ -15,6 +15,7 @@ from textual.widgets import Footer, RichLog, TabbedContent, TabPane, Tree
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
+from sylphrun.dashboard.screens.json_view import JsonScreen
 from sylphrun.dashboard.widgets.run_panels import RunHeading, StepDetail
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.dashboard.widgets.status_line import StatusLine
@@ -45,8 +46,11 @@ class RunScreen(Screen):
         Binding("R", "replay", "Replay"),
         Binding("f", "replay_from_step", "From step"),
         Binding("x", "cancel_run", "Cancel"),
+        Binding("w", "wake", "Wake", show=False),
         Binding("c", "copy_id", "Copy id"),
         Binding("p", "open_parent", "Parent", show=False),
+        Binding("o", "open_original", "Original", show=False),
+        Binding("v", "view_json", "Payload/output"),
         Binding("d", "toggle_pane", "Step pane", show=False),
         Binding("t", "trigger", "Trigger", show=False),
         Binding("1", "tab('steps')", "Steps", show=False),
@@ -129,20 +133,24 @@ class RunScreen(Screen):
         self.query_one(StepTree).focus()
         cached = self.app.details.get(self.run_id)
         if cached is not None:
-            self.show_detail(cached)
+            # Shown at once, dimmed and said to be loading: the fresh read is asked for
+            # just after this, and on a busy machine it can take a second or more.
+            self.show_detail(cached, stale=True)
 
     def current_run_id(self) -> str | None:
         return self.run_id
 
     # -- data from the app ---------------------------------------------------------------
 
-    def show_detail(self, detail: RunDetail) -> None:
+    def show_detail(self, detail: RunDetail, *, stale: bool = False) -> None:
         if not self.ready or detail.run.id != self.run_id:
             return
         self.detail = detail
-        self.query_one(RunHeading).show(detail)
+        self.set_class(stale, "-stale")
+        self.query_one(RunHeading).show(detail, stale=stale)
         tree = self.query_one(StepTree)
         tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
+        tree.show_attempts(detail.attempts)
         self._show_selected_step()
         self.query_one(Timeline).show(detail.run, detail.steps, detail.attempts,
                                          detail.changes)
@@ -185,8 +193,8 @@ class RunScreen(Screen):
         tabs.get_tab("logs").label = f"Logs ({self.log_count})" if self.log_count else "Logs"
 
     def tick(self) -> None:
-        if self.detail is None:
-            return
+        if self.detail is None or self.has_class("-stale"):
+            return  # as last seen: the clock does not run on it
         self.query_one(RunHeading).tick()
         self.query_one(StepTree).tick()
         self.query_one(StepDetail).tick()
@@ -194,7 +202,11 @@ class RunScreen(Screen):
 
     def _show_selected_step(self) -> None:
         tree = self.query_one(StepTree)
-        self.query_one(StepDetail).show(tree.selected_step(), tree.children_by_id)
+        pane = self.query_one(StepDetail)
+        if tree.selected_attempts() and self.detail is not None:
+            pane.show_attempts(self.detail.attempts)
+        else:
+            pane.show(tree.selected_step(), tree.children_by_id)
 
     @on(Tree.NodeHighlighted, "#step-tree")
     def _step_highlighted(self) -> None:
@@ -228,12 +240,35 @@ class RunScreen(Screen):
         if tab == "children" and not (self.detail and self.detail.run.children_total):
             return
         tabs.active = tab
+        self._focus_tab(tab)
+
+    @on(TabbedContent.TabActivated, "#run-tabs")
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_tab(event.pane.id or "steps")
+
+    def _focus_tab(self, tab: str) -> None:
+        # The keys go to what is shown: PageUp scrolls the log, Enter opens a child; the
+        # focus left on the hidden tree took them before.
+        target = {"steps": StepTree, "timeline": Timeline, "logs": RichLog,
+                  "children": RunsTable}.get(tab)
+        if target is None:
+            return
+        widget = self.query_one(f"#{tab}").query(target).first()
+        if widget.focusable:
+            self.set_focus(widget)
+        else:  # its pane is shown at the next refresh: focusable then
+            self.call_after_refresh(self.set_focus, widget)
+
+    def action_view_json(self) -> None:
+        if self.detail is None:
+            return
+        self.app.push_screen(JsonScreen(self.detail.run))
 
     def action_retry(self) -> None:
         self.app.retry(self.run_id)
 
     def action_replay(self) -> None:
-        self.app.replay(self.run_id, open_new=True)
+        self.app.confirm_replay(self.run_id, open_new=True)
 
     def action_replay_from_step(self) -> None:
         step = self.query_one(StepTree).selected_step()
@@ -241,10 +276,13 @@ class RunScreen(Screen):
             self.app.notify("Move the cursor to a step in the Steps tab first.",
                             severity="warning", markup=False)
             return
-        self.app.replay(self.run_id, from_step=step.key, open_new=True)
+        self.app.confirm_replay(self.run_id, from_step=step.key, open_new=True)
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.run_id)
+
+    def action_wake(self) -> None:
+        self.app.wake(self.current_run_id())
 
     def action_copy_id(self) -> None:
         self.app.copy_run_id(self.run_id)
@@ -256,4 +294,15 @@ class RunScreen(Screen):
             self.app.notify("This run has no parent.", markup=False)
 
     def action_trigger(self) -> None:
-        self.app.open_trigger(self.detail.run.task_id if self.detail else None)
+        """The trigger dialog with this run's task and payload, to run it again edited."""
+        if self.detail is None:
+            self.app.open_trigger()
+            return
+        run = self.detail.run
+        self.app.open_trigger(run.task_id, payload=run.payload, from_run=run.id)
+
+    def action_open_original(self) -> None:
+        if self.detail is not None and self.detail.run.replay_of:
+            self.app.open_run(self.detail.run.replay_of)
+        else:
+            self.app.notify("This run is not a replay.", markup=False)

@@ -40,8 +40,12 @@ class RunsScreen(Screen):
         Binding("r", "retry", "Retry"),
         Binding("R", "replay", "Replay"),
         Binding("x", "cancel_run", "Cancel"),
+        Binding("w", "wake", "Wake", show=False),
         Binding("c", "copy_id", "Copy id"),
-        Binding("slash", "search", "Search", show=False),
+        # Priority: run when the app takes the key off its queue, before it sends the next
+        # key on. `/` then `ta` typed on a busy machine: `t` and `a` go to the search box,
+        # not to the table (and from there to this screen's `t` and `a` bindings).
+        Binding("slash", "search", "Search", show=False, priority=True),
         Binding("s", "cycle_status", "Status filter", show=False),
         Binding("a", "cycle_task", "Task filter", show=False),
         Binding("h", "toggle_children", "Child runs", show=False),
@@ -104,7 +108,7 @@ class RunsScreen(Screen):
     def _empty_text(self) -> str:
         runs = self.app.runs
         if runs.by_id:
-            return "no runs match the filters (escape clears the search)"
+            return "no runs match the filters (escape clears them)"
         return "no runs yet: press t to trigger a task"
 
     def _update_task_options(self) -> None:
@@ -159,13 +163,30 @@ class RunsScreen(Screen):
 
     def action_search(self) -> None:
         self.query_one(TabbedContent).active = "runs"
-        self.query_one("#search", Input).focus()
+        # Focus now, not with `focus()` (which waits for the app's queue, behind the keys
+        # typed after `/`).
+        self.set_focus(self.query_one("#search", Input))
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # While the search box has focus no key is a command: `/` (a priority binding) is
+        # typed into it, and no other binding of this screen applies.
+        return action == "clear_search" or not isinstance(self.focused, Input)
 
     def action_clear_search(self) -> None:
         search = self.query_one("#search", Input)
-        if search.value:
+        runs = self.app.runs
+        if not runs.visible and runs.by_id:
+            self._clear_filters()  # an empty list because of filters: show everything again
+        elif search.value:
             search.value = ""
-        self.table.focus()
+        self.set_focus(self.table)
+
+    def _clear_filters(self) -> None:
+        self.query_one("#search", Input).value = ""
+        self.query_one("#status-filter", Select).clear()
+        self.query_one("#task-filter", Select).clear()
+        self._set_filter(text="", payload_ids=frozenset(), status=None, task_id=None)
+        self.app.feed.search("")
 
     def action_cycle_status(self) -> None:
         select = self.query_one("#status-filter", Select)
@@ -223,10 +244,13 @@ class RunsScreen(Screen):
         self.app.retry(self.current_run_id())
 
     def action_replay(self) -> None:
-        self.app.replay(self.current_run_id())
+        self.app.confirm_replay(self.current_run_id())
 
     def action_cancel_run(self) -> None:
         self.app.cancel(self.current_run_id())
+
+    def action_wake(self) -> None:
+        self.app.wake(self.current_run_id())
 
     def action_copy_id(self) -> None:
         self.app.copy_run_id(self.current_run_id())

@@ -22,17 +22,22 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
     """Dismisses with (task id, payload) or None."""
 
     BINDINGS = [
-        Binding("escape", "dismiss(None)", "Close"),
+        # Priority: the payload editor would take escape to let go of the focus.
+        Binding("escape", "dismiss(None)", "Close", priority=True),
         Binding("ctrl+s", "send", "Trigger", priority=True),
     ]
 
     def __init__(self, task_ids: list[str], *, initial: str | None = None,
-                 payloads: dict[str, str] | None = None, note: str | None = None) -> None:
+                 payloads: dict[str, str] | None = None, note: str | None = None,
+                 payload: str | None = None) -> None:
+        """`payload`: the editor's text to start with (a run's payload, to run it again
+        edited), instead of the last one sent for the task."""
         super().__init__()
         self.task_ids = task_ids
         self.initial = initial if initial in task_ids else (task_ids[0] if task_ids else None)
-        self.payloads = payloads or {}
+        self.payloads = payloads if payloads is not None else {}
         self.note = note
+        self.first_payload = payload
 
     def compose(self) -> ComposeResult:
         with Vertical(id="trigger-dialog"):
@@ -42,7 +47,10 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
                                  id="trigger-tasks")
                 with Vertical(id="trigger-editor"):
                     yield Label("payload (a JSON object)", classes="dim")
-                    yield TextArea(self.payloads.get(self.initial or "", "{}"), id="payload",
+                    text = self.first_payload
+                    if text is None:
+                        text = self.payloads.get(self.initial or "", "{}")
+                    yield TextArea(text, id="payload",
                                    tab_behavior="indent", show_line_numbers=False)
                     yield Static("", id="payload-error")
             with Horizontal(id="trigger-buttons"):
@@ -63,8 +71,11 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
                 Text("no tasks known: nothing to trigger", style="red"))
             self.query_one("#send", Button).disabled = True
         # The task list first (↑↓, enter goes on to the payload); the title names the task.
-        options.focus()
-        self.query_one(TextArea).select_all()  # typing replaces the "{}" placeholder
+        if self.first_payload is not None:
+            self.query_one(TextArea).focus()  # a run's payload, to edit
+        else:
+            options.focus()
+            self.query_one(TextArea).select_all()  # typing replaces the "{}" placeholder
         self._show_title()
         self._validate()
 
@@ -88,6 +99,8 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
         self._show_title()
         editor = self.query_one(TextArea)
         remembered = self.payloads.get(event.option.id or "")
+        if self.first_payload is not None and event.option.id == self.initial:
+            return  # the run's payload stays in the editor
         if remembered is not None and remembered != editor.text:
             editor.load_text(remembered)
             editor.select_all()
@@ -129,3 +142,4 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
     @on(Button.Pressed, "#close")
     def _close_pressed(self) -> None:
         self.dismiss(None)
+

@@ -16,6 +16,7 @@ from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.journal.queries import RunSummary
+from sylphrun.render import wake_time
 
 
 def run_heading(detail: RunDetail, now: float, width: int) -> Text:
@@ -34,8 +35,7 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
                    style="dim")
     else:
         out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
-    if run.status in (model.QUEUED, model.WAITING) and run.ready_at and run.ready_at > now:
-        out.append(f" · ↻ runs again in {fmt.seconds(run.ready_at - now)}", style="magenta")
+    out.append_text(parked_text(detail, now))
     if run.children_total:
         out.append("\nchildren ", style="dim")
         out.append_text(fmt.progress_line(run.children_done, run.children_failed,
@@ -48,7 +48,8 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
     if run.replay_of:
         out.append("\nreplay of ", style="dim")
         out.append(run.replay_of)
-    out.append("\npayload ", style="dim")
+        out.append(" (o opens it)", style="dim")
+    out.append("\npayload ", style="dim")  # cut to a line: `v` shows it (and the output) whole
     out.append_text(_clip(fmt.one_line_json(run.payload), width - 9, "dim"))
     if run.status == model.COMPLETED:
         out.append("\noutput  ", style="dim")
@@ -62,6 +63,23 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
         out.append(" (last: ", style="dim")
         out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
         out.append(")", style="dim")
+    return out
+
+
+def parked_text(detail: RunDetail, now: float) -> Text:
+    """Why a parked run is not running: " · ◐ sleeping until 12:41:03 (in 14m57s) (w wakes
+    it)", " · ↻ retrying at ...", " · ◐ waiting for 518 of 1,000 children"."""
+    run = detail.run
+    out = Text()
+    found = wake_time(run, detail.steps)
+    if found is not None and found[1] > now:
+        what, at = found
+        symbol, style = ("◐", "blue") if what == "sleeping" else ("↻", "magenta")
+        out.append(f" · {symbol} {fmt.wake_line(what, at, now)}", style=style)
+        out.append(" (w wakes it now)", style="dim")
+    elif run.status == model.WAITING and run.children_total > run.children_done:
+        out.append(f" · ◐ waiting for {run.children_total - run.children_done:,} of "
+                   f"{run.children_total:,} children", style="blue")
     return out
 
 
@@ -80,21 +98,30 @@ class RunHeading(Static):
         super().__init__(Text("loading…", style="dim"), id=id)
         self.clock = clock
         self.detail: RunDetail | None = None
+        self.stale = False
         self._last: Text | None = None
 
-    def show(self, detail: RunDetail) -> None:
+    def show(self, detail: RunDetail, *, stale: bool = False) -> None:
+        """`stale`: what was read when the run was last open, shown until the fresh read;
+        said so, and not ticking (a run shown "running" may have finished since)."""
         self.detail = detail
-        self.tick()
+        self.stale = stale
+        self._last = None
+        self.tick(force=True)
 
     def clear(self) -> None:
         self.detail = None
+        self.stale = False
         self._last = None
         self.update(Text("loading…", style="dim"))
 
-    def tick(self) -> None:
-        if self.detail is None:
+    def tick(self, force: bool = False) -> None:
+        if self.detail is None or (self.stale and not force):
             return
         text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2))
+        if self.stale:
+            note = Text("↻ loading… (below: as last seen)\n", style="bold yellow")
+            text = note + text
         if text != self._last:  # an unchanged heading costs no layout and no repaint
             self._last = text
             self.update(text)
@@ -130,6 +157,18 @@ class StepDetail(Vertical):
         self.children_by_id = children
         self.render_step()
 
+    def show_attempts(self, attempts: list[model.RunAttempt]) -> None:
+        """The run's failed attempts in full (the cursor is on them in the tree)."""
+        self.step = None
+        self._shown = None
+        self.set_class(False, "-fanout")
+        text = Text("the run's failed attempts", style="bold red")
+        text.append("\n\n")
+        text.append_text(steps_view.flatten(
+            steps_view.run_attempt_lines(attempts), console=self.app.console,
+            width=self.query_one("#step-text").scrollable_content_region.width))
+        self.query_one("#step-body", Static).update(text)
+
     def render_step(self) -> None:
         step = self.step
         now = self.clock()
@@ -139,7 +178,7 @@ class StepDetail(Vertical):
             body.update(Text("move the cursor to a step to see it here", style="dim"))
             self.set_class(False, "-fanout")
             return
-        sig = (step, step.status == model.STEP_RETRYING and int(now * 4),
+        sig = (step, self.size.width, step.status == model.STEP_RETRYING and int(now * 4),
                step.finished_at is None and int(now),
                steps_view.fanout_counts(step, self.children_by_id) if step.child_run_ids else None)
         if sig == self._shown:
@@ -148,7 +187,8 @@ class StepDetail(Vertical):
         text = steps_view.step_header(step, now)
         text.append("\n\n")
         text.append_text(steps_view.flatten(
-            steps_view.detail_lines(step, self.children_by_id, now, full=True)))
+            steps_view.detail_lines(step, self.children_by_id, now, full=True),
+            console=self.app.console, width=self.query_one("#step-text").scrollable_content_region.width))
         body.update(text)
         self.set_class(bool(step.child_run_ids), "-fanout")
         if step.child_run_ids:
@@ -160,6 +200,11 @@ class StepDetail(Vertical):
             else:
                 table.set_rows(rows)
 
+    def on_resize(self) -> None:
+        if self.step is not None:
+            self.call_after_refresh(self.render_step)  # lines are wrapped to the width
+
     def tick(self) -> None:
-        if self.step is not None and self.step.status in (model.STEP_RETRYING, model.STEP_RUNNING):
+        if self.step is not None and self.step.status in (
+                model.STEP_RETRYING, model.STEP_RUNNING, model.STEP_WAITING):
             self.render_step()

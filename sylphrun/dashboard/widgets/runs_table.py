@@ -35,11 +35,14 @@ class Column:
 
 
 def layout(width: int, *, error_column: bool = True, task_width: int = 28,
-           children_column: bool = True) -> list[Column]:
-    """Columns that fit `width`: the status word, the error, the start time and the attempt
-    give way, then the duration, in that order, when it is narrow. `task_width` is the longest task id shown
-    (the task column takes no more)."""
+           children_column: bool = True, errors: bool = False) -> list[Column]:
+    """Columns that fit `width`. When some run shown has an error (`errors`), the error
+    column gets a third of the width (at least 20 cells): the start time, the attempt and
+    the duration give way to it, in that order; without errors they give way to the task.
+    `task_width` is the longest task id shown (the task column takes no more); the
+    children column is there only when some run shown has children."""
     status = Column("STATUS" if width >= 100 else "", 11 if width >= 100 else 1)
+    want_error = max(20, width // 3) if error_column and errors else 0
     optional = ["STARTED", "ATT", "DURATION"]
     while True:
         fixed = [
@@ -51,10 +54,13 @@ def layout(width: int, *, error_column: bool = True, task_width: int = 28,
         ]
         # A leading space, then each column followed by two.
         used = 1 + status.width + sum(c.width for c in fixed) + 2 * (len(fixed) + 2)
-        if width - used >= min(12, task_width + 2) or not optional:
+        task_min = min(12, task_width + 2)
+        room = width - used - (want_error + 2 if want_error else 0)  # for the task
+        if room >= task_min or not optional:
             break
         optional.pop(0)
-    task = max(6, min(28, task_width + 2, width - used))
+    # The task keeps its minimum; past that the error takes what is left.
+    task = max(6, min(28, task_width + 2, max(task_min, room), width - used))
     columns = [status, Column("TASK", task), *fixed]
     rest = width - used - task - 2
     if error_column and rest >= 12:
@@ -162,6 +168,7 @@ class RunsTable(ScrollView, can_focus=True):
         self._columns: list[Column] = []
         self._columns_key: tuple = ()
         self._any_children = True
+        self._any_errors = False
         self._longest_task = 8
         self.rendered_rows = 0  # rows rendered (not served from cache): the benchmark reads it
 
@@ -183,6 +190,7 @@ class RunsTable(ScrollView, can_focus=True):
         self._index = {r.id: i for i, r in enumerate(rows)}
         tasks = {r.task_id for r in rows}
         self._any_children = any(r.children_total for r in rows)
+        self._any_errors = any(r.error for r in rows)
         self._longest_task = max((len(t) for t in tasks), default=8) + (2 if self.child_arrow and any(
             r.parent_run_id for r in rows) else 0)
         target = self._index[keep] if keep in self._index else min(self.cursor, len(rows) - 1)
@@ -203,6 +211,11 @@ class RunsTable(ScrollView, can_focus=True):
             if i is None:
                 continue
             self.rows[i] = run
+            if (run.error and not self._any_errors) or (run.children_total and not self._any_children):
+                # The first error or child shown adds its column: every line changes.
+                self._any_errors = self._any_errors or bool(run.error)
+                self._any_children = self._any_children or bool(run.children_total)
+                self.refresh()
             y = i - top + 1
             if 1 <= y < height:
                 self.refresh(Region(0, y, self.size.width, 1))
@@ -278,11 +291,12 @@ class RunsTable(ScrollView, can_focus=True):
 
     def _layout(self) -> list[Column]:
         width = self.scrollable_content_region.width
-        key = (width, self._longest_task, self._any_children)
+        key = (width, self._longest_task, self._any_children, self._any_errors)
         if key != self._columns_key:
             self._columns = layout(width, error_column=self.error_column,
                                    task_width=self._longest_task,
-                                   children_column=self._any_children or self.child_arrow)
+                                   children_column=self._any_children,
+                                   errors=self._any_errors)
             self._columns_key = key
             self._cache.clear()
         return self._columns

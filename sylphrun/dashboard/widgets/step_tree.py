@@ -20,7 +20,8 @@ from sylphrun.dashboard import text as fmt
 from sylphrun.journal.queries import RunSummary
 
 # Node data: ("step", key), ("child", run_id), ("countdown", key), ("progress", key),
-# ("compensation", ""), or None for plain lines.
+# ("compensation", ""), ("attempts", "") and ("attempt", n) for the run's failed attempts
+# (always the last nodes), or None for plain lines.
 Ref = tuple[str, str] | None
 COMPENSATION_HEAD = ("compensation", "")
 
@@ -53,6 +54,8 @@ class StepTree(Tree[Ref]):
         self._auto_expanded: set[str] = set()
         self._fanout_sig: dict[str, tuple] = {}
         self._placeholder: TreeNode[Ref] | None = None
+        self._attempts_node: TreeNode[Ref] | None = None
+        self._attempts_sig: tuple = ()
         self.relabels = 0  # labels replaced: the tests and the benchmark read it
 
     # -- data ------------------------------------------------------------------------------
@@ -83,7 +86,8 @@ class StepTree(Tree[Ref]):
         for i, ref in enumerate(order):
             if ref == COMPENSATION_HEAD:
                 if i >= known:
-                    self.root.add_leaf(self._compensation_heading(), data=ref)
+                    self.root.add_leaf(self._compensation_heading(), data=ref,
+                                       before=self._attempts_node)
                 continue
             step = by_key[ref[1]]
             old = self.steps.get(step.key)
@@ -107,6 +111,33 @@ class StepTree(Tree[Ref]):
         self._order = order
         self._place_cursor()
 
+    def show_attempts(self, attempts: list[model.RunAttempt]) -> None:
+        """The run's failed attempts, after the steps: their errors and tracebacks."""
+        lines = steps_view.run_attempt_lines(attempts)
+        sig = tuple((line.text.plain, len(line.children)) for line in lines)
+        if sig == self._attempts_sig:
+            return
+        self._attempts_sig = sig
+        if self._attempts_node is not None:
+            self._attempts_node.remove()
+            self._attempts_node = None
+        if not lines:
+            return
+        label = Text(f"run attempts: {len(lines)} failed", style="bold red")
+        node = self.root.add(label, data=("attempts", ""), expand=True)
+        for line in lines:
+            self._add_line(node, line)
+        self._attempts_node = node
+
+    def selected_attempts(self) -> bool:
+        """Is the cursor in the run attempts' lines?"""
+        node = self.cursor_node
+        while node is not None and node is not self.root:
+            if node.data == ("attempts", ""):
+                return True
+            node = node.parent
+        return False
+
     def _place_cursor(self) -> None:
         # A tree shown for the first time has no cursor: put it on the first step so the
         # pane beside it shows something and the arrow keys start from the top.
@@ -125,6 +156,8 @@ class StepTree(Tree[Ref]):
         expanded = {k for k, n in self._step_nodes.items() if n.is_expanded}
         cursor = self.cursor_node.data if self.cursor_node is not None else None
         self.clear()
+        self._attempts_node = None  # cleared with the rest; show_attempts adds it again
+        self._attempts_sig = ()
         self._step_nodes.clear()
         self.steps.clear()
         self._stale.clear()
@@ -155,7 +188,7 @@ class StepTree(Tree[Ref]):
 
     def _add_step_node(self, step: model.Step, now: float) -> TreeNode[Ref]:
         node = self.root.add(self._label(step, now), data=("step", step.key),
-                             allow_expand=steps_view.has_details(step))
+                             allow_expand=steps_view.has_details(step), before=self._attempts_node)
         self._step_nodes[step.key] = node
         self.steps[step.key] = step
         self._fanout_sig[step.key] = self._fanout_signature(step)
@@ -203,20 +236,21 @@ class StepTree(Tree[Ref]):
     # -- time ------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Countdowns and running durations move on."""
+        """Countdowns and the durations of unfinished steps move on."""
         now = self.clock()
         for key, step in self.steps.items():
-            if step.status in (model.STEP_RUNNING, model.STEP_RETRYING):
+            if step.status in (model.STEP_RUNNING, model.STEP_RETRYING, model.STEP_WAITING):
                 node = self._step_nodes.get(key)
                 if node is None:
                     continue
                 node.set_label(self._label(step, now))
-                if step.status == model.STEP_RETRYING and node.is_expanded:
-                    for child in node.children:
-                        if child.data == ("countdown", key) and step.retry_at:
-                            child.set_label(Text(
-                                f"↻ {fmt.countdown(step.retry_at, now)} "
-                                f"(attempt {step.attempts + 1} next)", style="bold magenta"))
+                if not node.is_expanded:
+                    continue
+                for child in node.children:
+                    if child.data == ("countdown", key):
+                        text = steps_view.countdown_text(step, now)
+                        if text is not None:
+                            child.set_label(text)
 
     # -- selection -------------------------------------------------------------------------
 
