@@ -287,3 +287,46 @@ def test_ctrl_c_right_after_a_reload_prints_no_traceback(project, dev):
     output = "\n".join(d.lines)
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-2000:]
     assert d.proc.returncode == 0, output[-2000:]
+
+
+SLOW_STEP = '''
+import time
+from ledger_helper import record
+from sylphrun import task
+
+VERSION = "v1"
+
+def slow():
+    time.sleep(4)
+    record(LEDGER, "slow")
+    return VERSION
+
+@task(id="slow")
+async def slow_task(payload, ctx):
+    a = await ctx.step.run("slow", slow)
+    b = await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or VERSION)
+    return {"slow": a, "after": b}
+'''
+
+
+def test_a_save_lets_a_4s_step_finish_then_the_run_resumes_on_new_code(project, dev):
+    """A reload used to cut a step longer than the 3 s drain, run it again, and print
+    tracebacks (fcntl on a connection the stopping worker had closed under the step)."""
+    source = project.write_tasks(SLOW_STEP)
+    d = dev()
+    d.wait_for("watching")
+    run_id = project.cli("trigger", "slow").stdout.strip()
+    conn = project.journal()
+    wait_until(lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
+               message="the slow step started")
+    _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
+    d.wait_for("reloaded", timeout=40)
+    wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60, message="run finished")
+    run = queries.get_run(conn, run_id)
+    assert run.status == "completed", run.error
+    assert run.output == {"slow": "v1", "after": "v2"}
+    assert project.ledger_lines() == ["slow", "after-v2"]
+    conn.close()
+    assert d.stop() == 0
+    output = "\n".join(d.lines)
+    assert "Traceback" not in output, output[-3000:]

@@ -31,6 +31,9 @@ log = logging.getLogger("sylphrun.supervisor")
 
 # A run past its deadline by this much is stuck in a thread: replace its worker.
 TIMEOUT_GRACE = 2.0
+# A worker that exited cleanly without our asking is restarted this much later, unless
+# the supervisor is stopping by then.
+DEFERRED_RESTART = 1.0
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Supervisor:
         self.template = WorkerSettings(config=config, worker_id="", supervisor_pid=os.getpid(),
                                        lease_seconds=lease_seconds,
                                        heartbeat_seconds=heartbeat_seconds,
+                                       grace_seconds=config.shutdown_grace,
                                        output_path=output_path)
         self.on_event = on_event or (lambda msg: log.info(msg))
         self.procs: list[WorkerProcess] = []
@@ -80,6 +84,9 @@ class Supervisor:
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
+        # Workers that exited cleanly without our asking: (restart at, index). See
+        # `_handle_exit`.
+        self._deferred: list[tuple[float, int]] = []
         self._swept_at = time.monotonic()
         # poll() runs in the supervising thread; replace_workers() may come from the
         # reloader's thread: both change self.procs under this lock.
@@ -179,6 +186,7 @@ class Supervisor:
                 if wp.process.exitcode is not None:
                     self._handle_exit(wp)
             if not self.stopping:
+                self._restart_deferred()
                 self._enforce_timeouts()
                 beat = self.template.heartbeat_seconds
                 if time.monotonic() - self._swept_at > beat:
@@ -194,7 +202,8 @@ class Supervisor:
                 return []
             if config is not None:
                 self.config = config
-                self.template = replace(self.template, config=config)
+                self.template = replace(self.template, config=config,
+                                        grace_seconds=config.shutdown_grace)
             # The standby set if one was prepared (see `prepare_standby`), topped up with
             # fresh workers for any that died waiting.
             new = [wp for wp in self.standby if self._release_gate(wp)]
@@ -295,6 +304,12 @@ class Supervisor:
             self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
                           "and save: the reload starts it again")
             return
+        if wp.process.exitcode == 0 and not wp.killed_on_purpose:
+            # A clean exit we did not ask for: SIGTERM to the whole process group (`timeout`,
+            # systemd, a terminal closing) reaches the workers a moment before our own
+            # handler runs. Restart only if no shutdown follows.
+            self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index))
+            return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
             detail += f"; failing {len(failed)} run(s) that killed it {store.MAX_CRASHES} times"
@@ -304,6 +319,15 @@ class Supervisor:
         if len(self._recent_deaths) > 4 * self.count:
             time.sleep(1.0)  # a crash loop: do not spin at full speed
         self.procs.append(self._spawn(wp.index))
+
+    def _restart_deferred(self) -> None:
+        now = time.monotonic()
+        due = [index for at, index in self._deferred if at <= now]
+        self._deferred = [(at, index) for at, index in self._deferred if at > now]
+        for index in due:
+            self.on_event(f"worker {index} stopped (exit code 0) on a signal that did not "
+                          "come from this supervisor; restarting it")
+            self.procs.append(self._spawn(index))
 
     def _watch_write_lock(self, stop: threading.Event) -> None:
         """Replace a worker frozen inside a write transaction (SIGSTOP, a debugger).
@@ -355,9 +379,13 @@ class Supervisor:
         while not stop.is_set():
             self.poll(interval)
 
-    def stop(self, *, graceful: bool = True, grace: float = 5.0) -> None:
-        """Graceful: workers hand in-flight runs back at a step boundary, then exit.
-        Not graceful: kill them now; their runs are released (not counted as crashes)."""
+    def stop(self, *, graceful: bool = True, grace: float | None = None) -> None:
+        """Graceful: workers let in-flight steps finish (up to the shutdown grace), hand
+        their runs back at the step boundary, then exit. Not graceful: kill them now; their
+        runs are released (not counted as crashes)."""
+        if grace is None:
+            # The workers' own grace, and time to hand back what outlived it.
+            grace = self.template.grace_seconds + 5.0
         self.stopping = True
         with self._lock:
             self._drop_standby()

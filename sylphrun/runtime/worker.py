@@ -41,8 +41,9 @@ class WorkerSettings:
     heartbeat_seconds: float = 2.0
     # Fallback poll when no wake-up datagram arrives (another tool wrote the journal).
     poll_seconds: float = 0.25
-    # How long a stopping worker lets in-flight steps finish before it hands runs back.
-    grace_seconds: float = 3.0
+    # How long a stopping worker lets in-flight steps finish before it abandons them (the
+    # config's `shutdown_grace`); a step finished within it is journaled and kept.
+    grace_seconds: float = 30.0
     # Where the worker's stdout/stderr go (user prints, log records). None: inherit the
     # terminal. `sylphrun dev` points them at a file while the dashboard owns the screen.
     output_path: str | None = None
@@ -123,6 +124,10 @@ class Worker:
             await self._claim_loop()
             await self._drain()
         finally:
+            # Every run task has ended before the connection closes: a task cancelled by
+            # asyncio.run's teardown wrote through a closed connection (seven tracebacks
+            # of `fcntl` on a closed file per stuck step).
+            await self._abandon_stuck()
             beat_stop.set()
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -220,6 +225,8 @@ class Worker:
             if self.active.get(ex.run_id, (None,))[0] is ex:
                 del self.active[ex.run_id]
             self.wake_event.set()
+        if outcome == "released":
+            self._ready_work(peers=True)  # a reload's new workers take it at once
         log.debug("run %s %s", ex.run_id, outcome)
 
     def _ready_work(self, peers: bool = False) -> None:
@@ -288,6 +295,8 @@ class Worker:
     # -- stopping -----------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        """Wait (up to the grace) for in-flight steps to finish: each run hands itself back
+        at its next step boundary (`Release`), its finished steps journaled."""
         deadline = time.monotonic() + self.settings.grace_seconds
         while self.active and time.monotonic() < deadline:
             self.wake_event.clear()
@@ -295,7 +304,25 @@ class Worker:
                 await asyncio.wait_for(self.wake_event.wait(), 0.05)
             except TimeoutError:
                 pass
-        now = time.time()
+
+    async def _abandon_stuck(self) -> None:
+        """Runs whose step outlived the grace: hand them back (the step is journaled as
+        interrupted, and runs again), then end their tasks, writing nothing more."""
+        grace = self.settings.grace_seconds
         for rid, (ex, t) in list(self.active.items()):
-            store.release_run(self.conn, rid, ex.epoch, now)
+            ex.lost = True  # from here on, its task writes nothing
+            stuck = (f"step {', '.join(repr(k) for k in ex.running)}" if ex.running
+                     else "its task function")
+            try:
+                store.release_run(self.conn, rid, ex.epoch, time.time())
+            except JournalError as exc:
+                print(f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
+                      "claimed again when its lease runs out", file=sys.stderr, flush=True)
+            print(f"sylphrun worker: run {rid}: {stuck} still running after the "
+                  f"{grace:g} s shutdown grace (`shutdown_grace` in the config); abandoned: the "
+                  "run is handed back and the step runs again, with the same idempotency key",
+                  file=sys.stderr, flush=True)
             t.cancel()
+        tasks = [t for _, t in self.active.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
