@@ -246,16 +246,21 @@ class Worker:
         if self.active:
             self._drop_lost(self._lost_runs())
 
-    def _lost_runs(self) -> list[str]:
+    def _lost_runs(self) -> list[tuple[str, int]]:
         states = queries.lease_states(self.conn, list(self.active))
-        return [rid for rid, (ex, _) in self.active.items()
+        return [(rid, ex.epoch) for rid, (ex, _) in self.active.items()
                 if states.get(rid, (None, None)) != (ex.epoch, "running")]
 
-    def _drop_lost(self, run_ids: list[str]) -> None:
-        """Runs cancelled or taken over: stop executing them now, write nothing more."""
-        for rid in run_ids:
+    def _drop_lost(self, lost: list[tuple[str, int]]) -> None:
+        """Runs cancelled or taken over: stop executing them now, write nothing more.
+
+        By (run id, lease epoch): the heartbeat thread reports what it renewed a moment
+        ago, and meanwhile this worker may have claimed the same run again (cancelled,
+        then retried). Cancelling that new execution by its run id alone left the run
+        'running' forever, its lease renewed by every heartbeat."""
+        for rid, epoch in lost:
             entry = self.active.get(rid)
-            if entry is not None:
+            if entry is not None and entry[0].epoch == epoch:
                 entry[0].lost = True
                 entry[1].cancel()
 
@@ -285,7 +290,8 @@ class Worker:
                     log.exception("heartbeat failed")
                     lost = []
                 if lost:
-                    self.loop.call_soon_threadsafe(self._drop_lost, lost)
+                    self.loop.call_soon_threadsafe(
+                        self._drop_lost, [(rid, held[rid]) for rid in lost])
                 if s.supervisor_pid and os.getppid() != s.supervisor_pid:
                     # Our supervisor died (kill -9): stop, handing our runs back.
                     self.loop.call_soon_threadsafe(self.stop)

@@ -1,0 +1,74 @@
+"""Hangs turned into bounded waits or clean failures (issue 11, item 6): each case a run
+or a writer used to wait on forever, silently."""
+
+from __future__ import annotations
+
+import asyncio
+
+from conftest import wait_until
+
+from sylphrun import actions
+from sylphrun.discover import discover
+from sylphrun.journal import Connection, RunSpec, queries
+from sylphrun.runtime.worker import Worker, WorkerSettings
+from sylphrun.trigger import enqueue, wait_for_result
+
+GATED = '''
+import os
+import time
+from sylphrun import task
+
+def wait_for_gate(path):
+    while not os.path.exists(path):
+        time.sleep(0.02)
+    return "opened"
+
+@task(id="gated")
+async def gated(payload, ctx):
+    return await ctx.step.run("gate", wait_for_gate, payload["gate"])
+'''
+
+
+def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp_path):
+    """The heartbeat thread reports the runs it could not renew; by the time the loop
+    acts on it the same worker may hold the run again (cancelled, then retried). Dropping
+    by run id cancelled the new execution before its first step, and the run stayed
+    'running' forever, its lease renewed by every heartbeat."""
+    project.write_tasks(GATED)
+    config = project.config()
+    tasks = discover(config)
+    gate = tmp_path / "gate"
+    conn = Connection(config.journal)
+    # A heartbeat too slow to act in this test, and a lease too long to run out in it (it
+    # would hide the bug): the stale report is delivered by hand,
+    # exactly as the heartbeat thread delivers it (`call_soon_threadsafe(_drop_lost, ...)`).
+    worker = Worker(WorkerSettings(config=config, worker_id="w-stale", heartbeat_seconds=3600,
+                                   lease_seconds=3600),
+                    tasks)
+
+    def holder_epoch(run_id: str) -> int | None:
+        found = queries.lease_holder(conn, run_id)
+        return None if found is None else found[2]
+
+    async def scenario() -> str:
+        serving = asyncio.create_task(worker.serve())
+        try:
+            [(run_id, _)] = await asyncio.to_thread(
+                enqueue, conn, [RunSpec("gated", f'{{"gate": "{gate}"}}')])
+            first = await asyncio.to_thread(wait_until, lambda: holder_epoch(run_id))
+            await asyncio.to_thread(actions.cancel_run, conn, run_id)
+            await asyncio.to_thread(wait_until, lambda: run_id not in worker.active)
+            await asyncio.to_thread(actions.retry_run, conn, run_id)
+            await asyncio.to_thread(
+                wait_until, lambda: (holder_epoch(run_id) or first) != first
+                and run_id in worker.active)
+            worker._drop_lost([(run_id, first)])  # the stale report, old epoch
+            gate.touch()
+            result = await wait_for_result(conn, run_id, timeout=30)
+            return result.status
+        finally:
+            worker.stop()
+            await serving
+
+    assert asyncio.run(scenario()) == "completed"
+    conn.close()
