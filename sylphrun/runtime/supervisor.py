@@ -24,6 +24,7 @@ from sylphrun.config import Config
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
+from sylphrun.journal.workers import renew_leases_for
 from sylphrun.runtime import wake
 from sylphrun.runtime.worker import IMPORT_FAILED, WorkerSettings, worker_main
 
@@ -162,6 +163,23 @@ class Supervisor:
                 if requeued or failed:
                     self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
 
+    def _renew_for_busy_workers(self) -> None:
+        """Renew the leases of a worker of ours whose heartbeat went quiet while its
+        process runs: a step holding the GIL starves its heartbeat thread, not the worker.
+        Alive and not stopped is what we can see from here; a worker that is gone, or
+        stopped (SIGSTOP, a debugger), is fenced out when its leases run out, as before."""
+        beat = self.template.heartbeat_seconds
+        now = time.time()
+        quiet = {w.id for w in queries.live_workers(self.conn, now=now, stale_after=math.inf)
+                 if now - w.heartbeat_at > 1.5 * beat}
+        for wp in self.procs:
+            if (wp.worker_id not in quiet or wp.killed_on_purpose
+                    or wp.process.exitcode is not None or not _pid_alive(wp.process.pid)
+                    or _stopped(wp.process.pid)):
+                continue
+            renew_leases_for(self.conn, wp.worker_id, lease_seconds=self.template.lease_seconds,
+                             now=now)
+
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Block until every worker has registered in the journal (for tests and benches)."""
         deadline = time.monotonic() + timeout
@@ -192,6 +210,7 @@ class Supervisor:
                 if time.monotonic() - self._swept_at > beat:
                     self._swept_at = time.monotonic()
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
+                    self._renew_for_busy_workers()
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns

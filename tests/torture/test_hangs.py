@@ -4,8 +4,9 @@ or a writer used to wait on forever, silently."""
 from __future__ import annotations
 
 import asyncio
+import time
 
-from conftest import wait_until
+from conftest import ledger_count, wait_until
 
 from sylphrun import actions
 from sylphrun.discover import discover
@@ -72,3 +73,41 @@ def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp
 
     assert asyncio.run(scenario()) == "completed"
     conn.close()
+
+
+CPU_BOUND = '''
+from ledger_helper import record
+from sylphrun import task
+
+def crunch(n):
+    record(LEDGER, "crunch")
+    return sum(range(n))  # one C call: holds the GIL throughout
+
+@task(id="crunch")
+async def crunch_task(payload, ctx):
+    return await ctx.step.run("crunch", crunch, payload["n"])
+'''
+
+
+def _n_for_seconds(seconds: float) -> int:
+    """A `sum(range(n))` that takes about `seconds` on this machine now."""
+    n = 2_000_000
+    started = time.perf_counter()
+    sum(range(n))
+    return int(n * seconds / max(time.perf_counter() - started, 1e-4))
+
+
+def test_a_step_holding_the_gil_past_the_lease_runs_once(project, engine_factory):
+    """Its worker's heartbeat thread cannot run, so the lease ran out and the run was taken
+    over and re-run, again and again (12 overlapping attempts in 4 min). The supervisor
+    sees the worker alive and not stopped, and renews for it."""
+    project.write_tasks(CPU_BOUND)
+    eng = engine_factory(workers=2, lease_seconds=1.0, heartbeat_seconds=0.25).start()
+    n = _n_for_seconds(5.0)
+    run_id = eng.trigger("crunch", {"n": n})
+    result = eng.wait(run_id, timeout=120)
+    assert result.ok, result.error
+    assert result.output == n * (n - 1) // 2
+    assert ledger_count(project, "crunch") == 1
+    run = eng.run_record(run_id)
+    assert run.attempt == 1
