@@ -74,16 +74,21 @@ class DevSession:
     def start(self) -> None:
         self.echo(banner(self.config, self.supervisor.count))
         self.supervisor.start()
-        for target in (self.supervisor.serve, self.reloader.run):
+        for target in (self._supervise, self.reloader.run):
             t = threading.Thread(target=target, args=(self.stop_event,), daemon=True)
             t.start()
             self._threads.append(t)
+
+    def _supervise(self, stop: threading.Event) -> None:
+        self.supervisor.serve(stop)
+        if self.supervisor.journal_gone:
+            stop.set()  # the session ends: its journal file is gone
 
     def stop(self, *, graceful: bool = True) -> None:
         self.stop_event.set()
         for t in self._threads:
             t.join(5)
-        self.supervisor.stop(graceful=graceful)
+        self.supervisor.stop(graceful=graceful and self.supervisor.journal_gone is None)
         self.lock.release()
 
 
@@ -143,7 +148,7 @@ def _run_with_log(session: DevSession) -> int:
         conn.close()
         session.stop(graceful=presses["n"] < 2)
     session.echo("stopped")
-    return 0
+    return 1 if session.supervisor.journal_gone else 0
 
 
 def _run_with_dashboard(session: DevSession, tasks) -> int:

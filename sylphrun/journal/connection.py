@@ -100,6 +100,7 @@ class Connection:
                 "check `journal` in the config and the folder's permissions"
             ) from None
         self._mutex = threading.RLock()
+        self._identity = _identity(self.path)
         self.busy_timeout_ms = _busy_timeout_ms()
         try:
             self.db = sqlite3.connect(
@@ -246,6 +247,16 @@ class Connection:
         with self._mutex:
             return self.db.execute("PRAGMA data_version").fetchone()[0]
 
+    def file_replaced(self) -> bool:
+        """Does the journal's path no longer name the file this connection has open (deleted,
+        or replaced by another)? Writes then go to a file nobody else reads. A stat: cheap
+        enough for a heartbeat, not for every step."""
+        try:
+            now = _identity(self.path)
+        except OSError:  # unreadable for a moment (permissions): not evidence of a new file
+            return False
+        return now is None or now != self._identity
+
     def close(self) -> None:
         db = getattr(self, "db", None)
         if db is not None:
@@ -254,6 +265,14 @@ class Connection:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None  # type: ignore[assignment]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def write_lock_holder(path: str | os.PathLike[str]) -> int | None:

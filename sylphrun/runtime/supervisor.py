@@ -26,7 +26,13 @@ from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
 from sylphrun.journal.workers import renew_leases_for
 from sylphrun.runtime import wake
-from sylphrun.runtime.worker import IMPORT_FAILED, WorkerSettings, worker_main
+from sylphrun.runtime.worker import (
+    IMPORT_FAILED,
+    JOURNAL_GONE,
+    WorkerSettings,
+    journal_gone_message,
+    worker_main,
+)
 
 log = logging.getLogger("sylphrun.supervisor")
 
@@ -82,6 +88,9 @@ class Supervisor:
         # Spawned ahead for the next reload, waiting at their gate; not in `procs`.
         self.standby: list[WorkerProcess] = []
         self.stopping = False
+        # Set (to the line to print) when the journal file was deleted or replaced under
+        # us: `serve` returns, and the caller stops with that line.
+        self.journal_gone: str | None = None
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
@@ -209,6 +218,9 @@ class Supervisor:
                 beat = self.template.heartbeat_seconds
                 if time.monotonic() - self._swept_at > beat:
                     self._swept_at = time.monotonic()
+                    if self.conn.file_replaced():
+                        self._journal_gone()
+                        return
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
                     self._renew_for_busy_workers()
 
@@ -315,7 +327,9 @@ class Supervisor:
             # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
             wake.poke(w.wake_addr for w in queries.live_workers(
                 self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
-        if self.stopping or wp.retiring or wp.probation:
+        if wp.process.exitcode == JOURNAL_GONE:
+            self._journal_gone()
+        if self.stopping or wp.retiring or wp.probation or self.journal_gone:
             return
         if wp.process.exitcode == IMPORT_FAILED:
             # The code on disk does not import (saved broken while this worker restarted):
@@ -338,6 +352,11 @@ class Supervisor:
         if len(self._recent_deaths) > 4 * self.count:
             time.sleep(1.0)  # a crash loop: do not spin at full speed
         self.procs.append(self._spawn(wp.index))
+
+    def _journal_gone(self) -> None:
+        if self.journal_gone is None:
+            self.journal_gone = journal_gone_message(self.config.journal)
+            self.on_event(self.journal_gone)
 
     def _restart_deferred(self) -> None:
         now = time.monotonic()
@@ -395,7 +414,7 @@ class Supervisor:
 
     def serve(self, stop: threading.Event, interval: float = 0.1) -> None:
         """Supervise until `stop` is set (from a signal handler or another thread)."""
-        while not stop.is_set():
+        while not stop.is_set() and self.journal_gone is None:
             self.poll(interval)
 
     def stop(self, *, graceful: bool = True, grace: float | None = None) -> None:

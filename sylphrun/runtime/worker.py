@@ -30,6 +30,14 @@ log = logging.getLogger("sylphrun.worker")
 # The exit code of a worker that could not import the task modules: the supervisor does
 # not restart it in a loop (the code on disk is broken; the next good save reloads).
 IMPORT_FAILED = 3
+# The exit code of a worker whose journal file was deleted or replaced under it: the
+# supervisor restarts nothing and stops (a new worker would open a new, empty journal).
+JOURNAL_GONE = 5
+
+
+def journal_gone_message(path: object) -> str:
+    return (f"the journal {path} was deleted or replaced while the workers ran on it; "
+            "stopping (start again to use a new journal)")
 
 
 @dataclass(frozen=True)
@@ -85,7 +93,7 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
     worker = Worker(settings, tasks)
     asyncio.run(worker.serve())
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
-    os._exit(0)
+    os._exit(JOURNAL_GONE if worker.journal_gone else 0)
 
 
 class Worker:
@@ -100,6 +108,7 @@ class Worker:
         }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
         self.stopping = False
+        self.journal_gone = False
         self._peers: list[str] = []
         self._peers_at = 0.0
 
@@ -122,7 +131,8 @@ class Worker:
         beat.start()
         try:
             await self._claim_loop()
-            await self._drain()
+            if not self.journal_gone:
+                await self._drain()
         finally:
             # Every run task has ended before the connection closes: a task cancelled by
             # asyncio.run's teardown wrote through a closed connection (seven tracebacks
@@ -292,6 +302,9 @@ class Worker:
                 if lost:
                     self.loop.call_soon_threadsafe(
                         self._drop_lost, [(rid, held[rid]) for rid in lost])
+                if conn.file_replaced():
+                    self.loop.call_soon_threadsafe(self._journal_gone)
+                    return
                 if s.supervisor_pid and os.getppid() != s.supervisor_pid:
                     # Our supervisor died (kill -9): stop, handing our runs back.
                     self.loop.call_soon_threadsafe(self.stop)
@@ -299,6 +312,15 @@ class Worker:
             conn.close()
 
     # -- stopping -----------------------------------------------------------------------
+
+    def _journal_gone(self) -> None:
+        """Our journal file was deleted or replaced: whatever we write goes nowhere anyone
+        reads. Stop now, without the grace: there is nothing to hand back to."""
+        if not self.journal_gone:
+            self.journal_gone = True
+            print(f"sylphrun worker: {journal_gone_message(self.settings.config.journal)}",
+                  file=sys.stderr, flush=True)
+        self.stop()
 
     async def _drain(self) -> None:
         """Wait (up to the grace) for in-flight steps to finish: each run hands itself back
@@ -317,6 +339,9 @@ class Worker:
         grace = self.settings.grace_seconds
         for rid, (ex, t) in list(self.active.items()):
             ex.lost = True  # from here on, its task writes nothing
+            if self.journal_gone:
+                t.cancel()
+                continue
             stuck = (f"step {', '.join(repr(k) for k in ex.running)}" if ex.running
                      else "its task function")
             try:

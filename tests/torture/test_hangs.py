@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import pytest
 from conftest import ledger_count, wait_until
 
 from sylphrun import actions
@@ -17,6 +19,9 @@ from sylphrun.trigger import enqueue, wait_for_result
 GATED = '''
 import os
 import time
+from pathlib import Path
+
+import pytest
 from sylphrun import task
 
 def wait_for_gate(path):
@@ -111,3 +116,24 @@ def test_a_step_holding_the_gil_past_the_lease_runs_once(project, engine_factory
     assert ledger_count(project, "crunch") == 1
     run = eng.run_record(run_id)
     assert run.attempt == 1
+
+
+@pytest.mark.parametrize("command", [("worker", "--workers", "2"), ("dev", "--no-tui", "--workers", "1")],
+                         ids=["worker", "dev"])
+def test_deleting_the_journal_under_running_workers_stops_them_with_one_line(
+        project, background, command):
+    """Workers kept writing to the deleted file, and `trigger --wait` on the new one said
+    no workers run."""
+    project.write_tasks(CPU_BOUND)
+    proc = background(*command)
+    journal = project.config().journal
+    conn = Connection(journal)
+    wait_until(lambda: queries.live_workers(conn, now=time.time(), stale_after=10),
+               timeout=30, message="a live worker")
+    conn.close()
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(journal) + suffix).unlink(missing_ok=True)
+    assert proc.wait(60) == 1, proc.output
+    assert "Traceback" not in proc.output and "restarting" not in proc.output, proc.output
+    line = proc.wait_for("was deleted")
+    assert str(journal) in line, proc.output
