@@ -41,6 +41,7 @@ TIMEOUT_GRACE = 2.0
 # A worker that exited cleanly without our asking is restarted this much later, unless
 # the supervisor is stopping by then.
 DEFERRED_RESTART = 1.0
+ASKED_TO_STOP = (0, -signal.SIGTERM, -signal.SIGHUP)
 
 
 @dataclass
@@ -337,10 +338,11 @@ class Supervisor:
             self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
                           "and save: the reload starts it again")
             return
-        if wp.process.exitcode == 0 and not wp.killed_on_purpose:
-            # A clean exit we did not ask for: SIGTERM to the whole process group (`timeout`,
+        if wp.process.exitcode in ASKED_TO_STOP and not wp.killed_on_purpose:
+            # A stop we did not ask for: SIGTERM to the whole process group (`timeout`,
             # systemd, a terminal closing) reaches the workers a moment before our own
-            # handler runs. Restart only if no shutdown follows.
+            # handler runs (a worker still starting dies of it). Restart only if no
+            # shutdown follows.
             self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index))
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
@@ -363,8 +365,8 @@ class Supervisor:
         due = [index for at, index in self._deferred if at <= now]
         self._deferred = [(at, index) for at, index in self._deferred if at > now]
         for index in due:
-            self.on_event(f"worker {index} stopped (exit code 0) on a signal that did not "
-                          "come from this supervisor; restarting it")
+            self.on_event(f"worker {index} was stopped by a signal that did not come from "
+                          "this supervisor; restarting it")
             self.procs.append(self._spawn(index))
 
     def _watch_write_lock(self, stop: threading.Event) -> None:

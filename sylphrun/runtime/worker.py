@@ -121,11 +121,12 @@ class Worker:
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)
+        # Before registering: a SIGTERM to the process group right after would kill us.
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         store.register_worker(self.conn, self.id, pid=os.getpid(), host=socket.gethostname(),
                               supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
                               now=time.time())
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
-        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
         beat.start()
