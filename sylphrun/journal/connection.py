@@ -183,7 +183,10 @@ class Connection:
         """
         relax = not sync and self.durability == "full"
         with self._mutex:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # contended: the only path that pays for the notice
+                self._wait_for_lock()
             try:
                 if relax:
                     self.db.execute("PRAGMA synchronous = NORMAL")
@@ -216,7 +219,10 @@ class Connection:
         """
         relax = not sync and self.durability == "full"
         with self._mutex:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # contended: the only path that pays for the notice
+                self._wait_for_lock()
             try:
                 if relax:
                     self.db.execute("PRAGMA synchronous = NORMAL")
@@ -227,6 +233,17 @@ class Connection:
                 if relax:
                     self.db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _wait_for_lock(self) -> None:
+        """Block on the write lock; after `lock_holder.NOTE_AFTER` seconds a thread says
+        on stderr who holds it (a stopped script or CLI freezes every writer)."""
+        from sylphrun.journal.lock_holder import waiters
+
+        entry = waiters.add(self.path)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        finally:
+            waiters.remove(entry)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:

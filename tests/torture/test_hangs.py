@@ -4,15 +4,22 @@ or a writer used to wait on forever, silently."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from conftest import ledger_count, wait_until
 
 from sylphrun import actions
 from sylphrun.discover import discover
 from sylphrun.journal import Connection, RunSpec, queries
+from sylphrun.journal.lock_holder import stopped_lock_holder
 from sylphrun.runtime.worker import Worker, WorkerSettings
 from sylphrun.trigger import enqueue, wait_for_result
 
@@ -21,6 +28,7 @@ import os
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from sylphrun import task
 
@@ -137,3 +145,48 @@ def test_deleting_the_journal_under_running_workers_stops_them_with_one_line(
     assert "Traceback" not in proc.output and "restarting" not in proc.output, proc.output
     line = proc.wait_for("was deleted")
     assert str(journal) in line, proc.output
+
+
+HOLD_AND_STOP = '''
+import os, signal, sys
+from sylphrun.journal import Connection
+conn = Connection(sys.argv[1])
+with conn.write():
+    print("holding", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)  # Ctrl-Z in the middle of a write
+'''
+
+
+def test_a_writer_waiting_on_a_stopped_lock_holder_says_who_after_2s(project, tmp_path):
+    """A stopped (Ctrl-Z) script inside a write froze every writer, silently."""
+    project.write_tasks(CPU_BOUND)
+    journal = project.config().journal
+    Connection(journal).close()
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_AND_STOP)
+    holder = subprocess.Popen([sys.executable, str(script), str(journal)], stdout=subprocess.PIPE,
+                              text=True)
+    waiter = None
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        wait_until(lambda: psutil.Process(holder.pid).status() == psutil.STATUS_STOPPED,
+                   message="holder stopped")
+        assert stopped_lock_holder(journal).startswith(f"journal locked by pid {holder.pid}")
+        waiter = subprocess.Popen([sys.executable, "-m", "sylphrun", "trigger", "crunch",
+                                   "--payload", '{"n": 1}'], cwd=project.root, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        lines: list[str] = []
+        threading.Thread(target=lambda: lines.extend(waiter.stderr), daemon=True).start()
+        line = wait_until(lambda: next((x for x in lines if "journal locked" in x), None),
+                          timeout=30, message="the waiter's notice")
+        assert f"pid {holder.pid} (python" in line and "hold.py" in line, line
+        assert "stopped (Ctrl-Z?)" in line and line.rstrip().endswith("waiting"), line
+        os.kill(holder.pid, signal.SIGCONT)
+        assert waiter.wait(30) == 0  # the write goes through once the holder continues
+        assert len([x for x in lines if "journal locked" in x]) == 1
+    finally:
+        for p in (holder, waiter):
+            if p is not None and p.poll() is None:
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+                p.wait(5)
