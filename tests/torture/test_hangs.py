@@ -190,3 +190,33 @@ def test_a_writer_waiting_on_a_stopped_lock_holder_says_who_after_2s(project, tm
                 os.kill(p.pid, signal.SIGCONT)
                 p.kill()
                 p.wait(5)
+
+
+def test_the_dashboard_status_line_names_a_stopped_lock_holder(project, tmp_path):
+    from test_dashboard import drive, until
+
+    from sylphrun.dashboard.app import DashboardApp
+    from sylphrun.dashboard.widgets.status_line import StatusLine
+
+    project.write_tasks(CPU_BOUND)
+    config = project.config()
+    Connection(config.journal).close()
+    script = tmp_path / "hold.py"
+    script.write_text(HOLD_AND_STOP)
+    holder = subprocess.Popen([sys.executable, str(script), str(config.journal)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        app = DashboardApp(config, tasks=discover(config))
+
+        async def scenario(pilot) -> None:
+            def status() -> str:
+                return str(app.screen.query_one(StatusLine).render())
+            await until(pilot, lambda: f"journal locked by pid {holder.pid}" in status(),
+                        what="the lock holder in the status line")
+            assert "stopped (Ctrl-Z?)" in status()
+
+        drive(app, scenario)
+    finally:
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.wait(10)
