@@ -29,6 +29,7 @@ from sylphrun.runtime import wake
 from sylphrun.runtime.worker import (
     IMPORT_FAILED,
     JOURNAL_GONE,
+    REPLACE_ME,
     WorkerSettings,
     journal_gone_message,
     worker_main,
@@ -320,7 +321,7 @@ class Supervisor:
         wp.process.join(0)
         how = describe_exit(wp.process.exitcode)
         on_purpose = self.stopping or wp.killed_on_purpose or wp.retiring
-        crashed = not on_purpose and wp.process.exitcode != 0
+        crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
         store.unregister_worker(self.conn, wp.worker_id, time.time())
@@ -337,6 +338,10 @@ class Supervisor:
             # restarting would only fail again. The next good save reloads a full set.
             self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
                           "and save: the reload starts it again")
+            return
+        if wp.process.exitcode == REPLACE_ME:
+            # It said why on its own output (a cancelled run's thread would not return).
+            self.procs.append(self._spawn(wp.index))
             return
         if wp.process.exitcode in ASKED_TO_STOP and not wp.killed_on_purpose:
             # A stop we did not ask for: SIGTERM to the whole process group (`timeout`,

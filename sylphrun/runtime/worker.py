@@ -24,12 +24,16 @@ from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.steps import Execution, error_text, task_factory
+from sylphrun.runtime.threads import RunThreads, Stragglers
 
 log = logging.getLogger("sylphrun.worker")
 
 # The exit code of a worker that could not import the task modules: the supervisor does
 # not restart it in a loop (the code on disk is broken; the next good save reloads).
 IMPORT_FAILED = 3
+# The exit code of a worker that asks to be replaced: a thread of a run it no longer
+# executes (cancelled, taken over) still runs the user's code after the grace.
+REPLACE_ME = 6
 # The exit code of a worker whose journal file was deleted or replaced under it: the
 # supervisor restarts nothing and stops (a new worker would open a new, empty journal).
 JOURNAL_GONE = 5
@@ -93,7 +97,7 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
     worker = Worker(settings, tasks)
     asyncio.run(worker.serve())
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
-    os._exit(JOURNAL_GONE if worker.journal_gone else 0)
+    os._exit(JOURNAL_GONE if worker.journal_gone else REPLACE_ME if worker.replace_me else 0)
 
 
 class Worker:
@@ -109,6 +113,8 @@ class Worker:
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
         self.stopping = False
         self.journal_gone = False
+        self.replace_me = False
+        self.stragglers = Stragglers(settings.grace_seconds)
         self._peers: list[str] = []
         self._peers_at = 0.0
 
@@ -160,6 +166,9 @@ class Worker:
         backoff = 0.0
         while not self.stopping:
             self.wake_event.clear()
+            self._check_stragglers()
+            if self.stopping:
+                break
             free = self.slots - len(self.active)
             now = time.time()
             try:
@@ -190,7 +199,7 @@ class Worker:
     def _start(self, claim: store.Claim) -> None:
         task = self.tasks[claim.task_id]
         try:
-            ex = Execution(self.conn, claim, task, threads=self.step_threads,
+            ex = Execution(self.conn, claim, task, threads=RunThreads(self.step_threads),
                            on_ready_work=self._ready_work)
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
@@ -204,7 +213,7 @@ class Worker:
                              f"read ({error_text(exc)}); the row was damaged or edited by hand",
                              traceback=None, now=time.time())
             return
-        ex.body_threads = self.run_threads
+        ex.body_threads = RunThreads(self.run_threads)
         t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
         self.active[claim.run_id] = (ex, t)
 
@@ -235,6 +244,7 @@ class Worker:
             # executing the run again under a new claim.
             if self.active.get(ex.run_id, (None,))[0] is ex:
                 del self.active[ex.run_id]
+            self.stragglers.ended(ex.run_id, ex.threads, ex.body_threads)
             self.wake_event.set()
         if outcome == "released":
             self._ready_work(peers=True)  # a reload's new workers take it at once
@@ -313,6 +323,19 @@ class Worker:
             conn.close()
 
     # -- stopping -----------------------------------------------------------------------
+
+    def _check_stragglers(self) -> None:
+        """A run's thread outlived its execution by the grace (a cancelled run's step that
+        does not return): it holds a thread of the pool for good. Ask to be replaced; the
+        other runs are handed back at their next step, as in any stop."""
+        overdue = self.stragglers.overdue()
+        if overdue is None or self.replace_me:
+            return
+        self.replace_me = True
+        print(f"sylphrun worker: run {overdue} ended (cancelled or taken over) but a step of "
+              f"it still runs in a thread {self.stragglers.grace:g} s later; replacing this "
+              "worker to free the thread", file=sys.stderr, flush=True)
+        self.stop()
 
     def _journal_gone(self) -> None:
         """Our journal file was deleted or replaced: whatever we write goes nowhere anyone

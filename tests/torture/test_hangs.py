@@ -220,3 +220,35 @@ def test_the_dashboard_status_line_names_a_stopped_lock_holder(project, tmp_path
     finally:
         os.kill(holder.pid, signal.SIGCONT)
         holder.wait(10)
+
+
+STUCK = '''
+import time
+from sylphrun import task
+
+@task(id="stuck")
+async def stuck(payload, ctx):
+    return await ctx.step.run("block", time.sleep, 600)
+
+@task(id="quick")
+async def quick(payload, ctx):
+    return await ctx.step.run("one", lambda: 1)
+'''
+
+
+def test_a_cancelled_runs_stuck_thread_gets_a_grace_then_its_worker_is_replaced(
+        project, engine_factory):
+    """Each cancel of a run stuck in a sync step leaked a thread of the step pool: 32 of
+    them and no step of any run could start again in that worker."""
+    project.write_config("shutdown_grace = 1\n")
+    project.write_tasks(STUCK)
+    eng = engine_factory(workers=1).start()
+    [old_pid] = eng.worker_pids()
+    run_id = eng.trigger("stuck")
+    wait_until(lambda: any(s.status == "running" for s in eng.steps(run_id)),
+               message="the stuck step running")
+    actions.cancel_run(eng.conn, run_id)
+    wait_until(lambda: eng.worker_pids() and eng.worker_pids() != [old_pid], timeout=30,
+               message="the worker replaced")
+    assert eng.run_record(run_id).status == "cancelled"
+    assert eng.run("quick", timeout=60).ok
