@@ -9,7 +9,9 @@ creates its children twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -123,11 +125,33 @@ def poke_workers(conn: Connection) -> None:
     poke(w.wake_addr for w in workers)
 
 
+# A large batch is inserted this many runs per transaction: 300k children in one held the
+# write lock for over 10 s, and every other writer (the workers' heartbeats, the
+# supervisor) waited behind it. $SYLPHRUN_BATCH_CHUNK overrides it (the tests' knob).
+BATCH_CHUNK = 5_000
+
+
+def batch_chunk() -> int:
+    try:
+        return max(1, int(os.environ.get("SYLPHRUN_BATCH_CHUNK", BATCH_CHUNK)))
+    except ValueError:
+        return BATCH_CHUNK
+
+
+def _chunks(specs: Sequence[RunSpec]) -> list[Sequence[RunSpec]]:
+    size = batch_chunk()
+    return [specs[i:i + size] for i in range(0, len(specs), size)] or [specs]
+
+
 def enqueue(conn: Connection, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
-    """Create runs outside any run and wake the workers."""
-    results = store.enqueue_runs(conn, specs, time.time())
-    if any(created for _, created in results):
-        poke_workers(conn)
+    """Create runs outside any run and wake the workers (a large batch in chunks, each its
+    own transaction; the workers start on the first while the next are written)."""
+    results: list[tuple[str, bool]] = []
+    for chunk in _chunks(specs):
+        done = store.enqueue_runs(conn, chunk, time.time())
+        results += done
+        if any(created for _, created in done):
+            poke_workers(conn)
     return results
 
 
@@ -183,9 +207,11 @@ def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_ke
             RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key)
             for i, p in enumerate(encoded)
         ]
-        results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
+        results = []
+        for chunk in _chunks(specs):  # idempotent by their keys, chunk by chunk
+            results += store.enqueue_children(ex.conn, ex.run_id, ex.epoch, chunk, ex.now())
+            ex.on_ready_work(peers=True)
         ex.children_created()
-        ex.on_ready_work(peers=True)
         return [RunHandle(rid, task_id) for rid, _ in results]
     name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
     key = ex.next_key(name)
@@ -194,11 +220,29 @@ def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_ke
         ids = json.loads(rec.output)["run_ids"]
         return [RunHandle(rid, task_id) for rid in ids]
     specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
+    chunks = _chunks(specs)
+    earlier: list[str] = []
+    from sylphrun.runtime import steps as steps_runtime
+
+    if len(chunks) > 1:
+        # Too many for one transaction: all but the last chunk go first, each its own
+        # transaction, with keys derived from the step, so a parent resumed after a crash
+        # between chunks finds the children it created and creates only the rest; the last
+        # chunk and the completed step then commit together, as a small batch does.
+        specs = [dataclasses.replace(spec, idempotency_key=f"{ex.run_id}:{key}:{i}")
+                 for i, spec in enumerate(specs)]
+        chunks = _chunks(specs)
+        for n, chunk in enumerate(chunks[:-1]):
+            if n and steps_runtime._CRASH_AT:  # fault injection for the torture suite
+                steps_runtime._crash_point("between-chunks", key)
+            earlier += [rid for rid, _ in store.enqueue_children(
+                ex.conn, ex.run_id, ex.epoch, chunk, ex.now())]
+            ex.on_ready_work(peers=True)
     child_ids, _ = store.record_trigger_step(
         ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-        run_attempt=ex.attempt, specs=specs,
+        run_attempt=ex.attempt, specs=chunks[-1],
         output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
-        now=ex.now(),
+        now=ex.now(), earlier_ids=earlier,
     )
     ex.children_created()
     ex.on_ready_work(peers=True)

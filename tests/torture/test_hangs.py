@@ -252,3 +252,43 @@ def test_a_cancelled_runs_stuck_thread_gets_a_grace_then_its_worker_is_replaced(
                message="the worker replaced")
     assert eng.run_record(run_id).status == "cancelled"
     assert eng.run("quick", timeout=60).ok
+
+
+FANOUT = '''
+import asyncio
+from sylphrun import task
+
+@task(id="item")
+async def item(payload, ctx):
+    return payload["i"]
+
+@task(id="parent")
+async def parent(payload, ctx):
+    handles = await item.batch_trigger([{"i": i} for i in range(payload["n"])])
+    async def collect():
+        results = await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
+        return sum(r.output for r in results)
+    return await ctx.step.run("collect", collect)
+'''
+
+
+def test_a_large_batch_is_inserted_in_chunks_and_a_crash_between_them_creates_none_twice(
+        project, engine_factory, tmp_path, monkeypatch):
+    """300k children in one transaction held the write lock >10 s: the supervisor's
+    watchdog replaced the worker six times in 90 s. Chunks of $SYLPHRUN_BATCH_CHUNK (5 here,
+    5,000 by default), the worker SIGKILLed after the first."""
+    project.write_tasks(FANOUT)
+    marker = tmp_path / "crashed"
+    monkeypatch.setenv("SYLPHRUN_BATCH_CHUNK", "5")
+    monkeypatch.setenv("SYLPHRUN_TEST_CRASH_AT", f"between-chunks:batch-trigger:item:{marker}")
+    eng = engine_factory(workers=1).start()
+    n = 23
+    result = eng.run("parent", {"n": n}, timeout=120)
+    assert marker.exists(), "the crash point was not reached"
+    assert result.ok, result.error
+    assert result.output == sum(range(n))
+    children = queries.children_of(eng.conn, result.run_id)
+    assert sorted(c.payload["i"] for c in children) == list(range(n))  # none twice, none lost
+    [step] = [s for s in eng.steps(result.run_id) if s.kind == "trigger"]
+    assert sorted(step.child_run_ids) == sorted(c.id for c in children)
+    assert eng.run_record(result.run_id).children_total == n
