@@ -57,20 +57,33 @@ def _command(pid: int) -> str:
             argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
     except OSError:
         return "?"
+    if any("multiprocessing.spawn" in a for a in argv):
+        # A worker (or another spawned child): its command line says nothing useful.
+        return f"a spawned worker process of pid {_parent(pid)}"
     if "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 2] == ["sylphrun"]:
         argv = ["sylphrun", *argv[argv.index("-m") + 2:]]
     # Paths by their names: "python hold.py journal.db", not the temp folders they are in.
-    text = " ".join(Path(a).name if "/" in a else a for a in argv) or "?"
+    text = " ".join(" ".join(Path(a).name if "/" in a else a for a in argv).split()) or "?"
     return text if len(text) <= _COMMAND_CHARS else text[:_COMMAND_CHARS - 1] + "…"
 
 
-def _is_stopped(pid: int) -> bool:
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after "(comm)": state, ppid, ... (comm may hold spaces)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            # "pid (comm) S ...": the state follows the last ')' (comm may hold spaces).
-            return f.read().rpartition(")")[2].split()[0] in ("T", "t")
-    except (OSError, IndexError):
-        return False
+            return f.read().rpartition(")")[2].split()
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> str:
+    fields = _stat_fields(pid)
+    return fields[1] if len(fields) > 1 else "?"
+
+
+def _is_stopped(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("T", "t")
 
 
 class _Waiters:

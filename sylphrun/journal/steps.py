@@ -23,21 +23,20 @@ _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, 
 def record_trigger_step(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, seq: int,
     run_attempt: int, specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
-    earlier_ids: Sequence[str] = (),
+    list_children: bool = True,
 ) -> tuple[list[str], str]:
     """A parent's trigger step: its children and the completed step, in one transaction.
 
     Either both exist after a crash or neither does, so a resumed parent finds the step
     and never creates its children twice. `output_of(child_ids)` builds the step's JSON.
-    `earlier_ids`: children a large batch created in earlier transactions (its last chunk
-    goes here, see `trigger._trigger_in_run`); they lead the step's list.
+    `list_children=False`: the last chunk of a large batch (see `trigger._trigger_in_run`),
+    whose children are found by their keys, not listed in the step (1M ids: 46 MB).
     """
     with conn.write() as db:
         # The step's event goes first: a reader then shows the parent's steps up to here
         # before the lines of the children it queued (their events follow in this commit).
         db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
-        child_ids = [*earlier_ids,
-                     *(rid for rid, _ in insert_children(db, run_id, epoch, specs, now))]
+        child_ids = [rid for rid, _ in insert_children(db, run_id, epoch, specs, now)]
         output = output_of(child_ids)
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
@@ -45,7 +44,8 @@ def record_trigger_step(
             " VALUES (?, ?, ?, 'trigger', 'completed', ?, 1, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = excluded.output,"
             " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids",
-            (run_id, key, name, seq, run_attempt, output, now, now, _json_list(child_ids)),
+            (run_id, key, name, seq, run_attempt, output, now, now,
+             _json_list(child_ids) if list_children else None),
         )
         return child_ids, output
 

@@ -384,11 +384,15 @@ class Supervisor:
         a whole lease period whatever its state: no write transaction lasts that long.
         """
         beat, lease = self.template.heartbeat_seconds, self.template.lease_seconds
-        holder, since = None, 0.0
+        holder, since, wal = None, 0.0, None
         while not stop.wait(min(0.25, beat / 4)):
             pid = write_lock_holder(self.config.journal)
             now = time.monotonic()
-            if pid != holder:
+            # Progress is a commit, which writes the WAL: one process committing back to
+            # back (a 1M-child batch_trigger, chunk after chunk) holds the lock at most
+            # samples without holding it long; it was killed as frozen, again and again.
+            committed, wal = wal, _wal_stamp(self.config.journal)
+            if pid != holder or wal != committed:
                 holder, since = pid, now
                 continue
             # No self._lock here: poll() holds it while it writes, which is what may be stuck.
@@ -478,6 +482,14 @@ def _pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _wal_stamp(journal: object) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"{journal}-wal")
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _stopped(pid: int) -> bool:
