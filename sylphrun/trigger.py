@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sylphrun import codec, model
-from sylphrun.errors import InvalidPayload
+from sylphrun.errors import InvalidPayload, JournalError
 from sylphrun.journal import Connection, RunSpec, queries, store
 from sylphrun.journal.lifecycle import keyed_batch_children
 
@@ -325,9 +325,14 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
             if attempt_status[1] in model.TERMINAL_STATES:
                 return queries.get_run(conn, run_id).result()
         now = time.monotonic()
-        if on_no_workers is not None and not warned and now >= next_worker_check:
+        if on_no_workers is not None and now >= next_worker_check:
             next_worker_check = now + 1.0
-            if not queries.live_workers(conn, now=time.time(), stale_after=WORKER_STALE_AFTER):
+            if conn.file_replaced():
+                # Deleted under us: the run can no longer finish where we look for it.
+                raise JournalError(f"the journal {conn.path} was deleted or replaced while "
+                                   f"waiting for {run_id}; it cannot finish there")
+            if not warned and not queries.live_workers(conn, now=time.time(),
+                                                       stale_after=WORKER_STALE_AFTER):
                 on_no_workers()
                 warned = True
         if deadline is not None and now >= deadline:

@@ -311,3 +311,15 @@ def test_back_to_back_chunks_are_not_mistaken_for_a_frozen_lock_holder(
     assert result.ok and result.output == n, result.error
     assert not [e for e in events if "write lock" in e], events
     assert eng.run_record(result.run_id).attempt == 1
+
+
+def test_trigger_wait_stops_with_one_line_when_the_journal_is_deleted(project, background):
+    project.write_tasks(CPU_BOUND)
+    waiter = background("trigger", "crunch", "--payload", '{"n": 1}', "--wait")
+    waiter.wait_for("no workers are running", timeout=30)
+    journal = project.config().journal
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(journal) + suffix).unlink(missing_ok=True)
+    assert waiter.wait(30) != 0
+    assert "Traceback" not in waiter.output, waiter.output
+    assert "was deleted or replaced while waiting" in waiter.lines[-1], waiter.output
