@@ -6,6 +6,7 @@ thread runs the dashboard (or prints events and handles Ctrl-C).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -152,7 +153,7 @@ def _run_with_log(session: DevSession) -> int:
 
 
 def _run_with_dashboard(session: DevSession, tasks) -> int:
-    from sylphrun.dashboard.app import run_dashboard
+    from sylphrun.dashboard.app import DashboardApp
     from sylphrun.dashboard.status import ReloadStatus
 
     def status() -> ReloadStatus:
@@ -163,10 +164,19 @@ def _run_with_dashboard(session: DevSession, tasks) -> int:
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
     # its own binding; we stop gracefully after it returns.
+    app = DashboardApp(session.config, reload_status=status, tasks=tasks)
+
+    def quit_when_the_journal_is_gone() -> None:
+        session.stop_event.wait()
+        if session.supervisor.journal_gone:
+            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+                app.call_from_thread(app.exit)
+
     session.start()
+    threading.Thread(target=quit_when_the_journal_is_gone, daemon=True).start()
     try:
-        run_dashboard(session.config, reload_status=status, tasks=tasks)
+        app.run()
     finally:
         session.echo("stopping workers (in-flight runs are handed back at their next step)...")
         session.stop(graceful=True)
-    return 0
+    return 1 if session.supervisor.journal_gone else 0
