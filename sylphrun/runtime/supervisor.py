@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
+from sylphrun.errors import JournalError
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
@@ -188,8 +189,14 @@ class Supervisor:
                     or wp.process.exitcode is not None or not _pid_alive(wp.process.pid)
                     or _stopped(wp.process.pid)):
                 continue
-            renew_leases_for(self.conn, wp.worker_id, lease_seconds=self.template.lease_seconds,
-                             now=now)
+            try:
+                renew_leases_for(self.conn, wp.worker_id,
+                                 lease_seconds=self.template.lease_seconds, now=now)
+            except JournalError as exc:
+                # A full or failing disk starves the worker's heartbeat the same way: it
+                # logs that itself; we must not die of it (a supervisor that exits
+                # takes its workers with it).
+                log.warning("renewing worker %s's leases failed: %s", wp.index, exc)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Block until every worker has registered in the journal (for tests and benches)."""
