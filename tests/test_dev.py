@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from sylphrun.journal import RunSpec, queries
 from sylphrun.trigger import enqueue, wait_for_result
-from tests.conftest import wait_until
+from tests.conftest import Background, wait_until
 
 SLEEPY = '''
 from ledger_helper import record
@@ -33,26 +32,11 @@ async def sleepy(payload, ctx):
 '''
 
 
-class DevProcess:
+class DevProcess(Background):
     """`sylphrun dev --no-tui` in its own process group; its output collected by a thread."""
 
     def __init__(self, root, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sylphrun", "dev", "--no-tui", "--workers", "1", *args],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True, env={**os.environ, "NO_COLOR": "1"},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, fragment: str, timeout: float = 20) -> str:
-        return wait_until(lambda: next((line for line in self.lines if fragment in line), None),
-                          timeout=timeout, message=f"{fragment!r} in dev output: {self.lines[-5:]}")
+        super().__init__(root, "dev", "--no-tui", "--workers", "1", *args)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
