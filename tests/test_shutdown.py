@@ -86,3 +86,47 @@ def test_sigterm_to_the_process_group_of_idle_workers_restarts_nothing(project, 
     assert w.wait(30) == 0, w.output
     assert "restarting" not in w.output and "Traceback" not in w.output, w.output
     conn.close()
+
+
+PARALLEL = '''
+import asyncio
+import time
+from ledger_helper import record
+from sylphrun import task
+
+def work(name, seconds):
+    time.sleep(seconds)
+    record(LEDGER, name)
+    return name
+
+@task(id="parallel")
+async def parallel(payload, ctx):
+    async def quick_chain():
+        first = await ctx.step.run("short", work, "short", 0.5)
+        return [first, await ctx.step.run("next", work, "next", 0)]
+    chain, long = await asyncio.gather(quick_chain(), ctx.step.run("long", work, "long", 4))
+    return [*chain, long]
+'''
+
+
+def test_sigterm_lets_every_parallel_step_finish_before_the_run_is_handed_back(
+        project, background):
+    """A chain beside a long step reached its next step first and raised the hand-back
+    while the long one still ran: the run was released under it, and it ran again."""
+    project.write_tasks(PARALLEL)
+    w = background("worker", "--workers", "1")
+    run_id = project.cli("trigger", "parallel").stdout.strip()
+    conn = project.journal()
+    wait_until(lambda: len(queries.steps_of(conn, run_id)) == 2, timeout=30,
+               message="both steps started")
+    w.signal_group(signal.SIGTERM)
+    assert w.wait(60) == 0, w.output
+    assert {s.key: s.status for s in queries.steps_of(conn, run_id)} == {
+        "short": "completed", "long": "completed"}
+    again = background("worker", "--workers", "1")
+    wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60, message="run finished")
+    assert queries.get_run(conn, run_id).output == ["short", "next", "long"]
+    assert sorted(project.ledger_lines()) == ["long", "next", "short"]
+    again.signal_group(signal.SIGTERM)
+    again.wait(60)
+    conn.close()
