@@ -22,6 +22,7 @@ KEYS: dict[str, type | tuple[type, ...]] = {
     "workers": int,
     "durability": str,
     "slots": int,
+    "shutdown_grace": (int, float),
 }
 
 
@@ -35,6 +36,9 @@ class Config:
     durability: str = "normal"
     # Runs one worker process executes at once (they interleave on its event loop).
     slots: int = 32
+    # Seconds a stopping worker (a reload, Ctrl-C, SIGTERM) lets its in-flight steps run
+    # before it abandons them: an abandoned step runs again, with the same idempotency key.
+    shutdown_grace: float = 30.0
 
     @property
     def worker_count(self) -> int:
@@ -91,6 +95,10 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
                 value = [value]
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{source}: 'tasks' must be a list of module names or folders")
+        elif key == "shutdown_grace":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(f"{source}: 'shutdown_grace' must be a number of seconds, "
+                                  f"not {type(value).__name__}")
         elif not isinstance(value, expected) or isinstance(value, bool):
             raise ConfigError(
                 f"{source}: {key!r} must be {getattr(expected, '__name__', expected)}, "
@@ -108,11 +116,15 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
     slots = table.get("slots", 32)
     if slots < 1:
         raise ConfigError(f"{source}: 'slots' must be at least 1")
+    shutdown_grace = float(table.get("shutdown_grace", 30.0))
+    if not 0 <= shutdown_grace <= 86_400:
+        raise ConfigError(f"{source}: 'shutdown_grace' must be seconds between 0 and 86400")
     journal = Path(table.get("journal", DEFAULT_JOURNAL)).expanduser()
     if not journal.is_absolute():
         journal = root / journal
     return Config(project_dir=root, source=source, tasks=list(tasks), journal=journal,
-                  workers=workers, durability=durability, slots=slots)
+                  workers=workers, durability=durability, slots=slots,
+                  shutdown_grace=shutdown_grace)
 
 
 def journal_path_for_scripts() -> Path:

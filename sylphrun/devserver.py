@@ -6,6 +6,7 @@ thread runs the dashboard (or prints events and handles Ctrl-C).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
@@ -74,16 +75,21 @@ class DevSession:
     def start(self) -> None:
         self.echo(banner(self.config, self.supervisor.count))
         self.supervisor.start()
-        for target in (self.supervisor.serve, self.reloader.run):
+        for target in (self._supervise, self.reloader.run):
             t = threading.Thread(target=target, args=(self.stop_event,), daemon=True)
             t.start()
             self._threads.append(t)
+
+    def _supervise(self, stop: threading.Event) -> None:
+        self.supervisor.serve(stop)
+        if self.supervisor.journal_gone:
+            stop.set()  # the session ends: its journal file is gone
 
     def stop(self, *, graceful: bool = True) -> None:
         self.stop_event.set()
         for t in self._threads:
             t.join(5)
-        self.supervisor.stop(graceful=graceful)
+        self.supervisor.stop(graceful=graceful and self.supervisor.journal_gone is None)
         self.lock.release()
 
 
@@ -143,11 +149,11 @@ def _run_with_log(session: DevSession) -> int:
         conn.close()
         session.stop(graceful=presses["n"] < 2)
     session.echo("stopped")
-    return 0
+    return 1 if session.supervisor.journal_gone else 0
 
 
 def _run_with_dashboard(session: DevSession, tasks) -> int:
-    from sylphrun.dashboard.app import run_dashboard
+    from sylphrun.dashboard.app import DashboardApp
     from sylphrun.dashboard.status import ReloadStatus
 
     def status() -> ReloadStatus:
@@ -158,10 +164,19 @@ def _run_with_dashboard(session: DevSession, tasks) -> int:
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
     # its own binding; we stop gracefully after it returns.
+    app = DashboardApp(session.config, reload_status=status, tasks=tasks)
+
+    def quit_when_the_journal_is_gone() -> None:
+        session.stop_event.wait()
+        if session.supervisor.journal_gone:
+            with contextlib.suppress(RuntimeError):  # the app closed meanwhile
+                app.call_from_thread(app.exit)
+
     session.start()
+    threading.Thread(target=quit_when_the_journal_is_gone, daemon=True).start()
     try:
-        run_dashboard(session.config, reload_status=status, tasks=tasks)
+        app.run()
     finally:
         session.echo("stopping workers (in-flight runs are handed back at their next step)...")
         session.stop(graceful=True)
-    return 0
+    return 1 if session.supervisor.journal_gone else 0

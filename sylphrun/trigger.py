@@ -8,7 +8,9 @@ creates its children twice.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,8 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from sylphrun import codec, model
-from sylphrun.errors import InvalidPayload
+from sylphrun.errors import InvalidPayload, JournalError
 from sylphrun.journal import Connection, RunSpec, queries, store
+from sylphrun.journal.lifecycle import keyed_batch_children
 
 # Workers heartbeat every 2 s; one missed beat more and we call a worker gone.
 WORKER_STALE_AFTER = 6.0
@@ -122,11 +125,40 @@ def poke_workers(conn: Connection) -> None:
     poke(w.wake_addr for w in workers)
 
 
+# A large batch is inserted this many runs per transaction: 300k children in one held the
+# write lock for over 10 s, and every other writer (the workers' heartbeats, the
+# supervisor) waited behind it. $SYLPHRUN_BATCH_CHUNK overrides it (the tests' knob).
+BATCH_CHUNK = 5_000
+# The pause after each chunk: a writer that releases the lock and takes it again at once
+# wins the race against the waiters the kernel just woke (a heartbeat waited over 2 s
+# behind a 1M-child batch). 200 chunks: 1 s in all.
+CHUNK_PAUSE = 0.005
+
+
+def batch_chunk() -> int:
+    try:
+        return max(1, int(os.environ.get("SYLPHRUN_BATCH_CHUNK", BATCH_CHUNK)))
+    except ValueError:
+        return BATCH_CHUNK
+
+
+def _chunks(specs: Sequence[RunSpec]) -> list[Sequence[RunSpec]]:
+    size = batch_chunk()
+    return [specs[i:i + size] for i in range(0, len(specs), size)] or [specs]
+
+
 def enqueue(conn: Connection, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
-    """Create runs outside any run and wake the workers."""
-    results = store.enqueue_runs(conn, specs, time.time())
-    if any(created for _, created in results):
-        poke_workers(conn)
+    """Create runs outside any run and wake the workers (a large batch in chunks, each its
+    own transaction; the workers start on the first while the next are written)."""
+    results: list[tuple[str, bool]] = []
+    chunks = _chunks(specs)
+    for n, chunk in enumerate(chunks):
+        if n:
+            time.sleep(CHUNK_PAUSE)
+        done = store.enqueue_runs(conn, chunk, time.time())
+        results += done
+        if any(created for _, created in done):
+            poke_workers(conn)
     return results
 
 
@@ -183,26 +215,67 @@ def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_ke
                     derived_key=idempotency_key is None)
             for i, p in enumerate(encoded)
         ]
-        results = store.enqueue_children(ex.conn, ex.run_id, ex.epoch, specs, ex.now())
+        results = []
+        for n, chunk in enumerate(_chunks(specs)):  # idempotent by their keys, chunk by chunk
+            if n:
+                time.sleep(CHUNK_PAUSE)
+            results += store.enqueue_children(ex.conn, ex.run_id, ex.epoch, chunk, ex.now())
+            ex.on_ready_work(peers=True)
         ex.children_created()
-        ex.on_ready_work(peers=True)
         return [RunHandle(rid, task_id) for rid, _ in results]
     name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
     key = ex.next_key(name)
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
-        ids = json.loads(rec.output)["run_ids"]
+        done = json.loads(rec.output)
+        ids = done["run_ids"] if "run_ids" in done else keyed_batch_children(ex.conn, ex.run_id, key)
         return [RunHandle(rid, task_id) for rid in ids]
     specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
-    child_ids, _ = store.record_trigger_step(
-        ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-        run_attempt=ex.attempt, specs=specs,
-        output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
-        now=ex.now(),
-    )
+    chunks = _chunks(specs)
+    if len(chunks) == 1:
+        child_ids, _ = store.record_trigger_step(
+            ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
+            run_attempt=ex.attempt, specs=specs,
+            output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
+            now=ex.now(),
+        )
+    else:
+        child_ids = _trigger_in_chunks(ex, key, name, specs)
     ex.children_created()
     ex.on_ready_work(peers=True)
     return [RunHandle(rid, task_id) for rid in child_ids]
+
+
+def _trigger_in_chunks(ex: Any, key: str, name: str, specs: list[RunSpec]) -> list[str]:
+    """Too many children for one transaction (300k held the write lock >10 s): all but the
+    last chunk go first, each its own transaction, with keys derived from the step, so a
+    parent resumed after a crash between chunks finds the children it created and creates
+    only the rest; the last chunk and the completed step then commit together, as a small
+    batch does. The step keeps the count, not the ids (1M ids were 46 MB in the last
+    commit): a replay finds the children by their keys."""
+    from sylphrun.runtime import steps as steps_runtime
+
+    specs = [dataclasses.replace(spec, idempotency_key=f"{ex.run_id}:{key}:{i}", derived_key=True)
+             for i, spec in enumerate(specs)]
+    chunks = _chunks(specs)
+    earlier: list[str] = []
+    for n, chunk in enumerate(chunks):
+        if n:
+            time.sleep(CHUNK_PAUSE)
+        if n and steps_runtime._CRASH_AT:  # fault injection for the torture suite
+            steps_runtime._crash_point("between-chunks", key)
+        if n == len(chunks) - 1:
+            break
+        earlier += [rid for rid, _ in store.enqueue_children(
+            ex.conn, ex.run_id, ex.epoch, chunk, ex.now())]
+        ex.on_ready_work(peers=True)
+    last, _ = store.record_trigger_step(
+        ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
+        run_attempt=ex.attempt, specs=chunks[-1], list_children=False,
+        output_of=lambda ids: json.dumps({"run_count": len(specs), "by_key": True}),
+        now=ex.now(),
+    )
+    return earlier + last
 
 
 async def _journaled_wait(ex: Any, task_id: str, run_id: str) -> model.RunResult:
@@ -260,9 +333,14 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
             if attempt_status[1] in model.TERMINAL_STATES:
                 return queries.get_run(conn, run_id).result()
         now = time.monotonic()
-        if on_no_workers is not None and not warned and now >= next_worker_check:
+        if on_no_workers is not None and now >= next_worker_check:
             next_worker_check = now + 1.0
-            if not queries.live_workers(conn, now=time.time(), stale_after=WORKER_STALE_AFTER):
+            if conn.file_replaced():
+                # Deleted under us: the run can no longer finish where we look for it.
+                raise JournalError(f"the journal {conn.path} was deleted or replaced while "
+                                   f"waiting for {run_id}; it cannot finish there")
+            if not warned and not queries.live_workers(conn, now=time.time(),
+                                                       stale_after=WORKER_STALE_AFTER):
                 on_no_workers()
                 warned = True
         if deadline is not None and now >= deadline:

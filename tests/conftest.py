@@ -175,3 +175,59 @@ def ledger_count(project: Project, line: str) -> int:
 
 def step_by_key(eng: Engine, run_id: str, key: str):
     return next(s for s in eng.steps(run_id) if s.key == key)
+
+
+class Background:
+    """A `sylphrun` command (`worker`, `dev --no-tui`) in its own process group, its
+    output (stdout and stderr) collected line by line by a thread."""
+
+    def __init__(self, root: Path, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sylphrun", *args], cwd=root, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, fragment: str, timeout: float = 20) -> str:
+        return wait_until(lambda: next((line for line in self.lines if fragment in line), None),
+                          timeout=timeout, message=f"{fragment!r} in output: {self.lines[-5:]}")
+
+    def signal_group(self, signum: int) -> None:
+        os.killpg(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(10)
+        self._reader.join(2)
+
+
+@pytest.fixture
+def background(project: Project) -> Iterator:
+    """Start `sylphrun ARGS...` in the background in the test's project; killed at the end."""
+    started: list[Background] = []
+
+    def start(*args: str) -> Background:
+        bg = Background(project.root, *args)
+        started.append(bg)
+        return bg
+
+    yield start
+    for bg in started:
+        bg.kill()

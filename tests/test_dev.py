@@ -9,14 +9,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 from sylphrun.journal import RunSpec, queries
 from sylphrun.trigger import enqueue, wait_for_result
-from tests.conftest import wait_until
+from tests.conftest import Background, wait_until
 
 SLEEPY = '''
 from ledger_helper import record
@@ -33,26 +32,11 @@ async def sleepy(payload, ctx):
 '''
 
 
-class DevProcess:
+class DevProcess(Background):
     """`sylphrun dev --no-tui` in its own process group; its output collected by a thread."""
 
     def __init__(self, root, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sylphrun", "dev", "--no-tui", "--workers", "1", *args],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True, env={**os.environ, "NO_COLOR": "1"},
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, fragment: str, timeout: float = 20) -> str:
-        return wait_until(lambda: next((line for line in self.lines if fragment in line), None),
-                          timeout=timeout, message=f"{fragment!r} in dev output: {self.lines[-5:]}")
+        super().__init__(root, "dev", "--no-tui", "--workers", "1", *args)
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -287,3 +271,46 @@ def test_ctrl_c_right_after_a_reload_prints_no_traceback(project, dev):
     output = "\n".join(d.lines)
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output[-2000:]
     assert d.proc.returncode == 0, output[-2000:]
+
+
+SLOW_STEP = '''
+import time
+from ledger_helper import record
+from sylphrun import task
+
+VERSION = "v1"
+
+def slow():
+    time.sleep(4)
+    record(LEDGER, "slow")
+    return VERSION
+
+@task(id="slow")
+async def slow_task(payload, ctx):
+    a = await ctx.step.run("slow", slow)
+    b = await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or VERSION)
+    return {"slow": a, "after": b}
+'''
+
+
+def test_a_save_lets_a_4s_step_finish_then_the_run_resumes_on_new_code(project, dev):
+    """A reload used to cut a step longer than the 3 s drain, run it again, and print
+    tracebacks (fcntl on a connection the stopping worker had closed under the step)."""
+    source = project.write_tasks(SLOW_STEP)
+    d = dev()
+    d.wait_for("watching")
+    run_id = project.cli("trigger", "slow").stdout.strip()
+    conn = project.journal()
+    wait_until(lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
+               message="the slow step started")
+    _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
+    d.wait_for("reloaded", timeout=40)
+    wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60, message="run finished")
+    run = queries.get_run(conn, run_id)
+    assert run.status == "completed", run.error
+    assert run.output == {"slow": "v1", "after": "v2"}
+    assert project.ledger_lines() == ["slow", "after-v2"]
+    conn.close()
+    assert d.stop() == 0
+    output = "\n".join(d.lines)
+    assert "Traceback" not in output, output[-3000:]

@@ -34,6 +34,7 @@ from sylphrun.dashboard.widgets.status_line import StatusLine, status_text
 from sylphrun.dashboard.widgets.tasks_panel import TasksPanel, reload_text
 from sylphrun.errors import SylphrunError
 from sylphrun.journal import Connection
+from sylphrun.journal.lock_holder import stopped_lock_holder
 
 POLL_SECONDS = 0.1
 TICK_SECONDS = 0.25
@@ -234,6 +235,11 @@ class DashboardApp(RunCommands, App[None]):
         text = status_text(self.runs.counts(), workers=self.workers_alive, reload=self.reload,
                            feed_error=self.feed_error, truncated=self.runs.truncated,
                            now=self.clock())
+        # A stopped process holding the journal's write lock freezes every writer: say so
+        # first. One read of /proc/locks per refresh (every 0.5 s at most).
+        locked = stopped_lock_holder(self.config.journal)
+        if locked:
+            text = Text.assemble((f"✗ {locked} · ", "bold red"), text)
         for line in self.screen.query(StatusLine):
             line.update(text)
 

@@ -100,6 +100,7 @@ class Connection:
                 "check `journal` in the config and the folder's permissions"
             ) from None
         self._mutex = threading.RLock()
+        self._identity = _identity(self.path)
         self.busy_timeout_ms = _busy_timeout_ms()
         try:
             self.db = sqlite3.connect(
@@ -182,7 +183,10 @@ class Connection:
         """
         relax = not sync and self.durability == "full"
         with self._mutex:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # contended: the only path that pays for the notice
+                self._wait_for_lock()
             try:
                 if relax:
                     self.db.execute("PRAGMA synchronous = NORMAL")
@@ -215,7 +219,10 @@ class Connection:
         """
         relax = not sync and self.durability == "full"
         with self._mutex:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # contended: the only path that pays for the notice
+                self._wait_for_lock()
             try:
                 if relax:
                     self.db.execute("PRAGMA synchronous = NORMAL")
@@ -226,6 +233,17 @@ class Connection:
                 if relax:
                     self.db.execute(f"PRAGMA synchronous = {DURABILITY[self.durability]}")
                 fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _wait_for_lock(self) -> None:
+        """Block on the write lock; after `lock_holder.NOTE_AFTER` seconds a thread says
+        on stderr who holds it (a stopped script or CLI freezes every writer)."""
+        from sylphrun.journal.lock_holder import waiters
+
+        entry = waiters.add(self.path)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        finally:
+            waiters.remove(entry)
 
     @contextmanager
     def read(self) -> Iterator[sqlite3.Connection]:
@@ -246,6 +264,16 @@ class Connection:
         with self._mutex:
             return self.db.execute("PRAGMA data_version").fetchone()[0]
 
+    def file_replaced(self) -> bool:
+        """Does the journal's path no longer name the file this connection has open (deleted,
+        or replaced by another)? Writes then go to a file nobody else reads. A stat: cheap
+        enough for a heartbeat, not for every step."""
+        try:
+            now = _identity(self.path)
+        except OSError:  # unreadable for a moment (permissions): not evidence of a new file
+            return False
+        return now is None or now != self._identity
+
     def close(self) -> None:
         db = getattr(self, "db", None)
         if db is not None:
@@ -254,6 +282,14 @@ class Connection:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None  # type: ignore[assignment]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def write_lock_holder(path: str | os.PathLike[str]) -> int | None:

@@ -70,6 +70,17 @@ def enqueue_children(
         return insert_children(db, run_id, epoch, specs, now)
 
 
+def keyed_batch_children(conn: Connection, run_id: str, step_key: str) -> list[str]:
+    """The children of a large batch_trigger step, in payload order: their idempotency
+    keys end with their index (`run:step:i`), and the step keeps only their count."""
+    with conn.read() as db:
+        rows = db.execute(
+            "SELECT id, idempotency_key FROM runs WHERE parent_run_id = ? AND parent_step_key = ?",
+            (run_id, step_key),
+        ).fetchall()
+    return [rid for _, rid in sorted((int(k.rpartition(":")[2]), rid) for rid, k in rows)]
+
+
 def claim_runs(
     conn: Connection,
     worker_id: str,

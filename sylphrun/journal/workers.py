@@ -53,6 +53,22 @@ def heartbeat(
     return lost
 
 
+def renew_leases_for(conn: Connection, worker_id: str, *, lease_seconds: float,
+                     now: float) -> int:
+    """The supervisor's renewal for a live worker whose own heartbeat has gone quiet: a
+    step holding the GIL (`sum(range(10**9))`, a C call that does not release it) starves
+    the worker's heartbeat thread, and the run was taken over and run again and again.
+    Every run the worker holds, since its own list of what it executes cannot be asked
+    for; the worker's heartbeat, once it runs, drops what it no longer executes. Only the
+    supervisor, which sees the process alive and not stopped, may call this."""
+    with conn.write() as db:
+        return db.execute(
+            "UPDATE runs SET lease_expires_at = ? WHERE lease_owner = ? AND status = 'running'"
+            " AND lease_expires_at < ?",
+            (now + lease_seconds, worker_id, now + lease_seconds),
+        ).rowcount
+
+
 def unregister_worker(conn: Connection, worker_id: str, now: float) -> None:
     with conn.write() as db:
         db.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (now, worker_id))

@@ -65,6 +65,7 @@ async def execute(ex: Execution) -> str:
         except Suspend:
             return _suspend(ex)
         except Release:
+            await _let_in_flight_steps_finish(ex)
             store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
             return "released"
         except store.LeaseLost:
@@ -87,6 +88,7 @@ async def execute(ex: Execution) -> str:
     except Suspend:
         return _suspend(ex)
     except Release:
+        await _let_in_flight_steps_finish(ex)
         store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
         return "released"
     except JournalFailed as exc:
@@ -136,6 +138,17 @@ async def _call_task(ex: Execution, ctx: Context) -> Any:
     ctx.step = ctx.sync_step
     cv = contextvars.copy_context()
     return await ex.loop.run_in_executor(ex.body_threads, cv.run, fn, payload, ctx)
+
+
+async def _let_in_flight_steps_finish(ex: Execution) -> None:
+    """A hand-back (`Release`) raised in one branch of a gather reaches the body while the
+    other branches' steps still run: released under them, they ran again elsewhere. Let
+    them finish and journal first (each then meets `Release` at its next step); the
+    worker's shutdown grace bounds the wait."""
+    me = asyncio.current_task()
+    running = [t for t in ex.running.values() if t is not None and t is not me and not t.done()]
+    if running:
+        await asyncio.wait(running)
 
 
 def _is_fatal(exc: BaseException) -> bool:

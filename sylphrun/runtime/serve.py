@@ -53,6 +53,7 @@ def serve_workers(config: Config, *, workers: int | None, echo: Callable[[str], 
 
         signal.signal(signal.SIGINT, on_second)
         signal.signal(signal.SIGTERM, on_second)
-        supervisor.stop(graceful=presses["n"] < 2)
+        # A deleted journal: nothing to hand runs back to, stop the workers now.
+        supervisor.stop(graceful=presses["n"] < 2 and supervisor.journal_gone is None)
     echo("stopped")
-    return 0
+    return 1 if supervisor.journal_gone else 0

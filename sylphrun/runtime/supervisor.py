@@ -21,16 +21,29 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
+from sylphrun.errors import JournalError
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
+from sylphrun.journal.workers import renew_leases_for
 from sylphrun.runtime import wake
-from sylphrun.runtime.worker import IMPORT_FAILED, WorkerSettings, worker_main
+from sylphrun.runtime.worker import (
+    IMPORT_FAILED,
+    JOURNAL_GONE,
+    REPLACE_ME,
+    WorkerSettings,
+    journal_gone_message,
+    worker_main,
+)
 
 log = logging.getLogger("sylphrun.supervisor")
 
 # A run past its deadline by this much is stuck in a thread: replace its worker.
 TIMEOUT_GRACE = 2.0
+# A worker that exited cleanly without our asking is restarted this much later, unless
+# the supervisor is stopping by then.
+DEFERRED_RESTART = 1.0
+ASKED_TO_STOP = (0, -signal.SIGTERM, -signal.SIGHUP)
 
 
 @dataclass
@@ -71,15 +84,22 @@ class Supervisor:
         self.template = WorkerSettings(config=config, worker_id="", supervisor_pid=os.getpid(),
                                        lease_seconds=lease_seconds,
                                        heartbeat_seconds=heartbeat_seconds,
+                                       grace_seconds=config.shutdown_grace,
                                        output_path=output_path)
         self.on_event = on_event or (lambda msg: log.info(msg))
         self.procs: list[WorkerProcess] = []
         # Spawned ahead for the next reload, waiting at their gate; not in `procs`.
         self.standby: list[WorkerProcess] = []
         self.stopping = False
+        # Set (to the line to print) when the journal file was deleted or replaced under
+        # us: `serve` returns, and the caller stops with that line.
+        self.journal_gone: str | None = None
         self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
+        # Workers that exited cleanly without our asking: (restart at, index). See
+        # `_handle_exit`.
+        self._deferred: list[tuple[float, int]] = []
         self._swept_at = time.monotonic()
         # poll() runs in the supervising thread; replace_workers() may come from the
         # reloader's thread: both change self.procs under this lock.
@@ -155,6 +175,29 @@ class Supervisor:
                 if requeued or failed:
                     self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
 
+    def _renew_for_busy_workers(self) -> None:
+        """Renew the leases of a worker of ours whose heartbeat went quiet while its
+        process runs: a step holding the GIL starves its heartbeat thread, not the worker.
+        Alive and not stopped is what we can see from here; a worker that is gone, or
+        stopped (SIGSTOP, a debugger), is fenced out when its leases run out, as before."""
+        beat = self.template.heartbeat_seconds
+        now = time.time()
+        quiet = {w.id for w in queries.live_workers(self.conn, now=now, stale_after=math.inf)
+                 if now - w.heartbeat_at > 1.5 * beat}
+        for wp in self.procs:
+            if (wp.worker_id not in quiet or wp.killed_on_purpose
+                    or wp.process.exitcode is not None or not _pid_alive(wp.process.pid)
+                    or _stopped(wp.process.pid)):
+                continue
+            try:
+                renew_leases_for(self.conn, wp.worker_id,
+                                 lease_seconds=self.template.lease_seconds, now=now)
+            except JournalError as exc:
+                # A full or failing disk starves the worker's heartbeat the same way: it
+                # logs that itself; we must not die of it (a supervisor that exits
+                # takes its workers with it).
+                log.warning("renewing worker %s's leases failed: %s", wp.index, exc)
+
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Block until every worker has registered in the journal (for tests and benches)."""
         deadline = time.monotonic() + timeout
@@ -179,11 +222,16 @@ class Supervisor:
                 if wp.process.exitcode is not None:
                     self._handle_exit(wp)
             if not self.stopping:
+                self._restart_deferred()
                 self._enforce_timeouts()
                 beat = self.template.heartbeat_seconds
                 if time.monotonic() - self._swept_at > beat:
                     self._swept_at = time.monotonic()
+                    if self.conn.file_replaced():
+                        self._journal_gone()
+                        return
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
+                    self._renew_for_busy_workers()
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns
@@ -194,7 +242,8 @@ class Supervisor:
                 return []
             if config is not None:
                 self.config = config
-                self.template = replace(self.template, config=config)
+                self.template = replace(self.template, config=config,
+                                        grace_seconds=config.shutdown_grace)
             # The standby set if one was prepared (see `prepare_standby`), topped up with
             # fresh workers for any that died waiting.
             new = [wp for wp in self.standby if self._release_gate(wp)]
@@ -279,7 +328,7 @@ class Supervisor:
         wp.process.join(0)
         how = describe_exit(wp.process.exitcode)
         on_purpose = self.stopping or wp.killed_on_purpose or wp.retiring
-        crashed = not on_purpose and wp.process.exitcode != 0
+        crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
         store.unregister_worker(self.conn, wp.worker_id, time.time())
@@ -287,13 +336,26 @@ class Supervisor:
             # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
             wake.poke(w.wake_addr for w in queries.live_workers(
                 self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
-        if self.stopping or wp.retiring or wp.probation:
+        if wp.process.exitcode == JOURNAL_GONE:
+            self._journal_gone()
+        if self.stopping or wp.retiring or wp.probation or self.journal_gone:
             return
         if wp.process.exitcode == IMPORT_FAILED:
             # The code on disk does not import (saved broken while this worker restarted):
             # restarting would only fail again. The next good save reloads a full set.
             self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
                           "and save: the reload starts it again")
+            return
+        if wp.process.exitcode == REPLACE_ME:
+            # It said why on its own output (a cancelled run's thread would not return).
+            self.procs.append(self._spawn(wp.index))
+            return
+        if wp.process.exitcode in ASKED_TO_STOP and not wp.killed_on_purpose:
+            # A stop we did not ask for: SIGTERM to the whole process group (`timeout`,
+            # systemd, a terminal closing) reaches the workers a moment before our own
+            # handler runs (a worker still starting dies of it). Restart only if no
+            # shutdown follows.
+            self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index))
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
@@ -305,6 +367,20 @@ class Supervisor:
             time.sleep(1.0)  # a crash loop: do not spin at full speed
         self.procs.append(self._spawn(wp.index))
 
+    def _journal_gone(self) -> None:
+        if self.journal_gone is None:
+            self.journal_gone = journal_gone_message(self.config.journal)
+            self.on_event(self.journal_gone)
+
+    def _restart_deferred(self) -> None:
+        now = time.monotonic()
+        due = [index for at, index in self._deferred if at <= now]
+        self._deferred = [(at, index) for at, index in self._deferred if at > now]
+        for index in due:
+            self.on_event(f"worker {index} was stopped by a signal that did not come from "
+                          "this supervisor; restarting it")
+            self.procs.append(self._spawn(index))
+
     def _watch_write_lock(self, stop: threading.Event) -> None:
         """Replace a worker frozen inside a write transaction (SIGSTOP, a debugger).
 
@@ -315,11 +391,15 @@ class Supervisor:
         a whole lease period whatever its state: no write transaction lasts that long.
         """
         beat, lease = self.template.heartbeat_seconds, self.template.lease_seconds
-        holder, since = None, 0.0
+        holder, since, wal = None, 0.0, None
         while not stop.wait(min(0.25, beat / 4)):
             pid = write_lock_holder(self.config.journal)
             now = time.monotonic()
-            if pid != holder:
+            # Progress is a commit, which writes the WAL: one process committing back to
+            # back (a 1M-child batch_trigger, chunk after chunk) holds the lock at most
+            # samples without holding it long; it was killed as frozen, again and again.
+            committed, wal = wal, _wal_stamp(self.config.journal)
+            if pid != holder or wal != committed:
                 holder, since = pid, now
                 continue
             # No self._lock here: poll() holds it while it writes, which is what may be stuck.
@@ -352,12 +432,16 @@ class Supervisor:
 
     def serve(self, stop: threading.Event, interval: float = 0.1) -> None:
         """Supervise until `stop` is set (from a signal handler or another thread)."""
-        while not stop.is_set():
+        while not stop.is_set() and self.journal_gone is None:
             self.poll(interval)
 
-    def stop(self, *, graceful: bool = True, grace: float = 5.0) -> None:
-        """Graceful: workers hand in-flight runs back at a step boundary, then exit.
-        Not graceful: kill them now; their runs are released (not counted as crashes)."""
+    def stop(self, *, graceful: bool = True, grace: float | None = None) -> None:
+        """Graceful: workers let in-flight steps finish (up to the shutdown grace), hand
+        their runs back at the step boundary, then exit. Not graceful: kill them now; their
+        runs are released (not counted as crashes)."""
+        if grace is None:
+            # The workers' own grace, and time to hand back what outlived it.
+            grace = self.template.grace_seconds + 5.0
         self.stopping = True
         with self._lock:
             self._drop_standby()
@@ -405,6 +489,14 @@ def _pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _wal_stamp(journal: object) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"{journal}-wal")
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def _stopped(pid: int) -> bool:

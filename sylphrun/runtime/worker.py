@@ -25,12 +25,24 @@ from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.steps import Execution, error_text, task_factory
+from sylphrun.runtime.threads import RunThreads, Stragglers
 
 log = logging.getLogger("sylphrun.worker")
 
 # The exit code of a worker that could not import the task modules: the supervisor does
 # not restart it in a loop (the code on disk is broken; the next good save reloads).
 IMPORT_FAILED = 3
+# The exit code of a worker that asks to be replaced: a thread of a run it no longer
+# executes (cancelled, taken over) still runs the user's code after the grace.
+REPLACE_ME = 6
+# The exit code of a worker whose journal file was deleted or replaced under it: the
+# supervisor restarts nothing and stops (a new worker would open a new, empty journal).
+JOURNAL_GONE = 5
+
+
+def journal_gone_message(path: object) -> str:
+    return (f"the journal {path} was deleted or replaced while the workers ran on it; "
+            "stopping (start again to use a new journal)")
 
 
 @dataclass(frozen=True)
@@ -42,8 +54,9 @@ class WorkerSettings:
     heartbeat_seconds: float = 2.0
     # Fallback poll when no wake-up datagram arrives (another tool wrote the journal).
     poll_seconds: float = 0.25
-    # How long a stopping worker lets in-flight steps finish before it hands runs back.
-    grace_seconds: float = 3.0
+    # How long a stopping worker lets in-flight steps finish before it abandons them (the
+    # config's `shutdown_grace`); a step finished within it is journaled and kept.
+    grace_seconds: float = 30.0
     # Where the worker's stdout/stderr go (user prints, log records). None: inherit the
     # terminal. `sylphrun dev` points them at a file while the dashboard owns the screen.
     output_path: str | None = None
@@ -85,7 +98,7 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
     worker = Worker(settings, tasks)
     asyncio.run(worker.serve())
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
-    os._exit(0)
+    os._exit(JOURNAL_GONE if worker.journal_gone else REPLACE_ME if worker.replace_me else 0)
 
 
 class Worker:
@@ -100,6 +113,9 @@ class Worker:
         }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
         self.stopping = False
+        self.journal_gone = False
+        self.replace_me = False
+        self.stragglers = Stragglers(settings.grace_seconds)
         self._peers: list[str] = []
         self._peers_at = 0.0
 
@@ -112,19 +128,25 @@ class Worker:
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)
+        # Before registering: a SIGTERM to the process group right after would kill us.
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         store.register_worker(self.conn, self.id, pid=os.getpid(), host=socket.gethostname(),
                               supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
                               now=time.time())
         register_tasks(self.conn, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
-        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
         beat.start()
         try:
             await self._claim_loop()
-            await self._drain()
+            if not self.journal_gone:
+                await self._drain()
         finally:
+            # Every run task has ended before the connection closes: a task cancelled by
+            # asyncio.run's teardown wrote through a closed connection (seven tracebacks
+            # of `fcntl` on a closed file per stuck step).
+            await self._abandon_stuck()
             beat_stop.set()
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
@@ -146,6 +168,9 @@ class Worker:
         backoff = 0.0
         while not self.stopping:
             self.wake_event.clear()
+            self._check_stragglers()
+            if self.stopping:
+                break
             free = self.slots - len(self.active)
             now = time.time()
             try:
@@ -176,7 +201,7 @@ class Worker:
     def _start(self, claim: store.Claim) -> None:
         task = self.tasks[claim.task_id]
         try:
-            ex = Execution(self.conn, claim, task, threads=self.step_threads,
+            ex = Execution(self.conn, claim, task, threads=RunThreads(self.step_threads),
                            on_ready_work=self._ready_work)
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
@@ -190,7 +215,7 @@ class Worker:
                              f"read ({error_text(exc)}); the row was damaged or edited by hand",
                              traceback=None, now=time.time())
             return
-        ex.body_threads = self.run_threads
+        ex.body_threads = RunThreads(self.run_threads)
         t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
         self.active[claim.run_id] = (ex, t)
 
@@ -221,7 +246,10 @@ class Worker:
             # executing the run again under a new claim.
             if self.active.get(ex.run_id, (None,))[0] is ex:
                 del self.active[ex.run_id]
+            self.stragglers.ended(ex.run_id, ex.threads, ex.body_threads)
             self.wake_event.set()
+        if outcome == "released":
+            self._ready_work(peers=True)  # a reload's new workers take it at once
         log.debug("run %s %s", ex.run_id, outcome)
 
     def _ready_work(self, peers: bool = False) -> None:
@@ -241,16 +269,21 @@ class Worker:
         if self.active:
             self._drop_lost(self._lost_runs())
 
-    def _lost_runs(self) -> list[str]:
+    def _lost_runs(self) -> list[tuple[str, int]]:
         states = queries.lease_states(self.conn, list(self.active))
-        return [rid for rid, (ex, _) in self.active.items()
+        return [(rid, ex.epoch) for rid, (ex, _) in self.active.items()
                 if states.get(rid, (None, None)) != (ex.epoch, "running")]
 
-    def _drop_lost(self, run_ids: list[str]) -> None:
-        """Runs cancelled or taken over: stop executing them now, write nothing more."""
-        for rid in run_ids:
+    def _drop_lost(self, lost: list[tuple[str, int]]) -> None:
+        """Runs cancelled or taken over: stop executing them now, write nothing more.
+
+        By (run id, lease epoch): the heartbeat thread reports what it renewed a moment
+        ago, and meanwhile this worker may have claimed the same run again (cancelled,
+        then retried). Cancelling that new execution by its run id alone left the run
+        'running' forever, its lease renewed by every heartbeat."""
+        for rid, epoch in lost:
             entry = self.active.get(rid)
-            if entry is not None:
+            if entry is not None and entry[0].epoch == epoch:
                 entry[0].lost = True
                 entry[1].cancel()
 
@@ -280,7 +313,11 @@ class Worker:
                     log.exception("heartbeat failed")
                     lost = []
                 if lost:
-                    self.loop.call_soon_threadsafe(self._drop_lost, lost)
+                    self.loop.call_soon_threadsafe(
+                        self._drop_lost, [(rid, held[rid]) for rid in lost])
+                if conn.file_replaced():
+                    self.loop.call_soon_threadsafe(self._journal_gone)
+                    return
                 if s.supervisor_pid and os.getppid() != s.supervisor_pid:
                     # Our supervisor died (kill -9): stop, handing our runs back.
                     self.loop.call_soon_threadsafe(self.stop)
@@ -289,7 +326,31 @@ class Worker:
 
     # -- stopping -----------------------------------------------------------------------
 
+    def _check_stragglers(self) -> None:
+        """A run's thread outlived its execution by the grace (a cancelled run's step that
+        does not return): it holds a thread of the pool for good. Ask to be replaced; the
+        other runs are handed back at their next step, as in any stop."""
+        overdue = self.stragglers.overdue()
+        if overdue is None or self.replace_me:
+            return
+        self.replace_me = True
+        print(f"sylphrun worker: run {overdue} ended (cancelled or taken over) but a step of "
+              f"it still runs in a thread {self.stragglers.grace:g} s later; replacing this "
+              "worker to free the thread", file=sys.stderr, flush=True)
+        self.stop()
+
+    def _journal_gone(self) -> None:
+        """Our journal file was deleted or replaced: whatever we write goes nowhere anyone
+        reads. Stop now, without the grace: there is nothing to hand back to."""
+        if not self.journal_gone:
+            self.journal_gone = True
+            print(f"sylphrun worker: {journal_gone_message(self.settings.config.journal)}",
+                  file=sys.stderr, flush=True)
+        self.stop()
+
     async def _drain(self) -> None:
+        """Wait (up to the grace) for in-flight steps to finish: each run hands itself back
+        at its next step boundary (`Release`), its finished steps journaled."""
         deadline = time.monotonic() + self.settings.grace_seconds
         while self.active and time.monotonic() < deadline:
             self.wake_event.clear()
@@ -297,7 +358,28 @@ class Worker:
                 await asyncio.wait_for(self.wake_event.wait(), 0.05)
             except TimeoutError:
                 pass
-        now = time.time()
+
+    async def _abandon_stuck(self) -> None:
+        """Runs whose step outlived the grace: hand them back (the step is journaled as
+        interrupted, and runs again), then end their tasks, writing nothing more."""
+        grace = self.settings.grace_seconds
         for rid, (ex, t) in list(self.active.items()):
-            store.release_run(self.conn, rid, ex.epoch, now)
+            ex.lost = True  # from here on, its task writes nothing
+            if self.journal_gone:
+                t.cancel()
+                continue
+            stuck = (f"step {', '.join(repr(k) for k in ex.running)}" if ex.running
+                     else "its task function")
+            try:
+                store.release_run(self.conn, rid, ex.epoch, time.time())
+            except JournalError as exc:
+                print(f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
+                      "claimed again when its lease runs out", file=sys.stderr, flush=True)
+            print(f"sylphrun worker: run {rid}: {stuck} still running after the "
+                  f"{grace:g} s shutdown grace (`shutdown_grace` in the config); abandoned: the "
+                  "run is handed back and the step runs again, with the same idempotency key",
+                  file=sys.stderr, flush=True)
             t.cancel()
+        tasks = [t for _, t in self.active.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
