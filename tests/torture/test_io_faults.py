@@ -67,10 +67,14 @@ def test_the_nth_journal_write_fails_for_every_n(shim, project, mode, err):
     rows = sweep(shim, project, mode, err, ns)
     broken = [(r["n"], r["bad"]) for r in rows if r["bad"]]
     assert broken == []
-    # Past the last call, the fault is never met: the run completes untouched.
-    assert rows[-1]["failures"] == 0 and rows[-1]["status_after_fault"] == "completed"
-    for r in rows[:-1]:
-        assert r["failures"] >= 1, r  # every N below met its fault
+    # A run's count of journal calls depends on timing (95 on a quiet machine, 79-80 on a
+    # loaded one: step notices are coalesced per 50 ms window), so judge each N against
+    # the calls its own run made, not the probe's.
+    for r in rows:
+        if r["calls"] < r["n"]:  # the run never reached its Nth call: it ran untouched
+            assert r["failures"] == 0 and r["status_after_fault"] == "completed", r
+            continue
+        assert r["failures"] >= 1, r  # the Nth call was made and met its fault
         # A clear outcome: the run completed anyway, or the trigger (or the worker, at
         # its start or stop) reported a one-line journal error.
         ok = r.get("status_after_fault") == "completed"
