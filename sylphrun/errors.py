@@ -44,6 +44,12 @@ class NotJSONSerializable(TypeError):
     """A step result or output that JSON cannot carry; names the offending type and path."""
 
 
+class ValueTooLarge(NotJSONSerializable):
+    """A step result or task output larger as JSON than `max_step_output`: the step fails
+    at once, naming itself, the size and the limit, and is not retried (the same value
+    would be refused again)."""
+
+
 class NonRetriableError(Exception):
     """Raise to fail the run at once, without the retries its policy would allow.
 

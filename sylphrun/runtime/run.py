@@ -56,7 +56,8 @@ async def execute(ex: Execution) -> str:
             output = await _call_task(ex, ctx)
             if ex.suspending:
                 raise Suspend()
-            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
+            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
+                                      limit=ex.max_output)
         except NotJSONSerializable as exc:
             return await _fail_attempt(ex, exc, fatal=True)
         except Suspend:

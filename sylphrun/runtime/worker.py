@@ -175,7 +175,8 @@ class Worker:
         task = self.tasks[claim.task_id]
         try:
             ex = Execution(self.conn, claim, task, threads=self.step_threads,
-                           on_ready_work=self._ready_work)
+                           on_ready_work=self._ready_work,
+                           max_output=self.settings.config.max_step_output)
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
             store.requeue_after_error(self.conn, claim.run_id, claim.epoch,
