@@ -40,6 +40,11 @@ class JournalError(SylphrunError):
     """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
 
 
+class NotAJournal(JournalError):
+    """The journal path names an SQLite database that sylphrun did not write: refused, and
+    the file is left exactly as it was."""
+
+
 class NotJSONSerializable(TypeError):
     """A step result or output that JSON cannot carry; names the offending type and path."""
 

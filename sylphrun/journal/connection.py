@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from sylphrun.errors import JournalError
-from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION
+from sylphrun.errors import JournalError, NotAJournal
+from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION, foreign_tables
 
 DURABILITY = {
     # WAL + NORMAL: a commit survives a crash of any process; on power loss the last
@@ -89,6 +89,7 @@ class Connection:
                 "or trigger a run, to create it"
             )
         self._lock_fd = None
+        _refuse_foreign_database(self.path)
         try:
             _prepare_files(self.path)
             self._lock_fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -274,6 +275,34 @@ def write_lock_holder(path: str | os.PathLike[str]) -> int | None:
                 and parts[5].rsplit(":", 1)[-1] == str(inode)):
             return int(parts[4])
     return None
+
+
+def _refuse_foreign_database(path: Path) -> None:
+    """Before anything touches an existing file (its mode, WAL, tables): refuse one that
+    is not a journal, leaving it as it was."""
+    try:
+        if path.stat().st_size == 0:
+            return
+    except OSError:
+        return  # absent (created next) or unreadable (reported when opened)
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_busy_timeout_ms() / 1000)
+    except sqlite3.Error:
+        return
+    try:
+        tables = foreign_tables(db)
+    except sqlite3.OperationalError:
+        return  # locked, a folder, unreadable: the open that follows says what is wrong
+    except sqlite3.DatabaseError as exc:
+        raise _journal_error(path, exc) from None  # not SQLite: refused untouched too
+    finally:
+        db.close()
+    if tables is not None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise NotAJournal(
+            f"{path} is an SQLite database of another program (tables: {shown}), not a "
+            "sylphrun journal; left untouched: set `journal` in the config to another path"
+        )
 
 
 def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
