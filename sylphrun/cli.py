@@ -64,9 +64,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from sylphrun.render import console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return console(stderr=stderr)
 
 
 def _config(project: Path | None, *, required: bool = True):

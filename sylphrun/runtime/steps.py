@@ -312,7 +312,8 @@ class Execution:
             store.append_log(self.conn, self.run_id, level="WARNING",
                              message=codec.clean_text(message), step_key=None, now=self.now(),
                              epoch=self.epoch)
-        logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
+        # INFO: the journaled line is the warning (`dev --no-tui` prints it in its format).
+        logging.getLogger("sylphrun.worker").info("run %s: %s", self.run_id, message)
 
     # -- events for readers -------------------------------------------------------------
 

@@ -31,6 +31,10 @@ log = logging.getLogger("sylphrun.worker")
 # not restart it in a loop (the code on disk is broken; the next good save reloads).
 IMPORT_FAILED = 3
 
+# Set to "0" in the environment: run logs (`ctx.log`) are journaled only, not also
+# echoed to the worker's stderr.
+ECHO_RUN_LOGS = "SYLPHRUN_ECHO_RUN_LOGS"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -76,6 +80,9 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
         os.close(fd)
     logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
                         format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    if os.environ.get(ECHO_RUN_LOGS) == "0":
+        # `dev --no-tui` prints the journaled run logs in its own line format already.
+        logging.getLogger("sylphrun.run").disabled = True
     try:
         tasks = discover(settings.config)
     except SylphrunError as exc:
