@@ -76,9 +76,24 @@ def _config(project: Path | None, *, required: bool = True):
 
 
 def _tasks(config):
+    """The project's tasks: the one place the CLI learns them (today by importing the
+    task modules)."""
     from sylphrun.discover import discover
 
     return discover(config)
+
+
+def _require_known_task(config, task_id: str) -> None:
+    """`unknown task` (exit 2) unless the project defines `task_id`. Only asked when no run
+    of it was found, so listing never imports user code; a task module that does not
+    import leaves the question open rather than failing the listing."""
+    from sylphrun import actions
+
+    try:
+        tasks = _tasks(config)
+    except SylphrunError:
+        return
+    actions.require_task(tasks, task_id)
 
 
 def _open_journal(config, *, create: bool = False):
@@ -91,8 +106,20 @@ def _journal_exists(config) -> bool:
     return Path(config.journal).exists()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"sylphrun {version('sylphrun')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(project: ProjectOpt = None) -> None:
+def _main(
+    project: ProjectOpt = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
+) -> None:
     global _global_project
     _global_project = project
 
@@ -117,6 +144,10 @@ def trigger(
 
     if payload == "-":
         payload = _read_stdin_payload()
+    if payload is not None and not payload.strip():
+        # An empty value is a mistake (an unset shell variable), not a request for {}.
+        fail("--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
+             "--payload out for {}")
     data = actions.parse_payload(payload)  # validate before touching anything
     config = _config(project)
     tasks = _tasks(config)
@@ -133,7 +164,12 @@ def trigger(
                 if not created:
                     typer.echo(f"(existing run for idempotency key {idempotency_key!r})", err=True)
             return
-        _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+        try:
+            _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+        except KeyboardInterrupt:
+            typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})",
+                       err=True)
+            raise typer.Exit(130) from None
     finally:
         conn.close()
 
@@ -278,6 +314,8 @@ def runs(
         fail(f"unknown status {status!r}; one of: {', '.join(model.RUN_STATES)}")
     config = _config(project)
     if not _journal_exists(config):
+        if task is not None:
+            _require_known_task(config, task)
         typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
         return
     conn = _open_journal(config)
@@ -285,6 +323,8 @@ def runs(
         found = queries.list_runs(conn, status=status, task_id=task, limit=limit)
     finally:
         conn.close()
+    if not found and task is not None:
+        _require_known_task(config, task)
     if as_json:
         typer.echo(dumps([run_json(r) for r in found]))
     elif not found:
