@@ -89,7 +89,19 @@ class ChildRunFailed(Exception):
 
 
 class TaskTimeout(Exception):
-    """The run attempt exceeded its task's `timeout`."""
+    """One execution of the run exceeded its task's `timeout`.
+
+    `timeout` bounds execution time, as Trigger.dev's `maxDuration` does: the clock runs
+    while the task function executes and starts again at every resume (after a durable
+    sleep, a wait on children, a retry, a reload), so time spent suspended never counts.
+    """
+
+
+def timeout_error(task_id: str, seconds: float | None = None) -> str:
+    """The journaled error of a run that overran its timeout (`"TaskTimeout: ..."`)."""
+    limit = f" of {seconds:g} s" if seconds else ""
+    return (f"TaskTimeout: task {task_id!r} exceeded its timeout{limit} of execution time "
+            "(the clock restarts at every resume; time suspended does not count)")
 
 
 class CorruptRecord(NonRetriableError):

@@ -36,3 +36,15 @@ def notable_logs_since(conn: Connection, after_id: int, limit: int = 1000) -> li
             (after_id, *NOTABLE_LEVELS, limit),
         ).fetchall()
     return [LogRecord(*row) for row in rows]
+
+
+def body_lines_of_attempt(conn: Connection, run_id: str, attempt: int) -> list[tuple[str, str]]:
+    """(level, message) of the lines a run's task body journaled outside any step in
+    `attempt` so far: the lines a resumed execution writes again as it replays."""
+    with conn.read() as db:
+        return db.execute(
+            "SELECT level, message FROM logs WHERE run_id = ? AND step_key IS NULL AND at >"
+            " COALESCE((SELECT finished_at FROM run_attempts WHERE run_id = ? AND attempt = ?),"
+            " 0) ORDER BY id",
+            (run_id, run_id, attempt - 1),
+        ).fetchall()
