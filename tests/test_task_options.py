@@ -97,3 +97,21 @@ def test_concurrency_runs_one_at_a_time(project, engine_factory):
     lines = project.ledger_lines()
     # Never two started without the first ending: start, end, start, end...
     assert [x.split()[0] for x in lines] == ["start", "end"] * 3, lines
+
+
+def test_the_readme_config_example_is_valid_and_says_the_defaults(tmp_path):
+    import re
+    from pathlib import Path
+
+    from sylphrun.config import load_config
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    [example] = re.findall(r"```toml\n(.*?)```", section, re.S)[:1]
+    (tmp_path / "sylphrun.toml").write_text(example)
+    config = load_config(tmp_path)
+    assert config.tasks == ["tasks"] and config.workers == 2
+    # The values it shows as the defaults are the defaults.
+    (tmp_path / "sylphrun.toml").write_text('tasks = ["tasks"]\n')
+    default = load_config(tmp_path)
+    assert (config.slots, config.max_step_output) == (default.slots, default.max_step_output)
