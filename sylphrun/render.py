@@ -62,6 +62,10 @@ def one_line(text: Any) -> str:
         lambda m: _NAMED_ESCAPES.get(m.group()) or f"\\x{ord(m.group()):02x}", s)
 
 
+# Rich sizes a table to its content, not to the console: this only lifts the limit.
+UNLIMITED_WIDTH = 1_000_000
+
+
 def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     """A console for command output. On a terminal: its width. Otherwise (a pipe, a file)
     no width at all, so a line is never wrapped or cut: `runs | cat` printed tables cut to
@@ -70,10 +74,6 @@ def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     tty = stream.isatty()
     return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap or not tty,
                    width=None if tty else UNLIMITED_WIDTH)
-
-
-# Rich sizes a table to its content, not to the console: this only lifts the limit.
-UNLIMITED_WIDTH = 1_000_000
 
 
 def iso(ts: float | None) -> str | None:
