@@ -60,6 +60,11 @@ def _prepare_files(path: Path) -> None:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """The journal's files 0600 on every open, once the file is known to be a journal:
+    another program's database named by mistake keeps its mode."""
     for suffix in ("", "-wal", "-shm", ".lock"):
         p = Path(str(path) + suffix)
         if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
@@ -89,7 +94,7 @@ class Connection:
                 "or trigger a run, to create it"
             )
         self._lock_fd = None
-        _refuse_foreign_database(self.path)
+        lock_existed = os.path.exists(str(self.path) + ".lock")
         try:
             _prepare_files(self.path)
             self._lock_fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -108,6 +113,12 @@ class Connection:
                 timeout=self.busy_timeout_ms / 1000,
             )
             self._set_up()
+        except NotAJournal:
+            self.close()
+            if not lock_existed:
+                with suppress(OSError):
+                    os.unlink(str(self.path) + ".lock")
+            raise
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _journal_error(self.path, exc) from None
@@ -116,6 +127,7 @@ class Connection:
             # and the lock fd: the CLI and the dashboard may retry in one long process.
             self.close()
             raise
+        _make_private(self.path)
 
     def _set_up(self) -> None:
         """Pragmas and migrations; a brand-new journal's under the write lock.
@@ -127,6 +139,7 @@ class Connection:
         others find it done. A journal in use has a non-empty file: no lock to open it.
         """
         if self.path.stat().st_size > 0:
+            _refuse_foreign_database(self.db, self.path)  # before WAL, tables, mode
             self._configure()
             self._migrate()
             return
@@ -277,26 +290,10 @@ def write_lock_holder(path: str | os.PathLike[str]) -> int | None:
     return None
 
 
-def _refuse_foreign_database(path: Path) -> None:
-    """Before anything touches an existing file (its mode, WAL, tables): refuse one that
-    is not a journal, leaving it as it was."""
-    try:
-        if path.stat().st_size == 0:
-            return
-    except OSError:
-        return  # absent (created next) or unreadable (reported when opened)
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=_busy_timeout_ms() / 1000)
-    except sqlite3.Error:
-        return
-    try:
-        tables = foreign_tables(db)
-    except sqlite3.OperationalError:
-        return  # locked, a folder, unreadable: the open that follows says what is wrong
-    except sqlite3.DatabaseError as exc:
-        raise _journal_error(path, exc) from None  # not SQLite: refused untouched too
-    finally:
-        db.close()
+def _refuse_foreign_database(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse an existing database that is not a journal, before anything changes it (its
+    mode, WAL, tables): a read of its schema, on the connection about to be used."""
+    tables = foreign_tables(db)
     if tables is not None:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise NotAJournal(
