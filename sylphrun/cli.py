@@ -367,7 +367,7 @@ def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     """The tasks discovered in the project."""
     from rich.table import Table
 
-    from sylphrun.render import dumps, safe
+    from sylphrun.render import dumps, one_line
 
     config = _config(project)
     found = _tasks(config)
@@ -390,9 +390,9 @@ def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
         table.add_column(col)
     for r in rows:
-        table.add_row(safe(r["id"]), str(r["retry"]["max_attempts"] - 1),
+        table.add_row(one_line(r["id"]), str(r["retry"]["max_attempts"] - 1),
                       str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
-                      safe(r["source"]))
+                      one_line(r["source"]))
     _console().print(table)
 
 

@@ -37,8 +37,10 @@ async def chatty(payload, ctx):
     if ctx.attempt == 1:
         raise RuntimeError("once")
 
-@task(id="overruns", timeout=0.5)
+@task(id="overruns", timeout=0.5,
+      retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
 async def overruns(payload, ctx):
+    record(LEDGER, "attempt " + str(ctx.attempt))
     async def slow():
         await asyncio.sleep(30)
     await ctx.step.run("slow", slow)
@@ -87,6 +89,8 @@ def test_a_task_timeout_says_it_is_execution_time(project, engine_factory):
     assert result.error.startswith(
         "TaskTimeout: task 'overruns' exceeded its timeout of 0.5 s of execution time "
         "(the clock restarts at every resume"), result.error
+    # Retried like any other failure, as the README says.
+    assert project.ledger_lines() == ["attempt 1", "attempt 2"]
 
 
 def test_concurrency_runs_one_at_a_time(project, engine_factory):
