@@ -26,6 +26,7 @@ async def long_task(payload, ctx):
 
 @task(id="newline-step")
 async def newline_step(payload, ctx):
+    ctx.log.warning("first line\\n12:00:00 INFO    forged")
     await ctx.step.run("real\\n12:00:00   ✓ run_fake forged completed", lambda: 1)
     await ctx.step.run("fails", lambda: (_ for _ in ()).throw(ValueError("line one\\nline two")))
 '''
@@ -72,8 +73,10 @@ def test_a_step_name_with_a_newline_prints_no_fake_line(project, engine_factory)
     assert eng.wait(run_id).status == "failed"
     show = _cli(project, "show", run_id).stdout
     assert "real\\n12:00:00   ✓ run_fake forged completed" in show
-    assert not any(line.lstrip("│├└─ ").startswith("12:00:00") for line in show.splitlines())
+    assert all("real\\n" in line for line in show.splitlines() if "run_fake" in line)
     assert "line one\\nline two" in show and "\nline two" not in show
+    # A log message keeps its lines (a traceback stays readable), indented under it.
+    assert "\n" + " " * 19 + "12:00:00 INFO    forged" in show, show
 
 
 def test_dev_no_tui_into_a_pipe_prints_one_line_per_record(project):
