@@ -65,9 +65,9 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from sylphrun.render import console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+    return console(stderr=stderr)
 
 
 def _config(project: Path | None, *, required: bool = True):
@@ -77,9 +77,29 @@ def _config(project: Path | None, *, required: bool = True):
 
 
 def _tasks(config):
+    """The project's tasks, imported: for the commands that run or show their code
+    (`worker`, `dashboard`); the others read the registry (`actions.known_tasks`)."""
     from sylphrun.discover import discover
 
     return discover(config)
+
+
+def _require_known_task(config, task_id: str) -> None:
+    """`unknown task` (exit 2) unless the project has `task_id` (registered by a worker, or
+    found by importing the code when none registered). Only asked when no run of it was
+    found, so listing never imports user code; a task module that does not import leaves
+    the question open rather than failing the listing."""
+    from sylphrun import actions
+
+    conn = _open_journal(config) if _journal_exists(config) else None
+    try:
+        tasks = actions.known_tasks(config, conn, want=task_id)
+    except SylphrunError:
+        return
+    finally:
+        if conn is not None:
+            conn.close()
+    actions.require_task(tasks, task_id)
 
 
 def _open_journal(config, *, create: bool = False):
@@ -92,8 +112,20 @@ def _journal_exists(config) -> bool:
     return Path(config.journal).exists()
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"sylphrun {version('sylphrun')}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _main(project: ProjectOpt = None) -> None:
+def _main(
+    project: ProjectOpt = None,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
+) -> None:
     global _global_project
     _global_project = project
 
@@ -117,6 +149,10 @@ def trigger(
 
     if payload == "-":
         payload = _read_stdin_payload()
+    if payload is not None and not payload.strip():
+        # An empty value is a mistake (an unset shell variable), not a request for {}.
+        fail("--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
+             "--payload out for {}")
     data = actions.parse_payload(payload)  # validate before touching anything
     config = _config(project)
     # The tasks the workers registered in the journal; the project's code is imported only
@@ -142,7 +178,12 @@ def trigger(
             else:
                 typer.echo(run_id)
             return
-        _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+        try:
+            _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+        except KeyboardInterrupt:
+            typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})",
+                       err=True)
+            raise typer.Exit(130) from None
     finally:
         if conn is not None:
             conn.close()
@@ -296,6 +337,8 @@ def runs(
     if not _journal_exists(config):
         if parent is not None:
             fail(f"no run {parent!r}: there is no journal at {config.journal} yet")
+        if task is not None:
+            _require_known_task(config, task)
         typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
         return
     conn = _open_journal(config)
@@ -306,15 +349,14 @@ def runs(
                                   top_level_only=not all_runs and parent_id is None)
     finally:
         conn.close()
+    if not found and task is not None:
+        _require_known_task(config, task)
     if as_json:
         typer.echo(dumps([run_json(r) for r in found]))
     elif not found:
         typer.echo("no runs match")
     else:
-        console = _console()
-        if not console.is_terminal:
-            console.width = 200  # piped: no cell cut to fit 80 columns
-        console.print(runs_table(found))
+        _console().print(runs_table(found))
 
 
 @app.command()

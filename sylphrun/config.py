@@ -2,28 +2,39 @@
 
 Keys: `tasks` (modules or folders to discover), `journal` (default
 `.sylphrun/journal.db`), `workers` (default: the CPU count), `durability` ("normal" or
-"full"). An unknown key or a wrong type is an error that names the key and the file.
+"full"), `slots` (runs one worker executes at once), `max_step_output` (the largest step
+result, as JSON: bytes, or "16MB"). An unknown key or a wrong type is an error that names
+the key and the file.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sylphrun.codec import DEFAULT_MAX_OUTPUT
 from sylphrun.errors import ConfigError
 
 DEFAULT_JOURNAL = ".sylphrun/journal.db"
 KEYS: dict[str, type | tuple[type, ...]] = {
-    "tasks": (list, str),
+    "tasks": list,
     "journal": str,
     "workers": int,
     "durability": str,
     "slots": int,
     "shutdown_grace": (int, float),
+    "max_step_output": (int, str),
 }
+# `max_step_output` bounds: below 1 KB no real result fits; SQLite stores at most 1 GB in
+# one value, and a row holds more than the output.
+MIN_STEP_OUTPUT = 1024
+MAX_STEP_OUTPUT = 512 * 1024 * 1024
+_SIZE = re.compile(r"\s*(\d+)\s*(B|KB|MB|GB)?\s*", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,8 @@ class Config:
     # Seconds a stopping worker (a reload, Ctrl-C, SIGTERM) lets its in-flight steps run
     # before it abandons them: an abandoned step runs again, with the same idempotency key.
     shutdown_grace: float = 30.0
+    # The largest step result (or task output) as JSON, in bytes: larger fails the step.
+    max_step_output: int = DEFAULT_MAX_OUTPUT
 
     @property
     def worker_count(self) -> int:
@@ -91,22 +104,22 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
             raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
         expected = KEYS[key]
         if key == "tasks":
-            if isinstance(value, str):
-                value = [value]
+            # A string is refused, not read as a list of one: the README promises an
+            # error for a wrong type, and `tasks = "a, b"` would silently find nothing.
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(f"{source}: 'tasks' must be a list of module names or folders")
+                raise ConfigError(
+                    f"{source}: 'tasks' must be a list of module names or folders, like "
+                    f'tasks = ["tasks"], not {type(value).__name__}'
+                )
         elif key == "shutdown_grace":
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ConfigError(f"{source}: 'shutdown_grace' must be a number of seconds, "
                                   f"not {type(value).__name__}")
         elif not isinstance(value, expected) or isinstance(value, bool):
-            raise ConfigError(
-                f"{source}: {key!r} must be {getattr(expected, '__name__', expected)}, "
-                f"not {type(value).__name__}"
-            )
+            names = " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) \
+                else expected.__name__
+            raise ConfigError(f"{source}: {key!r} must be {names}, not {type(value).__name__}")
     tasks = table.get("tasks", [])
-    if isinstance(tasks, str):
-        tasks = [tasks]
     durability = table.get("durability", "normal")
     if durability not in ("normal", "full"):
         raise ConfigError(f"{source}: 'durability' must be \"normal\" or \"full\", not {durability!r}")
@@ -119,12 +132,31 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
     shutdown_grace = float(table.get("shutdown_grace", 30.0))
     if not 0 <= shutdown_grace <= 86_400:
         raise ConfigError(f"{source}: 'shutdown_grace' must be seconds between 0 and 86400")
+    max_output = _step_output_limit(table.get("max_step_output", DEFAULT_MAX_OUTPUT), source)
     journal = Path(table.get("journal", DEFAULT_JOURNAL)).expanduser()
     if not journal.is_absolute():
         journal = root / journal
     return Config(project_dir=root, source=source, tasks=list(tasks), journal=journal,
                   workers=workers, durability=durability, slots=slots,
-                  shutdown_grace=shutdown_grace)
+                  shutdown_grace=shutdown_grace, max_step_output=max_output)
+
+
+def _step_output_limit(value: int | str, source: Path) -> int:
+    """`max_step_output` in bytes: an int, or a string like "16MB" (KB, MB, GB are
+    powers of 1,024)."""
+    if isinstance(value, str):
+        match = _SIZE.fullmatch(value)
+        if match is None:
+            raise ConfigError(
+                f"{source}: 'max_step_output' must be a size like \"16MB\", \"512KB\" or a "
+                f"number of bytes, not {value!r}"
+            )
+        value = int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]
+    if not MIN_STEP_OUTPUT <= value <= MAX_STEP_OUTPUT:
+        raise ConfigError(
+            f"{source}: 'max_step_output' must be between 1KB and 512MB, not {value:,} bytes"
+        )
+    return value
 
 
 def journal_path_for_scripts() -> Path:

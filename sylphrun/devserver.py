@@ -98,6 +98,9 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
 
     tasks = discover(config)  # an import error stops us before anything starts
     if not tui:
+        from sylphrun.runtime.worker import ECHO_RUN_LOGS
+
+        os.environ[ECHO_RUN_LOGS] = "0"  # the line log shows them; workers inherit this
         return _run_with_log(DevSession(config, workers=workers, echo=echo))
     # While the dashboard owns the terminal, supervisor and reload messages and whatever
     # the workers print go to a log file beside the journal (the dashboard shows reload
@@ -122,12 +125,10 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
 
 
 def _run_with_log(session: DevSession) -> int:
-    from rich.console import Console
-
-    from sylphrun.eventlog import follow
+    from sylphrun.eventlog import follow, line_console
     from sylphrun.journal import Connection
 
-    console = Console(highlight=False)
+    console = line_console()
     presses = {"n": 0}
 
     def on_signal(signum: int, _frame: object) -> None:

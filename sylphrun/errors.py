@@ -56,8 +56,19 @@ class JournalError(SylphrunError):
     """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
 
 
+class NotAJournal(JournalError):
+    """The journal path names an SQLite database that sylphrun did not write: refused, and
+    the file is left exactly as it was."""
+
+
 class NotJSONSerializable(TypeError):
     """A step result or output that JSON cannot carry; names the offending type and path."""
+
+
+class ValueTooLarge(NotJSONSerializable):
+    """A step result or task output larger as JSON than `max_step_output`: the step fails
+    at once, naming itself, the size and the limit, and is not retried (the same value
+    would be refused again)."""
 
 
 class NonRetriableError(Exception):
@@ -94,7 +105,19 @@ class ChildRunFailed(Exception):
 
 
 class TaskTimeout(Exception):
-    """The run attempt exceeded its task's `timeout`."""
+    """One execution of the run exceeded its task's `timeout`.
+
+    `timeout` bounds execution time, as Trigger.dev's `maxDuration` does: the clock runs
+    while the task function executes and starts again at every resume (after a durable
+    sleep, a wait on children, a retry, a reload), so time spent suspended never counts.
+    """
+
+
+def timeout_error(task_id: str, seconds: float | None = None) -> str:
+    """The journaled error of a run that overran its timeout (`"TaskTimeout: ..."`)."""
+    limit = f" of {seconds:g} s" if seconds else ""
+    return (f"TaskTimeout: task {task_id!r} exceeded its timeout{limit} of execution time "
+            "(the clock restarts at every resume; time suspended does not count)")
 
 
 class CorruptRecord(NonRetriableError):

@@ -15,12 +15,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rich.console import Console
 from rich.text import Text
 
 from sylphrun import model
-from sylphrun.journal import Connection, queries
+from sylphrun.journal import Connection, logs, queries
 from sylphrun.journal.queries import StepChange
-from sylphrun.render import STATUS_STYLE, STEP_STYLE, duration, local_time, safe
+from sylphrun.render import STATUS_STYLE, STEP_STYLE, console, duration, local_time, one_line
 
 # Step rows are read back from a little before the last look: a worker takes its clock
 # reading before its commit, so a change can land with a time just before the look.
@@ -32,10 +33,10 @@ def run_line(run_id: str, task_id: str, status: str, at: float, error: str | Non
     line = Text(f"{local_time(at)} ", style="dim")
     line.append(f"{symbol} ", style=style)
     line.append(run_id, style="bold")
-    line.append(f" {safe(task_id)} ", style="cyan")
+    line.append(f" {one_line(task_id)} ", style="cyan")
     line.append(status, style=style)
     if error and status in (model.FAILED, model.CANCELLED):
-        line.append(f": {safe(error)}", style=style)
+        line.append(f": {one_line(error)}", style=style)
     return line
 
 
@@ -45,15 +46,32 @@ def step_line(run_id: str, step: StepChange) -> Text:
     line = Text(f"{local_time(at)} ", style="dim")
     line.append(f"  {symbol} ", style=style)
     line.append(f"{run_id} ", style="dim")
-    line.append(safe(step.key), style="bold")
+    line.append(one_line(step.key), style="bold")
     line.append(f" {step.status}", style=style)
     if step.status in (model.STEP_COMPLETED, model.STEP_FAILED, model.STEP_RETRYING):
         if step.kind != model.STEP:
             line.append(f" [{step.kind}]", style="magenta")
         line.append(f" {duration(step.started_at, step.finished_at)}", style="dim")
         if step.error and step.status != model.STEP_COMPLETED:
-            line.append(f": {safe(step.error)}", style=style)
+            line.append(f": {one_line(step.error)}", style=style)
     return line
+
+
+def log_line(record: logs.LogRecord) -> Text:
+    """A run's journaled warning (a step order changed by a reload, the user's own
+    `ctx.log.warning`), in the format of the other lines."""
+    style = "red" if record.level in ("ERROR", "CRITICAL") else "yellow"
+    line = Text(f"{local_time(record.at)} ", style="dim")
+    line.append("  ! ", style=style)
+    line.append(f"{record.run_id} ", style="dim")
+    line.append(f"{record.level.lower()}: {one_line(record.message)}", style=style)
+    return line
+
+
+def line_console() -> Console:
+    """Where the lines go: one record per line, never wrapped by us (a terminal wraps a
+    long one on screen; a pipe or a file gets it whole)."""
+    return console(soft_wrap=True)
 
 
 class EventPrinter:
@@ -65,7 +83,7 @@ class EventPrinter:
     """
 
     def __init__(self, conn: Connection, emit: Callable[[Text], None],
-                 started: float | None = None) -> None:
+                 started: float | None = None, logs_after: int | None = None) -> None:
         self.conn = conn
         self.emit = emit
         self.started = time.time() if started is None else started
@@ -74,10 +92,14 @@ class EventPrinter:
         # the most recently active runs only.
         self._memory: OrderedDict[str, _Seen] = OrderedDict()
         self._touched: set[str] = set()
+        # Warnings are printed from the log after this id (default: from now on).
+        self._log_id = logs.last_log_id(conn) if logs_after is None else logs_after
+        self._logged = False
 
     def handle(self, event: tuple[int, float, str, str, str | None]) -> None:
         _, at, run_id, kind, step_key = event
         if kind == "log":
+            self._logged = True
             return
         what, _, status = kind.partition(".")
         seen = self._seen(run_id)
@@ -105,6 +127,11 @@ class EventPrinter:
         for run_id in self._touched:
             self._show_steps(run_id, self._seen(run_id), until=None)
         self._touched.clear()
+        if self._logged:
+            self._logged = False
+            for record in logs.notable_logs_since(self.conn, self._log_id, limit=100_000):
+                self._log_id = record.id
+                self.emit(log_line(record))
 
     def _seen(self, run_id: str) -> _Seen:
         seen = self._memory.get(run_id)
@@ -152,7 +179,8 @@ def follow(conn: Connection, stop: threading.Event, emit: Callable[[Text], None]
            *, interval: float = 0.05, from_start: bool = False) -> None:
     """Emit lines for every change until `stop` is set."""
     last = 0 if from_start else queries.last_event_id(conn)
-    printer = EventPrinter(conn, emit, started=0.0 if from_start else None)
+    printer = EventPrinter(conn, emit, started=0.0 if from_start else None,
+                           logs_after=0 if from_start else None)
     version = None
     while not stop.is_set():
         v = conn.data_version()

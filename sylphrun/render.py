@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -46,6 +47,34 @@ def safe(text: Any) -> str:
     """Make control characters visible (`\\x1b` instead of an escape sequence)."""
     s = text if isinstance(text, str) else str(text)
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
+
+
+# Every control character, newline and tab included: text that must stay on one line.
+_LINE_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def one_line(text: Any) -> str:
+    """`safe`, and newlines and tabs escaped too (`\\n`): for user text inside one line
+    of output (a step name, a task id, an error), where a newline would print a fake
+    line of its own."""
+    s = text if isinstance(text, str) else str(text)
+    return _LINE_CONTROL.sub(
+        lambda m: _NAMED_ESCAPES.get(m.group()) or f"\\x{ord(m.group()):02x}", s)
+
+
+# Rich sizes a table to its content, not to the console: this only lifts the limit.
+UNLIMITED_WIDTH = 1_000_000
+
+
+def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
+    """A console for command output. On a terminal: its width. Otherwise (a pipe, a file)
+    no width at all, so a line is never wrapped or cut: `runs | cat` printed tables cut to
+    80 columns and `dev --no-tui > log` split records over several lines."""
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap or not tty,
+                   width=None if tty else UNLIMITED_WIDTH)
 
 
 def iso(ts: float | None) -> str | None:
@@ -175,7 +204,7 @@ def runs_table(runs: list[model.Run]) -> Table:
     for r in runs:
         children = children_summary(r) if r.children_total else ""
         table.add_row(
-            Text(r.id), Text(safe(r.task_id)), status_text(r.status), str(r.attempt),
+            Text(r.id), Text(one_line(r.task_id)), status_text(r.status), str(r.attempt),
             local_time(r.started_at or r.created_at),
             duration(r.started_at, r.finished_at, now) if r.started_at else "", children,
         )
@@ -195,7 +224,7 @@ def children_summary(run: model.Run) -> str:
 
 def _preview(value: Any, limit: int = 120) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value
-    text = safe(text)
+    text = one_line(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -205,7 +234,7 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
     head = Text()
     head.append(run.id, style="bold")
     head.append("  ")
-    head.append(safe(run.task_id), style="bold cyan")
+    head.append(one_line(run.task_id), style="bold cyan")
     head.append("  ")
     head.append_text(status_text(run.status))
     head.append(f"  attempt {run.attempt}")
@@ -229,7 +258,7 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         if s.kind == model.COMPENSATION:
             label.append("↩ ", style="magenta")
         label.append(f"{symbol} ", style=style)
-        label.append(safe(s.key), style="bold")
+        label.append(one_line(s.key), style="bold")
         if s.kind != model.STEP:
             label.append(f" [{s.kind}]", style="magenta" if s.kind == model.COMPENSATION else "dim")
         label.append(f" {s.status}", style=style)
@@ -243,7 +272,7 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         for a in s.attempt_log:
             # An interrupted attempt's error already begins with "interrupted: ".
             error = (a.error or "").removeprefix(f"{a.status}: ")
-            node.add(Text(f"attempt {a.attempt} {a.status}: {safe(error)}",
+            node.add(Text(f"attempt {a.attempt} {a.status}: {one_line(error)}",
                           style="bright_red" if a.status == "interrupted" else "red"))
         if s.status == model.STEP_RETRYING and s.retry_at:
             node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))
@@ -252,10 +281,10 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         elif s.status == model.STEP_COMPLETED and s.output is not None:
             node.add(Text(f"→ {_preview(s.output)}", style="dim"))
         if s.status == model.STEP_FAILED and s.error:
-            node.add(Text(safe(s.error), style="red"))
+            node.add(Text(one_line(s.error), style="red"))
         elif s.status == model.STEP_COMPLETED and s.error:
             # A completed step with an error is where the code diverged from the journal.
-            node.add(Text(f"diverged: {safe(s.error)}", style="red"))
+            node.add(Text(f"diverged: {one_line(s.error)}", style="red"))
     parts.append(tree)
     if children:
         done = sum(1 for c in children if c.finished)
@@ -264,18 +293,20 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
         parts.append(Text(f"children: {done}/{len(children)} finished: {done - failed - cancelled} "
                           f"completed, {failed} failed, {cancelled} cancelled"))
         for c in [c for c in children if c.status in (model.FAILED, model.CANCELLED)][:10]:
-            parts.append(Text(f"  ✗ {c.id} {safe(c.error or c.status)}", style="red"))
+            parts.append(Text(f"  ✗ {c.id} {one_line(c.error or c.status)}", style="red"))
     failed_attempts = [a for a in attempts if a.status != model.COMPLETED]
     for a in failed_attempts:
-        parts.append(Text(f"attempt {a.attempt} {a.status}: {safe(a.error or '')}", style="red"))
+        parts.append(Text(f"attempt {a.attempt} {a.status}: {one_line(a.error or '')}", style="red"))
     if run.status == model.COMPLETED:
         parts.append(Text(f"output: {_preview(run.output, 2000)}", style="green"))
     elif run.error:
-        parts.append(Text(f"error: {safe(run.error)}", style="red"))
+        parts.append(Text(f"error: {one_line(run.error)}", style="red"))
     if logs:
         parts.append(Text("logs:", style="bold"))
         for line in logs[-20:]:
-            parts.append(Text(f"  {local_time(line.at)} {line.level:<7} {safe(line.message)}"))
+            # A message's own lines (a traceback) are indented under it: never a record.
+            message = safe(line.message).replace("\n", "\n" + " " * 19)
+            parts.append(Text(f"  {local_time(line.at)} {line.level:<7} {message}"))
     return Group(*parts)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import tomli_w
 
+from sylphrun.config import find_config_file
 from sylphrun.errors import SylphrunError
 
 EXAMPLE_TASK = '''"""An example durable task: steps, a child run and a retry.
@@ -45,8 +46,24 @@ async def welcome(payload, ctx):
 '''
 
 
+def _refuse_pyproject_config(folder: Path) -> None:
+    """A sylphrun.toml is read before `[tool.sylphrun]` in pyproject.toml: writing one into
+    a project configured there would silently replace its config. Even with --force,
+    which is about overwriting our own files."""
+    pyproject = folder / "pyproject.toml"
+    if not pyproject.is_file():
+        return
+    found = find_config_file(folder)
+    if found is not None and found[0] == pyproject:
+        raise SylphrunError(
+            f"{pyproject} already configures sylphrun ([tool.sylphrun]); a sylphrun.toml "
+            "would take its place: add your tasks there instead"
+        )
+
+
 def write_project(folder: Path, *, force: bool = False) -> list[Path]:
     """Write sylphrun.toml and tasks/example.py into `folder`. Refuses to overwrite."""
+    _refuse_pyproject_config(folder)
     folder.mkdir(parents=True, exist_ok=True)
     config_path = folder / "sylphrun.toml"
     task_path = folder / "tasks" / "example.py"

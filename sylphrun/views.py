@@ -16,7 +16,7 @@ from rich.text import Text
 
 from sylphrun import model
 from sylphrun.define import file_fingerprint
-from sylphrun.render import iso, local_time, safe
+from sylphrun.render import iso, local_time, one_line, safe
 
 
 def task_rows(tasks: Mapping[str, model.TaskRecord], project_dir: Path) -> list[dict[str, Any]]:
@@ -44,9 +44,9 @@ def tasks_text(tasks: Mapping[str, model.TaskRecord], rows: list[dict[str, Any]]
     for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
         table.add_column(col)
     for r in rows:
-        table.add_row(Text(safe(r["id"])), str(r["retry"].get("max_attempts", 1) - 1),
+        table.add_row(Text(one_line(r["id"])), str(r["retry"].get("max_attempts", 1) - 1),
                       str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
-                      Text(safe(r["source"])))
+                      Text(one_line(r["source"])))
     parts: list[Any] = [table]
     latest = max((t for t in tasks.values() if t.registered_at), default=None,
                  key=lambda t: t.registered_at or 0)

@@ -249,3 +249,87 @@ def test_a_journal_path_that_cannot_exist_is_one_line(project):
     project.write_config(extra='journal = "sylphrun.toml/journal.db"\n')
     assert_one_line_error(project.cli("trigger", "hello"), "cannot create the journal", "Not a directory")
     assert_one_line_error(project.cli("worker"), "cannot create the journal")
+
+
+# -- issue 12 item 6 -----------------------------------------------------------------------
+
+
+def test_version():
+    from importlib.metadata import version
+
+    out = subprocess.run([sys.executable, "-m", "sylphrun", "--version"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0 and out.stdout == f"sylphrun {version('sylphrun')}\n"
+
+
+def test_an_empty_payload_is_refused_not_taken_as_an_empty_object(project):
+    project.write_tasks(TASKS)
+    for payload in ("", "   "):
+        assert_one_line_error(project.cli("trigger", "hello", "--payload", payload),
+                              "--payload is empty")
+    assert_one_line_error(project.cli("trigger", "hello", "--payload", "-", input=""),
+                          "--payload is empty")
+    assert not journal_file(project).exists()
+
+
+def test_runs_of_an_unknown_task_says_so(project):
+    project.write_tasks(TASKS)
+    assert_one_line_error(project.cli("runs", "--task", "nope"), "unknown task 'nope'")
+    assert_one_line_error(project.cli("runs", "--task", "helo", "--json"), "did you mean 'hello'")
+    assert project.cli("trigger", "hello").returncode == 0
+    assert_one_line_error(project.cli("runs", "--task", "nope"), "unknown task 'nope'")
+    known = project.cli("runs", "--task", "boom")
+    assert known.returncode == 0 and "no runs match" in known.stdout
+    # A task removed from the code still lists its runs.
+    project.write_tasks(TASKS.replace('id="hello"', 'id="hello-v2"'))
+    old = project.cli("runs", "--task", "hello", "--json")
+    assert old.returncode == 0 and len(json.loads(old.stdout)) == 1
+
+
+def test_tasks_as_a_string_is_a_config_error(project):
+    project.write_tasks(TASKS)
+    project.write_config(tasks='"tasks"')
+    assert_one_line_error(project.cli("tasks"), "'tasks' must be a list", 'tasks = ["tasks"]')
+
+
+def test_init_refuses_a_folder_configured_in_pyproject(tmp_path):
+    folder = tmp_path / "proj"
+    folder.mkdir()
+    pyproject = folder / "pyproject.toml"
+    pyproject.write_text('[project]\nname = "x"\n\n[tool.sylphrun]\ntasks = ["jobs"]\n')
+    for extra in ([], ["--force"]):
+        result = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder), *extra],
+                                capture_output=True, text=True, timeout=30)
+        assert_one_line_error(result, "pyproject.toml already configures sylphrun")
+        assert sorted(p.name for p in folder.iterdir()) == ["pyproject.toml"]
+    # A pyproject.toml without [tool.sylphrun] is no reason to refuse.
+    pyproject.write_text('[project]\nname = "x"\n')
+    result = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder)],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert (folder / "sylphrun.toml").exists()
+
+
+def test_ctrl_c_on_trigger_wait_says_the_run_goes_on(project):
+    project.write_tasks(TASKS)
+    proc = subprocess.Popen([sys.executable, "-m", "sylphrun", "trigger", "hello", "--wait"],
+                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    conn = None
+    try:
+        wait_until(lambda: journal_file(project).exists(), timeout=30, message="journal")
+        from sylphrun.journal import queries
+
+        conn = project.journal()
+        [run] = wait_until(lambda: queries.list_runs(conn), timeout=30, message="the run")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert err.strip().splitlines()[-1] == (
+        f"stopped waiting; run {run.id} goes on (sylphrun show {run.id})"), err
+    assert "Traceback" not in err
+    assert queries.get_run(conn, run.id).status == "queued"
+    conn.close()

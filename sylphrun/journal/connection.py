@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from sylphrun.errors import JournalError
-from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION
+from sylphrun.errors import JournalError, NotAJournal
+from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION, foreign_tables
 
 DURABILITY = {
     # WAL + NORMAL: a commit survives a crash of any process; on power loss the last
@@ -60,6 +60,11 @@ def _prepare_files(path: Path) -> None:
     if not path.exists():
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
         os.close(fd)
+
+
+def _make_private(path: Path) -> None:
+    """The journal's files 0600 on every open, once the file is known to be a journal:
+    another program's database named by mistake keeps its mode."""
     for suffix in ("", "-wal", "-shm", ".lock"):
         p = Path(str(path) + suffix)
         if p.exists() and (p.stat().st_mode & 0o777) != 0o600:
@@ -89,6 +94,7 @@ class Connection:
                 "or trigger a run, to create it"
             )
         self._lock_fd = None
+        lock_existed = os.path.exists(str(self.path) + ".lock")
         try:
             _prepare_files(self.path)
             self._lock_fd = os.open(str(self.path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
@@ -108,6 +114,12 @@ class Connection:
                 timeout=self.busy_timeout_ms / 1000,
             )
             self._set_up()
+        except NotAJournal:
+            self.close()
+            if not lock_existed:
+                with suppress(OSError):
+                    os.unlink(str(self.path) + ".lock")
+            raise
         except sqlite3.DatabaseError as exc:
             self.close()
             raise _journal_error(self.path, exc) from None
@@ -116,6 +128,7 @@ class Connection:
             # and the lock fd: the CLI and the dashboard may retry in one long process.
             self.close()
             raise
+        _make_private(self.path)
 
     def _set_up(self) -> None:
         """Pragmas and migrations; a brand-new journal's under the write lock.
@@ -127,6 +140,7 @@ class Connection:
         others find it done. A journal in use has a non-empty file: no lock to open it.
         """
         if self.path.stat().st_size > 0:
+            _refuse_foreign_database(self.db, self.path)  # before WAL, tables, mode
             self._configure()
             self._migrate()
             return
@@ -310,6 +324,18 @@ def write_lock_holder(path: str | os.PathLike[str]) -> int | None:
                 and parts[5].rsplit(":", 1)[-1] == str(inode)):
             return int(parts[4])
     return None
+
+
+def _refuse_foreign_database(db: sqlite3.Connection, path: Path) -> None:
+    """Refuse an existing database that is not a journal, before anything changes it (its
+    mode, WAL, tables): a read of its schema, on the connection about to be used."""
+    tables = foreign_tables(db)
+    if tables is not None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        raise NotAJournal(
+            f"{path} is an SQLite database of another program (tables: {shown}), not a "
+            "sylphrun journal; left untouched: set `journal` in the config to another path"
+        )
 
 
 def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:

@@ -1,10 +1,14 @@
 """The journal's schema, as named migrations run in order.
 
 The version lives in `PRAGMA user_version`. A journal written by a newer sylphrun has a
-higher version than we know; we refuse to open it rather than guess.
+higher version than we know; we refuse to open it rather than guess. An SQLite database
+that is not a journal at all (another program's) is refused too, before anything in it
+or about the file changes (`foreign_tables`).
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 V1 = """
 CREATE TABLE runs (
@@ -225,3 +229,21 @@ WHERE children_cancelled > 0;
 # version is migrated forward, never rewritten.
 MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# Tables every journal has had since V1.
+CORE_TABLES = frozenset({"runs", "steps"})
+
+
+def foreign_tables(db: sqlite3.Connection) -> list[str] | None:
+    """The tables of a database that is not a sylphrun journal, or None if it is one (or
+    is empty, ours to set up). Read-only: a path naming another program's database (a
+    typo in `journal`) was taken over: 8 tables added, WAL mode on, mode 0600."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    tables = sorted(name for (name,) in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    if not tables and version == 0:
+        return None
+    if version > 0 and CORE_TABLES.issubset(tables):
+        return None
+    return tables

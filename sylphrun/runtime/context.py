@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec
-from sylphrun.journal import store
+from sylphrun.journal import logs, store
 
 if TYPE_CHECKING:
     from sylphrun.runtime.steps import Execution
@@ -23,6 +24,24 @@ class RunLog:
 
     def __init__(self, execution: Execution) -> None:
         self._ex = execution
+        # Lines the body wrote outside steps earlier in this attempt (read on first use).
+        self._replayed: Counter[tuple[str, str]] | None = None
+
+    def _replays_a_journaled_line(self, level: str, text: str) -> bool:
+        """The task body re-executes from the top at every resume: a line it journaled
+        outside any step earlier in this attempt is not journaled again, so a log line at
+        the top of a task appears once per attempt, not once per resume. Counted: a line
+        written twice before the suspension is skipped twice after it, and new text (a
+        line holding a time or a counter) is always written."""
+        if self._replayed is None:
+            ex = self._ex
+            first = ex.claim.previous_fingerprint is None  # the run's first execution
+            self._replayed = Counter() if first else Counter(
+                logs.body_lines_of_attempt(ex.conn, ex.run_id, ex.attempt))
+        if self._replayed[(level, text)] > 0:
+            self._replayed[(level, text)] -= 1
+            return True
+        return False
 
     def log(self, level: int, msg: object, *args: Any, exc_info: Any = None) -> None:
         from sylphrun.runtime.steps import current_scope
@@ -36,10 +55,13 @@ class RunLog:
         ex = self._ex
         from sylphrun.runtime.steps import journal_guard
 
+        step_key = scope.step_key if scope else None
+        level_name = logging.getLevelName(level)
         with journal_guard():
-            store.append_log(ex.conn, ex.run_id, level=logging.getLevelName(level),
-                             message=text, step_key=scope.step_key if scope else None,
-                             now=ex.now(), epoch=ex.epoch)
+            if step_key is None and self._replays_a_journaled_line(level_name, text):
+                return
+            store.append_log(ex.conn, ex.run_id, level=level_name, message=text,
+                             step_key=step_key, now=ex.now(), epoch=ex.epoch)
         if _python_log.isEnabledFor(level):
             _python_log.log(level, "[%s %s] %s", ex.task.id, ex.run_id, text)
 

@@ -22,6 +22,7 @@ from sylphrun.errors import (
     NotJSONSerializable,
     StepFailed,
     doom_error,
+    timeout_error,
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
@@ -57,7 +58,8 @@ async def execute(ex: Execution) -> str:
             output = await _call_task_and_drain(ex, ctx)
             if ex.suspending:
                 raise Suspend()
-            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}")
+            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
+                                      limit=ex.max_output)
         except NotJSONSerializable as exc:
             return await _fail_attempt(ex, exc, fatal=True)
         except StepDiverged as exc:
@@ -275,7 +277,7 @@ def _arm_timeout(ex: Execution) -> asyncio.TimerHandle | None:
     body = asyncio.current_task()
 
     def expire() -> None:
-        ex.doom = f"TaskTimeout: task {ex.task.id!r} exceeded its timeout of {timeout:g} s"
+        ex.doom = timeout_error(ex.task.id, timeout)
         tasks = [t for t in ex.running.values() if t is not None and not t.done()]
         if ex.thread_steps or not (tasks or ex.task.is_async):
             # A plain `def` body between steps is in a thread too. Cancelling the future

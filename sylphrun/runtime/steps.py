@@ -128,7 +128,7 @@ class Execution:
     def __init__(
         self, conn: Connection, claim: store.Claim, task: Task, *,
         threads: Executor, on_ready_work: Callable[..., None] = lambda peers=False: None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time, max_output: int = codec.DEFAULT_MAX_OUTPUT,
     ) -> None:
         self.conn = conn
         self.claim = claim
@@ -142,6 +142,8 @@ class Execution:
         self.body_threads: Executor = threads
         self.on_ready_work = on_ready_work
         self.clock = clock
+        # The config's `max_step_output`: a larger result fails its step, not retried.
+        self.max_output = max_output
         self.loop = asyncio.get_running_loop()
         self.journal: dict[str, JournaledStep] = replay_state(conn, claim.run_id)
         self._next_seq = max((s.seq for s in self.journal.values()), default=0)
@@ -327,7 +329,8 @@ class Execution:
             store.append_log(self.conn, self.run_id, level="WARNING",
                              message=codec.clean_text(message), step_key=None, now=self.now(),
                              epoch=self.epoch)
-        logging.getLogger("sylphrun.worker").warning("run %s: %s", self.run_id, message)
+        # INFO: the journaled line is the warning (`dev --no-tui` prints it in its format).
+        logging.getLogger("sylphrun.worker").info("run %s: %s", self.run_id, message)
 
     # -- events for readers -------------------------------------------------------------
 
@@ -583,7 +586,7 @@ async def _run_step(
             result = await result
         if ex.suspending:
             raise Suspend()
-        output = codec.dumps(result, what=f"step {key!r} result")
+        output = codec.dumps(result, what=f"step {key!r} result", limit=ex.max_output)
     except asyncio.CancelledError:
         if ex.doom is not None and not ex.suspending:
             # The run hit its timeout while this async step ran: the step fails with it.

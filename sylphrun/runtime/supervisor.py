@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
-from sylphrun.errors import JournalError
+from sylphrun.errors import JournalError, timeout_error
 from sylphrun.journal import Connection, queries, store
 from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.ids import new_worker_id
@@ -423,8 +423,8 @@ class Supervisor:
             if wp is None or wp.killed_on_purpose:
                 continue
             if not store.doom_run(self.conn, run_id, worker_id=worker_id, error=(
-                    f"TaskTimeout: task {task_id!r} exceeded its timeout; its worker was replaced "
-                    "to stop code that did not return"), now=time.time()):
+                    f"{timeout_error(task_id)}; its worker was replaced to stop code that "
+                    "did not return"), now=time.time()):
                 continue  # it finished (or moved on) since we looked
             self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
             wp.killed_on_purpose = True

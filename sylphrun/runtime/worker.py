@@ -44,6 +44,10 @@ def journal_gone_message(path: object) -> str:
     return (f"the journal {path} was deleted or replaced while the workers ran on it; "
             "stopping (start again to use a new journal)")
 
+# Set to "0" in the environment: run logs (`ctx.log`) are journaled only, not also
+# echoed to the worker's stderr.
+ECHO_RUN_LOGS = "SYLPHRUN_ECHO_RUN_LOGS"
+
 
 @dataclass(frozen=True)
 class WorkerSettings:
@@ -90,6 +94,9 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
         os.close(fd)
     logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
                         format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    if os.environ.get(ECHO_RUN_LOGS) == "0":
+        # `dev --no-tui` prints the journaled run logs in its own line format already.
+        logging.getLogger("sylphrun.run").disabled = True
     try:
         tasks = discover(settings.config)
     except SylphrunError as exc:
@@ -202,7 +209,8 @@ class Worker:
         task = self.tasks[claim.task_id]
         try:
             ex = Execution(self.conn, claim, task, threads=RunThreads(self.step_threads),
-                           on_ready_work=self._ready_work)
+                           on_ready_work=self._ready_work,
+                           max_output=self.settings.config.max_step_output)
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
             store.requeue_after_error(self.conn, claim.run_id, claim.epoch,

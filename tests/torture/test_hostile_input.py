@@ -154,6 +154,12 @@ REFUSED = [
     ("payload-not-utf8", ["trigger", "hello", "--payload", '{"a": "caf\udce9"}'], None,
      ["not valid UTF-8"]),
     ("payload-nested-50000", ["trigger", "hello", "--payload", DEEP], None, ["nested too deeply"]),
+    # Readable here, but deeper than a resumed run could read back (issue 11 item 7).
+    ("payload-nested-600", ["trigger", "hello", "--payload", '{"a": ' + "[" * 600 + "]" * 600 + "}"],
+     None, ["nested more than 512 levels"]),
+    ("payload-empty", ["trigger", "hello", "--payload", ""], None, ["--payload is empty"]),
+    ("payload-empty-stdin", ["trigger", "hello", "--payload", "-"], b"", ["--payload is empty"]),
+    ("runs-unknown-task", ["runs", "--task", "helo"], None, ["unknown task 'helo'"]),
     ("payload-2mb-stdin", ["trigger", "hello", "--payload", "-"],
      b'{"a": "' + b"x" * 2_000_000 + b'"}', ["limit is 1,000,000"]),
     ("payload-stdin-not-json", ["trigger", "hello", "--payload", "-"], b"\xff\xfe{",
@@ -247,11 +253,18 @@ def test_task_module_that_raises_at_import(hostile, tmp_path):
     assert not (root / ".sylphrun").exists()
 
 
-def test_config_with_a_wrong_type(hostile, tmp_path):
+@pytest.mark.parametrize(("setting", "fragment"), [
+    ('workers = "two"', "'workers' must be int"),
+    ('tasks = "tasks"', "'tasks' must be a list"),
+    ('max_step_output = "lots"', "'max_step_output' must be a size"),
+    ("max_step_output = 10", "between 1KB and 512MB"),
+])
+def test_config_with_a_wrong_type(hostile, tmp_path, setting, fragment):
     root = _journal_copy(hostile, tmp_path)
     before = _dump(root / ".sylphrun" / "journal.db")
-    (root / "sylphrun.toml").write_text('tasks = ["tasks"]\nworkers = "two"\n')
-    assert_one_line_error(hostile.cli("trigger", "hello", root=root), "'workers' must be int")
+    text = 'tasks = ["tasks"]\n' if not setting.startswith("tasks") else ""
+    (root / "sylphrun.toml").write_text(text + setting + "\n")
+    assert_one_line_error(hostile.cli("trigger", "hello", root=root), fragment)
     assert _dump(root / ".sylphrun" / "journal.db") == before
 
 
