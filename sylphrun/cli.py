@@ -165,20 +165,22 @@ def trigger(
         if conn is None:
             conn = _open_journal(config, create=True)
         run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
-        if not created:  # every time, --wait and --json too: the run may be hours old
-            notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
-        for message in notes:
-            _note(message)
-        if not wait and timeout is None:
-            if as_json:
-                from sylphrun.render import dumps  # rich: only where it is needed
-
-                typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
-                                  "created": created}, indent=None))
-            else:
-                typer.echo(run_id)
-            return
+        # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
+        # must say that it goes on, not exit silently.
         try:
+            if not created:  # every time, --wait and --json too: the run may be hours old
+                notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
+            for message in notes:
+                _note(message)
+            if not wait and timeout is None:
+                if as_json:
+                    from sylphrun.render import dumps  # rich: only where it is needed
+
+                    typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
+                                      "created": created}, indent=None))
+                else:
+                    typer.echo(run_id)
+                return
             _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
         except KeyboardInterrupt:
             typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})",

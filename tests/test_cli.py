@@ -317,13 +317,19 @@ def test_ctrl_c_on_trigger_wait_says_the_run_goes_on(project):
                             text=True)
     conn = None
     try:
-        wait_until(lambda: journal_file(project).exists(), timeout=30, message="journal")
+        # Interrupt once it waits (it says so: no workers run here), not while it starts.
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if "no workers are running" in line:
+                break
         from sylphrun.journal import queries
 
         conn = project.journal()
-        [run] = wait_until(lambda: queries.list_runs(conn), timeout=30, message="the run")
+        [run] = queries.list_runs(conn)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=30)
+        err = "".join(seen) + err
     finally:
         if proc.poll() is None:
             proc.kill()

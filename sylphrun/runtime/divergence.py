@@ -71,7 +71,7 @@ def args_hash(args: tuple, kwargs: dict, run_id: str) -> str | None:
     else:
         try:
             text = _CANONICAL.encode((args, kwargs))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):  # not JSON, or nested past reading
             return None
     text = text.replace(run_id, "\0run")
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=6).hexdigest()
