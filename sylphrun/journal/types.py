@@ -3,7 +3,8 @@
 Nothing here knows SQL or a database driver: a second backend (PostgreSQL) builds the same
 records from its rows. The older types are still defined beside the SQLite code that builds
 them (`transitions.RunSpec`, `lifecycle.Claim`, `queries.JournaledStep` ...) and only named
-here; moving their definitions here, with re-exports left behind, is for the session that
+here, with the journal's policy constants (`MAX_CRASHES`, `UNKNOWN_TASK_GRACE`) and the
+feed's kinds and levels; moving their definitions here, with re-exports left behind, is for the session that
 switches the callers over, once the split of `queries` has landed.
 """
 
@@ -12,10 +13,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from sylphrun.journal.fence import LeaseLost
-from sylphrun.journal.lifecycle import Claim, TaskTerms
-from sylphrun.journal.logs import LogRecord
-from sylphrun.journal.queries import JournaledStep, RunSummary, StepChange
-from sylphrun.journal.transitions import RunSpec
+from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE, Claim, TaskTerms
+from sylphrun.journal.logs import NOTABLE_LEVELS, LogRecord
+from sylphrun.journal.queries import STATE_CHANGE_KINDS, JournaledStep, RunSummary, StepChange
+from sylphrun.journal.transitions import MAX_CRASHES, RunSpec
 
 
 class Event(NamedTuple):
@@ -63,6 +64,10 @@ class Created(NamedTuple):
 
 
 __all__ = [
+    "MAX_CRASHES",
+    "NOTABLE_LEVELS",
+    "STATE_CHANGE_KINDS",
+    "UNKNOWN_TASK_GRACE",
     "Claim",
     "Created",
     "Event",

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from journal_helpers import LEASE, terms
 
+from journal.helpers import LEASE, terms
 from sylphrun.journal import Journal, RunSpec, open_journal
 from sylphrun.journal.types import Claim
 

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from journal_helpers import LEASE, complete_step, finish, start_step, terms
 
+from journal.helpers import LEASE, complete_step, finish, start_step, terms
 from sylphrun import model
 from sylphrun.errors import (
     IdempotencyConflict,

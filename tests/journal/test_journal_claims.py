@@ -4,12 +4,11 @@ that keeps a worker whose lease was taken over from writing."""
 from __future__ import annotations
 
 import pytest
-from journal_helpers import LEASE, complete_step, finish, start_step, terms
 
+from journal.helpers import LEASE, complete_step, finish, start_step, terms
 from sylphrun import model
 from sylphrun.journal import RunSpec
-from sylphrun.journal.store import MAX_CRASHES, UNKNOWN_TASK_GRACE
-from sylphrun.journal.types import LeaseLost, TaskTerms
+from sylphrun.journal.types import MAX_CRASHES, UNKNOWN_TASK_GRACE, LeaseLost, TaskTerms
 
 
 def claim(journal, worker="w1", limit=100, *, now, known=None, lease=LEASE):

@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import pytest
-from journal_helpers import complete_step, finish
 
+from journal.helpers import complete_step, finish
 from sylphrun import model
 from sylphrun.errors import UnknownRun
 from sylphrun.journal import RunSpec

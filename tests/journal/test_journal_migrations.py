@@ -4,8 +4,8 @@ usable; one written by a newer sylphrun is refused, untouched."""
 from __future__ import annotations
 
 import pytest
-from journal_helpers import LEASE, finish, terms
 
+from journal.helpers import LEASE, finish, terms
 from sylphrun import model
 from sylphrun.errors import JournalError
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from journal_helpers import complete_step, start_step
 
+from journal.helpers import complete_step, start_step
 from sylphrun import model
 from sylphrun.journal import RunSpec
 

@@ -4,8 +4,8 @@ a sleep wakes at its time (or when a user wakes it), and the children are counte
 from __future__ import annotations
 
 import pytest
-from journal_helpers import LEASE, finish, terms
 
+from journal.helpers import LEASE, finish, terms
 from sylphrun import model
 from sylphrun.errors import InvalidState
 from sylphrun.journal import RunSpec

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-from journal_helpers import LEASE, start_step, terms
-
+from journal.helpers import LEASE, start_step, terms
 from sylphrun import model
-from sylphrun.journal.store import MAX_CRASHES
+from sylphrun.journal.types import MAX_CRASHES
 
 
 def register(journal, worker_id, *, now, pid=100):
