@@ -22,8 +22,11 @@ Contracts every backend keeps (the methods' docstrings refer to them):
   'interrupted' with an attempt saying why.
 - **The change feed.** Every run status change, every step change other than a step's
   start and result (those announce themselves when asked: `notify`), and every log line
-  appends an `Event`, in the transaction that made the change, with an id larger than any
-  before it and visible in id order.
+  appends an `Event`, in the transaction that made the change. Ids become visible in
+  increasing order: once a reader has seen id N, no event with an id <= N appears later.
+  (SQLite's single writer gives this for free; a sequence in PostgreSQL does not, since a
+  transaction can commit after a later one that took a larger id: that backend must
+  serialize event ids with the commit, or cursors skip events.) Log ids likewise.
 - **Errors a user can cause** are named exceptions from `sylphrun.errors`: `UnknownRun`,
   `InvalidState`, `ReplayFromCompensation`, `IdempotencyConflict`; a journal that cannot
   be opened or written raises `JournalError` with one line saying what to do.

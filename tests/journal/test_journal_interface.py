@@ -71,3 +71,22 @@ def test_create_false_refuses_a_missing_journal(tmp_path):
     with pytest.raises(JournalError, match="no journal at"):
         open_journal(tmp_path / "missing.db", create=False)
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_nothing_outside_the_journal_package_imports_sqlite3():
+    import ast
+    from pathlib import Path
+
+    import sylphrun
+
+    root = Path(sylphrun.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.is_relative_to(root / "journal"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "sqlite3" or n.startswith("sqlite3.") for n in names):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
