@@ -3,9 +3,18 @@
 `connection` opens it, `schema` migrates it, `store` writes (the one name for the write
 modules `lifecycle`, `steps`, `user_actions` and `workers`), `queries` reads. Nothing
 outside this package writes SQL, so a PostgreSQL journal can be added beside it later.
+
+`interface.Journal` is what callers may ask of a journal, in domain terms (its reads alone:
+`JournalReader`), and
+`open_journal(target)` opens one (`sqlite_journal.SqliteJournal` today).
 """
 
 from sylphrun.journal.connection import DURABILITY, Connection
+from sylphrun.journal.interface import Journal, JournalReader
+from sylphrun.journal.sqlite_journal import SqliteJournal, open_journal
 from sylphrun.journal.store import LeaseLost, RunSpec
 
-__all__ = ["DURABILITY", "Connection", "LeaseLost", "RunSpec"]
+__all__ = [
+    "DURABILITY", "Connection", "Journal", "JournalReader", "LeaseLost", "RunSpec", "SqliteJournal",
+    "open_journal",
+]

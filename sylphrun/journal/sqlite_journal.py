@@ -1,0 +1,364 @@
+"""The SQLite journal behind the `Journal` interface, and `open_journal`, the one way in.
+
+`SqliteJournal` is thin on purpose: each method hands its `Connection` to the function that
+has always done the work, looked up through `store`, `queries` and `logs` at call time (so a
+test that patches `store.record_step_start` still reaches it). The contracts are in
+`interface`; the SQL stays where it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+
+from sylphrun import model
+from sylphrun.errors import JournalError
+from sylphrun.journal import lifecycle, logs, queries, store, workers
+from sylphrun.journal.connection import Connection
+from sylphrun.journal.interface import Journal
+from sylphrun.journal.types import (
+    Claim,
+    Created,
+    Event,
+    JournaledStep,
+    LeaseHolder,
+    LogRecord,
+    OverdueRun,
+    RunSpec,
+    RunSummary,
+    StateChange,
+    StepChange,
+    TaskTerms,
+)
+
+# Targets naming a journal server rather than a file: refused until a backend serves them.
+_SERVER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def open_journal(target: str | os.PathLike[str], *, durability: str = "normal",
+                 create: bool = True) -> Journal:
+    """The journal at `target`: a file path today (created and migrated as needed, unless
+    `create=False`); a `postgresql://` URL is refused with a one-line `JournalError`."""
+    text = os.fspath(target)
+    if text.startswith(_SERVER_SCHEMES):
+        raise JournalError(
+            "a PostgreSQL journal is not supported yet; set `journal` in the config to a file "
+            "path (e.g. .sylphrun/journal.db)"
+        )
+    return SqliteJournal(Connection(text, durability=durability, create=create))
+
+
+class SqliteJournal:
+    """A `Journal` on one SQLite file, through one `Connection` (thread-safe, see there)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn  # for callers not switched to the interface yet
+
+    # -- the handle ----------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        return str(self.conn.path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def replaced(self) -> bool:
+        return self.conn.file_replaced()
+
+    def schema_version(self) -> int:
+        with self.conn.read() as db:
+            return db.execute("PRAGMA user_version").fetchone()[0]
+
+    def check_integrity(self) -> str:
+        return queries.integrity_check(self.conn)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def enqueue_runs(self, specs: Sequence[RunSpec], now: float) -> list[Created]:
+        return [Created(*r) for r in store.enqueue_runs(self.conn, specs, now)]
+
+    def enqueue_children(
+        self, run_id: str, epoch: int, specs: Sequence[RunSpec], now: float
+    ) -> list[Created]:
+        return [Created(*r) for r in store.enqueue_children(self.conn, run_id, epoch, specs, now)]
+
+    def claim_runs(
+        self, worker_id: str, limit: int, *, lease_seconds: float,
+        known_tasks: Mapping[str, TaskTerms], now: float,
+    ) -> tuple[list[Claim], list[str]]:
+        return store.claim_runs(self.conn, worker_id, limit, lease_seconds=lease_seconds,
+                                known_tasks=known_tasks, now=now)
+
+    def keyed_batch_children(self, run_id: str, step_key: str) -> list[str]:
+        return lifecycle.keyed_batch_children(self.conn, run_id, step_key)
+
+    def suspend_run(
+        self, run_id: str, epoch: int, *, children: Sequence[str], wake_at: float | None,
+        now: float,
+    ) -> None:
+        store.suspend_run(self.conn, run_id, epoch, children=children, wake_at=wake_at, now=now)
+
+    def release_run(self, run_id: str, epoch: int, now: float) -> None:
+        store.release_run(self.conn, run_id, epoch, now)
+
+    def requeue_after_error(self, run_id: str, epoch: int, *, error: str, now: float) -> bool:
+        return store.requeue_after_error(self.conn, run_id, epoch, error=error, now=now)
+
+    def finish_run(
+        self, run_id: str, epoch: int, *, status: str, output: str | None, error: str | None,
+        traceback: str | None, now: float,
+    ) -> None:
+        store.finish_run(self.conn, run_id, epoch, status=status, output=output, error=error,
+                         traceback=traceback, now=now)
+
+    def schedule_retry(
+        self, run_id: str, epoch: int, *, error: str, traceback: str | None, retry_at: float,
+        now: float,
+    ) -> None:
+        store.schedule_retry(self.conn, run_id, epoch, error=error, traceback=traceback,
+                             retry_at=retry_at, now=now)
+
+    # -- steps and logs --------------------------------------------------------------------
+
+    def record_step_start(
+        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+        run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+        args_hash: str | None = None,
+    ) -> None:
+        store.record_step_start(self.conn, run_id, epoch, key=key, name=name, kind=kind, seq=seq,
+                                run_attempt=run_attempt, now=now, notify=notify, fn=fn,
+                                args_hash=args_hash)
+
+    def record_step_result(
+        self, run_id: str, epoch: int, *, key: str, output: str, now: float,
+        compensate: str | None = None, notify: bool = True,
+    ) -> None:
+        store.record_step_result(self.conn, run_id, epoch, key=key, output=output, now=now,
+                                 compensate=compensate, notify=notify)
+
+    def note_step_change(
+        self, run_id: str, epoch: int, *, key: str, status: str, now: float
+    ) -> None:
+        store.note_step_change(self.conn, run_id, epoch, key=key, status=status, now=now)
+
+    def record_step_failure(
+        self, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
+        retry_at: float | None, fatal: bool = False, now: float,
+    ) -> None:
+        store.record_step_failure(self.conn, run_id, epoch, key=key, error=error,
+                                  traceback=traceback, retry_at=retry_at, fatal=fatal, now=now)
+
+    def record_step_interrupted(
+        self, run_id: str, epoch: int, *, key: str, reason: str, now: float
+    ) -> None:
+        store.record_step_interrupted(self.conn, run_id, epoch, key=key, reason=reason, now=now)
+
+    def record_step_waiting(
+        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+        run_attempt: int, output: str, now: float,
+    ) -> None:
+        store.record_step_waiting(self.conn, run_id, epoch, key=key, name=name, kind=kind,
+                                  seq=seq, run_attempt=run_attempt, output=output, now=now)
+
+    def record_completed_step(
+        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
+        run_attempt: int, output: str, started_at: float, now: float,
+    ) -> None:
+        store.record_completed_step(self.conn, run_id, epoch, key=key, name=name, kind=kind,
+                                    seq=seq, run_attempt=run_attempt, output=output,
+                                    started_at=started_at, now=now)
+
+    def record_trigger_step(
+        self, run_id: str, epoch: int, *, key: str, name: str, seq: int, run_attempt: int,
+        specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+        list_children: bool = True,
+    ) -> tuple[list[str], str]:
+        return store.record_trigger_step(self.conn, run_id, epoch, key=key, name=name, seq=seq,
+                                         run_attempt=run_attempt, specs=specs,
+                                         output_of=output_of, now=now,
+                                         list_children=list_children)
+
+    def mark_step_diverged(self, run_id: str, epoch: int, *, key: str, error: str | None) -> None:
+        store.mark_step_diverged(self.conn, run_id, epoch, key=key, error=error)
+
+    def record_divergence(
+        self, run_id: str, epoch: int, *, key: str, error: str, now: float
+    ) -> None:
+        store.record_divergence(self.conn, run_id, epoch, key=key, error=error, now=now)
+
+    def append_log(
+        self, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+        epoch: int | None = None,
+    ) -> None:
+        store.append_log(self.conn, run_id, level=level, message=message, step_key=step_key,
+                         now=now, epoch=epoch)
+
+    # -- workers and tasks -----------------------------------------------------------------
+
+    def register_worker(
+        self, worker_id: str, *, pid: int, host: str, supervisor_pid: int | None,
+        wake_addr: str | None, now: float,
+    ) -> None:
+        store.register_worker(self.conn, worker_id, pid=pid, host=host,
+                              supervisor_pid=supervisor_pid, wake_addr=wake_addr, now=now)
+
+    def heartbeat(
+        self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
+    ) -> list[str]:
+        return store.heartbeat(self.conn, worker_id, held, lease_seconds=lease_seconds, now=now)
+
+    def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
+        return workers.renew_leases_for(self.conn, worker_id, lease_seconds=lease_seconds,
+                                        now=now)
+
+    def unregister_worker(self, worker_id: str, now: float) -> None:
+        store.unregister_worker(self.conn, worker_id, now)
+
+    def release_worker_runs(
+        self, worker_id: str, *, reason: str, crashed: bool, now: float
+    ) -> tuple[list[str], list[str]]:
+        return store.release_worker_runs(self.conn, worker_id, reason=reason, crashed=crashed,
+                                         now=now)
+
+    def doom_run(self, run_id: str, *, error: str, now: float,
+                 worker_id: str | None = None) -> bool:
+        return store.doom_run(self.conn, run_id, error=error, now=now, worker_id=worker_id)
+
+    def register_tasks(
+        self, records: Sequence[model.TaskRecord], *, registered_by: str,
+        project_dir: str | None, now: float,
+    ) -> bool:
+        return store.register_tasks(self.conn, records, registered_by=registered_by,
+                                    project_dir=project_dir, now=now)
+
+    # -- user actions ----------------------------------------------------------------------
+
+    def cancel_run(self, run_id: str, now: float) -> list[str]:
+        return store.cancel_run(self.conn, run_id, now)
+
+    def retry_run(self, run_id: str, now: float) -> None:
+        store.retry_run(self.conn, run_id, now)
+
+    def replay_run(self, run_id: str, *, from_step: str | None, now: float) -> str:
+        return store.replay_run(self.conn, run_id, from_step=from_step, now=now)
+
+    def wake_run(self, run_id: str, now: float) -> str:
+        return store.wake_run(self.conn, run_id, now)
+
+    # -- reads: runs -----------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> model.Run:
+        return queries.get_run(self.conn, run_id)
+
+    def resolve_run_id(self, prefix: str) -> str:
+        return queries.resolve_run_id(self.conn, prefix)
+
+    def list_runs(
+        self, *, status: str | None = None, task_id: str | None = None,
+        parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+    ) -> list[model.Run]:
+        return queries.list_runs(self.conn, status=status, task_id=task_id,
+                                 parent_run_id=parent_run_id, limit=limit,
+                                 top_level_only=top_level_only)
+
+    def children_of(self, run_id: str) -> list[model.Run]:
+        return queries.children_of(self.conn, run_id)
+
+    def run_fields(self, run_id: str) -> tuple[int, str | None]:
+        return queries.run_fields(self.conn, run_id)
+
+    def run_results(self, run_ids: Sequence[str]) -> dict[str, model.RunResult]:
+        return queries.run_results(self.conn, run_ids)
+
+    def children_results(self, parent_run_id: str) -> dict[str, model.RunResult | None]:
+        return queries.children_results(self.conn, parent_run_id)
+
+    def run_attempts(self, run_id: str) -> list[model.RunAttempt]:
+        return queries.run_attempts(self.conn, run_id)
+
+    def status_counts(self) -> dict[str, int]:
+        return queries.status_counts(self.conn)
+
+    def next_ready_at(self) -> float | None:
+        return queries.next_ready_at(self.conn)
+
+    def has_ready_work(self, now: float) -> bool:
+        return queries.has_ready_work(self.conn, now)
+
+    def lease_states(self, run_ids: Sequence[str]) -> dict[str, tuple[int, str]]:
+        return queries.lease_states(self.conn, run_ids)
+
+    def lease_holder(self, run_id: str) -> LeaseHolder | None:
+        found = queries.lease_holder(self.conn, run_id)
+        return None if found is None else LeaseHolder(*found)
+
+    def overdue_runs(self, worker_ids: Sequence[str], *, now: float) -> list[OverdueRun]:
+        return [OverdueRun(*r) for r in queries.overdue_runs(self.conn, worker_ids, now=now)]
+
+    # -- reads: steps and logs -------------------------------------------------------------
+
+    def steps_of(self, run_id: str, *, with_attempts: bool = True) -> list[model.Step]:
+        return queries.steps_of(self.conn, run_id, with_attempts=with_attempts)
+
+    def replay_state(self, run_id: str) -> dict[str, JournaledStep]:
+        return queries.replay_state(self.conn, run_id)
+
+    def step_tries_in_attempt(self, run_id: str, step_key: str, run_attempt: int) -> int:
+        return queries.step_tries_in_attempt(self.conn, run_id, step_key, run_attempt)
+
+    def steps_changed_since(self, run_id: str, since: float,
+                            key: str | None = None) -> list[StepChange]:
+        return queries.steps_changed_since(self.conn, run_id, since, key)
+
+    def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
+        return queries.logs_of(self.conn, run_id, after_id=after_id)
+
+    def log_lines_after(self, run_id: str, after_id: int = 0,
+                        limit: int = 5_000) -> list[tuple[int, model.LogLine]]:
+        return queries.log_lines_after(self.conn, run_id, after_id, limit)
+
+    def body_lines_of_attempt(self, run_id: str, attempt: int) -> list[tuple[str, str]]:
+        return logs.body_lines_of_attempt(self.conn, run_id, attempt)
+
+    # -- reads: workers and tasks ----------------------------------------------------------
+
+    def live_workers(self, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
+        return queries.live_workers(self.conn, now=now, stale_after=stale_after)
+
+    def registered_tasks(self) -> dict[str, model.TaskRecord]:
+        return queries.registered_tasks(self.conn)
+
+    # -- reads for the dashboard -----------------------------------------------------------
+
+    def run_summaries(self, *, limit: int = 50_000,
+                      parent_run_id: str | None = None) -> list[RunSummary]:
+        return queries.run_summaries(self.conn, limit=limit, parent_run_id=parent_run_id)
+
+    def run_summaries_by_ids(self, run_ids: Sequence[str]) -> list[RunSummary]:
+        return queries.run_summaries_by_ids(self.conn, run_ids)
+
+    def runs_with_payload_text(self, text: str, *, limit: int = 1_000,
+                               run_ids: Sequence[str] | None = None) -> list[str]:
+        return queries.runs_with_payload_text(self.conn, text, limit=limit, run_ids=run_ids)
+
+    # -- the change feed -------------------------------------------------------------------
+
+    def last_event_id(self) -> int:
+        return queries.last_event_id(self.conn)
+
+    def events_since(self, after_id: int, limit: int = 10_000) -> list[Event]:
+        return list(map(Event._make, queries.events_since(self.conn, after_id, limit)))
+
+    def run_state_changes(self, run_id: str, *, up_to: int) -> list[StateChange]:
+        return list(map(StateChange._make, queries.run_state_changes(self.conn, run_id,
+                                                                     up_to=up_to)))
+
+    def last_log_id(self) -> int:
+        return logs.last_log_id(self.conn)
+
+    def notable_logs_since(self, after_id: int, limit: int = 1000) -> list[LogRecord]:
+        return logs.notable_logs_since(self.conn, after_id, limit)
+
+    def change_token(self) -> int:
+        return self.conn.data_version()

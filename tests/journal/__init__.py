@@ -1,0 +1,1 @@
+"""The journal suite, one for every backend (see conftest.py)."""
