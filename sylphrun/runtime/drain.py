@@ -22,7 +22,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sylphrun.runtime.steps import Execution
+    from sylphrun.runtime.execution import Execution
 
 
 async def drain(ex: Execution) -> None:

@@ -26,17 +26,13 @@ from sylphrun.errors import (
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
+from sylphrun.runtime.divergence import note_finished
 from sylphrun.runtime.drain import drain
+from sylphrun.runtime.execution import Execution
+from sylphrun.runtime.failures import error_text, user_traceback
+from sylphrun.runtime.scope import Scope, current_scope
 from sylphrun.runtime.signals import JournalFailed, Release, StepDiverged, Suspend
-from sylphrun.runtime.steps import (
-    COMPENSATION_RETRY,
-    Execution,
-    Scope,
-    current_scope,
-    error_text,
-    run_step,
-    user_traceback,
-)
+from sylphrun.runtime.steps import COMPENSATION_RETRY, run_step
 
 log = logging.getLogger("sylphrun.worker")
 
@@ -81,7 +77,7 @@ async def execute(ex: Execution) -> str:
             if ex.suspending:  # user code swallowed the suspension and failed otherwise
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-        ex.note_finished()
+        note_finished(ex)
         store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
                          output=output_json, error=None, traceback=None, now=ex.now())
         return "completed"
@@ -104,7 +100,7 @@ async def execute(ex: Execution) -> str:
     finally:
         if timer is not None:
             timer.cancel()
-        ex.end_notices()
+        ex.notices.end()
         current_scope.reset(token)
 
 
