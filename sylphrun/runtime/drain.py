@@ -34,6 +34,14 @@ async def drain(ex: Execution) -> None:
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     ex.draining = True
+    await until_no_step_runs(ex)
+
+
+async def until_no_step_runs(ex: Execution) -> None:
+    """Return once no step of `ex` is running but the caller's own. Also the hand-back's
+    wait (`Release`): a release raised in one branch of a gather reaches the body while
+    the other branches' steps still run; released under them, they would run again
+    elsewhere. Each step finishing wakes this (`Execution.step_finished`)."""
     me = asyncio.current_task()
     while any(t is not me for t in ex.running.values()):
         ex.drained = ex.loop.create_future()

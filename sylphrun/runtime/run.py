@@ -27,7 +27,7 @@ from sylphrun.errors import (
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
 from sylphrun.runtime.divergence import note_finished
-from sylphrun.runtime.drain import drain
+from sylphrun.runtime.drain import drain, until_no_step_runs
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text, user_traceback
 from sylphrun.runtime.scope import Scope, current_scope
@@ -44,51 +44,13 @@ async def execute(ex: Execution) -> str:
     token = current_scope.set(Scope(ex, None))
     timer = _arm_timeout(ex)
     try:
-        try:
-            if ex.doom is not None and not any(
-                s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
-            ):
-                # Its worker was replaced (or died) while the task function itself, not a
-                # step, was stuck: replaying it would only get stuck there again.
-                raise doom_error(ex.doom)
-            output = await _call_task_and_drain(ex, ctx)
-            if ex.suspending:
-                raise Suspend()
-            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
-                                      limit=ex.max_output)
-        except NotJSONSerializable as exc:
-            return await _fail_attempt(ex, exc, fatal=True)
-        except StepDiverged as exc:
-            return _stop_diverged(ex, exc)
-        except Suspend:
-            return _suspend(ex)
-        except Release:
-            await _let_in_flight_steps_finish(ex)
-            store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
-            return "released"
-        except store.LeaseLost:
-            return "lost"
-        except asyncio.CancelledError:
-            if ex.doom is None:
-                raise
-            exc = doom_error(ex.doom)
-            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-        except Exception as exc:
-            if ex.suspending:  # user code swallowed the suspension and failed otherwise
-                return _suspend(ex)
-            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-        note_finished(ex)
-        store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
-                         output=output_json, error=None, traceback=None, now=ex.now())
-        return "completed"
+        return await _run_and_settle(ex, ctx)
     except store.LeaseLost:
         return "lost"
     except Suspend:
         return _suspend(ex)
     except Release:
-        await _let_in_flight_steps_finish(ex)
-        store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
-        return "released"
+        return await _release(ex)
     except JournalFailed as exc:
         # Back to the queue as after a crash (a step whose result could not be journaled
         # runs again, with the same idempotency key); failed after MAX_CRASHES. If this
@@ -102,6 +64,45 @@ async def execute(ex: Execution) -> str:
             timer.cancel()
         ex.notices.end()
         current_scope.reset(token)
+
+
+async def _run_and_settle(ex: Execution, ctx: Context) -> str:
+    """The task function and the drain, then the journal's verdict on how they ended."""
+    try:
+        if ex.doom is not None and not any(
+            s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
+        ):
+            # Its worker was replaced (or died) while the task function itself, not a
+            # step, was stuck: replaying it would only get stuck there again.
+            raise doom_error(ex.doom)
+        output = await _call_task_and_drain(ex, ctx)
+        if ex.suspending:
+            raise Suspend()
+        output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
+                                  limit=ex.max_output)
+    except NotJSONSerializable as exc:
+        return await _fail_attempt(ex, exc, fatal=True)
+    except StepDiverged as exc:
+        return _stop_diverged(ex, exc)
+    except Suspend:
+        return _suspend(ex)
+    except Release:
+        return await _release(ex)
+    except store.LeaseLost:
+        return "lost"
+    except asyncio.CancelledError:
+        if ex.doom is None:
+            raise
+        exc = doom_error(ex.doom)
+        return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+    except Exception as exc:
+        if ex.suspending:  # user code swallowed the suspension and failed otherwise
+            return _suspend(ex)
+        return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+    note_finished(ex)
+    store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
+                     output=output_json, error=None, traceback=None, now=ex.now())
+    return "completed"
 
 
 async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
@@ -138,15 +139,13 @@ async def _call_task(ex: Execution, ctx: Context) -> Any:
     return await ex.loop.run_in_executor(ex.body_threads, cv.run, fn, payload, ctx)
 
 
-async def _let_in_flight_steps_finish(ex: Execution) -> None:
-    """A hand-back (`Release`) raised in one branch of a gather reaches the body while the
-    other branches' steps still run: released under them, they ran again elsewhere. Let
-    them finish and journal first (each then meets `Release` at its next step); the
-    worker's shutdown grace bounds the wait."""
-    me = asyncio.current_task()
-    running = [t for t in ex.running.values() if t is not None and t is not me and not t.done()]
-    if running:
-        await asyncio.wait(running)
+async def _release(ex: Execution) -> str:
+    """Hand the run back (the worker is stopping), once its steps in flight have finished
+    and journaled (each then meets `Release` at its next step); the worker's shutdown
+    grace bounds the wait."""
+    await until_no_step_runs(ex)
+    store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
+    return "released"
 
 
 def _is_fatal(exc: BaseException) -> bool:
