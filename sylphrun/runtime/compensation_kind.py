@@ -7,20 +7,19 @@ chain is searched.
 
 `sys.exc_info()` sees the `except` block the caller is in, but not across a task boundary:
 a task that `asyncio.gather` creates inside the block starts with no exception being
-handled. The worker loop's `task_factory` carries the fact into such tasks through their
-context.
+handled. The worker loop's task factory carries the fact into such tasks through their
+context (`carry_compensating`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import sys
 from typing import Any
 
 from sylphrun.errors import ChildRunFailed, StepFailed
 
-# Set in the context of tasks created inside an `except` block (see `task_factory`).
+# Set in the context of tasks created inside an `except` block (see `carry_compensating`).
 _compensating: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "sylphrun_compensating", default=False
 )
@@ -51,11 +50,12 @@ def handling_failure() -> bool:
     return _compensating.get() or handling_step_failure()
 
 
-def task_factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
-    """The worker loop's task factory: a task created while a step failure is being handled
-    (the saga's `except` block gathering undo helpers) runs its steps as compensation."""
+def carry_compensating(task_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of a task being created, with a context that marks its steps
+    as compensation when its creator is handling a step failure (the saga's `except` block
+    gathering undo helpers). Called by the worker loop's task factory."""
     if not _compensating.get() and handling_step_failure():
-        context = kwargs.get("context") or contextvars.copy_context()
+        context = task_kwargs.get("context") or contextvars.copy_context()
         context.run(_compensating.set, True)
-        kwargs["context"] = context
-    return asyncio.Task(coro, loop=loop, **kwargs)
+        task_kwargs["context"] = context
+    return task_kwargs

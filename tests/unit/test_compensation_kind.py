@@ -9,8 +9,8 @@ from sylphrun.runtime.compensation_kind import (
     handling_failure,
     handling_step_failure,
     is_step_failure,
-    task_factory,
 )
+from sylphrun.runtime.task_factory import task_factory
 
 
 def _failed() -> StepFailed:
