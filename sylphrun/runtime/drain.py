@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 async def drain(ex: Execution) -> None:
     """Return once no step of `ex` is running (a step blocked on a child or a timer ends
     with the run's suspension, which the barrier raises once all of them are blocked)."""
-    # Two loop turns first: a step the function launched just before it ended
-    # (`asyncio.ensure_future(ctx.step.run(...))`, then `return`) gets to start, and is
-    # then waited for like the others, rather than refused.
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    # A step the function launched just before it ended (`asyncio.ensure_future(
+    # ctx.step.run(...))`, then `return`) gets to start, and is then waited for like the
+    # others, rather than refused: the barrier counts the run's tasks not yet started.
+    while ex.barrier.starting:
+        await asyncio.sleep(0)
     ex.draining = True
     await until_no_step_runs(ex)
 

@@ -40,11 +40,48 @@ log = logging.getLogger("sylphrun.worker")
 async def execute(ex: Execution) -> str:
     """Run the task function for this claim and journal the outcome; returns it as a word
     ("completed", "failed", "retry", "suspended", "released", "lost") for the worker's log."""
+    # One function, two `try`s, not two functions: the task function runs below this
+    # frame, and a frame more leaves a step's deeply nested result fewer levels before
+    # the encoder's recursion limit (tests/torture/test_limits.py reaches it).
     ctx = Context(ex)
     token = current_scope.set(Scope(ex, None))
     timer = _arm_timeout(ex)
     try:
-        return await _run_and_settle(ex, ctx)
+        try:
+            if ex.doom is not None and not any(
+                s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
+            ):
+                # Its worker was replaced (or died) while the task function itself, not a
+                # step, was stuck: replaying it would only get stuck there again.
+                raise doom_error(ex.doom)
+            output = await _call_task_and_drain(ex, ctx)
+            if ex.suspending:
+                raise Suspend()
+            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
+                                      limit=ex.max_output)
+        except NotJSONSerializable as exc:
+            return await _fail_attempt(ex, exc, fatal=True)
+        except StepDiverged as exc:
+            return _stop_diverged(ex, exc)
+        except Suspend:
+            return _suspend(ex)
+        except Release:
+            return await _release(ex)
+        except store.LeaseLost:
+            return "lost"
+        except asyncio.CancelledError:
+            if ex.doom is None:
+                raise
+            exc = doom_error(ex.doom)
+            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+        except Exception as exc:
+            if ex.suspending:  # user code swallowed the suspension and failed otherwise
+                return _suspend(ex)
+            return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
+        note_finished(ex)
+        store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
+                         output=output_json, error=None, traceback=None, now=ex.now())
+        return "completed"
     except store.LeaseLost:
         return "lost"
     except Suspend:
@@ -52,13 +89,7 @@ async def execute(ex: Execution) -> str:
     except Release:
         return await _release(ex)
     except JournalFailed as exc:
-        # Back to the queue as after a crash (a step whose result could not be journaled
-        # runs again, with the same idempotency key); failed after MAX_CRASHES. If this
-        # write fails too, the lease runs out: the heartbeat renews only what executes.
-        log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
-        store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
-                                  now=ex.now())
-        return "journal-error"
+        return _hand_back_after_journal_error(ex, exc)
     finally:
         if timer is not None:
             timer.cancel()
@@ -66,43 +97,14 @@ async def execute(ex: Execution) -> str:
         current_scope.reset(token)
 
 
-async def _run_and_settle(ex: Execution, ctx: Context) -> str:
-    """The task function and the drain, then the journal's verdict on how they ended."""
-    try:
-        if ex.doom is not None and not any(
-            s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
-        ):
-            # Its worker was replaced (or died) while the task function itself, not a
-            # step, was stuck: replaying it would only get stuck there again.
-            raise doom_error(ex.doom)
-        output = await _call_task_and_drain(ex, ctx)
-        if ex.suspending:
-            raise Suspend()
-        output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
-                                  limit=ex.max_output)
-    except NotJSONSerializable as exc:
-        return await _fail_attempt(ex, exc, fatal=True)
-    except StepDiverged as exc:
-        return _stop_diverged(ex, exc)
-    except Suspend:
-        return _suspend(ex)
-    except Release:
-        return await _release(ex)
-    except store.LeaseLost:
-        return "lost"
-    except asyncio.CancelledError:
-        if ex.doom is None:
-            raise
-        exc = doom_error(ex.doom)
-        return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-    except Exception as exc:
-        if ex.suspending:  # user code swallowed the suspension and failed otherwise
-            return _suspend(ex)
-        return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-    note_finished(ex)
-    store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
-                     output=output_json, error=None, traceback=None, now=ex.now())
-    return "completed"
+def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:
+    """Back to the queue as after a crash (a step whose result could not be journaled runs
+    again, with the same idempotency key); failed after MAX_CRASHES. If this write fails
+    too, the lease runs out: the heartbeat renews only what executes."""
+    log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
+    store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
+                              now=ex.now())
+    return "journal-error"
 
 
 async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
