@@ -130,7 +130,18 @@ class WorkerCrashed(NonRetriableError):
     OOM kill, `os._exit`): the run fails at the step it was in, and is not retried."""
 
 
+def split_error_text(text: str) -> tuple[str, str]:
+    """A journaled error (a step's, a run's doom) is `"Type: message"`: its two parts."""
+    error_type, _, message = text.partition(": ")
+    return error_type, message
+
+
+def doom_is_fatal(doom: str) -> bool:
+    """A run doomed by worker crashes is not retried; one doomed by its timeout may be."""
+    return split_error_text(doom)[0] == "WorkerCrashed"
+
+
 def doom_error(doom: str) -> Exception:
     """The exception a doomed run fails with, from the journaled `"Type: message"` text."""
-    kind, _, message = doom.partition(": ")
+    kind, message = split_error_text(doom)
     return WorkerCrashed(message) if kind == "WorkerCrashed" else TaskTimeout(message)

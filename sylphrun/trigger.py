@@ -1,16 +1,11 @@
-"""Triggering runs and waiting for them, outside a run and inside one.
+"""Triggering runs and waiting for them.
 
 Outside a run (a script, the CLI) a trigger just enqueues into the journal and pokes the
-workers. Inside a run it is a journaled step: the children and the completed step are
-written in one transaction, so a retried or resumed parent finds the step and never
-creates its children twice.
+workers. Inside a run it is a journaled step: `runtime.in_run`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from sylphrun import codec, model
+from sylphrun.batching import CHUNK_PAUSE, chunks_of
+from sylphrun.batching import batch_chunk as batch_chunk  # re-exported: bench/batch_children
 from sylphrun.errors import InvalidPayload, JournalError
 from sylphrun.journal import Connection, RunSpec, queries, store
-from sylphrun.journal.lifecycle import keyed_batch_children
+from sylphrun.runtime.scope import current_scope
 
 # Workers heartbeat every 2 s; one missed beat more and we call a worker gone.
 WORKER_STALE_AFTER = 6.0
@@ -37,10 +34,10 @@ class RunHandle:
     async def wait_for_completion(self, timeout: float | None = None) -> model.RunResult:
         """The run's result once it finishes. Inside a run the caller suspends meanwhile
         (no worker slot is held); outside, this polls the journal."""
-        from sylphrun.runtime.steps import current_scope, wait_for_run
-
         scope = current_scope.get()
         if scope is not None:
+            from sylphrun.runtime.children import wait_for_run
+
             return await wait_for_run(scope.execution, self.run_id)
         conn = Connection(self.journal or _script_journal(), create=False)
         try:
@@ -125,34 +122,11 @@ def poke_workers(conn: Connection) -> None:
     poke(w.wake_addr for w in workers)
 
 
-# A large batch is inserted this many runs per transaction: 300k children in one held the
-# write lock for over 10 s, and every other writer (the workers' heartbeats, the
-# supervisor) waited behind it. $SYLPHRUN_BATCH_CHUNK overrides it (the tests' knob).
-BATCH_CHUNK = 5_000
-# The pause after each chunk: a writer that releases the lock and takes it again at once
-# wins the race against the waiters the kernel just woke (a heartbeat waited over 2 s
-# behind a 1M-child batch). 200 chunks: 1 s in all.
-CHUNK_PAUSE = 0.005
-
-
-def batch_chunk() -> int:
-    try:
-        return max(1, int(os.environ.get("SYLPHRUN_BATCH_CHUNK", BATCH_CHUNK)))
-    except ValueError:
-        return BATCH_CHUNK
-
-
-def _chunks(specs: Sequence[RunSpec]) -> list[Sequence[RunSpec]]:
-    size = batch_chunk()
-    return [specs[i:i + size] for i in range(0, len(specs), size)] or [specs]
-
-
 def enqueue(conn: Connection, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
     """Create runs outside any run and wake the workers (a large batch in chunks, each its
     own transaction; the workers start on the first while the next are written)."""
     results: list[tuple[str, bool]] = []
-    chunks = _chunks(specs)
-    for n, chunk in enumerate(chunks):
+    for n, chunk in enumerate(chunks_of(specs)):
         if n:
             time.sleep(CHUNK_PAUSE)
         done = store.enqueue_runs(conn, chunk, time.time())
@@ -172,141 +146,33 @@ async def batch_trigger(task_id: str, payloads: list[Any]) -> BatchHandle:
 
 
 async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key: str | None = None) -> model.RunResult:
-    from sylphrun.runtime.steps import current_scope
-
     handle = await trigger(task_id, payload, idempotency_key=idempotency_key)
     scope = current_scope.get()
     if scope is None or scope.step_key is not None:
         return await handle.wait_for_completion()
-    return await _journaled_wait(scope.execution, task_id, handle.run_id)
+    from sylphrun.runtime.in_run import journaled_wait
+
+    return await journaled_wait(scope.execution, task_id, handle.run_id)
 
 
 async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: str | None,
                         batch: bool) -> list[RunHandle]:
-    from sylphrun.runtime.steps import current_scope
-
     encoded = [encode_payload(p) for p in payloads]
     check_idempotency_key(idempotency_key)
     scope = current_scope.get()
-    if scope is None:
-        path = _script_journal()
-        conn = Connection(path)
-        try:
-            results = enqueue(conn, [RunSpec(task_id, p, idempotency_key) for p in encoded])
-        finally:
-            conn.close()
-        return [RunHandle(rid, task_id, path) for rid, _ in results]
-    from sylphrun.runtime.steps import journal_guard
+    if scope is not None:
+        # Imported here: a script or the CLI never loads the runtime (nor asyncio).
+        from sylphrun.runtime.in_run import trigger_in_run
 
-    with journal_guard():
-        return _trigger_in_run(scope, task_id, encoded, idempotency_key, batch)
-
-
-def _trigger_in_run(scope: Any, task_id: str, encoded: list[str], idempotency_key: str | None,
-                    batch: bool) -> list[RunHandle]:
-    ex = scope.execution
-    if scope.step_key is not None:
-        # Inside a step function: no step record of its own, so derive idempotency keys
-        # from the step; a re-executed step finds the children it already created.
-        base = f"{ex.run_id}:{scope.step_key}:{ex.triggers_in_step[scope.step_key]}"
-        ex.triggers_in_step[scope.step_key] += 1
-        specs = [
-            RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, scope.step_key,
-                    derived_key=idempotency_key is None)
-            for i, p in enumerate(encoded)
-        ]
-        results = []
-        for n, chunk in enumerate(_chunks(specs)):  # idempotent by their keys, chunk by chunk
-            if n:
-                time.sleep(CHUNK_PAUSE)
-            results += store.enqueue_children(ex.conn, ex.run_id, ex.epoch, chunk, ex.now())
-            ex.on_ready_work(peers=True)
-        ex.children_created()
-        return [RunHandle(rid, task_id) for rid, _ in results]
-    name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
-    key = ex.next_key(name)
-    rec = ex.journal.get(key)
-    if rec is not None and rec.status == model.STEP_COMPLETED:
-        done = json.loads(rec.output)
-        ids = done["run_ids"] if "run_ids" in done else keyed_batch_children(ex.conn, ex.run_id, key)
+        ids = trigger_in_run(scope, task_id, encoded, idempotency_key, batch)
         return [RunHandle(rid, task_id) for rid in ids]
-    specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
-    chunks = _chunks(specs)
-    if len(chunks) == 1:
-        child_ids, _ = store.record_trigger_step(
-            ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-            run_attempt=ex.attempt, specs=specs,
-            output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
-            now=ex.now(),
-        )
-    else:
-        child_ids = _trigger_in_chunks(ex, key, name, specs)
-    ex.children_created()
-    ex.on_ready_work(peers=True)
-    return [RunHandle(rid, task_id) for rid in child_ids]
-
-
-def _trigger_in_chunks(ex: Any, key: str, name: str, specs: list[RunSpec]) -> list[str]:
-    """Too many children for one transaction (300k held the write lock >10 s): all but the
-    last chunk go first, each its own transaction, with keys derived from the step, so a
-    parent resumed after a crash between chunks finds the children it created and creates
-    only the rest; the last chunk and the completed step then commit together, as a small
-    batch does. The step keeps the count, not the ids (1M ids were 46 MB in the last
-    commit): a replay finds the children by their keys."""
-    from sylphrun.runtime import steps as steps_runtime
-
-    specs = [dataclasses.replace(spec, idempotency_key=f"{ex.run_id}:{key}:{i}", derived_key=True)
-             for i, spec in enumerate(specs)]
-    chunks = _chunks(specs)
-    earlier: list[str] = []
-    for n, chunk in enumerate(chunks):
-        if n:
-            time.sleep(CHUNK_PAUSE)
-        if n and steps_runtime._CRASH_AT:  # fault injection for the torture suite
-            steps_runtime._crash_point("between-chunks", key)
-        if n == len(chunks) - 1:
-            break
-        earlier += [rid for rid, _ in store.enqueue_children(
-            ex.conn, ex.run_id, ex.epoch, chunk, ex.now())]
-        ex.on_ready_work(peers=True)
-    last, _ = store.record_trigger_step(
-        ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-        run_attempt=ex.attempt, specs=chunks[-1], list_children=False,
-        output_of=lambda ids: json.dumps({"run_count": len(specs), "by_key": True}),
-        now=ex.now(),
-    )
-    return earlier + last
-
-
-async def _journaled_wait(ex: Any, task_id: str, run_id: str) -> model.RunResult:
-    """`trigger_and_wait` in a run body: a `wait` step holding the child's result."""
-
-    name = f"wait:{task_id}"
-    key = ex.next_key(name)
-    rec = ex.journal.get(key)
-    if rec is not None and rec.status == model.STEP_COMPLETED:
-        data = json.loads(rec.output)
-        return model.RunResult(data["run_id"], data["status"], data["ok"], data["output"], data["error"])
-    from sylphrun.runtime.steps import journal_guard
-
-    with journal_guard():
-        return await _wait_step(ex, key, name, rec, run_id)
-
-
-async def _wait_step(ex: Any, key: str, name: str, rec: Any, run_id: str) -> model.RunResult:
-    from sylphrun.runtime.steps import wait_for_run
-
-    seq = ex.seq_for(key)
-    started = ex.now()
-    if rec is None:
-        store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
-                                  kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                  output=json.dumps({"run_id": run_id}), now=started)
-    result = await wait_for_run(ex, run_id)
-    store.record_completed_step(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
-                                kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                output=codec.dumps(result), started_at=started, now=ex.now())
-    return result
+    path = _script_journal()
+    conn = Connection(path)
+    try:
+        results = enqueue(conn, [RunSpec(task_id, p, idempotency_key) for p in encoded])
+    finally:
+        conn.close()
+    return [RunHandle(rid, task_id, path) for rid, _ in results]
 
 
 async def _sleep(seconds: float) -> None:

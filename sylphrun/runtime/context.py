@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec
 from sylphrun.journal import logs, store
+from sylphrun.runtime.scope import current_scope
+from sylphrun.runtime.signals import journal_guard
 
 if TYPE_CHECKING:
-    from sylphrun.runtime.steps import Execution
+    from sylphrun.runtime.execution import Execution
 
 _python_log = logging.getLogger("sylphrun.run")
 
@@ -44,8 +46,6 @@ class RunLog:
         return False
 
     def log(self, level: int, msg: object, *args: Any, exc_info: Any = None) -> None:
-        from sylphrun.runtime.steps import current_scope
-
         text = codec.clean_text(str(msg) % args if args else str(msg))
         if exc_info:
             import traceback
@@ -53,8 +53,6 @@ class RunLog:
             text += "\n" + "".join(traceback.format_exc()).rstrip()
         scope = current_scope.get()
         ex = self._ex
-        from sylphrun.runtime.steps import journal_guard
-
         step_key = scope.step_key if scope else None
         level_name = logging.getLevelName(level)
         with journal_guard():

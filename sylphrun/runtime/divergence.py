@@ -36,7 +36,7 @@ from sylphrun.runtime.signals import JournalFailed, StepDiverged
 
 if TYPE_CHECKING:
     from sylphrun.journal.queries import JournaledStep
-    from sylphrun.runtime.steps import Execution
+    from sylphrun.runtime.execution import Execution
 
 
 def fn_identity(fn: Callable[..., Any]) -> str:
@@ -135,3 +135,44 @@ def _relative(path: str) -> str:
     except ValueError:
         return path
     return path if rel.startswith("..") else rel
+
+
+def note_step_call(ex: Execution, key: str, where: str) -> None:
+    """Warn (once, in the run's journaled log) when code reloaded under a resumed run
+    no longer calls its journaled steps in order: a renamed, removed or reordered step.
+    The run is never stranded: journaled steps stay, new ones run."""
+    if not ex.code_changed or ex.diverged:
+        return
+    expected = next((k for k in ex.journal_order if k not in ex.called), None)
+    ex.called.add(key)
+    if expected is None or key == expected:
+        return
+    if key in ex.journal_order:
+        # Reordered: each key still gets its own journaled result (same function and
+        # arguments, or `check_replay` would have stopped the run), so the run goes on.
+        ex.diverged = True
+        ex.warn(
+            f"code changed under this run: the journal expected step {expected!r} next, "
+            f"but the code called {key!r} at {where}; the steps were reordered, each "
+            "keeps its journaled result"
+        )
+    elif key not in ex.journal:
+        ex.diverged = True
+        ex.warn(
+            f"code changed under this run: the journal expected step {expected!r} next, "
+            f"but the code called {key!r} at {where}; {key!r} runs as a new step and "
+            f"{expected!r} keeps its journaled result"
+        )
+
+
+def note_finished(ex: Execution) -> None:
+    """At the end of a resumed run on changed code: warn about journaled steps it skipped."""
+    if not ex.code_changed or ex.diverged:
+        return
+    missing = [k for k in ex.journal_order if k not in ex.called]
+    if missing:
+        ex.diverged = True
+        ex.warn(
+            "code changed under this run: journaled step(s) "
+            f"{', '.join(repr(k) for k in missing[:5])} were not called by the new code"
+        )

@@ -22,18 +22,26 @@ import asyncio
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sylphrun.runtime.steps import Execution
+    from sylphrun.runtime.execution import Execution
 
 
 async def drain(ex: Execution) -> None:
     """Return once no step of `ex` is running (a step blocked on a child or a timer ends
     with the run's suspension, which the barrier raises once all of them are blocked)."""
-    # Two loop turns first: a step the function launched just before it ended
-    # (`asyncio.ensure_future(ctx.step.run(...))`, then `return`) gets to start, and is
-    # then waited for like the others, rather than refused.
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)
+    # A step the function launched just before it ended (`asyncio.ensure_future(
+    # ctx.step.run(...))`, then `return`) gets to start, and is then waited for like the
+    # others, rather than refused: the barrier counts the run's tasks not yet started.
+    while ex.barrier.starting:
+        await asyncio.sleep(0)
     ex.draining = True
+    await until_no_step_runs(ex)
+
+
+async def until_no_step_runs(ex: Execution) -> None:
+    """Return once no step of `ex` is running but the caller's own. Also the hand-back's
+    wait (`Release`): a release raised in one branch of a gather reaches the body while
+    the other branches' steps still run; released under them, they would run again
+    elsewhere. Each step finishing wakes this (`Execution.step_finished`)."""
     me = asyncio.current_task()
     while any(t is not me for t in ex.running.values()):
         ex.drained = ex.loop.create_future()

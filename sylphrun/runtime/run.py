@@ -26,17 +26,13 @@ from sylphrun.errors import (
 )
 from sylphrun.journal import store
 from sylphrun.runtime.context import Context
-from sylphrun.runtime.drain import drain
+from sylphrun.runtime.divergence import note_finished
+from sylphrun.runtime.drain import drain, until_no_step_runs
+from sylphrun.runtime.execution import Execution
+from sylphrun.runtime.failures import error_text, user_traceback
+from sylphrun.runtime.scope import Scope, current_scope
 from sylphrun.runtime.signals import JournalFailed, Release, StepDiverged, Suspend
-from sylphrun.runtime.steps import (
-    COMPENSATION_RETRY,
-    Execution,
-    Scope,
-    current_scope,
-    error_text,
-    run_step,
-    user_traceback,
-)
+from sylphrun.runtime.steps import COMPENSATION_RETRY, run_step
 
 log = logging.getLogger("sylphrun.worker")
 
@@ -44,6 +40,9 @@ log = logging.getLogger("sylphrun.worker")
 async def execute(ex: Execution) -> str:
     """Run the task function for this claim and journal the outcome; returns it as a word
     ("completed", "failed", "retry", "suspended", "released", "lost") for the worker's log."""
+    # One function, two `try`s, not two functions: the task function runs below this
+    # frame, and a frame more leaves a step's deeply nested result fewer levels before
+    # the encoder's recursion limit (tests/torture/test_limits.py reaches it).
     ctx = Context(ex)
     token = current_scope.set(Scope(ex, None))
     timer = _arm_timeout(ex)
@@ -67,9 +66,7 @@ async def execute(ex: Execution) -> str:
         except Suspend:
             return _suspend(ex)
         except Release:
-            await _let_in_flight_steps_finish(ex)
-            store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
-            return "released"
+            return await _release(ex)
         except store.LeaseLost:
             return "lost"
         except asyncio.CancelledError:
@@ -81,7 +78,7 @@ async def execute(ex: Execution) -> str:
             if ex.suspending:  # user code swallowed the suspension and failed otherwise
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-        ex.note_finished()
+        note_finished(ex)
         store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
                          output=output_json, error=None, traceback=None, now=ex.now())
         return "completed"
@@ -90,22 +87,24 @@ async def execute(ex: Execution) -> str:
     except Suspend:
         return _suspend(ex)
     except Release:
-        await _let_in_flight_steps_finish(ex)
-        store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
-        return "released"
+        return await _release(ex)
     except JournalFailed as exc:
-        # Back to the queue as after a crash (a step whose result could not be journaled
-        # runs again, with the same idempotency key); failed after MAX_CRASHES. If this
-        # write fails too, the lease runs out: the heartbeat renews only what executes.
-        log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
-        store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
-                                  now=ex.now())
-        return "journal-error"
+        return _hand_back_after_journal_error(ex, exc)
     finally:
         if timer is not None:
             timer.cancel()
-        ex.end_notices()
+        ex.notices.end()
         current_scope.reset(token)
+
+
+def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:
+    """Back to the queue as after a crash (a step whose result could not be journaled runs
+    again, with the same idempotency key); failed after MAX_CRASHES. If this write fails
+    too, the lease runs out: the heartbeat renews only what executes."""
+    log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
+    store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
+                              now=ex.now())
+    return "journal-error"
 
 
 async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
@@ -142,15 +141,13 @@ async def _call_task(ex: Execution, ctx: Context) -> Any:
     return await ex.loop.run_in_executor(ex.body_threads, cv.run, fn, payload, ctx)
 
 
-async def _let_in_flight_steps_finish(ex: Execution) -> None:
-    """A hand-back (`Release`) raised in one branch of a gather reaches the body while the
-    other branches' steps still run: released under them, they ran again elsewhere. Let
-    them finish and journal first (each then meets `Release` at its next step); the
-    worker's shutdown grace bounds the wait."""
-    me = asyncio.current_task()
-    running = [t for t in ex.running.values() if t is not None and t is not me and not t.done()]
-    if running:
-        await asyncio.wait(running)
+async def _release(ex: Execution) -> str:
+    """Hand the run back (the worker is stopping), once its steps in flight have finished
+    and journaled (each then meets `Release` at its next step); the worker's shutdown
+    grace bounds the wait."""
+    await until_no_step_runs(ex)
+    store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
+    return "released"
 
 
 def _is_fatal(exc: BaseException) -> bool:

@@ -6,6 +6,11 @@ Each is a `BaseException`, not an `Exception`, so that a user's `except Exceptio
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+from sylphrun.errors import JournalError
+
 
 class Suspend(BaseException):
     """The run waits on children or a time: park it and free the worker slot."""
@@ -37,3 +42,12 @@ class StepDiverged(BaseException):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+@contextlib.contextmanager
+def journal_guard() -> Iterator[None]:
+    """Around journal calls made while user code waits on them: see `JournalFailed`."""
+    try:
+        yield
+    except JournalError as exc:
+        raise JournalFailed(str(exc)) from None

@@ -23,8 +23,10 @@ from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
 from sylphrun.journal import Connection, queries, store
 from sylphrun.runtime import wake
+from sylphrun.runtime.execution import Execution
+from sylphrun.runtime.failures import error_text
 from sylphrun.runtime.run import execute
-from sylphrun.runtime.steps import Execution, error_text, task_factory
+from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
 
 log = logging.getLogger("sylphrun.worker")
