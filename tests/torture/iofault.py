@@ -161,7 +161,9 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
 
     ctl.arm(n, mode, err)
     run_id = None
-    worker_id = f"w_io_{n}"
+    # The pid too: a worker id names its wake socket in the abstract namespace, and two
+    # sweeps at once (two copies of the suite) collided ("Address already in use").
+    worker_id = f"w_io_{os.getpid()}_{n}"
     started = time.monotonic()
     try:
         conn = Connection(journal, durability=config.durability)
@@ -205,7 +207,7 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
         store.release_worker_runs(conn, worker_id, reason="worker exited", crashed=False,
                                   now=time.time())
         if queries.get_run(conn, run_id).status not in model.TERMINAL_STATES:
-            error = asyncio.run(_serve_until(_worker(config, tasks, f"w_clean_{n}"), conn,
+            error = asyncio.run(_serve_until(_worker(config, tasks, f"w_clean_{os.getpid()}_{n}"), conn,
                                              run_id, 10.0))
             if error:
                 out["bad"].append(f"the clean worker failed: {error}")
