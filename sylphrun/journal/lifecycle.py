@@ -7,16 +7,16 @@ finished. Every write after the claim is fenced by the lease epoch (see `fence`)
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.journal import fence
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.fence import LeaseLost
 from sylphrun.journal.transitions import (
+    CLEAR_LEASE,
     MAX_CRASHES,
     TERMINAL,
     RunSpec,
@@ -120,7 +120,7 @@ def claim_runs(
         # saved and triggered before the reload replaced the workers): leave it to workers
         # that know it. Only after `UNKNOWN_TASK_GRACE` is it taken, to be failed as unknown
         # (a renamed or deleted task) rather than sit in the queue with no word.
-        known = json.dumps(list(known_tasks))
+        known = codec.dumps(list(known_tasks), what="the known tasks")
         mine = "(task_id IN (SELECT value FROM json_each(?)) OR {col} <= ?)"
         candidates = db.execute(
             f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
@@ -199,8 +199,8 @@ def suspend_run(
             (run_id,),
         )
         db.execute(
-            "UPDATE runs SET status = 'waiting', ready_at = ?, lease_owner = NULL,"
-            " lease_expires_at = NULL, deadline_at = NULL, updated_at = ? WHERE id = ?",
+            f"UPDATE runs SET status = 'waiting', ready_at = ?, {CLEAR_LEASE},"
+            " updated_at = ? WHERE id = ?",
             (ready_at, now, run_id),
         )
 
@@ -272,7 +272,7 @@ def _schedule_retry(
     )
     db.execute(
         "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?, error = ?,"
-        " doom = NULL, lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL,"
+        f" doom = NULL, {CLEAR_LEASE},"
         " lease_epoch = lease_epoch + 1, updated_at = ? WHERE id = ?",
         (retry_at, error, now, run_id),
     )
