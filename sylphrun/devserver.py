@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from sylphrun.config import Config
 from sylphrun.errors import SylphrunError
 from sylphrun.reload import Reloader, ReloadState
-from sylphrun.runtime.serve import banner
+from sylphrun.runtime.serve import StopSignals, banner
 from sylphrun.runtime.supervisor import Supervisor
 
 
@@ -129,26 +128,14 @@ def _run_with_log(session: DevSession) -> int:
     from sylphrun.journal import Connection
 
     console = line_console()
-    presses = {"n": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        presses["n"] += 1
-        if presses["n"] == 1:
-            session.echo("stopping: in-flight runs are handed back at their next step "
-                         "(Ctrl-C again to stop now)")
-            session.stop_event.set()
-        else:
-            session.supervisor.stop_now()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(session.supervisor, session.stop_event, session.echo)
     session.start()
     conn = Connection(session.config.journal, durability=session.config.durability)
     try:
         follow(conn, session.stop_event, console.print)
     finally:
         conn.close()
-        session.stop(graceful=presses["n"] < 2)
+        session.stop(graceful=signals.presses < 2)
     session.echo("stopped")
     return 1 if session.supervisor.journal_gone else 0
 

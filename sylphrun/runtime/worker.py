@@ -160,6 +160,12 @@ class Worker:
             wake.cleanup(self.addr)
             store.unregister_worker(self.conn, self.id, time.time())
             self.conn.close()
+            # asyncio.run's loop.close() closes its wakeup pipe before it removes this
+            # handler: a SIGTERM in between (the group's, then the supervisor's) printed
+            # "Exception ignored ... Bad file descriptor" and a traceback. Leaving now, a
+            # SIGTERM has nothing left to stop.
+            self.loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back at their next step boundary."""

@@ -7,6 +7,7 @@ here, as `queries.get_run`, whichever module defines it.
 
 from sylphrun.journal.queries.feed import (
     STATE_CHANGE_KINDS,
+    JournalCursor,
     RunSummary,
     events_since,
     last_event_id,
@@ -48,6 +49,7 @@ from sylphrun.journal.queries.workers import (
 )
 
 __all__ = [
+    "JournalCursor",
     "JournaledStep",
     "RunSummary",
     "STATE_CHANGE_KINDS",

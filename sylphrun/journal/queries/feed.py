@@ -10,6 +10,32 @@ from sylphrun import model
 from sylphrun.journal.connection import Connection
 
 
+class JournalCursor:
+    """A follower's place in the journal, for the loops that poll it (`trigger --wait`,
+    `dev --no-tui`, the dashboard's feed).
+
+    `changed()` is one `PRAGMA data_version` (microseconds): whether any connection
+    committed since the last call (True on the first). `new_events()` reads the events
+    after the last one it read (after `after` at first)."""
+
+    def __init__(self, conn: Connection, *, after: int = 0) -> None:
+        self.conn = conn
+        self.last_event = after
+        self._version: int | None = None
+
+    def changed(self) -> bool:
+        version = self.conn.data_version()
+        if version == self._version:
+            return False
+        self._version = version
+        return True
+
+    def new_events(self, limit: int) -> list[tuple[int, float, str, str, str | None]]:
+        events = events_since(self.conn, self.last_event, limit=limit)
+        if events:
+            self.last_event = events[-1][0]
+        return events
+
 def events_since(conn: Connection, after_id: int, limit: int = 10_000) -> list[tuple[int, float, str, str, str | None]]:
     """(id, at, run_id, kind, step_key) of events after `after_id`: what changed since."""
     with conn.read() as db:
