@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sylphrun.config import Config
 from sylphrun.errors import SylphrunError
-from sylphrun.reload import Reloader, ReloadState
+from sylphrun.reload import Reloader
 from sylphrun.runtime.serve import StopSignals, banner
 from sylphrun.runtime.supervisor import Supervisor
 
@@ -66,8 +66,7 @@ class DevSession:
         self.lock.acquire()
         self.supervisor = Supervisor(config, workers=workers, on_event=echo,
                                      output_path=str(worker_output) if worker_output else None)
-        self.reload_state = ReloadState()
-        self.reloader = Reloader(config, self.supervisor, on_event=echo, state=self.reload_state)
+        self.reloader = Reloader(config, self.supervisor, on_event=echo)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -141,14 +140,18 @@ def _run_with_log(session: DevSession) -> int:
 
 
 def _run_with_dashboard(session: DevSession, tasks) -> int:
+    from dataclasses import replace
+
     from sylphrun.dashboard.app import DashboardApp
-    from sylphrun.dashboard.status import ReloadStatus
+    from sylphrun.model import ReloadStatus
 
     def status() -> ReloadStatus:
-        s = session.reload_state
+        # The dashboard shows the error with the user's frames under it, and the tasks
+        # found at start until a reload says otherwise.
+        s = session.reloader.status
         error = f"{s.error}\n{s.traceback.rstrip()}" if s.error and s.traceback else s.error
-        return ReloadStatus(at=s.at, duration=s.duration, error=error,
-                            task_ids=s.task_ids or tuple(sorted(tasks)))
+        return replace(s, error=error, traceback=None,
+                       task_ids=s.task_ids or tuple(sorted(tasks)))
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
     # its own binding; we stop gracefully after it returns.
