@@ -232,10 +232,7 @@ class Reloader:
             self._pending_ready -= 1
             if self._pending_ready:
                 return
-            deadline = time.monotonic() + START_WAIT
-            while (self.supervisor.starting() and not stop.is_set()
-                   and time.monotonic() < deadline):
-                time.sleep(0.005)
+            self.supervisor.wait_serving_registered(START_WAIT, stop)
             changed = [Path(p) for p, sig in _snapshot(self.config).items()
                        if self._snapshot.get(p) != sig]
             self.on_event(f"watching {', '.join(str(p) for p in watch_paths(self.config))} for changes")
@@ -278,13 +275,10 @@ class Reloader:
         started_at = time.time()
         if not new_ids:
             return False  # shutting down
-        deadline = time.monotonic() + CHECK_TIMEOUT
-        while not new_ids <= self.supervisor.live_worker_ids():
-            if self.supervisor.exited(new_ids) or time.monotonic() > deadline:
-                self.supervisor.abandon(new_ids)
-                return self._blocked("the new workers did not start (the code changed again "
-                                     "while reloading, or does not import)", None)
-            time.sleep(0.005)
+        if not self.supervisor.wait_registered(new_ids, CHECK_TIMEOUT):
+            self.supervisor.abandon(new_ids)
+            return self._blocked("the new workers did not start (the code changed again "
+                                 "while reloading, or does not import)", None)
         registered_at = time.time()
         self.supervisor.retire_all_but(new_ids)
         self.config = config

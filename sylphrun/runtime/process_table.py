@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection as Pipe
+from multiprocessing.connection import wait as wait_objects
 
 from sylphrun.journal.ids import new_worker_id
 from sylphrun.runtime.worker import WorkerSettings, worker_main
@@ -49,6 +50,10 @@ class WorkerProcess:
     state: WorkerState = WorkerState.SERVING
     # A standby's end of its gate (see `ProcessTable.prepare_standby`); None once sent.
     gate: Pipe | None = field(default=None, repr=False)
+    # Where it says it has registered in the journal (see `wait_registered`); None once
+    # heard, or once it closed without saying so.
+    registered_pipe: Pipe | None = field(default=None, repr=False)
+    registered: bool = False
 
     @property
     def killed_on_purpose(self) -> bool:
@@ -61,6 +66,25 @@ class WorkerProcess:
         elif not self.killed_on_purpose:
             self.state = WorkerState.DISCARDED
         kill_pid(self.process.pid)
+
+    def hear_registered(self) -> None:
+        """Read its message if it sent it (never blocks)."""
+        pipe = self.registered_pipe
+        if pipe is None or not pipe.poll():
+            return
+        try:
+            pipe.recv_bytes()
+            self.registered = True
+        except (EOFError, OSError):
+            pass  # it exited without registering
+        pipe.close()
+        self.registered_pipe = None
+
+    def close_pipes(self) -> None:
+        for pipe in (self.gate, self.registered_pipe):
+            if pipe is not None:
+                pipe.close()
+        self.gate = self.registered_pipe = None
 
 
 class ProcessTable:
@@ -80,7 +104,8 @@ class ProcessTable:
         worker_id = new_worker_id()
         settings = replace(self.template, worker_id=worker_id)
         gate_out, gate = self.mp.Pipe(duplex=False) if gated else (None, None)
-        proc = self.mp.Process(target=worker_main, args=(settings, gate_out),
+        registered, registered_out = self.mp.Pipe(duplex=False)
+        proc = self.mp.Process(target=worker_main, args=(settings, gate_out, registered_out),
                                name=f"sylphrun-worker-{index}")
         # Ctrl-C reaches the whole process group. A child still starting (importing, before
         # worker_main ignores SIGINT) died of it with a KeyboardInterrupt traceback on the
@@ -93,8 +118,10 @@ class ProcessTable:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         if gate_out is not None:
             gate_out.close()  # the child holds it now; our copy would hide our death from it
+        registered_out.close()  # and ours of this one would hide the child's death from us
         state = WorkerState.STANDBY if gated else WorkerState.SERVING
-        return WorkerProcess(index, worker_id, proc, time.monotonic(), state=state, gate=gate)
+        return WorkerProcess(index, worker_id, proc, time.monotonic(), state=state, gate=gate,
+                             registered_pipe=registered)
 
     def add(self, index: int) -> None:
         """Start a serving worker in slot `index`."""
@@ -104,6 +131,29 @@ class ProcessTable:
     def remove(self, wp: WorkerProcess) -> None:
         with self.lock:
             self.procs.remove(wp)
+            wp.close_pipes()
+
+    def wait_registered(self, ids: set[str], timeout: float) -> bool:
+        """Block until every worker of `ids` has registered (True), or until one of them
+        exited first, or `timeout` passed (False). An event, not a poll of the journal:
+        each worker says so on its pipe once its registration is committed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                ours = [wp for wp in self.procs if wp.worker_id in ids]
+                for wp in ours:
+                    wp.hear_registered()
+            pending = [wp for wp in ours if not wp.registered]
+            if len(ours) < len(ids) or any(wp.process.exitcode is not None for wp in pending):
+                return False
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return not pending
+            try:
+                wait_objects([wp.registered_pipe for wp in pending if wp.registered_pipe]
+                             + [wp.process.sentinel for wp in pending], remaining)
+            except (OSError, ValueError):
+                continue  # a pipe closed under us: that worker exited; look again
 
     def exited_workers(self) -> list[WorkerProcess]:
         with self.lock:
@@ -128,6 +178,7 @@ class ProcessTable:
             for wp in self.standby:
                 if wp.process.exitcode is not None:
                     wp.process.join(0)
+                    wp.close_pipes()
             self.standby = [wp for wp in self.standby if wp.process.exitcode is None]
             if stopping or self.standby:
                 return
@@ -159,6 +210,7 @@ class ProcessTable:
         wp.gate = None
         if not sent or wp.process.exitcode is not None:
             wp.process.join(0)
+            wp.close_pipes()
             return False
         wp.started = time.monotonic()
         return True
@@ -173,6 +225,7 @@ class ProcessTable:
                 if wp.process.exitcode is None:
                     kill_pid(wp.process.pid)
                     wp.process.join(1)
+                wp.close_pipes()
             self.standby = []
 
     def retire_all_but(self, keep: set[str]) -> None:
@@ -198,10 +251,6 @@ class ProcessTable:
             for wp in self.procs:
                 if wp.worker_id in ids and wp.process.exitcode is None:
                     wp.kill()
-
-    def running_ids(self) -> set[str]:
-        with self.lock:
-            return {p.worker_id for p in self.procs if p.process.exitcode is None}
 
     def serving_set(self, *, running_only: bool = False) -> set[str]:
         """The ids of the serving set: every worker not retiring (nor running, if asked)."""

@@ -214,17 +214,29 @@ class Supervisor:
         """New workers that did not come up: stop them; the serving ones stay."""
         self.table.abandon(ids)
 
-    def exited(self, ids: set[str]) -> bool:
-        return not ids <= self.table.running_ids()
-
     def serving(self) -> bool:
         """Has every worker of the serving set registered (none of them still starting)?"""
         ids = self.table.serving_set()
         return bool(ids) and ids <= self.live_worker_ids()
 
-    def starting(self) -> bool:
-        """Is a worker of the serving set running but not registered yet?"""
-        return not self.table.serving_set(running_only=True) <= self.live_worker_ids()
+    def wait_registered(self, ids: set[str], timeout: float) -> bool:
+        """Block until the workers `ids` have registered (True), or one exited first, or
+        `timeout` passed (False)."""
+        return self.table.wait_registered(ids, timeout)
+
+    def wait_serving_registered(self, timeout: float, stop: threading.Event) -> None:
+        """Block until every running worker of the serving set has registered (workers
+        that die meanwhile are left out, their replacements waited for), or `stop` is
+        set, or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # A slice at a time: `stop` is a threading.Event, which a wait cannot include.
+            if self.table.wait_registered(self.table.serving_set(running_only=True),
+                                          min(remaining, 0.25)):
+                return
 
     def live_worker_ids(self) -> set[str]:
         return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}

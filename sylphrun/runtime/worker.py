@@ -66,18 +66,21 @@ class WorkerSettings:
     output_path: str | None = None
 
 
-def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Connection | None = None) -> None:
+def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Connection | None = None,
+                registered: multiprocessing.connection.Connection | None = None) -> None:
     """Entry point of a worker process (the target the supervisor spawns).
 
     With a `gate`, a standby started ahead of a reload: the runtime is imported (this
     module's imports), the task modules not yet. It waits for the config to serve; the
     gate closing (the supervisor dropped the standby, or died) means exit.
+    On `registered` it says once that it is registered (and its tasks), so the supervisor
+    waits for an event rather than polling the journal.
     """
     from sylphrun.discover import discover
     from sylphrun.errors import SylphrunError
 
     # Ctrl-C reaches the whole process group; the supervisor decides how to stop us. It
-    # started us with SIGINT blocked (see Supervisor._spawn): ignore it, then unblock.
+    # started us with SIGINT blocked (see ProcessTable.spawn): ignore it, then unblock.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if gate is not None:
@@ -102,15 +105,17 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
     except SylphrunError as exc:
         print(f"sylphrun worker: {exc}", file=sys.stderr)
         sys.exit(IMPORT_FAILED)
-    worker = Worker(settings, tasks)
+    worker = Worker(settings, tasks, registered=registered)
     asyncio.run(worker.serve())
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
     os._exit(JOURNAL_GONE if worker.journal_gone else REPLACE_ME if worker.replace_me else 0)
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task]) -> None:
+    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task], *,
+                 registered: multiprocessing.connection.Connection | None = None) -> None:
         self.settings = settings
+        self._registered = registered
         self.tasks = tasks
         self.id = settings.worker_id
         self.slots = settings.config.slots
@@ -141,6 +146,7 @@ class Worker:
                               supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
                               now=time.time())
         register_tasks(self.conn, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
+        self._say_registered()
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
@@ -166,6 +172,16 @@ class Worker:
             # SIGTERM has nothing left to stop.
             self.loop.remove_signal_handler(signal.SIGTERM)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def _say_registered(self) -> None:
+        if self._registered is None:
+            return
+        try:
+            self._registered.send_bytes(b"registered")
+        except OSError:
+            pass  # the supervisor is gone; the journal says we are registered anyway
+        self._registered.close()
+        self._registered = None
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back at their next step boundary."""
