@@ -49,7 +49,8 @@ TIMEOUT_GRACE = 2.0
 # the supervisor is stopping by then.
 DEFERRED_RESTART = 1.0
 ASKED_TO_STOP = (0, -signal.SIGTERM, -signal.SIGHUP)
-# Workers dying faster than this restart that much later each.
+# In a crash loop (more than 4 deaths per worker slot within 10 s), a dead worker is
+# started again this much later.
 CRASH_LOOP_PAUSE = 1.0
 # A worker in one of these states that exits is not started again.
 NOT_RESTARTED = (WorkerState.RETIRING, WorkerState.PROBATION, WorkerState.DISCARDED)
@@ -107,7 +108,8 @@ class Supervisor:
         """Spawn the next reload's workers now, waiting at their gate (see
         `ProcessTable.prepare_standby`). Called by the reloader once the serving set is
         settled."""
-        self.table.prepare_standby(stopping=self.stopping)
+        with self._lock:  # `stop` drops the standby set under it: none may start after
+            self.table.prepare_standby(stopping=self.stopping)
 
     def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
