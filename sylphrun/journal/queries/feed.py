@@ -15,17 +15,21 @@ class JournalCursor:
     `dev --no-tui`, the dashboard's feed).
 
     `changed()` is one `PRAGMA data_version` (microseconds): whether any connection
-    committed since the last call (True on the first). `new_events()` reads the events
-    after the last one it read (after `after` at first)."""
+    committed since the last call (True on the first), or the last `new_events()` stopped
+    at its limit with more to read. `new_events()` reads the events after the last one it
+    read (after `after` at first)."""
 
     def __init__(self, conn: Connection, *, after: int = 0) -> None:
         self.conn = conn
         self.last_event = after
         self._version: int | None = None
+        # The last read filled its limit: the rest of a burst is there to read, and no
+        # commit may come to say so (the dashboard waited for one, showing a stale list).
+        self._behind = False
 
     def changed(self) -> bool:
         version = self.conn.data_version()
-        if version == self._version:
+        if version == self._version and not self._behind:
             return False
         self._version = version
         return True
@@ -34,6 +38,7 @@ class JournalCursor:
         events = events_since(self.conn, self.last_event, limit=limit)
         if events:
             self.last_event = events[-1][0]
+        self._behind = len(events) == limit
         return events
 
 def events_since(conn: Connection, after_id: int, limit: int = 10_000) -> list[tuple[int, float, str, str, str | None]]:
