@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait as wait_objects
 
 from sylphrun.journal.ids import new_worker_id
-from sylphrun.runtime.worker import WorkerSettings, worker_main
+from sylphrun.runtime.worker import WorkerSettings
+from sylphrun.runtime.worker_entry import worker_main
 
 
 class WorkerState(enum.Enum):

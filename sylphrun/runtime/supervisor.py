@@ -22,9 +22,9 @@ from multiprocessing.connection import wait as wait_sentinels
 from sylphrun.config import Config
 from sylphrun.errors import JournalError, timeout_error
 from sylphrun.journal import Connection, queries, store
-from sylphrun.journal.connection import write_lock_holder
 from sylphrun.journal.workers import renew_leases_for
 from sylphrun.runtime import wake
+from sylphrun.runtime.lock_watch import watch_write_lock
 from sylphrun.runtime.process_table import (
     ProcessTable,
     WorkerProcess,
@@ -101,7 +101,7 @@ class Supervisor:
         for i in range(self.count):
             self.table.add(i)
         self._watch_stop = threading.Event()
-        threading.Thread(target=self._watch_write_lock, args=(self._watch_stop,), daemon=True,
+        threading.Thread(target=watch_write_lock, args=(self, self._watch_stop), daemon=True,
                          name="sylphrun-lock-watch").start()
 
     def prepare_standby(self) -> None:
@@ -306,39 +306,6 @@ class Supervisor:
                 self.on_event(line)
             self.table.add(index)
 
-    def _watch_write_lock(self, stop: threading.Event) -> None:
-        """Replace a worker frozen inside a write transaction (SIGSTOP, a debugger).
-
-        It holds the journal's write lock, so every other writer waits on it: the workers
-        that would take its runs over when its lease expires, and this supervisor's own
-        releases. Leases cannot help there, so a thread of its own (it never touches the
-        journal) kills it once it has held the lock for a heartbeat while stopped, or for
-        a whole lease period whatever its state: no write transaction lasts that long.
-        """
-        beat, lease = self.template.heartbeat_seconds, self.template.lease_seconds
-        holder, since, wal = None, 0.0, None
-        while not stop.wait(min(0.25, beat / 4)):
-            pid = write_lock_holder(self.config.journal)
-            now = time.monotonic()
-            # Progress is a commit, which writes the WAL: one process committing back to
-            # back (a 1M-child batch_trigger, chunk after chunk) holds the lock at most
-            # samples without holding it long; it was killed as frozen, again and again.
-            committed, wal = wal, _wal_stamp(self.config.journal)
-            if pid != holder or wal != committed:
-                holder, since = pid, now
-                continue
-            # No self._lock here: poll() holds it while it writes, which is what may be stuck.
-            wp = self.table.by_pid(pid)
-            held = now - since
-            if wp is None or wp.killed_on_purpose or held < beat:
-                continue
-            if held < lease and not stopped(pid):
-                continue
-            self.on_event(f"worker {wp.index} held the journal's write lock for {held:.1f} s "
-                          "without progress (stopped or frozen); replacing it")
-            wp.kill()
-            holder = None
-
     def _enforce_timeouts(self) -> None:
         by_id = {p.worker_id: p for p in self.procs}
         overdue = queries.overdue_runs(self.conn, list(by_id), now=time.time() - TIMEOUT_GRACE)
@@ -397,11 +364,3 @@ class Supervisor:
         pid = wp.process.pid
         os.kill(pid, signal.SIGKILL)
         return pid
-
-
-def _wal_stamp(journal: object) -> tuple[int, int] | None:
-    try:
-        st = os.stat(f"{journal}-wal")
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
