@@ -1,7 +1,11 @@
 """Measured evidence for proposed optimizations of the step path (sylphrun unchanged).
 
-A variant changes a scratch journal, or patches sylphrun's functions inside this bench
-process only (never sylphrun's files), to show what a proposed fix would gain:
+A variant changes a scratch journal file (its schema, its WAL), never sylphrun's code: the
+bench drives sylphrun through its public surface only, so a production module is never
+shaped to be patched from here. (Variants that patched functions, measured and settled
+earlier: the fence check inside the write, now `fence.OWNED`; a step start committed
+without fsync; checkpoints off the step path. Their figures are in the git history of this
+file.)
 
 - baseline            : sylphrun as it is.
 - no AUTOINCREMENT    : `events.id INTEGER PRIMARY KEY` without AUTOINCREMENT (saves the
@@ -11,15 +15,6 @@ process only (never sylphrun's files), to show what a proposed fix would gain:
                         event row (the worker announces a run's step changes at most every
                         50 ms). In part 1 the other rows write an event per step write, as
                         before V2; the engine (part 2) always coalesces.
-- checkpoint off-path : `wal_autocheckpoint = 0` on sylphrun's connections; a background
-                        connection runs `PRAGMA wal_checkpoint(PASSIVE)` every 50 ms.
-- no fence SELECT     : `fence.check` (a SELECT before each fenced write) made a no-op:
-                        the upper bound of what checking the epoch inside the INSERT/UPDATE
-                        itself (`... WHERE EXISTS (SELECT 1 FROM runs WHERE id = ? AND
-                        lease_epoch = ? AND status = 'running')`, rowcount 0 = lease lost)
-                        would save. Only for measuring: without a fence, no fencing.
-- start not fsynced   : (full) `record_step_start` commits with synchronous=NORMAL, the
-                        result with FULL; the result's fsync covers the start's WAL frames.
 - WAL pre-sized       : the new journal's WAL is grown to ~4 MiB and restarted
                         before the first step, so commits overwrite WAL space instead of
                         growing the file (an fdatasync that changes the size costs more).
@@ -31,9 +26,8 @@ thread's CPU time, and WAL bytes written per step (deterministic: the I/O a step
 whatever else the machine is doing).
 
 Part 2, "engine": the steps-100 scenario (a 100-step chain of a trivial async step on a
-fresh journal, timed inside the task) run by a real supervisor and its 2 spawned workers,
-the workers patched with the variant at start (`patched_worker_main`); several fresh
-projects per variant, interleaved, pooled.
+fresh journal, timed inside the task) run by a real supervisor and its 2 spawned workers
+on the variant's journal; several fresh projects per variant, interleaved, pooled.
 
 Part 3: fixed costs: one `loop.run_in_executor` round trip (the floor of what a plain
 `def` step adds), and an empty `Connection.write()` transaction vs raw BEGIN/COMMIT.
@@ -48,9 +42,8 @@ import argparse
 import asyncio
 import os
 import statistics
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
@@ -66,9 +59,7 @@ from common import (
     us,
 )
 
-from sylphrun.journal import Connection, RunSpec, fence, store
-from sylphrun.runtime import supervisor as supervisor_module
-from sylphrun.runtime.worker import WorkerSettings, worker_main
+from sylphrun.journal import Connection, RunSpec, store
 
 NO_AUTOINC = """
 DROP TABLE events;
@@ -90,45 +81,14 @@ VARIANTS: list[tuple[str, set[str]]] = [
     ("no AUTOINCREMENT on events", {"no-autoinc"}),
     ("no events triggers (bound)", {"no-triggers"}),
     ("events coalesced (V2: now)", {"coalesced"}),
-    ("checkpoint off-path", {"ckpt-off-path"}),
-    ("no fence SELECT (bound)", {"no-fence-select"}),
-    ("start not fsynced", {"start-normal"}),
     ("WAL pre-sized", {"wal-presize"}),
-    ("combined", {"no-autoinc", "no-fence-select", "start-normal", "wal-presize"}),
+    ("combined", {"no-autoinc", "wal-presize"}),
 ]
-FULL_ONLY = {"start-normal"}
-
-
-def variants_for(durability: str) -> list[tuple[str, set[str]]]:
-    """In normal mode no commit fsyncs: the full-only proposals change nothing there."""
-    if durability == "full":
-        return VARIANTS
-    return [(label, v - FULL_ONLY) for label, v in VARIANTS if not v <= FULL_ONLY or not v]
 
 
 def _no_limits():
     terms = getattr(store, "TaskTerms", None)
     return terms() if terms is not None else (None, None)
-
-
-class Checkpointer(threading.Thread):
-    """What a background checkpointer (in the supervisor, say) would do."""
-
-    def __init__(self, project: BenchProject, every: float = 0.05) -> None:
-        super().__init__(daemon=True)
-        self.conn = project.connection()
-        self.every = every
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(self.every):
-            with self.conn._mutex:
-                self.conn.db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.join(5)
-        self.conn.close()
 
 
 def presize_wal(conn: Connection, mib: int = 4) -> None:
@@ -155,61 +115,11 @@ def patch_journal(variant: set[str], project: BenchProject) -> None:
         conn.close()
 
 
-def patch_process(variant: set[str], durability: str) -> list[Callable[[], None]]:
-    """The variant's patches of sylphrun's functions in this process; returns the undos."""
-    undo: list[Callable[[], None]] = []
-    if "no-fence-select" in variant:
-        # Every fenced write looks the check up through its module, so patch it there.
-        original_fence = fence.check
-        fence.check = lambda db, run_id, epoch: None
-        undo.append(lambda: setattr(fence, "check", original_fence))
-    if "start-normal" in variant and durability == "full":
-        original_start = store.record_step_start
-
-        def record_step_start(conn: Connection, *args, **kwargs):  # noqa: ANN002, ANN003
-            with conn._mutex:
-                conn.db.execute("PRAGMA synchronous = NORMAL")
-                try:
-                    return original_start(conn, *args, **kwargs)
-                finally:
-                    conn.db.execute("PRAGMA synchronous = FULL")
-
-        store.record_step_start = record_step_start
-        undo.append(lambda: setattr(store, "record_step_start", original_start))
-    if "ckpt-off-path" in variant:
-        original_configure = Connection._configure
-
-        def _configure(self: Connection) -> None:
-            original_configure(self)
-            self.db.execute("PRAGMA wal_autocheckpoint = 0")
-
-        Connection._configure = _configure
-        undo.append(lambda: setattr(Connection, "_configure", original_configure))
-    return undo
-
-
 @contextmanager
 def applied(variant: set[str], project: BenchProject) -> Iterator[None]:
-    """Apply a variant to a scratch project's journal and to this process; undo after."""
+    """Apply a variant to a scratch project's journal file."""
     patch_journal(variant, project)
-    undo = patch_process(variant, project.durability)
-    if "ckpt-off-path" in variant:
-        checkpointer = Checkpointer(project)
-        checkpointer.start()
-        undo.append(checkpointer.close)
-    try:
-        yield
-    finally:
-        for u in reversed(undo):
-            u()
-
-
-def patched_worker_main(settings: WorkerSettings) -> None:
-    """A worker process with the variant named in $BENCH_VARIANT patched in, then the real
-    `worker_main`. The supervisor spawns this instead (see `engine_chain`)."""
-    variant = {v for v in os.environ.get("BENCH_VARIANT", "").split(",") if v}
-    patch_process(variant, settings.config.durability)
-    worker_main(settings)
+    yield
 
 
 # -- part 1: the journal writes of a step ------------------------------------------------
@@ -249,7 +159,7 @@ def wal_bytes_per_step(variant: set[str], steps: int = 200) -> float:
     """WAL bytes one step appends (autocheckpoint off so the WAL only grows)."""
     project = BenchProject("exp-wal", "normal", "")
     try:
-        with applied(variant - {"ckpt-off-path", "wal-presize"}, project):
+        with applied(variant - {"wal-presize"}, project):
             conn = project.connection()
             try:
                 [(run_id, _)] = store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time())
@@ -276,7 +186,7 @@ def wal_bytes_per_step(variant: set[str], steps: int = 200) -> float:
 def journal_part(durabilities: list[str], steps: int, rounds: int) -> None:
     rows = []
     for d in durabilities:
-        variants = variants_for(d)
+        variants = VARIANTS
         stats: dict[str, list[tuple[float, ...]]] = {k: [] for k, _ in variants}
         for _ in range(rounds):
             for label, variant in variants:
@@ -304,29 +214,20 @@ def journal_part(durabilities: list[str], steps: int, rounds: int) -> None:
 
 def engine_chain(durability: str, variant: set[str]) -> list[float]:
     """steps-100 on a fresh journal, exactly as bench/steps100.py runs it (a supervisor
-    with 2 spawned workers), the workers patched with the variant."""
+    with 2 spawned workers), on the variant's journal."""
     project = BenchProject("exp-engine", durability, steps100.TASKS)
-    old_env = os.environ.get("BENCH_VARIANT")
-    os.environ["BENCH_VARIANT"] = ",".join(sorted(variant))
-    supervisor_module.worker_main = patched_worker_main
     try:
-        with applied(variant - {"no-fence-select", "start-normal"}, project), \
-                BenchEngine(project) as eng:
+        with applied(variant, project), BenchEngine(project) as eng:
             eng.run("chain", {"n": 20})
             return eng.run("chain", {"n": steps100.STEPS}).output["total"]
     finally:
-        supervisor_module.worker_main = worker_main
-        if old_env is None:
-            os.environ.pop("BENCH_VARIANT", None)
-        else:
-            os.environ["BENCH_VARIANT"] = old_env
         project.cleanup()
 
 
 def engine_part(durabilities: list[str], rounds: int) -> None:
     rows = []
     for d in durabilities:
-        variants = [(label, v) for label, v in variants_for(d)
+        variants = [(label, v) for label, v in VARIANTS
                     if not v & {"no-triggers", "coalesced"}]
         pooled: dict[str, list[float]] = {k: [] for k, _ in variants}
         for _ in range(rounds):

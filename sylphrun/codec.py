@@ -168,8 +168,15 @@ def loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def round_trip(value: Any, *, what: str = "value") -> Any:
-    return json.loads(dumps(value, what=what))
+# Sorted keys, compact, non-ASCII kept: one text per JSON object whatever its key order.
+_CANONICAL = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def canonical(value: Any) -> str:
+    """A decoded JSON value as canonical text (sorted keys): two payloads are the same
+    request exactly when their canonical texts are equal. No checks: the value came from
+    JSON already."""
+    return _CANONICAL.encode(value)
 
 
 def _find_bad_path(value: Any, path: str = "") -> str | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -17,8 +16,8 @@ from pathlib import Path
 
 from sylphrun.config import Config
 from sylphrun.errors import SylphrunError
-from sylphrun.reload import Reloader, ReloadState
-from sylphrun.runtime.serve import banner
+from sylphrun.reload import Reloader
+from sylphrun.runtime.serve import StopSignals, banner
 from sylphrun.runtime.supervisor import Supervisor
 
 
@@ -67,8 +66,7 @@ class DevSession:
         self.lock.acquire()
         self.supervisor = Supervisor(config, workers=workers, on_event=echo,
                                      output_path=str(worker_output) if worker_output else None)
-        self.reload_state = ReloadState()
-        self.reloader = Reloader(config, self.supervisor, on_event=echo, state=self.reload_state)
+        self.reloader = Reloader(config, self.supervisor, on_event=echo)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -129,39 +127,31 @@ def _run_with_log(session: DevSession) -> int:
     from sylphrun.journal import Connection
 
     console = line_console()
-    presses = {"n": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        presses["n"] += 1
-        if presses["n"] == 1:
-            session.echo("stopping: in-flight runs are handed back at their next step "
-                         "(Ctrl-C again to stop now)")
-            session.stop_event.set()
-        else:
-            session.supervisor.stop_now()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(session.supervisor, session.stop_event, session.echo)
     session.start()
     conn = Connection(session.config.journal, durability=session.config.durability)
     try:
         follow(conn, session.stop_event, console.print)
     finally:
         conn.close()
-        session.stop(graceful=presses["n"] < 2)
+        session.stop(graceful=signals.presses < 2)
     session.echo("stopped")
     return 1 if session.supervisor.journal_gone else 0
 
 
 def _run_with_dashboard(session: DevSession, tasks) -> int:
+    from dataclasses import replace
+
     from sylphrun.dashboard.app import DashboardApp
-    from sylphrun.dashboard.status import ReloadStatus
+    from sylphrun.model import ReloadStatus
 
     def status() -> ReloadStatus:
-        s = session.reload_state
+        # The dashboard shows the error with the user's frames under it, and the tasks
+        # found at start until a reload says otherwise.
+        s = session.reloader.status
         error = f"{s.error}\n{s.traceback.rstrip()}" if s.error and s.traceback else s.error
-        return ReloadStatus(at=s.at, duration=s.duration, error=error,
-                            task_ids=s.task_ids or tuple(sorted(tasks)))
+        return replace(s, error=error, traceback=None,
+                       task_ids=s.task_ids or tuple(sorted(tasks)))
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
     # its own binding; we stop gracefully after it returns.

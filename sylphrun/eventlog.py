@@ -178,18 +178,14 @@ REMEMBERED_RUNS = 5_000
 def follow(conn: Connection, stop: threading.Event, emit: Callable[[Text], None],
            *, interval: float = 0.05, from_start: bool = False) -> None:
     """Emit lines for every change until `stop` is set."""
-    last = 0 if from_start else queries.last_event_id(conn)
+    cursor = queries.JournalCursor(conn, after=0 if from_start else queries.last_event_id(conn))
     printer = EventPrinter(conn, emit, started=0.0 if from_start else None,
                            logs_after=0 if from_start else None)
-    version = None
     while not stop.is_set():
-        v = conn.data_version()
-        if v != version:
-            version = v
+        if cursor.changed():
             while True:
-                events = queries.events_since(conn, last, limit=1000)
+                events = cursor.new_events(1000)
                 for event in events:
-                    last = event[0]
                     printer.handle(event)
                 if len(events) < 1000:
                     printer.end_batch()

@@ -184,3 +184,21 @@ class WorkerInfo:
     started_at: float
     heartbeat_at: float
     wake_addr: str | None
+
+
+@dataclass(frozen=True)
+class ReloadStatus:
+    """The last reload of the project's tasks, as `sylphrun dev`'s reloader keeps it and
+    the dashboard shows it (replaced whole on each reload: a reader in another thread never
+    sees half of one).
+
+    `at` is when it finished (epoch seconds) and `duration` how long it took; `error` is
+    the import error that blocks it (the old workers keep running meanwhile), with the
+    user's frames of it in `traceback`; `task_ids` are the tasks the running workers know.
+    """
+
+    at: float | None = None
+    duration: float | None = None
+    error: str | None = None
+    task_ids: tuple[str, ...] = ()
+    traceback: str | None = None

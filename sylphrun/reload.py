@@ -22,33 +22,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sylphrun.config import Config, load_config
 from sylphrun.discover import task_sources
+from sylphrun.model import ReloadStatus
 
 CHECK_TIMEOUT = 60.0
 # How long "watching" waits for the first workers to register (a crash loop must not hide
 # that the watch is on).
 START_WAIT = 10.0
-
-
-@dataclass
-class ReloadState:
-    """What the dashboard and the log show about reloading."""
-
-    at: float | None = None
-    duration: float | None = None
-    error: str | None = None
-    traceback: str | None = None
-    task_ids: tuple[str, ...] = ()
-    reloads: int = 0
-    history: list[float] = field(default_factory=list)
-    # Where the last reload's time went, seconds: the watcher noticing the save, the
-    # import check, starting the new workers (or waking the standby ones), their import of
-    # the tasks until each has registered.
-    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -148,11 +132,12 @@ class Reloader:
     """Runs in a thread of `sylphrun dev`: watches, checks, swaps the workers."""
 
     def __init__(self, config: Config, supervisor, *, on_event: Callable[[str], None],
-                 state: ReloadState | None = None) -> None:
+                 ) -> None:
         self.config = config
         self.supervisor = supervisor
         self.on_event = on_event
-        self.state = state or ReloadState()
+        # What the dashboard shows; replaced whole, never changed in place.
+        self.status = ReloadStatus()
         self._lock = threading.RLock()
         self._snapshot = _snapshot(config)
         self._pending_ready = 0
@@ -247,10 +232,7 @@ class Reloader:
             self._pending_ready -= 1
             if self._pending_ready:
                 return
-            deadline = time.monotonic() + START_WAIT
-            while (self.supervisor.starting() and not stop.is_set()
-                   and time.monotonic() < deadline):
-                time.sleep(0.005)
+            self.supervisor.wait_serving_registered(START_WAIT, stop)
             changed = [Path(p) for p, sig in _snapshot(self.config).items()
                        if self._snapshot.get(p) != sig]
             self.on_event(f"watching {', '.join(str(p) for p in watch_paths(self.config))} for changes")
@@ -293,34 +275,27 @@ class Reloader:
         started_at = time.time()
         if not new_ids:
             return False  # shutting down
-        deadline = time.monotonic() + CHECK_TIMEOUT
-        while not new_ids <= self.supervisor.live_worker_ids():
-            if self.supervisor.exited(new_ids) or time.monotonic() > deadline:
-                self.supervisor.abandon(new_ids)
-                return self._blocked("the new workers did not start (the code changed again "
-                                     "while reloading, or does not import)", None)
-            time.sleep(0.005)
+        if not self.supervisor.wait_registered(new_ids, CHECK_TIMEOUT):
+            self.supervisor.abandon(new_ids)
+            return self._blocked("the new workers did not start (the code changed again "
+                                 "while reloading, or does not import)", None)
         registered_at = time.time()
         self.supervisor.retire_all_but(new_ids)
         self.config = config
         took = time.time() - saved_at
-        self.state.phases = {"seen": seen_at - saved_at, "check": checked_at - seen_at,
-                             "start": started_at - checked_at,
-                             "register": registered_at - started_at}
-        self.state.at = time.time()
-        self.state.duration = took
-        self.state.error = self.state.traceback = None
-        self.state.task_ids = result.task_ids
-        self.state.reloads += 1
-        self.state.history.append(took)
+        # Where the time went: the watcher noticing the save, the import check, starting
+        # the new workers (or waking the standby ones), their import of the tasks until
+        # each has registered.
+        phases = {"seen": seen_at - saved_at, "check": checked_at - seen_at,
+                  "start": started_at - checked_at, "register": registered_at - started_at}
+        self.status = ReloadStatus(at=time.time(), duration=took, task_ids=result.task_ids)
         self.on_event(f"reloaded ({names} changed): {len(result.task_ids)} task(s), "
                       f"new workers ready {took * 1000:.0f} ms after the save "
-                      f"({_phases(self.state.phases)})")
+                      f"({_phases(phases)})")
         return True
 
     def _blocked(self, error: str, tb: str | None) -> bool:
-        self.state.error = error
-        self.state.traceback = tb
+        self.status = replace(self.status, error=error, traceback=tb)
         self.on_event(f"reload blocked, old workers keep serving: {error}")
         if tb:
             # The user's own frames (discovery strips ours): what they need to fix it.

@@ -188,13 +188,11 @@ async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | Non
     """Poll the journal until the run finishes (outside a run). `PRAGMA data_version` makes
     each idle poll a few microseconds; nothing is read until something was committed."""
     deadline = None if timeout is None else time.monotonic() + timeout
-    seen_version = None
+    journal = queries.JournalCursor(conn)
     warned = False
     next_worker_check = 0.0
     while True:
-        version = conn.data_version()
-        if version != seen_version:
-            seen_version = version
+        if journal.changed():
             attempt_status = queries.run_fields(conn, run_id)
             if attempt_status[1] in model.TERMINAL_STATES:
                 return queries.get_run(conn, run_id).result()

@@ -275,3 +275,21 @@ def test_a_run_of_a_task_no_worker_knows_fails_as_unknown_after_a_grace(tmp_path
         assert run.status == model.FAILED and run.error.startswith("UnknownTask:")
     finally:
         conn.close()
+
+
+def test_a_journal_cursor_reads_only_after_a_commit_and_only_new_events(tmp_path):
+    path = tmp_path / "j.db"
+    writer = Connection(path, create=True)
+    reader = Connection(path)
+    [(first, _)] = store.enqueue_runs(writer, [RunSpec("t", "{}")], time.time())
+    cursor = queries.JournalCursor(reader, after=queries.last_event_id(reader))
+    assert cursor.changed()  # the first look always reads
+    assert cursor.new_events(100) == []  # nothing after where it started
+    assert not cursor.changed()  # no commit since: nothing to read
+    [(second, _)] = store.enqueue_runs(writer, [RunSpec("t", "{}")], time.time())
+    assert cursor.changed()
+    assert {e[2] for e in cursor.new_events(100)} == {second}
+    assert cursor.new_events(100) == []
+    assert first != second
+    writer.close()
+    reader.close()

@@ -87,3 +87,26 @@ def test_the_standby_checker_reads_the_code_saved_after_it_started(project):
     idle = start_check(project.root)
     drop_check(idle)  # closing its stdin: it exits at once, checking nothing
     assert idle.returncode == 0
+
+
+def test_new_workers_say_when_they_registered_and_a_failed_start_ends_the_wait(
+    project, engine_factory
+):
+    project.write_tasks(VERSIONED.format(version="v1"))
+    eng = engine_factory().start()
+    sup = eng.supervisor
+    new = set(sup.start_replacement())
+    # The event, not a poll: once it says so, the journal has them (and their tasks).
+    assert sup.wait_registered(new, timeout=60)
+    assert new <= sup.live_worker_ids()
+    sup.retire_all_but(new)
+
+    project.write_tasks("raise RuntimeError('broken on purpose')\n")
+    broken = set(sup.start_replacement(project.config()))
+    assert not sup.wait_registered(broken, timeout=120)  # they exit: IMPORT_FAILED
+    assert not broken & sup.live_worker_ids()
+    # It returned because one of them exited (or was already gone), not on the timeout.
+    assert any(p.process.exitcode is not None for p in sup.procs if p.worker_id in broken) \
+        or not broken <= {p.worker_id for p in sup.procs}
+    sup.abandon(broken)
+    assert eng.run("version").output == "v1"  # the serving set never left

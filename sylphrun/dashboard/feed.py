@@ -105,8 +105,7 @@ class JournalFeed:
         self._watch_changed = False
         self._reread = False
         self._loaded = False
-        self._version: int | None = None
-        self._last_event = 0
+        self._cursor: queries.JournalCursor | None = None
         self._log_run: str | None = None
         self._log_after = 0
         self._logs_pending = False
@@ -163,56 +162,15 @@ class JournalFeed:
         assert self.conn is not None, "open() first"
         conn = self.conn
         started = time.perf_counter()
-        with self._lock:
-            watched = self._watched
-            watch_changed = self._watch_changed
-            self._watch_changed = False
-            if self._reread:
-                self._reread = False
-                self._log_run = None
-            search = self._search
-            search_changed = self._search_changed
-            self._search_changed = False
+        watched, watch_changed, search, search_changed = self._take_requests()
         update = FeedUpdate()
         changed: set[str] = set()
         logged: set[str] = set()
         if not self._loaded:
-            # First the newest page, shown at once; the whole list on the next poll.
-            first = self._version is None
-            self._version = conn.data_version()
-            if first:
-                self._last_event = queries.last_event_id(conn)
-            limit = min(FIRST_PAGE, self.max_runs) if first else self.max_runs
-            update.runs = queries.run_summaries(conn, limit=limit + 1)
-            update.truncated = len(update.runs) > self.max_runs
-            update.more = first and len(update.runs) > limit
-            del update.runs[limit:]
-            update.full = True
-            self._loaded = not update.more
-            watch_changed = watch_changed or first
-        else:
-            version = conn.data_version()
-            if version != self._version:
-                self._version = version
-                events = queries.events_since(conn, self._last_event, limit=EVENT_BATCH)
-                if events:
-                    self._last_event = events[-1][0]
-                    update.more = len(events) == EVENT_BATCH
-                created: list[str] = []
-                for event_id, at, run_id, kind, step_key in events:
-                    changed.add(run_id)
-                    if kind == "log":
-                        logged.add(run_id)
-                    elif kind == "run.queued":
-                        created.append(run_id)  # new runs, and some retried ones
-                    if run_id == self._changes_run and kind.startswith(queries.STATE_CHANGE_KINDS):
-                        self._changes.append((event_id, at, kind, step_key))
-                if changed:
-                    update.runs = self._changed_runs(conn, changed)
-                if search and created and not search_changed:
-                    found = queries.runs_with_payload_text(conn, search, run_ids=created)
-                    if found:
-                        update.payload_matches = PayloadMatches(search, frozenset(found), False)
+            watch_changed = self._load_runs(conn, update) or watch_changed
+        elif self._cursor.changed():
+            self._follow_events(conn, update, changed, logged,
+                                search=None if search_changed else search)
         if search_changed:
             found = queries.runs_with_payload_text(conn, search, limit=PAYLOAD_MATCHES) if search else []
             update.payload_matches = PayloadMatches(search, frozenset(found), True)
@@ -229,6 +187,58 @@ class JournalFeed:
         self._read_reload(update)
         update.read_seconds = time.perf_counter() - started
         return update
+
+    def _take_requests(self) -> tuple[str | None, bool, str, bool]:
+        """What the UI asked for since the last poll: (watched run, changed?, search,
+        changed?)."""
+        with self._lock:
+            watch_changed, self._watch_changed = self._watch_changed, False
+            if self._reread:
+                self._reread = False
+                self._log_run = None
+            search_changed, self._search_changed = self._search_changed, False
+            return self._watched, watch_changed, self._search, search_changed
+
+    def _load_runs(self, conn: Connection, update: FeedUpdate) -> bool:
+        """First the newest page, shown at once; the whole list on the next poll. True on
+        the first page."""
+        first = self._cursor is None
+        if first:
+            self._cursor = queries.JournalCursor(conn)
+        # The version before the last event id: a commit in between is read next poll.
+        self._cursor.changed()
+        if first:
+            self._cursor.last_event = queries.last_event_id(conn)
+        limit = min(FIRST_PAGE, self.max_runs) if first else self.max_runs
+        update.runs = queries.run_summaries(conn, limit=limit + 1)
+        update.truncated = len(update.runs) > self.max_runs
+        update.more = first and len(update.runs) > limit
+        del update.runs[limit:]
+        update.full = True
+        self._loaded = not update.more
+        return first
+
+    def _follow_events(self, conn: Connection, update: FeedUpdate, changed: set[str],
+                       logged: set[str], *, search: str | None) -> None:
+        """Read the events committed since the last poll: the runs they name (in
+        `changed`, those with new log lines in `logged`), and new runs matching `search`."""
+        events = self._cursor.new_events(EVENT_BATCH)
+        update.more = len(events) == EVENT_BATCH
+        created: list[str] = []
+        for event_id, at, run_id, kind, step_key in events:
+            changed.add(run_id)
+            if kind == "log":
+                logged.add(run_id)
+            elif kind == "run.queued":
+                created.append(run_id)  # new runs, and some retried ones
+            if run_id == self._changes_run and kind.startswith(queries.STATE_CHANGE_KINDS):
+                self._changes.append((event_id, at, kind, step_key))
+        if changed:
+            update.runs = self._changed_runs(conn, changed)
+        if search and created:
+            found = queries.runs_with_payload_text(conn, search, run_ids=created)
+            if found:
+                update.payload_matches = PayloadMatches(search, frozenset(found), False)
 
     def _changed_runs(self, conn: Connection, changed: set[str]) -> list[RunSummary]:
         # Only events of the runs themselves are journaled; a parent's child counters
@@ -258,7 +268,7 @@ class JournalFeed:
         # Read from the journal once per run (a scan of the events table), then kept up to
         # date from the events `poll` reads anyway.
         if run_id != self._changes_run:
-            self._changes = queries.run_state_changes(conn, run_id, up_to=self._last_event)
+            self._changes = queries.run_state_changes(conn, run_id, up_to=self._cursor.last_event)
             self._changes_run = run_id
         return self._changes
 

@@ -53,10 +53,6 @@ class ModelChange:
     changed_ids: frozenset[str]
 
 
-def _newest_first(run: RunSummary) -> tuple[float, str]:
-    return (run.created_at, run.id)
-
-
 class RunsModel:
     def __init__(self) -> None:
         self.by_id: dict[str, RunSummary] = {}

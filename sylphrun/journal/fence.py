@@ -5,9 +5,8 @@ Claiming, cancelling, requeueing and finishing a run bump the epoch, so a worker
 paused past its lease (SIGSTOP, a long GC, a suspended laptop) fails the check and cannot
 overwrite the work of the worker that took the run over.
 
-Every fenced write in the journal goes through `check` or `OWNED`, looked up through this
-module (`fence.check(...)`), never copied into another module's namespace: one patch here
-reaches them all (bench/experiments.py measures the writes without the check).
+Every fenced write in the journal goes through `check` or `OWNED`: the fence is written
+once, here.
 """
 
 from __future__ import annotations

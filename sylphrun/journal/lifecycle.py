@@ -7,16 +7,16 @@ finished. Every write after the claim is fenced by the lease epoch (see `fence`)
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.journal import fence
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.fence import LeaseLost
 from sylphrun.journal.transitions import (
+    CLEAR_LEASE,
     MAX_CRASHES,
     TERMINAL,
     RunSpec,
@@ -102,38 +102,8 @@ def claim_runs(
     if limit <= 0:
         return claims, unknown
     with conn.write() as db:
-        quota: dict[str, int] = {}
-        for task_id, terms in known_tasks.items():
-            concurrency = terms.concurrency
-            if concurrency is not None:
-                # Only live leases: a run whose worker froze past its lease must not hold its
-                # own slot, or nobody could take it over (it is claimable below).
-                running = db.execute(
-                    "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?"
-                    " AND lease_expires_at >= ?",
-                    (task_id, now),
-                ).fetchone()[0]
-                quota[task_id] = concurrency - running
-        blocked = [t for t, q in quota.items() if q <= 0]
-        skip = f" AND task_id NOT IN ({','.join('?' * len(blocked))})" if blocked else ""
-        # A run of a task this worker does not know may be newer than its code (a task
-        # saved and triggered before the reload replaced the workers): leave it to workers
-        # that know it. Only after `UNKNOWN_TASK_GRACE` is it taken, to be failed as unknown
-        # (a renamed or deleted task) rather than sit in the queue with no word.
-        known = json.dumps(list(known_tasks))
-        mine = "(task_id IN (SELECT value FROM json_each(?)) OR {col} <= ?)"
-        candidates = db.execute(
-            f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
-            f" AND {mine.format(col='ready_at')} ORDER BY ready_at LIMIT ?",
-            (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit),
-        ).fetchall()
-        if len(candidates) < limit:
-            candidates += db.execute(
-                "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
-                f" AND lease_expires_at < ?{skip} AND {mine.format(col='lease_expires_at')}"
-                " LIMIT ?",
-                (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit - len(candidates)),
-            ).fetchall()
+        quota = _concurrency_quota(db, known_tasks, now)
+        candidates = _claim_candidates(db, known_tasks, quota, limit, now)
         # A run that was on a worker when it crashed is a suspect: it may have killed it, or
         # merely shared it. A worker holds at most one suspect, so two suspects never crash
         # together again: an innocent run is blamed at most once per run that crashes its
@@ -155,21 +125,76 @@ def claim_runs(
             if task_id in quota:
                 quota[task_id] -= 1
             holds_suspect = holds_suspect or crash_count > 0
-            terms = known_tasks[task_id]
-            interrupt_running_steps(db, run_id, now)
-            previous = db.execute(
-                "SELECT code_fingerprint FROM runs WHERE id = ?", (run_id,)
-            ).fetchone()[0]
-            row = db.execute(
-                "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1,"
-                " lease_expires_at = ?, ready_at = NULL, deadline_at = ?, code_fingerprint = ?,"
-                " started_at = COALESCE(started_at, ?), updated_at = ?"
-                " WHERE id = ? RETURNING payload, attempt, lease_epoch, parent_run_id, crash_count, doom",
-                (worker_id, now + lease_seconds, now + terms.timeout if terms.timeout else None,
-                 terms.fingerprint, now, now, run_id),
-            ).fetchone()
-            claims.append(Claim(run_id, task_id, *row, previous_fingerprint=previous))
+            claims.append(_take_run(db, run_id, task_id, worker_id, known_tasks[task_id],
+                                    lease_seconds=lease_seconds, now=now))
     return claims, unknown
+
+
+def _concurrency_quota(
+    db: sqlite3.Connection, known_tasks: Mapping[str, TaskTerms], now: float,
+) -> dict[str, int]:
+    """Free slots of each task with a concurrency limit."""
+    quota: dict[str, int] = {}
+    for task_id, terms in known_tasks.items():
+        if terms.concurrency is not None:
+            # Only live leases: a run whose worker froze past its lease must not hold its
+            # own slot, or nobody could take it over (it is claimable).
+            running = db.execute(
+                "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?"
+                " AND lease_expires_at >= ?",
+                (task_id, now),
+            ).fetchone()[0]
+            quota[task_id] = terms.concurrency - running
+    return quota
+
+
+def _claim_candidates(
+    db: sqlite3.Connection, known_tasks: Mapping[str, TaskTerms], quota: dict[str, int],
+    limit: int, now: float,
+) -> list[tuple[str, str, int]]:
+    """(run id, task id, crash count) of up to `limit` runs to claim: ready ones first,
+    then running ones whose lease expired; none of a task with no free slot."""
+    blocked = [t for t, q in quota.items() if q <= 0]
+    skip = f" AND task_id NOT IN ({','.join('?' * len(blocked))})" if blocked else ""
+    # A run of a task this worker does not know may be newer than its code (a task
+    # saved and triggered before the reload replaced the workers): leave it to workers
+    # that know it. Only after `UNKNOWN_TASK_GRACE` is it taken, to be failed as unknown
+    # (a renamed or deleted task) rather than sit in the queue with no word.
+    known = codec.dumps(list(known_tasks), what="the known tasks")
+    mine = "(task_id IN (SELECT value FROM json_each(?)) OR {col} <= ?)"
+    candidates = db.execute(
+        f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
+        f" AND {mine.format(col='ready_at')} ORDER BY ready_at LIMIT ?",
+        (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit),
+    ).fetchall()
+    if len(candidates) < limit:
+        candidates += db.execute(
+            "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
+            f" AND lease_expires_at < ?{skip} AND {mine.format(col='lease_expires_at')}"
+            " LIMIT ?",
+            (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit - len(candidates)),
+        ).fetchall()
+    return candidates
+
+
+def _take_run(
+    db: sqlite3.Connection, run_id: str, task_id: str, worker_id: str, terms: TaskTerms, *,
+    lease_seconds: float, now: float,
+) -> Claim:
+    """Lease one run to `worker_id`: a new lease epoch fences out its previous holder."""
+    interrupt_running_steps(db, run_id, now)
+    previous = db.execute(
+        "SELECT code_fingerprint FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()[0]
+    row = db.execute(
+        "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1,"
+        " lease_expires_at = ?, ready_at = NULL, deadline_at = ?, code_fingerprint = ?,"
+        " started_at = COALESCE(started_at, ?), updated_at = ?"
+        " WHERE id = ? RETURNING payload, attempt, lease_epoch, parent_run_id, crash_count, doom",
+        (worker_id, now + lease_seconds, now + terms.timeout if terms.timeout else None,
+         terms.fingerprint, now, now, run_id),
+    ).fetchone()
+    return Claim(run_id, task_id, *row, previous_fingerprint=previous)
 
 
 def suspend_run(
@@ -199,8 +224,8 @@ def suspend_run(
             (run_id,),
         )
         db.execute(
-            "UPDATE runs SET status = 'waiting', ready_at = ?, lease_owner = NULL,"
-            " lease_expires_at = NULL, deadline_at = NULL, updated_at = ? WHERE id = ?",
+            f"UPDATE runs SET status = 'waiting', ready_at = ?, {CLEAR_LEASE},"
+            " updated_at = ? WHERE id = ?",
             (ready_at, now, run_id),
         )
 
@@ -272,7 +297,7 @@ def _schedule_retry(
     )
     db.execute(
         "UPDATE runs SET status = 'queued', attempt = attempt + 1, ready_at = ?, error = ?,"
-        " doom = NULL, lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL,"
+        f" doom = NULL, {CLEAR_LEASE},"
         " lease_epoch = lease_epoch + 1, updated_at = ? WHERE id = ?",
         (retry_at, error, now, run_id),
     )

@@ -6,10 +6,9 @@ a syntax error in one task file, or a module that is slow to import, costs them 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.journal.connection import Connection
 
 
@@ -22,7 +21,7 @@ def register_tasks(
     registered: every worker of a reload registers the same set, and the write lock is
     better left to the runs."""
     rows = sorted(
-        (r.id, json.dumps(r.options, sort_keys=True, separators=(",", ":")), r.source_file,
+        (r.id, codec.canonical(r.options), r.source_file,
          r.source_line, r.fingerprint)
         for r in records
     )

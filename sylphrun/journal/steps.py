@@ -8,10 +8,9 @@ an event row only when the worker asks (`notify`; see schema V2). Not to be conf
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.journal import fence
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.fence import LeaseLost
@@ -51,7 +50,7 @@ def record_trigger_step(
 
 
 def _json_list(ids: Sequence[str]) -> str:
-    return json.dumps(list(ids), separators=(",", ":"))
+    return codec.dumps(list(ids), what="the child run ids")
 
 
 def record_step_interrupted(

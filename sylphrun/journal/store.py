@@ -11,11 +11,6 @@ writes it), `steps` (its steps and log), `user_actions` (cancel, retry, replay),
 and the pieces they share, `fence` and `transitions`. Callers depend on this one name
 (`store.record_step_start(...)`) so the modules can move without touching them; the
 modules show the seams.
-
-A function is looked up here when it is called through `store.`, so patching
-`store.record_step_start` reaches every caller outside the journal. Writes inside the
-journal call each other directly: to patch the fence, patch `fence.check`, which every
-fenced write looks up through its module.
 """
 
 from sylphrun.journal.fence import LeaseLost

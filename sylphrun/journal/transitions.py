@@ -8,12 +8,11 @@ and every requeue or finish bumps the lease epoch that fences out the previous h
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.errors import IdempotencyConflict
 from sylphrun.journal import fence, ids
 
@@ -36,6 +35,11 @@ class RunSpec:
     # function): a re-executed step may pass other data under it and gets the runs it
     # created the first time. A user's key with another payload is a conflict.
     derived_key: bool = False
+
+
+# A run that stops running here (parked, queued again, retried, finished) gives up its
+# lease: the one spelling of it, so a new lease column cannot be forgotten in one place.
+CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL"
 
 
 def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) -> list[tuple[str, bool]]:
@@ -71,8 +75,7 @@ def _canonical(payload: str) -> str:
     """A payload's JSON with sorted keys: the same object, whatever its key order. Text,
     not decoded values: in Python 1 == 1.0 == True, in JSON they are different payloads."""
     try:
-        return json.dumps(json.loads(payload), sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False)
+        return codec.canonical(codec.loads(payload))
     except (ValueError, RecursionError):
         return payload
 
@@ -139,8 +142,8 @@ def cancel_open_steps(db: sqlite3.Connection, run_id: str, now: float) -> None:
 def requeue(db: sqlite3.Connection, run_id: str, now: float, *, crashed: bool) -> None:
     interrupt_running_steps(db, run_id, now)
     db.execute(
-        "UPDATE runs SET status = 'queued', ready_at = ?, lease_owner = NULL,"
-        " lease_expires_at = NULL, deadline_at = NULL, lease_epoch = lease_epoch + 1,"
+        f"UPDATE runs SET status = 'queued', ready_at = ?, {CLEAR_LEASE},"
+        " lease_epoch = lease_epoch + 1,"
         " crash_count = crash_count + ?, updated_at = ? WHERE id = ?",
         (now, 1 if crashed else 0, now, run_id),
     )
@@ -155,7 +158,7 @@ def finish(
     interrupt_running_steps(db, run_id, now, "interrupted: the run ended while it ran")
     row = db.execute(
         "UPDATE runs SET status = ?, output = ?, error = ?, finished_at = ?, ready_at = NULL,"
-        " doom = NULL, lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL,"
+        f" doom = NULL, {CLEAR_LEASE},"
         " lease_epoch = lease_epoch + 1, updated_at = ? WHERE id = ?"
         " RETURNING attempt, started_at, parent_run_id",
         (status, output, error, now, now, run_id),

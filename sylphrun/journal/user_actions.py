@@ -8,11 +8,10 @@ the errors a user can cause (`UnknownRun`, `InvalidState`).
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import NamedTuple
 
-from sylphrun import model
+from sylphrun import codec, model
 from sylphrun.errors import InvalidState, ReplayFromCompensation, UnknownRun
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.transitions import (
@@ -213,12 +212,12 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
             " AND status = 'waiting'", (run_id,),
         ).fetchall():
             try:
-                wake_at = json.loads(output)["wake_at"] if output else None
+                wake_at = codec.loads(output)["wake_at"] if output else None
             except (ValueError, TypeError, KeyError):
                 wake_at = None  # a damaged row: the run's ready_at still moves
             if wake_at is not None and wake_at > now:
                 db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
-                           (json.dumps({"wake_at": now}), run_id, key))
+                           (codec.dumps({"wake_at": now}), run_id, key))
                 woken.append(f"its sleep {key!r} ends now")
         for (key,) in db.execute(
             "UPDATE steps SET retry_at = ? WHERE run_id = ? AND status = 'retrying'"

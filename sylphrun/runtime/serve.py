@@ -27,33 +27,44 @@ def banner(config: Config, workers: int) -> str:
     )
 
 
+class StopSignals:
+    """Ctrl-C and SIGTERM for a process serving workers in the foreground (`worker`,
+    `dev --no-tui`): the first asks for a graceful stop (says so, sets `stop`); any later
+    one kills the workers now (their runs are released when `stop` sees them dead)."""
+
+    def __init__(self, supervisor: Supervisor, stop: threading.Event,
+                 echo: Callable[[str], None]) -> None:
+        self.supervisor = supervisor
+        self.stop = stop
+        self.echo = echo
+        self.presses = 0
+        signal.signal(signal.SIGINT, self._on_signal)
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.presses += 1
+        if self.presses == 1:
+            self.echo("stopping: in-flight runs are handed back at their next step "
+                      "(Ctrl-C again to stop now)")
+            self.stop.set()
+        else:
+            self.supervisor.stop_now()
+
+    @property
+    def graceful(self) -> bool:
+        """Hand the runs back (no second press, and a journal to hand them back to)."""
+        return self.presses < 2 and self.supervisor.journal_gone is None
+
+
 def serve_workers(config: Config, *, workers: int | None, echo: Callable[[str], None]) -> int:
     supervisor = Supervisor(config, workers=workers, on_event=echo)
     stop = threading.Event()
-    presses = {"n": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        presses["n"] += 1
-        if presses["n"] == 1:
-            echo("stopping: in-flight runs are handed back at their next step (Ctrl-C again to stop now)")
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signals = StopSignals(supervisor, stop, echo)
     echo(banner(config, supervisor.count))
     supervisor.start()
     try:
         supervisor.serve(stop)
     finally:
-        stop_now = threading.Event()
-
-        def on_second(signum: int, _frame: object) -> None:
-            stop_now.set()
-            supervisor.stop_now()
-
-        signal.signal(signal.SIGINT, on_second)
-        signal.signal(signal.SIGTERM, on_second)
-        # A deleted journal: nothing to hand runs back to, stop the workers now.
-        supervisor.stop(graceful=presses["n"] < 2 and supervisor.journal_gone is None)
+        supervisor.stop(graceful=signals.graceful)
     echo("stopped")
     return 1 if supervisor.journal_gone else 0

@@ -10,30 +10,35 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import os
 import signal
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
 from sylphrun.errors import JournalError, timeout_error
 from sylphrun.journal import Connection, queries, store
-from sylphrun.journal.connection import write_lock_holder
-from sylphrun.journal.ids import new_worker_id
 from sylphrun.journal.workers import renew_leases_for
 from sylphrun.runtime import wake
+from sylphrun.runtime.lock_watch import watch_write_lock
+from sylphrun.runtime.process_table import (
+    ProcessTable,
+    WorkerProcess,
+    WorkerState,
+    describe_exit,
+    pid_alive,
+    stopped,
+)
 from sylphrun.runtime.worker import (
     IMPORT_FAILED,
     JOURNAL_GONE,
     REPLACE_ME,
     WorkerSettings,
     journal_gone_message,
-    worker_main,
 )
 
 log = logging.getLogger("sylphrun.supervisor")
@@ -44,33 +49,11 @@ TIMEOUT_GRACE = 2.0
 # the supervisor is stopping by then.
 DEFERRED_RESTART = 1.0
 ASKED_TO_STOP = (0, -signal.SIGTERM, -signal.SIGHUP)
-
-
-@dataclass
-class WorkerProcess:
-    index: int
-    worker_id: str
-    process: multiprocessing.process.BaseProcess
-    started: float
-    killed_on_purpose: bool = False
-    # Replaced by a reload: it drains and exits; its runs go to the new workers.
-    retiring: bool = False
-    # Started by a reload, not yet known to serve: its exit is the reload's business.
-    probation: bool = False
-    # A standby's end of its gate: it waits, imported, for the config to serve (see
-    # `prepare_standby`). None once sent, and for workers started to serve at once.
-    gate: multiprocessing.connection.Connection | None = None
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
+# In a crash loop (more than 4 deaths per worker slot within 10 s), a dead worker is
+# started again this much later.
+CRASH_LOOP_PAUSE = 1.0
+# A worker in one of these states that exits is not started again.
+NOT_RESTARTED = (WorkerState.RETIRING, WorkerState.PROBATION, WorkerState.DISCARDED)
 
 
 class Supervisor:
@@ -87,67 +70,46 @@ class Supervisor:
                                        grace_seconds=config.shutdown_grace,
                                        output_path=output_path)
         self.on_event = on_event or (lambda msg: log.info(msg))
-        self.procs: list[WorkerProcess] = []
-        # Spawned ahead for the next reload, waiting at their gate; not in `procs`.
-        self.standby: list[WorkerProcess] = []
+        # The one owner of the worker processes (serving and standby sets, their states).
+        self.table = ProcessTable(self.template, self.count)
         self.stopping = False
         # Set (to the line to print) when the journal file was deleted or replaced under
         # us: `serve` returns, and the caller stops with that line.
         self.journal_gone: str | None = None
-        self.mp = multiprocessing.get_context("spawn")  # explicit: 3.14 changed the default
         self.conn = Connection(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
-        # Workers that exited cleanly without our asking: (restart at, index). See
+        # Restarts that wait: (restart at, index, line to say then or None). See
         # `_handle_exit`.
-        self._deferred: list[tuple[float, int]] = []
+        self._deferred: list[tuple[float, int, str | None]] = []
         self._swept_at = time.monotonic()
-        # poll() runs in the supervising thread; replace_workers() may come from the
-        # reloader's thread: both change self.procs under this lock.
-        self._lock = threading.RLock()
+        # poll() runs in the supervising thread; the reload's calls come from the
+        # reloader's thread: the table's lock orders them.
+        self._lock = self.table.lock
+
+    @property
+    def procs(self) -> list[WorkerProcess]:
+        return self.table.procs
+
+    @property
+    def standby(self) -> list[WorkerProcess]:
+        return self.table.standby
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
         self.recover_vanished_workers()
         for i in range(self.count):
-            self.procs.append(self._spawn(i))
+            self.table.add(i)
         self._watch_stop = threading.Event()
-        threading.Thread(target=self._watch_write_lock, args=(self._watch_stop,), daemon=True,
+        threading.Thread(target=watch_write_lock, args=(self, self._watch_stop), daemon=True,
                          name="sylphrun-lock-watch").start()
 
-    def _spawn(self, index: int, *, gated: bool = False) -> WorkerProcess:
-        worker_id = new_worker_id()
-        settings = replace(self.template, worker_id=worker_id)
-        gate_out, gate = self.mp.Pipe(duplex=False) if gated else (None, None)
-        proc = self.mp.Process(target=worker_main, args=(settings, gate_out),
-                               name=f"sylphrun-worker-{index}")
-        # Ctrl-C reaches the whole process group. A child still starting (importing, before
-        # worker_main ignores SIGINT) died of it with a KeyboardInterrupt traceback on the
-        # user's terminal: save, then Ctrl-C, hit the standby set. The child inherits this
-        # thread's blocked mask; worker_main ignores SIGINT, then unblocks it.
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            proc.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        if gate_out is not None:
-            gate_out.close()  # the child holds it now; our copy would hide our death from it
-        return WorkerProcess(index, worker_id, proc, time.monotonic(), gate=gate)
-
     def prepare_standby(self) -> None:
-        """Spawn the next reload's workers now: a spawned worker spends most of its start
-        importing Python and sylphrun's runtime, none of which depends on the user's code.
-        They wait at a gate, the task modules not imported, until `start_replacement`
-        sends them the config to discover and serve; they are not registered meanwhile,
-        so they claim nothing. Called by the reloader once the serving set is settled."""
-        with self._lock:
-            for wp in self.standby:
-                if wp.process.exitcode is not None:
-                    wp.process.join(0)
-            self.standby = [wp for wp in self.standby if wp.process.exitcode is None]
-            if self.stopping or self.standby:
-                return
-            self.standby = [self._spawn(i, gated=True) for i in range(self.count)]
+        """Spawn the next reload's workers now, waiting at their gate (see
+        `ProcessTable.prepare_standby`). Called by the reloader once the serving set is
+        settled."""
+        with self._lock:  # `stop` drops the standby set under it: none may start after
+            self.table.prepare_standby(stopping=self.stopping)
 
     def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
         """Runs held by workers of this host that died with their supervisor (kill -9 of
@@ -168,7 +130,7 @@ class Supervisor:
         for w in registered:
             if w.id in ours or now - w.heartbeat_at < quiet_for:
                 continue
-            if w.host == host and not _pid_alive(w.pid):
+            if w.host == host and not pid_alive(w.pid):
                 requeued, failed = store.release_worker_runs(
                     self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
                 store.unregister_worker(self.conn, w.id, time.time())
@@ -186,8 +148,8 @@ class Supervisor:
                  if now - w.heartbeat_at > 1.5 * beat}
         for wp in self.procs:
             if (wp.worker_id not in quiet or wp.killed_on_purpose
-                    or wp.process.exitcode is not None or not _pid_alive(wp.process.pid)
-                    or _stopped(wp.process.pid)):
+                    or wp.process.exitcode is not None or not pid_alive(wp.process.pid)
+                    or stopped(wp.process.pid)):
                 continue
             try:
                 renew_leases_for(self.conn, wp.worker_id,
@@ -211,16 +173,14 @@ class Supervisor:
 
     def poll(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for a worker to die, then handle deaths and timeouts."""
-        with self._lock:
-            sentinels = [p.process.sentinel for p in self.procs]
+        sentinels = self.table.sentinels()
         if sentinels:
             wait_sentinels(sentinels, timeout)
         else:
             time.sleep(timeout)
         with self._lock:
-            for wp in list(self.procs):
-                if wp.process.exitcode is not None:
-                    self._handle_exit(wp)
+            for wp in self.table.exited_workers():
+                self._handle_exit(wp)
             if not self.stopping:
                 self._restart_deferred()
                 self._enforce_timeouts()
@@ -244,90 +204,50 @@ class Supervisor:
                 self.config = config
                 self.template = replace(self.template, config=config,
                                         grace_seconds=config.shutdown_grace)
-            # The standby set if one was prepared (see `prepare_standby`), topped up with
-            # fresh workers for any that died waiting.
-            new = [wp for wp in self.standby if self._release_gate(wp)]
-            self.standby = []
-            taken = {wp.index for wp in new}
-            new += [self._spawn(i) for i in range(self.count) if i not in taken]
-            for wp in new:
-                wp.probation = True
-            self.procs.extend(new)
-            return [p.worker_id for p in new]
-
-    def _release_gate(self, wp: WorkerProcess) -> bool:
-        """Send a standby worker the config to serve; False if it is gone, or did not get
-        the config (the gate closing then makes it exit, and a fresh one takes its place)."""
-        try:
-            wp.gate.send(self.template.config)
-            sent = True
-        except OSError:  # it died waiting (killed by hand, out of memory)
-            sent = False
-        wp.gate.close()
-        wp.gate = None
-        if not sent or wp.process.exitcode is not None:
-            wp.process.join(0)
-            return False
-        wp.started = time.monotonic()
-        return True
-
-    def _drop_standby(self) -> None:
-        """Closing a gate is the standby's signal to exit; SIGKILL if it is slow."""
-        for wp in self.standby:
-            wp.gate.close()
-        for wp in self.standby:
-            wp.process.join(1)
-            if wp.process.exitcode is None:
-                _kill(wp.process.pid)
-                wp.process.join(1)
-        self.standby = []
+                self.table.template = self.template
+            return self.table.start_replacement()
 
     def retire_all_but(self, keep: set[str]) -> None:
         """The new workers are serving: the others stop claiming, hand in-flight runs back
         at a step boundary, and exit."""
-        with self._lock:
-            for wp in self.procs:
-                if wp.worker_id in keep:
-                    wp.probation = False
-                elif not wp.retiring:
-                    wp.retiring = True
-                    if wp.process.exitcode is None:
-                        wp.process.terminate()
+        self.table.retire_all_but(keep)
 
     def abandon(self, ids: set[str]) -> None:
         """New workers that did not come up: stop them; the serving ones stay."""
-        with self._lock:
-            for wp in self.procs:
-                if wp.worker_id in ids and wp.process.exitcode is None:
-                    wp.killed_on_purpose = True
-                    _kill(wp.process.pid)
-
-    def exited(self, ids: set[str]) -> bool:
-        with self._lock:
-            running = {p.worker_id for p in self.procs if p.process.exitcode is None}
-        return not ids <= running
+        self.table.abandon(ids)
 
     def serving(self) -> bool:
         """Has every worker of the serving set registered (none of them still starting)?"""
-        with self._lock:
-            ids = {p.worker_id for p in self.procs if not p.retiring}
+        ids = self.table.serving_set()
         return bool(ids) and ids <= self.live_worker_ids()
 
-    def starting(self) -> bool:
-        """Is a worker of the serving set running but not registered yet?"""
-        with self._lock:
-            ids = {p.worker_id for p in self.procs
-                   if not p.retiring and p.process.exitcode is None}
-        return not ids <= self.live_worker_ids()
+    def wait_registered(self, ids: set[str], timeout: float) -> bool:
+        """Block until the workers `ids` have registered (True), or one exited first, or
+        `timeout` passed (False)."""
+        return self.table.wait_registered(ids, timeout)
+
+    def wait_serving_registered(self, timeout: float, stop: threading.Event) -> None:
+        """Block until every running worker of the serving set has registered (workers
+        that die meanwhile are left out, their replacements waited for), or `stop` is
+        set, or `timeout` passed."""
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            # A slice at a time: `stop` is a threading.Event, which a wait cannot include.
+            if self.table.wait_registered(self.table.serving_set(running_only=True),
+                                          min(remaining, 0.25)):
+                return
 
     def live_worker_ids(self) -> set[str]:
         return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
 
     def _handle_exit(self, wp: WorkerProcess) -> None:
-        self.procs.remove(wp)
+        self.table.remove(wp)
         wp.process.join(0)
         how = describe_exit(wp.process.exitcode)
-        on_purpose = self.stopping or wp.killed_on_purpose or wp.retiring
+        on_purpose = self.stopping or wp.state not in (WorkerState.SERVING, WorkerState.PROBATION)
         crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
         requeued, failed = store.release_worker_runs(
             self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
@@ -338,7 +258,7 @@ class Supervisor:
                 self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
-        if self.stopping or wp.retiring or wp.probation or self.journal_gone:
+        if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
             return
         if wp.process.exitcode == IMPORT_FAILED:
             # The code on disk does not import (saved broken while this worker restarted):
@@ -348,14 +268,16 @@ class Supervisor:
             return
         if wp.process.exitcode == REPLACE_ME:
             # It said why on its own output (a cancelled run's thread would not return).
-            self.procs.append(self._spawn(wp.index))
+            self.table.add(wp.index)
             return
-        if wp.process.exitcode in ASKED_TO_STOP and not wp.killed_on_purpose:
+        if wp.process.exitcode in ASKED_TO_STOP and wp.state is WorkerState.SERVING:
             # A stop we did not ask for: SIGTERM to the whole process group (`timeout`,
             # systemd, a terminal closing) reaches the workers a moment before our own
             # handler runs (a worker still starting dies of it). Restart only if no
             # shutdown follows.
-            self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index))
+            self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index,
+                                   f"worker {wp.index} was stopped by a signal that did not "
+                                   "come from this supervisor; restarting it"))
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
@@ -364,8 +286,11 @@ class Supervisor:
         now = time.monotonic()
         self._recent_deaths = [t for t in self._recent_deaths if now - t < 10] + [now]
         if len(self._recent_deaths) > 4 * self.count:
-            time.sleep(1.0)  # a crash loop: do not spin at full speed
-        self.procs.append(self._spawn(wp.index))
+            # A crash loop: do not spin at full speed. Deferred, not slept: a sleep here
+            # held the table's lock, and the reloader's thread waited on it.
+            self._deferred.append((now + CRASH_LOOP_PAUSE, wp.index, None))
+        else:
+            self.table.add(wp.index)
 
     def _journal_gone(self) -> None:
         if self.journal_gone is None:
@@ -374,46 +299,12 @@ class Supervisor:
 
     def _restart_deferred(self) -> None:
         now = time.monotonic()
-        due = [index for at, index in self._deferred if at <= now]
-        self._deferred = [(at, index) for at, index in self._deferred if at > now]
-        for index in due:
-            self.on_event(f"worker {index} was stopped by a signal that did not come from "
-                          "this supervisor; restarting it")
-            self.procs.append(self._spawn(index))
-
-    def _watch_write_lock(self, stop: threading.Event) -> None:
-        """Replace a worker frozen inside a write transaction (SIGSTOP, a debugger).
-
-        It holds the journal's write lock, so every other writer waits on it: the workers
-        that would take its runs over when its lease expires, and this supervisor's own
-        releases. Leases cannot help there, so a thread of its own (it never touches the
-        journal) kills it once it has held the lock for a heartbeat while stopped, or for
-        a whole lease period whatever its state: no write transaction lasts that long.
-        """
-        beat, lease = self.template.heartbeat_seconds, self.template.lease_seconds
-        holder, since, wal = None, 0.0, None
-        while not stop.wait(min(0.25, beat / 4)):
-            pid = write_lock_holder(self.config.journal)
-            now = time.monotonic()
-            # Progress is a commit, which writes the WAL: one process committing back to
-            # back (a 1M-child batch_trigger, chunk after chunk) holds the lock at most
-            # samples without holding it long; it was killed as frozen, again and again.
-            committed, wal = wal, _wal_stamp(self.config.journal)
-            if pid != holder or wal != committed:
-                holder, since = pid, now
-                continue
-            # No self._lock here: poll() holds it while it writes, which is what may be stuck.
-            wp = next((p for p in list(self.procs) if p.process.pid == pid), None)
-            held = now - since
-            if wp is None or wp.killed_on_purpose or held < beat:
-                continue
-            if held < lease and not _stopped(pid):
-                continue
-            wp.killed_on_purpose = True
-            self.on_event(f"worker {wp.index} held the journal's write lock for {held:.1f} s "
-                          "without progress (stopped or frozen); replacing it")
-            _kill(pid)
-            holder = None
+        due = [(index, line) for at, index, line in self._deferred if at <= now]
+        self._deferred = [d for d in self._deferred if d[0] > now]
+        for index, line in due:
+            if line is not None:
+                self.on_event(line)
+            self.table.add(index)
 
     def _enforce_timeouts(self) -> None:
         by_id = {p.worker_id: p for p in self.procs}
@@ -427,8 +318,7 @@ class Supervisor:
                     "did not return"), now=time.time()):
                 continue  # it finished (or moved on) since we looked
             self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
-            wp.killed_on_purpose = True
-            _kill(wp.process.pid)
+            wp.kill()
 
     def serve(self, stop: threading.Event, interval: float = 0.1) -> None:
         """Supervise until `stop` is set (from a signal handler or another thread)."""
@@ -443,22 +333,19 @@ class Supervisor:
             # The workers' own grace, and time to hand back what outlived it.
             grace = self.template.grace_seconds + 5.0
         self.stopping = True
-        with self._lock:
-            self._drop_standby()
-        for wp in self.procs:
+        self.table.drop_standby()
+        for wp in list(self.procs):
             if wp.process.exitcode is None:
                 if graceful:
                     wp.process.terminate()  # SIGTERM: the worker drains
                 else:
-                    wp.killed_on_purpose = True
-                    _kill(wp.process.pid)
+                    wp.kill()
         deadline = time.monotonic() + (grace + 2 if graceful else 2)
         while self.procs and time.monotonic() < deadline:
             self.poll(0.05)
         with self._lock:
             for wp in list(self.procs):
-                wp.killed_on_purpose = True
-                _kill(wp.process.pid)
+                wp.kill()
                 wp.process.join(2)
                 self._handle_exit(wp)
         if hasattr(self, "_watch_stop"):
@@ -468,9 +355,8 @@ class Supervisor:
     def stop_now(self) -> None:
         """From a second Ctrl-C during a graceful stop: kill the workers at once. `stop`
         notices them dead and releases their runs."""
-        for wp in self.procs:
-            wp.killed_on_purpose = True
-            _kill(wp.process.pid)
+        for wp in list(self.procs):
+            wp.kill()
 
     def kill_worker(self, index: int) -> int:
         """SIGKILL one worker (tests, torture): returns the pid killed."""
@@ -478,40 +364,3 @@ class Supervisor:
         pid = wp.process.pid
         os.kill(pid, signal.SIGKILL)
         return pid
-
-
-def _pid_alive(pid: int) -> bool:
-    """Is the process running? A zombie is not: a worker orphaned by its supervisor's
-    death stays one until its new parent reaps it, which in a container may be never."""
-    import psutil  # here: most supervisors never need it, and every start would pay for it
-
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _wal_stamp(journal: object) -> tuple[int, int] | None:
-    try:
-        st = os.stat(f"{journal}-wal")
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size
-
-
-def _stopped(pid: int) -> bool:
-    import psutil
-
-    try:
-        return psutil.Process(pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
-    except psutil.Error:
-        return False
-
-
-def _kill(pid: int | None) -> None:
-    if pid is None:
-        return
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass

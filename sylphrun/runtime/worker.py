@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sylphrun.config import Config
 from sylphrun.define import Task
@@ -68,51 +68,11 @@ class WorkerSettings:
     output_path: str | None = None
 
 
-def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Connection | None = None) -> None:
-    """Entry point of a worker process (the target the supervisor spawns).
-
-    With a `gate`, a standby started ahead of a reload: the runtime is imported (this
-    module's imports), the task modules not yet. It waits for the config to serve; the
-    gate closing (the supervisor dropped the standby, or died) means exit.
-    """
-    from sylphrun.discover import discover
-    from sylphrun.errors import SylphrunError
-
-    # Ctrl-C reaches the whole process group; the supervisor decides how to stop us. It
-    # started us with SIGINT blocked (see Supervisor._spawn): ignore it, then unblock.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    if gate is not None:
-        try:
-            config = gate.recv()
-        except (EOFError, OSError):
-            os._exit(0)
-        gate.close()
-        settings = replace(settings, config=config)
-    if settings.output_path:
-        fd = os.open(settings.output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
-        os.close(fd)
-    logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
-                        format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
-    if os.environ.get(ECHO_RUN_LOGS) == "0":
-        # `dev --no-tui` prints the journaled run logs in its own line format already.
-        logging.getLogger("sylphrun.run").disabled = True
-    try:
-        tasks = discover(settings.config)
-    except SylphrunError as exc:
-        print(f"sylphrun worker: {exc}", file=sys.stderr)
-        sys.exit(IMPORT_FAILED)
-    worker = Worker(settings, tasks)
-    asyncio.run(worker.serve())
-    # Threads stuck in a user's sync step must not keep a stopped worker alive.
-    os._exit(JOURNAL_GONE if worker.journal_gone else REPLACE_ME if worker.replace_me else 0)
-
-
 class Worker:
-    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task]) -> None:
+    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task], *,
+                 registered: multiprocessing.connection.Connection | None = None) -> None:
         self.settings = settings
+        self._registered = registered
         self.tasks = tasks
         self.id = settings.worker_id
         self.slots = settings.config.slots
@@ -143,6 +103,7 @@ class Worker:
                               supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
                               now=time.time())
         register_tasks(self.conn, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
+        self._say_registered()
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
@@ -162,6 +123,22 @@ class Worker:
             wake.cleanup(self.addr)
             store.unregister_worker(self.conn, self.id, time.time())
             self.conn.close()
+            # asyncio.run's loop.close() closes its wakeup pipe before it removes this
+            # handler: a SIGTERM in between (the group's, then the supervisor's) printed
+            # "Exception ignored ... Bad file descriptor" and a traceback. Leaving now, a
+            # SIGTERM has nothing left to stop.
+            self.loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    def _say_registered(self) -> None:
+        if self._registered is None:
+            return
+        try:
+            self._registered.send_bytes(b"registered")
+        except OSError:
+            pass  # the supervisor is gone; the journal says we are registered anyway
+        self._registered.close()
+        self._registered = None
 
     def stop(self) -> None:
         """Stop claiming; in-flight runs are handed back at their next step boundary."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -254,6 +253,3 @@ class RunsScreen(Screen):
 
     def action_copy_id(self) -> None:
         self.app.copy_run_id(self.current_run_id())
-
-    def show_status(self, text: Text) -> None:
-        self.query_one(StatusLine).update(text)

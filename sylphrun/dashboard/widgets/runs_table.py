@@ -170,7 +170,6 @@ class RunsTable(ScrollView, can_focus=True):
         self._any_children = True
         self._any_errors = False
         self._longest_task = 8
-        self.rendered_rows = 0  # rows rendered (not served from cache): the benchmark reads it
 
     # -- data ------------------------------------------------------------------------------
 
@@ -325,7 +324,6 @@ class RunsTable(ScrollView, can_focus=True):
         if cached is not None and cached[0] is run and cached[1] == width and cached[2] == stamp:
             strip = cached[3]
         else:
-            self.rendered_rows += 1
             strip = self._strip(join_cells(row_cells(run, columns, now, child_arrow=self.child_arrow), columns), width, base)
             self._cache[run.id] = (run, width, stamp, strip)
         if index == self.cursor:

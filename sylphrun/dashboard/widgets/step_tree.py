@@ -56,7 +56,6 @@ class StepTree(Tree[Ref]):
         self._placeholder: TreeNode[Ref] | None = None
         self._attempts_node: TreeNode[Ref] | None = None
         self._attempts_sig: tuple = ()
-        self.relabels = 0  # labels replaced: the tests and the benchmark read it
 
     # -- data ------------------------------------------------------------------------------
 
@@ -100,7 +99,6 @@ class StepTree(Tree[Ref]):
                 continue
             self.steps[step.key] = step
             self._fanout_sig[step.key] = sig
-            self.relabels += 1
             node.allow_expand = steps_view.has_details(step)
             node.set_label(self._label(step, now))
             self._maybe_auto_expand(step, node)

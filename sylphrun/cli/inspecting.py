@@ -1,0 +1,118 @@
+"""Commands that read runs and tasks: runs, show, tasks (they never write)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sylphrun.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    _config,
+    _console,
+    _errors,
+    _journal_exists,
+    _note,
+    _open_journal,
+    _require_known_task,
+    app,
+    fail,
+)
+
+
+@app.command()
+@_errors
+def runs(
+    status: Annotated[str | None, typer.Option("--status", help="Only runs in this state.")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)] = 50,
+    all_runs: Annotated[bool, typer.Option("--all", help="Child runs too (by default only the runs you triggered).")] = False,
+    parent: Annotated[str | None, typer.Option("--parent", help="Only the children of this run.")] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """List runs, newest first: the top-level ones, each with a summary of its children."""
+    from sylphrun import model
+    from sylphrun.journal import queries
+    from sylphrun.render import dumps, run_json, runs_table
+
+    if status is not None and status not in model.RUN_STATES:
+        fail(f"unknown status {status!r}; one of: {', '.join(model.RUN_STATES)}")
+    config = _config(project)
+    if not _journal_exists(config):
+        if parent is not None:
+            fail(f"no run {parent!r}: there is no journal at {config.journal} yet")
+        if task is not None:
+            _require_known_task(config, task)
+        typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
+        return
+    conn = _open_journal(config)
+    try:
+        parent_id = queries.resolve_run_id(conn, parent) if parent is not None else None
+        found = queries.list_runs(conn, status=status, task_id=task, limit=limit,
+                                  parent_run_id=parent_id,
+                                  top_level_only=not all_runs and parent_id is None)
+    finally:
+        conn.close()
+    if not found and task is not None:
+        _require_known_task(config, task)
+    if as_json:
+        typer.echo(dumps([run_json(r) for r in found]))
+    elif not found:
+        typer.echo("no runs match")
+    else:
+        _console().print(runs_table(found))
+
+
+@app.command()
+@_errors
+def show(
+    run: Annotated[str, typer.Argument(help="A run id (or a unique prefix of one).")],
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+) -> None:
+    """A run with its step tree, attempts and children."""
+    from sylphrun.journal import queries
+    from sylphrun.render import dumps, show_json, show_text
+
+    config = _config(project)
+    if not _journal_exists(config):
+        fail(f"no run {run!r}: there is no journal at {config.journal} yet")
+    conn = _open_journal(config)
+    try:
+        run_id = queries.resolve_run_id(conn, run)
+        record = queries.get_run(conn, run_id)
+        parts = (record, queries.steps_of(conn, run_id), queries.children_of(conn, run_id),
+                 queries.run_attempts(conn, run_id), queries.logs_of(conn, run_id))
+    finally:
+        conn.close()
+    if as_json:
+        typer.echo(dumps(show_json(*parts)))
+    else:
+        _console().print(show_text(*parts))
+
+
+@app.command()
+@_errors
+def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+    """The tasks the workers registered (the project's code is imported only if none did)."""
+    from sylphrun import actions
+    from sylphrun.views import task_rows, tasks_text
+
+    config = _config(project)
+    conn = _open_journal(config) if _journal_exists(config) else None
+    try:
+        found = actions.known_tasks(config, conn, note=_note)
+    finally:
+        if conn is not None:
+            conn.close()
+    rows = task_rows(found, config.project_dir)
+    if as_json:
+        from sylphrun.render import dumps
+
+        typer.echo(dumps(rows))
+    elif not rows:
+        typer.echo(f"no tasks found in {', '.join(config.tasks) or '(no `tasks` configured)'}")
+    else:
+        _console().print(tasks_text(found, rows))
