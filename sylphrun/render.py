@@ -231,6 +231,18 @@ def _preview(value: Any, limit: int = 120) -> str:
 def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run],
               attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> Group:
     now = time.time()
+    parts: list[Any] = _show_head(run, steps, now)
+    tree = Tree(Text("steps", style="bold"), guide_style="bright_black")
+    if not steps:
+        tree.add(Text("(no steps yet)", style="dim"))
+    for s in steps:
+        _add_step_node(tree, s, now)
+    parts.append(tree)
+    parts += _show_tail(run, children, attempts, logs)
+    return Group(*parts)
+
+
+def _show_head(run: model.Run, steps: list[model.Step], now: float) -> list[Any]:
     head = Text()
     head.append(run.id, style="bold")
     head.append("  ")
@@ -249,43 +261,47 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
     wake = wake_text(run, steps, now)
     if wake:
         parts.append(Text(wake, style="blue"))
-    tree = Tree(Text("steps", style="bold"), guide_style="bright_black")
-    if not steps:
-        tree.add(Text("(no steps yet)", style="dim"))
-    for s in steps:
-        symbol, style = STEP_STYLE.get(s.status, ("?", ""))
-        label = Text()
-        if s.kind == model.COMPENSATION:
-            label.append("↩ ", style="magenta")
-        label.append(f"{symbol} ", style=style)
-        label.append(one_line(s.key), style="bold")
-        if s.kind != model.STEP:
-            label.append(f" [{s.kind}]", style="magenta" if s.kind == model.COMPENSATION else "dim")
-        label.append(f" {s.status}", style=style)
-        if s.copied:
-            label.append(" (copied from the replayed run)", style="dim")
-        if s.started_at:
-            label.append(f"  {duration(s.started_at, s.finished_at, now)}", style="dim")
-        if s.attempts > 1:
-            label.append(f"  {s.attempts} attempts", style="magenta")
-        node = tree.add(label)
-        for a in s.attempt_log:
-            # An interrupted attempt's error already begins with "interrupted: ".
-            error = (a.error or "").removeprefix(f"{a.status}: ")
-            node.add(Text(f"attempt {a.attempt} {a.status}: {one_line(error)}",
-                          style="bright_red" if a.status == "interrupted" else "red"))
-        if s.status == model.STEP_RETRYING and s.retry_at:
-            node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))
-        if s.child_run_ids:
-            node.add(Text(f"{len(s.child_run_ids)} child run(s)", style="dim"))
-        elif s.status == model.STEP_COMPLETED and s.output is not None:
-            node.add(Text(f"→ {_preview(s.output)}", style="dim"))
-        if s.status == model.STEP_FAILED and s.error:
-            node.add(Text(one_line(s.error), style="red"))
-        elif s.status == model.STEP_COMPLETED and s.error:
-            # A completed step with an error is where the code diverged from the journal.
-            node.add(Text(f"diverged: {one_line(s.error)}", style="red"))
-    parts.append(tree)
+    return parts
+
+
+def _add_step_node(tree: Tree, s: model.Step, now: float) -> None:
+    symbol, style = STEP_STYLE.get(s.status, ("?", ""))
+    label = Text()
+    if s.kind == model.COMPENSATION:
+        label.append("↩ ", style="magenta")
+    label.append(f"{symbol} ", style=style)
+    label.append(one_line(s.key), style="bold")
+    if s.kind != model.STEP:
+        label.append(f" [{s.kind}]", style="magenta" if s.kind == model.COMPENSATION else "dim")
+    label.append(f" {s.status}", style=style)
+    if s.copied:
+        label.append(" (copied from the replayed run)", style="dim")
+    if s.started_at:
+        label.append(f"  {duration(s.started_at, s.finished_at, now)}", style="dim")
+    if s.attempts > 1:
+        label.append(f"  {s.attempts} attempts", style="magenta")
+    node = tree.add(label)
+    for a in s.attempt_log:
+        # An interrupted attempt's error already begins with "interrupted: ".
+        error = (a.error or "").removeprefix(f"{a.status}: ")
+        node.add(Text(f"attempt {a.attempt} {a.status}: {one_line(error)}",
+                      style="bright_red" if a.status == "interrupted" else "red"))
+    if s.status == model.STEP_RETRYING and s.retry_at:
+        node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))
+    if s.child_run_ids:
+        node.add(Text(f"{len(s.child_run_ids)} child run(s)", style="dim"))
+    elif s.status == model.STEP_COMPLETED and s.output is not None:
+        node.add(Text(f"→ {_preview(s.output)}", style="dim"))
+    if s.status == model.STEP_FAILED and s.error:
+        node.add(Text(one_line(s.error), style="red"))
+    elif s.status == model.STEP_COMPLETED and s.error:
+        # A completed step with an error is where the code diverged from the journal.
+        node.add(Text(f"diverged: {one_line(s.error)}", style="red"))
+
+
+def _show_tail(run: model.Run, children: list[model.Run], attempts: list[model.RunAttempt],
+               logs: list[model.LogLine]) -> list[Any]:
+    parts: list[Any] = []
     if children:
         done = sum(1 for c in children if c.finished)
         failed = sum(1 for c in children if c.status == model.FAILED)
@@ -294,9 +310,10 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
                           f"completed, {failed} failed, {cancelled} cancelled"))
         for c in [c for c in children if c.status in (model.FAILED, model.CANCELLED)][:10]:
             parts.append(Text(f"  ✗ {c.id} {one_line(c.error or c.status)}", style="red"))
-    failed_attempts = [a for a in attempts if a.status != model.COMPLETED]
-    for a in failed_attempts:
-        parts.append(Text(f"attempt {a.attempt} {a.status}: {one_line(a.error or '')}", style="red"))
+    for a in attempts:
+        if a.status != model.COMPLETED:
+            parts.append(Text(f"attempt {a.attempt} {a.status}: {one_line(a.error or '')}",
+                              style="red"))
     if run.status == model.COMPLETED:
         parts.append(Text(f"output: {_preview(run.output, 2000)}", style="green"))
     elif run.error:
@@ -307,7 +324,7 @@ def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run]
             # A message's own lines (a traceback) are indented under it: never a record.
             message = safe(line.message).replace("\n", "\n" + " " * 19)
             parts.append(Text(f"  {local_time(line.at)} {line.level:<7} {message}"))
-    return Group(*parts)
+    return parts
 
 
 def wake_time(run: model.Run, steps: list[model.Step]) -> tuple[str, float] | None:
