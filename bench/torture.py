@@ -83,6 +83,7 @@ def part_sigkill(args, fig: dict) -> None:
         "interrupted": last["interrupted"], "cli_triggers": f.cli_triggers,
         "compensations": last["compensations"],
         "late_siblings_undone": last["late_siblings_undone"],
+        "by_task": dict(last["by_task"]),
         "seconds": f.seconds,
     }
 
@@ -234,6 +235,9 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             ["", "steps lost, run twice after completing, children twice", "0 / 0 / 0"],
             ["", "compensations completed / of them, parallel siblings that finished "
              "after the failing one", f"{s['compensations']} / {s['late_siblings_undone']}"],
+            ["", "  saga / gather-saga (parallel steps) runs: completed / failed",
+             " / ".join(f"{s['by_task'].get(t + ' completed', 0)} / {s['by_task'].get(t + ' failed', 0)}"
+                        for t in ("saga", "gather-saga"))],
             ["", "wall time", f"{s['seconds']:.0f} s"],
         ]
     if "points" in fig:

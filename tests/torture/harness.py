@@ -445,7 +445,8 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
             "effects": sum(1 for x in lines if x.kind in "EC"),
             "compensations": sum(1 for (r, k), s in snap.steps.items()
                                  if k.startswith("compensate:") and s["status"] == "completed"),
-            "late_siblings_undone": _late_siblings_undone(snap, undos)}
+            "late_siblings_undone": _late_siblings_undone(snap, undos),
+            "by_task": Counter(f"{r['task_id']} {r['status']}" for r in snap.runs.values())}
 
 
 def _check_undone_work(run: dict, done: dict, undos: dict, killed: dict[int, float],

@@ -29,6 +29,9 @@ def test_random_sigkills_lose_nothing_and_rerun_only_the_in_flight_step(tmp_path
     last = figures.last
     assert last["interrupted"] > 0, "no kill landed inside a step"
     assert last["outcomes"]["completed"] > 0 and last["outcomes"]["failed (as asked)"] > 0
+    # Parallel steps were in the mix, both ways, and a failed one compensated.
+    assert last["by_task"]["gather-saga completed"] and last["by_task"]["gather-saga failed"]
+    assert last["compensations"] > 0
 
 
 def test_parallel_siblings_of_a_failing_step_finish_before_the_run_settles(tmp_path):
