@@ -6,7 +6,8 @@
 
 Parts (each asserts its invariants and stops the script on a violation):
   sigkill   1,000 random SIGKILLs of workers, the supervisor and a CLI mid-trigger during a
-            mixed workload; every invariant of tests/torture/harness.py after each kill
+            mixed workload (sagas, and parallel steps with a failing sibling); every
+            invariant of tests/torture/harness.py after each kill
   points    one kill at each instrumented point of a step (SYLPHRUN_TEST_CRASH_AT)
   fencing   SIGSTOP past the lease / inside a write, SIGCONT (tests/torture/test_fencing.py)
   io        the journal's Nth write or fsync fails, every N, once and from N on, EIO and
@@ -80,6 +81,9 @@ def part_sigkill(args, fig: dict) -> None:
         "outcomes": dict(last["outcomes"]), "completed_steps": last["completed_steps"],
         "returned": last["returned"], "reexecuted": last["reexecuted"],
         "interrupted": last["interrupted"], "cli_triggers": f.cli_triggers,
+        "compensations": last["compensations"],
+        "late_siblings_undone": last["late_siblings_undone"],
+        "by_task": dict(last["by_task"]),
         "seconds": f.seconds,
     }
 
@@ -229,6 +233,11 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             ["", "in-flight steps re-executed / journaled interrupted",
              f"{s['reexecuted']} / {s['interrupted']}"],
             ["", "steps lost, run twice after completing, children twice", "0 / 0 / 0"],
+            ["", "compensations completed / of them, parallel siblings that finished "
+             "after the failing one", f"{s['compensations']} / {s['late_siblings_undone']}"],
+            ["", "  saga / gather-saga (parallel steps) runs: completed / failed",
+             " / ".join(f"{s['by_task'].get(t + ' completed', 0)} / {s['by_task'].get(t + ' failed', 0)}"
+                        for t in ("saga", "gather-saga"))],
             ["", "wall time", f"{s['seconds']:.0f} s"],
         ]
     if "points" in fig:

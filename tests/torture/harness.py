@@ -9,6 +9,7 @@ library's and the real CLI's.
 The ledger (one fsynced line per side effect, written by the task code) records:
 
     E|<run>:<step>|pid|time   a step function ran (its first act, before any work)
+    D|<run>:<step>|pid|time   the step function's work is done (its last act, for `work`/`awork`)
     R|<run>:<step>|pid|time   `step.run` returned to the task function (the result was committed)
     C|<run>:<step>|pid|time   the undo registered for <step> ran
 
@@ -23,7 +24,12 @@ Invariants, checked after every fault (`check`) and at the end (`check(final=Tru
 - no child run is created twice (children per parent step <= what the code triggers);
 - at the end: every run is finished, with the outcome its payload asks for (or failed as
   WorkerCrashed after killing its worker 3 times, counted apart); every compensation that
-  started completed; every saga that failed undid each completed step it registered.
+  started completed; every saga that failed undid each completed step it registered;
+- undos (`saga`, and `gather-saga` whose parallel siblings outlive a failing one): an undo
+  comes after its step's every effect and its committed completion; a run that failed for
+  good undid every compensable step whose work got done (a D line) in a worker the torture
+  did not kill afterwards (a sibling still running when the run settled is the case); a run
+  that completed undid nothing.
 """
 
 from __future__ import annotations
@@ -77,6 +83,7 @@ def work(ctx, seconds):
     key = ctx.step.idempotency_key
     note("E", key)
     time.sleep(seconds)
+    note("D", key)
     return {"key": key}
 
 
@@ -84,6 +91,7 @@ async def awork(ctx, seconds):
     key = ctx.step.idempotency_key
     note("E", key)
     await asyncio.sleep(seconds)
+    note("D", key)
     return {"key": key}
 
 
@@ -147,6 +155,22 @@ async def saga(payload, ctx):
     return "shipped"
 
 
+@task(id="gather-saga", retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
+async def gather_saga(payload, ctx):
+    # Parallel siblings: `check` fails at once (for good, or once with a transient error
+    # that the run-level retry gets past) while `charge` (a thread) and `reserve` (async)
+    # are still running: the run settles only once both have finished and journaled.
+    mode, t = payload.get("mode", "ok"), payload.get("t", 0.05)
+    check = {"fail": declined, "flaky": flaky}.get(mode, awork)
+    await asyncio.gather(
+        step(ctx, "charge", work, t, compensate=undo),
+        step(ctx, "reserve", awork, t, compensate=undo),
+        step(ctx, "check", check, *(() if mode == "flaky" else (0.0,))),
+    )
+    await step(ctx, "ship", work, 0.01)
+    return "shipped"
+
+
 @task(id="saga-seed")
 async def saga_seed(payload, ctx):
     await step(ctx, "reserve", work, 0.02)
@@ -182,11 +206,16 @@ EXPECTED_KEYS = {
     "fanout": {"prepare", "batch-trigger:leaf", "collect", "trigger:leaf", "wait:leaf"},
     "saga": {"reserve", "charge", "ship", "compensate:reserve", "compensate:charge"},
     "saga-seed": {"reserve", "pay", "release"},
+    "gather-saga": {"charge", "reserve", "check", "ship", "compensate:charge",
+                    "compensate:reserve"},
     "sleepy": {"before", "nap", "after"},
     "retrying": {"flaky", "done"},
 }
 # Steps whose function does not write an E line.
 SILENT_STEPS = {"collect"}
+# The steps that register an undo, per task: a run of it that failed for good (as asked or
+# WorkerCrashed) must have undone each of them that completed.
+COMPENSATED = {"saga": ("reserve", "charge"), "gather-saga": ("charge", "reserve")}
 CRASHED = "WorkerCrashed"
 
 
@@ -205,15 +234,18 @@ def make_project(root: Path, *, durability: str = "normal", workers: int = 2) ->
 
 def random_payload(rng: random.Random) -> tuple[str, dict]:
     pick = rng.random()
-    if pick < 0.30:
+    if pick < 0.25:
         return "chain", {"n": rng.randint(3, 8), "t": rng.choice([0.0, 0.02, 0.05])}
-    if pick < 0.45:
+    if pick < 0.37:
         return "fanout", {"k": rng.randint(2, 6)}
-    if pick < 0.60:
+    if pick < 0.49:
         return "saga", {"fail": rng.random() < 0.6}
-    if pick < 0.70:
+    if pick < 0.57:
         return "saga-seed", {"fail": rng.random() < 0.6}
-    if pick < 0.85:
+    if pick < 0.72:
+        return "gather-saga", {"mode": rng.choice(["fail", "fail", "flaky", "ok"]),
+                               "t": rng.choice([0.02, 0.05, 0.1])}
+    if pick < 0.86:
         return "sleepy", {"s": rng.choice([0.1, 0.3, 0.6])}
     return "retrying", {}
 
@@ -228,8 +260,11 @@ def expected_outcome(task_id: str, payload: dict) -> tuple[str, object]:
     """(status, output or error fragment) the run should end with, kills or not."""
     if task_id in ("saga", "saga-seed") and payload.get("fail"):
         return "failed", "card declined"
+    if task_id == "gather-saga" and payload.get("mode") == "fail":
+        return "failed", "card declined"
     outputs = {"chain": payload.get("n"), "leaf": payload.get("i"), "saga": "shipped",
                "saga-seed": "paid", "sleepy": "rested", "retrying": "done",
+               "gather-saga": "shipped",
                "fanout": sum(range(payload.get("k", 0))) + 1000}
     return "completed", outputs[task_id]
 
@@ -294,9 +329,12 @@ def read_journal(path: Path) -> Snapshot:
 
 
 def check_invariants(journal: Path, ledger: Path, *, final: bool,
-                     top_level: dict[str, tuple[str, dict]] | None = None) -> dict:
+                     top_level: dict[str, tuple[str, dict]] | None = None,
+                     killed: dict[int, float] | None = None) -> dict:
     """Check every invariant on the journal and ledger as they are now; raise
-    AssertionError listing what is wrong. Returns counts for the figures."""
+    AssertionError listing what is wrong. Returns counts for the figures. `killed` maps
+    the pids of workers the torture SIGKILLed to when: work done there before the kill
+    may be unknown to the journal (the at-least-once window), so it is not owed an undo."""
     returned = read_ledger(ledger)  # before the snapshot: an R line means committed before it
     snap = read_journal(journal)
     lines = read_ledger(ledger)     # after it: E lines of steps completed in the snapshot
@@ -314,11 +352,29 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
 
     effects: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
     undos: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
+    done: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
     for line in lines:
         if line.kind == "E":
             effects[(line.run_id, line.key)].append(line)
         elif line.kind == "C":
             undos[(line.run_id, line.key)].append(line)
+        elif line.kind == "D":
+            done[(line.run_id, line.key)].append(line)
+
+    for (run_id, key), ran in undos.items():
+        # An undo only follows its step's effect: no effect of the step after its undo (a
+        # sibling still running when the run settled, or a retry re-running it), and the
+        # undo not before the step's completion was committed.
+        effects_at = [x.at for x in effects.get((run_id, key), [])]
+        first_undo = min(x.at for x in ran)
+        if not effects_at or max(effects_at) > first_undo:
+            bad.append(f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
+                       f"its effects at {[f'{t:.6f}' for t in effects_at]}")
+        s = snap.steps.get((run_id, key))
+        if s is not None and s["status"] == "completed" and (
+                first_undo < s["finished_at"] - 1e-3):
+            bad.append(f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
+                       f"its completion committed at {s['finished_at']:.6f}")
 
     reexecuted = 0
     completed_steps = 0
@@ -378,6 +434,7 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
     if final:
         for run in snap.runs.values():
             outcomes[_check_final_run(run, snap, undos, top_level, bad)] += 1
+            _check_undone_work(run, done, undos, killed or {}, bad)
     if bad:
         shown = "\n  ".join(bad[:15])
         more = f"\n  ... and {len(bad) - 15} more" if len(bad) > 15 else ""
@@ -385,7 +442,47 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
     return {"runs": len(snap.runs), "completed_steps": completed_steps,
             "returned": len({(x.run_id, x.key) for x in returned if x.kind == "R"}),
             "reexecuted": reexecuted, "interrupted": interrupted, "outcomes": outcomes,
-            "effects": sum(1 for x in lines if x.kind in "EC")}
+            "effects": sum(1 for x in lines if x.kind in "EC"),
+            "compensations": sum(1 for (r, k), s in snap.steps.items()
+                                 if k.startswith("compensate:") and s["status"] == "completed"),
+            "late_siblings_undone": _late_siblings_undone(snap, undos),
+            "by_task": Counter(f"{r['task_id']} {r['status']}" for r in snap.runs.values())}
+
+
+def _check_undone_work(run: dict, done: dict, undos: dict, killed: dict[int, float],
+                       bad: list[str]) -> None:
+    """By the ledger alone: a run that failed for good undid each compensable step's work
+    that got done (unless its worker was killed after, before the journal may have heard
+    of it); a completed run undid nothing."""
+    rid, status = run["id"], run["status"]
+    for key in COMPENSATED.get(run["task_id"], ()):
+        undone = undos.get((rid, key), [])
+        if status == "completed" and undone:
+            bad.append(f"UNDONE IN A COMPLETED RUN: {rid}:{key} (pid {undone[0].pid})")
+        if status != "failed":
+            continue
+        for d in done.get((rid, key), []):
+            if d.pid in killed and killed[d.pid] > d.at:
+                continue
+            if not any(c.at > d.at for c in undone):
+                bad.append(f"NOT UNDONE: {run['task_id']} {rid} failed "
+                           f"({(run['error'] or '')[:60]}) but {key}'s work done at "
+                           f"{d.at:.6f} (pid {d.pid}) has no undo after it")
+
+
+def _late_siblings_undone(snap: Snapshot, undos: dict) -> int:
+    """Undone gather-saga steps that completed after their sibling `check` had already
+    failed: the drain at work (without it their undo would have been skipped)."""
+    n = 0
+    for (rid, key), s in snap.steps.items():
+        run = snap.runs.get(rid)
+        if run is None or run["task_id"] != "gather-saga" or key not in COMPENSATED["gather-saga"]:
+            continue
+        check = snap.steps.get((rid, "check"))
+        if (check and check["status"] == "failed" and s["status"] == "completed"
+                and (check["finished_at"] or 0) < (s["finished_at"] or 0) and undos.get((rid, key))):
+            n += 1
+    return n
 
 
 def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: list[str]) -> str:
@@ -402,13 +499,13 @@ def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: lis
             bad.append(f"compensation {rid}:{key} started but is {s['status']}")
     want_status, want = expected_outcome(run["task_id"], payload)
     crashed = status == "failed" and (run["error"] or "").startswith(CRASHED)
-    if run["task_id"] == "saga" and status == "failed":
-        for key in ("reserve", "charge"):
+    if status == "failed":
+        for key in COMPENSATED.get(run["task_id"], ()):
             if steps.get(key, {}).get("status") == "completed":
                 comp = steps.get(f"compensate:{key}")
                 if comp is None or comp["status"] != "completed" or not undos.get((rid, key)):
-                    bad.append(f"saga {rid} failed ({(run['error'] or '')[:60]}) but its "
-                               f"completed step {key} was not compensated")
+                    bad.append(f"{run['task_id']} {rid} failed ({(run['error'] or '')[:60]}) "
+                               f"but its completed step {key} was not compensated")
     if crashed:
         return "failed: WorkerCrashed (killed 3 times)"
     if status != want_status:
@@ -449,6 +546,7 @@ class Torture:
         self.lease, self.heartbeat, self.workers = lease, heartbeat, workers
         self.sup: subprocess.Popen | None = None
         self.orphans: list[int] = []
+        self.killed: dict[int, float] = {}  # worker pid -> when the torture SIGKILLed it
         self.top_level: dict[str, tuple[str, dict]] = {}
         self.cli_keys: dict[str, dict] = {}
         self.figures = Figures()
@@ -492,6 +590,7 @@ class Torture:
         if not pids:
             return False
         pid = self.rng.choice(pids)
+        self.killed[pid] = time.time()
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -531,23 +630,23 @@ class Torture:
     # -- workload ----------------------------------------------------------------------
 
     def trigger(self, count: int) -> None:
+        self.trigger_payloads([random_payload(self.rng) for _ in range(count)])
+
+    def trigger_payloads(self, runs: list[tuple[str, dict]]) -> None:
+        """Enqueue these (task id, payload) runs, as the workload's own."""
         from sylphrun.journal import Connection, RunSpec
         from sylphrun.trigger import enqueue
 
         if self._conn is None:
             self._conn = Connection(self.journal)
-        specs = []
-        for _ in range(count):
-            task_id, payload = random_payload(self.rng)
-            specs.append((task_id, payload, RunSpec(task_id, json.dumps(payload))))
-        results = enqueue(self._conn, [s[2] for s in specs])
-        for (task_id, payload, _), (run_id, _) in zip(specs, results, strict=True):
+        results = enqueue(self._conn, [RunSpec(t, json.dumps(p)) for t, p in runs])
+        for (task_id, payload), (run_id, _) in zip(runs, results, strict=True):
             self.top_level[run_id] = (task_id, payload)
-        self.figures.triggered += count
+        self.figures.triggered += len(runs)
 
     def check(self, *, final: bool = False) -> dict:
         result = check_invariants(self.journal, self.ledger, final=final,
-                                  top_level=self.top_level)
+                                  top_level=self.top_level, killed=self.killed)
         self.figures.checks += 1
         self.figures.last = result
         return result

@@ -29,3 +29,27 @@ def test_random_sigkills_lose_nothing_and_rerun_only_the_in_flight_step(tmp_path
     last = figures.last
     assert last["interrupted"] > 0, "no kill landed inside a step"
     assert last["outcomes"]["completed"] > 0 and last["outcomes"]["failed (as asked)"] > 0
+    # Parallel steps were in the mix, both ways, and a failed one compensated.
+    assert last["by_task"]["gather-saga completed"] and last["by_task"]["gather-saga failed"]
+    assert last["compensations"] > 0
+
+
+def test_parallel_siblings_of_a_failing_step_finish_before_the_run_settles(tmp_path):
+    """The workload's `gather-saga` without kills: `check` fails (for good, or once and the
+    run retries) while `charge` and `reserve` still run. The final check asserts that each
+    completed sibling of a failed run was undone, after its effect, and none ran twice."""
+    torture = Torture(tmp_path / "proj")
+    try:
+        torture.start_supervisor()
+        torture.wait_for_workers()
+        torture.trigger_payloads([("gather-saga", {"mode": mode, "t": t})
+                                  for mode in ("fail", "flaky", "ok") for t in (0.05, 0.5)])
+        torture.finish(120)
+    finally:
+        torture.close()
+    last = torture.figures.last
+    assert last["outcomes"] == {"completed": 4, "failed (as asked)": 2}, last["outcomes"]
+    assert last["compensations"] == 4
+    # At least one sibling completed after `check` had failed (t=0.5 against a step that
+    # fails at once): the case the drain exists for, compensated.
+    assert last["late_siblings_undone"] > 0
