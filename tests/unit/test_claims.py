@@ -224,3 +224,15 @@ def test_an_idempotency_key_with_another_payload_is_refused(conn):
     store.enqueue_runs(conn, [RunSpec("t", '{"a": 1}', "key")], T0)
     with pytest.raises(Exception, match="key"):
         store.enqueue_runs(conn, [RunSpec("t", '{"a": 2}', "key")], T0)
+
+
+def test_a_child_finishing_wakes_a_parent_parked_with_a_later_wake_time(conn):
+    parent = enqueue(conn)
+    [p] = claim(conn)
+    [(kid, _)] = store.enqueue_children(conn, parent, p.epoch, kids_of(parent, "0"), T0)
+    store.suspend_run(conn, parent, p.epoch, children=[kid], wake_at=T0 + 999, now=T0 + 1)
+    [k] = claim(conn, "w2", now=T0 + 2)
+    assert k.run_id == kid
+    store.finish_run(conn, kid, k.epoch, status=model.COMPLETED, output="1", error=None,
+                     traceback=None, now=T0 + 3)
+    assert [c.run_id for c in claim(conn, now=T0 + 3)] == [parent]
