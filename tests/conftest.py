@@ -20,7 +20,7 @@ import pytest
 
 from sylphrun.config import Config, load_config
 from sylphrun.discover import discover
-from sylphrun.journal import Connection, queries
+from sylphrun.journal import Connection, RunSpec, queries, store
 from sylphrun.model import RunResult
 from sylphrun.runtime.supervisor import Supervisor
 from sylphrun.trigger import wait_for_result
@@ -290,3 +290,37 @@ def background(project: Project) -> Iterator:
     yield start
     for bg in started:
         bg.kill()
+
+
+# -- the fast layer's journal (tests/unit/): a temp file, times passed in ---------------
+#
+# No conftest.py in tests/unit/: pytest would import it under the name `conftest` and put
+# its folder first on sys.path, so a worker spawned later (multiprocessing "spawn")
+# re-importing a test module's `from conftest import ...` found that one and died.
+
+T0 = 1_000_000.0  # a fixed "now": every time in a fast test is T0 + seconds
+LEASE = 10.0
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[Connection]:
+    c = Connection(tmp_path / "journal.db")
+    yield c
+    c.close()
+
+
+def enqueue(conn: Connection, task_id: str = "t", payload: str = "{}", now: float = T0,
+            **spec) -> str:
+    [(run_id, created)] = store.enqueue_runs(conn, [RunSpec(task_id, payload, **spec)], now)
+    assert created
+    return run_id
+
+
+def claim(conn: Connection, worker: str = "w1", *, tasks=("t",), limit: int = 10,
+          now: float = T0, **terms) -> list[store.Claim]:
+    """`claim_runs` for the tasks `tasks` (each with `terms`); fails on an unknown-task run."""
+    known = {t: store.TaskTerms(**terms) for t in tasks}
+    claims, unknown = store.claim_runs(conn, worker, limit, lease_seconds=LEASE,
+                                       known_tasks=known, now=now)
+    assert unknown == []
+    return claims

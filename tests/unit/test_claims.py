@@ -4,7 +4,7 @@ fencing, expiry and takeover, retry, park and wake, cancel, children, idempotenc
 from __future__ import annotations
 
 import pytest
-from unit.conftest import LEASE, T0, claim, enqueue
+from conftest import LEASE, T0, claim, enqueue
 
 from sylphrun import model
 from sylphrun.errors import InvalidState, UnknownRun

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from unit.conftest import T0, claim
+from conftest import T0, claim
 
 from sylphrun import model
 from sylphrun.journal import Connection, queries, store

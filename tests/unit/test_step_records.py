@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from unit.conftest import T0, claim, enqueue
+from conftest import T0, claim, enqueue
 
 from sylphrun import model
 from sylphrun.errors import InvalidState
