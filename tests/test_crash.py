@@ -197,7 +197,7 @@ def test_runs_of_workers_that_vanished_with_their_supervisor_are_recovered_at_st
     try:
         eng = engine_factory()  # not started yet: it only triggers
         run_id = eng.trigger("hangs-once")
-        wait_until(lambda: ledger_count(project, "hang") == 1, timeout=60, message="the step to hang")
+        wait_until(lambda: ledger_count(project, "hang") == 1, timeout=30, message="the step to hang")
         workers = psutil.Process(proc.pid).children()
         os.kill(proc.pid, signal.SIGKILL)  # supervisor first, so nobody releases the run
         for w in workers:
