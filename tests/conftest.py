@@ -4,7 +4,10 @@ journal file. Nothing of sylphrun's own is mocked."""
 from __future__ import annotations
 
 import asyncio
+import inspect
+import multiprocessing.process
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,12 +20,68 @@ import pytest
 
 from sylphrun.config import Config, load_config
 from sylphrun.discover import discover
-from sylphrun.journal import Connection, queries
+from sylphrun.journal import Connection, RunSpec, queries, store
 from sylphrun.model import RunResult
 from sylphrun.runtime.supervisor import Supervisor
 from sylphrun.trigger import wait_for_result
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+# -- the fast layer and the `slow` marker ---------------------------------------------
+#
+# `slow` marks every test that starts a process (workers, the CLI, `dev`, a torture
+# harness). It is applied here, so a new test is classified without thought: by the
+# fixtures it uses (directly or through other fixtures), by what its own body calls, and
+# for everything under torture/. A test that starts a process another way (a helper of its
+# module) takes an explicit `@pytest.mark.slow`; forgetting it fails the test loudly (see
+# `_no_processes_in_fast_tests`), so `-m "not slow"` can never start one.
+
+PROCESS_FIXTURES = {"engine_factory", "background", "real_journal", "dev", "worker"}
+PROCESS_CALLS = re.compile(
+    r"\.cli\(|subprocess\.|Popen|DevProcess|Engine\(|Supervisor\(|multiprocessing|harness\."
+)
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    if "torture" in item.path.parts or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return bool(PROCESS_CALLS.search(source))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("slow") is None and _starts_processes(item):
+            item.add_marker(pytest.mark.slow)
+
+
+class StartsAProcess(AssertionError):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _no_processes_in_fast_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test not marked `slow` that starts a process fails, naming the fix. Patched for
+    the test's own duration only (the patch goes before any fixture of a slow test runs)."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+
+    def refuse(*args, **kwargs):
+        raise StartsAProcess(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow")
+
+    saved = (subprocess.Popen._execute_child, multiprocessing.process.BaseProcess.start, os.fork)
+    subprocess.Popen._execute_child = refuse
+    multiprocessing.process.BaseProcess.start = refuse
+    os.fork = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen._execute_child, multiprocessing.process.BaseProcess.start, os.fork = saved
 
 
 class Project:
@@ -231,3 +290,37 @@ def background(project: Project) -> Iterator:
     yield start
     for bg in started:
         bg.kill()
+
+
+# -- the fast layer's journal (tests/unit/): a temp file, times passed in ---------------
+#
+# No conftest.py in tests/unit/: pytest would import it under the name `conftest` and put
+# its folder first on sys.path, so a worker spawned later (multiprocessing "spawn")
+# re-importing a test module's `from conftest import ...` found that one and died.
+
+T0 = 1_000_000.0  # a fixed "now": every time in a fast test is T0 + seconds
+LEASE = 10.0
+
+
+@pytest.fixture
+def conn(tmp_path: Path) -> Iterator[Connection]:
+    c = Connection(tmp_path / "journal.db")
+    yield c
+    c.close()
+
+
+def enqueue(conn: Connection, task_id: str = "t", payload: str = "{}", now: float = T0,
+            **spec) -> str:
+    [(run_id, created)] = store.enqueue_runs(conn, [RunSpec(task_id, payload, **spec)], now)
+    assert created
+    return run_id
+
+
+def claim(conn: Connection, worker: str = "w1", *, tasks=("t",), limit: int = 10,
+          now: float = T0, **terms) -> list[store.Claim]:
+    """`claim_runs` for the tasks `tasks` (each with `terms`); fails on an unknown-task run."""
+    known = {t: store.TaskTerms(**terms) for t in tasks}
+    claims, unknown = store.claim_runs(conn, worker, limit, lease_seconds=LEASE,
+                                       known_tasks=known, now=now)
+    assert unknown == []
+    return claims

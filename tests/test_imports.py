@@ -12,6 +12,8 @@ import pytest
 
 import sylphrun
 
+pytestmark = pytest.mark.slow  # every test here starts a fresh interpreter
+
 # Never needed to define a task or to print the CLI's help.
 HEAVY = ["asyncio", "sqlite3", "textual", "rich", "sqlite_utils", "watchfiles", "psutil",
          "sylphrun.journal", "sylphrun.runtime", "sylphrun.trigger", "sylphrun.dashboard"]

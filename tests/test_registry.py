@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from sylphrun import model
 from sylphrun.journal import queries, store
 from sylphrun.reload import run_check, start_check
@@ -109,6 +111,7 @@ def test_a_task_added_since_the_registration_is_found_by_importing(project):
     assert "task 'other' is not registered by a worker yet" in out.stderr
 
 
+@pytest.mark.slow  # the import check runs in its own process
 def test_the_reload_import_check_registers_the_new_tasks(project):
     project.write_tasks(TASKS)
     project.write_tasks('''

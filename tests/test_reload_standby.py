@@ -8,6 +8,7 @@ import os
 import signal
 import time
 
+import pytest
 from conftest import wait_until
 
 from sylphrun.reload import drop_check, run_check, start_check
@@ -69,6 +70,7 @@ def test_stopping_the_supervisor_ends_its_standby_workers(project, engine_factor
     assert all(p.exitcode is not None for p in procs)
 
 
+@pytest.mark.slow  # the import check runs in its own process
 def test_the_standby_checker_reads_the_code_saved_after_it_started(project):
     project.write_tasks(VERSIONED.format(version="v1"))
     checker = start_check(project.root)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 
+from sylphrun.journal import queries
 from tests import test_cli
 from tests.conftest import wait_until
 from tests.test_cli import assert_one_line_error
@@ -52,6 +54,18 @@ def status_of(project, run_id: str) -> dict:
     return json.loads(out.stdout)
 
 
+def journal_run(project, run_id: str):
+    """The run as the journal has it now: what the waits poll (a `show` per poll started
+    a process each time; the CLI's own answers are checked once the wait is over)."""
+    with closing(project.journal()) as conn:
+        return queries.get_run(conn, run_id)
+
+
+def journal_steps(project, run_id: str):
+    with closing(project.journal()) as conn:
+        return queries.steps_of(conn, run_id)
+
+
 def trigger(project, task: str) -> str:
     out = project.cli("trigger", task)
     assert out.returncode == 0, out.stderr
@@ -62,7 +76,7 @@ def test_wake_ends_a_one_hour_sleep_now_and_the_run_completes(project, worker) -
     project.write_tasks(TASKS)
     worker()
     run_id = trigger(project, "napper")
-    wait_until(lambda: status_of(project, run_id)["status"] == "waiting", timeout=60,
+    wait_until(lambda: journal_run(project, run_id).status == "waiting", timeout=60,
                message="the run to sleep")
     shown = project.cli("show", run_id)
     assert "sleeping until " in shown.stdout and "(in 59m" in shown.stdout, shown.stdout
@@ -70,7 +84,7 @@ def test_wake_ends_a_one_hour_sleep_now_and_the_run_completes(project, worker) -
     woke = project.cli("wake", run_id[:10])  # a prefix works, as for the other commands
     assert woke.returncode == 0, woke.stderr
     assert woke.stdout.strip() == f"woke run {run_id}: its sleep 'long-nap' ends now"
-    wait_until(lambda: status_of(project, run_id)["status"] == "completed", timeout=60,
+    wait_until(lambda: journal_run(project, run_id).status == "completed", timeout=60,
                message="the woken run to complete")
     doc = status_of(project, run_id)
     assert doc["output"] == "awake"
@@ -87,9 +101,9 @@ def test_wake_ends_a_step_retry_and_a_run_retry_back_off(project, worker) -> Non
     worker()
     step_run = trigger(project, "flaky-step")
     run_run = trigger(project, "flaky-run")
-    wait_until(lambda: any(s["status"] == "retrying" for s in status_of(project, step_run)["steps"]),
+    wait_until(lambda: any(s.status == "retrying" for s in journal_steps(project, step_run)),
                timeout=60, message="the step to wait for its retry")
-    wait_until(lambda: status_of(project, run_run)["attempt"] == 2, timeout=60,
+    wait_until(lambda: journal_run(project, run_run).attempt == 2, timeout=60,
                message="the run to wait for its retry")
     assert "retrying at " in project.cli("show", step_run).stdout
 
@@ -100,7 +114,7 @@ def test_wake_ends_a_step_retry_and_a_run_retry_back_off(project, worker) -> Non
     assert woke.returncode == 0, woke.stderr
     assert woke.stdout.strip() == f"woke run {run_run}: its retry (attempt 2) starts now"
     for rid, output in ((step_run, "ok"), (run_run, "second")):
-        wait_until(lambda rid=rid: status_of(project, rid)["status"] == "completed", timeout=60,
+        wait_until(lambda rid=rid: journal_run(project, rid).status == "completed", timeout=60,
                    message=f"{rid} to complete")
         assert status_of(project, rid)["output"] == output
 
