@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -23,8 +24,8 @@ class Money:
 
 def test_round_trip_of_plain_values_dataclasses_and_to_json():
     assert codec.dumps({"a": [1, 2.5, None, "é"]}) == '{"a":[1,2.5,null,"é"]}'
-    assert codec.round_trip(Point(1, 2)) == {"x": 1, "y": 2}
-    assert codec.round_trip([Money()]) == [{"cents": 5}]
+    assert json.loads(codec.dumps(Point(1, 2))) == {"x": 1, "y": 2}
+    assert json.loads(codec.dumps([Money()])) == [{"cents": 5}]
     assert codec.loads(None) is None
 
 
@@ -44,7 +45,7 @@ def test_nesting_is_refused_past_max_depth_and_read_back_up_to_it():
     deepest = []
     for _ in range(codec.MAX_DEPTH - 1):
         deepest = [deepest]
-    assert codec.round_trip(deepest) == deepest
+    assert json.loads(codec.dumps(deepest)) == deepest
     with pytest.raises(NotJSONSerializable, match="nested"):
         codec.dumps([deepest])  # one level more
 

@@ -6,6 +6,11 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+# Fresh interpreters: process-level, not the fast layer.
+pytestmark = pytest.mark.slow
+
 
 def _loaded_by(code: str) -> set[str]:
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
