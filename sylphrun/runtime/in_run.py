@@ -71,7 +71,7 @@ def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
         child_ids, _ = store.record_trigger_step(
             ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
             run_attempt=ex.attempt, specs=specs,
-            output_of=lambda ids: json.dumps({"run_ids": ids}, separators=(",", ":")),
+            output_of=lambda ids: codec.dumps({"run_ids": ids}, what="a trigger step's child ids"),
             now=ex.now(),
         )
     else:
@@ -105,7 +105,7 @@ def _trigger_in_chunks(ex: Execution, key: str, name: str, specs: Sequence[RunSp
     last, _ = store.record_trigger_step(
         ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
         run_attempt=ex.attempt, specs=chunks[-1], list_children=False,
-        output_of=lambda ids: json.dumps({"run_count": len(specs), "by_key": True}),
+        output_of=lambda ids: codec.dumps({"run_count": len(specs), "by_key": True}),
         now=ex.now(),
     )
     return earlier + last
@@ -130,7 +130,7 @@ async def _wait_step(ex: Execution, key: str, name: str, rec: JournaledStep | No
     if rec is None:
         store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
                                   kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                  output=json.dumps({"run_id": run_id}), now=started)
+                                  output=codec.dumps({"run_id": run_id}), now=started)
     result = await wait_for_run(ex, run_id)
     store.record_completed_step(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
                                 kind=model.WAIT, seq=seq, run_attempt=ex.attempt,

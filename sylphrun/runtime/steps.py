@@ -351,7 +351,7 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         raise Settled()
     else:
         wake_at = ex.now() + max(0.0, seconds)
-        output = json.dumps({"wake_at": wake_at})
+        output = codec.dumps({"wake_at": wake_at})
         seq = ex.seq_for(key)
         store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
                                   kind=model.SLEEP, seq=seq, run_attempt=ex.attempt,
@@ -362,4 +362,4 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         ex.wake_times.append(wake_at)
         await ex.barrier.block(current_step_key())
     store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key,
-                             output=json.dumps({"wake_at": wake_at}), now=ex.now())
+                             output=codec.dumps({"wake_at": wake_at}), now=ex.now())
