@@ -356,8 +356,11 @@ def wake_text(run: model.Run, steps: list[model.Step], now: float) -> str | None
 
 
 def until(at: float, now: float) -> str:
-    """"in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`."""
-    left = max(0.0, at - now)
+    """"in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`; "now" once it is due
+    (a reader's clock can pass a wake time before the run is claimed)."""
+    left = at - now
+    if left <= 0:
+        return "now"
     if left >= 3600:
         return f"in {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
-    return f"in {duration(now, at, now)}"
+    return f"in {duration(0.0, left)}"
