@@ -60,7 +60,10 @@ class SqliteJournal:
     """A `Journal` on one SQLite file, through one `Connection` (thread-safe, see there)."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn  # for callers not switched to the interface yet
+        # Outside journal/, only `dev --no-tui` reaches for it, to hand `eventlog.follow` a
+        # Connection until seams-feed switches the line log (and the dashboard) to the
+        # interface; then it can become private.
+        self.conn = conn
 
     # -- the handle ----------------------------------------------------------------------
 
