@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec, model
 from sylphrun.errors import InvalidPayload, SylphrunError, UnknownTask
-from sylphrun.journal import Connection, RunSpec, queries, store
+from sylphrun.journal import Journal, JournalReader, as_journal
+from sylphrun.journal.types import RunSpec
 from sylphrun.trigger import (
     MAX_PAYLOAD_BYTES,
     check_idempotency_key,
@@ -56,18 +57,18 @@ def parse_payload(text: str | None) -> dict[str, Any]:
 
 
 def known_tasks(
-    config: Config, conn: Connection | None, *, want: str | None = None,
+    config: Config, journal: JournalReader | None, *, want: str | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict[str, model.TaskRecord]:
     """The tasks of a project, by id, as the workers registered them in the journal.
 
-    The project's code is imported only when no worker has registered yet (`conn` None:
+    The project's code is imported only when no worker has registered yet (`journal` None:
     no journal), or when `want` is not among the registered tasks (a task added since the
     workers imported the code): a syntax error in one task file, or a module that takes a
     second to import, must not break or slow down triggering the tasks the workers serve.
     `note` hears, after the fact, that the code was imported and why.
     """
-    registered = queries.registered_tasks(conn) if conn is not None else {}
+    registered = journal.registered_tasks() if journal is not None else {}
     if registered and (want is None or want in registered):
         return registered
     from sylphrun.discover import discover, task_records
@@ -97,7 +98,7 @@ def require_task(tasks: Mapping[str, Any], task_id: str) -> Any:
 
 
 def trigger_run(
-    conn: Connection, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
+    journal: Journal, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
     *, idempotency_key: str | None = None,
 ) -> tuple[str, bool]:
     """Start a run: (run id, created). With an idempotency key already used for this task,
@@ -105,36 +106,40 @@ def trigger_run(
     require_task(tasks, task_id)
     encoded = encode_payload(payload)
     check_idempotency_key(idempotency_key)
-    [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key)])
+    [(run_id, created)] = enqueue(journal, [RunSpec(task_id, encoded, idempotency_key)])
     return run_id, created
 
 
-def retry_run(conn: Connection, run_id: str) -> tuple[str, int]:
+def retry_run(journal: Journal, run_id: str) -> tuple[str, int]:
     """Resume a failed or cancelled run: (its full id, the attempt number it will run as)."""
-    run_id = queries.resolve_run_id(conn, run_id)
-    store.retry_run(conn, run_id, time.time())
-    poke_workers(conn)
-    return run_id, queries.get_run(conn, run_id).attempt
+    journal = as_journal(journal)  # the dashboard may still pass a Connection
+    run_id = journal.resolve_run_id(run_id)
+    journal.retry_run(run_id, time.time())
+    poke_workers(journal)
+    return run_id, journal.get_run(run_id).attempt
 
 
-def replay_run(conn: Connection, run_id: str, *, from_step: str | None = None) -> str:
-    run_id = queries.resolve_run_id(conn, run_id)
-    new_id = store.replay_run(conn, run_id, from_step=from_step, now=time.time())
-    poke_workers(conn)
+def replay_run(journal: Journal, run_id: str, *, from_step: str | None = None) -> str:
+    journal = as_journal(journal)  # the dashboard may still pass a Connection
+    run_id = journal.resolve_run_id(run_id)
+    new_id = journal.replay_run(run_id, from_step=from_step, now=time.time())
+    poke_workers(journal)
     return new_id
 
 
-def cancel_run(conn: Connection, run_id: str) -> list[str]:
-    run_id = queries.resolve_run_id(conn, run_id)
-    cancelled = store.cancel_run(conn, run_id, time.time())
-    poke_workers(conn)  # a worker executing it notices at once, not at its next heartbeat
+def cancel_run(journal: Journal, run_id: str) -> list[str]:
+    journal = as_journal(journal)  # the dashboard may still pass a Connection
+    run_id = journal.resolve_run_id(run_id)
+    cancelled = journal.cancel_run(run_id, time.time())
+    poke_workers(journal)  # a worker executing it notices at once, not at its next heartbeat
     return cancelled
 
 
-def wake_run(conn: Connection, run_id: str) -> tuple[str, str]:
+def wake_run(journal: Journal, run_id: str) -> tuple[str, str]:
     """End a sleeping run's sleep, or a retry's back-off, now: (its full id, what was woken,
     e.g. "its sleep 'cool-down' ends now"). Journaled as a log line on the run."""
-    run_id = queries.resolve_run_id(conn, run_id)
-    what = store.wake_run(conn, run_id, time.time())
-    poke_workers(conn)  # an idle worker claims it at once, not at its next poll
+    journal = as_journal(journal)  # the dashboard may still pass a Connection
+    run_id = journal.resolve_run_id(run_id)
+    what = journal.wake_run(run_id, time.time())
+    poke_workers(journal)  # an idle worker claims it at once, not at its next poll
     return run_id, what

@@ -21,7 +21,7 @@ from sylphrun.errors import DiscoveryError
 from sylphrun.model import TaskRecord
 
 if TYPE_CHECKING:
-    from sylphrun.journal import Connection
+    from sylphrun.journal import Journal
 
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "venv", "node_modules", ".sylphrun", "tests"}
 
@@ -51,14 +51,12 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
     ]
 
 
-def register_tasks(conn: Connection, config: Config, tasks: dict[str, Task], *, by: str) -> None:
+def register_tasks(journal: Journal, config: Config, tasks: dict[str, Task], *, by: str) -> None:
     """Record the tasks just imported in the journal's registry, which `sylphrun trigger`
     and `sylphrun tasks` read instead of importing the project themselves. Called by each
     worker as it starts and by a reload's import check once it passed."""
-    from sylphrun.journal import store
-
-    store.register_tasks(conn, task_records(tasks), registered_by=by,
-                         project_dir=str(config.project_dir), now=time.time())
+    journal.register_tasks(task_records(tasks), registered_by=by,
+                           project_dir=str(config.project_dir), now=time.time())
 
 
 def task_sources(config: Config) -> list[Path]:

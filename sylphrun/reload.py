@@ -109,14 +109,14 @@ def _register(config: Config, tasks: dict) -> None:
     Best effort: the new workers register the same tasks as they start, and a journal
     problem is theirs to report, not a reason to block the reload."""
     from sylphrun.discover import register_tasks
-    from sylphrun.journal import Connection
+    from sylphrun.journal import open_journal
 
     try:
-        conn = Connection(config.journal, durability=config.durability)
+        journal = open_journal(config.journal, durability=config.durability)
         try:
-            register_tasks(conn, config, tasks, by="import-check")
+            register_tasks(journal, config, tasks, by="import-check")
         finally:
-            conn.close()
+            journal.close()
     except Exception:  # noqa: BLE001, S110 - see above
         pass
 

@@ -16,7 +16,8 @@ from sylphrun import codec, model
 from sylphrun.batching import CHUNK_PAUSE, chunks_of
 from sylphrun.batching import batch_chunk as batch_chunk  # re-exported: bench/batch_children
 from sylphrun.errors import InvalidPayload, JournalError
-from sylphrun.journal import Connection, RunSpec, queries, store
+from sylphrun.journal import Journal, JournalReader, as_journal, open_journal
+from sylphrun.journal.types import RunSpec
 from sylphrun.runtime.scope import current_scope
 
 # Workers heartbeat every 2 s; one missed beat more and we call a worker gone.
@@ -39,11 +40,11 @@ class RunHandle:
             from sylphrun.runtime.children import wait_for_run
 
             return await wait_for_run(scope.execution, self.run_id)
-        conn = Connection(self.journal or _script_journal(), create=False)
+        journal = open_journal(self.journal or _script_journal(), create=False)
         try:
-            return await wait_for_result(conn, self.run_id, timeout=timeout)
+            return await wait_for_result(journal, self.run_id, timeout=timeout)
         finally:
-            conn.close()
+            journal.close()
 
     def to_json(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "task_id": self.task_id}
@@ -115,24 +116,25 @@ def _script_journal() -> Path:
     return journal_path_for_scripts()
 
 
-def poke_workers(conn: Connection) -> None:
+def poke_workers(journal: JournalReader) -> None:
     from sylphrun.runtime.wake import poke
 
-    workers = queries.live_workers(conn, now=time.time(), stale_after=WORKER_STALE_AFTER)
+    workers = journal.live_workers(now=time.time(), stale_after=WORKER_STALE_AFTER)
     poke(w.wake_addr for w in workers)
 
 
-def enqueue(conn: Connection, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
+def enqueue(journal: Journal, specs: Sequence[RunSpec]) -> list[tuple[str, bool]]:
     """Create runs outside any run and wake the workers (a large batch in chunks, each its
     own transaction; the workers start on the first while the next are written)."""
+    journal = as_journal(journal)  # a test or bench harness may still pass a Connection
     results: list[tuple[str, bool]] = []
     for n, chunk in enumerate(chunks_of(specs)):
         if n:
             time.sleep(CHUNK_PAUSE)
-        done = store.enqueue_runs(conn, chunk, time.time())
+        done = journal.enqueue_runs(chunk, time.time())
         results += done
         if any(created for _, created in done):
-            poke_workers(conn)
+            poke_workers(journal)
     return results
 
 
@@ -167,11 +169,11 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
         ids = trigger_in_run(scope, task_id, encoded, idempotency_key, batch)
         return [RunHandle(rid, task_id) for rid in ids]
     path = _script_journal()
-    conn = Connection(path)
+    journal = open_journal(path)
     try:
-        results = enqueue(conn, [RunSpec(task_id, p, idempotency_key) for p in encoded])
+        results = enqueue(journal, [RunSpec(task_id, p, idempotency_key) for p in encoded])
     finally:
-        conn.close()
+        journal.close()
     return [RunHandle(rid, task_id, path) for rid, _ in results]
 
 
@@ -183,27 +185,30 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def wait_for_result(conn: Connection, run_id: str, *, timeout: float | None = None,
+async def wait_for_result(journal: JournalReader, run_id: str, *, timeout: float | None = None,
                           poll: float = 0.005, on_no_workers: Any = None) -> model.RunResult:
-    """Poll the journal until the run finishes (outside a run). `PRAGMA data_version` makes
-    each idle poll a few microseconds; nothing is read until something was committed."""
+    """Poll the journal until the run finishes (outside a run). `change_token` makes each
+    idle poll a few microseconds; nothing is read until something was committed."""
+    journal = as_journal(journal)  # a test or bench harness may still pass a Connection
     deadline = None if timeout is None else time.monotonic() + timeout
-    journal = queries.JournalCursor(conn)
+    seen: int | None = None
     warned = False
     next_worker_check = 0.0
     while True:
-        if journal.changed():
-            attempt_status = queries.run_fields(conn, run_id)
+        token = journal.change_token()
+        if token != seen:
+            seen = token
+            attempt_status = journal.run_fields(run_id)
             if attempt_status[1] in model.TERMINAL_STATES:
-                return queries.get_run(conn, run_id).result()
+                return journal.get_run(run_id).result()
         now = time.monotonic()
         if on_no_workers is not None and now >= next_worker_check:
             next_worker_check = now + 1.0
-            if conn.file_replaced():
+            if journal.replaced():
                 # Deleted under us: the run can no longer finish where we look for it.
-                raise JournalError(f"the journal {conn.path} was deleted or replaced while "
-                                   f"waiting for {run_id}; it cannot finish there")
-            if not warned and not queries.live_workers(conn, now=time.time(),
+                raise JournalError(f"the journal {journal.location} was deleted or replaced "
+                                   f"while waiting for {run_id}; it cannot finish there")
+            if not warned and not journal.live_workers(now=time.time(),
                                                        stale_after=WORKER_STALE_AFTER):
                 on_no_workers()
                 warned = True

@@ -23,11 +23,11 @@ def retry(
     """Resume a failed or cancelled run as a new attempt; completed steps are kept."""
     from sylphrun import actions
 
-    conn = _existing_journal(project)
+    journal = _existing_journal(project)
     try:
-        run_id, attempt = actions.retry_run(conn, run)
+        run_id, attempt = actions.retry_run(journal, run)
     finally:
-        conn.close()
+        journal.close()
     typer.echo(f"{run_id} queued again (attempt {attempt}); completed steps will be skipped")
 
 
@@ -41,11 +41,11 @@ def replay(
     """Start a new run with the same payload (optionally reusing steps before --from-step)."""
     from sylphrun import actions
 
-    conn = _existing_journal(project)
+    journal = _existing_journal(project)
     try:
-        new_id = actions.replay_run(conn, run, from_step=from_step)
+        new_id = actions.replay_run(journal, run, from_step=from_step)
     finally:
-        conn.close()
+        journal.close()
     typer.echo(new_id)
 
 
@@ -58,11 +58,11 @@ def cancel(
     """Cancel a run and its unfinished children."""
     from sylphrun import actions
 
-    conn = _existing_journal(project)
+    journal = _existing_journal(project)
     try:
-        cancelled = actions.cancel_run(conn, run)
+        cancelled = actions.cancel_run(journal, run)
     finally:
-        conn.close()
+        journal.close()
     extra = f" and {len(cancelled) - 1} unfinished child run(s)" if len(cancelled) > 1 else ""
     typer.echo(f"cancelled {cancelled[0]}{extra}")
 
@@ -76,9 +76,9 @@ def wake(
     """End a run's durable sleep, or its retry back-off, now (journaled on the run)."""
     from sylphrun import actions
 
-    conn = _existing_journal(project)
+    journal = _existing_journal(project)
     try:
-        run_id, what = actions.wake_run(conn, run)
+        run_id, what = actions.wake_run(journal, run)
     finally:
-        conn.close()
+        journal.close()
     typer.echo(f"woke run {run_id}: {what}")

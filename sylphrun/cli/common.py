@@ -90,21 +90,21 @@ def _require_known_task(config, task_id: str) -> None:
     the question open rather than failing the listing."""
     from sylphrun import actions
 
-    conn = _open_journal(config) if _journal_exists(config) else None
+    journal = _open_journal(config) if _journal_exists(config) else None
     try:
-        tasks = actions.known_tasks(config, conn, want=task_id)
+        tasks = actions.known_tasks(config, journal, want=task_id)
     except SylphrunError:
         return
     finally:
-        if conn is not None:
-            conn.close()
+        if journal is not None:
+            journal.close()
     actions.require_task(tasks, task_id)
 
 
 def _open_journal(config, *, create: bool = False):
-    from sylphrun.journal import Connection
+    from sylphrun.journal import open_journal
 
-    return Connection(config.journal, durability=config.durability, create=create)
+    return open_journal(config.journal, durability=config.durability, create=create)
 
 
 def _journal_exists(config) -> bool:

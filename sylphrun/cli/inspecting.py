@@ -34,7 +34,6 @@ def runs(
 ) -> None:
     """List runs, newest first: the top-level ones, each with a summary of its children."""
     from sylphrun import model
-    from sylphrun.journal import queries
     from sylphrun.render import dumps, run_json, runs_table
 
     if status is not None and status not in model.RUN_STATES:
@@ -47,14 +46,14 @@ def runs(
             _require_known_task(config, task)
         typer.echo("[]" if as_json else "no runs yet (no journal at " + str(config.journal) + ")")
         return
-    conn = _open_journal(config)
+    journal = _open_journal(config)
     try:
-        parent_id = queries.resolve_run_id(conn, parent) if parent is not None else None
-        found = queries.list_runs(conn, status=status, task_id=task, limit=limit,
+        parent_id = journal.resolve_run_id(parent) if parent is not None else None
+        found = journal.list_runs(status=status, task_id=task, limit=limit,
                                   parent_run_id=parent_id,
                                   top_level_only=not all_runs and parent_id is None)
     finally:
-        conn.close()
+        journal.close()
     if not found and task is not None:
         _require_known_task(config, task)
     if as_json:
@@ -73,20 +72,19 @@ def show(
     project: ProjectOpt = None,
 ) -> None:
     """A run with its step tree, attempts and children."""
-    from sylphrun.journal import queries
     from sylphrun.render import dumps, show_json, show_text
 
     config = _config(project)
     if not _journal_exists(config):
         fail(f"no run {run!r}: there is no journal at {config.journal} yet")
-    conn = _open_journal(config)
+    journal = _open_journal(config)
     try:
-        run_id = queries.resolve_run_id(conn, run)
-        record = queries.get_run(conn, run_id)
-        parts = (record, queries.steps_of(conn, run_id), queries.children_of(conn, run_id),
-                 queries.run_attempts(conn, run_id), queries.logs_of(conn, run_id))
+        run_id = journal.resolve_run_id(run)
+        record = journal.get_run(run_id)
+        parts = (record, journal.steps_of(run_id), journal.children_of(run_id),
+                 journal.run_attempts(run_id), journal.logs_of(run_id))
     finally:
-        conn.close()
+        journal.close()
     if as_json:
         typer.echo(dumps(show_json(*parts)))
     else:
@@ -101,12 +99,12 @@ def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     from sylphrun.views import task_rows, tasks_text
 
     config = _config(project)
-    conn = _open_journal(config) if _journal_exists(config) else None
+    journal = _open_journal(config) if _journal_exists(config) else None
     try:
-        found = actions.known_tasks(config, conn, note=_note)
+        found = actions.known_tasks(config, journal, note=_note)
     finally:
-        if conn is not None:
-            conn.close()
+        if journal is not None:
+            journal.close()
     rows = task_rows(found, config.project_dir)
     if as_json:
         from sylphrun.render import dumps

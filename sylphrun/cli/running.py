@@ -47,14 +47,14 @@ def trigger(
     config = _config(project)
     # The tasks the workers registered in the journal; the project's code is imported only
     # when none did (and then no journal is created before the task is known).
-    conn = _open_journal(config) if _journal_exists(config) else None
+    journal = _open_journal(config) if _journal_exists(config) else None
     try:
         notes: list[str] = []  # said once the run exists: a bad request gets one line
-        tasks = actions.known_tasks(config, conn, want=task, note=notes.append)
+        tasks = actions.known_tasks(config, journal, want=task, note=notes.append)
         actions.require_task(tasks, task)
-        if conn is None:
-            conn = _open_journal(config, create=True)
-        run_id, created = actions.trigger_run(conn, tasks, task, data, idempotency_key=idempotency_key)
+        if journal is None:
+            journal = _open_journal(config, create=True)
+        run_id, created = actions.trigger_run(journal, tasks, task, data, idempotency_key=idempotency_key)
         # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
         # must say that it goes on, not exit silently.
         try:
@@ -66,19 +66,19 @@ def trigger(
                 if as_json:
                     from sylphrun.render import dumps  # rich: only where it is needed
 
-                    typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(conn, run_id),
+                    typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(journal, run_id),
                                       "created": created}, indent=None))
                 else:
                     typer.echo(run_id)
                 return
-            _wait_and_report(conn, run_id, timeout=timeout, as_json=as_json)
+            _wait_and_report(journal, run_id, timeout=timeout, as_json=as_json)
         except KeyboardInterrupt:
             typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})",
                        err=True)
             raise typer.Exit(130) from None
     finally:
-        if conn is not None:
-            conn.close()
+        if journal is not None:
+            journal.close()
 
 
 
@@ -90,17 +90,15 @@ def _read_stdin_payload() -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _status(conn, run_id: str) -> str:
-    from sylphrun.journal import queries
+def _status(journal, run_id: str) -> str:
 
-    return queries.get_run(conn, run_id).status
+    return journal.get_run(run_id).status
 
 
-def _wait_and_report(conn, run_id: str, *, timeout: float | None, as_json: bool) -> None:
+def _wait_and_report(journal, run_id: str, *, timeout: float | None, as_json: bool) -> None:
     import asyncio
 
     from sylphrun import model
-    from sylphrun.journal import queries
     from sylphrun.render import dumps, safe
     from sylphrun.trigger import wait_for_result
 
@@ -110,9 +108,9 @@ def _wait_and_report(conn, run_id: str, *, timeout: float | None, as_json: bool)
             "`sylphrun dev` or `sylphrun worker` in another terminal", err=True)
 
     try:
-        result = asyncio.run(wait_for_result(conn, run_id, timeout=timeout, on_no_workers=no_workers))
+        result = asyncio.run(wait_for_result(journal, run_id, timeout=timeout, on_no_workers=no_workers))
     except TimeoutError:
-        run = queries.get_run(conn, run_id)
+        run = journal.get_run(run_id)
         if as_json:
             typer.echo(dumps({"run_id": run_id, "status": run.status, "output": None, "error": None},
                              indent=None))

@@ -206,5 +206,20 @@ class JournalReader(Protocol):
         Compare two readings for equality only; no order is promised."""
         ...
 
+    # -- the write lock, for the supervisor's watchdog (seams-callsites) ---------------------
+
+    def write_lock_holder(self) -> int | None:
+        """The pid of the local process holding the journal's write lock now, or None (the
+        lock is free, or this backend's writers are not local processes). Never waits on
+        the journal: a watchdog asks it while a frozen writer holds up every other one."""
+        ...
+
+    def write_progress(self) -> object:
+        """A value that changes whenever a write commits, read without waiting on the
+        journal (None when unknown): with `write_lock_holder`, it tells a writer that
+        holds the lock while committing apart from one frozen inside a transaction.
+        Compare two readings for equality only."""
+        ...
+
 
 __all__ = ["JournalReader"]

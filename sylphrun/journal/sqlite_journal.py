@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.errors import JournalError
-from sylphrun.journal import lifecycle, logs, queries, store, workers
+from sylphrun.journal import connection, lifecycle, logs, queries, store, workers
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
@@ -48,11 +48,22 @@ def open_journal(target: str | os.PathLike[str], *, durability: str = "normal",
     return SqliteJournal(Connection(text, durability=durability, create=create))
 
 
+def as_journal(handle: Journal | Connection) -> Journal:
+    """`handle` as a `Journal`; a `Connection` is wrapped, not owned (closing it stays its
+    opener's job). Transitional: the dashboard's action thread and the test and bench
+    harnesses still hand `actions` and `trigger` a `Connection`; once they open journals
+    with `open_journal`, this goes."""
+    return SqliteJournal(handle) if isinstance(handle, Connection) else handle
+
+
 class SqliteJournal:
     """A `Journal` on one SQLite file, through one `Connection` (thread-safe, see there)."""
 
     def __init__(self, conn: Connection) -> None:
-        self.conn = conn  # for callers not switched to the interface yet
+        # Outside journal/, only `dev --no-tui` reaches for it, to hand `eventlog.follow` a
+        # Connection until seams-feed switches the line log (and the dashboard) to the
+        # interface; then it can become private.
+        self.conn = conn
 
     # -- the handle ----------------------------------------------------------------------
 
@@ -362,3 +373,18 @@ class SqliteJournal:
 
     def change_token(self) -> int:
         return self.conn.data_version()
+
+    # -- the write lock, for the supervisor's watchdog (seams-callsites) ---------------------
+
+    def write_lock_holder(self) -> int | None:
+        # Asked of the kernel (/proc/locks), not of the connection, which may be waiting
+        # on the very lock a frozen writer holds.
+        return connection.write_lock_holder(self.conn.path)
+
+    def write_progress(self) -> object:
+        # A commit writes the WAL file: its mtime and size move, and a stat never waits.
+        try:
+            st = os.stat(f"{self.conn.path}-wal")
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size

@@ -6,8 +6,7 @@ from typing import TYPE_CHECKING
 
 from sylphrun import model
 from sylphrun.errors import NonRetriableError
-from sylphrun.journal.connection import Connection
-from sylphrun.journal.queries import children_results, lease_states, run_results
+from sylphrun.journal.interface_reads import JournalReader
 from sylphrun.runtime.scope import current_step_key
 from sylphrun.runtime.signals import journal_guard
 
@@ -18,14 +17,14 @@ if TYPE_CHECKING:
 class Children:
     """The finished results of a run's children, read once per execution."""
 
-    def __init__(self, conn: Connection, run_id: str) -> None:
-        self._conn = conn
+    def __init__(self, journal: JournalReader, run_id: str) -> None:
+        self._journal = journal
         self._run_id = run_id
         self._results: dict[str, model.RunResult] | None = None
 
     def exists(self, run_id: str) -> bool:
         return bool(self._results and run_id in self._results) or bool(
-            lease_states(self._conn, [run_id]))
+            self._journal.lease_states([run_id]))
 
     def created(self) -> None:
         """New children exist: the next `result` reads them all again in one query."""
@@ -36,11 +35,11 @@ class Children:
         unfinished when we looked is waited on; `suspend_run` checks it again in the same
         transaction that parks the run, so one finishing meanwhile is not missed."""
         if self._results is None:
-            self._results = children_results(self._conn, self._run_id)
+            self._results = self._journal.children_results(self._run_id)
         if run_id in self._results:
             return self._results[run_id]
         # Not one of ours (a handle passed in the payload): ask for this id alone.
-        found = run_results(self._conn, [run_id]).get(run_id)
+        found = self._journal.run_results([run_id]).get(run_id)
         if found is not None:
             self._results[run_id] = found
         return found

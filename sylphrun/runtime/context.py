@@ -7,7 +7,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec
-from sylphrun.journal import logs, store
 from sylphrun.runtime.scope import current_scope
 from sylphrun.runtime.signals import journal_guard
 
@@ -39,7 +38,7 @@ class RunLog:
             ex = self._ex
             first = ex.claim.previous_fingerprint is None  # the run's first execution
             self._replayed = Counter() if first else Counter(
-                logs.body_lines_of_attempt(ex.conn, ex.run_id, ex.attempt))
+                ex.store.body_lines_of_attempt(ex.run_id, ex.attempt))
         if self._replayed[(level, text)] > 0:
             self._replayed[(level, text)] -= 1
             return True
@@ -58,8 +57,8 @@ class RunLog:
         with journal_guard():
             if step_key is None and self._replays_a_journaled_line(level_name, text):
                 return
-            store.append_log(ex.conn, ex.run_id, level=level_name, message=text,
-                             step_key=step_key, now=ex.now(), epoch=ex.epoch)
+            ex.store.append_log(ex.run_id, level=level_name, message=text,
+                                step_key=step_key, now=ex.now(), epoch=ex.epoch)
         if _python_log.isEnabledFor(level):
             _python_log.log(level, "[%s %s] %s", ex.task.id, ex.run_id, text)
 

@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec
 from sylphrun.errors import JournalError
-from sylphrun.journal import store
 from sylphrun.runtime.signals import JournalFailed, StepDiverged
 
 if TYPE_CHECKING:
-    from sylphrun.journal.queries import JournaledStep
+    from sylphrun.journal.types import JournaledStep
     from sylphrun.runtime.execution import Execution
 
 
@@ -117,7 +116,7 @@ def check_replay(ex: Execution, key: str, rec: JournaledStep, fn: Callable[..., 
     if rec.fn == called_fn and same_args:
         if rec.error is not None:  # marked diverged by an earlier attempt; the fix matches
             try:
-                store.mark_step_diverged(ex.conn, ex.run_id, ex.epoch, key=key, error=None)
+                ex.store.mark_step_diverged(ex.run_id, ex.epoch, key=key, error=None)
             except JournalError as exc:  # not the user's to catch: see JournalFailed
                 raise JournalFailed(str(exc)) from None
         return

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec, model
 from sylphrun.errors import JournalError
-from sylphrun.journal import store
-from sylphrun.journal.connection import Connection
-from sylphrun.journal.queries import JournaledStep, replay_state
+from sylphrun.journal.interface import Journal
+from sylphrun.journal.types import Claim, JournaledStep
 from sylphrun.runtime.barrier import Barrier
 from sylphrun.runtime.children import Children
 from sylphrun.runtime.notices import Notices
@@ -36,11 +35,13 @@ class Execution:
     """One claim of one run: the journal's view of its steps plus what this attempt did."""
 
     def __init__(
-        self, conn: Connection, claim: store.Claim, task: Task, *,
+        self, store: Journal, claim: Claim, task: Task, *,
         threads: Executor, on_ready_work: Callable[..., None] = lambda peers=False: None,
         clock: Callable[[], float] = time.time, max_output: int = codec.DEFAULT_MAX_OUTPUT,
     ) -> None:
-        self.conn = conn
+        # The journal this execution reads and writes; `journal` below is what it held of
+        # the run's steps when the execution began (the replay state).
+        self.store = store
         self.claim = claim
         self.task = task
         self.run_id = claim.run_id
@@ -55,7 +56,7 @@ class Execution:
         # The config's `max_step_output`: a larger result fails its step, not retried.
         self.max_output = max_output
         self.loop = asyncio.get_running_loop()
-        self.journal: dict[str, JournaledStep] = replay_state(conn, claim.run_id)
+        self.journal: dict[str, JournaledStep] = store.replay_state(claim.run_id)
         self._next_seq = max((s.seq for s in self.journal.values()), default=0)
         self._name_counts: Counter[str] = Counter()
         self._issued: set[str] = set()
@@ -68,7 +69,7 @@ class Execution:
         self.running = self.barrier.running
         self.pending_children = self.barrier.pending_children
         self.wake_times = self.barrier.wake_times
-        self.children = Children(conn, claim.run_id)
+        self.children = Children(store, claim.run_id)
         self.compensations: list[tuple[str, str, Callable[..., Any], Any]] = []
         self.triggers_in_step: Counter[str] = Counter()
         # Set once the task function has ended: see `runtime.drain`.
@@ -128,16 +129,16 @@ class Execution:
 
     def warn(self, message: str) -> None:
         with journal_guard():
-            store.append_log(self.conn, self.run_id, level="WARNING",
-                             message=codec.clean_text(message), step_key=None, now=self.now(),
-                             epoch=self.epoch)
+            self.store.append_log(self.run_id, level="WARNING",
+                                  message=codec.clean_text(message), step_key=None,
+                                  now=self.now(), epoch=self.epoch)
         # INFO: the journaled line is the warning (`dev --no-tui` prints it in its format).
         log.info("run %s: %s", self.run_id, message)
 
     def _note_step_change(self, key: str, status: str) -> None:
         try:
-            store.note_step_change(self.conn, self.run_id, self.epoch, key=key, status=status,
-                                   now=self.now())
+            self.store.note_step_change(self.run_id, self.epoch, key=key, status=status,
+                                        now=self.now())
         except JournalError:
             pass  # only a hint to readers: the run's next event makes them look again
 

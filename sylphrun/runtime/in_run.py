@@ -15,9 +15,7 @@ from collections.abc import Sequence
 
 from sylphrun import codec, model
 from sylphrun.batching import CHUNK_PAUSE, chunks_of
-from sylphrun.journal import RunSpec, store
-from sylphrun.journal.lifecycle import keyed_batch_children
-from sylphrun.journal.queries import JournaledStep
+from sylphrun.journal.types import JournaledStep, RunSpec
 from sylphrun.runtime.children import wait_for_run
 from sylphrun.runtime.crash_points import CRASH_AT, crash_point
 from sylphrun.runtime.execution import Execution
@@ -50,7 +48,7 @@ def _trigger_in_step(ex: Execution, step_key: str, task_id: str, encoded: list[s
     for n, chunk in enumerate(chunks_of(specs)):  # idempotent by their keys, chunk by chunk
         if n:
             time.sleep(CHUNK_PAUSE)
-        results += store.enqueue_children(ex.conn, ex.run_id, ex.epoch, chunk, ex.now())
+        results += ex.store.enqueue_children(ex.run_id, ex.epoch, chunk, ex.now())
         ex.on_ready_work(peers=True)
     ex.children.created()
     return [rid for rid, _ in results]
@@ -64,12 +62,13 @@ def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         done = json.loads(rec.output)  # type: ignore[arg-type]
-        ids = done["run_ids"] if "run_ids" in done else keyed_batch_children(ex.conn, ex.run_id, key)
-        return ids
+        if "run_ids" in done:
+            return done["run_ids"]
+        return ex.store.keyed_batch_children(ex.run_id, key)
     specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
     if len(chunks_of(specs)) == 1:
-        child_ids, _ = store.record_trigger_step(
-            ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
+        child_ids, _ = ex.store.record_trigger_step(
+            ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
             run_attempt=ex.attempt, specs=specs,
             output_of=lambda ids: codec.dumps({"run_ids": ids}, what="a trigger step's child ids"),
             now=ex.now(),
@@ -99,11 +98,11 @@ def _trigger_in_chunks(ex: Execution, key: str, name: str, specs: Sequence[RunSp
             crash_point("between-chunks", key)
         if n == len(chunks) - 1:
             break
-        earlier += [rid for rid, _ in store.enqueue_children(
-            ex.conn, ex.run_id, ex.epoch, chunk, ex.now())]
+        earlier += [rid for rid, _ in ex.store.enqueue_children(
+            ex.run_id, ex.epoch, chunk, ex.now())]
         ex.on_ready_work(peers=True)
-    last, _ = store.record_trigger_step(
-        ex.conn, ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
+    last, _ = ex.store.record_trigger_step(
+        ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
         run_attempt=ex.attempt, specs=chunks[-1], list_children=False,
         output_of=lambda ids: codec.dumps({"run_count": len(specs), "by_key": True}),
         now=ex.now(),
@@ -128,11 +127,11 @@ async def _wait_step(ex: Execution, key: str, name: str, rec: JournaledStep | No
     seq = ex.seq_for(key)
     started = ex.now()
     if rec is None:
-        store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
-                                  kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                  output=codec.dumps({"run_id": run_id}), now=started)
+        ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
+                                     kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
+                                     output=codec.dumps({"run_id": run_id}), now=started)
     result = await wait_for_run(ex, run_id)
-    store.record_completed_step(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
-                                kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                output=codec.dumps(result), started_at=started, now=ex.now())
+    ex.store.record_completed_step(ex.run_id, ex.epoch, key=key, name=name,
+                                   kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
+                                   output=codec.dumps(result), started_at=started, now=ex.now())
     return result

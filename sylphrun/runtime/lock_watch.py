@@ -3,12 +3,10 @@ transaction (SIGSTOP, a debugger) blocks every other writer, which a lease canno
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from sylphrun.journal.connection import write_lock_holder
 from sylphrun.runtime.process_table import stopped
 
 if TYPE_CHECKING:
@@ -20,20 +18,23 @@ def watch_write_lock(sup: Supervisor, stop: threading.Event) -> None:
 
     It holds the journal's write lock, so every other writer waits on it: the workers
     that would take its runs over when its lease expires, and this supervisor's own
-    releases. Leases cannot help there, so a thread of its own (it never touches the
+    releases. Leases cannot help there, so a thread of its own (it never waits on the
     journal) kills it once it has held the lock for a heartbeat while stopped, or for
     a whole lease period whatever its state: no write transaction lasts that long.
+    Both of its reads (`write_lock_holder`, `write_progress`) are answered without
+    waiting on the journal, which may be held up by that very lock.
     """
+    journal = sup.journal
     beat, lease = sup.template.heartbeat_seconds, sup.template.lease_seconds
-    holder, since, wal = None, 0.0, None
+    holder, since, progress = None, 0.0, None
     while not stop.wait(min(0.25, beat / 4)):
-        pid = write_lock_holder(sup.config.journal)
+        pid = journal.write_lock_holder()
         now = time.monotonic()
-        # Progress is a commit, which writes the WAL: one process committing back to
-        # back (a 1M-child batch_trigger, chunk after chunk) holds the lock at most
-        # samples without holding it long; it was killed as frozen, again and again.
-        committed, wal = wal, _wal_stamp(sup.config.journal)
-        if pid != holder or wal != committed:
+        # Progress is a commit: one process committing back to back (a 1M-child
+        # batch_trigger, chunk after chunk) holds the lock at most samples without holding
+        # it long; it was killed as frozen, again and again.
+        committed, progress = progress, journal.write_progress()
+        if pid != holder or progress != committed:
             holder, since = pid, now
             continue
         # No lock here: poll() holds it while it writes, which is what may be stuck.
@@ -48,10 +49,3 @@ def watch_write_lock(sup: Supervisor, stop: threading.Event) -> None:
         wp.kill()
         holder = None
 
-
-def _wal_stamp(journal: object) -> tuple[int, int] | None:
-    try:
-        st = os.stat(f"{journal}-wal")
-    except OSError:
-        return None
-    return st.st_mtime_ns, st.st_size

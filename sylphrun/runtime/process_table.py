@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait as wait_objects
 
+# The id formats every journal backend shares: not a storage internal.
 from sylphrun.journal.ids import new_worker_id
 from sylphrun.runtime.worker import WorkerSettings
 from sylphrun.runtime.worker_entry import worker_main

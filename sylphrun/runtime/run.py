@@ -24,7 +24,7 @@ from sylphrun.errors import (
     doom_error,
     timeout_error,
 )
-from sylphrun.journal import store
+from sylphrun.journal.types import LeaseLost
 from sylphrun.runtime.context import Context
 from sylphrun.runtime.divergence import note_finished
 from sylphrun.runtime.drain import drain, until_no_step_runs
@@ -67,7 +67,7 @@ async def execute(ex: Execution) -> str:
             return _suspend(ex)
         except Release:
             return await _release(ex)
-        except store.LeaseLost:
+        except LeaseLost:
             return "lost"
         except asyncio.CancelledError:
             if ex.doom is None:
@@ -79,10 +79,10 @@ async def execute(ex: Execution) -> str:
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
         note_finished(ex)
-        store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.COMPLETED,
-                         output=output_json, error=None, traceback=None, now=ex.now())
+        ex.store.finish_run(ex.run_id, ex.epoch, status=model.COMPLETED,
+                            output=output_json, error=None, traceback=None, now=ex.now())
         return "completed"
-    except store.LeaseLost:
+    except LeaseLost:
         return "lost"
     except Suspend:
         return _suspend(ex)
@@ -102,8 +102,8 @@ def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:
     again, with the same idempotency key); failed after MAX_CRASHES. If this write fails
     too, the lease runs out: the heartbeat renews only what executes."""
     log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
-    store.requeue_after_error(ex.conn, ex.run_id, ex.epoch, error=f"JournalError: {exc}",
-                              now=ex.now())
+    ex.store.requeue_after_error(ex.run_id, ex.epoch, error=f"JournalError: {exc}",
+                                 now=ex.now())
     return "journal-error"
 
 
@@ -112,7 +112,7 @@ async def _call_task_and_drain(ex: Execution, ctx: Context) -> Any:
     the run is no longer ours to settle or the journal failed under it."""
     try:
         output = await _call_task(ex, ctx)
-    except (store.LeaseLost, JournalFailed):
+    except (LeaseLost, JournalFailed):
         raise
     except asyncio.CancelledError:
         if ex.doom is not None:  # the timeout cancelled the body: its steps fail with it
@@ -146,7 +146,7 @@ async def _release(ex: Execution) -> str:
     and journaled (each then meets `Release` at its next step); the worker's shutdown
     grace bounds the wait."""
     await until_no_step_runs(ex)
-    store.release_run(ex.conn, ex.run_id, ex.epoch, ex.now())
+    ex.store.release_run(ex.run_id, ex.epoch, ex.now())
     return "released"
 
 
@@ -159,15 +159,15 @@ def _is_fatal(exc: BaseException) -> bool:
 def _stop_diverged(ex: Execution, exc: StepDiverged) -> str:
     """Failed at the step, no retry, no compensations: see `runtime.divergence`."""
     log.warning("run %s: %s", ex.run_id, exc.message)
-    store.record_divergence(ex.conn, ex.run_id, ex.epoch, key=exc.key,
-                            error=f"StepDiverged: {exc.message}", now=ex.now())
+    ex.store.record_divergence(ex.run_id, ex.epoch, key=exc.key,
+                               error=f"StepDiverged: {exc.message}", now=ex.now())
     return "diverged"
 
 
 def _suspend(ex: Execution) -> str:
     wake_at = min(ex.wake_times) if ex.wake_times else None
-    store.suspend_run(ex.conn, ex.run_id, ex.epoch, children=sorted(ex.pending_children),
-                      wake_at=wake_at, now=ex.now())
+    ex.store.suspend_run(ex.run_id, ex.epoch, children=sorted(ex.pending_children),
+                         wake_at=wake_at, now=ex.now())
     if ex.pending_children and not wake_at:
         ex.on_ready_work()  # if every child had already finished, the run is ready again
     return "suspended"
@@ -184,16 +184,16 @@ async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> st
         fatal = True
     if not fatal and ex.attempt < policy.max_attempts:
         now = ex.now()
-        store.schedule_retry(ex.conn, ex.run_id, ex.epoch, error=error, traceback=tb,
-                             retry_at=now + policy.delay(ex.attempt), now=now)
+        ex.store.schedule_retry(ex.run_id, ex.epoch, error=error, traceback=tb,
+                                retry_at=now + policy.delay(ex.attempt), now=now)
         return "retry"
     # Final failure: no retry is coming, so it is now safe to undo (a compensation that ran
     # while a retry was still due could refund a payment the retry then ships against).
     failures = await _run_compensations(ex)
     if failures:
         error += f" (and {len(failures)} compensation(s) failed: {'; '.join(failures)})"
-    store.finish_run(ex.conn, ex.run_id, ex.epoch, status=model.FAILED, output=None,
-                     error=error, traceback=tb, now=ex.now())
+    ex.store.finish_run(ex.run_id, ex.epoch, status=model.FAILED, output=None,
+                        error=error, traceback=tb, now=ex.now())
     return "failed"
 
 

@@ -31,8 +31,7 @@ from sylphrun.errors import (
     doom_is_fatal,
     split_error_text,
 )
-from sylphrun.journal import store
-from sylphrun.journal.queries import JournaledStep, step_tries_in_attempt
+from sylphrun.journal.types import JournaledStep, LeaseLost
 from sylphrun.runtime.compensation_kind import handling_failure
 from sylphrun.runtime.crash_points import CRASH_AT, crash_point
 from sylphrun.runtime.divergence import call_of, check_replay, note_step_call
@@ -202,10 +201,10 @@ async def _attempt(
     call = call_of(fn, args, kwargs, ex.run_id)
     if CRASH_AT:
         crash_point("before-start", key)
-    store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
-                            seq=seq, run_attempt=ex.attempt, now=ex.now(),
-                            notify=ex.notices.due(key, model.STEP_RUNNING), fn=call[0],
-                            args_hash=call[1])
+    ex.store.record_step_start(ex.run_id, ex.epoch, key=key, name=name, kind=kind,
+                               seq=seq, run_attempt=ex.attempt, now=ex.now(),
+                               notify=ex.notices.due(key, model.STEP_RUNNING), fn=call[0],
+                               args_hash=call[1])
     parent = current_step_key()
     token: contextvars.Token | None = current_scope.set(Scope(ex, key))
     ex.barrier.step_started(key, asyncio.current_task(), parent)
@@ -220,7 +219,7 @@ async def _attempt(
     except asyncio.CancelledError:
         _on_cancelled(ex, key, name, kind)
         raise
-    except (Suspend, Release, store.LeaseLost):
+    except (Suspend, Release, LeaseLost):
         raise
     except Exception as exc:
         if ex.suspending:
@@ -244,8 +243,8 @@ def _on_cancelled(ex: Execution, key: str, name: str, kind: str) -> None:
     if not ex.suspending and not ex.lost:
         # Cancelled by the user's own code (asyncio.wait_for, a TaskGroup): the attempt
         # ended without a result; a replay that calls the step again runs it again.
-        store.record_step_interrupted(ex.conn, ex.run_id, ex.epoch, key=key,
-                                      reason="cancelled before it returned", now=ex.now())
+        ex.store.record_step_interrupted(ex.run_id, ex.epoch, key=key,
+                                         reason="cancelled before it returned", now=ex.now())
 
 
 def _record_failure(ex: Execution, key: str, kind: str, exc: Exception,
@@ -260,15 +259,15 @@ def _record_failure(ex: Execution, key: str, kind: str, exc: Exception,
     # their own retries again instead of a single shot.
     tries = 0
     if policy is not None and not fatal and ex.doom is None:
-        tries = 1 + step_tries_in_attempt(ex.conn, ex.run_id, key, ex.attempt)
+        tries = 1 + ex.store.step_tries_in_attempt(ex.run_id, key, ex.attempt)
     if tries and tries < policy.max_attempts:  # type: ignore[union-attr]
         retry_at = now + policy.delay(tries)  # type: ignore[union-attr]
-        store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=error_text(exc),
-                                  traceback=user_traceback(exc), retry_at=retry_at, now=now)
+        ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=error_text(exc),
+                                     traceback=user_traceback(exc), retry_at=retry_at, now=now)
         ex.wake_times.append(retry_at)
         return
-    store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=error_text(exc),
-                              traceback=user_traceback(exc), retry_at=None, fatal=fatal, now=now)
+    ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=error_text(exc),
+                                 traceback=user_traceback(exc), retry_at=None, fatal=fatal, now=now)
     raise StepFailed(key, type(exc).__name__, str(exc), non_retriable=fatal) from exc
 
 
@@ -278,8 +277,9 @@ def _record_result(ex: Execution, key: str, name: str, kind: str, result: Any, o
     undo_ref = _qualified_name(compensate) if compensate is not None else None
     if CRASH_AT:
         crash_point("after-effect", key)
-    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
-                             compensate=undo_ref, notify=ex.notices.due(key, model.STEP_COMPLETED))
+    ex.store.record_step_result(ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
+                                compensate=undo_ref,
+                                notify=ex.notices.due(key, model.STEP_COMPLETED))
     if CRASH_AT:
         crash_point("after-commit", key)
     value = result if type(result) in _SELF_JSON else json.loads(output)
@@ -307,10 +307,10 @@ def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, started: bo
     completed, fails with it."""
     now = ex.now()
     if not started:
-        store.record_step_start(ex.conn, ex.run_id, ex.epoch, key=key, name=name, kind=kind,
-                                seq=ex.seq_for(key), run_attempt=ex.attempt, now=now)
-    store.record_step_failure(ex.conn, ex.run_id, ex.epoch, key=key, error=ex.doom or "",
-                              traceback=None, retry_at=None, now=now)
+        ex.store.record_step_start(ex.run_id, ex.epoch, key=key, name=name, kind=kind,
+                                   seq=ex.seq_for(key), run_attempt=ex.attempt, now=now)
+    ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=ex.doom or "",
+                                 traceback=None, retry_at=None, now=now)
     error_type, message = split_error_text(ex.doom or "TaskTimeout")
     raise StepFailed(key, error_type, message, non_retriable=doom_is_fatal(ex.doom or ""))
 
@@ -353,13 +353,13 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         wake_at = ex.now() + max(0.0, seconds)
         output = codec.dumps({"wake_at": wake_at})
         seq = ex.seq_for(key)
-        store.record_step_waiting(ex.conn, ex.run_id, ex.epoch, key=key, name=name,
-                                  kind=model.SLEEP, seq=seq, run_attempt=ex.attempt,
-                                  output=output, now=ex.now())
+        ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
+                                     kind=model.SLEEP, seq=seq, run_attempt=ex.attempt,
+                                     output=output, now=ex.now())
         ex.journal[key] = JournaledStep(model.STEP_WAITING, model.SLEEP, output, None, 1,
                                         ex.attempt, seq, None, False)
     if ex.now() < wake_at:
         ex.wake_times.append(wake_at)
         await ex.barrier.block(current_step_key())
-    store.record_step_result(ex.conn, ex.run_id, ex.epoch, key=key,
-                             output=codec.dumps({"wake_at": wake_at}), now=ex.now())
+    ex.store.record_step_result(ex.run_id, ex.epoch, key=key,
+                                output=codec.dumps({"wake_at": wake_at}), now=ex.now())

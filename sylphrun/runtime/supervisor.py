@@ -21,8 +21,8 @@ from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
 from sylphrun.errors import JournalError, timeout_error
-from sylphrun.journal import Connection, queries, store
-from sylphrun.journal.workers import renew_leases_for
+from sylphrun.journal import open_journal
+from sylphrun.journal.types import MAX_CRASHES
 from sylphrun.runtime import wake
 from sylphrun.runtime.lock_watch import watch_write_lock
 from sylphrun.runtime.process_table import (
@@ -76,7 +76,7 @@ class Supervisor:
         # Set (to the line to print) when the journal file was deleted or replaced under
         # us: `serve` returns, and the caller stops with that line.
         self.journal_gone: str | None = None
-        self.conn = Connection(config.journal, durability=config.durability)
+        self.journal = open_journal(config.journal, durability=config.durability)
         self._recent_deaths: list[float] = []
         # Restarts that wait: (restart at, index, line to say then or None). See
         # `_handle_exit`.
@@ -125,15 +125,15 @@ class Supervisor:
         """
         host = socket.gethostname()
         now = time.time()
-        registered = queries.live_workers(self.conn, now=now, stale_after=math.inf)
+        registered = self.journal.live_workers(now=now, stale_after=math.inf)
         ours = {p.worker_id for p in self.procs}
         for w in registered:
             if w.id in ours or now - w.heartbeat_at < quiet_for:
                 continue
             if w.host == host and not pid_alive(w.pid):
-                requeued, failed = store.release_worker_runs(
-                    self.conn, w.id, reason="its worker vanished", crashed=True, now=time.time())
-                store.unregister_worker(self.conn, w.id, time.time())
+                requeued, failed = self.journal.release_worker_runs(
+                    w.id, reason="its worker vanished", crashed=True, now=time.time())
+                self.journal.unregister_worker(w.id, time.time())
                 if requeued or failed:
                     self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
 
@@ -144,7 +144,7 @@ class Supervisor:
         stopped (SIGSTOP, a debugger), is fenced out when its leases run out, as before."""
         beat = self.template.heartbeat_seconds
         now = time.time()
-        quiet = {w.id for w in queries.live_workers(self.conn, now=now, stale_after=math.inf)
+        quiet = {w.id for w in self.journal.live_workers(now=now, stale_after=math.inf)
                  if now - w.heartbeat_at > 1.5 * beat}
         for wp in self.procs:
             if (wp.worker_id not in quiet or wp.killed_on_purpose
@@ -152,8 +152,9 @@ class Supervisor:
                     or stopped(wp.process.pid)):
                 continue
             try:
-                renew_leases_for(self.conn, wp.worker_id,
-                                 lease_seconds=self.template.lease_seconds, now=now)
+                self.journal.renew_leases_for(wp.worker_id,
+                                              lease_seconds=self.template.lease_seconds,
+                                              now=now)
             except JournalError as exc:
                 # A full or failing disk starves the worker's heartbeat the same way: it
                 # logs that itself; we must not die of it (a supervisor that exits
@@ -165,7 +166,7 @@ class Supervisor:
         deadline = time.monotonic() + timeout
         ids = {p.worker_id for p in self.procs}
         while time.monotonic() < deadline:
-            live = {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
+            live = {w.id for w in self.journal.live_workers(now=time.time(), stale_after=60)}
             if ids <= live:
                 return True
             self.poll(0.02)
@@ -187,7 +188,7 @@ class Supervisor:
                 beat = self.template.heartbeat_seconds
                 if time.monotonic() - self._swept_at > beat:
                     self._swept_at = time.monotonic()
-                    if self.conn.file_replaced():
+                    if self.journal.replaced():
                         self._journal_gone()
                         return
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
@@ -241,7 +242,7 @@ class Supervisor:
                 return
 
     def live_worker_ids(self) -> set[str]:
-        return {w.id for w in queries.live_workers(self.conn, now=time.time(), stale_after=60)}
+        return {w.id for w in self.journal.live_workers(now=time.time(), stale_after=60)}
 
     def _handle_exit(self, wp: WorkerProcess) -> None:
         self.table.remove(wp)
@@ -249,13 +250,13 @@ class Supervisor:
         how = describe_exit(wp.process.exitcode)
         on_purpose = self.stopping or wp.state not in (WorkerState.SERVING, WorkerState.PROBATION)
         crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
-        requeued, failed = store.release_worker_runs(
-            self.conn, wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
-        store.unregister_worker(self.conn, wp.worker_id, time.time())
+        requeued, failed = self.journal.release_worker_runs(
+            wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
+        self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
             # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
-            wake.poke(w.wake_addr for w in queries.live_workers(
-                self.conn, now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
+            wake.poke(w.wake_addr for w in self.journal.live_workers(
+                now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
         if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
@@ -281,7 +282,7 @@ class Supervisor:
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
-            detail += f"; failing {len(failed)} run(s) that killed it {store.MAX_CRASHES} times"
+            detail += f"; failing {len(failed)} run(s) that killed it {MAX_CRASHES} times"
         self.on_event(f"worker {wp.index} {how}{detail}; restarting it")
         now = time.monotonic()
         self._recent_deaths = [t for t in self._recent_deaths if now - t < 10] + [now]
@@ -308,12 +309,12 @@ class Supervisor:
 
     def _enforce_timeouts(self) -> None:
         by_id = {p.worker_id: p for p in self.procs}
-        overdue = queries.overdue_runs(self.conn, list(by_id), now=time.time() - TIMEOUT_GRACE)
+        overdue = self.journal.overdue_runs(list(by_id), now=time.time() - TIMEOUT_GRACE)
         for run_id, task_id, worker_id in overdue:
             wp = by_id.get(worker_id)
             if wp is None or wp.killed_on_purpose:
                 continue
-            if not store.doom_run(self.conn, run_id, worker_id=worker_id, error=(
+            if not self.journal.doom_run(run_id, worker_id=worker_id, error=(
                     f"{timeout_error(task_id)}; its worker was replaced to stop code that "
                     "did not return"), now=time.time()):
                 continue  # it finished (or moved on) since we looked
@@ -350,7 +351,7 @@ class Supervisor:
                 self._handle_exit(wp)
         if hasattr(self, "_watch_stop"):
             self._watch_stop.set()
-        self.conn.close()
+        self.journal.close()
 
     def stop_now(self) -> None:
         """From a second Ctrl-C during a graceful stop: kill the workers at once. `stop`

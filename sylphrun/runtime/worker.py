@@ -21,7 +21,8 @@ from sylphrun.config import Config
 from sylphrun.define import Task
 from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
-from sylphrun.journal import Connection, queries, store
+from sylphrun.journal import open_journal
+from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
@@ -77,7 +78,7 @@ class Worker:
         self.id = settings.worker_id
         self.slots = settings.config.slots
         self.known = {
-            t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+            t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
             for t in tasks.values()
         }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
@@ -93,16 +94,16 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.loop.set_task_factory(task_factory)
         self.wake_event = asyncio.Event()
-        self.conn = Connection(cfg.journal, durability=cfg.durability)
+        self.journal = open_journal(cfg.journal, durability=cfg.durability)
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)
         # Before registering: a SIGTERM to the process group right after would kill us.
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
-        store.register_worker(self.conn, self.id, pid=os.getpid(), host=socket.gethostname(),
-                              supervisor_pid=self.settings.supervisor_pid, wake_addr=self.addr,
-                              now=time.time())
-        register_tasks(self.conn, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
+        self.journal.register_worker(self.id, pid=os.getpid(), host=socket.gethostname(),
+                                     supervisor_pid=self.settings.supervisor_pid,
+                                     wake_addr=self.addr, now=time.time())
+        register_tasks(self.journal, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
         self._say_registered()
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
         beat_stop = threading.Event()
@@ -121,8 +122,8 @@ class Worker:
             self.loop.remove_reader(self.sock.fileno())
             self.sock.close()
             wake.cleanup(self.addr)
-            store.unregister_worker(self.conn, self.id, time.time())
-            self.conn.close()
+            self.journal.unregister_worker(self.id, time.time())
+            self.journal.close()
             # asyncio.run's loop.close() closes its wakeup pipe before it removes this
             # handler: a SIGTERM in between (the group's, then the supervisor's) printed
             # "Exception ignored ... Bad file descriptor" and a traceback. Leaving now, a
@@ -160,16 +161,16 @@ class Worker:
             free = self.slots - len(self.active)
             now = time.time()
             try:
-                if free > 0 and queries.has_ready_work(self.conn, now):
-                    claims, _ = store.claim_runs(self.conn, self.id, free,
-                                                 lease_seconds=s.lease_seconds,
-                                                 known_tasks=self.known, now=now)
+                if free > 0 and self.journal.has_ready_work(now):
+                    claims, _ = self.journal.claim_runs(self.id, free,
+                                                        lease_seconds=s.lease_seconds,
+                                                        known_tasks=self.known, now=now)
                     for claim in claims:
                         self._start(claim)
                     if claims and len(claims) < free:
                         continue
                 timeout = s.poll_seconds
-                nxt = queries.next_ready_at(self.conn)
+                nxt = self.journal.next_ready_at()
                 if nxt is not None and nxt > now:
                     timeout = min(timeout, nxt - now)
                 backoff = 0.0
@@ -184,23 +185,25 @@ class Worker:
             except TimeoutError:
                 pass
 
-    def _start(self, claim: store.Claim) -> None:
+    def _start(self, claim: Claim) -> None:
         task = self.tasks[claim.task_id]
         try:
-            ex = Execution(self.conn, claim, task, threads=RunThreads(self.step_threads),
+            ex = Execution(self.journal, claim, task, threads=RunThreads(self.step_threads),
                            on_ready_work=self._ready_work,
                            max_output=self.settings.config.max_step_output)
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
-            store.requeue_after_error(self.conn, claim.run_id, claim.epoch,
-                                      error="the journal could not be read", now=time.time())
+            self.journal.requeue_after_error(claim.run_id, claim.epoch,
+                                             error="the journal could not be read",
+                                             now=time.time())
             return
         except Exception as exc:  # a row this code cannot make sense of: fail it, once
             log.exception("run %s: unreadable journal records", claim.run_id)
-            store.finish_run(self.conn, claim.run_id, claim.epoch, status="failed", output=None,
-                             error=f"CorruptRecord: this run's steps in the journal cannot be "
-                             f"read ({error_text(exc)}); the row was damaged or edited by hand",
-                             traceback=None, now=time.time())
+            self.journal.finish_run(
+                claim.run_id, claim.epoch, status="failed", output=None,
+                error=f"CorruptRecord: this run's steps in the journal cannot be "
+                f"read ({error_text(exc)}); the row was damaged or edited by hand",
+                traceback=None, now=time.time())
             return
         ex.body_threads = RunThreads(self.run_threads)
         t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
@@ -221,8 +224,8 @@ class Worker:
             else:
                 log.exception("run %s: internal error; handing it back", ex.run_id)
             try:
-                store.requeue_after_error(self.conn, ex.run_id, ex.epoch,
-                                          error=error_text(exc), now=time.time())
+                self.journal.requeue_after_error(ex.run_id, ex.epoch,
+                                                 error=error_text(exc), now=time.time())
             except JournalError as again:
                 log.error("run %s: could not hand it back (%s); it is claimed again when "
                           "its lease runs out", ex.run_id, again)
@@ -245,8 +248,8 @@ class Worker:
             now = time.time()
             if now - self._peers_at > 1.0:
                 self._peers_at = now
-                self._peers = [w.wake_addr for w in queries.live_workers(
-                    self.conn, now=now, stale_after=3 * self.settings.heartbeat_seconds)
+                self._peers = [w.wake_addr for w in self.journal.live_workers(
+                    now=now, stale_after=3 * self.settings.heartbeat_seconds)
                     if w.id != self.id and w.wake_addr]
             wake.poke(self._peers)
 
@@ -257,7 +260,7 @@ class Worker:
             self._drop_lost(self._lost_runs())
 
     def _lost_runs(self) -> list[tuple[str, int]]:
-        states = queries.lease_states(self.conn, list(self.active))
+        states = self.journal.lease_states(list(self.active))
         return [(rid, ex.epoch) for rid, (ex, _) in self.active.items()
                 if states.get(rid, (None, None)) != (ex.epoch, "running")]
 
@@ -280,14 +283,14 @@ class Worker:
         """Renews leases from a thread of its own, so a user's step that blocks the event
         loop does not make this worker's runs look abandoned."""
         s = self.settings
-        conn = Connection(s.config.journal, durability=s.config.durability)
+        journal = open_journal(s.config.journal, durability=s.config.durability)
         failing = False
         try:
             while not stop.wait(s.heartbeat_seconds):
                 held = {rid: ex.epoch for rid, (ex, _) in dict(self.active).items()}
                 try:
-                    lost = store.heartbeat(conn, self.id, held, lease_seconds=s.lease_seconds,
-                                           now=time.time())
+                    lost = journal.heartbeat(self.id, held, lease_seconds=s.lease_seconds,
+                                             now=time.time())
                     if failing:
                         log.warning("heartbeat: the journal is writable again")
                     failing = False
@@ -302,14 +305,14 @@ class Worker:
                 if lost:
                     self.loop.call_soon_threadsafe(
                         self._drop_lost, [(rid, held[rid]) for rid in lost])
-                if conn.file_replaced():
+                if journal.replaced():
                     self.loop.call_soon_threadsafe(self._journal_gone)
                     return
                 if s.supervisor_pid and os.getppid() != s.supervisor_pid:
                     # Our supervisor died (kill -9): stop, handing our runs back.
                     self.loop.call_soon_threadsafe(self.stop)
         finally:
-            conn.close()
+            journal.close()
 
     # -- stopping -----------------------------------------------------------------------
 
@@ -358,7 +361,7 @@ class Worker:
             stuck = (f"step {', '.join(repr(k) for k in ex.running)}" if ex.running
                      else "its task function")
             try:
-                store.release_run(self.conn, rid, ex.epoch, time.time())
+                self.journal.release_run(rid, ex.epoch, time.time())
             except JournalError as exc:
                 print(f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
                       "claimed again when its lease runs out", file=sys.stderr, flush=True)
