@@ -1,0 +1,167 @@
+"""The in-process executor: the worker's claim-and-execute cycle on one event loop, with
+the harness's virtual clock and step probe.
+
+It claims runs from the journal and executes each through `runtime.run.execute`, the very
+function a worker process runs (replay-or-record steps, suspension, retries, children,
+compensations); only the loop around it is the harness's. When nothing is ready it moves
+the virtual clock to the next time something is (a sleep's wake-up, a retry), so waits
+cost no real time. A simulated crash (`WorkerDied` from the probe) ends every execution of
+the "worker", as a SIGKILL would, and its runs are released through the journal exactly
+as the supervisor releases a dead worker's (`release_worker_runs`, counted as a crash);
+they are then claimed again and resume from their journaled steps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from sylphrun.journal import store
+from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE
+from sylphrun.runtime.crash_points import WorkerDied
+from sylphrun.runtime.execution import Execution
+from sylphrun.runtime.run import execute
+from sylphrun.runtime.task_factory import task_factory
+from sylphrun.runtime.threads import RunThreads
+
+if TYPE_CHECKING:
+    from sylphrun.define import Task
+    from sylphrun.journal import Journal
+    from sylphrun.testing.clock import VirtualClock
+    from sylphrun.testing.probe import StepProbe
+
+# The harness's claims never expire on their own: the virtual clock can jump past any
+# lease while an execution waits, and the harness would take its own runs over.
+LEASE_SECONDS = 1e9
+# Runs one in-process "worker" executes at once (a fan-out's children run side by side).
+SLOTS = 1_000
+
+
+class InProcessExecutor:
+    def __init__(self, journal: Journal, clock: VirtualClock, probe: StepProbe,
+                 tasks: dict[str, Task], *, max_output: int) -> None:
+        self.journal = journal
+        self.clock = clock
+        self.probe = probe
+        self.tasks = tasks
+        self.max_output = max_output
+        self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylph-step")
+        self.run_threads = ThreadPoolExecutor(32, thread_name_prefix="sylph-run")
+        self.generation = 1  # a simulated crash replaces the "worker": a new id
+        self.crashes: list[WorkerDied] = []
+
+    @property
+    def worker_id(self) -> str:
+        return f"sylph-test-{self.generation}"
+
+    def close(self) -> None:
+        self.step_threads.shutdown(wait=False, cancel_futures=True)
+        self.run_threads.shutdown(wait=False, cancel_futures=True)
+
+    def run_until(self, done: Callable[[], bool], until: float | None = None) -> None:
+        """Execute what is ready, moving the clock to each next ready time, until `done()`
+        holds with nothing executing, nothing is left that could ever run, or (with
+        `until`) the next ready time is past `until` (the clock then stops at `until`)."""
+        coro = self._drive(done, until)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(coro)
+            return
+        # Called from an async test: the executor gets a loop of its own, in a thread.
+        with ThreadPoolExecutor(1, thread_name_prefix="sylph-loop") as pool:
+            pool.submit(asyncio.run, coro).result()
+
+    async def _drive(self, done: Callable[[], bool], until: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_task_factory(task_factory)
+        ready = asyncio.Event()
+        active: dict[asyncio.Task, Execution] = {}
+        unclaimable = 0
+        try:
+            while True:
+                ready.clear()
+                claimed = self._claim(active, ready)
+                if active:
+                    await self._wait_for_any(active, ready)
+                    continue
+                if done():
+                    return
+                nxt = self.journal.next_ready_at()
+                now = self.clock.now()
+                if nxt is None:
+                    return
+                if nxt <= now and not claimed:
+                    # Ready but not claimable: a run of a task the harness does not know.
+                    # Let the journal's grace pass, as a worker would, so it fails as
+                    # UnknownTask instead of waiting for ever.
+                    unclaimable += 1
+                    if unclaimable > 2:
+                        return
+                    nxt = now + UNKNOWN_TASK_GRACE + 1
+                if until is not None and nxt > until:
+                    return
+                self.clock.advance_to(nxt)
+        finally:
+            for task in active:
+                task.cancel()
+            if active:
+                await asyncio.wait(list(active))
+            if until is not None:
+                self.clock.advance_to(until)
+
+    def _claim(self, active: dict[asyncio.Task, Execution], ready: asyncio.Event) -> bool:
+        now = self.clock.now()
+        if not self.journal.has_ready_work(now):
+            return False
+        known = {t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+                 for t in self.tasks.values()}
+        claims, _ = self.journal.claim_runs(self.worker_id, SLOTS - len(active),
+                                            lease_seconds=LEASE_SECONDS, known_tasks=known,
+                                            now=now)
+        for claim in claims:
+            ex = Execution(self.journal.conn, claim, self.tasks[claim.task_id],
+                           threads=RunThreads(self.step_threads),
+                           on_ready_work=lambda peers=False: ready.set(),
+                           clock=self.clock.now, max_output=self.max_output)
+            ex.body_threads = RunThreads(self.run_threads)
+            ex.probe = self.probe
+            active[asyncio.create_task(execute(ex), name=f"run {claim.run_id}")] = ex
+        return bool(claims)
+
+    async def _wait_for_any(self, active: dict[asyncio.Task, Execution],
+                            ready: asyncio.Event) -> None:
+        waiter = asyncio.ensure_future(ready.wait())
+        try:
+            finished, _ = await asyncio.wait([*active, waiter],
+                                             return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiter.cancel()
+        for task in finished:
+            if task is waiter or task not in active:
+                continue
+            del active[task]
+            exc = task.exception() if not task.cancelled() else None
+            if isinstance(exc, WorkerDied):
+                await self._worker_died(exc, active)
+            elif exc is not None:
+                raise exc  # a bug of sylphrun's (a worker would log it and requeue the run)
+
+    async def _worker_died(self, crash: WorkerDied, active: dict[asyncio.Task, Execution]) -> None:
+        """The in-process form of a SIGKILL: every execution of this worker ends writing
+        nothing more, and its runs are released as the supervisor releases a dead
+        worker's, each counted as a crash."""
+        self.crashes.append(crash)
+        for task, ex in active.items():
+            ex.lost = True
+            task.cancel()
+        for task in list(active):
+            with contextlib.suppress(BaseException):
+                await task
+        active.clear()
+        self.journal.release_worker_runs(
+            self.worker_id, reason=f"sylph crash_at: {crash}", crashed=True, now=self.clock.now())
+        self.generation += 1
