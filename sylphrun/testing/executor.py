@@ -5,16 +5,17 @@ It claims runs from the journal and executes each through `runtime.run.execute`,
 function a worker process runs (replay-or-record steps, suspension, retries, children,
 compensations); only the loop around it is the harness's. When nothing is ready it moves
 the virtual clock to the next time something is (a sleep's wake-up, a retry), so waits
-cost no real time. A simulated crash (`WorkerDied` from the probe) ends every execution of
-the "worker", as a SIGKILL would, and its runs are released through the journal exactly
-as the supervisor releases a dead worker's (`release_worker_runs`, counted as a crash);
-they are then claimed again and resume from their journaled steps.
+cost no real time. Each execution is claimed under a worker id of its own, as if every run
+had a worker process to itself: a simulated crash (`WorkerDied` from the probe) then kills
+the run that hit it and no other (siblings sharing a real worker would die too, which
+would make a test's outcome depend on timing). The dead "worker's" run is released through
+the journal exactly as the supervisor releases a dead worker's (`release_worker_runs`,
+counted as a crash), then claimed again, and resumes from its journaled steps.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -50,12 +51,9 @@ class InProcessExecutor:
         self.max_output = max_output
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylph-step")
         self.run_threads = ThreadPoolExecutor(32, thread_name_prefix="sylph-run")
-        self.generation = 1  # a simulated crash replaces the "worker": a new id
+        self._claims = 0  # worker ids: one per execution (see the module)
+        self._worker_of: dict[Execution, str] = {}
         self.crashes: list[WorkerDied] = []
-
-    @property
-    def worker_id(self) -> str:
-        return f"sylph-test-{self.generation}"
 
     def close(self) -> None:
         self.step_threads.shutdown(wait=False, cancel_futures=True)
@@ -119,18 +117,26 @@ class InProcessExecutor:
             return False
         known = {t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
                  for t in self.tasks.values()}
-        claims, _ = self.journal.claim_runs(self.worker_id, SLOTS - len(active),
-                                            lease_seconds=LEASE_SECONDS, known_tasks=known,
-                                            now=now)
-        for claim in claims:
-            ex = Execution(self.journal.conn, claim, self.tasks[claim.task_id],
+        claimed = False
+        while len(active) < SLOTS:
+            self._claims += 1
+            claims, _ = self.journal.claim_runs(f"sylph-test-{self._claims}", 1,
+                                                lease_seconds=LEASE_SECONDS,
+                                                known_tasks=known, now=now)
+            if not claims:
+                return claimed
+            claimed = True
+            # `journal.conn`: the runtime still takes a Connection (issue 13 converts it).
+            ex = Execution(self.journal.conn, claims[0], self.tasks[claims[0].task_id],
                            threads=RunThreads(self.step_threads),
                            on_ready_work=lambda peers=False: ready.set(),
                            clock=self.clock.now, max_output=self.max_output)
             ex.body_threads = RunThreads(self.run_threads)
             ex.probe = self.probe
-            active[asyncio.create_task(execute(ex), name=f"run {claim.run_id}")] = ex
-        return bool(claims)
+            task = asyncio.create_task(execute(ex), name=f"run {ex.run_id}")
+            active[task] = ex
+            self._worker_of[ex] = f"sylph-test-{self._claims}"
+        return claimed
 
     async def _wait_for_any(self, active: dict[asyncio.Task, Execution],
                             ready: asyncio.Event) -> None:
@@ -143,25 +149,19 @@ class InProcessExecutor:
         for task in finished:
             if task is waiter or task not in active:
                 continue
-            del active[task]
+            ex = active.pop(task)
+            worker_id = self._worker_of.pop(ex)
             exc = task.exception() if not task.cancelled() else None
             if isinstance(exc, WorkerDied):
-                await self._worker_died(exc, active)
+                self._worker_died(exc, worker_id)
             elif exc is not None:
                 raise exc  # a bug of sylphrun's (a worker would log it and requeue the run)
 
-    async def _worker_died(self, crash: WorkerDied, active: dict[asyncio.Task, Execution]) -> None:
-        """The in-process form of a SIGKILL: every execution of this worker ends writing
-        nothing more, and its runs are released as the supervisor releases a dead
-        worker's, each counted as a crash."""
+    def _worker_died(self, crash: WorkerDied, worker_id: str) -> None:
+        """The in-process form of a SIGKILL: the execution ended writing nothing more;
+        its run is released as the supervisor releases a dead worker's, counted as a
+        crash, and is claimed again by the next turn of the loop."""
         self.crashes.append(crash)
-        for task, ex in active.items():
-            ex.lost = True
-            task.cancel()
-        for task in list(active):
-            with contextlib.suppress(BaseException):
-                await task
-        active.clear()
         self.journal.release_worker_runs(
-            self.worker_id, reason=f"sylph crash_at: {crash}", crashed=True, now=self.clock.now())
-        self.generation += 1
+            worker_id, reason=f"sylph crash_at: {crash}", crashed=True,
+            now=self.clock.now())
