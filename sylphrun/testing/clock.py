@@ -9,15 +9,18 @@ one-hour `step.sleep` takes no real time.
 
 from __future__ import annotations
 
-# A fixed start (2030-01-01 UTC): times in a test's journal are the same on every run.
-EPOCH = 1_893_456_000.0
+import time
 
 
 class VirtualClock:
-    """Seconds since the epoch, as the journal counts them, moved by hand."""
+    """Seconds since the epoch, as the journal counts them, moved by hand. It starts at the
+    real time (so `sylph.show` of a run still waiting reads sensibly) and then stands
+    still unless moved."""
 
-    def __init__(self, start: float = EPOCH) -> None:
-        self._now = float(start)
+    def __init__(self, start: float | None = None) -> None:
+        # A whole second: sums of whole seconds stay exact (a sleep of 3600 s ends at
+        # exactly `advance(3599)` + `advance(1)`).
+        self._now = float(int(time.time()) if start is None else start)
 
     def now(self) -> float:
         return self._now

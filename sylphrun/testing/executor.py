@@ -82,7 +82,9 @@ class InProcessExecutor:
         try:
             while True:
                 ready.clear()
-                claimed = self._claim(active, ready)
+                claimed, failed_unknown = self._claim(active, ready)
+                if failed_unknown:
+                    unclaimable = 0
                 if active:
                     await self._wait_for_any(active, ready)
                     continue
@@ -97,10 +99,10 @@ class InProcessExecutor:
                     # Let the journal's grace pass, as a worker would, so it fails as
                     # UnknownTask instead of waiting for ever.
                     unclaimable += 1
-                    if unclaimable > 2:
+                    if unclaimable > 1:
                         return
                     nxt = now + UNKNOWN_TASK_GRACE + 1
-                if until is not None and nxt > until:
+                if until is not None and nxt > until + 1e-6:  # float sums: a microsecond
                     return
                 self.clock.advance_to(nxt)
         finally:
@@ -111,20 +113,25 @@ class InProcessExecutor:
             if until is not None:
                 self.clock.advance_to(until)
 
-    def _claim(self, active: dict[asyncio.Task, Execution], ready: asyncio.Event) -> bool:
+    def _claim(self, active: dict[asyncio.Task, Execution],
+               ready: asyncio.Event) -> tuple[bool, bool]:
+        """Claim and start what is ready: (anything claimed, any run failed as UnknownTask)."""
         now = self.clock.now()
         if not self.journal.has_ready_work(now):
-            return False
+            return False, False
         known = {t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
                  for t in self.tasks.values()}
-        claimed = False
+        claimed = failed = False
         while len(active) < SLOTS:
             self._claims += 1
-            claims, _ = self.journal.claim_runs(f"sylph-test-{self._claims}", 1,
-                                                lease_seconds=LEASE_SECONDS,
-                                                known_tasks=known, now=now)
+            worker_id = f"sylph-test-{self._claims}"
+            claims, unknown = self.journal.claim_runs(worker_id, 1, lease_seconds=LEASE_SECONDS,
+                                                      known_tasks=known, now=now)
+            failed = failed or bool(unknown)
             if not claims:
-                return claimed
+                if unknown:
+                    continue
+                break
             claimed = True
             # `journal.conn`: the runtime still takes a Connection (issue 13 converts it).
             ex = Execution(self.journal.conn, claims[0], self.tasks[claims[0].task_id],
@@ -135,8 +142,8 @@ class InProcessExecutor:
             ex.probe = self.probe
             task = asyncio.create_task(execute(ex), name=f"run {ex.run_id}")
             active[task] = ex
-            self._worker_of[ex] = f"sylph-test-{self._claims}"
-        return claimed
+            self._worker_of[ex] = worker_id
+        return claimed, failed
 
     async def _wait_for_any(self, active: dict[asyncio.Task, Execution],
                             ready: asyncio.Event) -> None:

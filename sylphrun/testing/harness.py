@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,12 @@ class Sylph:
     def _task_id(self, task: Task | str) -> str:
         if isinstance(task, Task):
             if self.tasks.get(task.id) is not task:
-                self.tasks[task.id] = task  # a task defined in the test module itself
+                # A task defined in the test module itself: its module's other tasks come
+                # with it (the children it triggers, typically).
+                module = sys.modules.get(getattr(task.fn, "__module__", ""))
+                if module is not None:
+                    self.tasks.update(tasks_in_module(module))
+                self.tasks[task.id] = task
             return task.id
         if not isinstance(task, str):
             raise TypeError(f"expected a task or a task id, not {task!r:.60}")
@@ -154,7 +160,7 @@ class Sylph:
         target = self.clock.now() + float(seconds)
         if seconds < 0:
             raise ValueError("the virtual clock only moves forward")
-        self._executor.run_until(lambda: True, until=target)
+        self._executor.run_until(lambda: False, until=target)
         return self.clock.now()
 
     # -- mocks -----------------------------------------------------------------------------
