@@ -223,6 +223,24 @@ class Sylph:
                                  f"{want}\n\n{self.show(run_id)}")
         return record.error or ""
 
+    def check_replay(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> list[Any]:
+        """Replay this test's recorded runs (all, or `run_ids`) against the tasks (the
+        registered ones, or `tasks`: a new version of the code) without calling any step
+        function, as `sylphrun check-replay` does; the first divergence of each run that
+        diverged (`replay_check.Divergence`), empty when all replay cleanly."""
+        from sylphrun.testing.replay_check import check_journal
+
+        _, found = check_journal(self.journal, tasks if tasks is not None else self.tasks,
+                                 run_ids=list(run_ids) if run_ids else None)
+        return found
+
+    def assert_replays(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> None:
+        """Fail, naming each divergence, unless the runs replay cleanly."""
+        found = self.check_replay(*run_ids, tasks=tasks)
+        if found:
+            raise AssertionError("runs no longer replay against the code:\n" + "\n".join(
+                f"  {d}" for d in found))
+
     def describe_runs(self) -> str:
         """The step trees of the runs this test triggered (the plugin prints them under a
         failing test)."""
