@@ -92,3 +92,25 @@ def test_the_workers_option_is_listed_in_help(pytester):
     out = pytester.runpytest("--help", *INNER)
 
     out.stdout.fnmatch_lines(["*--sylphrun-workers*real `sylphrun worker` processes*"])
+
+
+@pytest.mark.slow  # the inner session starts a `sylphrun worker` pool
+def test_the_workers_option_runs_the_same_tests_on_worker_processes(pytester):
+    task_id = write_project(pytester)
+    pytester.makepyfile(test_orders=f"""
+        import os
+
+        def test_order(sylph):
+            result = sylph.run("{task_id}")
+            assert result.ok and result.output == {{"id": "pay-1"}}
+            assert sylph.calls("charge") == 1
+            assert sylph.steps(result.run_id)[0].name == "validate"
+
+        def test_mocked(sylph):
+            sylph.mock_step("charge", return_value=1)
+    """)
+
+    out = pytester.runpytest("--sylphrun-workers", "-rs", *INNER)
+
+    out.assert_outcomes(passed=1, skipped=1)
+    out.stdout.fnmatch_lines(["*sylph.mock_step needs the in-process executor*"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ class SylphHandle:
 
     run_id: str
     task_id: str
-    sylph: Sylph
+    sylph: Any  # the `sylph` that created it
 
     def result(self) -> model.RunResult:
         return self.sylph.wait(self.run_id)
@@ -48,25 +49,23 @@ class SylphHandle:
         return self.sylph.get_run(self.run_id).status
 
 
-class Sylph:
-    """An isolated journal and an in-process executor for one test (see the module)."""
+class SylphBase:
+    """What every `sylph` offers, whoever executes the runs: tasks, triggering, and the
+    journal read back for assertions. `Sylph` executes in process; `workers.WorkerSylph`
+    on real worker processes (`--sylphrun-workers`)."""
 
-    def __init__(self, journal_path: str | os.PathLike[str], tasks: dict[str, Task] | None = None,
-                 *, max_output: int | None = None) -> None:
-        from sylphrun.codec import DEFAULT_MAX_OUTPUT
-
+    def __init__(self, journal_path: str | os.PathLike[str],
+                 tasks: dict[str, Task] | None = None) -> None:
         self.journal_path = Path(journal_path)
         self.journal = open_journal(self.journal_path)
-        self.clock = VirtualClock()
-        self.probe = StepProbe()
         self.tasks: dict[str, Task] = dict(tasks or {})
-        self._executor = InProcessExecutor(self.journal, self.clock, self.probe, self.tasks,
-                                           max_output=max_output or DEFAULT_MAX_OUTPUT)
         self.triggered: list[str] = []  # the runs this test started, for the failure report
 
     def close(self) -> None:
-        self._executor.close()
         self.journal.close()
+
+    def now(self) -> float:
+        return time.time()
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -108,10 +107,94 @@ class Sylph:
         """Enqueue a run, as `sylphrun trigger` does, without executing anything."""
         task_id = self._task_id(task)
         spec = RunSpec(task_id, encode_payload(payload), check_idempotency_key(idempotency_key))
-        [created] = self.journal.enqueue_runs([spec], self.clock.now())
+        [created] = self.journal.enqueue_runs([spec], self.now())
         if created.run_id not in self.triggered:
             self.triggered.append(created.run_id)
         return SylphHandle(created.run_id, task_id, self)
+
+    # -- the journal, for assertions -------------------------------------------------------
+
+    def get_run(self, run_id: str) -> model.Run:
+        return self.journal.get_run(run_id)
+
+    def steps(self, run_id: str) -> list[model.Step]:
+        """The run's steps in order: each has `name`, `status`, `attempts`, `kind`,
+        `output` (decoded), `key`, `error`."""
+        return self.journal.steps_of(run_id)
+
+    def children(self, run_id: str) -> list[model.Run]:
+        """The run's child runs, oldest first."""
+        return self.journal.children_of(run_id)
+
+    def compensations(self, run_id: str) -> list[model.Step]:
+        """The run's compensation steps (an `except` block's undos, `compensate=` undos)
+        in the order they ran."""
+        return [s for s in self.steps(run_id) if s.kind == model.COMPENSATION]
+
+    def show(self, run_id: str) -> str:
+        """The run as `sylphrun show` prints it: its step tree, attempts, children, logs."""
+        return run_tree_text(self.journal, run_id)
+
+    def assert_completed(self, result: model.RunResult | str) -> Any:
+        """The run completed; its output. Otherwise fails with the run's step tree."""
+        run_id = result if isinstance(result, str) else result.run_id
+        record = self.get_run(run_id)
+        if record.status != model.COMPLETED:
+            raise AssertionError(f"run {run_id} is {record.status}, not completed: "
+                                 f"{record.error or ''}\n\n{self.show(run_id)}")
+        return record.output
+
+    def assert_failed(self, result: model.RunResult | str, match: str | None = None) -> str:
+        """The run failed (with `match` in its error); its error. Otherwise fails with the
+        run's step tree."""
+        run_id = result if isinstance(result, str) else result.run_id
+        record = self.get_run(run_id)
+        if record.status != model.FAILED or (match is not None and match not in (record.error or "")):
+            want = "failed" + (f" with {match!r} in its error" if match else "")
+            raise AssertionError(f"run {run_id} is {record.status} ({record.error}), expected "
+                                 f"{want}\n\n{self.show(run_id)}")
+        return record.error or ""
+
+    def check_replay(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> list[Any]:
+        """Replay this test's recorded runs (all, or `run_ids`) against the tasks (the
+        registered ones, or `tasks`: a new version of the code) without calling any step
+        function, as `sylphrun check-replay` does; the first divergence of each run that
+        diverged (`replay_check.Divergence`), empty when all replay cleanly."""
+        from sylphrun.testing.replay_check import check_journal
+
+        _, found = check_journal(self.journal, tasks if tasks is not None else self.tasks,
+                                 run_ids=list(run_ids) if run_ids else None)
+        return found
+
+    def assert_replays(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> None:
+        """Fail, naming each divergence, unless the runs replay cleanly."""
+        found = self.check_replay(*run_ids, tasks=tasks)
+        if found:
+            raise AssertionError("runs no longer replay against the code:\n" + "\n".join(
+                f"  {d}" for d in found))
+
+    def describe_runs(self) -> str:
+        """The step trees of the runs this test triggered (the plugin prints them under a
+        failing test)."""
+        return "\n\n".join(self.show(rid) for rid in self.triggered)
+
+
+class Sylph(SylphBase):
+    """An isolated journal and an in-process executor for one test (see the module)."""
+
+    def __init__(self, journal_path: str | os.PathLike[str], tasks: dict[str, Task] | None = None,
+                 *, max_output: int | None = None) -> None:
+        from sylphrun.codec import DEFAULT_MAX_OUTPUT
+
+        super().__init__(journal_path, tasks)
+        self.clock = VirtualClock()
+        self.probe = StepProbe()
+        self._executor = InProcessExecutor(self.journal, self.clock, self.probe, self.tasks,
+                                           max_output=max_output or DEFAULT_MAX_OUTPUT)
+
+    def close(self) -> None:
+        self._executor.close()
+        super().close()
 
     def run(self, task: Task | str, payload: dict | None = None, *,
             crash_at: tuple[str, str] | None = None,
@@ -175,76 +258,10 @@ class Sylph:
         self.probe.mocks[name] = mock
         return mock
 
-    # -- the journal, for assertions -------------------------------------------------------
-
-    def get_run(self, run_id: str) -> model.Run:
-        return self.journal.get_run(run_id)
-
-    def steps(self, run_id: str) -> list[model.Step]:
-        """The run's steps in order: each has `name`, `status`, `attempts`, `kind`,
-        `output` (decoded), `key`, `error`."""
-        return self.journal.steps_of(run_id)
-
     def calls(self, step_name: str) -> int:
         """How many times the function of steps named `step_name` really ran (a mock's
         calls included), in every run of this test; a replayed step does not count."""
         return self.probe.calls[step_name]
-
-    def children(self, run_id: str) -> list[model.Run]:
-        """The run's child runs, oldest first."""
-        return self.journal.children_of(run_id)
-
-    def compensations(self, run_id: str) -> list[model.Step]:
-        """The run's compensation steps (an `except` block's undos, `compensate=` undos)
-        in the order they ran."""
-        return [s for s in self.steps(run_id) if s.kind == model.COMPENSATION]
-
-    def show(self, run_id: str) -> str:
-        """The run as `sylphrun show` prints it: its step tree, attempts, children, logs."""
-        return run_tree_text(self.journal, run_id)
-
-    def assert_completed(self, result: model.RunResult | str) -> Any:
-        """The run completed; its output. Otherwise fails with the run's step tree."""
-        run_id = result if isinstance(result, str) else result.run_id
-        record = self.get_run(run_id)
-        if record.status != model.COMPLETED:
-            raise AssertionError(f"run {run_id} is {record.status}, not completed: "
-                                 f"{record.error or ''}\n\n{self.show(run_id)}")
-        return record.output
-
-    def assert_failed(self, result: model.RunResult | str, match: str | None = None) -> str:
-        """The run failed (with `match` in its error); its error. Otherwise fails with the
-        run's step tree."""
-        run_id = result if isinstance(result, str) else result.run_id
-        record = self.get_run(run_id)
-        if record.status != model.FAILED or (match is not None and match not in (record.error or "")):
-            want = "failed" + (f" with {match!r} in its error" if match else "")
-            raise AssertionError(f"run {run_id} is {record.status} ({record.error}), expected "
-                                 f"{want}\n\n{self.show(run_id)}")
-        return record.error or ""
-
-    def check_replay(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> list[Any]:
-        """Replay this test's recorded runs (all, or `run_ids`) against the tasks (the
-        registered ones, or `tasks`: a new version of the code) without calling any step
-        function, as `sylphrun check-replay` does; the first divergence of each run that
-        diverged (`replay_check.Divergence`), empty when all replay cleanly."""
-        from sylphrun.testing.replay_check import check_journal
-
-        _, found = check_journal(self.journal, tasks if tasks is not None else self.tasks,
-                                 run_ids=list(run_ids) if run_ids else None)
-        return found
-
-    def assert_replays(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> None:
-        """Fail, naming each divergence, unless the runs replay cleanly."""
-        found = self.check_replay(*run_ids, tasks=tasks)
-        if found:
-            raise AssertionError("runs no longer replay against the code:\n" + "\n".join(
-                f"  {d}" for d in found))
-
-    def describe_runs(self) -> str:
-        """The step trees of the runs this test triggered (the plugin prints them under a
-        failing test)."""
-        return "\n\n".join(self.show(rid) for rid in self.triggered)
 
 
 def tasks_in_module(module: types.ModuleType) -> dict[str, Task]:

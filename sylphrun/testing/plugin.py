@@ -42,6 +42,17 @@ def _project_tasks(config: pytest.Config) -> dict:
     return config.stash[_tasks_key]
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --sylphrun-workers, every test using `sylph` carries the `sylphrun_workers`
+    marker, so a suite can tell which tests start processes (before its own hooks run)."""
+    if not config.getoption("sylphrun_workers", False):
+        return
+    for item in items:
+        if "sylph" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.sylphrun_workers)
+
+
 def on_workers(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("sylphrun_workers", False)
                 or request.node.get_closest_marker("sylphrun_workers"))
