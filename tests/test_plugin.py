@@ -303,3 +303,39 @@ def test_assert_completed_fails_with_the_step_tree(sylph):
     assert "is failed, not completed" in text
     assert "plugin-chain" in text and "charge" in text and "card declined" in text
     assert "├──" in text  # the tree, as `sylphrun show` draws it
+
+
+async def slow_call() -> str:
+    await asyncio.sleep(3600)  # a hung API call
+    return "late"
+
+
+@task(id="plugin-timeout", timeout=60)
+async def times_out(payload: dict, ctx) -> str:
+    return await ctx.step.run("call", slow_call)
+
+
+async def paced_call() -> str:
+    await asyncio.sleep(30)  # a rate limit's pause, say
+    return "done"
+
+
+@task(id="plugin-paced")
+async def paced(payload: dict, ctx) -> str:
+    return await ctx.step.run("call", paced_call)
+
+
+def test_a_task_timeout_does_not_wait(sylph):
+    start = sylph.now()
+
+    result = sylph.run(times_out)
+
+    sylph.assert_failed(result, match="TaskTimeout")
+    assert 60 <= sylph.now() - start < 3600
+
+
+def test_asyncio_timers_in_steps_run_on_the_virtual_clock(sylph):
+    start = sylph.now()
+
+    assert sylph.run(paced).output == "done"
+    assert 30 <= sylph.now() - start < 31

@@ -5,7 +5,8 @@ It claims runs from the journal and executes each through `runtime.run.execute`,
 function a worker process runs (replay-or-record steps, suspension, retries, children,
 compensations); only the loop around it is the harness's. When nothing is ready it moves
 the virtual clock to the next time something is (a sleep's wake-up, a retry), so waits
-cost no real time. Each execution is claimed under a worker id of its own, as if every run
+cost no real time; the event loop runs on the same clock (`looptime`), so a task's
+`timeout=` and asyncio timers in step code do not wait either. Each execution is claimed under a worker id of its own, as if every run
 had a worker process to itself: a simulated crash (`WorkerDied` from the probe) then kills
 the run that hit it and no other (siblings sharing a real worker would die too, which
 would make a test's outcome depend on timing). The dead "worker's" run is released through
@@ -27,6 +28,7 @@ from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads
+from sylphrun.testing.looptime import VirtualTimeLoop
 
 if TYPE_CHECKING:
     from sylphrun.define import Task
@@ -63,15 +65,18 @@ class InProcessExecutor:
         """Execute what is ready, moving the clock to each next ready time, until `done()`
         holds with nothing executing, nothing is left that could ever run, or (with
         `until`) the next ready time is past `until` (the clock then stops at `until`)."""
-        coro = self._drive(done, until)
+        def run() -> None:
+            with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(self.clock)) as runner:
+                runner.run(self._drive(done, until))
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            asyncio.run(coro)
+            run()
             return
         # Called from an async test: the executor gets a loop of its own, in a thread.
         with ThreadPoolExecutor(1, thread_name_prefix="sylph-loop") as pool:
-            pool.submit(asyncio.run, coro).result()
+            pool.submit(run).result()
 
     async def _drive(self, done: Callable[[], bool], until: float | None) -> None:
         loop = asyncio.get_running_loop()
