@@ -150,11 +150,11 @@ def test_check_replay_command_exit_codes(tmp_path, monkeypatch):
     import replay_cli_tasks  # the project's module, written above
 
     journal = tmp_path / "recorded.db"
-    harness = Sylph(journal)
+    recorder = Sylph(journal)
     try:
-        assert harness.run(replay_cli_tasks.replay_cli).ok
+        assert recorder.run(replay_cli_tasks.replay_cli).ok
     finally:
-        harness.close()
+        recorder.close()
 
     runner = CliRunner()
     clean = runner.invoke(app, ["check-replay", str(journal)])
