@@ -339,3 +339,23 @@ def test_asyncio_timers_in_steps_run_on_the_virtual_clock(sylph):
 
     assert sylph.run(paced).output == "done"
     assert 30 <= sylph.now() - start < 31
+
+
+def test_send_event_wakes_a_waiting_run(sylph):
+    pytest.importorskip("sylphrun.events", reason="user events (issue 14) not in this build")
+
+    @task(id="plugin-approval")
+    async def approval(payload: dict, ctx) -> dict | None:
+        return await ctx.step.wait_for_event("approval", "order.approved",
+                                             match={"order_id": payload["order_id"]},
+                                             timeout=86_400)
+
+    waiting = sylph.trigger(approval, {"order_id": 42})
+    sylph.advance(0)
+    assert waiting.status == "waiting"
+    sylph.send_event("order.approved", {"order_id": 42, "by": "ada"})
+    assert waiting.result().output == {"order_id": 42, "by": "ada"}
+
+    start = sylph.now()
+    assert sylph.run(approval, {"order_id": 7}).output is None  # timed out, virtually
+    assert sylph.now() - start >= 86_400

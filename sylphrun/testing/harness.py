@@ -112,6 +112,19 @@ class SylphBase:
             self.triggered.append(created.run_id)
         return SylphHandle(created.run_id, task_id, self)
 
+    def send_event(self, event: str, data: dict | None = None, *, id: str | None = None) -> Any:
+        """Send a user event into this test's journal, as `sylphrun.send_event` does, at
+        the harness's time: the runs it wakes or starts execute at the next `run`, `wait`,
+        `advance` or `handle.result()`. Returns what the journal did (`SentEvent`)."""
+        try:
+            from sylphrun.events import check_event_id, check_event_name, encode_event_data
+        except ImportError:  # events (issue 14) are not in this build
+            raise NotImplementedError("this sylphrun has no user events") from None
+        sent = self.journal.send_event(event_id=check_event_id(id), name=check_event_name(event),
+                                       data=encode_event_data(data), now=self.now())
+        self.triggered += [r for r in getattr(sent, "triggered_runs", ()) if r not in self.triggered]
+        return sent
+
     # -- the journal, for assertions -------------------------------------------------------
 
     def get_run(self, run_id: str) -> model.Run:
