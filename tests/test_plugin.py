@@ -359,3 +359,15 @@ def test_send_event_wakes_a_waiting_run(sylph):
     start = sylph.now()
     assert sylph.run(approval, {"order_id": 7}).output is None  # timed out, virtually
     assert sylph.now() - start >= 86_400
+
+
+def test_a_run_that_can_never_finish_says_so_with_its_tree(sylph):
+    pytest.importorskip("sylphrun.events", reason="user events (issue 14) not in this build")
+    from sylphrun.testing.report import RunNotFinished
+
+    @task(id="plugin-forever")
+    async def forever(payload: dict, ctx) -> None:
+        await ctx.step.wait_for_event("approval", "never.sent")
+
+    with pytest.raises(RunNotFinished, match="is waiting and nothing left can finish it"):
+        sylph.run(forever)

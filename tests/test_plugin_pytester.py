@@ -114,3 +114,15 @@ def test_the_workers_option_runs_the_same_tests_on_worker_processes(pytester):
 
     out.assert_outcomes(passed=1, skipped=1)
     out.stdout.fnmatch_lines(["*sylph.mock_step needs the in-process executor*"])
+
+
+def test_the_plugin_imports_nothing_heavy():
+    # Every pytest run in an environment with sylphrun installed imports the plugin.
+    import subprocess
+    import sys
+
+    code = ("import sys, sylphrun.testing.plugin; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'textual', 'rich', 'typer'}),"
+            " 'sylphrun.runtime' in sys.modules, 'sqlite3' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["[]", "False", "False"]
