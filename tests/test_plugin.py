@@ -371,3 +371,12 @@ def test_a_run_that_can_never_finish_says_so_with_its_tree(sylph):
 
     with pytest.raises(RunNotFinished, match="is waiting and nothing left can finish it"):
         sylph.run(forever)
+
+
+def test_mock_step_side_effect_list_gives_one_per_call(sylph):
+    sylph.mock_step("call", side_effect=[ConnectionError("down"), ConnectionError("down"), "ok"])
+
+    result = sylph.run(step_retry)
+
+    assert result.output == "ok"
+    assert [s.attempts for s in sylph.steps(result.run_id)] == [3]

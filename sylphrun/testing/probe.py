@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sylphrun.runtime.crash_points import POINTS, WorkerDied
@@ -21,12 +21,17 @@ from sylphrun.runtime.crash_points import POINTS, WorkerDied
 class StepMock:
     """What `sylph.mock_step(name, ...)` installs: the step's function is replaced by one
     that returns `return_value`, or raises `side_effect` (an exception or its class), or
-    returns `side_effect(*args, **kwargs)` (awaited if it is a coroutine function).
+    returns `side_effect(*args, **kwargs)` (awaited if it is a coroutine function); a list
+    of side effects gives one per call (an exception is raised, a value returned).
     `calls` holds the (args, kwargs) of each call."""
 
     def __init__(self, name: str, return_value: Any = None, side_effect: Any = None) -> None:
         self.name = name
         self.return_value = return_value
+        if isinstance(side_effect, (list, tuple)) or inspect.isgenerator(side_effect):
+            # One item per call, as unittest.mock does: [ConnectionError(), {"id": 1}]
+            # fails the first try and answers the retry.
+            side_effect = iter(side_effect)
         self.side_effect = side_effect
         self.calls: list[tuple[tuple, dict]] = []
 
@@ -39,6 +44,15 @@ class StepMock:
         async def mocked_step(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((args, kwargs))
             effect = self.side_effect
+            if isinstance(effect, Iterator):
+                try:
+                    effect = next(effect)
+                except StopIteration:
+                    raise AssertionError(f"step {self.name!r} was called more times than "
+                                         "its mock's side_effect has items") from None
+                if not (isinstance(effect, BaseException) or (
+                        isinstance(effect, type) and issubclass(effect, BaseException))):
+                    return effect
             if isinstance(effect, BaseException) or (
                     isinstance(effect, type) and issubclass(effect, BaseException)):
                 raise effect
