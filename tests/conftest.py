@@ -46,6 +46,8 @@ PROCESS_CALLS = re.compile(
 def _starts_processes(item: pytest.Item) -> bool:
     if "torture" in item.path.parts or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
         return True
+    if item.get_closest_marker("sylphrun_workers"):  # `sylph` on real worker processes
+        return True
     try:
         source = inspect.getsource(item.function)
     except (AttributeError, OSError, TypeError):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import os
 import signal
 
+POINTS = ("before-start", "after-effect", "after-commit")
+
 CRASH_AT = os.environ.get("SYLPHRUN_TEST_CRASH_AT")
 
 
@@ -26,3 +28,15 @@ def crash_point(point: str, key: str) -> None:
     except FileExistsError:
         return
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+class WorkerDied(BaseException):
+    """The in-process form of a crash point (the test harness, `sylphrun.testing`): raised
+    at the point, it abandons the execution with nothing more journaled for the step, as
+    a SIGKILL would; the harness then recovers the run through the journal as the
+    supervisor does. A `BaseException`, so a user's `except Exception` cannot swallow it."""
+
+    def __init__(self, point: str, key: str) -> None:
+        super().__init__(f"simulated worker crash at {point} of step {key!r}")
+        self.point = point
+        self.key = key

@@ -34,6 +34,11 @@ log = logging.getLogger("sylphrun.worker")
 class Execution:
     """One claim of one run: the journal's view of its steps plus what this attempt did."""
 
+    # The test harness's step probe (`sylphrun.testing.probe.StepProbe`: mocks, call
+    # counts, in-process crash points), set on an execution by the harness only. A class
+    # attribute, so a worker's step path pays one attribute test and nothing else.
+    probe: Any = None
+
     def __init__(
         self, store: Journal, claim: Claim, task: Task, *,
         threads: Executor, on_ready_work: Callable[..., None] = lambda peers=False: None,

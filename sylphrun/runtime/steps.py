@@ -201,6 +201,8 @@ async def _attempt(
     call = call_of(fn, args, kwargs, ex.run_id)
     if CRASH_AT:
         crash_point("before-start", key)
+    if ex.probe is not None:  # the test harness only (sylphrun.testing): after `call_of`,
+        fn = ex.probe.starting(key, name, fn)  # so a mock is checked as the user's function
     ex.store.record_step_start(ex.run_id, ex.epoch, key=key, name=name, kind=kind,
                                seq=seq, run_attempt=ex.attempt, now=ex.now(),
                                notify=ex.notices.due(key, model.STEP_RUNNING), fn=call[0],
@@ -277,11 +279,15 @@ def _record_result(ex: Execution, key: str, name: str, kind: str, result: Any, o
     undo_ref = _qualified_name(compensate) if compensate is not None else None
     if CRASH_AT:
         crash_point("after-effect", key)
+    if ex.probe is not None:
+        ex.probe.at("after-effect", key)
     ex.store.record_step_result(ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
                                 compensate=undo_ref,
                                 notify=ex.notices.due(key, model.STEP_COMPLETED))
     if CRASH_AT:
         crash_point("after-commit", key)
+    if ex.probe is not None:
+        ex.probe.at("after-commit", key)
     value = result if type(result) in _SELF_JSON else json.loads(output)
     ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
                                     ex.attempt, seq, None, False, undo_ref, *call)
