@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 from sylphrun import model
 from sylphrun.journal.types import (
     Event,
+    EventRecord,
+    EventWait,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -204,6 +206,17 @@ class JournalReader(Protocol):
     def change_token(self) -> int:
         """A cheap "anything new?": a value that changes when another handle commits.
         Compare two readings for equality only; no order is promised."""
+        ...
+
+    # -- user events (issue 14) --------------------------------------------------------------
+
+    def event_waits_of(self, run_id: str) -> list[EventWait]:
+        """The run's open `wait_for_event` steps: event, match, timeout time, since when."""
+        ...
+
+    def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        """Sent events, newest first (only those named `name`), with the runs each matched
+        (woke or was consumed by), triggered and cancelled."""
         ...
 
 

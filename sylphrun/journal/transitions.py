@@ -49,8 +49,9 @@ def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) ->
         run_id = ids.new_run_id()
         cur = db.execute(
             "INSERT INTO runs (id, task_id, status, payload, idempotency_key, parent_run_id,"
-            " parent_step_key, replay_of, created_at, updated_at, ready_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
+            " parent_step_key, replay_of, created_at, updated_at, ready_at, event_mark)"
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0)"
+            " FROM sent_events))"  # the events a run's waits may take follow its creation
             " ON CONFLICT DO NOTHING",
             (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
              spec.parent_step_key, spec.replay_of, now, now, now),
