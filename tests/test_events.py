@@ -1,0 +1,192 @@
+"""Events with real workers: `wait_for_event` suspends and resumes on a send, no race with
+an early send, one event per wait, fan-out, timeouts, a send inside a run journaled once,
+`on_event`, `cancel_on`, `sleep_until`, and waits surviving a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import closing
+
+import sylphrun
+from sylphrun import model
+from sylphrun.journal import queries, sent_events
+from tests.conftest import ledger_count, wait_until
+
+TASKS = '''
+import os, json
+from datetime import datetime, timezone
+from sylphrun import task, CancelOn, send_event
+from ledger_helper import record
+
+@task(id="approval")
+async def approval(payload, ctx):
+    got = await ctx.step.wait_for_event("approved", "order.approved",
+                                        match={"order_id": payload["order_id"]},
+                                        timeout=payload.get("timeout"))
+    await ctx.step.run("after", lambda: record(LEDGER, f"after {payload['order_id']}"))
+    return got
+
+@task(id="gated")
+async def gated(payload, ctx):
+    # Busy elsewhere (a step waiting for a file) while the event is sent: it still counts.
+    def gate():
+        import time
+        while not os.path.exists(payload["gate"]):
+            time.sleep(0.01)
+    await ctx.step.run("gate", gate)
+    return await ctx.step.wait_for_event("w", "ping")
+
+@task(id="two-waits")
+async def two_waits(payload, ctx):
+    a = await ctx.step.wait_for_event("a", "ping")
+    b = await ctx.step.wait_for_event("b", "ping")
+    return [a["n"], b["n"]]
+
+@task(id="sender", retry=__import__("sylphrun").Retry(max_attempts=2, min_delay=0, jitter=0))
+async def sender(payload, ctx):
+    sent = await send_event("order.approved", {"order_id": payload["order_id"]})
+    record(LEDGER, "sent")
+    if ctx.attempt == 1:
+        raise RuntimeError("fail after sending")
+    return sent.event_id
+
+@task(id="on-created", on_event="order.created")
+async def on_created(payload, ctx):
+    return payload
+
+@task(id="cancellable", cancel_on=[CancelOn("order.cancelled", match="order_id")])
+async def cancellable(payload, ctx):
+    await ctx.step.wait_for_event("never", "never.sent")
+
+@task(id="until")
+async def until(payload, ctx):
+    await ctx.step.sleep_until("nap", datetime.fromtimestamp(payload["at"], timezone.utc))
+    return "woke"
+'''
+
+
+def send(name, data=None, **kw):
+    return asyncio.run(sylphrun.send_event(name, data, **kw))
+
+
+def status(eng, run_id):
+    return eng.run_record(run_id).status
+
+
+def test_a_waiting_run_holds_no_worker_and_resumes_with_the_events_data(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("approval", {"order_id": 42})
+    other = eng.trigger("approval", {"order_id": 42})
+    wait_until(lambda: status(eng, run_id) == status(eng, other) == model.WAITING,
+               timeout=60, message="both runs to wait")
+    [w] = sent_events.event_waits_of(eng.conn, run_id)
+    assert (w.event, w.match, w.timeout_at) == ("order.approved", {"order_id": 42}, None)
+    assert send("order.approved", {"order_id": 41}).matched_runs == []
+    sent = send("order.approved", {"order_id": 42, "by": "ann"})
+    assert sorted(sent.matched_runs) == sorted([run_id, other])  # fan-out
+    for rid in (run_id, other):
+        result = eng.wait(rid, timeout=60)
+        assert result.ok and result.output == {"order_id": 42, "by": "ann"}
+    step = next(s for s in eng.steps(run_id) if s.key == "approved")
+    assert (step.kind, step.output["event_id"]) == (model.WAIT, sent.event_id)
+
+
+def test_an_event_sent_before_the_wait_began_is_not_missed(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    gate = project.root / "gate"
+    run_id = eng.trigger("gated", {"gate": str(gate)})
+    wait_until(lambda: any(s.key == "gate" for s in eng.steps(run_id)), timeout=60,
+               message="the run to be busy in its gate step")
+    send("ping", {"n": 1})
+    gate.touch()
+    assert eng.wait(run_id, timeout=60).output == {"n": 1}
+
+
+def test_two_waits_get_two_events_in_send_order_and_a_timeout_gives_none(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    two = eng.trigger("two-waits")
+    timed = eng.trigger("approval", {"order_id": 7, "timeout": 0.5})
+    send("ping", {"n": 1})
+    send("ping", {"n": 2})
+    assert eng.wait(two, timeout=60).output == [1, 2]
+    result = eng.wait(timed, timeout=60)
+    assert result.ok and result.output is None
+    assert ledger_count(project, "after 7") == 1
+
+
+def test_a_send_inside_a_retried_run_is_sent_once(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    waiter = eng.trigger("approval", {"order_id": 5})
+    run_id = eng.trigger("sender", {"order_id": 5})
+    result = eng.wait(run_id, timeout=60)
+    assert result.ok and eng.run_record(run_id).attempt == 2
+    assert ledger_count(project, "sent") == 2
+    assert [e.event_id for e in sent_events.recent_events(eng.conn)] == [result.output]
+    assert eng.wait(waiter, timeout=60).output == {"order_id": 5}
+
+
+def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    out = project.cli("send", "order.created", "--data", '{"order_id": 9}', "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    [triggered] = doc["triggered_runs"]
+    assert eng.wait(triggered, timeout=60).output == {"order_id": 9}
+    again = project.cli("send", "order.created", "--data", '{"order_id": 9}', "--id",
+                        doc["event_id"], "--json")
+    assert json.loads(again.stdout)["triggered_runs"] == [triggered]
+    keep = eng.trigger("cancellable", {"order_id": 1})
+    stop = eng.trigger("cancellable", {"order_id": 2})
+    wait_until(lambda: status(eng, keep) == status(eng, stop) == model.WAITING, timeout=60,
+               message="both runs to wait")
+    out = project.cli("send", "order.cancelled", "--data", '{"order_id": 2}')
+    assert out.returncode == 0 and out.stdout.startswith("evt_"), out.stderr
+    assert status(eng, stop) == model.CANCELLED and status(eng, keep) == model.WAITING
+    assert eng.steps(stop)[0].status == model.STEP_CANCELLED
+    listed = json.loads(project.cli("events", "--json").stdout)
+    assert [e["name"] for e in listed][:2] == ["order.cancelled", "order.created"]
+    assert listed[0]["cancelled_runs"] == [stop]
+
+
+def test_bad_sends_are_one_line_and_write_nothing(project):
+    project.write_tasks(TASKS)
+    huge = json.dumps({"x": "y" * 1_100_000})
+    for args, stdin in ((["--data", "{oops"], None), (["--data", "[1]"], None),
+                        (["--data", '{"x": NaN}'], None), (["--data", "-"], huge),
+                        (["--data", "{}", "--id", ""], None), (["", "--data", "{}"], None)):
+        out = project.cli("send", *(args if args[0] == "" else ["e", *args]), input=stdin)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
+        assert out.stderr.startswith("error: ")
+    with closing(project.journal()) as conn:
+        assert sent_events.recent_events(conn) == []
+
+
+def test_a_wait_survives_a_restart_and_gets_an_event_sent_while_no_worker_ran(
+        project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("approval", {"order_id": 3})
+    wait_until(lambda: status(eng, run_id) == model.WAITING, timeout=60, message="the wait")
+    eng.stop()
+    send("order.approved", {"order_id": 3})
+    eng = engine_factory().start()
+    assert eng.wait(run_id, timeout=60).output == {"order_id": 3}
+
+
+def test_sleep_until_a_time_and_a_naive_datetime_is_refused(project, engine_factory):
+    import time
+
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("until", {"at": time.time() + 1})
+    assert eng.wait(run_id, timeout=60).output == "woke"
+    nap = next(s for s in eng.steps(run_id) if s.key == "nap")
+    assert nap.kind == model.SLEEP
+    with closing(project.journal()) as conn:
+        assert queries.get_run(conn, run_id).status == model.COMPLETED
