@@ -68,7 +68,7 @@ class Barrier:
     def step_finished(self, key: str) -> None:
         self.running.pop(key, None)
         self.parent_of.pop(key, None)
-        if self._waits_on_something():
+        if self.pending_children or self.wake_times or self.pending_events:  # hot: inline
             self._decide_soon()
 
     async def block(self, scope_key: str | None) -> None:
