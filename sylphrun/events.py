@@ -150,3 +150,34 @@ def deliver(conn: Any, name: str, text: str, event_id: str | None, *, derived_id
         poke_workers(conn)
     return EventSent(sent.event_id, sent.matched_runs, sent.triggered_runs, sent.cancelled_runs,
                      sent.created)
+
+
+# -- what a waiting run waits for (`show`, and the dashboard) ---------------------------
+
+
+def open_event_waits(steps: list[Any]) -> list[dict[str, Any]]:
+    """The run's `wait_for_event` steps still waiting, from its steps (`model.Step`; the
+    journal's `event_waits_of` answers the same from the wait records): step key, event
+    name, match and timeout time (Unix seconds or None)."""
+    out = []
+    for s in steps:
+        output = s.output
+        if (s.kind == "wait" and s.status == "waiting" and isinstance(output, dict)
+                and "event" in output):
+            out.append({"step": s.key, "event": output["event"],
+                        "match": output.get("match"), "timeout_at": output.get("timeout_at")})
+    return out
+
+
+def waiting_for_text(wait: dict[str, Any], now: float) -> str:
+    """"waiting for event order.approved where order_id=42, times out in 23h05m"."""
+    from sylphrun.render import until
+
+    text = f"waiting for event {wait['event']}"
+    match = wait.get("match") or {}
+    if match:
+        text += " where " + ", ".join(f"{k}={codec.dumps(v)}" for k, v in match.items())
+    timeout_at = wait.get("timeout_at")
+    if isinstance(timeout_at, (int, float)):
+        text += f", times out {until(timeout_at, now)}" if timeout_at > now else ", timed out"
+    return text

@@ -59,6 +59,14 @@ async def on_created(payload, ctx):
 async def cancellable(payload, ctx):
     await ctx.step.wait_for_event("never", "never.sent")
 
+@task(id="naive")
+async def naive(payload, ctx):
+    await ctx.step.sleep_until("nap", datetime(2030, 1, 1))
+
+@task(id="bad-match")
+async def bad_match(payload, ctx):
+    await ctx.step.wait_for_event("w", "e", match={"ids": [1, 2]})
+
 @task(id="until")
 async def until(payload, ctx):
     await ctx.step.sleep_until("nap", datetime.fromtimestamp(payload["at"], timezone.utc))
@@ -83,6 +91,11 @@ def test_a_waiting_run_holds_no_worker_and_resumes_with_the_events_data(project,
                timeout=60, message="both runs to wait")
     [w] = sent_events.event_waits_of(eng.conn, run_id)
     assert (w.event, w.match, w.timeout_at) == ("order.approved", {"order_id": 42}, None)
+    shown = project.cli("show", run_id)
+    assert "waiting for event order.approved where order_id=42" in shown.stdout, shown.stderr
+    doc = json.loads(project.cli("show", run_id, "--json").stdout)
+    assert doc["waiting_for"] == [{"step": "approved", "event": "order.approved",
+                                   "match": {"order_id": 42}, "timeout_at": None}]
     assert send("order.approved", {"order_id": 41}).matched_runs == []
     sent = send("order.approved", {"order_id": 42, "by": "ann"})
     assert sorted(sent.matched_runs) == sorted([run_id, other])  # fan-out
@@ -179,14 +192,20 @@ def test_a_wait_survives_a_restart_and_gets_an_event_sent_while_no_worker_ran(
     assert eng.wait(run_id, timeout=60).output == {"order_id": 3}
 
 
-def test_sleep_until_a_time_and_a_naive_datetime_is_refused(project, engine_factory):
+def test_sleep_until_a_time_and_bad_arguments_fail_the_run_in_one_line(project, engine_factory):
     import time
 
     project.write_tasks(TASKS)
     eng = engine_factory().start()
-    run_id = eng.trigger("until", {"at": time.time() + 1})
+    at = time.time() + 1
+    run_id = eng.trigger("until", {"at": at})
     assert eng.wait(run_id, timeout=60).output == "woke"
     nap = next(s for s in eng.steps(run_id) if s.key == "nap")
-    assert nap.kind == model.SLEEP
+    assert nap.kind == model.SLEEP and abs(nap.output["wake_at"] - at) < 1e-3
+    assert nap.finished_at >= at
+    for task_id, words in (("naive", "has no timezone"), ("bad-match", "match['ids'] must be")):
+        result = eng.run(task_id, timeout=60)
+        assert result.status == model.FAILED and words in result.error, result.error
+        assert "\n" not in result.error
     with closing(project.journal()) as conn:
         assert queries.get_run(conn, run_id).status == model.COMPLETED
