@@ -165,6 +165,8 @@ def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_fa
     listed = json.loads(project.cli("events", "--json").stdout)
     assert [e["name"] for e in listed][:2] == ["order.cancelled", "order.created"]
     assert listed[0]["cancelled_runs"] == [stop]
+    text = project.cli("events", "--name", "order.created").stdout.splitlines()
+    assert len(text) == 1 and f"triggered {triggered}" in text[0]
 
 
 def test_bad_sends_are_one_line_and_write_nothing(project):
