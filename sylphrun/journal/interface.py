@@ -98,7 +98,8 @@ class Journal(JournalReader, Protocol):
     ) -> None:
         """Fenced. Park a run on `children` and/or until `wake_at`, freeing its lease. Waits
         are taken only on children still unfinished, atomically with the finishing child's
-        wake-up, so no wake-up is lost; all finished already: ready at `now`. Steps
+        wake-up, so no wake-up is lost; all finished already: ready at `now`. An open
+        event wait (`take_event`) whose event was sent meanwhile: ready at `now`. Steps
         'running' go 'waiting' with the run (resuming them is not a new attempt)."""
         ...
 
@@ -322,11 +323,6 @@ class Journal(JournalReader, Protocol):
         wait of the run; the step completes with it ("received"). Else, at or past
         `timeout_at`, it completes "timed_out". Else it is journaled 'waiting' with its
         wait open ("waiting"): a matching send makes the run ready."""
-        ...
-
-    def wake_if_event_arrived(self, run_id: str, now: float) -> bool:
-        """A run just parked on open waits: ready at `now` if one of them has a matching
-        event already (sent between its `take_event` and the park). True if woken."""
         ...
 
 

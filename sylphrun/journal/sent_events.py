@@ -6,8 +6,8 @@ No race between a send and a wait (Inngest #1433): a wait takes the first event 
 name and match sent after its run was created (`runs.event_mark`), not after the wait
 began, so an event that arrived while the run was busy elsewhere is found at once. A
 sender wakes the runs parked on a matching wait in its own transaction; a run that parks
-right after the send finds the event when it rechecks (`wake_if_event_arrived`), so no
-wake-up falls between "nothing yet" and "parked".
+right after the send finds the event as it parks (`has_arrived_event`, in the park's
+transaction), so no wake-up falls between "nothing yet" and "parked".
 """
 
 from __future__ import annotations
@@ -240,7 +240,9 @@ def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
             " output, started_at) VALUES (?, ?, ?, 'wait', 'waiting', ?, 1, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO NOTHING",
+            # Waiting again after a cancel and a retry: not 'cancelled' while it waits.
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'waiting', finished_at = NULL"
+            " WHERE steps.status <> 'waiting'",
             (run_id, key, name, seq, run_attempt, output, now),
         )
         db.execute(
@@ -264,17 +266,14 @@ def _complete_wait(db: sqlite3.Connection, run_id: str, key: str, name: str, seq
     db.execute("DELETE FROM event_waits WHERE run_id = ? AND step_key = ?", (run_id, key))
 
 
-def wake_if_event_arrived(conn: Connection, run_id: str, now: float) -> bool:
-    """A run that just parked on event waits: ready at `now` if one of them already has its
-    event (sent between the wait's look and the park). Returns whether it was woken."""
-    with conn.write() as db:
-        waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?",
-                           (run_id,)).fetchall()
-        if not any(next(_unconsumed(db, run_id, name, _loads(match)), None) is not None
-                   for name, match in waits):
-            return False
-        _ready_now(db, run_id, now)
-        return True
+def has_arrived_event(db: sqlite3.Connection, run_id: str) -> bool:
+    """Inside the park's transaction (`lifecycle.suspend_run`): has one of the run's open
+    waits an event already (sent between its `take_event` and the park)? One indexed read,
+    empty for runs that wait on no event."""
+    waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?",
+                       (run_id,)).fetchall()
+    return any(next(_unconsumed(db, run_id, name, _loads(match)), None) is not None
+               for name, match in waits)
 
 
 # -- reads -----------------------------------------------------------------------------
@@ -283,8 +282,10 @@ def wake_if_event_arrived(conn: Connection, run_id: str, now: float) -> bool:
 def event_waits_of(conn: Connection, run_id: str) -> list[EventWait]:
     with conn.read() as db:
         rows = db.execute(
-            "SELECT run_id, step_key, name, match, timeout_at, since FROM event_waits"
-            " WHERE run_id = ? ORDER BY since, step_key", (run_id,),
+            "SELECT w.run_id, step_key, name, match, timeout_at, since FROM event_waits w"
+            " JOIN runs r ON r.id = w.run_id"  # a finished run's rows wait for nothing
+            f" WHERE w.run_id = ? AND r.status NOT IN {TERMINAL} ORDER BY since, step_key",
+            (run_id,),
         ).fetchall()
     return [EventWait(r, k, n, _loads(m), t, s) for r, k, n, m, t, s in rows]
 

@@ -382,9 +382,6 @@ class SqliteJournal:
                                       run_attempt=run_attempt, event=event, match=match,
                                       timeout_at=timeout_at, now=now)
 
-    def wake_if_event_arrived(self, run_id: str, now: float) -> bool:
-        return sent_events.wake_if_event_arrived(self.conn, run_id, now)
-
     def event_waits_of(self, run_id: str) -> list[EventWait]:
         return sent_events.event_waits_of(self.conn, run_id)
 

@@ -4,8 +4,8 @@ A wait is a journaled step of kind `wait`. Taking an event and completing the st
 one transaction (`journal.sent_events.take_event`), so a retried or replayed run gets the
 same data and no event is consumed twice. With nothing to take, the step is journaled
 waiting and the run parks like a sleep (no worker held): until a matching send makes it
-ready, or until its timeout, the wake time of the park. After parking, the run looks once
-more (`recheck_after_park`): an event sent between the look and the park wakes it then.
+ready, or until its timeout, the wake time of the park. The park itself looks once more
+(`suspend_run`): an event sent between the look and the park makes the run ready.
 """
 
 from __future__ import annotations
@@ -81,13 +81,6 @@ def _loads(key: str, output: str | None) -> dict:
         raise CorruptRecord(f"the journaled output of wait step {key!r} is not valid JSON "
                             f"({exc}); the row was damaged or edited by hand") from None
     return value if isinstance(value, dict) else {}
-
-
-def recheck_after_park(ex: Execution) -> None:
-    """The run parked on event waits: an event that arrived meanwhile makes it ready now."""
-    with journal_guard():
-        if sent_events.wake_if_event_arrived(ex.conn, ex.run_id, ex.now()):
-            ex.on_ready_work()
 
 
 def sleep_until_seconds(ex: Execution, name: str, when: Any) -> float:

@@ -170,10 +170,6 @@ def _suspend(ex: Execution) -> str:
                       wake_at=wake_at, now=ex.now())
     if ex.pending_children and not wake_at:
         ex.on_ready_work()  # if every child had already finished, the run is ready again
-    if ex.barrier.pending_events:
-        from sylphrun.runtime.event_waits import recheck_after_park
-
-        recheck_after_park(ex)
     return "suspended"
 
 

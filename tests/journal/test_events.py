@@ -27,7 +27,6 @@ def wait(journal, claim, key="w", *, now, event="order.approved", match=None,
 
 def park(journal, claim, *, now, wake_at=None):
     journal.suspend_run(claim.run_id, claim.epoch, children=[], wake_at=wake_at, now=now)
-    journal.wake_if_event_arrived(claim.run_id, now)
 
 
 def reclaim(journal, run_id, *, now):
@@ -150,3 +149,20 @@ def test_cancel_on_cancels_the_runs_whose_payload_field_equals_the_events(journa
     assert journal.get_run(keep.run_id).status == model.RUNNING
     assert journal.steps_of(stop.run_id)[0].status == model.STEP_CANCELLED
     assert journal.event_waits_of(stop.run_id) == []
+
+
+def test_a_wait_cancelled_and_retried_waits_again_and_takes_its_event(journal, claimed):
+    c = claimed(now=10)
+    wait(journal, c, now=11)
+    park(journal, c, now=11)
+    journal.cancel_run(c.run_id, now=12)
+    assert journal.steps_of(c.run_id)[0].status == model.STEP_CANCELLED
+    assert journal.event_waits_of(c.run_id) == []
+    journal.retry_run(c.run_id, now=13)
+    again = reclaim(journal, c.run_id, now=14)
+    assert wait(journal, again, now=14).outcome == "waiting"
+    assert journal.steps_of(c.run_id)[0].status == model.STEP_WAITING
+    park(journal, again, now=14)
+    sent = send(journal, "order.approved", now=15)
+    assert sent.matched_runs == [c.run_id]
+    assert journal.get_run(c.run_id).ready_at == 15
