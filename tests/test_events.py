@@ -43,6 +43,10 @@ async def two_waits(payload, ctx):
     b = await ctx.step.wait_for_event("b", "ping")
     return [a["n"], b["n"]]
 
+@task(id="sync-wait")
+def sync_wait(payload, ctx):  # a plain `def` task: ctx.step calls block its thread
+    return ctx.step.wait_for_event("w", "ping", match={"n": 2})
+
 @task(id="sender", retry=__import__("sylphrun").Retry(max_attempts=2, min_delay=0, jitter=0))
 async def sender(payload, ctx):
     sent = await send_event("order.approved", {"order_id": payload["order_id"]})
@@ -122,10 +126,12 @@ def test_two_waits_get_two_events_in_send_order_and_a_timeout_gives_none(project
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     two = eng.trigger("two-waits")
+    sync = eng.trigger("sync-wait")
     timed = eng.trigger("approval", {"order_id": 7, "timeout": 0.5})
     send("ping", {"n": 1})
     send("ping", {"n": 2})
     assert eng.wait(two, timeout=60).output == [1, 2]
+    assert eng.wait(sync, timeout=60).output == {"n": 2}
     result = eng.wait(timed, timeout=60)
     assert result.ok and result.output is None
     assert ledger_count(project, "after 7") == 1
