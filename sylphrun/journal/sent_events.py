@@ -112,8 +112,10 @@ def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
         ).fetchone()[0]
         value = _loads(data)
         matched = _wake_waiting_runs(db, seq, name, value, now)
-        triggered = _trigger_tasks(db, seq, event_id, name, data, now)
+        # Cancels before triggers: an event both ends a task's old run and starts a new one
+        # ("order.updated" replacing the run of the order) without cancelling the new one.
         cancelled = _cancel_runs(db, seq, name, value, now)
+        triggered = _trigger_tasks(db, seq, event_id, name, data, now)
         return SentEvent(event_id, seq, name, data, now, True, matched, triggered, cancelled)
 
 

@@ -166,3 +166,14 @@ def test_a_wait_cancelled_and_retried_waits_again_and_takes_its_event(journal, c
     sent = send(journal, "order.approved", now=15)
     assert sent.matched_runs == [c.run_id]
     assert journal.get_run(c.run_id).ready_at == 15
+
+
+def test_an_event_that_cancels_a_tasks_run_and_starts_one_spares_the_new_run(journal, claimed):
+    register(journal, t={"on_event": ["order.updated"],
+                         "cancel_on": [{"event": "order.updated", "match": "order_id"}]})
+    old = claimed(payload='{"order_id": 4}', now=10)
+    sent = send(journal, "order.updated", {"order_id": 4}, now=11)
+    assert sent.cancelled_runs == [old.run_id]
+    [new] = sent.triggered_runs
+    assert journal.get_run(new).status == model.QUEUED
+    assert send(journal, "order.updated", {"other": 1}, now=12).cancelled_runs == []
