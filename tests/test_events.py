@@ -55,6 +55,18 @@ async def sender(payload, ctx):
         raise RuntimeError("fail after sending")
     return sent.event_id
 
+@task(id="step-sender")
+async def step_sender(payload, ctx):
+    async def notify():
+        sent = await send_event("ping", {"n": payload["n"]})
+        record(LEDGER, "notified")
+        if not os.path.exists(payload["marker"]):
+            open(payload["marker"], "w").close()
+            raise ConnectionError("flaky after the send")
+        return sent.event_id
+    return await ctx.step.run("notify", notify, retry=__import__("sylphrun").Retry(
+        max_attempts=2, min_delay=0, jitter=0))
+
 @task(id="on-created", on_event="order.created")
 async def on_created(payload, ctx):
     return payload
@@ -149,6 +161,38 @@ def test_a_send_inside_a_retried_run_is_sent_once(project, engine_factory):
     assert eng.wait(waiter, timeout=60).output == {"order_id": 5}
 
 
+def test_a_send_inside_a_retried_step_function_is_sent_once(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("step-sender", {"n": 3, "marker": str(project.root / "m")})
+    result = eng.wait(run_id, timeout=60)
+    assert result.ok and ledger_count(project, "notified") == 2
+    assert [e.event_id for e in sent_events.recent_events(eng.conn)] == [result.output]
+
+
+def test_concurrent_senders_give_each_waiting_run_exactly_its_event(project, engine_factory):
+    import subprocess
+    import sys
+
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    runs = {i: eng.trigger("approval", {"order_id": i}) for i in range(24)}
+    wait_until(lambda: sum(status(eng, r) == model.WAITING for r in runs.values()) >= 12,
+               timeout=90, message="half the runs to wait")
+    script = ("import asyncio, sys, sylphrun\n"
+              "async def main():\n"
+              "    for i in range(int(sys.argv[1]), 24, 3):\n"
+              "        await sylphrun.send_event('order.approved', {'order_id': i, 'from': sys.argv[1]})\n"
+              "asyncio.run(main())\n")
+    senders = [subprocess.Popen([sys.executable, "-c", script, str(k)], cwd=project.root)
+               for k in range(3)]
+    assert [p.wait(60) for p in senders] == [0, 0, 0]
+    for i, run_id in runs.items():
+        result = eng.wait(run_id, timeout=90)
+        assert result.output == {"order_id": i, "from": str(i % 3)}
+        assert ledger_count(project, f"after {i}") == 1
+
+
 def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_factory):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
@@ -186,6 +230,8 @@ def test_bad_sends_are_one_line_and_write_nothing(project):
         assert out.stderr.startswith("error: ")
     with closing(project.journal()) as conn:
         assert sent_events.recent_events(conn) == []
+    out = project.cli("send", "order.created")  # no worker ever registered the tasks
+    assert out.returncode == 0 and "no worker has registered tasks" in out.stderr
 
 
 def test_a_wait_survives_a_restart_and_gets_an_event_sent_while_no_worker_ran(

@@ -64,6 +64,8 @@ def send(
     conn = _open_journal(config, create=True)
     try:
         sent = deliver(conn, name, text, event_id)
+        if not sent.triggered_runs and not sent.cancelled_runs:
+            _note_unregistered(conn)
     finally:
         conn.close()
     if as_json:
@@ -72,6 +74,18 @@ def send(
         typer.echo(dumps(sent.to_json(), indent=None))
     else:
         typer.echo(sent.event_id)
+
+
+def _note_unregistered(conn) -> None:
+    """`on_event` and `cancel_on` come from the tasks the workers registered: with none
+    registered yet, say so rather than let the user wonder why no run started."""
+    from sylphrun.cli.common import _note
+    from sylphrun.journal import queries
+
+    if not queries.registered_tasks(conn):
+        _note("no worker has registered tasks in this journal yet, so no on_event or "
+              "cancel_on task acted on this event (start `sylphrun dev` or `sylphrun worker` "
+              "once)")
 
 
 @app.command()
