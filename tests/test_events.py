@@ -11,7 +11,11 @@ from contextlib import closing
 import sylphrun
 from sylphrun import model
 from sylphrun.journal import queries, sent_events
+from tests import test_dev
 from tests.conftest import ledger_count, wait_until
+from tests.test_dev import _edit
+
+dev = test_dev.dev  # the fixture: a real `sylphrun dev --no-tui` process
 
 TASKS = '''
 import os, json
@@ -263,3 +267,34 @@ def test_sleep_until_a_time_and_bad_arguments_fail_the_run_in_one_line(project, 
         assert "\n" not in result.error
     with closing(project.journal()) as conn:
         assert queries.get_run(conn, run_id).status == model.COMPLETED
+
+
+RELOADABLE = '''
+from ledger_helper import record
+from sylphrun import task
+
+VERSION = "v1"
+
+@task(id="approve-me")
+async def approve_me(payload, ctx):
+    got = await ctx.step.wait_for_event("approval", "approved")
+    return await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or
+                              [VERSION, got])
+'''
+
+
+def test_a_wait_survives_a_reload_and_resumes_on_the_new_code(project, dev):
+    source = project.write_tasks(RELOADABLE)
+    d = dev()
+    d.wait_for("watching")
+    run_id = project.cli("trigger", "approve-me").stdout.strip()
+    with closing(project.journal()) as conn:
+        wait_until(lambda: queries.get_run(conn, run_id).status == model.WAITING,
+                   timeout=60, message="the run to wait")
+        _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
+        d.wait_for("reloaded", timeout=60)
+        out = project.cli("send", "approved", "--data", '{"ok": true}', "--json")
+        assert json.loads(out.stdout)["matched_runs"] == [run_id], out.stderr
+        wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60,
+                   message="the run to finish")
+        assert queries.get_run(conn, run_id).output == ["v2", {"ok": True}]
