@@ -124,4 +124,5 @@ def events(
         what = "; ".join(f"{label} {', '.join(ids)}" for label, ids in (
             ("matched", r.matched_runs), ("triggered", r.triggered_runs),
             ("cancelled", r.cancelled_runs)) if ids) or "no run"
-        typer.echo(safe(f"{r.event_id}  {when}  {r.name}  {r.data}  -> {what}"))
+        data = r.data if len(r.data) <= 120 else r.data[:119] + "…"
+        typer.echo(safe(f"{r.event_id}  {when}  {r.name}  {data}  -> {what}"))
