@@ -216,6 +216,10 @@ def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_fa
     assert out.returncode == 0 and out.stdout.startswith("evt_"), out.stderr
     assert status(eng, stop) == model.CANCELLED and status(eng, keep) == model.WAITING
     assert eng.steps(stop)[0].status == model.STEP_CANCELLED
+    rows = {r["id"]: r for r in json.loads(project.cli("tasks", "--json").stdout)}
+    assert rows["on-created"]["on_event"] == ["order.created"]
+    assert rows["cancellable"]["cancel_on"] == [{"event": "order.cancelled", "match": "order_id"}]
+    assert "on_event" not in rows["approval"]
     listed = json.loads(project.cli("events", "--json").stdout)
     assert [e["name"] for e in listed][:2] == ["order.cancelled", "order.created"]
     assert listed[0]["cancelled_runs"] == [stop]
