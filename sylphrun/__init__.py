@@ -18,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sylphrun.define import Retry, Task, task
     from sylphrun.errors import ChildRunFailed, IdempotencyConflict, NonRetriableError, StepFailed
+    from sylphrun.events import CancelOn, EventSent, send_event
     from sylphrun.model import RunResult
     from sylphrun.runtime.context import Context
     from sylphrun.trigger import BatchHandle, RunHandle
 
 __all__ = [
     "BatchHandle",
+    "CancelOn",
     "ChildRunFailed",
     "Context",
+    "EventSent",
     "IdempotencyConflict",
     "NonRetriableError",
     "Retry",
@@ -33,6 +36,7 @@ __all__ = [
     "RunResult",
     "StepFailed",
     "Task",
+    "send_event",
     "task",
 ]
 __version__ = "0.1.0"
@@ -45,6 +49,8 @@ def __getattr__(name: str) -> Any:
         from sylphrun import define as module
     elif name in ("ChildRunFailed", "IdempotencyConflict", "NonRetriableError", "StepFailed"):
         from sylphrun import errors as module
+    elif name in ("CancelOn", "EventSent", "send_event"):
+        from sylphrun import events as module
     elif name == "RunResult":
         from sylphrun import model as module
     elif name == "Context":

@@ -73,6 +73,8 @@ class Task:
         retry: Retry | None = None,
         concurrency: int | None = None,
         timeout: float | None = None,
+        on_event: str | Iterable[str] | None = None,
+        cancel_on: Iterable[Any] | None = None,
     ) -> None:
         if not isinstance(id, str) or not id.strip():
             raise ValueError("task id must be a non-empty string")
@@ -87,6 +89,7 @@ class Task:
         self.retry = retry or NO_RETRY
         self.concurrency = concurrency
         self.timeout = timeout
+        self.on_event, self.cancel_on = _event_options(id, on_event, cancel_on)
         self.is_async = inspect.iscoroutinefunction(run)
         self.source_file, self.source_line = _source_of(run)
         self._fingerprint: str | None = None
@@ -158,6 +161,8 @@ def task(
     retry: Retry | None = None,
     concurrency: int | None = None,
     timeout: float | None = None,
+    on_event: str | Iterable[str] | None = None,
+    cancel_on: Iterable[Any] | None = None,
 ) -> Any:
     """Define a task, as a decorator or with `run=`.
 
@@ -167,7 +172,8 @@ def task(
     """
 
     def register(fn: Callable[..., Any]) -> Task:
-        t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout)
+        t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout,
+                 on_event=on_event, cancel_on=cancel_on)
         existing = _registry.get(id)
         # The same definition imported again (a re-import in one process) replaces itself;
         # two different places claiming one id is the user's mistake to fix.
@@ -195,3 +201,27 @@ def registered_tasks() -> dict[str, Task]:
 def clear_registry() -> None:
     """Forget every task (discovery does this before importing a project's modules)."""
     _registry.clear()
+
+
+def _event_options(task_id: str, on_event: Any, cancel_on: Any) -> tuple[list[str], list[Any]]:
+    """`on_event` (an event name or a list of them) and `cancel_on` (a list of `CancelOn`),
+    checked at decoration: a bad value is one line naming the task (issue 14)."""
+    if on_event is None and cancel_on is None:
+        return [], []
+    from sylphrun.errors import InvalidEvent
+    from sylphrun.events import CancelOn, check_event_name
+
+    names = [on_event] if isinstance(on_event, str) else on_event or []
+    if not isinstance(names, (list, tuple)):
+        raise DiscoveryError(f"task {task_id!r}: on_event takes an event name or a list of "
+                             f"them, not {type(on_event).__name__}")
+    try:
+        names = [check_event_name(n) for n in names]
+    except InvalidEvent as exc:
+        raise DiscoveryError(f"task {task_id!r}: on_event: {exc}") from None
+    rules = [cancel_on] if isinstance(cancel_on, CancelOn) else cancel_on or []
+    for rule in rules if isinstance(rules, (list, tuple)) else [rules]:
+        if not isinstance(rule, CancelOn):
+            raise DiscoveryError(f"task {task_id!r}: cancel_on takes a list of "
+                                 f"sylphrun.CancelOn(event, match=field), not {rule!r:.60}")
+    return list(names), list(rules)

@@ -44,11 +44,21 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
         TaskRecord(
             t.id,
             {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
-             "async": t.is_async},
+             "async": t.is_async, **_event_options(t)},
             t.source_file, t.source_line, t.source_fingerprint(),
         )
         for t in tasks.values()
     ]
+
+
+def _event_options(t: Task) -> dict:
+    """`on_event` and `cancel_on`, when set: a sender acts on them from the journal alone."""
+    options: dict = {}
+    if getattr(t, "on_event", None):
+        options["on_event"] = list(t.on_event)
+    if getattr(t, "cancel_on", None):
+        options["cancel_on"] = [rule.to_json() for rule in t.cancel_on]
+    return options
 
 
 def register_tasks(journal: Journal, config: Config, tasks: dict[str, Task], *, by: str) -> None:

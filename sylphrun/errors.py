@@ -145,3 +145,19 @@ def doom_error(doom: str) -> Exception:
     """The exception a doomed run fails with, from the journaled `"Type: message"` text."""
     kind, message = split_error_text(doom)
     return WorkerCrashed(message) if kind == "WorkerCrashed" else TaskTimeout(message)
+
+
+class InvalidEvent(SylphrunError):
+    """A bad `send_event` / `wait_for_event` / `cancel_on` argument: an event name that is
+    not a non-empty string, data that is not a JSON object, a `match` that is not a dict
+    of JSON scalars."""
+
+
+class EventIdConflict(SylphrunError):
+    """An event id sent again with another name or other data: the id names one event, and
+    handing that one back for other data would silently drop the new one."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event id {event_id!r} was sent before with different data; "
+                         "use a new id for a new event")
+        self.event_id = event_id

@@ -162,6 +162,10 @@ def show_json(run: model.Run, steps: list[model.Step], children: list[model.Run]
               attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> dict[str, Any]:
     doc = run_json(run)
     doc["steps"] = [step_json(s) for s in steps]
+    from sylphrun.events import open_event_waits
+
+    doc["waiting_for"] = [{**w, "timeout_at": iso(w["timeout_at"])}
+                          for w in open_event_waits(steps)]
     doc["child_runs"] = [
         {"run_id": c.id, "task_id": c.task_id, "status": c.status, "error": c.error} for c in children
     ]
@@ -261,6 +265,11 @@ def _show_head(run: model.Run, steps: list[model.Step], now: float) -> list[Any]
     wake = wake_text(run, steps, now)
     if wake:
         parts.append(Text(wake, style="blue"))
+    if run.status not in model.TERMINAL_STATES:
+        from sylphrun.events import open_event_waits, waiting_for_text
+
+        parts += [Text(safe(waiting_for_text(w, now)), style="blue")
+                  for w in open_event_waits(steps)]
     return parts
 
 

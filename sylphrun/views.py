@@ -35,7 +35,9 @@ def task_rows(tasks: Mapping[str, model.TaskRecord], project_dir: Path) -> list[
                      "registered_by": t.registered_by or None,
                      # The workers serve the code they imported, not what is on disk now.
                      "source_changed": t.registered_at is not None
-                     and file_fingerprint(t.source_file) != t.fingerprint})
+                     and file_fingerprint(t.source_file) != t.fingerprint,
+                     # Issue 14, only on tasks that have them: the events a task acts on.
+                     **{k: opts[k] for k in ("on_event", "cancel_on") if opts.get(k)}})
     return rows
 
 

@@ -58,7 +58,7 @@ def step(eng, run_id: str, key: str) -> model.Step:
 
 def test_discovers_the_copied_examples(eng, project):
     assert set(eng.tasks) == {"process-order", "process-item", "batch-process", "batch-report",
-                              "order-saga", "order-saga-registered"}
+                              "order-saga", "order-saga-registered", "order-approval"}
     assert all(Path(t.source_file).is_relative_to(project.root) for t in eng.tasks.values())
 
 

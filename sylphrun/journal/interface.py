@@ -44,7 +44,7 @@ from typing import Protocol, runtime_checkable
 
 from sylphrun import model
 from sylphrun.journal.interface_reads import JournalReader
-from sylphrun.journal.types import Claim, Created, RunSpec, TaskTerms
+from sylphrun.journal.types import Claim, Created, RunSpec, SentEvent, TakenEvent, TaskTerms
 
 
 @runtime_checkable
@@ -98,7 +98,8 @@ class Journal(JournalReader, Protocol):
     ) -> None:
         """Fenced. Park a run on `children` and/or until `wake_at`, freeing its lease. Waits
         are taken only on children still unfinished, atomically with the finishing child's
-        wake-up, so no wake-up is lost; all finished already: ready at `now`. Steps
+        wake-up, so no wake-up is lost; all finished already: ready at `now`. An open
+        event wait (`take_event`) whose event was sent meanwhile: ready at `now`. Steps
         'running' go 'waiting' with the run (resuming them is not a new attempt)."""
         ...
 
@@ -295,6 +296,33 @@ class Journal(JournalReader, Protocol):
         """A sleeping run, or one waiting for a retry, becomes ready at `now` (its sleeps
         end and its retrying steps are due at `now`), with an INFO log line saying so;
         returns what was woken. `InvalidState` when there is nothing to wake."""
+        ...
+
+    # -- user events (issue 14: send_event, wait_for_event, on_event, cancel_on) ----------
+
+    def send_event(self, *, event_id: str | None, name: str, data: str,
+                   derived_id: bool = False, sent_by: str | None = None,
+                   now: float) -> SentEvent:
+        """Record the event `name` with `data` (a JSON object as text) and act on it, in
+        ONE transaction: every run with an open wait it matches becomes ready at `now`
+        (fan-out: all of them), each registered task whose `on_event` names it gets a run
+        with `data` as payload (keyed by the event: never twice), and every unfinished run
+        of a task whose `cancel_on` names it and whose payload field equals the event's is
+        cancelled as `cancel_run` does. An `event_id` sent before hands it back
+        (`created=False`, nothing done again); with another name or data
+        `EventIdConflict`, unless `derived_id`. Events are ordered by `seq`, which only
+        grows."""
+        ...
+
+    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
+                   run_attempt: int, event: str, match: dict | None,
+                   timeout_at: float | None, now: float) -> TakenEvent:
+        """Fenced, ONE transaction. The wait step `key` consumes the first event named
+        `event` whose data holds every key/value of `match`, among those sent after the
+        run was created (not after the wait began: no race) and not consumed by another
+        wait of the run; the step completes with it ("received"). Else, at or past
+        `timeout_at`, it completes "timed_out". Else it is journaled 'waiting' with its
+        wait open ("waiting"): a matching send makes the run ready."""
         ...
 
 

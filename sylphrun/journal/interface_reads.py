@@ -14,6 +14,8 @@ from typing import Protocol, runtime_checkable
 from sylphrun import model
 from sylphrun.journal.types import (
     Event,
+    EventRecord,
+    EventWait,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -219,6 +221,17 @@ class JournalReader(Protocol):
         journal (None when unknown): with `write_lock_holder`, it tells a writer that
         holds the lock while committing apart from one frozen inside a transaction.
         Compare two readings for equality only."""
+        ...
+
+    # -- user events (issue 14) --------------------------------------------------------------
+
+    def event_waits_of(self, run_id: str) -> list[EventWait]:
+        """The run's open `wait_for_event` steps: event, match, timeout time, since when."""
+        ...
+
+    def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        """Sent events, newest first (only those named `name`), with the runs each matched
+        (woke or was consumed by), triggered and cancelled."""
         ...
 
 

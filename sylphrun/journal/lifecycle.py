@@ -205,7 +205,8 @@ def suspend_run(
 
     Waits are registered only for children still unfinished, in the same transaction a
     finishing child uses to wake its waiters, so a wake-up can never be lost between
-    "the child is not done" and "the parent is parked".
+    "the child is not done" and "the parent is parked". Likewise an open event wait whose
+    event was sent meanwhile makes the run ready at once.
     """
     with conn.write() as db:
         fence.check(db, run_id, epoch)
@@ -217,6 +218,13 @@ def suspend_run(
                 (child, run_id, child),
             ).rowcount
         ready_at = now if (children and not pending) else wake_at
+        if ready_at is None or ready_at > now:
+            # Here, not after: an event sent between a wait's look and this park found the
+            # run still running; a kill -9 after the park must not strand it (issue 14).
+            from sylphrun.journal.sent_events import has_arrived_event
+
+            if has_arrived_event(db, run_id):
+                ready_at = now
         # A step whose function was waiting (a fan-in collecting children) is parked with
         # the run, not interrupted: resuming it is not a new attempt.
         db.execute(

@@ -224,10 +224,52 @@ UPDATE runs SET children_failed = MAX(children_failed - children_cancelled, 0)
 WHERE children_cancelled > 0;
 """
 
+# User events (issue 14), apart from `events`, the dashboard's change feed. `sent_events`
+# is the record of what was sent; `seq` orders it (no AUTOINCREMENT: rows are never
+# deleted). A run's `event_mark` is the highest `seq` when it was created: the events a
+# run's waits may take are those after it, so an event sent after the trigger counts even
+# if it arrived before the wait started (Inngest #1433 misses those). `event_waits` are the
+# open `wait_for_event` steps, which a sender wakes; `event_deliveries` say what each event
+# did: a wait step that consumed it (one event per wait, one wait per event in a run), a
+# run it woke (matched), triggered (`on_event`) or cancelled (`cancel_on`).
+V6_SENT_EVENTS = """
+CREATE TABLE sent_events (
+    seq      INTEGER PRIMARY KEY,
+    id       TEXT NOT NULL UNIQUE,
+    name     TEXT NOT NULL,
+    data     TEXT NOT NULL,
+    sent_at  REAL NOT NULL,
+    sent_by  TEXT
+);
+CREATE INDEX sent_events_name ON sent_events(name, seq);
+ALTER TABLE runs ADD COLUMN event_mark INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE event_waits (
+    run_id     TEXT NOT NULL,
+    step_key   TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    match      TEXT,
+    timeout_at REAL,
+    since      REAL NOT NULL,
+    PRIMARY KEY (run_id, step_key)
+) WITHOUT ROWID;
+CREATE INDEX event_waits_name ON event_waits(name);
+CREATE TABLE event_deliveries (
+    event_seq INTEGER NOT NULL,
+    run_id    TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    step_key  TEXT,
+    at        REAL NOT NULL,
+    PRIMARY KEY (event_seq, run_id, outcome)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX event_deliveries_step ON event_deliveries(run_id, step_key)
+    WHERE step_key IS NOT NULL;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
-MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED]
+MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
+                         V6_SENT_EVENTS]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,21 +13,25 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.errors import JournalError
-from sylphrun.journal import connection, lifecycle, logs, queries, store, workers
+from sylphrun.journal import connection, lifecycle, logs, queries, sent_events, store, workers
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
     Claim,
     Created,
     Event,
+    EventRecord,
+    EventWait,
     JournaledStep,
     LeaseHolder,
     LogRecord,
     OverdueRun,
     RunSpec,
     RunSummary,
+    SentEvent,
     StateChange,
     StepChange,
+    TakenEvent,
     TaskTerms,
 )
 
@@ -388,3 +392,23 @@ class SqliteJournal:
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size
+    # -- user events (issue 14) ------------------------------------------------------------
+
+    def send_event(self, *, event_id: str | None, name: str, data: str,
+                   derived_id: bool = False, sent_by: str | None = None,
+                   now: float) -> SentEvent:
+        return sent_events.send_event(self.conn, event_id=event_id, name=name, data=data,
+                                      derived_id=derived_id, sent_by=sent_by, now=now)
+
+    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
+                   run_attempt: int, event: str, match: dict | None,
+                   timeout_at: float | None, now: float) -> TakenEvent:
+        return sent_events.take_event(self.conn, run_id, epoch, key=key, name=name, seq=seq,
+                                      run_attempt=run_attempt, event=event, match=match,
+                                      timeout_at=timeout_at, now=now)
+
+    def event_waits_of(self, run_id: str) -> list[EventWait]:
+        return sent_events.event_waits_of(self.conn, run_id)
+
+    def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        return sent_events.recent_events(self.conn, name=name, limit=limit)

@@ -45,15 +45,17 @@ CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL"
 def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) -> list[tuple[str, bool]]:
     """Insert runs, honouring idempotency keys: (run id, created) for each spec, in order."""
     out: list[tuple[str, bool]] = []
+    # The events a run's waits may take are those sent after it was created (issue 14).
+    event_mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM sent_events").fetchone()[0]
     for spec in specs:
         run_id = ids.new_run_id()
         cur = db.execute(
             "INSERT INTO runs (id, task_id, status, payload, idempotency_key, parent_run_id,"
-            " parent_step_key, replay_of, created_at, updated_at, ready_at)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)"
+            " parent_step_key, replay_of, created_at, updated_at, ready_at, event_mark)"
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
-             spec.parent_step_key, spec.replay_of, now, now, now),
+             spec.parent_step_key, spec.replay_of, now, now, now, event_mark),
         )
         if cur.rowcount == 1:
             out.append((run_id, True))

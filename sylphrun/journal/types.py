@@ -63,6 +63,63 @@ class Created(NamedTuple):
     created: bool
 
 
+# -- user events (issue 14: send_event, wait_for_event, on_event, cancel_on) ------------
+
+
+class SentEvent(NamedTuple):
+    """An event as `send_event` left it: `created` False when its id had been sent before
+    (nothing new happened). `matched_runs`: runs with a waiting `wait_for_event` it
+    matched (woken); `triggered_runs`: runs of `on_event` tasks; `cancelled_runs`: runs a
+    `cancel_on` stopped, children included."""
+
+    event_id: str
+    seq: int
+    name: str
+    data: str  # JSON text
+    sent_at: float
+    created: bool
+    matched_runs: list[str]
+    triggered_runs: list[str]
+    cancelled_runs: list[str]
+
+
+class TakenEvent(NamedTuple):
+    """What a `wait_for_event` step found: `outcome` is "received" (it consumed the event
+    `event_id`, whose data is `data`), "timed_out", or "waiting" (registered, not yet).
+    `output` is the step's journaled output (JSON text)."""
+
+    outcome: str
+    event_id: str | None
+    data: str | None
+    output: str
+
+
+class EventWait(NamedTuple):
+    """An open `wait_for_event` step: what the run waits for, and until when."""
+
+    run_id: str
+    step_key: str
+    event: str
+    match: dict | None
+    timeout_at: float | None
+    since: float
+
+
+class EventRecord(NamedTuple):
+    """A sent event with what it did so far: runs whose wait consumed it or that it woke
+    (`matched_runs`), triggered and cancelled."""
+
+    event_id: str
+    seq: int
+    name: str
+    data: str  # JSON text
+    sent_at: float
+    sent_by: str | None
+    matched_runs: list[str]
+    triggered_runs: list[str]
+    cancelled_runs: list[str]
+
+
 __all__ = [
     "MAX_CRASHES",
     "NOTABLE_LEVELS",
@@ -71,6 +128,8 @@ __all__ = [
     "Claim",
     "Created",
     "Event",
+    "EventRecord",
+    "EventWait",
     "JournaledStep",
     "LeaseHolder",
     "LeaseLost",
@@ -78,7 +137,9 @@ __all__ = [
     "OverdueRun",
     "RunSpec",
     "RunSummary",
+    "SentEvent",
     "StateChange",
     "StepChange",
+    "TakenEvent",
     "TaskTerms",
 ]

@@ -37,10 +37,15 @@ class Barrier:
         # What the parked run waits for: child run ids, and wake-up times.
         self.pending_children: set[str] = set()
         self.wake_times: list[float] = []
+        # Keys of `wait_for_event` steps waiting for an event a sender wakes the run for.
+        self.pending_events: set[str] = set()
         # Tasks of this run created and not yet through their first run.
         self.starting = 0
         self._fell: asyncio.Future[None] = loop.create_future()
         self._decision_due = False
+
+    def _waits_on_something(self) -> bool:
+        return bool(self.pending_children or self.wake_times or self.pending_events)
 
     @property
     def suspending(self) -> bool:
@@ -53,7 +58,7 @@ class Barrier:
 
     def _task_started(self) -> None:
         self.starting -= 1
-        if not self.starting and (self.pending_children or self.wake_times):
+        if not self.starting and self._waits_on_something():
             self._decide_soon()
 
     def step_started(self, key: str, task: asyncio.Task | None, parent: str | None) -> None:
@@ -63,7 +68,7 @@ class Barrier:
     def step_finished(self, key: str) -> None:
         self.running.pop(key, None)
         self.parent_of.pop(key, None)
-        if self.pending_children or self.wake_times:
+        if self.pending_children or self.wake_times or self.pending_events:  # hot: inline
             self._decide_soon()
 
     async def block(self, scope_key: str | None) -> None:
@@ -87,7 +92,7 @@ class Barrier:
 
     def _decide(self) -> None:
         self._decision_due = False
-        if self._fell.done() or self.starting or not (self.pending_children or self.wake_times):
+        if self._fell.done() or self.starting or not self._waits_on_something():
             return
         if all(self._is_blocked(key) for key in self.running):
             self._fell.set_exception(Suspend())

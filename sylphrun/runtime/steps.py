@@ -83,6 +83,23 @@ class Steps:
         key = ex.next_key(name)
         await durable_sleep(ex, key, name, float(seconds))
 
+    async def wait_for_event(self, name: str, event: str, *, match: dict | None = None,
+                             timeout: float | None = None) -> dict | None:
+        """Suspend until an event named `event` whose data holds every key/value of
+        `match` arrives (sent after the run was triggered: before this wait began counts
+        too), and return its data; None once `timeout` seconds passed first. Journaled: a
+        retry or replay returns the same data. See `runtime.event_waits`."""
+        from sylphrun.runtime.event_waits import wait_for_event
+
+        return await wait_for_event(self._ex, name, event, match, timeout)
+
+    async def sleep_until(self, name: str, when: Any) -> None:
+        """A durable sleep until `when`: a timezone-aware datetime or a Unix timestamp."""
+        from sylphrun.runtime.event_waits import sleep_until_seconds
+
+        seconds = sleep_until_seconds(self._ex, name, when)
+        await durable_sleep(self._ex, self._ex.next_key(name), name, seconds)
+
     @property
     def idempotency_key(self) -> str:
         """A stable string for the current step, the same on every attempt and replay:
@@ -115,6 +132,15 @@ class SyncSteps:
         key = ex.next_key(name)
         coro = durable_sleep(ex, key, name, float(seconds))
         return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
+
+    def wait_for_event(self, name: str, event: str, *, match: dict | None = None,
+                       timeout: float | None = None) -> dict | None:
+        coro = self._steps.wait_for_event(name, event, match=match, timeout=timeout)
+        return asyncio.run_coroutine_threadsafe(coro, self._steps._ex.loop).result()
+
+    def sleep_until(self, name: str, when: Any) -> None:
+        coro = self._steps.sleep_until(name, when)
+        return asyncio.run_coroutine_threadsafe(coro, self._steps._ex.loop).result()
 
     @property
     def idempotency_key(self) -> str:

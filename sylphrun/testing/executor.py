@@ -21,8 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from sylphrun.journal import store
-from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE
+from sylphrun.journal.types import UNKNOWN_TASK_GRACE, TaskTerms
 from sylphrun.runtime.crash_points import WorkerDied
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.run import execute
@@ -124,7 +123,7 @@ class InProcessExecutor:
         now = self.clock.now()
         if not self.journal.has_ready_work(now):
             return False, False
-        known = {t.id: store.TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+        known = {t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
                  for t in self.tasks.values()}
         claimed = failed = False
         while len(active) < SLOTS:

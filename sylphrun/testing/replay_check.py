@@ -32,7 +32,7 @@ from typing import Any
 from sylphrun import codec, model
 from sylphrun.define import Task
 from sylphrun.journal import LeaseLost
-from sylphrun.journal.lifecycle import Claim
+from sylphrun.journal.types import Claim
 from sylphrun.runtime.context import Context
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.scope import Scope, current_scope
