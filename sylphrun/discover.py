@@ -44,11 +44,18 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
         TaskRecord(
             t.id,
             {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
-             "async": t.is_async},
+             "async": t.is_async, **_schedule_option(t)},
             t.source_file, t.source_line, t.source_fingerprint(),
         )
         for t in tasks.values()
     ]
+
+
+def _schedule_option(t: Task) -> dict:
+    """`schedule` in the registry, only for a scheduled task: the supervisors fire ticks
+    and `sylphrun schedules` lists them from there, without importing the code."""
+    schedule = getattr(t, "schedule", None)
+    return {} if schedule is None else {"schedule": schedule.to_json()}
 
 
 def register_tasks(conn: Connection, config: Config, tasks: dict[str, Task], *, by: str) -> None:

@@ -19,6 +19,7 @@ from sylphrun.journal.types import (
     LogRecord,
     OverdueRun,
     RunSummary,
+    ScheduleState,
     StateChange,
     StepChange,
 )
@@ -204,6 +205,13 @@ class JournalReader(Protocol):
     def change_token(self) -> int:
         """A cheap "anything new?": a value that changes when another handle commits.
         Compare two readings for equality only; no order is promised."""
+        ...
+
+    # -- schedules (issue 15) ---------------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule's state, by task id (a task never seen by a supervisor, nor
+        paused, has none), with its last run's status read in the same snapshot."""
         ...
 
 

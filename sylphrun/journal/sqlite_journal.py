@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.errors import JournalError
-from sylphrun.journal import lifecycle, logs, queries, store, workers
+from sylphrun.journal import lifecycle, logs, queries, schedules, store, workers
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
@@ -26,6 +26,8 @@ from sylphrun.journal.types import (
     OverdueRun,
     RunSpec,
     RunSummary,
+    ScheduleState,
+    ScheduleTick,
     StateChange,
     StepChange,
     TaskTerms,
@@ -362,3 +364,20 @@ class SqliteJournal:
 
     def change_token(self) -> int:
         return self.conn.data_version()
+
+    # -- schedules (issue 15) ----------------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return schedules.schedule_states(self.conn)
+
+    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
+        return schedules.start_schedule(self.conn, task_id, settled_through=settled_through,
+                                        now=now)
+
+    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
+                      settled_through: float, now: float) -> list[Created]:
+        return schedules.fire_schedule(self.conn, task_id, ticks,
+                                       settled_through=settled_through, now=now)
+
+    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
+        return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)
