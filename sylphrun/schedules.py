@@ -117,11 +117,11 @@ def due_slots(schedule: Schedule, settled_through: float, now: float) -> Due:
 
 
 def slot_iso(slot: float) -> str:
-    """A slot as ISO 8601 in UTC (`2026-11-29T03:00:00+00:00`): the payload's
-    `scheduled_at` and the end of the idempotency key. UTC, not the schedule's zone: a
-    local time repeats when the clocks go back, a UTC one never does."""
+    """A slot as ISO 8601 in UTC (`2026-11-29T03:00:00Z`, the `Z` of sylphrun's other JSON
+    times): the payload's `scheduled_at` and the end of the idempotency key. UTC, not the
+    schedule's zone: a local time repeats when the clocks go back, a UTC one never does."""
     spec = "seconds" if slot == int(slot) else "milliseconds"
-    return datetime.fromtimestamp(slot, UTC).isoformat(timespec=spec)
+    return datetime.fromtimestamp(slot, UTC).isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 def slot_key(task_id: str, slot: float) -> str:

@@ -22,6 +22,7 @@ from sylphrun.cli.common import app
 from sylphrun.cli import running  # noqa: F401, E402
 from sylphrun.cli import inspecting  # noqa: F401, E402
 from sylphrun.cli import acting  # noqa: F401, E402
+from sylphrun.cli import schedules  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "main"]
