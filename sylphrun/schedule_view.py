@@ -24,7 +24,7 @@ def scheduled(tasks: Mapping[str, model.TaskRecord]) -> dict[str, Schedule]:
 
 def schedule_rows(tasks: Mapping[str, model.TaskRecord],
                   states: Mapping[str, ScheduleState], now: float) -> list[dict[str, Any]]:
-    """`schedules --json`: task, schedule, next fire time (null while paused), last run."""
+    """`schedules --json`: task, expression, next fire time (null while paused), last run."""
     rows = []
     for task_id, schedule in scheduled(tasks).items():
         state = states.get(task_id)
@@ -33,7 +33,7 @@ def schedule_rows(tasks: Mapping[str, model.TaskRecord],
         upcoming = None if paused else schedule.next_slot(after)
         rows.append({
             "task": task_id,
-            "schedule": schedule.expression,
+            "expression": schedule.expression,
             "tz": schedule.tz,
             "catchup": schedule.catchup,
             "paused": paused,
@@ -56,7 +56,7 @@ def schedules_table(rows: list[dict[str, Any]]):
     for col in ("TASK", "SCHEDULE", "NEXT", "LAST RUN", "STATUS"):
         table.add_column(col)
     for r in rows:
-        what = Schedule(r["schedule"], r["tz"], r["catchup"]).describe()
+        what = Schedule(r["expression"], r["tz"], r["catchup"]).describe()
         if r["catchup"] != "latest":
             what += f", catchup={r['catchup']}"
         last = f"{_short(r['last_scheduled_at'])} {r['last_run_id']}" if r["last_run_id"] else "-"

@@ -49,9 +49,12 @@ class ScheduleTicker:
         try:
             self.next_check = self.check(now)
         except JournalError as exc:
-            # A full or failing disk: say so, and try again at the next check; the
-            # supervisor must not die of it (its workers would go with it).
+            # A full or failing disk: say so, and try again at the next check.
             log.warning("checking the schedules failed: %s", exc)
+            self.next_check = now + CHECK_EVERY
+        except Exception:  # noqa: BLE001 - the supervisor must not die of a schedule
+            # (its workers would go with it): whatever went wrong is logged, retried later.
+            log.exception("checking the schedules failed")
             self.next_check = now + CHECK_EVERY
 
     def check(self, now: float) -> float:

@@ -126,3 +126,26 @@ def test_a_scheduled_task_keeps_its_schedule():
 
     assert report.schedule == Schedule("0 3 * * *", "Europe/Paris", "none")
     clear_registry()
+
+
+def test_the_listing_rows_say_next_fire_last_run_and_paused():
+    from sylphrun import model
+    from sylphrun.journal.types import ScheduleState
+    from sylphrun.schedule_view import schedule_rows
+
+    def record(task_id, options):
+        return model.TaskRecord(task_id, options, "tasks/a.py", 1, "f")
+
+    tasks = {"plain": record("plain", {}),
+             "ten": record("ten", {"schedule": Schedule(10).to_json()}),
+             "held": record("held", {"schedule": Schedule(60, catchup="none").to_json()})}
+    states = {"ten": ScheduleState("ten", 1000, 1000, "run_1", "completed", False, 1000),
+              "held": ScheduleState("held", 960, None, None, None, True, 990)}
+    rows = schedule_rows(tasks, states, now=1003)
+    assert [r["task"] for r in rows] == ["held", "ten"]
+    held, ten = rows
+    assert (held["paused"], held["next_fire_at"], held["last_run_id"]) == (True, None, None)
+    assert held["catchup"] == "none" and held["expression"] == 60
+    assert ten["next_fire_at"] == "1970-01-01T00:16:50.000Z"
+    assert (ten["last_scheduled_at"], ten["last_run_id"], ten["last_run_status"]) == (
+        "1970-01-01T00:16:40.000Z", "run_1", "completed")

@@ -155,7 +155,7 @@ def schedule_cells(row: dict[str, Any]) -> tuple[Text, Text, Text, Text, Text]:
     """One row's cells; user text (task ids, expressions) as `Text`, never markup."""
     from sylphrun.schedules import Schedule
 
-    what = Schedule(row["schedule"], row["tz"], row["catchup"]).describe()
+    what = Schedule(row["expression"], row["tz"], row["catchup"]).describe()
     if row["catchup"] != "latest":
         what += f", catchup={row['catchup']}"
     upcoming = Text("paused", style="yellow") if row["paused"] else \
