@@ -42,6 +42,14 @@ def test_two_workers_fire_each_slot_once(project, background):
     assert '"scheduled_at"' in runs.stdout
 
 
+def test_dev_and_a_worker_on_one_journal_fire_each_slot_once(project, background):
+    project.write_tasks(TASKS)
+    background("dev", "--no-tui", "--workers", "1")
+    background("worker", "--workers", "1")
+    wait_until(lambda: fired(project, "tick", 5), timeout=60, message="five slots")
+    assert set(slot_counts(project, "tick").values()) == {1}
+
+
 def test_a_restart_after_downtime_catches_up_by_the_policy(project, background):
     project.write_tasks(TASKS)
     first = background("worker", "--workers", "1")
