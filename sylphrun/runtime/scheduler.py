@@ -9,14 +9,16 @@ supervisors checking at once, or one killed between deciding and writing, can ne
 two runs of one slot. The cost is one small read per supervisor per check.
 
 A check reads the registry (the tasks as the workers registered them, with their
-schedules) and the schedules' state, at most once a second, and at the next slot's time
-exactly: the supervisor's loop turns every 0.1 s, and `tick` returns at once until then,
-so nothing polls the journal faster and a tick is late by at most one turn of the loop.
+schedules) and the schedules' state, at most once a second, and at the next slot's time:
+the supervisor's loop (which turns every 0.1 s to watch its workers anyway) waits no
+longer than until then (`wait_bound`), and `tick` returns at once before it, so nothing
+polls the journal faster and a tick is written within milliseconds of its slot.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 from sylphrun import codec
 from sylphrun.errors import JournalError
@@ -56,6 +58,11 @@ class ScheduleTicker:
             # (its workers would go with it): whatever went wrong is logged, retried later.
             log.exception("checking the schedules failed")
             self.next_check = now + CHECK_EVERY
+
+    def wait_bound(self, timeout: float) -> float:
+        """How long the supervisor's loop may wait: `timeout`, or less when a check (a
+        slot) comes sooner, so a tick fires at its slot, not up to a loop turn after it."""
+        return max(0.0, min(timeout, self.next_check - time.time()))
 
     def check(self, now: float) -> float:
         """Fire what is due at `now`; returns when to check next."""

@@ -177,6 +177,7 @@ class Supervisor:
     def poll(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for a worker to die, then handle deaths and timeouts."""
         sentinels = self.table.sentinels()
+        timeout = self.schedules.wait_bound(timeout)  # wake at a schedule's slot, not after
         if sentinels:
             wait_sentinels(sentinels, timeout)
         else:
