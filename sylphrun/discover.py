@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sylphrun.config import Config
 from sylphrun.define import Task, clear_registry, registered_tasks
-from sylphrun.errors import DiscoveryError
+from sylphrun.errors import DiscoveryError, SylphrunError
 from sylphrun.model import TaskRecord
 
 if TYPE_CHECKING:
@@ -158,6 +158,10 @@ def _import_error(module_name: str, path: Path | None, exc: BaseException) -> Di
         where = f"{last.filename}:{last.lineno}" if last else str(path or module_name)
         what = f"{type(exc).__name__}: {exc}"
     err = DiscoveryError(f"cannot import task module {module_name} ({where}): {what}")
+    if isinstance(exc, SylphrunError):
+        # A definition sylphrun refused (a bad schedule): its one line names the task and
+        # the fix, and `where` the line; `dev` would print the frames above it as noise.
+        return err
     err.user_traceback = "".join(  # type: ignore[attr-defined]
         traceback.format_list(user) + traceback.format_exception_only(type(exc), exc)
     )
