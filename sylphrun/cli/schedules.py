@@ -39,6 +39,7 @@ TaskArg = Annotated[str, typer.Argument(help="A scheduled task's id.")]
 def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
     """List the scheduled tasks: schedule, next fire time, last run and its status."""
     if ctx.invoked_subcommand is not None:
+        ctx.obj = project  # `schedules --project DIR pause TASK` means that project too
         return
     from sylphrun import actions
     from sylphrun.journal import SqliteJournal
@@ -65,16 +66,16 @@ def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt 
 
 @schedules_app.command()
 @_errors
-def pause(task: TaskArg, project: ProjectOpt = None) -> None:
+def pause(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None) -> None:
     """Stop firing a task's schedule until `resume` (kept in the journal)."""
-    _set_paused(task, True, project)
+    _set_paused(task, True, project or ctx.obj)
 
 
 @schedules_app.command()
 @_errors
-def resume(task: TaskArg, project: ProjectOpt = None) -> None:
+def resume(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None) -> None:
     """Fire a paused schedule again, from its next slot (the paused ones are skipped)."""
-    _set_paused(task, False, project)
+    _set_paused(task, False, project or ctx.obj)
 
 
 def _set_paused(task_id: str, paused: bool, project) -> None:
