@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sylphrun.errors import DiscoveryError
+from sylphrun.errors import DiscoveryError, ScheduleError
+from sylphrun.schedules import Schedule, parse_schedule
 
 if TYPE_CHECKING:
     from sylphrun.model import RunResult
@@ -75,6 +76,9 @@ class Task:
         timeout: float | None = None,
         on_event: str | Iterable[str] | None = None,
         cancel_on: Iterable[Any] | None = None,
+        schedule: str | float | None = None,
+        tz: str | None = None,
+        catchup: str = "latest",
     ) -> None:
         if not isinstance(id, str) or not id.strip():
             raise ValueError("task id must be a non-empty string")
@@ -90,6 +94,7 @@ class Task:
         self.concurrency = concurrency
         self.timeout = timeout
         self.on_event, self.cancel_on = _event_options(id, on_event, cancel_on)
+        self.schedule = _schedule_of(id, schedule, tz, catchup)
         self.is_async = inspect.iscoroutinefunction(run)
         self.source_file, self.source_line = _source_of(run)
         self._fingerprint: str | None = None
@@ -144,6 +149,16 @@ def _fingerprint(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
+def _schedule_of(id: str, schedule: Any, tz: Any, catchup: Any) -> Schedule | None:
+    """The task's schedule, checked now: a bad expression or zone fails at decoration
+    (one line, `ScheduleError`), not at the first tick."""
+    if schedule is None:
+        if tz is not None or catchup != "latest":
+            raise ScheduleError(f"task {id!r}: tz= and catchup= need a schedule=")
+        return None
+    return parse_schedule(id, schedule, tz, catchup)
+
+
 def _source_of(fn: Callable[..., Any]) -> tuple[str, int]:
     code = getattr(fn, "__code__", None)
     if code is None:
@@ -163,8 +178,16 @@ def task(
     timeout: float | None = None,
     on_event: str | Iterable[str] | None = None,
     cancel_on: Iterable[Any] | None = None,
+    schedule: str | float | None = None,
+    tz: str | None = None,
+    catchup: str = "latest",
 ) -> Any:
     """Define a task, as a decorator or with `run=`.
+
+    `schedule="*/5 * * * *"` (5-field cron, UTC unless `tz="Europe/Paris"`) or
+    `schedule=10` (seconds) runs it by itself, once per slot, with payload
+    `{"scheduled_at": "<ISO time of the slot>"}`; `catchup` says what happens to slots
+    missed while no worker ran: "latest" (one run, the default), "all" or "none".
 
     >>> @task(id="hello")
     ... async def hello(payload, ctx):
@@ -173,7 +196,8 @@ def task(
 
     def register(fn: Callable[..., Any]) -> Task:
         t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout,
-                 on_event=on_event, cancel_on=cancel_on)
+                 on_event=on_event, cancel_on=cancel_on, schedule=schedule, tz=tz,
+                 catchup=catchup)
         existing = _registry.get(id)
         # The same definition imported again (a re-import in one process) replaces itself;
         # two different places claiming one id is the user's mistake to fix.

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from sylphrun.config import Config
 from sylphrun.define import Task, clear_registry, registered_tasks
-from sylphrun.errors import DiscoveryError
+from sylphrun.errors import DiscoveryError, SylphrunError
 from sylphrun.model import TaskRecord
 
 if TYPE_CHECKING:
@@ -44,7 +44,7 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
         TaskRecord(
             t.id,
             {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
-             "async": t.is_async, **_event_options(t)},
+             "async": t.is_async, **_event_options(t), **_schedule_option(t)},
             t.source_file, t.source_line, t.source_fingerprint(),
         )
         for t in tasks.values()
@@ -59,6 +59,13 @@ def _event_options(t: Task) -> dict:
     if getattr(t, "cancel_on", None):
         options["cancel_on"] = [rule.to_json() for rule in t.cancel_on]
     return options
+
+
+def _schedule_option(t: Task) -> dict:
+    """`schedule` in the registry, only for a scheduled task: the supervisors fire ticks
+    and `sylphrun schedules` lists them from there, without importing the code."""
+    schedule = getattr(t, "schedule", None)
+    return {} if schedule is None else {"schedule": schedule.to_json()}
 
 
 def register_tasks(journal: Journal, config: Config, tasks: dict[str, Task], *, by: str) -> None:
@@ -159,6 +166,10 @@ def _import_error(module_name: str, path: Path | None, exc: BaseException) -> Di
         where = f"{last.filename}:{last.lineno}" if last else str(path or module_name)
         what = f"{type(exc).__name__}: {exc}"
     err = DiscoveryError(f"cannot import task module {module_name} ({where}): {what}")
+    if isinstance(exc, SylphrunError):
+        # A definition sylphrun refused (a bad schedule): its one line names the task and
+        # the fix, and `where` the line; `dev` would print the frames above it as noise.
+        return err
     err.user_traceback = "".join(  # type: ignore[attr-defined]
         traceback.format_list(user) + traceback.format_exception_only(type(exc), exc)
     )

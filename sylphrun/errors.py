@@ -52,6 +52,12 @@ class ReplayFromCompensation(InvalidState):
     there is no state of the run "before" it that a replay could build on."""
 
 
+class ScheduleError(SylphrunError, ValueError):
+    """A task's `schedule=`, `tz=` or `catchup=` that cannot be used (a bad cron expression,
+    an unknown time zone), raised at decoration; `sylphrun schedules pause` of a task that
+    has no schedule."""
+
+
 class JournalError(SylphrunError):
     """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
 

@@ -12,6 +12,7 @@ demand from the CLI or the dashboard:
 | `batch-report`          | fan-in tolerating failures      | `{"fail_items": [2]}`                  |
 | `order-saga`            | saga with try/except undo       | `{"fail_at": "create-shipment"}`       |
 | `order-saga-registered` | saga with `compensate=`         | `{"fail_at": "create-shipment"}`       |
+| `nightly-report`        | a schedule (03:00 Europe/Paris) | `{"scheduled_at": "2026-11-29T02:00:00Z"}` |
 
     sylphrun trigger order-saga --payload '{"fail_at": "create-shipment"}' --wait
 

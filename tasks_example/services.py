@@ -191,3 +191,28 @@ def process_item(item_id: Any, fail: bool = False) -> dict[str, Any]:
 def store_batch_result(batch_id: str, stats: dict[str, Any]) -> dict[str, Any]:
     _effect(f"store {batch_id} {stats['successful']}/{stats['total']}", latency=0.01)
     return {"batch_id": batch_id, **stats}
+
+
+# -- reports ---------------------------------------------------------------------------------
+
+
+def report_day(scheduled_at: str | None) -> str:
+    """The day a nightly report covers: the one before its slot (`scheduled_at`, ISO), or
+    before today for a run triggered by hand. Reads the clock, so call it inside a step."""
+    from datetime import UTC, datetime, timedelta
+
+    at = datetime.fromisoformat(scheduled_at) if scheduled_at else datetime.now(UTC)
+    return (at - timedelta(days=1)).date().isoformat()
+
+
+def daily_sales(day: str) -> dict[str, Any]:
+    """The day's totals from the (simulated) orders database: the same day, the same totals."""
+    seed = int(_id("d", day)[2:], 16)
+    _effect(f"query sales {day}", latency=0.02)
+    return {"day": day, "orders": 40 + seed % 60, "revenue_cents": 150_000 + seed % 90_000}
+
+
+def send_report(to: str, totals: dict[str, Any]) -> dict[str, Any]:
+    report_id = _id("rpt", to, totals["day"])
+    _effect(f"report {to} {report_id}", latency=0.01)
+    return {"id": report_id, "to": to}

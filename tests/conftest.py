@@ -326,3 +326,30 @@ def claim(conn: Connection, worker: str = "w1", *, tasks=("t",), limit: int = 10
                                        known_tasks=known, now=now)
     assert unknown == []
     return claims
+
+
+# -- schedules (issue 15) ----------------------------------------------------------------
+
+
+def slot_counts(project: Project, task_id: str) -> dict[str, int]:
+    """How many runs the journal holds for each slot (`scheduled_at`) of a scheduled task."""
+    from collections import Counter
+
+    from sylphrun.journal import open_journal
+
+    path = project.config().journal
+    if not Path(path).exists():
+        return {}
+    journal = open_journal(path, create=False)
+    try:
+        runs = journal.list_runs(task_id=task_id, limit=1_000_000)
+    finally:
+        journal.close()
+    return dict(Counter(r.payload["scheduled_at"] for r in runs))
+
+
+def slot_seconds(counts: dict[str, int]) -> list[int]:
+    """The slots of `slot_counts` as whole seconds since the epoch, sorted."""
+    from datetime import datetime
+
+    return sorted(int(datetime.fromisoformat(s).timestamp()) for s in counts)

@@ -58,7 +58,8 @@ def step(eng, run_id: str, key: str) -> model.Step:
 
 def test_discovers_the_copied_examples(eng, project):
     assert set(eng.tasks) == {"process-order", "process-item", "batch-process", "batch-report",
-                              "order-saga", "order-saga-registered", "order-approval"}
+                              "order-saga", "order-saga-registered", "order-approval",
+                              "nightly-report"}
     assert all(Path(t.source_file).is_relative_to(project.root) for t in eng.tasks.values())
 
 
@@ -325,3 +326,15 @@ def test_undo_steps_in_gathered_helpers_are_compensation(probe_engine):
     assert result.status == model.FAILED
     kinds = {s.key: s.kind for s in probe_engine.steps(result.run_id)}
     assert kinds["release-inventory"] == kinds["notify-ops"] == model.COMPENSATION
+
+
+# -- a schedule --------------------------------------------------------------------------------
+
+
+def test_nightly_report_covers_the_day_before_its_slot(eng, project):
+    assert eng.tasks["nightly-report"].schedule.describe() == "0 3 * * * (Europe/Paris)"
+    result = eng.run("nightly-report", {"scheduled_at": "2026-11-29T02:00:00Z"})
+    assert result.ok, result.error
+    assert result.output["day"] == "2026-11-28" and result.output["orders"] >= 40
+    assert keys(eng, result.run_id) == ["pick-day", "gather", "send"]
+    assert ledger(project) == ["query", "report"]

@@ -61,6 +61,7 @@ class DashboardApp(RunCommands, App[None]):
         # search box and the payload editor would otherwise take it as "copy".
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
+        Binding("S", "schedules", "Schedules", show=False),
     ]
 
     def __init__(
@@ -283,6 +284,11 @@ class DashboardApp(RunCommands, App[None]):
         else:
             self._run_screen.open(run_id, fresh=True)
         self.push_screen("run")
+
+    def action_schedules(self) -> None:
+        from sylphrun.dashboard.screens.schedules import SchedulesScreen
+
+        self.push_screen(SchedulesScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -44,7 +44,15 @@ from typing import Protocol, runtime_checkable
 
 from sylphrun import model
 from sylphrun.journal.interface_reads import JournalReader
-from sylphrun.journal.types import Claim, Created, RunSpec, SentEvent, TakenEvent, TaskTerms
+from sylphrun.journal.types import (
+    Claim,
+    Created,
+    RunSpec,
+    ScheduleTick,
+    SentEvent,
+    TakenEvent,
+    TaskTerms,
+)
 
 
 @runtime_checkable
@@ -323,6 +331,27 @@ class Journal(JournalReader, Protocol):
         wait of the run; the step completes with it ("received"). Else, at or past
         `timeout_at`, it completes "timed_out". Else it is journaled 'waiting' with its
         wait open ("waiting"): a matching send makes the run ready."""
+    # -- schedules (issue 15) ---------------------------------------------------------------
+
+    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
+        """A schedule seen for the first time: its state starts settled through
+        `settled_through` (no catch-up of slots from before it existed). False, nothing
+        written, if the task has a schedule state already."""
+        ...
+
+    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
+                      settled_through: float, now: float) -> list[Created]:
+        """One transaction: the ticks whose slot is after the schedule's settled time are
+        enqueued (ready at `now`; a tick's idempotency key hands back the run of a slot
+        fired already, whatever its payload), and the schedule is settled through
+        `settled_through` (never moved backwards), its last slot and run updated. A paused
+        schedule fires nothing and is left as it is. Returns the runs of the ticks fired."""
+        ...
+
+    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
+        """Pause or resume a schedule (kept until changed; a task never seen gets a state
+        settled through `now`). Resuming settles through `now`: slots of the pause are
+        skipped, not caught up. Returns whether anything changed."""
         ...
 
 

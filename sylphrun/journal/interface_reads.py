@@ -21,6 +21,7 @@ from sylphrun.journal.types import (
     LogRecord,
     OverdueRun,
     RunSummary,
+    ScheduleState,
     StateChange,
     StepChange,
 )
@@ -232,6 +233,11 @@ class JournalReader(Protocol):
     def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
         """Sent events, newest first (only those named `name`), with the runs each matched
         (woke or was consumed by), triggered and cancelled."""
+    # -- schedules (issue 15) ---------------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule's state, by task id (a task never seen by a supervisor, nor
+        paused, has none), with its last run's status read in the same snapshot."""
         ...
 
 

@@ -265,11 +265,27 @@ CREATE UNIQUE INDEX event_deliveries_step ON event_deliveries(run_id, step_key)
     WHERE step_key IS NOT NULL;
 """
 
+# The state of each scheduled task (`journal/schedules.py`): every slot at or before
+# `settled_through` was fired or skipped (by the catch-up policy, or a pause), so a tick is
+# decided once however many supervisors check; `last_slot`/`last_run_id` the latest fired
+# slot and its run; `paused` set by `sylphrun schedules pause`, kept across restarts. The
+# schedule itself (expression, zone) stays in the task registry, with the code.
+V7_SCHEDULES = """
+CREATE TABLE schedules (
+    task_id          TEXT PRIMARY KEY,
+    settled_through  REAL NOT NULL,
+    last_slot        REAL,
+    last_run_id      TEXT,
+    paused           INTEGER NOT NULL DEFAULT 0,
+    updated_at       REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
 MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
-                         V6_SENT_EVENTS]
+                         V6_SENT_EVENTS, V7_SCHEDULES]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

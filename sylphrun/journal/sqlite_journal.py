@@ -13,7 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.errors import JournalError
-from sylphrun.journal import connection, lifecycle, logs, queries, sent_events, store, workers
+from sylphrun.journal import (
+    connection,
+    lifecycle,
+    logs,
+    queries,
+    schedules,
+    sent_events,
+    store,
+    workers,
+)
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
@@ -28,6 +37,8 @@ from sylphrun.journal.types import (
     OverdueRun,
     RunSpec,
     RunSummary,
+    ScheduleState,
+    ScheduleTick,
     SentEvent,
     StateChange,
     StepChange,
@@ -412,3 +423,19 @@ class SqliteJournal:
 
     def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
         return sent_events.recent_events(self.conn, name=name, limit=limit)
+    # -- schedules (issue 15) ----------------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return schedules.schedule_states(self.conn)
+
+    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
+        return schedules.start_schedule(self.conn, task_id, settled_through=settled_through,
+                                        now=now)
+
+    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
+                      settled_through: float, now: float) -> list[Created]:
+        return schedules.fire_schedule(self.conn, task_id, ticks,
+                                       settled_through=settled_through, now=now)
+
+    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
+        return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)

@@ -118,6 +118,29 @@ class EventRecord(NamedTuple):
     matched_runs: list[str]
     triggered_runs: list[str]
     cancelled_runs: list[str]
+# -- schedules ------------------------------------------------------------------------
+
+
+class ScheduleState(NamedTuple):
+    """A scheduled task's state in the journal: every slot at or before `settled_through`
+    was fired or skipped; the latest fired slot, its run and that run's status (None: none
+    fired yet, or the run is gone); whether it is paused."""
+
+    task_id: str
+    settled_through: float
+    last_slot: float | None
+    last_run_id: str | None
+    last_run_status: str | None
+    paused: bool
+    updated_at: float
+
+
+class ScheduleTick(NamedTuple):
+    """One slot of a schedule to fire: its time (seconds since the epoch) and the run to
+    create for it (keyed `schedule:<task>:<slot>`)."""
+
+    slot: float
+    run: RunSpec
 
 
 __all__ = [
@@ -138,6 +161,8 @@ __all__ = [
     "RunSpec",
     "RunSummary",
     "SentEvent",
+    "ScheduleState",
+    "ScheduleTick",
     "StateChange",
     "StepChange",
     "TakenEvent",

@@ -33,6 +33,7 @@ from sylphrun.runtime.process_table import (
     pid_alive,
     stopped,
 )
+from sylphrun.runtime.scheduler import ScheduleTicker
 from sylphrun.runtime.worker import (
     IMPORT_FAILED,
     JOURNAL_GONE,
@@ -82,6 +83,8 @@ class Supervisor:
         # `_handle_exit`.
         self._deferred: list[tuple[float, int, str | None]] = []
         self._swept_at = time.monotonic()
+        # Fires scheduled tasks' ticks from this loop (see `runtime/scheduler.py`).
+        self.schedules = ScheduleTicker(self.journal)
         # poll() runs in the supervising thread; the reload's calls come from the
         # reloader's thread: the table's lock orders them.
         self._lock = self.table.lock
@@ -175,6 +178,7 @@ class Supervisor:
     def poll(self, timeout: float = 0.2) -> None:
         """Wait up to `timeout` for a worker to die, then handle deaths and timeouts."""
         sentinels = self.table.sentinels()
+        timeout = self.schedules.wait_bound(timeout)  # wake at a schedule's slot, not after
         if sentinels:
             wait_sentinels(sentinels, timeout)
         else:
@@ -193,6 +197,8 @@ class Supervisor:
                         return
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
                     self._renew_for_busy_workers()
+        if not self.stopping and self.journal_gone is None:
+            self.schedules.tick(time.time())  # outside the lock: the reloader waits on it
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns

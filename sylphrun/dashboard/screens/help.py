@@ -19,6 +19,7 @@ KEYS = [
     ("Everywhere", [
         ("?", "this help"), ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
         ("t", "trigger a task (JSON payload editor)"),
+        ("S", "schedules: next fire time, last run; p pauses or resumes, enter opens the run"),
         ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
     ]),
     ("Runs list", [
