@@ -14,6 +14,7 @@ from typing import Protocol, runtime_checkable
 from sylphrun import model
 from sylphrun.journal.types import (
     Event,
+    Hold,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -204,6 +205,15 @@ class JournalReader(Protocol):
     def change_token(self) -> int:
         """A cheap "anything new?": a value that changes when another handle commits.
         Compare two readings for equality only; no order is promised."""
+        ...
+
+    # -- flow control (journal/flow.py) ------------------------------------------------------
+
+    def held_by(self, run_id: str, *, now: float) -> Hold | None:
+        """Why a queued run whose time has come is not starting at `now`: its key's (or
+        task's) concurrency is full, its rate window is spent (with when it frees up), or
+        it is still debouncing (with when it starts). Judged by the limits the workers
+        registered for its task. None: not held, not queued, or no such run."""
         ...
 
 

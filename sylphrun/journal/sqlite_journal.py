@@ -13,13 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.errors import JournalError
-from sylphrun.journal import lifecycle, logs, queries, store, workers
+from sylphrun.journal import flow, lifecycle, logs, queries, store, workers
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
     Claim,
     Created,
     Event,
+    Hold,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -362,3 +363,9 @@ class SqliteJournal:
 
     def change_token(self) -> int:
         return self.conn.data_version()
+
+    # -- flow control ----------------------------------------------------------------------
+
+    def held_by(self, run_id: str, *, now: float) -> Hold | None:
+        with self.conn.read() as db:
+            return flow.held_by(db, run_id, now)
