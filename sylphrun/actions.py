@@ -14,12 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec, model
 from sylphrun.errors import InvalidPayload, SylphrunError, UnknownTask
+from sylphrun.flow import FlowOptions
 from sylphrun.journal import Connection, RunSpec, queries, store
 from sylphrun.trigger import (
     MAX_PAYLOAD_BYTES,
     check_idempotency_key,
+    check_priority,
     encode_payload,
     enqueue,
+    flow_fields,
     poke_workers,
 )
 
@@ -98,15 +101,43 @@ def require_task(tasks: Mapping[str, Any], task_id: str) -> Any:
 
 def trigger_run(
     conn: Connection, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
-    *, idempotency_key: str | None = None,
+    *, idempotency_key: str | None = None, priority: int = 0, flow: FlowOptions | None = None,
 ) -> tuple[str, bool]:
     """Start a run: (run id, created). With an idempotency key already used for this task,
-    the existing run's id comes back and nothing new is created."""
-    require_task(tasks, task_id)
+    the existing run's id comes back and nothing new is created (so does a debounced
+    trigger collapsing into a pending run). `flow`: the task's flow options, when its
+    record's cannot be evaluated without its code (a callable key)."""
+    record = require_task(tasks, task_id)
     encoded = encode_payload(payload)
     check_idempotency_key(idempotency_key)
-    [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key)])
+    check_priority(priority)
+    if flow is None:
+        flow = task_flow(task_id, record)
+    [fields] = flow_fields(flow, [payload], priority)
+    [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key, **fields)])
     return run_id, created
+
+
+def task_flow(task_id: str, record: Any) -> FlowOptions:
+    """A task's flow options from its registry record (or its definition)."""
+    if isinstance(record, model.TaskRecord):
+        return FlowOptions.from_options(task_id, record.options)
+    return record.flow
+
+
+def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
+                      note: Callable[[str], None]) -> FlowOptions | None:
+    """A task whose flow-control key is a function: only its code can evaluate it, so the
+    project is imported (said on stderr); None for every other task."""
+    record = tasks.get(task_id)
+    if record is None or not task_flow(task_id, record).needs_code():
+        return None
+    from sylphrun.discover import discover
+
+    found = discover(config).get(task_id)
+    note(f"task {task_id!r} takes a flow-control key from a function; imported "
+         f"{', '.join(config.tasks)} to evaluate it")
+    return None if found is None else found.flow
 
 
 def retry_run(conn: Connection, run_id: str) -> tuple[str, int]:

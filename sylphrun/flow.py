@@ -118,6 +118,16 @@ class FlowOptions:
             deb = Debounce(d["period"], d.get("key"), d.get("max_wait"))
         return cls(task_id, conc, rate, deb)
 
+    def claim_terms(self) -> dict[str, Any]:
+        """The `TaskTerms` fields the claim enforces."""
+        out: dict[str, Any] = {}
+        if self.concurrency is not None:
+            out["key_concurrency"] = self.concurrency.limit
+        if self.rate_limit is not None:
+            out["rate_limit"] = self.rate_limit.limit
+            out["rate_period"] = float(self.rate_limit.period)
+        return out
+
     def needs_code(self) -> bool:
         keys = [o.key for o in (self.concurrency, self.rate_limit, self.debounce) if o]
         return any(isinstance(k, str) and k.startswith("fn:") for k in keys)

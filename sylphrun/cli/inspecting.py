@@ -73,8 +73,10 @@ def show(
     project: ProjectOpt = None,
 ) -> None:
     """A run with its step tree, attempts and children."""
-    from sylphrun.journal import queries
-    from sylphrun.render import dumps, show_json, show_text
+    import time
+
+    from sylphrun.journal import flow, queries
+    from sylphrun.render import dumps, hold_text, show_json, show_text
 
     config = _config(project)
     if not _journal_exists(config):
@@ -85,12 +87,14 @@ def show(
         record = queries.get_run(conn, run_id)
         parts = (record, queries.steps_of(conn, run_id), queries.children_of(conn, run_id),
                  queries.run_attempts(conn, run_id), queries.logs_of(conn, run_id))
+        now = time.time()
+        held = hold_text(flow.run_hold(conn, run_id, now), now)
     finally:
         conn.close()
     if as_json:
-        typer.echo(dumps(show_json(*parts)))
+        typer.echo(dumps({**show_json(*parts), "held_by": held}))
     else:
-        _console().print(show_text(*parts))
+        _console().print(show_text(*parts, held=held))
 
 
 @app.command()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sylphrun import codec
 
 if TYPE_CHECKING:
+    from sylphrun.journal.connection import Connection
     from sylphrun.journal.lifecycle import TaskTerms
     from sylphrun.journal.transitions import RunSpec
 
@@ -155,6 +156,12 @@ class Gate:
 
 
 # -- why a run waits --------------------------------------------------------------------
+
+
+def run_hold(conn: Connection, run_id: str, now: float) -> Hold | None:
+    """`held_by`, in a read of its own (for callers holding a `Connection`)."""
+    with conn.read() as db:
+        return held_by(db, run_id, now)
 
 
 def held_by(db: sqlite3.Connection, run_id: str, now: float) -> Hold | None:

@@ -367,5 +367,4 @@ class SqliteJournal:
     # -- flow control ----------------------------------------------------------------------
 
     def held_by(self, run_id: str, *, now: float) -> Hold | None:
-        with self.conn.read() as db:
-            return flow.held_by(db, run_id, now)
+        return flow.run_hold(self.conn, run_id, now)
