@@ -122,11 +122,16 @@ def claim_runs(
         # Candidates of keys that are full are left out by the query; two of one key in
         # the same batch are not, so a batch that skipped some asks again (with that key
         # now full) rather than return short while runs of free keys wait behind.
-        for _ in range(_CLAIM_ROUNDS):
+        for round_ in range(_CLAIM_ROUNDS):
             skipped = False
+            # With per-key limits, read further ahead each round: in a queue grouped by
+            # key most of a batch belongs to keys this claim has just filled.
+            ahead = 4 ** round_ if gate.active else 1
             candidates = _claim_candidates(db, known_tasks, quota, gate,
-                                           limit - len(claims), now)
+                                           min((limit - len(claims)) * ahead, 5_000), now)
             for run_id, task_id, crash_count, ckey, rkey, started in candidates:
+                if len(claims) >= limit:
+                    break
                 if task_id not in known_tasks:
                     unknown.append(run_id)
                     finish(db, run_id, model.FAILED, None,
