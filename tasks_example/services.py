@@ -191,3 +191,20 @@ def process_item(item_id: Any, fail: bool = False) -> dict[str, Any]:
 def store_batch_result(batch_id: str, stats: dict[str, Any]) -> dict[str, Any]:
     _effect(f"store {batch_id} {stats['successful']}/{stats['total']}", latency=0.01)
     return {"batch_id": batch_id, **stats}
+
+
+# -- customers (flow control: one sync per customer at a time) ------------------------------
+
+
+def pull_customer(customer_id: str, fields: list[str]) -> dict[str, Any]:
+    """Read a customer from the source system."""
+    record_id = _id("pull", customer_id, *fields)
+    _effect(f"pull-start {customer_id}", latency=0.0)
+    _effect(f"pull-end {customer_id}", latency=0.1)
+    return {"id": record_id, "customer_id": customer_id, "fields": fields}
+
+
+def push_customer(customer_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Write it to the CRM, which must never see two writes of one customer at once."""
+    _effect(f"push {customer_id}")
+    return {"id": _id("push", customer_id, record["id"])}
