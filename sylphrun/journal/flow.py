@@ -86,6 +86,14 @@ def debounce_into(db: sqlite3.Connection, spec: RunSpec, now: float) -> str | No
     return row[0]
 
 
+def copy_flow_keys(db: sqlite3.Connection, from_run: str, to_run: str) -> None:
+    """A replay runs under its original's priority and keys (the same payload gives the
+    same keys): a replay must not slip past its key's limits."""
+    db.execute("UPDATE runs SET (priority, concurrency_key, rate_key) = (SELECT priority,"
+               " concurrency_key, rate_key FROM runs WHERE id = ?) WHERE id = ?",
+               (from_run, to_run))
+
+
 # -- claim time -------------------------------------------------------------------------
 
 

@@ -87,6 +87,19 @@ def test_an_expired_lease_holds_no_slot(journal):
     assert [c.run_id for c in later] == [b]
 
 
+def test_a_replay_keeps_the_priority_and_keys_of_its_original(journal):
+    [a] = enqueue(journal, RunSpec("k", "{}", priority=3, concurrency_key="a"), now=1)
+    [c] = claim(journal, now=10, known=keyed(1))
+    finish(journal, c, now=11)
+    [holder] = enqueue(journal, RunSpec("k", "{}", concurrency_key="a"), now=12)
+    assert [x.run_id for x in claim(journal, now=13, known=keyed(1))] == [holder]
+    replay = journal.replay_run(a, from_step=None, now=14)
+    assert claim(journal, now=15, known=keyed(1)) == []  # key "a" is full
+    low = enqueue(journal, RunSpec("k", "{}", concurrency_key="b"), now=15)
+    [c2] = claim(journal, limit=1, now=16, known={"k": TaskTerms()})
+    assert c2.run_id == replay and low  # priority 3 first, once limits allow
+
+
 # -- rate limits ------------------------------------------------------------------------
 
 
