@@ -23,6 +23,7 @@ from sylphrun.trigger import (
     encode_payload,
     enqueue,
     flow_fields,
+    flow_of,
     poke_workers,
 )
 
@@ -112,17 +113,20 @@ def trigger_run(
     check_idempotency_key(idempotency_key)
     check_priority(priority)
     if flow is None:
-        flow = task_flow(task_id, record)
+        flow = task_flow(conn, task_id, record)
     [fields] = flow_fields(flow, [payload], priority)
     [(run_id, created)] = enqueue(conn, [RunSpec(task_id, encoded, idempotency_key, **fields)])
     return run_id, created
 
 
-def task_flow(task_id: str, record: Any) -> FlowOptions:
-    """A task's flow options from its registry record (or its definition)."""
+def task_flow(conn: Connection | None, task_id: str, record: Any) -> FlowOptions | None:
+    """A task's flow options: from its registry record, its definition, or (a caller that
+    knows only its id) wherever `trigger.flow_of` finds them."""
     if isinstance(record, model.TaskRecord):
         return FlowOptions.from_options(task_id, record.options)
-    return record.flow
+    if isinstance(getattr(record, "flow", None), FlowOptions):
+        return record.flow
+    return flow_of(task_id, conn)
 
 
 def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
@@ -130,7 +134,8 @@ def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
     """A task whose flow-control key is a function: only its code can evaluate it, so the
     project is imported (said on stderr); None for every other task."""
     record = tasks.get(task_id)
-    if record is None or not task_flow(task_id, record).needs_code():
+    options = None if record is None else task_flow(None, task_id, record)
+    if options is None or not options.needs_code():
         return None
     from sylphrun.discover import discover
 

@@ -156,7 +156,9 @@ class FlowOptions:
         else:
             assert isinstance(key, str)
             if key.startswith("fn:"):
-                raise RuntimeError(f"task {self.task_id!r}: a callable key needs the task's code")
+                raise InvalidPayload(
+                    f"task {self.task_id!r} takes its {option} key from a function, which "
+                    "only its code can call: trigger it with `sylphrun trigger` or from code")
             value = payload.get(key)
             where = f"the payload has no {key!r}"
         if value is None:
