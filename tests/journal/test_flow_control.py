@@ -123,6 +123,13 @@ def test_a_rate_limit_caps_starts_per_window_per_key_and_drops_none(journal):
     assert [c.run_id for c in claim(journal, now=131, known=rated(2, 60))] == [x[4]]
 
 
+def test_a_spent_rate_window_does_not_starve_the_keys_behind_it(journal):
+    x = enqueue(journal, *[RunSpec("r", "{}", rate_key="x") for _ in range(50)], now=1)
+    [y] = enqueue(journal, RunSpec("r", "{}", rate_key="y"), now=2)
+    got = claim(journal, limit=10, now=10, known=rated(1, 60))
+    assert sorted(c.run_id for c in got) == sorted([x[0], y])
+
+
 def test_a_resumed_run_is_not_a_new_start(journal):
     [a, b] = enqueue(journal, *[RunSpec("r", "{}", rate_key="")] * 2, now=1)
     [c] = claim(journal, limit=1, now=10, known=rated(1, 60))
