@@ -105,6 +105,10 @@ def test_cli_priority_held_by_and_a_missing_key(project, engine_factory, tmp_pat
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1, bad.stderr
     assert "per-user" in bad.stderr and "'user_id'" in bad.stderr
     assert "--priority" in project.cli("trigger", "--help").stdout
+    listed = {t["id"]: t for t in json.loads(project.cli("tasks", "--json").stdout)}
+    assert listed["per-user"]["flow"] == {"concurrency_per_key": {"limit": 2, "key": "user_id"}}
+    assert listed["rated"]["flow"]["rate_limit"] == {"limit": 2, "period": 1.0, "key": None}
+    assert "2 per user_id" in project.cli("tasks").stdout
     bad = project.cli("trigger", "rated", "--priority", "high")
     assert bad.returncode == 2
 
