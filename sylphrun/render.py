@@ -115,6 +115,7 @@ def run_json(run: model.Run) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "idempotency_key": run.idempotency_key,
         "replay_of": run.replay_of,
+        "priority": run.priority,
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),

@@ -94,7 +94,7 @@ def test_cli_priority_held_by_and_a_missing_key(project, engine_factory, tmp_pat
                     "--priority", "3").stdout.strip() for _ in range(2))
     wait_until(lambda: eng.run_record(first).status == model.RUNNING, 30, message="first runs")
     shown = json.loads(project.cli("show", second, "--json").stdout)
-    assert shown["status"] == "queued"
+    assert shown["status"] == "queued" and shown["priority"] == 3
     assert shown["held_by"] == "concurrency key=7 (1/1)"
     assert "held: concurrency key=7 (1/1)" in project.cli("show", second).stdout
     assert json.loads(project.cli("show", first, "--json").stdout)["held_by"] is None
