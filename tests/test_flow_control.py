@@ -24,6 +24,14 @@ async def per_user(payload, ctx):
         record(LEDGER, f"end {payload['user_id']} {ctx.run_id}")
     await ctx.step.run("hold", hold)
 
+@task(id="fan-out")
+async def fan_out(payload, ctx):
+    handles = await per_user.batch_trigger(
+        [{"user_id": u, "i": i} for i in range(4) for u in ("a", "b")], priority=2)
+    async def collect():
+        return [r.ok for r in await asyncio.gather(*(h.wait_for_completion() for h in handles))]
+    return await ctx.step.run("collect", collect)
+
 @task(id="gated", concurrency=Concurrency(limit=1, key=lambda p: p["account"]))
 async def gated(payload, ctx):
     async def wait_for_gate():
@@ -62,6 +70,17 @@ def test_a_keys_limit_holds_across_two_worker_processes(project, engine_factory)
     assert len(lines) == 2 * len(ids), lines
     peaks = max_overlap_per_key(lines)
     assert set(peaks) == {"1", "2", "3"} and max(peaks.values()) <= 2, (peaks, lines)
+
+
+def test_children_triggered_in_a_run_get_their_keys_and_priority(project, engine_factory):
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    result = eng.run("fan-out", timeout=60)
+    assert result.ok and result.output == [True] * 8, result
+    children = eng.steps(result.run_id)[0].child_run_ids
+    assert {eng.run_record(c).priority for c in children} == {2}
+    peaks = max_overlap_per_key(project.ledger_lines())
+    assert set(peaks) == {"a", "b"} and max(peaks.values()) <= 2, peaks
 
 
 def test_a_rate_limit_spreads_the_starts_and_drops_none(project, engine_factory):
