@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import claim_throughput
 import latency1
 import recovery
 import steps100
@@ -50,7 +51,7 @@ BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
 PEERS_PY = Path(os.environ.get("BENCH_PEERS_PYTHON") or BENCH / ".venv-peers" / "bin" / "python")
 RESULTS = BENCH / "results"
-SCENARIOS = ("steps", "fanout", "latency", "recovery")
+SCENARIOS = ("steps", "fanout", "latency", "recovery", "claims")
 PEER_NAMES = ("dbos", "huey", "prefect", "floor")
 
 SYLPHRUN_DURABILITY = {
@@ -539,6 +540,11 @@ def targets(results: dict) -> list[list[str]]:
             add("recovery", f"at most {TARGET_REEXECUTED} step re-executed",
                 me["reexecuted"] <= TARGET_REEXECUTED,
                 f"max {me['reexecuted']} ({','.join(me['which']) or 'none'}) per kill")
+    if "claims" in results:
+        for case, r in results["claims"].items():
+            if "slowdown" in r:
+                add("claims-1000", f"{case}: within 2x of no limit", r["slowdown"] <= 2,
+                    f"{r['runs_per_s']:,.0f} runs/s, {r['slowdown']:.2f}x slower")
     return out
 
 
@@ -548,7 +554,7 @@ def targets(results: dict) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SCENARIOS),
-                        help="scenarios: steps,fanout,latency,recovery")
+                        help="scenarios: steps,fanout,latency,recovery,claims")
     parser.add_argument("--skip", default="", help="peers to leave out: dbos,huey,prefect,floor")
     parser.add_argument("--samples", type=int, default=100,
                         help="latency-1 samples of sylphrun normal (half as many for full)")
@@ -603,6 +609,8 @@ def main() -> None:
         "fanout": (lambda: scenario_fanout(peers, prefect), print_fanout),
         "latency": (lambda: scenario_latency(peers, prefect, args.samples), print_latency),
         "recovery": (lambda: scenario_recovery(peers, args.kills), print_recovery),
+        # sylphrun alone (issue 15): claims with per-key limits vs none, in process.
+        "claims": (claim_throughput.measure, claim_throughput.print_results),
     }
     for name in SCENARIOS:
         if name not in only:

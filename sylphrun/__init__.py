@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 # worker, the import check of each reload and `sylphrun --help` import this package, and
 # most of them need `task` and nothing of the journal, asyncio or the trigger machinery.
 if TYPE_CHECKING:
-    from sylphrun.define import Retry, Task, task
+    from sylphrun.define import Concurrency, Debounce, RateLimit, Retry, Task, task
     from sylphrun.errors import ChildRunFailed, IdempotencyConflict, NonRetriableError, StepFailed
     from sylphrun.events import CancelOn, EventSent, send_event
     from sylphrun.model import RunResult
@@ -27,10 +27,13 @@ __all__ = [
     "BatchHandle",
     "CancelOn",
     "ChildRunFailed",
+    "Concurrency",
     "Context",
     "EventSent",
+    "Debounce",
     "IdempotencyConflict",
     "NonRetriableError",
+    "RateLimit",
     "Retry",
     "RunHandle",
     "RunResult",
@@ -45,7 +48,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str) -> Any:
     # Plain imports, not importlib by name: only discovery imports by name (see
     # tests/torture/test_files.py).
-    if name in ("Retry", "Task", "task"):
+    if name in ("Retry", "Task", "task", "Concurrency", "RateLimit", "Debounce"):
         from sylphrun import define as module
     elif name in ("ChildRunFailed", "IdempotencyConflict", "NonRetriableError", "StepFailed"):
         from sylphrun import errors as module

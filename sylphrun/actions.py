@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from sylphrun import codec, model
 from sylphrun.errors import InvalidPayload, SylphrunError, UnknownTask
+from sylphrun.flow import FlowOptions
 from sylphrun.journal import Journal, JournalReader, as_journal
 from sylphrun.journal.types import RunSpec
 from sylphrun.trigger import (
     MAX_PAYLOAD_BYTES,
     check_idempotency_key,
+    check_priority,
     encode_payload,
     enqueue,
+    flow_fields,
+    flow_of,
     poke_workers,
 )
 
@@ -99,15 +103,47 @@ def require_task(tasks: Mapping[str, Any], task_id: str) -> Any:
 
 def trigger_run(
     journal: Journal, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
-    *, idempotency_key: str | None = None,
+    *, idempotency_key: str | None = None, priority: int = 0, flow: FlowOptions | None = None,
 ) -> tuple[str, bool]:
     """Start a run: (run id, created). With an idempotency key already used for this task,
-    the existing run's id comes back and nothing new is created."""
-    require_task(tasks, task_id)
+    the existing run's id comes back and nothing new is created (so does a debounced
+    trigger collapsing into a pending run). `flow`: the task's flow options, when its
+    record's cannot be evaluated without its code (a callable key)."""
+    record = require_task(tasks, task_id)
     encoded = encode_payload(payload)
     check_idempotency_key(idempotency_key)
-    [(run_id, created)] = enqueue(journal, [RunSpec(task_id, encoded, idempotency_key)])
+    check_priority(priority)
+    if flow is None:
+        flow = task_flow(journal, task_id, record)
+    [fields] = flow_fields(flow, [payload], priority)
+    [(run_id, created)] = enqueue(journal, [RunSpec(task_id, encoded, idempotency_key, **fields)])
     return run_id, created
+
+
+def task_flow(journal: JournalReader | None, task_id: str, record: Any) -> FlowOptions | None:
+    """A task's flow options: from its registry record, its definition, or (a caller that
+    knows only its id) wherever `trigger.flow_of` finds them."""
+    if isinstance(record, model.TaskRecord):
+        return FlowOptions.from_options(task_id, record.options)
+    if isinstance(getattr(record, "flow", None), FlowOptions):
+        return record.flow
+    return flow_of(task_id, journal)
+
+
+def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
+                      note: Callable[[str], None]) -> FlowOptions | None:
+    """A task whose flow-control key is a function: only its code can evaluate it, so the
+    project is imported (said on stderr); None for every other task."""
+    record = tasks.get(task_id)
+    options = None if record is None else task_flow(None, task_id, record)
+    if options is None or not options.needs_code():
+        return None
+    from sylphrun.discover import discover
+
+    found = discover(config).get(task_id)
+    note(f"task {task_id!r} takes a flow-control key from a function; imported "
+         f"{', '.join(config.tasks)} to evaluate it")
+    return None if found is None else found.flow
 
 
 def retry_run(journal: Journal, run_id: str) -> tuple[str, int]:

@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sylphrun.errors import DiscoveryError, ScheduleError
+from sylphrun.flow import (
+    Concurrency,
+    Debounce,
+    FlowOptions,
+    RateLimit,
+    check_option,
+    split_concurrency,
+)
 from sylphrun.schedules import Schedule, parse_schedule
 
 if TYPE_CHECKING:
@@ -72,26 +80,31 @@ class Task:
         run: Callable[..., Any],
         *,
         retry: Retry | None = None,
-        concurrency: int | None = None,
+        concurrency: int | Concurrency | None = None,
         timeout: float | None = None,
         on_event: str | Iterable[str] | None = None,
         cancel_on: Iterable[Any] | None = None,
         schedule: str | float | None = None,
         tz: str | None = None,
         catchup: str = "latest",
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
     ) -> None:
         if not isinstance(id, str) or not id.strip():
             raise ValueError("task id must be a non-empty string")
         if not callable(run):
             raise TypeError(f"task {id!r}: run must be a function taking (payload, ctx)")
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"task {id!r}: concurrency must be at least 1")
+        # A task-wide limit stays `self.concurrency` (an int); a keyed one is flow control.
+        concurrency, per_key = split_concurrency(id, concurrency)
+        check_option(id, "rate_limit", rate_limit, RateLimit)
+        check_option(id, "debounce", debounce, Debounce)
         if timeout is not None and timeout <= 0:
             raise ValueError(f"task {id!r}: timeout must be positive seconds")
         self.id = id
         self.fn = run
         self.retry = retry or NO_RETRY
         self.concurrency = concurrency
+        self.flow = FlowOptions(id, per_key, rate_limit, debounce)
         self.timeout = timeout
         self.on_event, self.cancel_on = _event_options(id, on_event, cancel_on)
         self.schedule = _schedule_of(id, schedule, tz, catchup)
@@ -103,26 +116,31 @@ class Task:
         return f"<Task {self.id!r} at {self.source_file}:{self.source_line}>"
 
     async def trigger(
-        self, payload: dict | None = None, *, idempotency_key: str | None = None
+        self, payload: dict | None = None, *, idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> RunHandle:
-        """Enqueue one run. Inside a run this is a journaled step: never duplicated on retry."""
+        """Enqueue one run. Inside a run this is a journaled step: never duplicated on retry.
+        `priority`: higher is started first among runs ready at the same time."""
         from sylphrun.trigger import trigger
 
-        return await trigger(self.id, payload, idempotency_key=idempotency_key)
+        return await trigger(self.id, payload, idempotency_key=idempotency_key,
+                             priority=priority)
 
-    async def batch_trigger(self, payloads: Iterable[dict]) -> BatchHandle:
+    async def batch_trigger(self, payloads: Iterable[dict], *, priority: int = 0) -> BatchHandle:
         """Enqueue one run per payload, in one transaction."""
         from sylphrun.trigger import batch_trigger
 
-        return await batch_trigger(self.id, list(payloads))
+        return await batch_trigger(self.id, list(payloads), priority=priority)
 
     async def trigger_and_wait(
-        self, payload: dict | None = None, *, idempotency_key: str | None = None
+        self, payload: dict | None = None, *, idempotency_key: str | None = None,
+        priority: int = 0,
     ) -> RunResult:
         """Trigger one run and wait for its result. Inside a run the parent suspends meanwhile."""
         from sylphrun.trigger import trigger_and_wait
 
-        return await trigger_and_wait(self.id, payload, idempotency_key=idempotency_key)
+        return await trigger_and_wait(self.id, payload, idempotency_key=idempotency_key,
+                                      priority=priority)
 
     def source_fingerprint(self) -> str:
         """A hash of the source of the module defining the task, recorded with each
@@ -174,13 +192,15 @@ def task(
     *,
     run: Callable[..., Any] | None = None,
     retry: Retry | None = None,
-    concurrency: int | None = None,
+    concurrency: int | Concurrency | None = None,
     timeout: float | None = None,
     on_event: str | Iterable[str] | None = None,
     cancel_on: Iterable[Any] | None = None,
     schedule: str | float | None = None,
     tz: str | None = None,
     catchup: str = "latest",
+    rate_limit: RateLimit | None = None,
+    debounce: Debounce | None = None,
 ) -> Any:
     """Define a task, as a decorator or with `run=`.
 
@@ -197,7 +217,7 @@ def task(
     def register(fn: Callable[..., Any]) -> Task:
         t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout,
                  on_event=on_event, cancel_on=cancel_on, schedule=schedule, tz=tz,
-                 catchup=catchup)
+                 catchup=catchup, rate_limit=rate_limit, debounce=debounce)
         existing = _registry.get(id)
         # The same definition imported again (a re-import in one process) replaces itself;
         # two different places claiming one id is the user's mistake to fix.

@@ -44,7 +44,8 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
         TaskRecord(
             t.id,
             {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
-             "async": t.is_async, **_event_options(t), **_schedule_option(t)},
+             "async": t.is_async, **t.flow.to_json(), **_event_options(t),
+             **_schedule_option(t)},
             t.source_file, t.source_line, t.source_fingerprint(),
         )
         for t in tasks.values()

@@ -133,6 +133,7 @@ class Run:
     children_failed: int = 0
     replay_of: str | None = None
     children_cancelled: int = 0
+    priority: int = 0  # flow control: higher is claimed first
 
     @property
     def children_completed(self) -> int:

@@ -115,6 +115,7 @@ def run_json(run: model.Run) -> dict[str, Any]:
         "parent_run_id": run.parent_run_id,
         "idempotency_key": run.idempotency_key,
         "replay_of": run.replay_of,
+        "priority": run.priority,
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
@@ -233,9 +234,12 @@ def _preview(value: Any, limit: int = 120) -> str:
 
 
 def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run],
-              attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> Group:
+              attempts: list[model.RunAttempt], logs: list[model.LogLine], *,
+              held: str | None = None) -> Group:
     now = time.time()
     parts: list[Any] = _show_head(run, steps, now)
+    if held:
+        parts.insert(1, Text(f"held: {one_line(held)}", style="yellow"))
     tree = Tree(Text("steps", style="bold"), guide_style="bright_black")
     if not steps:
         tree.add(Text("(no steps yet)", style="dim"))
@@ -362,6 +366,19 @@ def wake_text(run: model.Run, steps: list[model.Step], now: float) -> str | None
     left = until(at, now)
     return f"{what} until {local_time(at)} ({left})" if what == "sleeping" else (
         f"retrying at {local_time(at)} ({left})")
+
+
+def hold_text(hold: Any, now: float) -> str | None:
+    """Why a queued run is not starting (a `journal.types.Hold`), in words:
+    "concurrency user_id=7 (2/2)", "rate limited until 12:00:05", "debouncing, starts in
+    3.2s"; None when it is not held."""
+    if hold is None:
+        return None
+    if hold.kind == "debounce":
+        return f"debouncing, starts in {max(0.0, hold.until - now):.1f}s"
+    if hold.kind == "rate_limit":
+        return f"rate limited until {local_time(hold.until)} ({hold.detail})"
+    return f"{hold.kind} {hold.detail}".strip()
 
 
 def until(at: float, now: float) -> str:

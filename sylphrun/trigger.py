@@ -16,6 +16,7 @@ from sylphrun import codec, model
 from sylphrun.batching import CHUNK_PAUSE, chunks_of
 from sylphrun.batching import batch_chunk as batch_chunk  # re-exported: bench/batch_children
 from sylphrun.errors import InvalidPayload, JournalError
+from sylphrun.flow import FlowOptions
 from sylphrun.journal import Journal, JournalReader, as_journal, open_journal
 from sylphrun.journal.types import RunSpec
 from sylphrun.runtime.scope import current_scope
@@ -110,6 +111,32 @@ def check_idempotency_key(key: Any) -> str | None:
     return key
 
 
+def check_priority(priority: Any) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InvalidPayload(f"a priority must be a whole number (higher starts first), "
+                             f"not {priority!r:.60}")
+    return priority
+
+
+def flow_of(task_id: str, journal: JournalReader | None = None) -> FlowOptions | None:
+    """A task's flow options: from its definition in this process (a worker, a script
+    that imported it), else as the workers registered them in the journal."""
+    from sylphrun.define import registered_tasks
+
+    found = registered_tasks().get(task_id)
+    if found is not None:
+        return found.flow
+    record = journal.registered_tasks().get(task_id) if journal is not None else None
+    return None if record is None else FlowOptions.from_options(task_id, record.options)
+
+
+def flow_fields(flow: FlowOptions | None, payloads: Sequence[Any],
+                priority: int) -> list[dict[str, Any]]:
+    """The `RunSpec` fields of each payload's run: its priority, and the keys its task's
+    flow options take from it (evaluated now, stored on the run)."""
+    return [{"priority": priority, **(flow.run_fields(p) if flow else {})} for p in payloads]
+
+
 def _script_journal() -> Path:
     from sylphrun.config import journal_path_for_scripts
 
@@ -138,17 +165,21 @@ def enqueue(journal: Journal, specs: Sequence[RunSpec]) -> list[tuple[str, bool]
     return results
 
 
-async def trigger(task_id: str, payload: Any = None, *, idempotency_key: str | None = None) -> RunHandle:
-    handles = await _trigger_many(task_id, [payload], idempotency_key=idempotency_key, batch=False)
+async def trigger(task_id: str, payload: Any = None, *, idempotency_key: str | None = None,
+                  priority: int = 0) -> RunHandle:
+    handles = await _trigger_many(task_id, [payload], idempotency_key=idempotency_key, batch=False,
+                                  priority=priority)
     return handles[0]
 
 
-async def batch_trigger(task_id: str, payloads: list[Any]) -> BatchHandle:
-    return BatchHandle(await _trigger_many(task_id, payloads, idempotency_key=None, batch=True))
+async def batch_trigger(task_id: str, payloads: list[Any], *, priority: int = 0) -> BatchHandle:
+    return BatchHandle(await _trigger_many(task_id, payloads, idempotency_key=None, batch=True,
+                                           priority=priority))
 
 
-async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key: str | None = None) -> model.RunResult:
-    handle = await trigger(task_id, payload, idempotency_key=idempotency_key)
+async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key: str | None = None,
+                           priority: int = 0) -> model.RunResult:
+    handle = await trigger(task_id, payload, idempotency_key=idempotency_key, priority=priority)
     scope = current_scope.get()
     if scope is None or scope.step_key is not None:
         return await handle.wait_for_completion()
@@ -158,20 +189,24 @@ async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key
 
 
 async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: str | None,
-                        batch: bool) -> list[RunHandle]:
+                        batch: bool, priority: int = 0) -> list[RunHandle]:
     encoded = [encode_payload(p) for p in payloads]
     check_idempotency_key(idempotency_key)
+    check_priority(priority)
     scope = current_scope.get()
     if scope is not None:
         # Imported here: a script or the CLI never loads the runtime (nor asyncio).
         from sylphrun.runtime.in_run import trigger_in_run
 
-        ids = trigger_in_run(scope, task_id, encoded, idempotency_key, batch)
+        fields = flow_fields(flow_of(task_id), payloads, priority)
+        ids = trigger_in_run(scope, task_id, encoded, idempotency_key, batch, fields=fields)
         return [RunHandle(rid, task_id) for rid in ids]
     path = _script_journal()
     journal = open_journal(path)
     try:
-        results = enqueue(journal, [RunSpec(task_id, p, idempotency_key) for p in encoded])
+        fields = flow_fields(flow_of(task_id, journal), payloads, priority)
+        results = enqueue(journal, [RunSpec(task_id, p, idempotency_key, **f)
+                                    for p, f in zip(encoded, fields, strict=True)])
     finally:
         journal.close()
     return [RunHandle(rid, task_id, path) for rid, _ in results]

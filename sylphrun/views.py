@@ -33,6 +33,9 @@ def task_rows(tasks: Mapping[str, model.TaskRecord], project_dir: Path) -> list[
                      "source": f"{source}:{t.source_line}", "async": opts.get("async"),
                      "fingerprint": t.fingerprint, "registered_at": iso(t.registered_at),
                      "registered_by": t.registered_by or None,
+                     # Flow control (README "Flow control"), as registered; {} for none.
+                     "flow": {k: opts[k] for k in ("concurrency_per_key", "rate_limit",
+                                                   "debounce") if opts.get(k)},
                      # The workers serve the code they imported, not what is on disk now.
                      "source_changed": t.registered_at is not None
                      and file_fingerprint(t.source_file) != t.fingerprint,
@@ -41,13 +44,21 @@ def task_rows(tasks: Mapping[str, model.TaskRecord], project_dir: Path) -> list[
     return rows
 
 
+def _concurrency_cell(row: dict[str, Any]) -> str:
+    per_key = row.get("flow", {}).get("concurrency_per_key")
+    if per_key:
+        key = per_key.get("key") or "key"
+        return one_line(f"{per_key.get('limit')} per {'key' if key.startswith('fn:') else key}")
+    return str(row["concurrency"] or "-")
+
+
 def tasks_text(tasks: Mapping[str, model.TaskRecord], rows: list[dict[str, Any]]) -> Group:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for col in ("TASK", "RETRIES", "CONCURRENCY", "TIMEOUT", "SOURCE"):
         table.add_column(col)
     for r in rows:
         table.add_row(Text(one_line(r["id"])), str(r["retry"].get("max_attempts", 1) - 1),
-                      str(r["concurrency"] or "-"), f"{r['timeout']:g}s" if r["timeout"] else "-",
+                      _concurrency_cell(r), f"{r['timeout']:g}s" if r["timeout"] else "-",
                       Text(one_line(r["source"])))
     parts: list[Any] = [table]
     latest = max((t for t in tasks.values() if t.registered_at), default=None,

@@ -1,7 +1,8 @@
 """Example tasks: a Python port of the Tasks SDK seed's four workflows.
 
-Each module shows one pattern of the seed (`seed-tasks-sdk.txt`), and every task runs with
-the payload `{}`. Failures are chosen from the payload, so each pattern can be shown on
+Each module shows one pattern of the seed (`seed-tasks-sdk.txt`), and every task but
+`sync-customer` (flow control, beyond the seed: it needs a `customer_id`) runs with the
+payload `{}`. Failures are chosen from the payload, so each pattern can be shown on
 demand from the CLI or the dashboard:
 
 | task                    | pattern                         | try                                    |
@@ -13,6 +14,7 @@ demand from the CLI or the dashboard:
 | `order-saga`            | saga with try/except undo       | `{"fail_at": "create-shipment"}`       |
 | `order-saga-registered` | saga with `compensate=`         | `{"fail_at": "create-shipment"}`       |
 | `nightly-report`        | a schedule (03:00 Europe/Paris) | `{"scheduled_at": "2026-11-29T02:00:00Z"}` |
+| `sync-customer`         | one run at a time per customer  | `{"customer_id": "acme"}`              |
 
     sylphrun trigger order-saga --payload '{"fail_at": "create-shipment"}' --wait
 

@@ -216,3 +216,18 @@ def send_report(to: str, totals: dict[str, Any]) -> dict[str, Any]:
     report_id = _id("rpt", to, totals["day"])
     _effect(f"report {to} {report_id}", latency=0.01)
     return {"id": report_id, "to": to}
+# -- customers (flow control: one sync per customer at a time) ------------------------------
+
+
+def pull_customer(customer_id: str, fields: list[str]) -> dict[str, Any]:
+    """Read a customer from the source system."""
+    record_id = _id("pull", customer_id, *fields)
+    _effect(f"pull-start {customer_id}", latency=0.0)
+    _effect(f"pull-end {customer_id}", latency=0.1)
+    return {"id": record_id, "customer_id": customer_id, "fields": fields}
+
+
+def push_customer(customer_id: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Write it to the CRM, which must never see two writes of one customer at once."""
+    _effect(f"push {customer_id}")
+    return {"id": _id("push", customer_id, record["id"])}

@@ -59,7 +59,7 @@ def step(eng, run_id: str, key: str) -> model.Step:
 def test_discovers_the_copied_examples(eng, project):
     assert set(eng.tasks) == {"process-order", "process-item", "batch-process", "batch-report",
                               "order-saga", "order-saga-registered", "order-approval",
-                              "nightly-report"}
+                              "nightly-report", "sync-customer"}
     assert all(Path(t.source_file).is_relative_to(project.root) for t in eng.tasks.values())
 
 
@@ -254,6 +254,19 @@ def test_registered_saga_compensates_in_reverse_on_final_failure(eng, project):
     assert steps[3].started_at >= attempts[1].finished_at
     assert [a.run_attempt for a in steps[2].attempt_log] == [1, 2, 3]
     assert ledger(project) == ["reserve", "charge", "refund", "release"]
+
+
+def test_sync_customer_runs_one_sync_per_customer_at_a_time(eng, project):
+    ids = [eng.trigger("sync-customer", {"customer_id": c})
+           for c in ("acme", "acme", "globex", "acme", "globex")]
+    assert all(eng.wait(r, timeout=60).ok for r in ids)
+    running: dict[str, int] = {}
+    for line in project.ledger_lines():
+        verb, customer = line.split()
+        if verb in ("pull-start", "pull-end"):
+            running[customer] = running.get(customer, 0) + (1 if verb == "pull-start" else -1)
+            assert running[customer] <= 1, project.ledger_lines()
+    assert ledger(project).count("push") == 5
 
 
 def test_child_task_runs_alone(eng):

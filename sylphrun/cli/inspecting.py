@@ -72,7 +72,9 @@ def show(
     project: ProjectOpt = None,
 ) -> None:
     """A run with its step tree, attempts and children."""
-    from sylphrun.render import dumps, show_json, show_text
+    import time
+
+    from sylphrun.render import dumps, hold_text, show_json, show_text
 
     config = _config(project)
     if not _journal_exists(config):
@@ -83,12 +85,14 @@ def show(
         record = journal.get_run(run_id)
         parts = (record, journal.steps_of(run_id), journal.children_of(run_id),
                  journal.run_attempts(run_id), journal.logs_of(run_id))
+        now = time.time()
+        held = hold_text(journal.held_by(run_id, now=now), now)
     finally:
         journal.close()
     if as_json:
-        typer.echo(dumps(show_json(*parts)))
+        typer.echo(dumps({**show_json(*parts), "held_by": held}))
     else:
-        _console().print(show_text(*parts))
+        _console().print(show_text(*parts, held=held))
 
 
 @app.command()

@@ -29,6 +29,8 @@ def trigger(
     task: Annotated[str, typer.Argument(help="The task id.")],
     payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object ('-': read it from stdin).")] = None,
     idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Reuse the run already started with this key.")] = None,
+    # None, not 0: a default that is not None costs Typer's coercion (pydantic) at start-up.
+    priority: Annotated[int | None, typer.Option("--priority", help="Higher starts first among runs ready at the same time (default 0).")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not.")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Wait at most S seconds (implies --wait); the run goes on after.", min=0)] = None,
     as_json: JsonOpt = False,
@@ -54,11 +56,16 @@ def trigger(
         actions.require_task(tasks, task)
         if journal is None:
             journal = _open_journal(config, create=True)
-        run_id, created = actions.trigger_run(journal, tasks, task, data, idempotency_key=idempotency_key)
+        flow = actions.flow_needing_code(config, tasks, task, notes.append)
+        run_id, created = actions.trigger_run(journal, tasks, task, data,
+                                              idempotency_key=idempotency_key,
+                                              priority=priority or 0, flow=flow)
         # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
         # must say that it goes on, not exit silently.
         try:
-            if not created:  # every time, --wait and --json too: the run may be hours old
+            if not created and idempotency_key is None:  # a debounced task
+                notes.append(f"debounced: run {run_id}, not started yet, takes this payload")
+            elif not created:  # every time, --wait and --json too: the run may be hours old
                 notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
             for message in notes:
                 _note(message)

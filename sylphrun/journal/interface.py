@@ -67,7 +67,12 @@ class Journal(JournalReader, Protocol):
         """Create runs from outside any run (the CLI, a script), queued and ready at `now`,
         all in one transaction. A spec whose (task, idempotency key) exists hands back that
         run (`created=False`) if its payload is the same JSON (key order aside); another
-        payload raises `IdempotencyConflict` and nothing of the batch is written."""
+        payload raises `IdempotencyConflict` and nothing of the batch is written.
+        A spec with `debounce` (and no idempotency key) whose key has a run still
+        debouncing (queued, never started, not yet ready) collapses into it: that run
+        takes this payload and becomes ready at `now + period`, never later than its
+        creation + `max_wait`, and is handed back with `created=False`; otherwise the new
+        run is ready only after its period. `priority` and the keys are stored as given."""
         ...
 
     def enqueue_children(
@@ -85,9 +90,14 @@ class Journal(JournalReader, Protocol):
         """Claim up to `limit` runs for `worker_id`, in one transaction: (claims, ids of
         runs failed as unknown tasks).
 
-        Claimable: runs ready at or before `now` (oldest `ready_at` first), then running
-        runs whose lease expired before `now` (their worker froze or died). A task's
-        `concurrency` caps its runs with a live lease. A run of a task not in `known_tasks`
+        Claimable: runs ready at or before `now` (highest `priority` first, oldest
+        `ready_at` first within a priority), then running runs whose lease expired before
+        `now` (their worker froze or died). A task's `concurrency` caps its runs with a
+        live lease; `key_concurrency` caps them per `concurrency_key`; `rate_limit` caps
+        the first starts per `rate_key` in any `rate_period` seconds (each start is
+        recorded, in the same transaction). Runs held back by a limit stay queued, and
+        never keep a run behind them from being claimed (limits hold across processes:
+        see `journal/flow.py` for what a backend must lock). A run of a task not in `known_tasks`
         is left to other workers until it has been ready `UNKNOWN_TASK_GRACE` seconds, then
         failed as unknown. A worker holds at most one run that crashed a worker before.
         Each claim bumps the epoch, sets the lease to `now + lease_seconds` and the timeout

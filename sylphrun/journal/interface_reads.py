@@ -16,6 +16,7 @@ from sylphrun.journal.types import (
     Event,
     EventRecord,
     EventWait,
+    Hold,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -238,6 +239,13 @@ class JournalReader(Protocol):
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Every schedule's state, by task id (a task never seen by a supervisor, nor
         paused, has none), with its last run's status read in the same snapshot."""
+    # -- flow control (journal/flow.py) ------------------------------------------------------
+
+    def held_by(self, run_id: str, *, now: float) -> Hold | None:
+        """Why a queued run whose time has come is not starting at `now`: its key's (or
+        task's) concurrency is full, its rate window is spent (with when it frees up), or
+        it is still debouncing (with when it starts). Judged by the limits the workers
+        registered for its task. None: not held, not queued, or no such run."""
         ...
 
 

@@ -15,6 +15,7 @@ from sylphrun import codec, model
 from sylphrun.journal import fence
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.fence import LeaseLost
+from sylphrun.journal.flow import Gate
 from sylphrun.journal.transitions import (
     CLEAR_LEASE,
     MAX_CRASHES,
@@ -39,6 +40,11 @@ class TaskTerms:
     concurrency: int | None = None
     timeout: float | None = None
     fingerprint: str | None = None
+    # Flow control (journal/flow.py): running runs per `concurrency_key`, and starts per
+    # `rate_key` in any `rate_period` seconds.
+    key_concurrency: int | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +109,7 @@ def claim_runs(
         return claims, unknown
     with conn.write() as db:
         quota = _concurrency_quota(db, known_tasks, now)
-        candidates = _claim_candidates(db, known_tasks, quota, limit, now)
+        gate = Gate(db, known_tasks, now)
         # A run that was on a worker when it crashed is a suspect: it may have killed it, or
         # merely shared it. A worker holds at most one suspect, so two suspects never crash
         # together again: an innocent run is blamed at most once per run that crashes its
@@ -113,21 +119,45 @@ def claim_runs(
             " AND crash_count > 0)",
             (worker_id,),
         ).fetchone()[0] == 1
-        for run_id, task_id, crash_count in candidates:
-            if task_id not in known_tasks:
-                unknown.append(run_id)
-                finish(db, run_id, model.FAILED, None,
-                        f"UnknownTask: no task {task_id!r} is defined in this project "
-                        "(was it renamed or deleted?)", None, now)
-                continue
-            if quota.get(task_id, 1) <= 0 or (crash_count and holds_suspect):
-                continue
-            if task_id in quota:
-                quota[task_id] -= 1
-            holds_suspect = holds_suspect or crash_count > 0
-            claims.append(_take_run(db, run_id, task_id, worker_id, known_tasks[task_id],
-                                    lease_seconds=lease_seconds, now=now))
+        # Candidates of keys that are full are left out by the query; two of one key in
+        # the same batch are not, so a batch that skipped some asks again (with that key
+        # now full) rather than return short while runs of free keys wait behind.
+        for round_ in range(_CLAIM_ROUNDS):
+            skipped = False
+            # With per-key limits, read further ahead each round: in a queue grouped by
+            # key most of a batch belongs to keys this claim has just filled.
+            ahead = 4 ** round_ if gate.active else 1
+            candidates = _claim_candidates(db, known_tasks, quota, gate,
+                                           min((limit - len(claims)) * ahead, 5_000), now)
+            for run_id, task_id, crash_count, ckey, rkey, started in candidates:
+                if len(claims) >= limit:
+                    break
+                if task_id not in known_tasks:
+                    unknown.append(run_id)
+                    finish(db, run_id, model.FAILED, None,
+                            f"UnknownTask: no task {task_id!r} is defined in this project "
+                            "(was it renamed or deleted?)", None, now)
+                    continue
+                first = started is None
+                if quota.get(task_id, 1) <= 0 or not gate.admits(task_id, ckey, rkey, first):
+                    skipped = True
+                    continue
+                if crash_count and holds_suspect:
+                    continue
+                if task_id in quota:
+                    quota[task_id] -= 1
+                gate.took(db, run_id, task_id, ckey, rkey, first)
+                holds_suspect = holds_suspect or crash_count > 0
+                claims.append(_take_run(db, run_id, task_id, worker_id, known_tasks[task_id],
+                                        lease_seconds=lease_seconds, now=now))
+            if not skipped or not candidates or len(claims) >= limit:
+                break
     return claims, unknown
+
+
+# Rounds of candidates one claim may look through when limits skip some (each round makes
+# at least one more key full, so few are ever needed).
+_CLAIM_ROUNDS = 8
 
 
 def _concurrency_quota(
@@ -150,29 +180,37 @@ def _concurrency_quota(
 
 def _claim_candidates(
     db: sqlite3.Connection, known_tasks: Mapping[str, TaskTerms], quota: dict[str, int],
-    limit: int, now: float,
-) -> list[tuple[str, str, int]]:
-    """(run id, task id, crash count) of up to `limit` runs to claim: ready ones first,
-    then running ones whose lease expired; none of a task with no free slot."""
+    gate: Gate, limit: int, now: float,
+) -> list[tuple[str, str, int, str | None, str | None, float | None]]:
+    """(run id, task id, crash count, concurrency key, rate key, started at) of up to
+    `limit` runs to claim: ready ones first, highest priority first and oldest `ready_at`
+    within a priority, then running ones whose lease expired; none of a task with no free
+    slot, nor of a key at its limit."""
     blocked = [t for t, q in quota.items() if q <= 0]
     skip = f" AND task_id NOT IN ({','.join('?' * len(blocked))})" if blocked else ""
+    keys_sql, keys_params = gate.sql_filter()
+    skip += keys_sql
     # A run of a task this worker does not know may be newer than its code (a task
     # saved and triggered before the reload replaced the workers): leave it to workers
     # that know it. Only after `UNKNOWN_TASK_GRACE` is it taken, to be failed as unknown
     # (a renamed or deleted task) rather than sit in the queue with no word.
     known = codec.dumps(list(known_tasks), what="the known tasks")
     mine = "(task_id IN (SELECT value FROM json_each(?)) OR {col} <= ?)"
+    cols = "id, task_id, crash_count, concurrency_key, rate_key, started_at"
+    # `ORDER BY priority DESC, ready_at` walks the runs_ready_by_priority index and stops
+    # at LIMIT: a backlog of low priority is never read past to find a high one.
     candidates = db.execute(
-        f"SELECT id, task_id, crash_count FROM runs WHERE ready_at <= ?{skip}"
-        f" AND {mine.format(col='ready_at')} ORDER BY ready_at LIMIT ?",
-        (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit),
+        f"SELECT {cols} FROM runs WHERE ready_at <= ?{skip}"
+        f" AND {mine.format(col='ready_at')} ORDER BY priority DESC, ready_at LIMIT ?",
+        (now, *blocked, *keys_params, known, now - UNKNOWN_TASK_GRACE, limit),
     ).fetchall()
     if len(candidates) < limit:
         candidates += db.execute(
-            "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
+            f"SELECT {cols} FROM runs WHERE status = 'running'"
             f" AND lease_expires_at < ?{skip} AND {mine.format(col='lease_expires_at')}"
             " LIMIT ?",
-            (now, *blocked, known, now - UNKNOWN_TASK_GRACE, limit - len(candidates)),
+            (now, *blocked, *keys_params, known, now - UNKNOWN_TASK_GRACE,
+             limit - len(candidates)),
         ).fetchall()
     return candidates
 

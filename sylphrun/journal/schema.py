@@ -281,11 +281,33 @@ CREATE TABLE schedules (
 ) WITHOUT ROWID;
 """
 
+# Flow control (journal/flow.py). `priority`: higher is claimed first among ready runs,
+# FIFO within a priority (the index serves the claim's ORDER BY with its LIMIT). The keys
+# are evaluated from the payload at trigger time: `concurrency_key` (running runs per key),
+# `rate_key` (starts per window, counted in `run_starts`, a ledger pruned by the claim),
+# `debounce_key` (a pending run quick triggers collapse into).
+V8_FLOW_CONTROL = """
+ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN concurrency_key TEXT;
+ALTER TABLE runs ADD COLUMN rate_key TEXT;
+ALTER TABLE runs ADD COLUMN debounce_key TEXT;
+CREATE INDEX runs_ready_by_priority ON runs(priority DESC, ready_at) WHERE ready_at IS NOT NULL;
+CREATE INDEX runs_debouncing ON runs(task_id, debounce_key, created_at)
+    WHERE debounce_key IS NOT NULL;
+CREATE TABLE run_starts (
+    task_id  TEXT NOT NULL,
+    rate_key TEXT NOT NULL,
+    at       REAL NOT NULL,
+    run_id   TEXT NOT NULL
+);
+CREATE INDEX run_starts_window ON run_starts(task_id, rate_key, at);
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
 MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
-                         V6_SENT_EVENTS, V7_SCHEDULES]
+                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -15,6 +15,7 @@ from sylphrun import model
 from sylphrun.errors import JournalError
 from sylphrun.journal import (
     connection,
+    flow,
     lifecycle,
     logs,
     queries,
@@ -31,6 +32,7 @@ from sylphrun.journal.types import (
     Event,
     EventRecord,
     EventWait,
+    Hold,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -439,3 +441,7 @@ class SqliteJournal:
 
     def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
         return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)
+    # -- flow control ----------------------------------------------------------------------
+
+    def held_by(self, run_id: str, *, now: float) -> Hold | None:
+        return flow.run_hold(self.conn, run_id, now)

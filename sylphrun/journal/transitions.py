@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sylphrun import codec, model
 from sylphrun.errors import IdempotencyConflict
-from sylphrun.journal import fence, ids
+from sylphrun.journal import fence, flow, ids
 
 TERMINAL = "('completed','failed','cancelled')"
 # A run that crashed its worker (or sylphrun itself) this many times is failed, not requeued.
@@ -35,6 +35,12 @@ class RunSpec:
     # function): a re-executed step may pass other data under it and gets the runs it
     # created the first time. A user's key with another payload is a conflict.
     derived_key: bool = False
+    # Flow control (journal/flow.py): higher priority is claimed first; the keys were
+    # evaluated from the payload at trigger time; `debounce` collapses quick triggers.
+    priority: int = 0
+    concurrency_key: str | None = None
+    rate_key: str | None = None
+    debounce: flow.Debouncing | None = None
 
 
 # A run that stops running here (parked, queued again, retried, finished) gives up its
@@ -48,14 +54,21 @@ def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) ->
     # The events a run's waits may take are those sent after it was created (issue 14).
     event_mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM sent_events").fetchone()[0]
     for spec in specs:
+        collapsed = flow.debounce_into(db, spec, now) if spec.debounce else None
+        if collapsed is not None:
+            out.append((collapsed, False))
+            continue
         run_id = ids.new_run_id()
         cur = db.execute(
             "INSERT INTO runs (id, task_id, status, payload, idempotency_key, parent_run_id,"
-            " parent_step_key, replay_of, created_at, updated_at, ready_at, event_mark)"
-            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " parent_step_key, replay_of, created_at, updated_at, ready_at, event_mark, priority,"
+            " concurrency_key, rate_key, debounce_key)"
+            " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
             (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
-             spec.parent_step_key, spec.replay_of, now, now, now, event_mark),
+             spec.parent_step_key, spec.replay_of, now, now, flow.first_ready_at(spec, now),
+             event_mark, spec.priority, spec.concurrency_key, spec.rate_key,
+             spec.debounce.key if spec.debounce and not spec.idempotency_key else None),
         )
         if cur.rowcount == 1:
             out.append((run_id, True))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from sylphrun.journal.fence import LeaseLost
+from sylphrun.journal.flow import Debouncing, Hold
 from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE, Claim, TaskTerms
 from sylphrun.journal.logs import NOTABLE_LEVELS, LogRecord
 from sylphrun.journal.queries import STATE_CHANGE_KINDS, JournaledStep, RunSummary, StepChange
@@ -150,9 +151,11 @@ __all__ = [
     "UNKNOWN_TASK_GRACE",
     "Claim",
     "Created",
+    "Debouncing",
     "Event",
     "EventRecord",
     "EventWait",
+    "Hold",
     "JournaledStep",
     "LeaseHolder",
     "LeaseLost",

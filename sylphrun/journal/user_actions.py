@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 from sylphrun import codec, model
 from sylphrun.errors import InvalidState, ReplayFromCompensation, UnknownRun
+from sylphrun.journal import flow
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.transitions import (
     TERMINAL,
@@ -131,6 +132,7 @@ def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: flo
             )]
             copy, skipped = _steps_to_copy(run_id, steps, from_step)
         [(new_id, _)] = insert_runs(db, [RunSpec(task_id, payload, replay_of=run_id)], now)
+        flow.copy_flow_keys(db, run_id, new_id)
         for s in copy:
             db.execute(
                 "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"

@@ -11,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.batching import CHUNK_PAUSE, chunks_of
@@ -24,24 +25,28 @@ from sylphrun.runtime.signals import journal_guard
 
 
 def trigger_in_run(scope: Scope, task_id: str, encoded: list[str],
-                   idempotency_key: str | None, batch: bool) -> list[str]:
-    """The new (or, replayed, the earlier) children's run ids, in payload order."""
+                   idempotency_key: str | None, batch: bool,
+                   fields: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+    """The new (or, replayed, the earlier) children's run ids, in payload order. `fields`:
+    each run's extra `RunSpec` fields (priority, flow-control keys), in payload order."""
+    fields = fields or [{}] * len(encoded)
     with journal_guard():
         if scope.step_key is not None:
             return _trigger_in_step(scope.execution, scope.step_key, task_id, encoded,
-                                    idempotency_key)
-        return _trigger_step(scope.execution, task_id, encoded, idempotency_key, batch)
+                                    idempotency_key, fields)
+        return _trigger_step(scope.execution, task_id, encoded, idempotency_key, batch, fields)
 
 
 def _trigger_in_step(ex: Execution, step_key: str, task_id: str, encoded: list[str],
-                     idempotency_key: str | None) -> list[str]:
+                     idempotency_key: str | None,
+                     fields: Sequence[Mapping[str, Any]]) -> list[str]:
     """Inside a step function: no step record of its own, so derive idempotency keys
     from the step; a re-executed step finds the children it already created."""
     base = f"{ex.run_id}:{step_key}:{ex.triggers_in_step[step_key]}"
     ex.triggers_in_step[step_key] += 1
     specs = [
         RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, step_key,
-                derived_key=idempotency_key is None)
+                derived_key=idempotency_key is None, **fields[i])
         for i, p in enumerate(encoded)
     ]
     results = []
@@ -55,7 +60,8 @@ def _trigger_in_step(ex: Execution, step_key: str, task_id: str, encoded: list[s
 
 
 def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
-                  idempotency_key: str | None, batch: bool) -> list[str]:
+                  idempotency_key: str | None, batch: bool,
+                  fields: Sequence[Mapping[str, Any]]) -> list[str]:
     """In the task body: the `trigger:<task>` step, journaled with its children."""
     name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
     key = ex.next_key(name)
@@ -65,7 +71,8 @@ def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
         if "run_ids" in done:
             return done["run_ids"]
         return ex.store.keyed_batch_children(ex.run_id, key)
-    specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key) for p in encoded]
+    specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key, **f)
+             for p, f in zip(encoded, fields, strict=True)]
     if len(chunks_of(specs)) == 1:
         child_ids, _ = ex.store.record_trigger_step(
             ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),

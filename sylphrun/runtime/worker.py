@@ -78,7 +78,8 @@ class Worker:
         self.id = settings.worker_id
         self.slots = settings.config.slots
         self.known = {
-            t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+            t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint(),
+                            **t.flow.claim_terms())
             for t in tasks.values()
         }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}

@@ -13,7 +13,7 @@ from sylphrun.journal.connection import Connection
 _RUN_COLUMNS = (
     "id, task_id, status, payload, output, error, attempt, parent_run_id, idempotency_key,"
     " created_at, started_at, finished_at, ready_at, children_total, children_done,"
-    " children_failed, replay_of, children_cancelled"
+    " children_failed, replay_of, children_cancelled, priority"
 )
 
 
@@ -35,7 +35,7 @@ def _run(row: sqlite3.Row | tuple) -> model.Run:
         error=row[5], attempt=row[6], parent_run_id=row[7], idempotency_key=row[8],
         created_at=row[9], started_at=row[10], finished_at=row[11], ready_at=row[12],
         children_total=row[13], children_done=row[14], children_failed=row[15], replay_of=row[16],
-        children_cancelled=row[17],
+        children_cancelled=row[17], priority=row[18],
     )
 
 
