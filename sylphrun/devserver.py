@@ -124,16 +124,16 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
 
 def _run_with_log(session: DevSession) -> int:
     from sylphrun.eventlog import follow, line_console
-    from sylphrun.journal import Connection
+    from sylphrun.journal import open_journal
 
     console = line_console()
     signals = StopSignals(session.supervisor, session.stop_event, session.echo)
     session.start()
-    conn = Connection(session.config.journal, durability=session.config.durability)
+    journal = open_journal(session.config.journal, durability=session.config.durability)
     try:
-        follow(conn, session.stop_event, console.print)
+        follow(journal, session.stop_event, console.print)
     finally:
-        conn.close()
+        journal.close()
         session.stop(graceful=signals.presses < 2)
     session.echo("stopped")
     return 1 if session.supervisor.journal_gone else 0

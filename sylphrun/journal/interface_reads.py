@@ -13,7 +13,9 @@ from typing import Protocol, runtime_checkable
 
 from sylphrun import model
 from sylphrun.journal.types import (
+    ChangePage,
     Event,
+    FeedCursor,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -206,5 +208,50 @@ class JournalReader(Protocol):
         Compare two readings for equality only; no order is promised."""
         ...
 
+
+    # -- change feed (seams-feed) --------------------------------------------------------------
+    #
+    # The exact cursor readers follow (the dashboard, `dev --no-tui`): no clock, no slack.
+    # Each change is read once and in order: `changes_since` for the feed's entries,
+    # `step_changes` for the step changes of a run an entry names (a step's start and result
+    # write no entry of their own: schema V2). How a backend keeps this exact:
+    #
+    # - SQLite: one writer at a time, so event ids are commit-ordered; a step row carries the
+    #   newest event id when it was written (`steps.change_seq`), set in the same statement.
+    # - PostgreSQL must not use a bare SERIAL/sequence as the cursor: ids are taken before
+    #   commit, so a transaction can commit after one that took a larger id, and a reader
+    #   that moved past the larger id skips it for ever. It may either stamp each change with
+    #   the writing transaction's `pg_current_xact_id()` (xid8) and read only the changes of
+    #   transactions below `pg_snapshot_xmin(pg_current_snapshot())` (all of them finished;
+    #   the cursor keeps that horizon, as Postgres-based queues do), or serialize the feed
+    #   with a per-run counter bumped in the same transaction as the change (the run's row
+    #   lock orders a run's changes by commit), the cursor keeping what it needs of both.
+    #   Either way the cursor stays opaque to readers.
+
+    def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
+        """The feed's place now (follow from here), or before its first change."""
+        ...
+
+    def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
+        """The changes committed after `cursor`, oldest first, at most `limit`, and the
+        cursor to read from next. Exact: read page after page, every change comes once,
+        none is skipped however late its transaction commits, and a run's changes come in
+        the order they were made."""
+        ...
+
+    def step_changes(self, run_id: str, after: FeedCursor, *,
+                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+        """The run's steps changed after `after` and before `until` (a `Change.cursor`: what
+        the run did before that change; None: up to now), oldest change first, and the
+        cursor to pass as `after` next time. Each step once per call, in its state now: a
+        step that started and finished in between is one change, 'completed'; one changed
+        again after `until` is left for a later call. Calls chained by their cursors see
+        every step change once, with no gap."""
+        ...
+
+    def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
+        """`run_state_changes` up to a place in the feed: with the changes read after
+        `until`, the run's whole history of parking and resuming, each once."""
+        ...
 
 __all__ = ["JournalReader"]

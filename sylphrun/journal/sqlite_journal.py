@@ -17,9 +17,12 @@ from sylphrun.journal import lifecycle, logs, queries, store, workers
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
+    Change,
+    ChangePage,
     Claim,
     Created,
     Event,
+    FeedCursor,
     JournaledStep,
     LeaseHolder,
     LogRecord,
@@ -362,3 +365,25 @@ class SqliteJournal:
 
     def change_token(self) -> int:
         return self.conn.data_version()
+
+
+    # -- change feed (seams-feed) ----------------------------------------------------------
+    # A cursor is (event id,): see `queries.feed` for why that is exact on SQLite.
+
+    def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
+        return FeedCursor((0 if from_start else queries.last_event_id(self.conn),))
+
+    def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
+        rows = queries.events_since(self.conn, cursor.token[0], limit)
+        changes = [Change(*row, FeedCursor((row[0],))) for row in rows]
+        return ChangePage(changes, changes[-1].cursor if changes else cursor,
+                          len(changes) == limit)
+
+    def step_changes(self, run_id: str, after: FeedCursor, *,
+                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+        steps, upto = queries.step_changes(self.conn, run_id, after.token[0],
+                                           None if until is None else until.token[0])
+        return steps, FeedCursor((upto,))
+
+    def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
+        return self.run_state_changes(run_id, up_to=until.token[0])
