@@ -135,12 +135,6 @@ class JournalReader(Protocol):
         """The failed or interrupted tries of a step within one run attempt."""
         ...
 
-    def steps_changed_since(self, run_id: str, since: float,
-                            key: str | None = None) -> list[StepChange]:
-        """A run's steps started or finished at or after `since`, plus step `key` whatever
-        its times, oldest change first."""
-        ...
-
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         """A run's log lines after log id `after_id`, in the order written."""
         ...

@@ -310,10 +310,6 @@ class SqliteJournal:
     def step_tries_in_attempt(self, run_id: str, step_key: str, run_attempt: int) -> int:
         return queries.step_tries_in_attempt(self.conn, run_id, step_key, run_attempt)
 
-    def steps_changed_since(self, run_id: str, since: float,
-                            key: str | None = None) -> list[StepChange]:
-        return queries.steps_changed_since(self.conn, run_id, since, key)
-
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         return queries.logs_of(self.conn, run_id, after_id=after_id)
 

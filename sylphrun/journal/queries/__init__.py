@@ -38,7 +38,6 @@ from sylphrun.journal.queries.steps import (
     logs_of,
     replay_state,
     step_tries_in_attempt,
-    steps_changed_since,
     steps_of,
 )
 from sylphrun.journal.queries.workers import (
@@ -83,6 +82,5 @@ __all__ = [
     "status_counts",
     "step_changes",
     "step_tries_in_attempt",
-    "steps_changed_since",
     "steps_of",
 ]
