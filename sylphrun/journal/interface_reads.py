@@ -214,13 +214,17 @@ class JournalReader(Protocol):
     #   newest event id when it was written (`steps.change_seq`), set in the same statement.
     # - PostgreSQL must not use a bare SERIAL/sequence as the cursor: ids are taken before
     #   commit, so a transaction can commit after one that took a larger id, and a reader
-    #   that moved past the larger id skips it for ever. It may either stamp each change with
-    #   the writing transaction's `pg_current_xact_id()` (xid8) and read only the changes of
-    #   transactions below `pg_snapshot_xmin(pg_current_snapshot())` (all of them finished;
-    #   the cursor keeps that horizon, as Postgres-based queues do), or serialize the feed
-    #   with a per-run counter bumped in the same transaction as the change (the run's row
-    #   lock orders a run's changes by commit), the cursor keeping what it needs of both.
-    #   Either way the cursor stays opaque to readers.
+    #   that moved past the larger id skips it for ever. Two ways that stay exact, as
+    #   Postgres-based queues do: (1) stamp each change, event rows and step rows alike, with
+    #   the writing transaction's `pg_current_xact_id()` (xid8), and read only the changes of
+    #   transactions below `pg_snapshot_xmin(pg_current_snapshot())`: all of those have
+    #   finished, so nothing can still land in that range; the cursor keeps the xmin read up
+    #   to (plus the position inside it, for `limit`). (2) A per-run change counter bumped in
+    #   the same transaction as the change (`UPDATE runs SET change_no = change_no + 1 ...
+    #   RETURNING`: the run's row lock orders its changes by commit), which `step_changes`
+    #   follows exactly per run; the journal-wide order across runs then still needs (1).
+    #   Either way step changes are found through their run (the primary key's prefix), and
+    #   the cursor stays opaque to readers.
 
     def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
         """The feed's place now (follow from here), or before its first change."""
@@ -247,5 +251,6 @@ class JournalReader(Protocol):
         """`run_state_changes` up to a place in the feed: with the changes read after
         `until`, the run's whole history of parking and resuming, each once."""
         ...
+
 
 __all__ = ["JournalReader"]
