@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sylphrun import model
-from sylphrun.journal.follower import ChangeFollower
+from sylphrun.follow import ChangeFollower
 from sylphrun.journal.interface_reads import JournalReader
 from sylphrun.journal.types import Change, FeedCursor, LogRecord, StepChange
 from sylphrun.render import STATUS_STYLE, STEP_STYLE, console, duration, local_time, one_line

@@ -22,8 +22,8 @@ from sylphrun import model
 from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.dashboard.suspensions import StateChange
 from sylphrun.errors import UnknownRun
+from sylphrun.follow import ChangeFollower
 from sylphrun.journal import JournalReader, open_journal
-from sylphrun.journal.follower import ChangeFollower
 from sylphrun.journal.types import STATE_CHANGE_KINDS, RunSummary
 from sylphrun.trigger import WORKER_STALE_AFTER
 

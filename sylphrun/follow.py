@@ -1,5 +1,6 @@
 """A reader's place in the change feed, for the loops that poll it (the dashboard's feed,
-`dev --no-tui`). Written against `JournalReader` only: any backend, no SQL."""
+`dev --no-tui`). Written against `JournalReader` only: any backend, no SQL; outside the
+journal package because it is a caller of the interface, not part of a backend."""
 
 from __future__ import annotations
 
