@@ -135,3 +135,74 @@ def test_steps_journaled_before_the_feed_had_a_cursor_read_as_oldest(backend):
         assert _keys(journal.step_changes("run_old", now)[0]) == [("b", model.STEP_COMPLETED)]
     finally:
         journal.close()
+
+
+def test_a_reader_polling_between_random_writes_sees_each_step_state_once_in_order(journal):
+    """Writers and a reader interleaved at random (seeded): what the reader gets of each step
+    is its history in order, each state at most once (changes between two looks merge into
+    the last), and always its final state."""
+    import random
+
+    rng = random.Random(13)
+    runs = [r.run_id for r in journal.enqueue_runs([RunSpec("t", "{}")] * 3, now=NOW)]
+    claims, _ = journal.claim_runs("w1", 3, lease_seconds=LEASE, known_tasks=terms("t"), now=NOW)
+    history: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    seen: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    reader = _Reader(journal, seen)
+    for _ in range(400):
+        c = rng.choice(claims)
+        key = f"s{rng.randrange(6)}"
+        state = journal.replay_state(c.run_id).get(key)
+        if state is None or state.status in (model.STEP_COMPLETED, model.STEP_RETRYING):
+            journal.record_step_start(c.run_id, c.epoch, key=key, name=key, kind=model.STEP,
+                                      seq=int(key[1:]), run_attempt=1, now=NOW,
+                                      notify=rng.random() < 0.2)
+        elif rng.random() < 0.7:
+            _result(journal, c, key, notify=rng.random() < 0.2)
+        else:
+            journal.record_step_failure(c.run_id, c.epoch, key=key, error="E", traceback=None,
+                                        retry_at=NOW, now=NOW)
+        step = journal.replay_state(c.run_id)[key]
+        history.setdefault((c.run_id, key), []).append((step.status, step.attempts))
+        if rng.random() < 0.1:
+            journal.note_step_change(c.run_id, c.epoch, key=key, status=step.status, now=NOW)
+        if rng.random() < 0.3:
+            reader.poll()
+    for c in claims:
+        journal.suspend_run(c.run_id, c.epoch, children=[], wake_at=NOW + 60, now=NOW)
+        for key, step in journal.replay_state(c.run_id).items():
+            if history[(c.run_id, key)][-1] != (step.status, step.attempts):
+                history[(c.run_id, key)].append((step.status, step.attempts))  # parked
+    reader.poll()
+    reader.poll()
+    assert set(seen) == set(history) and {r for r, _ in seen} == set(runs)
+    for step, states in history.items():
+        got = seen[step]
+        assert got[-1] == states[-1], step
+        assert all(a != b for a, b in zip(got, got[1:], strict=False)), (step, got)
+        rest = iter(states)
+        assert all(any(s == h for h in rest) for s in got), (step, got, states)
+
+
+class _Reader:
+    """A follower as `dev --no-tui` is one: each change, then the steps its run changed
+    before it; at the end of a page, the rest up to the page's end."""
+
+    def __init__(self, journal, seen) -> None:
+        self.journal, self.seen = journal, seen
+        self.cursor = journal.feed_cursor()
+        self.floors: dict = {}
+
+    def poll(self) -> None:
+        page = self.journal.changes_since(self.cursor)
+        for change in page.changes:
+            self._steps(change.run_id, change.cursor)
+        for run_id in list(self.floors):
+            self._steps(run_id, page.cursor)
+        self.cursor = page.cursor
+
+    def _steps(self, run_id, until) -> None:
+        steps, self.floors[run_id] = self.journal.step_changes(
+            run_id, self.floors.get(run_id, self.cursor), until=until)
+        for s in steps:
+            self.seen.setdefault((run_id, s.key), []).append((s.status, s.attempts))
