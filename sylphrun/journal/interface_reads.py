@@ -219,10 +219,10 @@ class JournalReader(Protocol):
     #   the writing transaction's `pg_current_xact_id()` (xid8), and read only the changes of
     #   transactions below `pg_snapshot_xmin(pg_current_snapshot())`: all of those have
     #   finished, so nothing can still land in that range; the cursor keeps the xmin read up
-    #   to (plus the position inside it, for `limit`). (2) A per-run change counter bumped in
-    #   the same transaction as the change (`UPDATE runs SET change_no = change_no + 1 ...
-    #   RETURNING`: the run's row lock orders its changes by commit), which `step_changes`
-    #   follows exactly per run; the journal-wide order across runs then still needs (1).
+    #   to (plus the position inside it, for `limit`). (2) A per-run change counter on the
+    #   run's row, incremented (and read back) in the same transaction as the change: the
+    #   row lock orders a run's changes by commit, so `step_changes` follows it exactly per
+    #   run; the journal-wide order across runs then still needs (1).
     #   Either way step changes are found through their run (the primary key's prefix), and
     #   the cursor stays opaque to readers.
 
