@@ -131,9 +131,7 @@ def _run_with_log(session: DevSession) -> int:
     session.start()
     journal = open_journal(session.config.journal, durability=session.config.durability)
     try:
-        # `eventlog` (seams-feed's) still follows a Connection: once it takes the journal,
-        # pass `journal` itself and `SqliteJournal.conn` can go.
-        follow(journal.conn, session.stop_event, console.print)  # type: ignore[attr-defined]
+        follow(journal, session.stop_event, console.print)
     finally:
         journal.close()
         session.stop(graceful=signals.presses < 2)

@@ -2,17 +2,17 @@
 
 A 100-step chain writes a handful of events instead of 200; the last change of a burst is
 announced shortly after it; `sylphrun dev --no-tui` prints one line per step change, each
-before the line of the run that followed it."""
+before the line of the run that followed it, found through the feed's exact cursor: no
+clock, so a change committed late or two in the same millisecond print once, in order."""
 
 from __future__ import annotations
-
-import time
 
 from conftest import wait_until
 
 from sylphrun import model
 from sylphrun.eventlog import EventPrinter
-from sylphrun.journal import queries
+from sylphrun.journal import RunSpec, open_journal, queries
+from sylphrun.journal.types import TaskTerms
 from sylphrun.runtime.steps import NOTICE_EVERY
 
 TASKS = '''
@@ -79,17 +79,26 @@ def test_the_last_change_of_a_burst_is_announced_soon_after(project, engine_fact
     assert eng.wait(run_id).ok
 
 
+def _print_changes(journal, printer, cursor):
+    """Feed the printer every change after `cursor`, as `follow` does; the cursor after."""
+    page = journal.changes_since(cursor, limit=10_000)
+    for change in page.changes:
+        printer.handle(change)
+    printer.end_batch(page.cursor)
+    return page.cursor
+
+
 def test_the_event_log_prints_each_step_change_before_the_run_line(project, engine_factory):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
-    started = time.time()
+    journal = open_journal(eng.config.journal)
+    start = journal.feed_cursor()
     result = eng.run("mixed")
     assert result.ok, result.error
     lines: list[str] = []
-    printer = EventPrinter(eng.conn, lambda text: lines.append(text.plain), started=started)
-    for event in queries.events_since(eng.conn, 0, limit=10_000):
-        printer.handle(event)
-    printer.end_batch()
+    printer = EventPrinter(journal, lambda text: lines.append(text.plain), start=start)
+    _print_changes(journal, printer, start)
+    journal.close()
     body = [line.split(" ", 1)[1].strip() for line in lines]
     run = result.run_id
     order = [
@@ -104,89 +113,135 @@ def test_the_event_log_prints_each_step_change_before_the_run_line(project, engi
     assert sum(f"{run} reserve" in b for b in body) == 1, body
 
 
-# -- the log against hand-made journal histories (store calls, no worker) ---------------
+# -- the log against hand-made journal histories (journal calls, no worker) --------------
 
 
-def _claimed(conn, now: float):
-    from sylphrun.journal import RunSpec, store
-
-    [(run_id, _)] = store.enqueue_runs(conn, [RunSpec("t", "{}")], now)
-    [claim], _ = store.claim_runs(conn, "w", 1, lease_seconds=60,
-                                  known_tasks={"t": store.TaskTerms()}, now=now)
+def _claimed(journal, now: float):
+    [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now)
+    [claim], _ = journal.claim_runs("w", 1, lease_seconds=60, known_tasks={"t": TaskTerms()},
+                                    now=now)
     return run_id, claim.epoch
-
-
-def _print_all(conn, printer) -> None:
-    for event in queries.events_since(conn, 0, limit=10_000):
-        printer.handle(event)
-    printer.end_batch()
 
 
 class LivePrinter:
     """An EventPrinter fed the way `follow` feeds it: what is new, after each change."""
 
-    def __init__(self, conn, started: float) -> None:
-        self.conn, self.last, self.lines = conn, 0, []
-        self.printer = EventPrinter(conn, lambda text: self.lines.append(text.plain),
-                                    started=started)
+    def __init__(self, journal) -> None:
+        self.journal, self.lines = journal, []
+        self.cursor = journal.feed_cursor()
+        self.printer = EventPrinter(journal, lambda text: self.lines.append(text.plain),
+                                    start=self.cursor)
 
-    def poll(self) -> None:
-        events = queries.events_since(self.conn, self.last, limit=10_000)
-        for event in events:
-            self.last = event[0]
-            self.printer.handle(event)
-        self.printer.end_batch()
+    def poll(self) -> list[str]:
+        printed = len(self.lines)
+        self.cursor = _print_changes(self.journal, self.printer, self.cursor)
+        return self.lines[printed:]
+
+
+def _start(journal, run_id, epoch, key, *, seq, now, notify=True):
+    journal.record_step_start(run_id, epoch, key=key, name=key, kind="step", seq=seq,
+                              run_attempt=1, now=now, notify=notify)
+
+
+def _complete(journal, run_id, epoch, key, *, now, notify=True):
+    journal.record_step_result(run_id, epoch, key=key, output="1", now=now, notify=notify)
 
 
 def test_a_step_parked_long_after_it_started_is_printed_waiting(tmp_path):
-    from sylphrun.journal import Connection, store
-
-    conn = Connection(tmp_path / "journal.db")
-    t = time.time() - 60
-    log = LivePrinter(conn, started=t)
-    run_id, epoch = _claimed(conn, t)
-    store.record_step_start(conn, run_id, epoch, key="collect", name="collect", kind="step",
-                            seq=1, run_attempt=1, now=t + 1)
+    journal = open_journal(tmp_path / "journal.db")
+    t = 1_000.0
+    log = LivePrinter(journal)
+    run_id, epoch = _claimed(journal, t)
+    _start(journal, run_id, epoch, "collect", seq=1, now=t + 1)
     log.poll()
     # A parallel step, 10 s later: the log has looked at this run since collect started.
-    store.record_step_start(conn, run_id, epoch, key="other", name="other", kind="step",
-                            seq=2, run_attempt=1, now=t + 10)
-    store.record_step_result(conn, run_id, epoch, key="other", output="1", now=t + 11)
+    _start(journal, run_id, epoch, "other", seq=2, now=t + 10)
+    _complete(journal, run_id, epoch, "other", now=t + 11)
     log.poll()
     # Parked 30 s after it started: parking writes no step timestamp, only its event.
-    store.suspend_run(conn, run_id, epoch, children=[], wake_at=t + 40, now=t + 31)
+    journal.suspend_run(run_id, epoch, children=[], wake_at=t + 40, now=t + 31)
     log.poll()
     assert any(f"{run_id} collect running" in line for line in log.lines), log.lines
     assert any(f"{run_id} collect waiting" in line for line in log.lines), log.lines
-    conn.close()
+    journal.close()
 
 
 def test_a_finished_run_retried_or_announced_late_does_not_print_its_old_steps_again(tmp_path):
-    from sylphrun.journal import Connection, store
-
-    conn = Connection(tmp_path / "journal.db")
-    t = time.time() - 5
-    run_id, epoch = _claimed(conn, t)
+    journal = open_journal(tmp_path / "journal.db")
+    t = 1_000.0
+    start = journal.feed_cursor()
+    run_id, epoch = _claimed(journal, t)
     for i in range(3):
-        store.record_step_start(conn, run_id, epoch, key=f"s{i}", name=f"s{i}", kind="step",
-                                seq=i + 1, run_attempt=1, now=t + i, notify=i == 0)
-        store.record_step_result(conn, run_id, epoch, key=f"s{i}", output="1", now=t + i,
-                                 notify=False)
-    store.cancel_run(conn, run_id, now=t + 4)
+        _start(journal, run_id, epoch, f"s{i}", seq=i + 1, now=t + i, notify=i == 0)
+        _complete(journal, run_id, epoch, f"s{i}", now=t + i, notify=False)
+    journal.cancel_run(run_id, now=t + 4)
     # A coalesced flush that lost the race with the cancel writes nothing: it is fenced.
-    before = queries.last_event_id(conn)
-    store.note_step_change(conn, run_id, epoch, key="s2", status="completed", now=t + 4.5)
-    assert queries.last_event_id(conn) == before
+    before = journal.feed_cursor()
+    journal.note_step_change(run_id, epoch, key="s2", status="completed", now=t + 4.5)
+    assert journal.changes_since(before).changes == []
     lines: list[str] = []
-    printer = EventPrinter(conn, lambda text: lines.append(text.plain), started=t)
-    _print_all(conn, printer)
+    printer = EventPrinter(journal, lambda text: lines.append(text.plain), start=start)
+    cursor = _print_changes(journal, printer, start)
     assert [line for line in lines if " s2 completed" in line], lines
     printed = len(lines)
-    store.retry_run(conn, run_id, now=time.time())
-    for event in queries.events_since(conn, before, limit=10_000):
-        printer.handle(event)
-    printer.end_batch()
+    journal.retry_run(run_id, now=t + 10)
+    _print_changes(journal, printer, cursor)
     new = lines[printed:]
     assert any(f"{run_id} t queued" in line for line in new), new
     assert not any(" completed" in line for line in new), new
-    conn.close()
+    journal.close()
+
+
+def test_a_step_change_committed_late_with_an_old_time_is_printed_once(tmp_path):
+    """The clock played no part: a result stamped long before the log's last look (its
+    worker read the clock, then waited on the write lock) still prints, once, in order."""
+    journal = open_journal(tmp_path / "journal.db")
+    t = 1_000.0
+    log = LivePrinter(journal)
+    run_id, epoch = _claimed(journal, t)
+    _start(journal, run_id, epoch, "early", seq=1, now=t + 1)
+    _start(journal, run_id, epoch, "late", seq=2, now=t + 1)
+    log.poll()
+    # The log looks again and again while time passes (its look is "now": t is long gone).
+    _start(journal, run_id, epoch, "third", seq=3, now=t + 100)
+    log.poll()
+    # Two silent results, the first with a time from before all of that; the coalesced
+    # notice names only the last one.
+    _complete(journal, run_id, epoch, "early", now=t + 2, notify=False)
+    _complete(journal, run_id, epoch, "third", now=t + 101, notify=False)
+    journal.note_step_change(run_id, epoch, key="third", status="completed", now=t + 101)
+    assert _steps(log.poll()) == [("early", "completed"), ("third", "completed")], log.lines
+    assert log.poll() == []
+    assert _steps(log.lines) == [("early", "running"), ("late", "running"),
+                                 ("third", "running"), ("early", "completed"),
+                                 ("third", "completed")], log.lines
+    journal.close()
+
+
+def _steps(lines: list[str]) -> list[tuple[str, str]]:
+    """(key, status) of the step lines ("HH:MM:SS   ✓ run_x key status ...")."""
+    return [tuple(line.split()[3:5]) for line in lines if line[8:11] == "   "]
+
+
+def test_changes_in_the_same_millisecond_print_once_each_in_order_across_polls(tmp_path):
+    journal = open_journal(tmp_path / "journal.db")
+    t = 1_000.0
+    log = LivePrinter(journal)
+    run_id, epoch = _claimed(journal, t)
+    log.poll()
+    # Every write at the same time: nothing but the journal's order tells them apart.
+    for i in range(4):
+        _start(journal, run_id, epoch, f"s{i}", seq=i + 1, now=t, notify=i == 0)
+        if i % 2:
+            log.poll()  # the log looks between the changes of the same millisecond
+        _complete(journal, run_id, epoch, f"s{i}", now=t, notify=False)
+    journal.note_step_change(run_id, epoch, key="s3", status="completed", now=t)
+    journal.finish_run(run_id, epoch, status="completed", output="null", error=None,
+                       traceback=None, now=t)
+    log.poll()
+    log.poll()
+    done = [key for key, status in _steps(log.lines) if status == "completed"]
+    assert done == ["s0", "s1", "s2", "s3"], log.lines
+    assert len(log.lines) == len(set(log.lines)), log.lines  # nothing printed twice
+    assert log.lines[-1].endswith("t completed"), log.lines
+    journal.close()

@@ -2,7 +2,7 @@
 
 Threads: the journal is read by one thread worker (`_follow_journal`) that posts
 `JournalChanged` messages; actions run in short thread workers through `sylphrun.actions`
-on a connection of their own. The UI thread never touches SQLite.
+on a journal handle of their own. The UI thread never touches the journal.
 """
 
 from __future__ import annotations
@@ -33,8 +33,7 @@ from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.dashboard.widgets.status_line import StatusLine, status_text
 from sylphrun.dashboard.widgets.tasks_panel import TasksPanel, reload_text
 from sylphrun.errors import SylphrunError
-from sylphrun.journal import Connection
-from sylphrun.journal.lock_holder import stopped_lock_holder
+from sylphrun.journal import Journal
 
 POLL_SECONDS = 0.1
 TICK_SECONDS = 0.25
@@ -86,7 +85,7 @@ class DashboardApp(RunCommands, App[None]):
         self.updates_applied = 0
         self.pending_select: str | None = None
         self.payloads: dict[str, str] = {}
-        self._action_conn: Connection | None = None
+        self._action_journal: Journal | None = None
         self._discover = tasks is None and reload_status is None
         self._status_due = 0.0
         self._run_screen: RunScreen | None = None
@@ -101,8 +100,8 @@ class DashboardApp(RunCommands, App[None]):
         self.set_interval(TICK_SECONDS, self._tick)
 
     def on_unmount(self) -> None:
-        if self._action_conn is not None:
-            self._action_conn.close()
+        if self._action_journal is not None:
+            self._action_journal.close()
 
     def title_text(self) -> Text:
         out = Text("sylphrun", style="bold")
@@ -238,7 +237,8 @@ class DashboardApp(RunCommands, App[None]):
                            now=self.clock())
         # A stopped process holding the journal's write lock freezes every writer: say so
         # first. One read of /proc/locks per refresh (every 0.5 s at most).
-        locked = stopped_lock_holder(self.config.journal)
+        reader = self.feed.reader
+        locked = reader.stopped_writer() if reader is not None else None
         if locked:
             text = Text.assemble((f"✗ {locked} · ", "bold red"), text)
         for line in self.screen.query(StatusLine):

@@ -1,7 +1,8 @@
 """What the user does to runs from the dashboard: trigger, retry, replay, cancel, wake, copy.
 
 Every action goes through `sylphrun.actions` (the functions the CLI uses), in a short
-thread worker on a journal connection of its own; errors come back as notifications.
+thread worker on a journal handle of its own (`open_journal`); errors come back as
+notifications.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.errors import SylphrunError
-from sylphrun.journal import Connection, queries
+from sylphrun.journal import Journal, open_journal
 
 if TYPE_CHECKING:
     from sylphrun.dashboard.app import DashboardApp
@@ -30,18 +31,19 @@ else:
 class RunCommands(_Base):
     """Mixed into `DashboardApp`."""
 
-    def _conn(self) -> Connection:
-        # Its own connection: the feed's stays read-only, and a write never waits behind a
+    def _journal(self) -> Journal:
+        # Its own handle: the feed's stays read-only, and a write never waits behind a
         # read of 10,000 runs.
-        if self._action_conn is None:
-            self._action_conn = Connection(self.config.journal, durability=self.config.durability)
-        return self._action_conn
+        if self._action_journal is None:
+            self._action_journal = open_journal(self.config.journal,
+                                                durability=self.config.durability)
+        return self._action_journal
 
-    def _perform(self, what: str, fn: Callable[[Connection], Any],
+    def _perform(self, what: str, fn: Callable[[Journal], Any],
                  done: Callable[[Any], None]) -> None:
         def job() -> None:
             try:
-                result = fn(self._conn())
+                result = fn(self._journal())
             except SylphrunError as exc:
                 self.call_from_thread(self.notify, str(exc), title=f"{what} failed",
                                       severity="error", markup=False, timeout=8)
@@ -79,7 +81,7 @@ class RunCommands(_Base):
         def opened(run: model.Run) -> None:
             self.open_trigger(run.task_id, payload=run.payload, from_run=run.id)
 
-        self._perform("read the payload", lambda c: queries.get_run(c, run_id), opened)
+        self._perform("read the payload", lambda j: j.get_run(run_id), opened)
 
     def trigger(self, task_id: str, payload: dict[str, Any]) -> None:
         known: dict[str, Any] = {t: self.tasks.get(t, t) for t in self.task_ids()}
@@ -91,7 +93,8 @@ class RunCommands(_Base):
             message = f"{run_id} queued" if created else f"{run_id} already exists for that key"
             self.notify(message, title=f"Triggered {fmt.safe(task_id)}", markup=False)
 
-        self._perform("trigger", lambda c: actions.trigger_run(c, known, task_id, payload), done)
+        self._perform("trigger",
+                      lambda j: actions.trigger_run(j, known, task_id, payload), done)
 
     def _select_in_list(self, run_id: str) -> None:
         for screen in self.screen_stack:
@@ -106,7 +109,7 @@ class RunCommands(_Base):
             self.notify(f"{run_id} queued again as attempt {result[1]}; completed steps are kept",
                         title="Retry", markup=False)
 
-        self._perform("retry", lambda c: actions.retry_run(c, run_id), done)
+        self._perform("retry", lambda j: actions.retry_run(j, run_id), done)
 
     def confirm_replay(self, run_id: str | None, *, from_step: str | None = None,
                        open_new: bool = False) -> None:
@@ -151,7 +154,8 @@ class RunCommands(_Base):
             if open_new:
                 self.open_run(new_id)
 
-        self._perform("replay", lambda c: actions.replay_run(c, run_id, from_step=from_step), done)
+        self._perform("replay",
+                      lambda j: actions.replay_run(j, run_id, from_step=from_step), done)
 
     def cancel(self, run_id: str | None) -> None:
         if not self._need_run(run_id):
@@ -174,7 +178,8 @@ class RunCommands(_Base):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._perform("cancel", lambda c: actions.cancel_run(c, run_id), cancelled)
+                self._perform("cancel", lambda j: actions.cancel_run(j, run_id),
+                              cancelled)
 
         def cancelled(ids: list[str]) -> None:
             extra = f" and {len(ids) - 1} child run(s)" if len(ids) > 1 else ""
@@ -190,7 +195,7 @@ class RunCommands(_Base):
         def done(result: tuple[str, str]) -> None:
             self.notify(f"{result[0]}: {result[1]}", title="Woken", markup=False)
 
-        self._perform("wake", lambda c: actions.wake_run(c, run_id), done)
+        self._perform("wake", lambda j: actions.wake_run(j, run_id), done)
 
     def copy_run_id(self, run_id: str | None) -> None:
         if not self._need_run(run_id):
@@ -198,3 +203,5 @@ class RunCommands(_Base):
         self.copy_to_clipboard(run_id)
         self.notify(f"{run_id} (copied with OSC 52; terminals without it ignore the copy)",
                     title="Copied", markup=False)
+
+

@@ -1,10 +1,11 @@
 """Following the journal: what changed since the last look, read off the UI thread.
 
 `JournalFeed.poll()` is called every ~100 ms by one thread worker of the app. An idle poll
-is one `PRAGMA data_version` (microseconds); after a commit by any process it reads the
-events since the last one seen and re-reads only the runs they name (and those runs'
-parents, whose child counters changed without an event of their own). The run the user is
-looking at is re-read when one of its events or one of its children's events shows up.
+is one `change_token()` (a `PRAGMA data_version` on SQLite: microseconds); after a commit
+by any process it reads the feed's changes after its cursor and re-reads only the runs they
+name (and those runs' parents, whose child counters changed without a change of their own).
+The run the user is looking at is re-read when one of its changes or one of its children's
+changes shows up. Everything goes through `JournalReader`: no SQL, no connection here.
 
 Nothing here imports Textual: the app turns a `FeedUpdate` into a message.
 """
@@ -21,8 +22,9 @@ from sylphrun import model
 from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.dashboard.suspensions import StateChange
 from sylphrun.errors import UnknownRun
-from sylphrun.journal import Connection, queries
-from sylphrun.journal.queries import RunSummary
+from sylphrun.follow import ChangeFollower
+from sylphrun.journal import JournalReader, open_journal
+from sylphrun.journal.types import STATE_CHANGE_KINDS, RunSummary
 from sylphrun.trigger import WORKER_STALE_AFTER
 
 # How many runs the list holds. Past this the oldest are not shown (the status bar says
@@ -98,14 +100,14 @@ class JournalFeed:
         self.clock = clock
         self.reload_status = reload_status
         self.max_runs = max_runs
-        self.conn: Connection | None = None
+        self.reader: JournalReader | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._watched: str | None = None
         self._watch_changed = False
         self._reread = False
         self._loaded = False
-        self._cursor: queries.JournalCursor | None = None
+        self._follower: ChangeFollower | None = None
         self._log_run: str | None = None
         self._log_after = 0
         self._logs_pending = False
@@ -146,12 +148,12 @@ class JournalFeed:
     def open(self) -> None:
         # create=True: a dashboard started before the first run follows the journal the
         # workers will create, instead of failing.
-        self.conn = Connection(self.journal, create=True)
+        self.reader = open_journal(self.journal, create=True)
 
     def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
     def sleep(self, seconds: float) -> None:
         """Wait for the next poll; a `watch()` or `wake()` ends the wait at once."""
@@ -159,31 +161,31 @@ class JournalFeed:
         self._wake.clear()
 
     def poll(self) -> FeedUpdate:
-        assert self.conn is not None, "open() first"
-        conn = self.conn
+        assert self.reader is not None, "open() first"
+        reader = self.reader
         started = time.perf_counter()
         watched, watch_changed, search, search_changed = self._take_requests()
         update = FeedUpdate()
         changed: set[str] = set()
         logged: set[str] = set()
         if not self._loaded:
-            watch_changed = self._load_runs(conn, update) or watch_changed
-        elif self._cursor.changed():
-            self._follow_events(conn, update, changed, logged,
-                                search=None if search_changed else search)
+            watch_changed = self._load_runs(reader, update) or watch_changed
+        elif self._follower.changed():
+            self._follow_changes(reader, update, changed, logged,
+                                 search=None if search_changed else search)
         if search_changed:
-            found = queries.runs_with_payload_text(conn, search, limit=PAYLOAD_MATCHES) if search else []
+            found = reader.runs_with_payload_text(search, limit=PAYLOAD_MATCHES) if search else []
             update.payload_matches = PayloadMatches(search, frozenset(found), True)
         if watched is not None:
             touches_watched = watched in changed or any(
                 s.parent_run_id == watched for s in update.runs
             )
             if watch_changed or touches_watched:
-                self._read_detail(conn, watched, update)
+                self._read_detail(reader, watched, update)
             if (watch_changed or self._log_run != watched or watched in logged
                     or self._logs_pending):
-                self._read_logs(conn, watched, update)
-        self._read_workers(conn, update)
+                self._read_logs(reader, watched, update)
+        self._read_workers(reader, update)
         self._read_reload(update)
         update.read_seconds = time.perf_counter() - started
         return update
@@ -199,18 +201,18 @@ class JournalFeed:
             search_changed, self._search_changed = self._search_changed, False
             return self._watched, watch_changed, self._search, search_changed
 
-    def _load_runs(self, conn: Connection, update: FeedUpdate) -> bool:
+    def _load_runs(self, reader: JournalReader, update: FeedUpdate) -> bool:
         """First the newest page, shown at once; the whole list on the next poll. True on
         the first page."""
-        first = self._cursor is None
+        first = self._follower is None
         if first:
-            self._cursor = queries.JournalCursor(conn)
-        # The version before the last event id: a commit in between is read next poll.
-        self._cursor.changed()
+            self._follower = ChangeFollower(reader, reader.feed_cursor(from_start=True))
+        # The token before the cursor: a commit in between is read next poll.
+        self._follower.changed()
         if first:
-            self._cursor.last_event = queries.last_event_id(conn)
+            self._follower.cursor = reader.feed_cursor()
         limit = min(FIRST_PAGE, self.max_runs) if first else self.max_runs
-        update.runs = queries.run_summaries(conn, limit=limit + 1)
+        update.runs = reader.run_summaries(limit=limit + 1)
         update.truncated = len(update.runs) > self.max_runs
         update.more = first and len(update.runs) > limit
         del update.runs[limit:]
@@ -218,66 +220,67 @@ class JournalFeed:
         self._loaded = not update.more
         return first
 
-    def _follow_events(self, conn: Connection, update: FeedUpdate, changed: set[str],
-                       logged: set[str], *, search: str | None) -> None:
-        """Read the events committed since the last poll: the runs they name (in
+    def _follow_changes(self, reader: JournalReader, update: FeedUpdate, changed: set[str],
+                        logged: set[str], *, search: str | None) -> None:
+        """Read the changes committed since the last poll: the runs they name (in
         `changed`, those with new log lines in `logged`), and new runs matching `search`."""
-        events = self._cursor.new_events(EVENT_BATCH)
-        update.more = len(events) == EVENT_BATCH
+        changes = self._follower.read(EVENT_BATCH)
+        update.more = len(changes) == EVENT_BATCH
         created: list[str] = []
-        for event_id, at, run_id, kind, step_key in events:
+        for change in changes:
+            run_id, kind = change.run_id, change.kind
             changed.add(run_id)
             if kind == "log":
                 logged.add(run_id)
             elif kind == "run.queued":
                 created.append(run_id)  # new runs, and some retried ones
-            if run_id == self._changes_run and kind.startswith(queries.STATE_CHANGE_KINDS):
-                self._changes.append((event_id, at, kind, step_key))
+            if run_id == self._changes_run and kind.startswith(STATE_CHANGE_KINDS):
+                self._changes.append((change.id, change.at, kind, change.step_key))
         if changed:
-            update.runs = self._changed_runs(conn, changed)
+            update.runs = self._changed_runs(reader, changed)
         if search and created:
-            found = queries.runs_with_payload_text(conn, search, run_ids=created)
+            found = reader.runs_with_payload_text(search, run_ids=created)
             if found:
                 update.payload_matches = PayloadMatches(search, frozenset(found), False)
 
-    def _changed_runs(self, conn: Connection, changed: set[str]) -> list[RunSummary]:
-        # Only events of the runs themselves are journaled; a parent's child counters
-        # change with its child's event, so the parents are read again too.
-        runs = queries.run_summaries_by_ids(conn, list(changed))
+    def _changed_runs(self, reader: JournalReader, changed: set[str]) -> list[RunSummary]:
+        # Only changes of the runs themselves are journaled; a parent's child counters
+        # change with its child's change, so the parents are read again too.
+        runs = reader.run_summaries_by_ids(list(changed))
         parents = {s.parent_run_id for s in runs if s.parent_run_id} - changed
         if parents:
-            runs += queries.run_summaries_by_ids(conn, list(parents))
+            runs += reader.run_summaries_by_ids(list(parents))
         return runs
 
-    def _read_detail(self, conn: Connection, run_id: str, update: FeedUpdate) -> None:
+    def _read_detail(self, reader: JournalReader, run_id: str, update: FeedUpdate) -> None:
         try:
-            run = queries.get_run(conn, run_id)
+            run = reader.get_run(run_id)
         except UnknownRun:
             update.detail_missing = run_id
             return
         update.detail = RunDetail(
             run=run,
-            steps=queries.steps_of(conn, run_id),
-            attempts=queries.run_attempts(conn, run_id),
-            children=queries.run_summaries(conn, parent_run_id=run_id, limit=self.max_runs)
+            steps=reader.steps_of(run_id),
+            attempts=reader.run_attempts(run_id),
+            children=reader.run_summaries(parent_run_id=run_id, limit=self.max_runs)
             if run.children_total else [],
-            changes=tuple(self._state_changes(conn, run_id)),
+            changes=tuple(self._state_changes(reader, run_id)),
         )
 
-    def _state_changes(self, conn: Connection, run_id: str) -> list[StateChange]:
-        # Read from the journal once per run (a scan of the events table), then kept up to
-        # date from the events `poll` reads anyway.
+    def _state_changes(self, reader: JournalReader, run_id: str) -> list[StateChange]:
+        # Read from the journal once per run (a scan of the feed), then kept up to date
+        # from the changes `poll` reads anyway: up to the feed's cursor, each once.
         if run_id != self._changes_run:
-            self._changes = queries.run_state_changes(conn, run_id, up_to=self._cursor.last_event)
+            self._changes = list(reader.run_state_changes_until(run_id, self._follower.cursor))
             self._changes_run = run_id
         return self._changes
 
-    def _read_logs(self, conn: Connection, run_id: str, update: FeedUpdate) -> None:
+    def _read_logs(self, reader: JournalReader, run_id: str, update: FeedUpdate) -> None:
         if self._log_run != run_id:
             self._log_run = run_id
             self._log_after = 0
             update.logs_reset = True
-        lines = queries.log_lines_after(conn, run_id, self._log_after, limit=LOG_BATCH)
+        lines = reader.log_lines_after(run_id, self._log_after, limit=LOG_BATCH)
         if lines:
             self._log_after = lines[-1][0]
         # A long log comes in batches, one per poll, without waiting for a new line.
@@ -286,12 +289,12 @@ class JournalFeed:
         update.logs = lines
         update.logs_run_id = run_id
 
-    def _read_workers(self, conn: Connection, update: FeedUpdate) -> None:
+    def _read_workers(self, reader: JournalReader, update: FeedUpdate) -> None:
         now = time.monotonic()
         if now < self._next_worker_check:
             return
         self._next_worker_check = now + 1.0
-        count = len(queries.live_workers(conn, now=self.clock(), stale_after=WORKER_STALE_AFTER))
+        count = len(reader.live_workers(now=self.clock(), stale_after=WORKER_STALE_AFTER))
         if count != self._workers:
             self._workers = count
             update.workers = count

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sylphrun.journal.queries import RunSummary
+from sylphrun.journal.types import RunSummary
 
 
 @dataclass(frozen=True)

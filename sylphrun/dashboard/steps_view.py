@@ -14,7 +14,7 @@ from rich.text import Text
 
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
-from sylphrun.journal.queries import RunSummary
+from sylphrun.journal.types import RunSummary
 from sylphrun.render import STEP_STYLE
 
 

@@ -13,9 +13,11 @@ from typing import Protocol, runtime_checkable
 
 from sylphrun import model
 from sylphrun.journal.types import (
+    ChangePage,
     Event,
     EventRecord,
     EventWait,
+    FeedCursor,
     Hold,
     JournaledStep,
     LeaseHolder,
@@ -137,12 +139,6 @@ class JournalReader(Protocol):
         """The failed or interrupted tries of a step within one run attempt."""
         ...
 
-    def steps_changed_since(self, run_id: str, since: float,
-                            key: str | None = None) -> list[StepChange]:
-        """A run's steps started or finished at or after `since`, plus step `key` whatever
-        its times, oldest change first."""
-        ...
-
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         """A run's log lines after log id `after_id`, in the order written."""
         ...
@@ -218,6 +214,12 @@ class JournalReader(Protocol):
         the journal: a watchdog asks it while a frozen writer holds up every other one."""
         ...
 
+    def stopped_writer(self) -> str | None:
+        """One line naming a stopped local process (SIGSTOP, a debugger) that holds the
+        journal's write lock, for a status bar: every writer is frozen until it continues.
+        None otherwise, and always None where writers are not local processes."""
+        ...
+
     def write_progress(self) -> object:
         """A value that changes whenever a write commits, read without waiting on the
         journal (None when unknown): with `write_lock_holder`, it tells a writer that
@@ -246,6 +248,56 @@ class JournalReader(Protocol):
         task's) concurrency is full, its rate window is spent (with when it frees up), or
         it is still debouncing (with when it starts). Judged by the limits the workers
         registered for its task. None: not held, not queued, or no such run."""
+        ...
+
+
+    # -- change feed (seams-feed) --------------------------------------------------------------
+    #
+    # The exact cursor readers follow (the dashboard, `dev --no-tui`): no clock, no slack.
+    # Each change is read once and in order: `changes_since` for the feed's entries,
+    # `step_changes` for the step changes of a run an entry names (a step's start and result
+    # write no entry of their own: schema V2). How a backend keeps this exact:
+    #
+    # - SQLite: one writer at a time, so event ids are commit-ordered; a step row carries the
+    #   newest event id when it was written (`steps.change_seq`), set in the same statement.
+    # - PostgreSQL must not use a bare SERIAL/sequence as the cursor: ids are taken before
+    #   commit, so a transaction can commit after one that took a larger id, and a reader
+    #   that moved past the larger id skips it for ever. Two ways that stay exact, as
+    #   Postgres-based queues do: (1) stamp each change, event rows and step rows alike, with
+    #   the writing transaction's `pg_current_xact_id()` (xid8), and read only the changes of
+    #   transactions below `pg_snapshot_xmin(pg_current_snapshot())`: all of those have
+    #   finished, so nothing can still land in that range; the cursor keeps the xmin read up
+    #   to (plus the position inside it, for `limit`). (2) A per-run change counter on the
+    #   run's row, incremented (and read back) in the same transaction as the change: the
+    #   row lock orders a run's changes by commit, so `step_changes` follows it exactly per
+    #   run; the journal-wide order across runs then still needs (1).
+    #   Either way step changes are found through their run (the primary key's prefix), and
+    #   the cursor stays opaque to readers.
+
+    def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
+        """The feed's place now (follow from here), or before its first change."""
+        ...
+
+    def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
+        """The changes committed after `cursor`, oldest first, at most `limit`, and the
+        cursor to read from next. Exact: read page after page, every change comes once,
+        none is skipped however late its transaction commits, and a run's changes come in
+        the order they were made."""
+        ...
+
+    def step_changes(self, run_id: str, after: FeedCursor, *,
+                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+        """The run's steps changed after `after` and before `until` (a `Change.cursor`: what
+        the run did before that change; None: up to now), oldest change first, and the
+        cursor to pass as `after` next time. Each step once per call, in its state now: a
+        step that started and finished in between is one change, 'completed'; one changed
+        again after `until` is left for a later call. Calls chained by their cursors see
+        every step change once, with no gap."""
+        ...
+
+    def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
+        """`run_state_changes` up to a place in the feed: with the changes read after
+        `until`, the run's whole history of parking and resuming, each once."""
         ...
 
 

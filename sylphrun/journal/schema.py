@@ -303,11 +303,40 @@ CREATE TABLE run_starts (
 CREATE INDEX run_starts_window ON run_starts(task_id, rate_key, at);
 """
 
+# The change feed's exact cursor for steps (`queries.feed.step_changes`). A step row
+# carries `change_seq`: the largest event id when it was last written, read in the
+# writing statement. SQLite has one writer at a time, so a row stamped s was written after
+# event s and before event s + 1: once event s + 1 exists, no write can be stamped s again,
+# and a reader that read the run's rows stamped below s + 1 has seen each of them. The
+# two hot writes set it in the row they write anyway (no event row, no index: schema V2
+# says why a second page per step costs a quarter of a step); the rare step changes,
+# which have an event, are stamped here just before their event is inserted, so the event
+# comes after the row. Rows written before this migration read as 0 (before any reader).
+V9_STEP_CHANGE_SEQ = """
+ALTER TABLE steps ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+DROP TRIGGER steps_insert_event;
+DROP TRIGGER steps_update_event;
+CREATE TRIGGER steps_insert_event AFTER INSERT ON steps
+WHEN new.status NOT IN ('running', 'completed') BEGIN
+    UPDATE steps SET change_seq = COALESCE((SELECT MAX(id) FROM events), 0)
+    WHERE run_id = new.run_id AND key = new.key;
+    INSERT INTO events(at, run_id, kind, step_key)
+    VALUES (COALESCE(new.finished_at, new.started_at, 0), new.run_id, 'step.' || new.status, new.key);
+END;
+CREATE TRIGGER steps_update_event AFTER UPDATE OF status, attempts ON steps
+WHEN new.status NOT IN ('running', 'completed') BEGIN
+    UPDATE steps SET change_seq = COALESCE((SELECT MAX(id) FROM events), 0)
+    WHERE run_id = new.run_id AND key = new.key;
+    INSERT INTO events(at, run_id, kind, step_key)
+    VALUES (COALESCE(new.finished_at, new.started_at, 0), new.run_id, 'step.' || new.status, new.key);
+END;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
 MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
-                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL]
+                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL, V9_STEP_CHANGE_SEQ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

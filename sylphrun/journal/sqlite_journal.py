@@ -17,6 +17,7 @@ from sylphrun.journal import (
     connection,
     flow,
     lifecycle,
+    lock_holder,
     logs,
     queries,
     schedules,
@@ -27,11 +28,14 @@ from sylphrun.journal import (
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal
 from sylphrun.journal.types import (
+    Change,
+    ChangePage,
     Claim,
     Created,
     Event,
     EventRecord,
     EventWait,
+    FeedCursor,
     Hold,
     JournaledStep,
     LeaseHolder,
@@ -335,10 +339,6 @@ class SqliteJournal:
     def step_tries_in_attempt(self, run_id: str, step_key: str, run_attempt: int) -> int:
         return queries.step_tries_in_attempt(self.conn, run_id, step_key, run_attempt)
 
-    def steps_changed_since(self, run_id: str, since: float,
-                            key: str | None = None) -> list[StepChange]:
-        return queries.steps_changed_since(self.conn, run_id, since, key)
-
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         return queries.logs_of(self.conn, run_id, after_id=after_id)
 
@@ -398,6 +398,9 @@ class SqliteJournal:
         # on the very lock a frozen writer holds.
         return connection.write_lock_holder(self.conn.path)
 
+    def stopped_writer(self) -> str | None:
+        return lock_holder.stopped_lock_holder(self.conn.path)
+
     def write_progress(self) -> object:
         # A commit writes the WAL file: its mtime and size move, and a stat never waits.
         try:
@@ -445,3 +448,24 @@ class SqliteJournal:
 
     def held_by(self, run_id: str, *, now: float) -> Hold | None:
         return flow.run_hold(self.conn, run_id, now)
+
+    # -- change feed (seams-feed) ----------------------------------------------------------
+    # A cursor is (event id,): see `queries.feed` for why that is exact on SQLite.
+
+    def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
+        return FeedCursor((0 if from_start else queries.last_event_id(self.conn),))
+
+    def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
+        rows = queries.events_since(self.conn, cursor.token[0], limit)
+        changes = [Change(*row, FeedCursor((row[0],))) for row in rows]
+        return ChangePage(changes, changes[-1].cursor if changes else cursor,
+                          len(changes) == limit)
+
+    def step_changes(self, run_id: str, after: FeedCursor, *,
+                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+        steps, upto = queries.step_changes(self.conn, run_id, after.token[0],
+                                           None if until is None else until.token[0])
+        return steps, FeedCursor((upto,))
+
+    def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
+        return self.run_state_changes(run_id, up_to=until.token[0])

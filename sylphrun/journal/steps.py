@@ -34,17 +34,20 @@ def record_trigger_step(
     with conn.write() as db:
         # The step's event goes first: a reader then shows the parent's steps up to here
         # before the lines of the children it queued (their events follow in this commit).
+        # Its row is stamped as written before that event, for the same order.
+        change_seq = db.execute(f"SELECT {_CHANGE_SEQ}").fetchone()[0]
         db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
         child_ids = [rid for rid, _ in insert_children(db, run_id, epoch, specs, now)]
         output = output_of(child_ids)
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
-            " output, started_at, finished_at, child_run_ids)"
-            " VALUES (?, ?, ?, 'trigger', 'completed', ?, 1, ?, ?, ?, ?, ?)"
+            " output, started_at, finished_at, child_run_ids, change_seq)"
+            " VALUES (?, ?, ?, 'trigger', 'completed', ?, 1, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = excluded.output,"
-            " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids",
+            " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids,"
+            " change_seq = excluded.change_seq",
             (run_id, key, name, seq, run_attempt, output, now, now,
-             _json_list(child_ids) if list_children else None),
+             _json_list(child_ids) if list_children else None, change_seq),
         )
         return child_ids, output
 
@@ -86,13 +89,20 @@ def _fenced_step_write(conn: Connection, sql: str, params: tuple, *, run_id: str
         return changed
 
 
+# A step row's place in the change feed (schema V6_STEP_CHANGE_SEQ), set by every write
+# that changes what a reader shows of it, in the statement itself: a read of the events
+# table's last page, no second page written.
+_CHANGE_SEQ = "COALESCE((SELECT MAX(id) FROM events), 0)"
+
 _START_STEP = (
     "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at,"
-    f" fn, args_hash) SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ? WHERE {fence.OWNED}"
+    f" fn, args_hash, change_seq) SELECT ?, ?, ?, ?, 'running', ?, 1, ?, ?, ?, ?, {_CHANGE_SEQ}"
+    f" WHERE {fence.OWNED}"
     " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
     " attempts = attempts + (status != 'waiting'), run_attempt = excluded.run_attempt,"
     " started_at = excluded.started_at, finished_at = NULL, error = NULL, retry_at = NULL,"
-    " fatal = 0, fn = excluded.fn, args_hash = excluded.args_hash"
+    " fatal = 0, fn = excluded.fn, args_hash = excluded.args_hash,"
+    " change_seq = excluded.change_seq"
 )
 
 
@@ -121,7 +131,7 @@ def record_step_start(
 
 _STEP_RESULT = (
     "UPDATE steps SET status = 'completed', output = ?, finished_at = ?, error = NULL,"
-    f" compensate = ? WHERE run_id = ? AND key = ? AND {fence.OWNED}"
+    f" compensate = ?, change_seq = {_CHANGE_SEQ} WHERE run_id = ? AND key = ? AND {fence.OWNED}"
 )
 
 
@@ -218,9 +228,11 @@ def record_completed_step(
         fence.check(db, run_id, epoch)
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
-            " output, started_at, finished_at) VALUES (?, ?, ?, ?, 'completed', ?, 1, ?, ?, ?, ?)"
+            " output, started_at, finished_at, change_seq)"
+            f" VALUES (?, ?, ?, ?, 'completed', ?, 1, ?, ?, ?, ?, {_CHANGE_SEQ})"
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed',"
-            " output = excluded.output, finished_at = excluded.finished_at",
+            " output = excluded.output, finished_at = excluded.finished_at,"
+            " change_seq = excluded.change_seq",
             (run_id, key, name, kind, seq, run_attempt, output, started_at, now),
         )
         db.execute(_STEP_EVENT, (now, run_id, "step.completed", key))

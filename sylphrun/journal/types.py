@@ -10,6 +10,7 @@ switches the callers over, once the split of `queries` has landed.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from sylphrun.journal.fence import LeaseLost
@@ -144,11 +145,47 @@ class ScheduleTick(NamedTuple):
     run: RunSpec
 
 
+# -- change feed (seams-feed) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FeedCursor:
+    """A place in the change feed. Opaque: a journal makes it, a reader keeps it and hands
+    it back to the same journal, never looks inside or compares two. (SQLite: the last
+    event id read; a PostgreSQL journal keeps what it needs, see `JournalReader.changes_since`.)"""
+
+    token: tuple[int, ...]
+
+
+class Change(NamedTuple):
+    """One entry of the change feed: a run's status changed, a step change was announced,
+    or a log line was written. `cursor` is the feed just after it: `step_changes(until=
+    change.cursor)` gives the step changes its run made before it. `id` names the entry
+    (unique, but not a cursor: in PostgreSQL ids need not follow commit order)."""
+
+    id: int
+    at: float
+    run_id: str
+    kind: str  # "run.<status>", "step.<status>", "log"
+    step_key: str | None
+    cursor: FeedCursor
+
+
+class ChangePage(NamedTuple):
+    """What `changes_since` read: the changes, oldest first; where to read from next;
+    and whether it stopped at its limit with more to read (no commit will say so)."""
+
+    changes: list[Change]
+    cursor: FeedCursor
+    more: bool
+
 __all__ = [
     "MAX_CRASHES",
     "NOTABLE_LEVELS",
     "STATE_CHANGE_KINDS",
     "UNKNOWN_TASK_GRACE",
+    "Change",
+    "ChangePage",
     "Claim",
     "Created",
     "Debouncing",
@@ -156,6 +193,7 @@ __all__ = [
     "EventRecord",
     "EventWait",
     "Hold",
+    "FeedCursor",
     "JournaledStep",
     "LeaseHolder",
     "LeaseLost",

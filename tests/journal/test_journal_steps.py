@@ -145,13 +145,3 @@ def test_log_lines_in_order_with_cursors(journal, claimed):
         "in a"]
     assert journal.body_lines_of_attempt(c.run_id, 1) == [
         ("INFO", "body"), ("INFO", "from a user")]
-
-
-def test_steps_changed_since_a_time(journal, claimed):
-    c = claimed(now=10)
-    complete_step(journal, c, "old", seq=1, now=11)
-    complete_step(journal, c, "new", seq=2, now=20)
-    assert [s.key for s in journal.steps_changed_since(c.run_id, 15)] == ["new"]
-    assert [s.key for s in journal.steps_changed_since(c.run_id, 15, "old")] == ["old", "new"]
-    change = journal.steps_changed_since(c.run_id, 15)[0]
-    assert (change.status, change.attempts, change.finished_at) == (model.STEP_COMPLETED, 1, 20)

@@ -15,7 +15,7 @@ from sylphrun.dashboard import steps_view
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
 from sylphrun.dashboard.widgets.runs_table import RunsTable
-from sylphrun.journal.queries import RunSummary
+from sylphrun.journal.types import RunSummary
 from sylphrun.render import wake_time
 
 

@@ -23,7 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from sylphrun.dashboard import text as fmt
-from sylphrun.journal.queries import RunSummary
+from sylphrun.journal.types import RunSummary
 from sylphrun.model import TERMINAL_STATES
 
 

@@ -17,7 +17,7 @@ from textual.widgets.tree import TreeNode
 from sylphrun import model
 from sylphrun.dashboard import steps_view
 from sylphrun.dashboard import text as fmt
-from sylphrun.journal.queries import RunSummary
+from sylphrun.journal.types import RunSummary
 
 # Node data: ("step", key), ("child", run_id), ("countdown", key), ("progress", key),
 # ("compensation", ""), ("attempts", "") and ("attempt", n) for the run's failed attempts

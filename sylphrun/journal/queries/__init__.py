@@ -16,6 +16,7 @@ from sylphrun.journal.queries.feed import (
     run_summaries,
     run_summaries_by_ids,
     runs_with_payload_text,
+    step_changes,
 )
 from sylphrun.journal.queries.runs import (
     children_of,
@@ -37,7 +38,6 @@ from sylphrun.journal.queries.steps import (
     logs_of,
     replay_state,
     step_tries_in_attempt,
-    steps_changed_since,
     steps_of,
 )
 from sylphrun.journal.queries.workers import (
@@ -80,7 +80,7 @@ __all__ = [
     "run_summaries_by_ids",
     "runs_with_payload_text",
     "status_counts",
+    "step_changes",
     "step_tries_in_attempt",
-    "steps_changed_since",
     "steps_of",
 ]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from sylphrun import model
 from sylphrun.journal.connection import Connection
+from sylphrun.journal.queries.steps import StepChange
 
 
 class JournalCursor:
@@ -53,6 +54,37 @@ def events_since(conn: Connection, after_id: int, limit: int = 10_000) -> list[t
 def last_event_id(conn: Connection) -> int:
     with conn.read() as db:
         return db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+
+
+# -- the change feed's exact cursor (schema V6_STEP_CHANGE_SEQ) ---------------------------
+#
+# A place in the feed is an event id n: the events up to n, and the step rows stamped below
+# n (`steps.change_seq`), have been read. A row stamped s sits between event s and event
+# s + 1; SQLite's one writer means no row is stamped s once event s + 1 is committed, so a
+# bound at or below the newest event id only ever covers rows that are final. The two hot
+# step writes stamp their row and write no event (schema V2), so step changes are found
+# through the run (its rows share the primary key's prefix), never by a scan of `steps`.
+
+
+def step_changes(conn: Connection, run_id: str, after: int,
+                 until: int | None) -> tuple[list[StepChange], int]:
+    """A run's steps whose row was last written in [after, until) of the feed (`until`
+    None: up to the newest event, read in the same snapshot), and the place to read from
+    next. Each row once, with its state now; one written again at or after `until` is left
+    for a later read. Oldest change first: by stamp, then by time and seq within one."""
+    with conn.read() as db:
+        if until is None:
+            until = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        if until <= after:
+            return [], after
+        rows = db.execute(
+            "SELECT key, kind, status, attempts, started_at, finished_at, error FROM steps"
+            " WHERE run_id = ? AND change_seq >= ? AND change_seq < ?"
+            " ORDER BY change_seq, MAX(COALESCE(started_at, 0), COALESCE(finished_at, 0)), seq",
+            (run_id, after, until),
+        ).fetchall()
+    return [StepChange._make(r) for r in rows], until
+
 
 
 # -- reads for the dashboard: lists of thousands of runs, and what changed ----------------

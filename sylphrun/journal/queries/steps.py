@@ -51,26 +51,6 @@ class StepChange(NamedTuple):
     error: str | None
 
 
-def steps_changed_since(conn: Connection, run_id: str, since: float,
-                        key: str | None = None) -> list[StepChange]:
-    """A run's steps started or finished at or after `since`, and the step `key` whatever
-    its times (an event named it: parking a step changes no timestamp), oldest first.
-
-    Step events are coalesced (schema V2), so a follower asks the steps table what changed
-    instead of expecting one event per change. The scan stays within the run's rows (the
-    primary key starts with run_id) and returns only the recent ones.
-    """
-    with conn.read() as db:
-        rows = db.execute(
-            "SELECT key, kind, status, attempts, started_at, finished_at, error FROM steps"
-            " WHERE run_id = ? AND (MAX(COALESCE(started_at, 0), COALESCE(finished_at, 0)) >= ?"
-            " OR key = ?)"
-            " ORDER BY MAX(COALESCE(started_at, 0), COALESCE(finished_at, 0)), seq",
-            (run_id, since, key),
-        ).fetchall()
-    return [StepChange._make(r) for r in rows]
-
-
 class JournaledStep(NamedTuple):
     """What a resuming execution needs of a step. `output` stays JSON text: the runtime
     decodes only the steps it actually replays. A named tuple: one is built per step the
