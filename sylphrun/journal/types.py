@@ -4,8 +4,9 @@ Nothing here knows SQL or a database driver: a second backend (PostgreSQL) build
 records from its rows. The older types are still defined beside the SQLite code that builds
 them (`transitions.RunSpec`, `lifecycle.Claim`, `queries.JournaledStep` ...) and only named
 here, with the journal's policy constants (`MAX_CRASHES`, `UNKNOWN_TASK_GRACE`) and the
-feed's kinds and levels; moving their definitions here, with re-exports left behind, is for the session that
-switches the callers over, once the split of `queries` has landed.
+feed's kinds and levels. Callers outside the package import them from here, so moving the
+definitions here (re-exports left behind) touches nothing outside `journal/`; it waits for
+the branches editing those modules (flow control's claim terms, the feed) to land.
 """
 
 from __future__ import annotations

@@ -107,3 +107,20 @@ def test_the_scan_sees_each_way_past_the_interface():
         "from sylphrun import journal",
         "from sylphrun.journal.connection import write_lock_holder",
     ]
+
+
+def test_as_journal_wraps_a_connection_and_passes_a_journal_through(tmp_path):
+    # Transitional (see as_journal): callers still holding a Connection reach the same file.
+    from sylphrun.journal import Connection, Journal, RunSpec, as_journal, open_journal
+
+    journal = open_journal(tmp_path / "journal.db")
+    conn = Connection(tmp_path / "journal.db")
+    try:
+        assert as_journal(journal) is journal
+        wrapped = as_journal(conn)
+        assert isinstance(wrapped, Journal)
+        [(run_id, _)] = wrapped.enqueue_runs([RunSpec("t", "{}")], now=1)
+        assert journal.get_run(run_id).task_id == "t"
+    finally:
+        conn.close()
+        journal.close()
