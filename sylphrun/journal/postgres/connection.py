@@ -1,0 +1,116 @@
+"""A pool of connections to one PostgreSQL journal, and its transactions.
+
+`write(fn)` runs `fn(cursor)` in one transaction and retries it when PostgreSQL aborts it
+for a deadlock or a serialization failure (two writers locking runs in opposite orders: a
+cancel walking a tree down while a child finishes up into its parent): `fn` must be safe
+to run again, which every operation is (it only talks to the database). Before the commit
+it numbers the transaction's feed rows (`schema.NUMBER_FEED`): event and log ids become
+visible in commit order, as the interface requires.
+
+Every driver error becomes a one-line `JournalError`; no psycopg type leaves this package.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import ConnectionPool
+
+from sylphrun.errors import JournalError
+
+T = TypeVar("T")
+
+# How many times a transaction aborted by a deadlock or a serialization failure is run again.
+RETRIES = 8
+CONNECT_TIMEOUT = 10
+POOL_SIZE = 8
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+def journal_error(location: str, exc: BaseException) -> JournalError:
+    """One line for a driver error: what went wrong, and what to check."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if "password" in text or "authentication" in text:
+        return JournalError(f"the PostgreSQL journal at {location} refused the login ({text}); "
+                            "check the user and password in the journal URL")
+    if isinstance(exc, psycopg.OperationalError):
+        return JournalError(f"cannot reach the PostgreSQL journal at {location} ({text}); "
+                            "check the journal URL and that the server is up")
+    return JournalError(f"journal error on {location}: {text}")
+
+
+class PgConnection:
+    """A pool of connections to the journal at `url`; thread-safe."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.location = redact(url)
+        self._closed = threading.Event()
+        self.pool = ConnectionPool(
+            url, min_size=1, max_size=POOL_SIZE, open=False, name="sylphrun-journal",
+            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "sylphrun"},
+        )
+
+    def connect_once(self) -> psycopg.Connection:
+        """A connection outside the pool (opening, migrations): errors as `JournalError`."""
+        try:
+            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT,
+                                   application_name="sylphrun")
+        except psycopg.Error as exc:
+            raise journal_error(self.location, exc) from None
+
+    def open_pool(self) -> None:
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT + 5)
+        except Exception as exc:  # PoolTimeout carries no server message: say what to check
+            raise journal_error(self.location, exc) from None
+
+    def write(self, fn: Callable[[psycopg.Cursor[Any]], T], *, feed: bool = True) -> T:
+        """`fn(cursor)` in one transaction, retried on deadlock; `feed=False` for a write
+        that adds no event or log row (skips numbering them)."""
+        for attempt in range(RETRIES):
+            try:
+                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    result = fn(cur)
+                    if feed:
+                        cur.execute("SELECT sylphrun_number_feed()")
+                    return result
+            except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
+                if attempt == RETRIES - 1:
+                    raise JournalError(f"journal error on {self.location}: a write kept "
+                                       "deadlocking with others; try again") from None
+            except psycopg.Error as exc:
+                raise journal_error(self.location, exc) from None
+        raise AssertionError("unreachable")
+
+    def read(self, fn: Callable[[psycopg.Cursor[Any]], T], *, snapshot: bool = False) -> T:
+        """`fn(cursor)` in one transaction; `snapshot`: one snapshot for all its SELECTs
+        (REPEATABLE READ; a round trip more, so only for reads of several statements)."""
+        try:
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                if snapshot:
+                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                return fn(cur)
+        except psycopg.Error as exc:
+            raise journal_error(self.location, exc) from None
+
+    def close(self) -> None:
+        if not self._closed.is_set():
+            self._closed.set()
+            self.pool.close()
