@@ -64,7 +64,10 @@ class PgConnection:
         self._closed = threading.Event()
         self.pool = ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, open=False, name="sylphrun-journal",
-            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "sylphrun"},
+            # Autocommit: a single statement (the hot step writes, most reads) is one round
+            # trip; `transaction()` wraps the rest in BEGIN ... COMMIT.
+            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "sylphrun",
+                    "autocommit": True},
         )
 
     def connect_once(self) -> psycopg.Connection:
@@ -99,14 +102,27 @@ class PgConnection:
                 raise journal_error(self.location, exc) from None
         raise AssertionError("unreachable")
 
+    def write_one(self, sql: str, params: tuple) -> int:
+        """One statement, atomic on its own, with no feed row: its rowcount. The two writes
+        every step makes, in one round trip instead of three (BEGIN, it, COMMIT)."""
+        try:
+            with self.pool.connection() as conn, conn.cursor() as cur:
+                cur.execute(sql, params)
+                return cur.rowcount
+        except psycopg.Error as exc:
+            raise journal_error(self.location, exc) from None
+
     def read(self, fn: Callable[[psycopg.Cursor[Any]], T], *, snapshot: bool = False) -> T:
         """`fn(cursor)` in one transaction; `snapshot`: one snapshot for all its SELECTs
         (REPEATABLE READ; a round trip more, so only for reads of several statements)."""
         try:
-            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                if snapshot:
+            with self.pool.connection() as conn:
+                if not snapshot:
+                    with conn.cursor() as cur:
+                        return fn(cur)
+                with conn.transaction(), conn.cursor() as cur:
                     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                return fn(cur)
+                    return fn(cur)
         except psycopg.Error as exc:
             raise journal_error(self.location, exc) from None
 

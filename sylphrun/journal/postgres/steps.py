@@ -39,14 +39,17 @@ _STEP_RESULT = (
 
 def _fenced_step_write(pg: PgConnection, sql: str, params: tuple, *, run_id: str, key: str,
                        status: str, now: float, notify: bool) -> int:
+    if not notify:
+        return pg.write_one(sql, params)
+
     def write(cur: Cursor) -> int:
         cur.execute(sql, params)
         changed = cur.rowcount
-        if changed and notify:
+        if changed:
             cur.execute(_STEP_EVENT, (now, run_id, f"step.{status}", key))
         return changed
 
-    return pg.write(write, feed=notify)
+    return pg.write(write)
 
 
 def record_step_start(pg: PgConnection, run_id: str, epoch: int, *, key: str, name: str,
