@@ -173,3 +173,26 @@ def test_children_finishing_at_once_wake_their_parent(pg):
             assert (run.ready_at, run.children_done) == (6, 2), attempt
     finally:
         journal.close()
+
+
+def test_a_listener_wakes_when_a_run_becomes_claimable_from_another_handle(pg):
+    journal, other = pg.open(), pg.open()
+    listener = journal.listen_for_work()
+    try:
+        assert listener.wait(timeout=0) is False
+        other.enqueue_runs([RunSpec("t", "{}")] * 3, now=1)  # one transaction: one wake-up
+        assert listener.wait(timeout=30) is True
+        assert listener.wait(timeout=0) is False
+        [claim], _ = other.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"),
+                                      now=2)
+        # Ready later (a retry's back-off): the timed poll finds it, no wake-up now.
+        other.schedule_retry(claim.run_id, claim.epoch, error="E", traceback=None,
+                             retry_at=100, now=3)
+        other.append_log(claim.run_id, level="INFO", message="x", step_key=None, now=4)
+        assert listener.wait(timeout=0.2) is False
+        other.wake_run(claim.run_id, now=5)  # due now: a wake-up
+        assert listener.wait(timeout=30) is True
+    finally:
+        listener.close()
+        journal.close()
+        other.close()

@@ -92,6 +92,14 @@ class PostgresJournal:
     def close(self) -> None:
         self.pg.close()
 
+    def listen_for_work(self):
+        """A `listen.WorkListener` on this journal: wakes when a run becomes claimable,
+        from any host (not on the `Journal` protocol yet: the runtime's wake-ups are
+        SQLite's sockets until the worker loop takes either)."""
+        from sylphrun.journal.postgres.listen import WorkListener
+
+        return WorkListener(self.pg.url)
+
     def replaced(self) -> bool:
         return False  # a database cannot be swapped under a connection like a file
 

@@ -16,6 +16,8 @@ Differences from SQLite, each for a reason:
   so a transaction that commits after a later one would show a reader an id below its
   cursor, never read. Under the lock, ids are taken in commit order (the lock is released
   after the commit is visible). Only writes that add feed rows take it, at their end.
+- Wake-ups: `runs_work_ready` NOTIFYs `sylphrun_work` when a run becomes claimable now;
+  `listen.WorkListener` waits for it (SQLite's workers poke each other's sockets instead).
 """
 
 from __future__ import annotations
@@ -186,6 +188,19 @@ CREATE TRIGGER steps_insert_event AFTER INSERT ON steps
     FOR EACH ROW EXECUTE FUNCTION sylphrun_step_event();
 CREATE TRIGGER steps_update_event AFTER UPDATE OF status, attempts ON steps
     FOR EACH ROW EXECUTE FUNCTION sylphrun_step_event();
+
+-- Wake-ups between hosts: a write that makes a run claimable now (created, requeued,
+-- woken: ready_at at or before the write's own time) notifies `sylphrun_work`. NOTIFY is
+-- delivered at commit, once per transaction however many runs; a run that becomes ready
+-- later (a retry's back-off, a sleep) is found by the workers' timed poll, as on SQLite.
+CREATE FUNCTION sylphrun_work_ready() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('sylphrun_work', '');
+    RETURN NULL;
+END $$;
+CREATE TRIGGER runs_work_ready AFTER INSERT OR UPDATE OF ready_at ON runs FOR EACH ROW
+    WHEN (new.ready_at IS NOT NULL AND new.ready_at <= new.updated_at)
+    EXECUTE FUNCTION sylphrun_work_ready();
 
 CREATE FUNCTION sylphrun_log_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
