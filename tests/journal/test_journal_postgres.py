@@ -14,7 +14,7 @@ import pytest
 from journal.helpers import LEASE, terms
 from sylphrun.errors import JournalError, NotAJournal
 from sylphrun.journal import RunSpec, open_journal
-from sylphrun.journal.types import TaskTerms
+from sylphrun.journal.types import LeaseLost, TaskTerms
 
 
 @pytest.fixture
@@ -196,3 +196,42 @@ def test_a_listener_wakes_when_a_run_becomes_claimable_from_another_handle(pg):
         listener.close()
         journal.close()
         other.close()
+
+
+def test_a_cancel_racing_children_that_finish_ends_consistent(pg):
+    """A cancel locks the parent, then each child; a finishing child locks itself, then its
+    parent: PostgreSQL aborts one of the two as a deadlock, and the journal runs it again.
+    Either way every run ends, and the parent counts each child once."""
+    handles = [pg.open(), pg.open()]
+    try:
+        for attempt in range(4):
+            journal = handles[0]
+            [(parent_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
+            [parent], _ = journal.claim_runs("wp", 1, lease_seconds=LEASE,
+                                             known_tasks=terms("t"), now=2)
+            specs = [RunSpec("c", "{}", parent_run_id=parent_id) for _ in range(6)]
+            kids = [r.run_id for r in journal.enqueue_children(parent_id, parent.epoch, specs, 3)]
+            claims, _ = journal.claim_runs("wc", 6, lease_seconds=LEASE,
+                                           known_tasks=terms("c"), now=4)
+
+            def act(i, claims=claims, parent_id=parent_id):
+                if i == 0:
+                    handles[0].cancel_run(parent_id, now=5)
+                    return
+                for c in claims:
+                    try:
+                        handles[1].finish_run(c.run_id, c.epoch, status="completed",
+                                              output="null", error=None, traceback=None, now=5)
+                    except LeaseLost:
+                        pass  # the cancel got there first: fenced out, as it should be
+
+            _in_threads(2, act)
+            runs = [journal.get_run(k) for k in kids]
+            assert all(r.status in ("completed", "cancelled") for r in runs), attempt
+            run = journal.get_run(parent_id)
+            assert run.status == "cancelled"
+            assert run.children_done == 6, attempt
+            assert run.children_cancelled == sum(r.status == "cancelled" for r in runs)
+    finally:
+        for h in handles:
+            h.close()
