@@ -48,7 +48,7 @@ def open_journal(target: str | os.PathLike[str], *, durability: str = "normal",
 
 def _open_postgres(url: str, *, create: bool) -> Journal:
     try:
-        from sylphrun.journal.postgres.journal import open_postgres
+        from sylphrun.journal.postgres.opening import open_postgres
     except ImportError as exc:
         raise JournalError(
             f"a PostgreSQL journal needs psycopg ({exc.name} is not installed): "
