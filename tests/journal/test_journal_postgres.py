@@ -10,7 +10,7 @@ import threading
 import pg_cluster
 import pytest
 
-from journal.helpers import LEASE, terms
+from journal.helpers import LEASE, complete_step, start_step, terms
 from sylphrun.errors import JournalError, NotAJournal
 from sylphrun.journal import RunSpec, open_journal
 from sylphrun.journal.types import LeaseLost, TaskTerms
@@ -238,3 +238,28 @@ def test_a_cancel_racing_children_that_finish_ends_consistent(pg):
     finally:
         for h in handles:
             h.close()
+
+
+def test_a_server_restart_costs_a_running_run_nothing(pg):
+    """The pool's connections die with a restart; the next write or read takes a fresh
+    one instead of failing, and the run goes on where it was."""
+    journal = pg.open()
+    try:
+        [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
+        [c], _ = journal.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2)
+        complete_step(journal, c, "before", seq=1, now=3)
+        pg.cluster.restart()
+        start_step(journal, c, "after", seq=2, now=4)  # one statement (write_one)
+        pg.cluster.restart()
+        journal.record_step_result(run_id, c.epoch, key="after", output="2", now=5)
+        pg.cluster.restart()
+        assert journal.get_run(run_id).status == "running"  # a read
+        pg.cluster.restart()
+        journal.finish_run(run_id, c.epoch, status="completed", output="null", error=None,
+                           traceback=None, now=6)  # a transaction
+        steps = journal.steps_of(run_id)
+        assert [(s.key, s.status, s.attempts) for s in steps] == [
+            ("before", "completed", 1), ("after", "completed", 1)]
+        assert journal.get_run(run_id).status == "completed"
+    finally:
+        journal.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,14 +89,18 @@ class PgConnection:
         """`fn(cursor)` in one transaction, retried on deadlock; `feed=False` for a write
         that adds no event or log row (skips numbering them)."""
         for attempt in range(RETRIES):
+            last = attempt == RETRIES - 1
             try:
-                with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                with self.pool.connection() as conn, ExitStack() as stack:
+                    if not _began(conn, stack, last=last):
+                        continue  # a connection the server dropped (a restart): another
+                    cur = stack.enter_context(conn.cursor())
                     result = fn(cur)
                     if feed:
                         cur.execute("SELECT sylphrun_number_feed()")
-                    return result
+                return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
-                if attempt == RETRIES - 1:
+                if last:
                     raise JournalError(f"journal error on {self.location}: a write kept "
                                        "deadlocking with others; try again") from None
             except psycopg.Error as exc:
@@ -104,29 +109,64 @@ class PgConnection:
 
     def write_one(self, sql: str, params: tuple) -> int:
         """One statement, atomic on its own, with no feed row: its rowcount. The two writes
-        every step makes, in one round trip instead of three (BEGIN, it, COMMIT)."""
-        try:
-            with self.pool.connection() as conn, conn.cursor() as cur:
-                cur.execute(sql, params)
-                return cur.rowcount
-        except psycopg.Error as exc:
-            raise journal_error(self.location, exc) from None
+        every step makes, in one round trip instead of three (BEGIN, it, COMMIT).
+
+        On a connection the server had dropped (a restart), sent again once on another:
+        the dropped connection's backend is gone, so the statement did not run there. (A
+        step's result written twice is the same result; a start counts one more try.)"""
+        for attempt in range(2):
+            try:
+                with self.pool.connection() as conn, conn.cursor() as cur:
+                    try:
+                        cur.execute(sql, params)
+                    except psycopg.OperationalError:
+                        if conn.broken and attempt == 0:
+                            continue
+                        raise
+                    return cur.rowcount
+            except psycopg.Error as exc:
+                raise journal_error(self.location, exc) from None
+        raise AssertionError("unreachable")
 
     def read(self, fn: Callable[[psycopg.Cursor[Any]], T], *, snapshot: bool = False) -> T:
         """`fn(cursor)` in one transaction; `snapshot`: one snapshot for all its SELECTs
-        (REPEATABLE READ; a round trip more, so only for reads of several statements)."""
-        try:
-            with self.pool.connection() as conn:
-                if not snapshot:
-                    with conn.cursor() as cur:
-                        return fn(cur)
-                with conn.transaction(), conn.cursor() as cur:
-                    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-                    return fn(cur)
-        except psycopg.Error as exc:
-            raise journal_error(self.location, exc) from None
+        (REPEATABLE READ; a round trip more, so only for reads of several statements).
+        Read again on another connection if the server had dropped this one."""
+        for attempt in range(RETRIES):
+            try:
+                with self.pool.connection() as conn:
+                    try:
+                        return _read(conn, fn, snapshot)
+                    except psycopg.OperationalError:
+                        if conn.broken and attempt < RETRIES - 1:
+                            continue
+                        raise
+            except psycopg.Error as exc:
+                raise journal_error(self.location, exc) from None
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
         if not self._closed.is_set():
             self._closed.set()
             self.pool.close()
+
+
+def _began(conn: psycopg.Connection, stack: ExitStack, *, last: bool) -> bool:
+    """BEGIN on a pooled connection; False if the server had dropped it (nothing was done
+    on it: the caller takes another)."""
+    try:
+        stack.enter_context(conn.transaction())
+    except psycopg.OperationalError:
+        if conn.broken and not last:
+            return False
+        raise
+    return True
+
+
+def _read(conn: psycopg.Connection, fn: Callable[[psycopg.Cursor[Any]], T], snapshot: bool) -> T:
+    if not snapshot:
+        with conn.cursor() as cur:
+            return fn(cur)
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return fn(cur)
