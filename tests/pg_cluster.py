@@ -35,6 +35,8 @@ SETTINGS = {
     "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
     "autovacuum": "off", "max_connections": "200", "listen_addresses": "'127.0.0.1'",
     "shared_buffers": "64MB",
+    # The race tests make deadlocks on purpose: found in 50 ms, not the default second.
+    "deadlock_timeout": "'50ms'",
 }
 SUPERUSER = "sylphrun"
 # A role that must give its password (the bad-password test); everyone else is trusted.
@@ -136,7 +138,8 @@ class Cluster:
 
     # A journal database per test costs ~0.5 s on a loaded 2-core machine (CREATE DATABASE
     # checkpoints, then the migrations' DDL); emptying the last test's costs ~10 ms. So a
-    # test gets the previous test's journal back, emptied, unless that test rebuilt it.
+    # test gets the previous test's journal back, emptied (or, if it rebuilt the schema, the
+    # schema dropped and migrated again: still no CREATE DATABASE).
 
     def journal_database(self, open_journal) -> str:
         """An empty journal database at the current schema (`open_journal(url)` makes one)."""
@@ -144,21 +147,22 @@ class Cluster:
         if name is None:
             name = self.new_database()
             open_journal(self.url(name)).close()
+        elif getattr(self, "_spare_unmigrated", False):
+            open_journal(self.url(name)).close()
+        self._spare_unmigrated = False
         return name
 
     def give_back(self, name: str, *, rebuilt: bool) -> None:
-        """Done with a journal database: emptied for the next test, or dropped if the test
-        changed its schema."""
-        if rebuilt:
-            self.drop_database(name)
-            return
+        """Done with a journal database: emptied for the next test (its schema dropped if
+        the test rebuilt it)."""
         import psycopg
 
         with psycopg.connect(self.url(name), autocommit=True) as db:
             db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                        " WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            db.execute(EMPTY_JOURNAL)
-        self._spare = name
+            db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public" if rebuilt
+                       else EMPTY_JOURNAL)
+        self._spare, self._spare_unmigrated = name, rebuilt
 
     def restart(self) -> None:
         """Stop (fast: connections dropped) and start again on the same port."""
