@@ -114,7 +114,6 @@ class PostgresBackend:
             db.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt,"
                        " output) VALUES (%s, 'a', 'a', 'step', 'completed', 1, 1, %s)",
                        (run_id, step_output))
-            db.execute("SELECT sylphrun_number_feed()")
 
 
 BACKENDS = {"sqlite": SqliteBackend, "postgres": PostgresBackend}

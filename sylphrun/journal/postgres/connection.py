@@ -3,9 +3,9 @@
 `write(fn)` runs `fn(cursor)` in one transaction and retries it when PostgreSQL aborts it
 for a deadlock or a serialization failure (two writers locking runs in opposite orders: a
 cancel walking a tree down while a child finishes up into its parent): `fn` must be safe
-to run again, which every operation is (it only talks to the database). Before the commit
-it numbers the transaction's feed rows (`schema.NUMBER_FEED`): event and log ids become
-visible in commit order, as the interface requires.
+to run again, which every operation is (it only talks to the database). At the commit
+the schema's deferred triggers number the transaction's feed rows: event and log ids
+become visible in commit order, as the interface requires (see `schema`).
 
 Every driver error becomes a one-line `JournalError`; no psycopg type leaves this package.
 """
@@ -85,19 +85,15 @@ class PgConnection:
         except Exception as exc:  # PoolTimeout carries no server message: say what to check
             raise journal_error(self.location, exc) from None
 
-    def write(self, fn: Callable[[psycopg.Cursor[Any]], T], *, feed: bool = True) -> T:
-        """`fn(cursor)` in one transaction, retried on deadlock; `feed=False` for a write
-        that adds no event or log row (skips numbering them)."""
+    def write(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """`fn(cursor)` in one transaction, retried on deadlock."""
         for attempt in range(RETRIES):
             last = attempt == RETRIES - 1
             try:
                 with self.pool.connection() as conn, ExitStack() as stack:
                     if not _began(conn, stack, last=last):
                         continue  # a connection the server dropped (a restart): another
-                    cur = stack.enter_context(conn.cursor())
-                    result = fn(cur)
-                    if feed:
-                        cur.execute("SELECT sylphrun_number_feed()")
+                    result = fn(stack.enter_context(conn.cursor()))
                 return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if last:

@@ -184,7 +184,7 @@ class PostgresJournal:
 
     def mark_step_diverged(self, run_id: str, epoch: int, *, key: str, error: str | None) -> None:
         self.pg.write(lambda cur: steps.mark_step_diverged(cur, run_id, epoch, key=key,
-                                                           error=error), feed=False)
+                                                           error=error))
 
     def record_divergence(
         self, run_id: str, epoch: int, *, key: str, error: str, now: float
@@ -207,20 +207,20 @@ class PostgresJournal:
     ) -> None:
         self.pg.write(lambda cur: workers.register_worker(
             cur, worker_id, pid=pid, host=host, supervisor_pid=supervisor_pid,
-            wake_addr=wake_addr, now=now), feed=False)
+            wake_addr=wake_addr, now=now))
 
     def heartbeat(
         self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
     ) -> list[str]:
         return self.pg.write(lambda cur: workers.heartbeat(
-            cur, worker_id, held, lease_seconds=lease_seconds, now=now), feed=False)
+            cur, worker_id, held, lease_seconds=lease_seconds, now=now))
 
     def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
         return self.pg.write(lambda cur: workers.renew_leases_for(
-            cur, worker_id, lease_seconds=lease_seconds, now=now), feed=False)
+            cur, worker_id, lease_seconds=lease_seconds, now=now))
 
     def unregister_worker(self, worker_id: str, now: float) -> None:
-        self.pg.write(lambda cur: workers.unregister_worker(cur, worker_id, now), feed=False)
+        self.pg.write(lambda cur: workers.unregister_worker(cur, worker_id, now))
 
     def release_worker_runs(
         self, worker_id: str, *, reason: str, crashed: bool, now: float
@@ -231,15 +231,14 @@ class PostgresJournal:
     def doom_run(self, run_id: str, *, error: str, now: float,
                  worker_id: str | None = None) -> bool:
         return self.pg.write(lambda cur: workers.doom_run(
-            cur, run_id, error=error, now=now, worker_id=worker_id), feed=False)
+            cur, run_id, error=error, now=now, worker_id=worker_id))
 
     def register_tasks(
         self, records: Sequence[model.TaskRecord], *, registered_by: str,
         project_dir: str | None, now: float,
     ) -> bool:
         return self.pg.write(lambda cur: workers.register_tasks(
-            cur, records, registered_by=registered_by, project_dir=project_dir, now=now),
-            feed=False)
+            cur, records, registered_by=registered_by, project_dir=project_dir, now=now))
 
     # -- user actions ----------------------------------------------------------------------
 

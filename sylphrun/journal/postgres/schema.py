@@ -11,8 +11,8 @@ Differences from SQLite, each for a reason:
 - `runs.id` is `COLLATE "C"`: ids sort and prefix-match bytewise, as on SQLite, whatever
   the database's locale.
 - The feed: `events` and `logs` rows are inserted with `id` NULL (`pos` keeps their order
-  within the transaction) and numbered by `sylphrun_number_feed()` just before the commit,
-  under a transaction-level advisory lock. A sequence alone hands out ids at insert time,
+  within the transaction) and numbered by `sylphrun_number_feed()` at the commit (deferred
+  constraint triggers: no writer can forget it), under a transaction-level advisory lock. A sequence alone hands out ids at insert time,
   so a transaction that commits after a later one would show a reader an id below its
   cursor, never read. Under the lock, ids are taken in commit order (the lock is released
   after the commit is visible). Only writes that add feed rows take it, at their end.
@@ -165,6 +165,18 @@ BEGIN
         ) n WHERE l.pos = n.pos;
     END IF;
 END $$;
+
+-- Numbered at the commit of every transaction that adds feed rows, whoever wrote them:
+-- deferred to the commit, the first firing numbers them all, the others find none.
+CREATE FUNCTION sylphrun_number_feed_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM sylphrun_number_feed();
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER events_numbered AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION sylphrun_number_feed_at_commit();
+CREATE CONSTRAINT TRIGGER logs_numbered AFTER INSERT ON logs DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW EXECUTE FUNCTION sylphrun_number_feed_at_commit();
 
 CREATE FUNCTION sylphrun_run_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -1,6 +1,6 @@
 """A run's steps and log as its worker writes them, on PostgreSQL: the twin of
 `journal.steps`. The two writes every step makes are one statement each, fenced inside it
-(`transitions.OWNED`), with no feed numbering unless the worker asks for an event."""
+(`transitions.OWNED`), in one round trip unless the worker asks for an event."""
 
 from __future__ import annotations
 
