@@ -262,3 +262,16 @@ def test_a_server_restart_costs_a_running_run_nothing(pg):
         assert journal.get_run(run_id).status == "completed"
     finally:
         journal.close()
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_sqlite_journal_never_imports_psycopg(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom sylphrun.journal import open_journal\n"
+             f"open_journal({str(tmp_path / 'j.db')!r}).close()\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sylphrun.journal.postgres'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
