@@ -12,6 +12,7 @@ skipped with the reason; under CI (`CI` or `SYLPHRUN_REQUIRE_POSTGRES=1`) they f
 
 from __future__ import annotations
 
+import atexit
 import glob
 import itertools
 import os
@@ -95,6 +96,9 @@ class Cluster:
         self._configure()
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
                   "-t", "60", "-o", f"-p {self.port} -k {self.root}", "start")
+        # Stopped by the session fixture; also at exit, should the session end another way
+        # (an internal error, a KeyboardInterrupt before the fixture's teardown).
+        atexit.register(self.stop)
         self.admin_url = f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/postgres"
         self._admin(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
 
@@ -170,6 +174,8 @@ class Cluster:
                   "-t", "60", "-m", "fast", "-o", f"-p {self.port} -k {self.root}", "restart")
 
     def stop(self) -> None:
+        if not self.data.exists():
+            return  # stopped already
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         finally:
