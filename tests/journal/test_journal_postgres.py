@@ -58,6 +58,12 @@ def test_a_bad_password_is_one_line_without_the_password(pg):
     assert "\n" not in text and "wrong-secret" not in text and "password" in text
 
 
+def test_a_missing_database_is_one_line_saying_to_create_it(postgres_cluster):
+    with pytest.raises(JournalError, match="does not exist.*createdb") as err:
+        open_journal(postgres_cluster.url("no_such_db"))
+    assert "\n" not in str(err.value)
+
+
 def test_another_programs_database_is_refused_untouched(postgres_cluster):
     name = postgres_cluster.new_database()
     url = postgres_cluster.url(name)

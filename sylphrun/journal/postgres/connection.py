@@ -50,6 +50,9 @@ def journal_error(location: str, exc: BaseException) -> JournalError:
     if "password" in text or "authentication" in text:
         return JournalError(f"the PostgreSQL journal at {location} refused the login ({text}); "
                             "check the user and password in the journal URL")
+    if "does not exist" in text and "database" in text:
+        return JournalError(f"the database of the PostgreSQL journal at {location} does not "
+                            f"exist ({text}); create it (`createdb`) or fix the journal URL")
     if isinstance(exc, psycopg.OperationalError):
         return JournalError(f"cannot reach the PostgreSQL journal at {location} ({text}); "
                             "check the journal URL and that the server is up")
