@@ -52,20 +52,18 @@ from sylphrun.journal.types import (
     TaskTerms,
 )
 
-# Targets naming a journal server rather than a file: refused until a backend serves them.
+# Targets naming a journal server rather than a file.
 _SERVER_SCHEMES = ("postgresql://", "postgres://")
 
 
 def open_journal(target: str | os.PathLike[str], *, durability: str = "normal",
                  create: bool = True) -> Journal:
-    """The journal at `target`: a file path today (created and migrated as needed, unless
-    `create=False`); a `postgresql://` URL is refused with a one-line `JournalError`."""
+    """The journal at `target`: a file path (created and migrated as needed, unless
+    `create=False`), or a `postgresql://` URL (`journal.postgres`; psycopg is imported only
+    then). `durability` is SQLite's; a PostgreSQL server's is its own (synchronous_commit)."""
     text = os.fspath(target)
     if text.startswith(_SERVER_SCHEMES):
-        raise JournalError(
-            "a PostgreSQL journal is not supported yet; set `journal` in the config to a file "
-            "path (e.g. .sylphrun/journal.db)"
-        )
+        return _open_postgres(text, create=create)
     return SqliteJournal(Connection(text, durability=durability, create=create))
 
 
@@ -75,6 +73,17 @@ def as_journal(handle: Journal | Connection) -> Journal:
     harnesses still hand `actions` and `trigger` a `Connection`; once they open journals
     with `open_journal`, this goes."""
     return SqliteJournal(handle) if isinstance(handle, Connection) else handle
+
+
+def _open_postgres(url: str, *, create: bool) -> Journal:
+    try:
+        from sylphrun.journal.postgres.opening import open_postgres
+    except ImportError as exc:
+        raise JournalError(
+            f"a PostgreSQL journal needs psycopg ({exc.name} is not installed): "
+            "pip install 'sylphrun[postgres]'"
+        ) from None
+    return open_postgres(url, create=create)
 
 
 class SqliteJournal:

@@ -4,6 +4,10 @@
 of its kind, opens a second handle on the same journal (another process's view), and
 builds a journal at an older schema for the migration tests. Time is always injected
 (`now=`): no test sleeps or reads the clock.
+
+The PostgreSQL backend runs on a throwaway cluster the session starts on first use
+(`tests/pg_cluster.py`), one empty database per test. Where no server can be had, its
+tests are skipped with the reason (repeated at the end of the run); under CI they fail.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_cluster
 import pytest
 
 from journal.helpers import LEASE, terms
@@ -53,12 +58,93 @@ class SqliteBackend:
         raw.close()
 
 
-BACKENDS = {"sqlite": SqliteBackend}
+    @classmethod
+    def create(cls, request: pytest.FixtureRequest, tmp_path: Path) -> SqliteBackend:
+        return cls(tmp_path)
+
+    def cleanup(self) -> None:
+        pass
+
+
+class PostgresBackend:
+    """An empty database of the session's cluster."""
+
+    name = "postgres"
+
+    def __init__(self, cluster: pg_cluster.Cluster) -> None:
+        self.cluster = cluster
+        self.database = cluster.journal_database(open_journal)
+        self.url = cluster.url(self.database)
+        self.rebuilt = False
+
+    @classmethod
+    def create(cls, request: pytest.FixtureRequest, tmp_path: Path) -> PostgresBackend:
+        return cls(request.getfixturevalue("postgres_cluster"))
+
+    def cleanup(self) -> None:
+        self.cluster.give_back(self.database, rebuilt=self.rebuilt)
+
+    @property
+    def latest_version(self) -> int:
+        from sylphrun.journal.postgres.schema import SCHEMA_VERSION
+
+        return SCHEMA_VERSION
+
+    def open(self) -> Journal:
+        return open_journal(self.url)
+
+    def build_at_version(self, version: int, *, run_id: str, task_id: str, payload: str,
+                         step_output: str) -> None:
+        """As `SqliteBackend.build_at_version`, in PostgreSQL's schema at `version`."""
+        import psycopg
+
+        from sylphrun.journal.postgres.schema import MIGRATIONS, VERSION_TABLE
+
+        self.rebuilt = True
+        with psycopg.connect(self.url) as db, db.transaction():
+            db.execute("DROP SCHEMA public CASCADE")
+            db.execute("CREATE SCHEMA public")
+            for script in MIGRATIONS[:min(version, len(MIGRATIONS))]:
+                db.execute(script)
+            db.execute(VERSION_TABLE)
+            db.execute("INSERT INTO sylphrun_schema VALUES (%s)", (version,))
+            db.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+                       " ready_at) VALUES (%s, %s, 'queued', %s, 1, 1, 1)",
+                       (run_id, task_id, payload))
+            db.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt,"
+                       " output) VALUES (%s, 'a', 'a', 'step', 'completed', 1, 1, %s)",
+                       (run_id, step_output))
+
+
+BACKENDS = {"sqlite": SqliteBackend, "postgres": PostgresBackend}
+
+_NO_POSTGRES: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[pg_cluster.Cluster]:
+    cluster = pg_cluster.start_or_reason()
+    if isinstance(cluster, str):
+        _NO_POSTGRES.append(cluster)
+        if pg_cluster.required():
+            pytest.fail(f"{cluster} (required under CI: .ci/run installs Debian's postgresql)")
+        pytest.skip(f"PostgreSQL backend NOT TESTED: {cluster}")
+    yield cluster
+    cluster.stop()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _NO_POSTGRES:
+        terminalreporter.write_sep("!", "the PostgreSQL journal was NOT tested", red=True)
+        terminalreporter.write_line(f"{_NO_POSTGRES[0]}; `apt-get install postgresql` and "
+                                    "`pip install -e '.[dev]'` make it testable")
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path):
-    return BACKENDS[request.param](tmp_path)
+    made = BACKENDS[request.param].create(request, tmp_path)
+    yield made
+    made.cleanup()
 
 
 @pytest.fixture

@@ -62,13 +62,6 @@ def test_a_path_opens_a_sqlite_journal_at_the_current_schema(tmp_path):
         j.close()
 
 
-@pytest.mark.parametrize("url", ["postgresql://u@db/sylphrun", "postgres://db/x"])
-def test_a_postgresql_url_is_refused_with_one_line_saying_not_yet(tmp_path, url):
-    with pytest.raises(JournalError, match="PostgreSQL journal is not supported yet") as err:
-        open_journal(url)
-    assert "\n" not in str(err.value)
-
-
 def test_create_false_refuses_a_missing_journal(tmp_path):
     with pytest.raises(JournalError, match="no journal at"):
         open_journal(tmp_path / "missing.db", create=False)

@@ -1,0 +1,283 @@
+"""What only the PostgreSQL journal has to get right: opening by URL (and the one-line
+errors of a bad one), and the concurrency SQLite's single writer made moot: claims by
+several workers at once, a concurrency limit under them, and a feed whose ids become
+visible in commit order."""
+
+from __future__ import annotations
+
+import threading
+
+import pg_cluster
+import pytest
+
+from journal.helpers import LEASE, complete_step, start_step, terms
+from sylphrun.errors import JournalError, NotAJournal
+from sylphrun.journal import RunSpec, open_journal
+from sylphrun.journal.types import LeaseLost, TaskTerms
+
+# Without psycopg these are skipped, as the rest of the PostgreSQL backend is; under CI the
+# import fails the module instead.
+psycopg = __import__("psycopg") if pg_cluster.required() else pytest.importorskip("psycopg")
+
+
+@pytest.fixture
+def pg(postgres_cluster, tmp_path):
+    """A PostgreSQL backend whatever the parametrization (these tests are its own)."""
+    from journal.conftest import PostgresBackend
+
+    made = PostgresBackend(postgres_cluster)
+    yield made
+    made.cleanup()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_a_postgresql_url_opens_a_postgres_journal_at_the_current_schema(pg, scheme):
+    from sylphrun.journal.postgres.journal import PostgresJournal
+
+    j = open_journal(pg.url.replace("postgresql", scheme, 1))
+    try:
+        assert isinstance(j, PostgresJournal)
+        assert j.schema_version() == pg.latest_version
+        assert j.check_integrity() == "ok" and not j.replaced()
+    finally:
+        j.close()
+
+
+def test_an_unreachable_server_is_one_line(postgres_cluster):
+    closed = pg_cluster._free_port()  # nothing listens there
+    with pytest.raises(JournalError, match="cannot reach the PostgreSQL journal") as err:
+        open_journal(f"postgresql://someone@127.0.0.1:{closed}/db")
+    assert "\n" not in str(err.value) and "check the journal URL" in str(err.value)
+
+
+def test_a_bad_password_is_one_line_without_the_password(pg):
+    url = pg.cluster.url(pg.database, user=pg_cluster.PASSWORD_ROLE, password="wrong-secret")
+    with pytest.raises(JournalError, match="refused the login") as err:
+        open_journal(url)
+    text = str(err.value)
+    assert "\n" not in text and "wrong-secret" not in text and "password" in text
+
+
+def test_a_missing_database_is_one_line_saying_to_create_it(postgres_cluster):
+    with pytest.raises(JournalError, match="does not exist.*createdb") as err:
+        open_journal(postgres_cluster.url("no_such_db"))
+    assert "\n" not in str(err.value)
+
+
+def test_another_programs_database_is_refused_untouched(postgres_cluster):
+    name = postgres_cluster.new_database()
+    url = postgres_cluster.url(name)
+    try:
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute("CREATE TABLE invoices (id int)")
+        with pytest.raises(NotAJournal, match="invoices"):
+            open_journal(url)
+        with psycopg.connect(url) as db:
+            tables = db.execute("SELECT tablename FROM pg_tables"
+                                " WHERE schemaname = 'public'").fetchall()
+        assert tables == [("invoices",)]
+        empty = postgres_cluster.new_database()
+        with pytest.raises(JournalError, match="no journal at"):
+            open_journal(postgres_cluster.url(empty), create=False)
+    finally:
+        postgres_cluster.drop_database(name)
+
+
+def _in_threads(n, fn):
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i):
+        try:
+            barrier.wait(10)
+            results[i] = fn(i)
+        except BaseException as exc:  # surfaced below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    return results
+
+
+def test_workers_claiming_at_once_never_take_the_same_run(pg):
+    handles = [pg.open() for _ in range(4)]
+    try:
+        ids = {c.run_id for c in handles[0].enqueue_runs([RunSpec("t", "{}")] * 40, now=1)}
+
+        def drain(i):
+            mine = []
+            while True:
+                claims, _ = handles[i].claim_runs(f"w{i}", 3, lease_seconds=LEASE,
+                                                  known_tasks=terms("t"), now=10)
+                if not claims:
+                    return mine
+                mine += [c.run_id for c in claims]
+
+        taken = _in_threads(4, drain)
+        flat = [rid for mine in taken for rid in mine]
+        assert sorted(flat) == sorted(ids)  # every run once, none twice
+    finally:
+        for h in handles:
+            h.close()
+
+
+def test_a_concurrency_limit_holds_under_concurrent_claims(pg):
+    handles = [pg.open() for _ in range(4)]
+    try:
+        handles[0].enqueue_runs([RunSpec("one", "{}")] * 8, now=1)
+        known = {"one": TaskTerms(concurrency=2)}
+        taken = _in_threads(4, lambda i: handles[i].claim_runs(
+            f"w{i}", 5, lease_seconds=LEASE, known_tasks=known, now=10)[0])
+        assert sum(len(claims) for claims in taken) == 2
+    finally:
+        for h in handles:
+            h.close()
+
+
+def test_feed_ids_become_visible_in_commit_order(pg):
+    """A transaction that wrote an event before another committed, but commits after it,
+    still shows its event after a reader's cursor (a plain sequence would have given it
+    the smaller id, below the cursor, and the reader would never read it)."""
+    journal = pg.open()
+    slow = psycopg.connect(pg.url)
+    try:
+        slow.execute("INSERT INTO events (at, run_id, kind) VALUES (1, 'run_slow', 'log')")
+        journal.enqueue_runs([RunSpec("t", "{}")], now=2)  # commits first
+        cursor = journal.last_event_id()
+        assert [e.kind for e in journal.events_since(0)] == ["run.queued"]
+        slow.commit()  # numbered at its commit, whoever wrote it
+        assert [(e.run_id, e.kind) for e in journal.events_since(cursor)] == [
+            ("run_slow", "log")]
+    finally:
+        slow.close()
+        journal.close()
+
+
+def test_children_finishing_at_once_wake_their_parent(pg):
+    """Each finishing child deletes its wait, then asks whether any is left: unserialized,
+    two at once would each see the other's wait (deleted, not yet committed) and neither
+    would wake the parent. The children's counter UPDATE on the parent serializes them
+    here; `_wake_waiters` also locks a waiter that is not the parent before asking."""
+    journal = pg.open()
+    try:
+        for attempt in range(5):
+            [(parent_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
+            [parent], _ = journal.claim_runs("wp", 1, lease_seconds=LEASE,
+                                             known_tasks=terms("t"), now=2)
+            specs = [RunSpec("c", "{}", parent_run_id=parent_id) for _ in range(2)]
+            kids = [r.run_id for r in journal.enqueue_children(parent_id, parent.epoch, specs, 3)]
+            journal.suspend_run(parent_id, parent.epoch, children=kids, wake_at=None, now=4)
+            claims, _ = journal.claim_runs("wc", 2, lease_seconds=LEASE,
+                                           known_tasks=terms("c"), now=5)
+            _in_threads(2, lambda i, claims=claims: journal.finish_run(
+                claims[i].run_id, claims[i].epoch, status="completed", output="null",
+                error=None, traceback=None, now=6))
+            run = journal.get_run(parent_id)
+            assert (run.ready_at, run.children_done) == (6, 2), attempt
+    finally:
+        journal.close()
+
+
+def test_a_listener_wakes_when_a_run_becomes_claimable_from_another_handle(pg):
+    journal, other = pg.open(), pg.open()
+    listener = journal.listen_for_work()
+    try:
+        assert listener.wait(timeout=0) is False
+        other.enqueue_runs([RunSpec("t", "{}")] * 3, now=1)  # one transaction: one wake-up
+        assert listener.wait(timeout=30) is True
+        assert listener.wait(timeout=0) is False
+        [claim], _ = other.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"),
+                                      now=2)
+        # Ready later (a retry's back-off): the timed poll finds it, no wake-up now.
+        other.schedule_retry(claim.run_id, claim.epoch, error="E", traceback=None,
+                             retry_at=100, now=3)
+        other.append_log(claim.run_id, level="INFO", message="x", step_key=None, now=4)
+        assert listener.wait(timeout=0.2) is False
+        other.wake_run(claim.run_id, now=5)  # due now: a wake-up
+        assert listener.wait(timeout=30) is True
+    finally:
+        listener.close()
+        journal.close()
+        other.close()
+
+
+def test_a_cancel_racing_children_that_finish_ends_consistent(pg):
+    """A cancel locks the parent, then each child; a finishing child locks itself, then its
+    parent: PostgreSQL aborts one of the two as a deadlock, and the journal runs it again.
+    Either way every run ends, and the parent counts each child once."""
+    handles = [pg.open(), pg.open()]
+    try:
+        for attempt in range(4):
+            journal = handles[0]
+            [(parent_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
+            [parent], _ = journal.claim_runs("wp", 1, lease_seconds=LEASE,
+                                             known_tasks=terms("t"), now=2)
+            specs = [RunSpec("c", "{}", parent_run_id=parent_id) for _ in range(6)]
+            kids = [r.run_id for r in journal.enqueue_children(parent_id, parent.epoch, specs, 3)]
+            claims, _ = journal.claim_runs("wc", 6, lease_seconds=LEASE,
+                                           known_tasks=terms("c"), now=4)
+
+            def act(i, claims=claims, parent_id=parent_id):
+                if i == 0:
+                    handles[0].cancel_run(parent_id, now=5)
+                    return
+                for c in claims:
+                    try:
+                        handles[1].finish_run(c.run_id, c.epoch, status="completed",
+                                              output="null", error=None, traceback=None, now=5)
+                    except LeaseLost:
+                        pass  # the cancel got there first: fenced out, as it should be
+
+            _in_threads(2, act)
+            runs = [journal.get_run(k) for k in kids]
+            assert all(r.status in ("completed", "cancelled") for r in runs), attempt
+            run = journal.get_run(parent_id)
+            assert run.status == "cancelled"
+            assert run.children_done == 6, attempt
+            assert run.children_cancelled == sum(r.status == "cancelled" for r in runs)
+    finally:
+        for h in handles:
+            h.close()
+
+
+def test_a_server_restart_costs_a_running_run_nothing(pg):
+    """The pool's connections die with a restart; the next write or read takes a fresh
+    one instead of failing, and the run goes on where it was."""
+    journal = pg.open()
+    try:
+        [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
+        [c], _ = journal.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2)
+        complete_step(journal, c, "before", seq=1, now=3)
+        pg.cluster.restart()
+        start_step(journal, c, "after", seq=2, now=4)  # one statement (write_one)
+        pg.cluster.restart()
+        journal.record_step_result(run_id, c.epoch, key="after", output="2", now=5)
+        pg.cluster.restart()
+        assert journal.get_run(run_id).status == "running"  # a read
+        pg.cluster.restart()
+        journal.finish_run(run_id, c.epoch, status="completed", output="null", error=None,
+                           traceback=None, now=6)  # a transaction
+        steps = journal.steps_of(run_id)
+        assert [(s.key, s.status, s.attempts) for s in steps] == [
+            ("before", "completed", 1), ("after", "completed", 1)]
+        assert journal.get_run(run_id).status == "completed"
+    finally:
+        journal.close()
+
+
+@pytest.mark.slow  # a fresh interpreter
+def test_a_sqlite_journal_never_imports_psycopg(tmp_path):
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom sylphrun.journal import open_journal\n"
+             f"open_journal({str(tmp_path / 'j.db')!r}).close()\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sylphrun.journal.postgres'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
