@@ -49,6 +49,35 @@ def matches(data: Any, match: dict | None) -> bool:
     return all(k in data and same_value(data[k], v) for k, v in match.items())
 
 
+def probe(key: Any, value: Any) -> str | None:
+    """One field of a match (or of event data) as the text `event_waits.probe` is indexed
+    on: equal for the values `same_value` calls equal (`1` and `1.0`; never `true` and
+    `1`). None for what no wait's match holds (a nested value, a non-string key)."""
+    if not isinstance(key, str):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1.0 is 1, as for `same_value`
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        return None
+    return codec.dumps([key, value])
+
+
+def wait_probe(match: dict | None) -> str | None:
+    """The probe a wait is found by: its match's first field in key order (any field
+    would do: the event must hold them all). None: every event of the name is a candidate."""
+    if not match:
+        return None
+    key = min(match, key=str)
+    return probe(key, match[key])
+
+
+def data_probes(value: Any) -> list[str]:
+    """The probes an event's data can satisfy, one per top-level scalar field."""
+    if not isinstance(value, dict):
+        return []
+    return [p for p in (probe(k, v) for k, v in value.items()) if p is not None]
+
+
 def _match_sql(match: dict | None) -> tuple[str, list[Any]]:
     """A prefilter on the data's JSON for the plain keys with scalar values (the index does
     the name; this spares decoding every other order's event). `matches` has the last word:
@@ -135,9 +164,14 @@ def _deliver(db: sqlite3.Connection, seq: int, run_id: str, outcome: str, now: f
 def _wake_waiting_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
                        now: float) -> list[str]:
     woken: list[str] = []
+    # Candidates by index (`V8_EVENT_WAIT_PROBE`): the waits one of whose match fields the
+    # data holds, and those without a probe; `matches` decides.
     rows = db.execute(
         "SELECT w.run_id, w.match, r.status FROM event_waits w JOIN runs r ON r.id = w.run_id"
-        " WHERE w.name = ?", (name,),
+        " WHERE w.name = ? AND w.probe IN (SELECT value FROM json_each(?))"
+        " UNION ALL SELECT w.run_id, w.match, r.status FROM event_waits w"
+        " JOIN runs r ON r.id = w.run_id WHERE w.name = ? AND w.probe IS NULL",
+        (name, codec.dumps(data_probes(value)), name),
     ).fetchall()
     for run_id, match, status in rows:
         if status in model.TERMINAL_STATES:  # a cancelled waiter's row, left behind
@@ -248,9 +282,10 @@ def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str
             (run_id, key, name, seq, run_attempt, output, now),
         )
         db.execute(
-            "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_key) DO NOTHING",
-            (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now),
+            "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since, probe)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_key) DO NOTHING",
+            (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now,
+             wait_probe(match)),
         )
         return TakenEvent("waiting", None, None, output)
 

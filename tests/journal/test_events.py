@@ -207,3 +207,24 @@ def test_waking_a_run_whose_event_wait_has_a_timeout_times_it_out_now(journal, c
     assert timeout_at == 20
     taken = wait(journal, resumed, now=21, match={"order_id": 7}, timeout_at=timeout_at)
     assert taken.outcome == "timed_out"
+
+
+def test_a_send_wakes_exactly_the_waits_its_data_matches_among_many(journal, claimed):
+    """The sender looks its candidates up by one field of each wait's match (an index):
+    every field must still match, 1 is 1.0, true is not 1, a wait with no match takes all."""
+    matches = {"n1": {"n": 1}, "n2": {"n": 2}, "both": {"n": 1, "kind": "a"},
+               "other-kind": {"n": 1, "kind": "b"}, "float": {"x": 1.0},
+               "bool": {"flag": True}, "none": None, "null": {"gone": None}}
+    runs = {}
+    for label, match in matches.items():
+        c = claimed(now=10, payload=json.dumps({"label": label}))
+        assert wait(journal, c, now=11, match=match).outcome == "waiting"
+        park(journal, c, now=11)
+        runs[label] = c.run_id
+    for i in range(50):  # waits for other orders: not candidates
+        c = claimed(now=10, payload=json.dumps({"i": i}))
+        wait(journal, c, now=11, match={"n": 100 + i})
+    sent = send(journal, "order.approved", {"n": 1, "kind": "a", "x": 1, "flag": 1,
+                                            "gone": None, "deep": {"n": 2}}, now=20)
+    assert sorted(sent.matched_runs) == sorted(runs[k] for k in ("n1", "both", "float",
+                                                                 "none", "null"))
