@@ -105,12 +105,14 @@ def test_every_waiting_run_gets_exactly_its_event_while_workers_are_killed(proje
         run_of = dict(enumerate(handle.run_ids))
         wait_until(lambda: _count(project, "SELECT COUNT(*) FROM event_waits") >= RUNS // 2,
                    timeout=120, message="half the runs to wait")
+        started = time.monotonic()
         senders = [subprocess.Popen([sys.executable, "-c", SENDER, str(k), str(RUNS), str(SEED)],
                                     cwd=project.root) for k in range(SENDERS)]
         while any(p.poll() is None for p in senders) or sum(kills.values()) < 6:
             time.sleep(rng.uniform(0.1, 0.8))  # when the next kill lands: the torture's dice
             _kill_one(rng, workers, retired, kills, project.root)
         assert [p.wait(60) for p in senders] == [0] * SENDERS
+        sent_in = time.monotonic() - started  # to the kill loop's granularity (< 1 s)
         wait_until(lambda: _count(project, "SELECT COUNT(*) FROM runs WHERE status ="
                                   " 'completed'") == RUNS, timeout=240, interval=0.2,
                    message=f"all {RUNS} runs to complete (kills: {kills})")
@@ -126,6 +128,9 @@ def test_every_waiting_run_gets_exactly_its_event_while_workers_are_killed(proje
         for w in workers + retired:
             w.kill()
     assert sum(kills.values()) >= 6, kills
+    print(f"\nevent torture: {RUNS} runs, {RUNS} events from {SENDERS} processes in "
+          f"{sent_in:.1f} s, all done {time.monotonic() - started:.1f} s after the first "
+          f"send; kills {kills}")
     _check_journal(project, run_of)
     _check_ledger(project, run_of)
 
