@@ -94,6 +94,25 @@ def _unconsumed(db: sqlite3.Connection, run_id: str, event: str,
                 match: dict | None) -> Iterator[tuple[int, str, str]]:
     """(seq, id, data) of the events named `event` matching `match`, sent after the run was
     created and not consumed by a wait of this run yet, oldest first."""
+    wanted = wait_probe(match)
+    if wanted is not None:
+        # By index (`V8_EVENT_WAIT_PROBE`): the events holding one field of the match, and
+        # any sent before the probes existed; `matches` decides.
+        rows = db.execute(
+            "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.seq IN"
+            " (SELECT p.seq FROM sent_event_probes p WHERE p.name = ?1 AND p.probe = ?2"
+            "  AND p.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
+            "  UNION ALL SELECT o.seq FROM sent_events o WHERE o.name = ?1"
+            "  AND o.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
+            "  AND o.seq <= (SELECT seq FROM sent_event_probes_from))"
+            " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
+            " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq",
+            (event, wanted, run_id),
+        )
+        for seq, event_id, data in rows:
+            if matches(_loads(data), match):
+                yield seq, event_id, data
+        return
     where, params = _match_sql(match)
     rows = db.execute(
         "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = ?"
@@ -140,6 +159,8 @@ def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
             " RETURNING seq", (event_id, name, data, now, sent_by),
         ).fetchone()[0]
         value = _loads(data)
+        db.executemany("INSERT OR IGNORE INTO sent_event_probes (name, probe, seq) VALUES (?, ?, ?)",
+                       [(name, p, seq) for p in data_probes(value)])
         matched = _wake_waiting_runs(db, seq, name, value, now)
         # Cancels before triggers: an event both ends a task's old run and starts a new one
         # ("order.updated" replacing the run of the order) without cancelling the new one.
