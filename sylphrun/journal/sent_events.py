@@ -12,7 +12,6 @@ transaction), so no wake-up falls between "nothing yet" and "parked".
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +24,6 @@ from sylphrun.journal.transitions import TERMINAL, RunSpec, cancel_open_steps, f
 from sylphrun.journal.types import EventRecord, EventWait, SentEvent, TakenEvent
 
 _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
-# Keys a JSON path can name without quoting trouble; others are matched in Python only.
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-.: ]+")
 
 
 def new_event_id() -> str:
@@ -78,16 +75,8 @@ def data_probes(value: Any) -> list[str]:
     return [p for p in (probe(k, v) for k, v in value.items()) if p is not None]
 
 
-def _match_sql(match: dict | None) -> tuple[str, list[Any]]:
-    """A prefilter on the data's JSON for the plain keys with scalar values (the index does
-    the name; this spares decoding every other order's event). `matches` has the last word:
-    SQL says true = 1."""
-    where, params = "", []
-    for key, value in (match or {}).items():
-        if _PLAIN_KEY.fullmatch(key) and isinstance(value, (str, int, float)):
-            where += " AND json_extract(e.data, ?) = ?"
-            params += [f'$."{key}"', value]
-    return where, params
+_NOT_CONSUMED = (" AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
+                 " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq")
 
 
 def _unconsumed(db: sqlite3.Connection, run_id: str, event: str,
@@ -104,23 +93,15 @@ def _unconsumed(db: sqlite3.Connection, run_id: str, event: str,
             "  AND p.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
             "  UNION ALL SELECT o.seq FROM sent_events o WHERE o.name = ?1"
             "  AND o.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
-            "  AND o.seq <= (SELECT seq FROM sent_event_probes_from))"
-            " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
-            " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq",
+            "  AND o.seq <= (SELECT seq FROM sent_event_probes_from))" + _NOT_CONSUMED,
             (event, wanted, run_id),
         )
-        for seq, event_id, data in rows:
-            if matches(_loads(data), match):
-                yield seq, event_id, data
-        return
-    where, params = _match_sql(match)
-    rows = db.execute(
-        "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = ?"
-        " AND e.seq > (SELECT event_mark FROM runs WHERE id = ?)" + where +
-        " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
-        " AND d.run_id = ? AND d.outcome = 'consumed') ORDER BY e.seq",
-        (event, run_id, *params, run_id),
-    )
+    else:  # no match: the first event of the name not consumed yet is it
+        rows = db.execute(
+            "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = ?1"
+            " AND e.seq > (SELECT event_mark FROM runs WHERE id = ?3)" + _NOT_CONSUMED,
+            (event, None, run_id),
+        )
     for seq, event_id, data in rows:
         if matches(_loads(data), match):
             yield seq, event_id, data
