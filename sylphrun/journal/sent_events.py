@@ -8,6 +8,10 @@ began, so an event that arrived while the run was busy elsewhere is found at onc
 sender wakes the runs parked on a matching wait in its own transaction; a run that parks
 right after the send finds the event as it parks (`has_arrived_event`, in the park's
 transaction), so no wake-up falls between "nothing yet" and "parked".
+
+Each side finds the other by index (`V8_EVENT_WAIT_PROBE`), not by reading every wait or
+event of the name: a wait is filed under one field of its match (`probe`), an event under
+each of its top-level scalar fields (`sent_event_probes`); `matches` has the last word.
 """
 
 from __future__ import annotations
