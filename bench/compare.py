@@ -4,7 +4,8 @@
     python bench/compare.py            # ~4-5 min on a 2-core machine
     python bench/compare.py --only steps,latency --skip prefect
 
-Scenarios: steps-100, fanout-1000, latency-1, recovery (see bench/README.md). sylphrun is
+Scenarios: steps-100, fanout-1000, latency-1, recovery, event-roundtrip (see
+bench/README.md). sylphrun is
 measured in this process with the functions of bench/steps100.py, latency1.py and
 recovery.py, and fanout-1000 in a process of its own (bench/peers/sylphrun_fanout.py) so
 its peak memory is a whole process tree like the peers'. Each peer runs in its own
@@ -34,6 +35,7 @@ import time
 from pathlib import Path
 
 import claim_throughput
+import event_roundtrip
 import latency1
 import recovery
 import steps100
@@ -51,7 +53,7 @@ BENCH = Path(__file__).resolve().parent
 PEERS = BENCH / "peers"
 PEERS_PY = Path(os.environ.get("BENCH_PEERS_PYTHON") or BENCH / ".venv-peers" / "bin" / "python")
 RESULTS = BENCH / "results"
-SCENARIOS = ("steps", "fanout", "latency", "recovery", "claims")
+SCENARIOS = ("steps", "fanout", "latency", "recovery", "claims", "events")
 PEER_NAMES = ("dbos", "huey", "prefect", "floor")
 
 SYLPHRUN_DURABILITY = {
@@ -413,6 +415,64 @@ def print_latency(s: dict) -> None:
                  for r in s["rows"]], left=3)
 
 
+# -- event-roundtrip ----------------------------------------------------------------------
+
+
+def scenario_events(peers: set[str], samples: int) -> dict:
+    """A run parked on `wait_for_event`, a send from a script, ms to its next step;
+    beside DBOS `send` to a workflow in `recv` (DBOS's default SQLite and WAL + NORMAL).
+    sylphrun normal: half its samples before DBOS, half after."""
+    rows = []
+
+    def mine(d: str, n: int) -> dict[str, list[float]]:
+        res = event_roundtrip.measure(d, samples=n, pause=0.02)["samples"]
+        return {"send": [x["send call"] * 1e3 for x in res],
+                "step": [x["-> next step fn"] * 1e3 for x in res],
+                "seen": [x["-> seen by waiter"] * 1e3 for x in res]}
+
+    how = "send_event() from a script to a run parked on wait_for_event; 2 idle workers"
+    for d in ("normal", "full"):
+        rows.append(row("sylphrun", how, SYLPHRUN_DURABILITY[d], **mine(d, samples // 2)))
+    if "dbos" in peers:
+        # DBOS on SQLite polls for messages (1 s by default); the third row polls every 10 ms.
+        how = "DBOS.send() to a workflow in DBOS.recv(), same process"
+        for wal, poll, durability in ((False, None, DBOS_DEFAULT), (True, None, DBOS_WAL),
+                                      (True, 0.01, DBOS_WAL)):
+            args = ["events", "--samples", str(max(5, samples // 5))] + (["--wal"] if wal else [])
+            args += ["--poll", str(poll)] if poll else []
+            res = run_script(PEERS_PY, "dbos_bench.py", *args, timeout=300)
+            if "error" in res:
+                rows.append(na("DBOS", res["error"]))
+            else:
+                rows.append(row("DBOS", how + (f"; polling every {poll * 1e3:.0f} ms" if poll
+                                               else "; polling 1 s (default)"),
+                                durability, send=res["send_ms"], step=res["step_ms"],
+                                seen=res["seen_ms"]))
+    for key, values in mine("normal", samples - samples // 2).items():
+        rows[0][key] += values
+    base = percentile(rows[0]["step"], 50)
+    for r in rows:
+        if "step" in r:
+            r["median"] = percentile(r["step"], 50)
+            r["ratio"] = r["median"] / base
+    return {"title": "event-roundtrip: ms from the send call to the waiting run's next step"
+                     " starting, idle workers (lower is better)", "unit": "ms",
+            "lower_is_better": True, "rows": rows}
+
+
+def print_events(s: dict) -> None:
+    def p(r: dict, key: str, q: float) -> str:
+        return fmt(percentile(r[key], q), 2) if key in r else ""
+
+    print_table(s["title"] + "; ratio = tool / sylphrun default, of the next-step p50",
+                ["tool", "how", "durability", "n", "send p50", "next step p50",
+                 "next step p90", "seen p50", "ratio", "vs sylphrun"],
+                [[r["tool"], r["how"], r["durability"], len(r.get("step", [])) or "",
+                  p(r, "send", 50), p(r, "step", 50), p(r, "step", 90), p(r, "seen", 50),
+                  fmt(r.get("ratio"), 2), ratio_words(r.get("ratio"), True)]
+                 for r in s["rows"]], left=3)
+
+
 # -- recovery ------------------------------------------------------------------------------
 
 
@@ -545,6 +605,15 @@ def targets(results: dict) -> list[list[str]]:
             if "slowdown" in r:
                 add("claims-1000", f"{case}: within 2x of no limit", r["slowdown"] <= 2,
                     f"{r['runs_per_s']:,.0f} runs/s, {r['slowdown']:.2f}x slower")
+    if "events" in results:
+        rows = results["events"]["rows"]
+        me, dbos = first(rows, "sylphrun", default), first(rows, "DBOS", DBOS_WAL, "10 ms")
+        if me:
+            versus = (f"; DBOS (WAL, 10 ms polling) {dbos['median']:,.1f} ms:"
+                      f" {dbos['median'] / me['median']:,.1f}x"
+                      if dbos and "median" in dbos else "")
+            add("event-roundtrip", "p50 send -> next step (no target: measured)", None,
+                f"p50 {me['median']:.2f} ms, p90 {percentile(me['step'], 90):.2f} ms{versus}")
     return out
 
 
@@ -554,7 +623,7 @@ def targets(results: dict) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default=",".join(SCENARIOS),
-                        help="scenarios: steps,fanout,latency,recovery,claims")
+                        help="scenarios: steps,fanout,latency,recovery,claims,events")
     parser.add_argument("--skip", default="", help="peers to leave out: dbos,huey,prefect,floor")
     parser.add_argument("--samples", type=int, default=100,
                         help="latency-1 samples of sylphrun normal (half as many for full)")
@@ -611,6 +680,7 @@ def main() -> None:
         "recovery": (lambda: scenario_recovery(peers, args.kills), print_recovery),
         # sylphrun alone (issue 15): claims with per-key limits vs none, in process.
         "claims": (claim_throughput.measure, claim_throughput.print_results),
+        "events": (lambda: scenario_events(peers, args.samples), print_events),
     }
     for name in SCENARIOS:
         if name not in only:

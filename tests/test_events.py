@@ -302,3 +302,23 @@ def test_a_wait_survives_a_reload_and_resumes_on_the_new_code(project, dev):
         wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60,
                    message="the run to finish")
         assert queries.get_run(conn, run_id).output == ["v2", {"ok": True}]
+
+
+def test_wake_on_a_run_waiting_for_an_event_prints_the_send_that_ends_the_wait(
+        project, engine_factory):
+    import shlex
+
+    from tests.test_cli import assert_one_line_error
+
+    project.write_tasks(TASKS)
+    eng = engine_factory().start()
+    run_id = eng.trigger("approval", {"order_id": 42})
+    wait_until(lambda: status(eng, run_id) == model.WAITING, timeout=60, message="the wait")
+    out = project.cli("wake", run_id)
+    assert_one_line_error(out, "waiting for event order.approved where order_id=42",
+                          "sylphrun send order.approved --data")
+    assert "child runs" not in out.stderr
+    command = out.stderr.strip().split("send it: ", 1)[1]
+    sent = project.cli(*shlex.split(command)[1:])  # the command as printed ends the wait
+    assert sent.returncode == 0, sent.stderr
+    assert eng.wait(run_id, timeout=60).output == {"order_id": 42}

@@ -25,7 +25,7 @@ def main() -> None:
 
     data = json.loads(Path(source).read_text())
     names = {"steps": "steps-100", "fanout": "fanout-1000", "latency": "latency-1",
-             "recovery": "recovery"}
+             "recovery": "recovery", "events": "event-roundtrip"}
     scenarios = [(names.get(name, name), s, [r for r in s["rows"] if "ratio" in r])
                  for name, s in data["results"].items()]
     scenarios = [x for x in scenarios if x[2]]

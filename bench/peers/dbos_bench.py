@@ -5,6 +5,7 @@ process, one JSON line on stdout.
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py fanout
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py latency
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py recovery
+    bench/.venv-peers/bin/python bench/peers/dbos_bench.py events [--wal] [--samples 50] [--poll 0.01]
 
 DBOS runs workflows in the process that launched it (threads; no separate workers). Its
 SQLite system database is opened as DBOS opens it: the default rollback journal
@@ -26,7 +27,8 @@ from pathlib import Path
 
 import peerlib
 
-SCENARIOS = ("steps", "fanout", "latency", "recovery", "_recovery-run", "_recovery-resume")
+SCENARIOS = ("steps", "fanout", "latency", "recovery", "events", "_recovery-run",
+             "_recovery-resume")
 pc = time.perf_counter
 
 os.environ.setdefault("DBOS__CLOUD", "false")
@@ -105,10 +107,26 @@ def twenty_steps() -> list[str]:
     return [effect(f"s{i}") for i in range(1, 21)]
 
 
+# event-roundtrip: a workflow parked in `DBOS.recv`, a `DBOS.send` to it, its next step.
+RECEIVING = __import__("threading").Event()
+
+
+@DBOS.step()
+def stamp() -> float:
+    return time.time()
+
+
+@DBOS.workflow()
+def receiver() -> dict:
+    RECEIVING.set()  # not durable, the bench's own signal: recv is the next call
+    got = DBOS.recv("approval", timeout_seconds=60)
+    return {"sent": got["t"], "step": stamp()}
+
+
 # -- setup -------------------------------------------------------------------------------
 
 
-def launch(folder: Path, wal: bool = False) -> str:
+def launch(folder: Path, wal: bool = False, poll: float | None = None) -> str:
     """Configure and launch DBOS on a SQLite system database in `folder`; returns the
     durability setting as the database reports it."""
     import sqlalchemy as sa
@@ -116,6 +134,8 @@ def launch(folder: Path, wal: bool = False) -> str:
     path = folder / "dbos_sys.sqlite"
     config = {"name": "sylphrun-bench", "system_database_url": f"sqlite:///{path}",
               "log_level": "WARNING"}
+    if poll is not None:  # the notification listener's polling (recv, get_event): 1 s default
+        config["notification_listener_polling_interval_sec"] = poll
     if wal:
         engine = sa.create_engine(f"sqlite:///{path}")
 
@@ -215,6 +235,33 @@ def latency(samples: int = 100, queued: int = 10, pause: float = 0.02) -> dict:
                       "seen_ms": [s * 1e3 for _, s in via_queue]}}
 
 
+def events(wal: bool, samples: int = 50, pause: float = 0.02, poll: float | None = None) -> dict:
+    """`DBOS.send` to a workflow waiting in `DBOS.recv` (same process), ms to its next
+    step starting; the pause after it reached recv keeps everything else idle."""
+    folder = peerlib.scratch("dbos-events")
+    try:
+        setting = launch(folder, wal, poll)
+        out: list[tuple[float, float, float]] = []
+        for i in range(5 + samples):
+            RECEIVING.clear()
+            handle = DBOS.start_workflow(receiver)
+            if not RECEIVING.wait(30):
+                raise RuntimeError("the receiver never started")
+            time.sleep(pause)
+            t0 = time.time()
+            DBOS.send(handle.workflow_id, {"t": t0}, topic="approval")
+            t_sent = time.time()
+            result = handle.get_result()
+            t_seen = time.time()
+            if i >= 5:
+                out.append((t_sent - t0, result["step"] - t0, t_seen - t0))
+        DBOS.destroy()
+    finally:
+        peerlib.cleanup(folder)
+    return {"durability": setting, "send_ms": [a * 1e3 for a, _, _ in out],
+            "step_ms": [b * 1e3 for _, b, _ in out], "seen_ms": [c * 1e3 for _, _, c in out]}
+
+
 def recovery_child(role: str, folder: Path) -> None:
     """`_recovery-run`: start the 20-step workflow (it hangs in s11 until killed).
     `_recovery-resume`: launch DBOS on the same database (which recovers the pending
@@ -285,6 +332,10 @@ def main() -> None:
         figures = fanout()
     elif scenario == "latency":
         figures = latency()
+    elif scenario == "events":
+        samples = int(sys.argv[sys.argv.index("--samples") + 1]) if "--samples" in sys.argv else 50
+        poll = float(sys.argv[sys.argv.index("--poll") + 1]) if "--poll" in sys.argv else None
+        figures = events("--wal" in sys.argv, samples, poll=poll)
     else:
         figures = recovery()
     import importlib.metadata

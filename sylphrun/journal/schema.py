@@ -332,11 +332,35 @@ WHEN new.status NOT IN ('running', 'completed') BEGIN
 END;
 """
 
+# A sender finds the waits its event matches by index, not by reading every open wait of
+# the event's name (1,000 runs waiting for "order.approved", each for its own order_id: a
+# send read and decoded all 1,000, 11 ms; bench/event_match.py). `probe` is one field of
+# the wait's match, canonical (`sent_events.probe`); the sender looks up the probes of its
+# data's top-level fields. NULL (no match, or rows written before this migration): the
+# sender checks the wait in Python, as before.
+# The other way round, a wait takes its event by index too: `sent_event_probes` holds the
+# probes of each event's top-level fields (10,000 events of the name since the run began:
+# a take read them all, 9 ms inside the write lock). Events sent before this migration
+# have none: a take reads those (seq <= `sent_event_probes_from`) as before.
+V10_EVENT_WAIT_PROBE = """
+ALTER TABLE event_waits ADD COLUMN probe TEXT;
+CREATE INDEX event_waits_probe ON event_waits(name, probe);
+CREATE TABLE sent_event_probes (
+    name   TEXT NOT NULL,
+    probe  TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (name, probe, seq)
+) WITHOUT ROWID;
+CREATE TABLE sent_event_probes_from (seq INTEGER NOT NULL);
+INSERT INTO sent_event_probes_from SELECT COALESCE(MAX(seq), 0) FROM sent_events;
+"""
+
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
 MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
-                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL, V9_STEP_CHANGE_SEQ]
+                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL, V9_STEP_CHANGE_SEQ,
+                         V10_EVENT_WAIT_PROBE]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

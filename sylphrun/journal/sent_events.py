@@ -8,11 +8,14 @@ began, so an event that arrived while the run was busy elsewhere is found at onc
 sender wakes the runs parked on a matching wait in its own transaction; a run that parks
 right after the send finds the event as it parks (`has_arrived_event`, in the park's
 transaction), so no wake-up falls between "nothing yet" and "parked".
+
+Each side finds the other by index (`V10_EVENT_WAIT_PROBE`), not by reading every wait or
+event of the name: a wait is filed under one field of its match (`probe`), an event under
+each of its top-level scalar fields (`sent_event_probes`); `matches` has the last word.
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
 from typing import Any
@@ -25,8 +28,6 @@ from sylphrun.journal.transitions import TERMINAL, RunSpec, cancel_open_steps, f
 from sylphrun.journal.types import EventRecord, EventWait, SentEvent, TakenEvent
 
 _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
-# Keys a JSON path can name without quoting trouble; others are matched in Python only.
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-.: ]+")
 
 
 def new_event_id() -> str:
@@ -49,30 +50,62 @@ def matches(data: Any, match: dict | None) -> bool:
     return all(k in data and same_value(data[k], v) for k, v in match.items())
 
 
-def _match_sql(match: dict | None) -> tuple[str, list[Any]]:
-    """A prefilter on the data's JSON for the plain keys with scalar values (the index does
-    the name; this spares decoding every other order's event). `matches` has the last word:
-    SQL says true = 1."""
-    where, params = "", []
-    for key, value in (match or {}).items():
-        if _PLAIN_KEY.fullmatch(key) and isinstance(value, (str, int, float)):
-            where += " AND json_extract(e.data, ?) = ?"
-            params += [f'$."{key}"', value]
-    return where, params
+def probe(key: Any, value: Any) -> str | None:
+    """One field of a match (or of event data) as the text `event_waits.probe` is indexed
+    on: equal for the values `same_value` calls equal (`1` and `1.0`; never `true` and
+    `1`). None for what no wait's match holds (a nested value, a non-string key)."""
+    if not isinstance(key, str):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1.0 is 1, as for `same_value`
+    elif not isinstance(value, (str, int, float, bool, type(None))):
+        return None
+    return codec.dumps([key, value])
+
+
+def wait_probe(match: dict | None) -> str | None:
+    """The probe a wait is found by: its match's first field in key order (any field
+    would do: the event must hold them all). None: every event of the name is a candidate."""
+    if not match:
+        return None
+    key = min(match, key=str)
+    return probe(key, match[key])
+
+
+def data_probes(value: Any) -> list[str]:
+    """The probes an event's data can satisfy, one per top-level scalar field."""
+    if not isinstance(value, dict):
+        return []
+    return [p for p in (probe(k, v) for k, v in value.items()) if p is not None]
+
+
+_NOT_CONSUMED = (" AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
+                 " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq")
 
 
 def _unconsumed(db: sqlite3.Connection, run_id: str, event: str,
                 match: dict | None) -> Iterator[tuple[int, str, str]]:
     """(seq, id, data) of the events named `event` matching `match`, sent after the run was
     created and not consumed by a wait of this run yet, oldest first."""
-    where, params = _match_sql(match)
-    rows = db.execute(
-        "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = ?"
-        " AND e.seq > (SELECT event_mark FROM runs WHERE id = ?)" + where +
-        " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
-        " AND d.run_id = ? AND d.outcome = 'consumed') ORDER BY e.seq",
-        (event, run_id, *params, run_id),
-    )
+    wanted = wait_probe(match)
+    if wanted is not None:
+        # By index (`V10_EVENT_WAIT_PROBE`): the events holding one field of the match, and
+        # any sent before the probes existed; `matches` decides.
+        rows = db.execute(
+            "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.seq IN"
+            " (SELECT p.seq FROM sent_event_probes p WHERE p.name = ?1 AND p.probe = ?2"
+            "  AND p.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
+            "  UNION ALL SELECT o.seq FROM sent_events o WHERE o.name = ?1"
+            "  AND o.seq > (SELECT event_mark FROM runs WHERE id = ?3)"
+            "  AND o.seq <= (SELECT seq FROM sent_event_probes_from))" + _NOT_CONSUMED,
+            (event, wanted, run_id),
+        )
+    else:  # no match: the first event of the name not consumed yet is it
+        rows = db.execute(
+            "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = ?1"
+            " AND e.seq > (SELECT event_mark FROM runs WHERE id = ?3)" + _NOT_CONSUMED,
+            (event, None, run_id),
+        )
     for seq, event_id, data in rows:
         if matches(_loads(data), match):
             yield seq, event_id, data
@@ -111,6 +144,8 @@ def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
             " RETURNING seq", (event_id, name, data, now, sent_by),
         ).fetchone()[0]
         value = _loads(data)
+        db.executemany("INSERT OR IGNORE INTO sent_event_probes (name, probe, seq) VALUES (?, ?, ?)",
+                       [(name, p, seq) for p in data_probes(value)])
         matched = _wake_waiting_runs(db, seq, name, value, now)
         # Cancels before triggers: an event both ends a task's old run and starts a new one
         # ("order.updated" replacing the run of the order) without cancelling the new one.
@@ -135,9 +170,14 @@ def _deliver(db: sqlite3.Connection, seq: int, run_id: str, outcome: str, now: f
 def _wake_waiting_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
                        now: float) -> list[str]:
     woken: list[str] = []
+    # Candidates by index (`V10_EVENT_WAIT_PROBE`): the waits one of whose match fields the
+    # data holds, and those without a probe; `matches` decides.
     rows = db.execute(
         "SELECT w.run_id, w.match, r.status FROM event_waits w JOIN runs r ON r.id = w.run_id"
-        " WHERE w.name = ?", (name,),
+        " WHERE w.name = ? AND w.probe IN (SELECT value FROM json_each(?))"
+        " UNION ALL SELECT w.run_id, w.match, r.status FROM event_waits w"
+        " JOIN runs r ON r.id = w.run_id WHERE w.name = ? AND w.probe IS NULL",
+        (name, codec.dumps(data_probes(value)), name),
     ).fetchall()
     for run_id, match, status in rows:
         if status in model.TERMINAL_STATES:  # a cancelled waiter's row, left behind
@@ -248,9 +288,10 @@ def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str
             (run_id, key, name, seq, run_attempt, output, now),
         )
         db.execute(
-            "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_key) DO NOTHING",
-            (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now),
+            "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since, probe)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_key) DO NOTHING",
+            (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now,
+             wait_probe(match)),
         )
         return TakenEvent("waiting", None, None, output)
 

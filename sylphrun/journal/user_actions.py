@@ -8,6 +8,7 @@ the errors a user can cause (`UnknownRun`, `InvalidState`).
 
 from __future__ import annotations
 
+import shlex
 import sqlite3
 from typing import NamedTuple
 
@@ -207,7 +208,8 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
         ready_at, attempt = db.execute(
             "SELECT ready_at, attempt FROM runs WHERE id = ?", (run_id,)).fetchone()
         if status not in (model.WAITING, model.QUEUED) or ready_at is None or ready_at <= now:
-            raise InvalidState(_nothing_to_wake(run_id, status, ready_at))
+            raise InvalidState(_waits_for_an_event(db, run_id, status)
+                               or _nothing_to_wake(run_id, status, ready_at))
         woken: list[str] = []
         for key, output in db.execute(
             "SELECT key, output FROM steps WHERE run_id = ? AND kind = 'sleep'"
@@ -221,6 +223,7 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
                 db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
                            (codec.dumps({"wake_at": now}), run_id, key))
                 woken.append(f"its sleep {key!r} ends now")
+        woken += _time_out_event_waits(db, run_id, now)
         for (key,) in db.execute(
             "UPDATE steps SET retry_at = ? WHERE run_id = ? AND status = 'retrying'"
             " AND retry_at > ? RETURNING key", (now, run_id, now),
@@ -237,6 +240,55 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
             (run_id, now, f"woken by user: {what}"),
         )
         return what
+
+
+def _time_out_event_waits(db: sqlite3.Connection, run_id: str, now: float) -> list[str]:
+    """A `wait_for_event` with a timeout times out now (as a sleep ends now): its step's
+    output holds the timeout the resumed run reads, its wait row the one senders see."""
+    woken = []
+    for key, name in db.execute(
+        "SELECT step_key, name FROM event_waits WHERE run_id = ?"
+        " AND timeout_at > ? ORDER BY since, step_key", (run_id, now),
+    ).fetchall():
+        row = db.execute("SELECT output FROM steps WHERE run_id = ? AND key = ?"
+                         " AND status = 'waiting'", (run_id, key)).fetchone()
+        try:
+            output = codec.loads(row[0]) if row and row[0] else None
+        except ValueError:
+            output = None
+        if not isinstance(output, dict):
+            continue  # a damaged row: the run's ready_at still moves
+        output["timeout_at"] = now
+        db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
+                   (codec.dumps(output), run_id, key))
+        db.execute("UPDATE event_waits SET timeout_at = ? WHERE run_id = ? AND step_key = ?",
+                   (now, run_id, key))
+        woken.append(f"its wait {key!r} for event {name} times out now")
+    return woken
+
+
+def _waits_for_an_event(db: sqlite3.Connection, run_id: str, status: str) -> str | None:
+    """A run parked on `wait_for_event` with no timeout: what it waits for and the send
+    that ends the wait (wake cannot: an event is the user's data, not a time)."""
+    if status != model.WAITING:
+        return None
+    waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?"
+                       " ORDER BY since, step_key", (run_id,)).fetchall()
+    if not waits:
+        return None
+    texts, sends = [], []
+    for name, match_text in waits:
+        try:
+            match = codec.loads(match_text) if match_text else {}
+        except ValueError:
+            match = {}  # a damaged row: still say which event
+        match = match if isinstance(match, dict) else {}
+        where = ", ".join(f"{k}={codec.dumps(v)}" for k, v in match.items())
+        texts.append(f"event {name}" + (f" where {where}" if where else ""))
+        data = f" --data {shlex.quote(codec.dumps(match))}" if match else ""
+        sends.append(f"sylphrun send {shlex.quote(name)}{data}")
+    return (f"run {run_id} is waiting for {' and '.join(texts)}, not sleeping: nothing to "
+            f"wake; send it: {'; '.join(sends)}")
 
 
 def _nothing_to_wake(run_id: str, status: str, ready_at: float | None) -> str:

@@ -177,3 +177,54 @@ def test_an_event_that_cancels_a_tasks_run_and_starts_one_spares_the_new_run(jou
     [new] = sent.triggered_runs
     assert journal.get_run(new).status == model.QUEUED
     assert send(journal, "order.updated", {"other": 1}, now=12).cancelled_runs == []
+
+
+def test_waking_a_run_that_waits_for_an_event_says_which_and_how_to_send_it(journal, claimed):
+    from sylphrun.errors import InvalidState
+
+    c = claimed(now=10)
+    wait(journal, c, now=11, match={"order_id": 42})
+    park(journal, c, now=11)
+    with pytest.raises(InvalidState) as err:
+        journal.wake_run(c.run_id, now=12)
+    message = str(err.value)
+    assert "waiting for event order.approved where order_id=42" in message
+    assert "child runs" not in message and "\n" not in message
+    assert "sylphrun send order.approved --data '{\"order_id\":42}'" in message
+    assert journal.logs_of(c.run_id) == []  # nothing written
+
+
+def test_waking_a_run_whose_event_wait_has_a_timeout_times_it_out_now(journal, claimed):
+    c = claimed(now=10)
+    wait(journal, c, now=11, match={"order_id": 7}, timeout_at=5000)
+    park(journal, c, now=11, wake_at=5000)
+    what = journal.wake_run(c.run_id, now=20)
+    assert what == "its wait 'w' for event order.approved times out now"
+    assert journal.get_run(c.run_id).ready_at == 20
+    resumed = reclaim(journal, c.run_id, now=21)
+    # The resumed run reads the wait's timeout from its step: past, so it times out.
+    timeout_at = journal.steps_of(c.run_id)[0].output["timeout_at"]
+    assert timeout_at == 20
+    taken = wait(journal, resumed, now=21, match={"order_id": 7}, timeout_at=timeout_at)
+    assert taken.outcome == "timed_out"
+
+
+def test_a_send_wakes_exactly_the_waits_its_data_matches_among_many(journal, claimed):
+    """The sender looks its candidates up by one field of each wait's match (an index):
+    every field must still match, 1 is 1.0, true is not 1, a wait with no match takes all."""
+    matches = {"n1": {"n": 1}, "n2": {"n": 2}, "both": {"n": 1, "kind": "a"},
+               "other-kind": {"n": 1, "kind": "b"}, "float": {"x": 1.0},
+               "bool": {"flag": True}, "none": None, "null": {"gone": None}}
+    runs = {}
+    for label, match in matches.items():
+        c = claimed(now=10, payload=json.dumps({"label": label}))
+        assert wait(journal, c, now=11, match=match).outcome == "waiting"
+        park(journal, c, now=11)
+        runs[label] = c.run_id
+    for i in range(50):  # waits for other orders: not candidates
+        c = claimed(now=10, payload=json.dumps({"i": i}))
+        wait(journal, c, now=11, match={"n": 100 + i})
+    sent = send(journal, "order.approved", {"n": 1, "kind": "a", "x": 1, "flag": 1,
+                                            "gone": None, "deep": {"n": 2}}, now=20)
+    assert sorted(sent.matched_runs) == sorted(runs[k] for k in ("n1", "both", "float",
+                                                                 "none", "null"))
