@@ -270,3 +270,61 @@ def test_help_names_the_event_keys() -> None:
 def test_readme_mentions_the_event_keys() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "`E`" in readme and "`e`" in readme
+
+
+# -- snapshot ------------------------------------------------------------------------------
+
+T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+
+
+@pytest.fixture
+def events_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Events sent through the journal interface with fixed ids and times: one triggers
+    an `on_event` task's run, one cancels it (`cancel_on`), one touches nothing; and an
+    app with a fixed clock."""
+    import itertools
+
+    from rich.text import Text
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    counter = itertools.count(1)
+    monkeypatch.setattr("sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot")
+    journal = open_journal(tmp_path / "journal.db")
+    options = {"on_event": ["order.created"],
+               "cancel_on": [{"event": "order.cancelled", "match": "order_id"}]}
+    journal.register_tasks([model.TaskRecord("order-approval", options, "tasks/a.py", 1, "f")],
+                           registered_by="test", project_dir=str(tmp_path), now=T0)
+    for n, (event_id, name, data) in enumerate([
+        ("evt_0001", "order.created", '{"order_id": 42, "items": ["[red]mug[/red]"]}'),
+        ("evt_0002", "order.noticed", '{"note": "[bold]not bold[/bold]"}'),
+        ("evt_0003", "order.cancelled", '{"order_id": 42, "reason": "customer asked"}'),
+    ]):
+        journal.send_event(event_id=event_id, name=name, data=data, now=T0 + 10 * n)
+    journal.close()
+    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"],
+                    journal=tmp_path / "journal.db")
+
+    class SnapshotApp(DashboardApp):
+        def title_text(self) -> Text:  # the temp folder's path would change every run
+            return Text("sylphrun  /srv/shop  journal .sylphrun/journal.db")
+
+    yield lambda: SnapshotApp(config, tasks={"order-approval": "order-approval"},
+                              clock=lambda: T0 + 60)
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_snapshot_events_view(snap_compare, events_app) -> None:
+    async def run_before(pilot: Pilot) -> None:
+        app = pilot.app
+        await until(pilot, lambda: app.loaded and app.runs.by_id, "the journal")
+        await pilot.press("E")
+        await until(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen.loaded,
+                    "the events view")
+        await pilot.press("down", "down")  # the order.created event: its run below
+        await until(pilot, lambda: app.screen.query_one("#events-runs", OptionList).option_count,
+                    "the event's runs")
+        await pilot.pause(0.3)
+
+    assert snap_compare(events_app(), terminal_size=(120, 30), run_before=run_before)

@@ -219,7 +219,8 @@ def detail_lines(
     elif step.output is not None and step.status == model.STEP_COMPLETED:
         out.append(Line(Text("output", style="bold green")))
         out.extend(json_lines(step.output, None if full else 40))
-    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT):
+    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT) and not (
+            countdown is not None and step.kind == model.WAIT):  # an event wait: said above
         out.append(Line(Text("waiting for", style="bold blue")))
         out.extend(json_lines(step.output, None if full else 10))
     if step.error and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED) and not step.attempt_log:

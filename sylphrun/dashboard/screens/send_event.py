@@ -85,6 +85,7 @@ class SendEventScreen(ModalScreen[tuple[str, str] | None]):
 
     def on_mount(self) -> None:
         self.query_one("#event-name", Input).focus()
+        self.query_one("#event-data", TextArea).select_all()  # typing replaces the "{}"
         self._validate()
 
     @on(Input.Changed, "#event-name")
