@@ -35,7 +35,7 @@ from sylphrun.journal import open_journal
 
 TASKS = '''
 import asyncio
-from sylphrun import task, Concurrency, Debounce
+from sylphrun import task, Concurrency, Debounce, RateLimit
 
 def value(v):
     return v
@@ -57,6 +57,10 @@ async def per_user(payload, ctx):
 
 @task(id="quiet", debounce=Debounce(period=3600))
 async def quiet(payload, ctx):
+    return payload
+
+@task(id="hourly", rate_limit=RateLimit(limit=1, period=3600))
+async def hourly(payload, ctx):
     return payload
 '''
 
@@ -154,6 +158,8 @@ def test_a_held_queued_run_says_why_it_is_not_starting(live: Live) -> None:
                message="the first per-user run to hold user 7's slot")
     second = live.eng.trigger("per-user", {"user_id": 7})
     quiet = live.eng.trigger("quiet", {"n": 1})
+    live.eng.wait(live.eng.trigger("hourly", {}))
+    limited = live.eng.trigger("hourly", {})
 
     async def scenario(pilot: Pilot) -> None:
         app = pilot.app
@@ -163,6 +169,9 @@ def test_a_held_queued_run_says_why_it_is_not_starting(live: Live) -> None:
                     "the concurrency hold in the list")
         await until(pilot, lambda: "debouncing, starts in 3" in row_text(app, quiet),
                     "the debounce in the list")
+        await until(pilot, lambda: limited in app.runs.by_id
+                    and "rate limited until " in row_text(app, limited)
+                    and "(1/1 per 3600s)" in row_text(app, limited), "the rate limit in the list")
         assert app.runs.by_id[second].status == model.QUEUED
         await open_run(pilot, second)
         await until(pilot, lambda: "held: concurrency user_id=7 (1/1)" in heading(app),

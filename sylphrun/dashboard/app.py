@@ -20,6 +20,7 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
+from sylphrun import model
 from sylphrun.config import Config
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
@@ -229,7 +230,9 @@ class DashboardApp(RunCommands, App[None]):
         screen = self.screen
         if isinstance(screen, RunScreen):
             detail = screen.detail
-            wanted = {detail.run.id: detail.run.status} if detail is not None else {}
+            # A waiting run's heading reads its event waits from its steps: no read needed.
+            queued = detail is not None and detail.run.status == model.QUEUED
+            wanted = {detail.run.id: detail.run.status} if queued else {}
         elif isinstance(screen, RunsScreen) and screen.ready:
             wanted = screen.table.noted_rows()
         else:
