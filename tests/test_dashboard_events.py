@@ -207,6 +207,10 @@ def test_send_an_event_from_the_dialog(live: Live) -> None:
         await until(pilot, lambda: isinstance(app.screen, SendEventScreen), "the dialog")
         dialog = app.screen
         error = dialog.query_one("#event-error", Static)
+        await pilot.press("ctrl+s")  # no name yet
+        await pilot.pause()
+        assert isinstance(app.screen, SendEventScreen)
+        assert "event name must be a non-empty string" in str(error.render())
         dialog.query_one("#event-name", Input).value = "order.approved"
         editor = dialog.query_one("#event-data", TextArea)
         editor.load_text('{"order_id": 43,')  # bad JSON
@@ -257,6 +261,11 @@ def test_the_events_view_lists_events_and_opens_the_runs_they_touched(live: Live
         assert rows[nothing.event_id][2] == '{"note": "[red]x[/red]"}'  # shown as written
         assert rows[nothing.event_id][3] == "none"
         assert rows[created.event_id][3] == f"triggered {triggered}"
+        await pilot.press("slash")
+        await pilot.press(*"order.noticed", "enter")
+        await until(pilot, lambda: list(screen.events) == [nothing.event_id], "the name filter")
+        await pilot.press("slash", *["backspace"] * len("order.noticed"), "enter")
+        await until(pilot, lambda: created.event_id in screen.events, "every event again")
         row = list(screen.events).index(created.event_id)
         table.move_cursor(row=row)
         await pilot.pause()

@@ -1,7 +1,8 @@
 """`E`: the Events view: the events sent lately, newest first, with their data and the runs
 each matched (woke), triggered (`on_event`) and cancelled (`cancel_on`); under the table,
 the runs of the event under the cursor. `enter` opens its run (with several, the list
-below takes the focus: `enter` there opens one); `e` sends an event.
+below takes the focus: `enter` there opens one); `e` sends an event; `/` shows only the
+events of one name (as `sylphrun events --name`).
 
 The journal is read through the interface (`recent_events`) in a thread worker, again
 only when the journal changed (`change_token`) and at most twice a second. The UI
@@ -20,7 +21,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, OptionList, Static
+from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
@@ -89,10 +90,13 @@ class EventsScreen(ModalScreen[None]):
     #events-table { height: 1fr; }
     #events-runs { height: auto; max-height: 8; border-top: solid $primary-darken-2; }
     #events-note { height: auto; }
+    #events-name { display: none; }
+    #events-name.-shown { display: block; }
     """
     BINDINGS = [
         Binding("escape,q,E", "dismiss(None)", "Close"),
         Binding("e", "send_event", "Send an event"),
+        Binding("slash", "filter_name", "Filter by name"),
     ]
 
     def __init__(self) -> None:
@@ -101,11 +105,15 @@ class EventsScreen(ModalScreen[None]):
         self.error: str | None = None
         self.loaded = False
         self._shown_runs: tuple = ()  # (runs, their statuses) in the list below
+        self.name_filter: str | None = None  # only the events of this name (exact)
+        self._reread = False  # read again now, not at the next change of the journal
 
     def compose(self) -> ComposeResult:
         with Vertical(id="events-dialog") as box:
             box.border_title = ("Events  enter opens a run it touched · e sends one · "
                                 "esc closes")
+            yield Input(placeholder="event name (exact), enter applies, empty: all",
+                        id="events-name", compact=True)
             table: DataTable = DataTable(id="events-table", cursor_type="row")
             for col in COLUMNS:
                 table.add_column(col, key=col)
@@ -130,8 +138,9 @@ class EventsScreen(ModalScreen[None]):
                     if journal is None:
                         journal = open_journal(self.app.config.journal, create=False)
                     token = journal.change_token()
-                    if token != seen:
-                        events = journal.recent_events(limit=LIMIT)
+                    if token != seen or self._reread:
+                        self._reread = False
+                        events = journal.recent_events(name=self.name_filter, limit=LIMIT)
                         seen = token
                         self.app.call_from_thread(self.show_events, events, None)
                 except SylphrunError as exc:  # no journal yet, or a locked one: say so
@@ -168,6 +177,9 @@ class EventsScreen(ModalScreen[None]):
         note = self.query_one("#events-note", Static)
         if error:
             note.update(fmt.literal(error, "red"))
+        elif not self.events and self.name_filter is not None:
+            note.update(fmt.literal(f"no events named {self.name_filter} (/ changes the name)",
+                                    "dim"))
         elif not self.events:
             note.update(Text("no events yet: e sends one, as `sylphrun send NAME --data JSON` "
                              "does", style="dim"))
@@ -232,6 +244,19 @@ class EventsScreen(ModalScreen[None]):
     def _open(self, run_id: str) -> None:
         self.dismiss(None)
         self.app.open_run(run_id)
+
+    def action_filter_name(self) -> None:
+        box = self.query_one("#events-name", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Submitted, "#events-name")
+    def _name_chosen(self, event: Input.Submitted) -> None:
+        self.name_filter = event.value.strip() or None
+        if self.name_filter is None:
+            event.input.remove_class("-shown")
+        self._reread = True
+        self.query_one(DataTable).focus()
 
     def action_send_event(self) -> None:
         self.app.open_send_event()

@@ -21,7 +21,7 @@ KEYS = [
         ("t", "trigger a task (JSON payload editor)"),
         ("S", "schedules: next fire time, last run; p pauses or resumes, enter opens the run"),
         ("E", "events: the events sent lately and the runs each matched, triggered or "
-              "cancelled; enter opens such a run"),
+              "cancelled; enter opens such a run, / shows one event name"),
         ("e", "send an event (name and JSON data, checked before sending), as `sylphrun send`"),
         ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
     ]),
