@@ -20,11 +20,13 @@ from textual.binding import Binding
 from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
+from sylphrun import model
 from sylphrun.config import Config
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
-from sylphrun.dashboard.feed import JournalFeed, PayloadMatches, RunDetail
+from sylphrun.dashboard.feed import FeedUpdate, JournalFeed, PayloadMatches, RunDetail
 from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
+from sylphrun.dashboard.run_notes import NOTED_STATUSES, RunNote
 from sylphrun.dashboard.runs_model import ModelChange, RunsModel
 from sylphrun.dashboard.screens.help import HelpScreen
 from sylphrun.dashboard.screens.run import RunScreen
@@ -61,6 +63,8 @@ class DashboardApp(RunCommands, App[None]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("question_mark", "help", "Help"),
         Binding("S", "schedules", "Schedules", show=False),
+        Binding("E", "events", "Events", show=False),
+        Binding("e", "send_event", "Send event", show=False),
     ]
 
     def __init__(
@@ -85,6 +89,9 @@ class DashboardApp(RunCommands, App[None]):
         self.updates_applied = 0
         self.pending_select: str | None = None
         self.payloads: dict[str, str] = {}
+        self._last_event = ("", "{}")  # (name, data) last sent from the dialog, to edit
+        # Run id -> what it waits for or is held by: read by the feed for the runs on screen.
+        self.notes: dict[str, RunNote] = {}
         self._action_journal: Journal | None = None
         self._discover = tasks is None and reload_status is None
         self._status_due = 0.0
@@ -160,7 +167,14 @@ class DashboardApp(RunCommands, App[None]):
         self.feed.watch(run_id, reread=reread)
 
     def on_journal_changed(self, message: JournalChanged) -> None:
-        update = message.update
+        if not self.screen_stack:  # the app is closing: a last read came in after the screens
+            return
+        try:
+            self._apply_update(message.update)
+        except NoMatches:  # closing too: the screens' widgets are gone already
+            return
+
+    def _apply_update(self, update: FeedUpdate) -> None:
         self.feed_error = None
         if update.full:
             change = self.runs.load(update.runs, truncated=update.truncated)
@@ -189,6 +203,8 @@ class DashboardApp(RunCommands, App[None]):
                 top.show_missing()
             if update.logs_run_id and top is not None and top.run_id == update.logs_run_id:
                 top.add_logs([line for _, line in update.logs], update.logs_reset)
+            if update.notes:
+                self._apply_notes(update.notes)
             if update.workers is not None:
                 self.workers_alive = update.workers
             if update.reload_changed:
@@ -196,6 +212,32 @@ class DashboardApp(RunCommands, App[None]):
                 self.refresh_tasks()
             self.refresh_status(force=update.workers is not None or update.reload_changed)
         self.updates_applied += 1
+
+    def _apply_notes(self, notes: dict[str, RunNote]) -> None:
+        self.notes.update(notes)
+        if len(self.notes) > 1_000:  # notes of runs long scrolled away
+            for run_id in list(self.notes)[:500]:
+                del self.notes[run_id]
+        for screen in self.screen_stack:
+            if isinstance(screen, RunsScreen) and screen.ready:
+                screen.table.notes = self.notes
+                screen.table.notes_changed(notes)
+            elif isinstance(screen, RunScreen) and screen.run_id in notes:
+                screen.note_changed()
+
+    def _want_notes(self) -> None:
+        """Ask the feed for the notes of the runs on screen (the open run, or the list's)."""
+        screen = self.screen
+        if isinstance(screen, RunScreen):
+            detail = screen.detail
+            # A waiting run's heading reads its event waits from its steps: no read needed.
+            queued = detail is not None and detail.run.status == model.QUEUED
+            wanted = {detail.run.id: detail.run.status} if queued else {}
+        elif isinstance(screen, RunsScreen) and screen.ready:
+            wanted = screen.table.noted_rows()
+        else:
+            return  # a dialog over a screen: keep what that screen asked for
+        self.feed.want_notes({k: v for k, v in wanted.items() if v in NOTED_STATUSES})
 
     def _apply_payload_matches(self, found: PayloadMatches) -> ModelChange | None:
         current = self.runs.filter
@@ -266,6 +308,7 @@ class DashboardApp(RunCommands, App[None]):
             except NoMatches:  # the app is closing: the screen's widgets are gone already
                 return
         self.refresh_status(force=False)
+        self._want_notes()
 
     # -- navigation ----------------------------------------------------------------------
 
@@ -289,6 +332,15 @@ class DashboardApp(RunCommands, App[None]):
         from sylphrun.dashboard.screens.schedules import SchedulesScreen
 
         self.push_screen(SchedulesScreen())
+
+    def action_events(self) -> None:
+        from sylphrun.dashboard.screens.events import EventsScreen
+
+        if not isinstance(self.screen, EventsScreen):
+            self.push_screen(EventsScreen())
+
+    def action_send_event(self) -> None:
+        self.open_send_event()
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

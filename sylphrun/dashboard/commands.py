@@ -1,4 +1,5 @@
-"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, wake, copy.
+"""What the user does to runs from the dashboard: trigger, retry, replay, cancel, wake, copy,
+and send an event.
 
 Every action goes through `sylphrun.actions` (the functions the CLI uses), in a short
 thread worker on a journal handle of its own (`open_journal`); errors come back as
@@ -7,6 +8,7 @@ notifications.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,12 +18,14 @@ from sylphrun import actions, model
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.screens.confirm import ConfirmScreen
 from sylphrun.dashboard.screens.runs import RunsScreen
+from sylphrun.dashboard.screens.send_event import SendEventScreen
 from sylphrun.dashboard.screens.trigger import TriggerScreen
 from sylphrun.errors import SylphrunError
 from sylphrun.journal import Journal, open_journal
 
 if TYPE_CHECKING:
     from sylphrun.dashboard.app import DashboardApp
+    from sylphrun.events import EventSent
 
     _Base = DashboardApp
 else:
@@ -197,6 +201,28 @@ class RunCommands(_Base):
 
         self._perform("wake", lambda j: actions.wake_run(j, run_id), done)
 
+    def open_send_event(self) -> None:
+        """The send-event dialog, with the last event sent from it to edit."""
+        name, data = self._last_event
+
+        def chosen(result: tuple[str, str] | None) -> None:
+            if result is not None:
+                self._last_event = (result[0], fmt.pretty_json(json.loads(result[1])))
+                self.send_event(*result)
+
+        self.push_screen(SendEventScreen(name=name, data=data), chosen)
+
+    def send_event(self, name: str, data: str) -> None:
+        """Send it as `sylphrun send` does (checked already): wakes the runs waiting for it,
+        triggers `on_event` tasks, cancels `cancel_on` runs; says which."""
+        from sylphrun.events import deliver
+
+        def done(sent: EventSent) -> None:
+            self.notify(sent_text(sent), title=f"Sent {fmt.safe(name)}", markup=False,
+                        timeout=8)
+
+        self._perform("send the event", lambda j: deliver(j, name, data, None), done)
+
     def copy_run_id(self, run_id: str | None) -> None:
         if not self._need_run(run_id):
             return
@@ -205,3 +231,14 @@ class RunCommands(_Base):
                     title="Copied", markup=False)
 
 
+def sent_text(sent: EventSent) -> str:
+    """"evt_... · matched run_a, run_b · triggered run_c", or "matched no run"."""
+    parts = [sent.event_id if sent.created else f"{sent.event_id} (sent before: nothing more done)"]
+    for what, ids in (("matched", sent.matched_runs), ("triggered", sent.triggered_runs),
+                      ("cancelled", sent.cancelled_runs)):
+        if ids:
+            shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+            parts.append(f"{what} {shown}")
+    if len(parts) == 1 and sent.created:
+        parts.append("matched no waiting run, triggered and cancelled none")
+    return " · ".join(parts)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sylphrun import model
+from sylphrun.dashboard.run_notes import MAX_NOTED, RunNote
 from sylphrun.dashboard.status import ReloadStatus
 from sylphrun.dashboard.suspensions import StateChange
 from sylphrun.errors import UnknownRun
@@ -38,6 +39,10 @@ FIRST_PAGE = 200  # runs read before the first paint; the rest follow in the nex
 # A search reads the payloads in this thread, newest first until this many match: about
 # 6 ms at 12,000 runs when nothing matches; while it is on, each new run is checked by id.
 PAYLOAD_MATCHES = 2_000
+# The notes of the runs on screen (what they wait for, what holds them) are read again this
+# often: a hold ends with another run's change or with the clock, not with a change of its
+# own run. A few point reads per run, ~100 runs at most.
+NOTES_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ class FeedUpdate:
     workers: int | None = None
     reload: ReloadStatus | None = None
     reload_changed: bool = False
+    notes: dict[str, RunNote] | None = None  # run id -> note, for the runs that changed
     more: bool = False  # events were left for the next poll
     read_seconds: float = 0.0
 
@@ -83,7 +89,7 @@ class FeedUpdate:
         return bool(
             self.runs or self.full or self.detail or self.detail_missing or self.logs
             or self.logs_reset or self.workers is not None or self.reload_changed
-            or self.payload_matches is not None
+            or self.payload_matches is not None or bool(self.notes)
         )
 
 
@@ -119,6 +125,10 @@ class JournalFeed:
         self._changes: list[StateChange] = []
         self._search = ""
         self._search_changed = False
+        self._noted: dict[str, str] = {}  # run id -> status, from the UI
+        self._noted_changed = False
+        self._notes: dict[str, RunNote] = {}
+        self._next_notes = 0.0
 
     # -- called from the UI thread --------------------------------------------------------
 
@@ -142,6 +152,16 @@ class JournalFeed:
                 self._search = text.strip()
                 self._search_changed = True
         self._wake.set()
+
+    def want_notes(self, runs: dict[str, str]) -> None:
+        """Read what these runs (id -> status: waiting or queued) wait for or are held by,
+        now and every `NOTES_SECONDS` while they are asked for."""
+        runs = dict(list(runs.items())[:MAX_NOTED])
+        with self._lock:
+            if runs != self._noted:
+                self._noted = runs
+                self._noted_changed = True
+                self._wake.set()
 
     # -- called from the feed thread -------------------------------------------------------
 
@@ -187,6 +207,7 @@ class JournalFeed:
                 self._read_logs(reader, watched, update)
         self._read_workers(reader, update)
         self._read_reload(update)
+        self._read_notes(reader, update, changed)
         update.read_seconds = time.perf_counter() - started
         return update
 
@@ -288,6 +309,26 @@ class JournalFeed:
         update.more = update.more or self._logs_pending
         update.logs = lines
         update.logs_run_id = run_id
+
+    def _read_notes(self, reader: JournalReader, update: FeedUpdate, changed: set[str]) -> None:
+        with self._lock:
+            runs, asked, self._noted_changed = self._noted, self._noted_changed, False
+        now = time.monotonic()
+        if not runs or not (asked or now >= self._next_notes or changed & runs.keys()):
+            return
+        self._next_notes = now + NOTES_SECONDS
+        clock = self.clock()
+        fresh: dict[str, RunNote] = {}
+        for run_id, status in runs.items():
+            if status == model.WAITING:
+                note = RunNote(waits=tuple(reader.event_waits_of(run_id)))
+            else:
+                note = RunNote(hold=reader.held_by(run_id, now=clock))
+            fresh[run_id] = note
+            if (self._notes.get(run_id) or RunNote()) != note:  # none sent: an empty one
+                update.notes = update.notes or {}
+                update.notes[run_id] = note
+        self._notes = fresh
 
     def _read_workers(self, reader: JournalReader, update: FeedUpdate) -> None:
         now = time.monotonic()

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.run_notes import step_wait_lines
 from sylphrun.journal.types import RunSummary
 from sylphrun.render import STEP_STYLE
 
@@ -55,6 +56,10 @@ def step_label(step: model.Step, now: float, key_width: int) -> Text:
     wake_at = sleep_until(step)
     if step.status == model.STEP_WAITING and wake_at is not None:
         label.append(f"  ◐ {fmt.seconds(max(0.0, wake_at - now))}", style="blue")
+    elif step.status == model.STEP_WAITING and step.kind == model.WAIT and isinstance(
+            step.output, dict) and "event" in step.output:
+        label.append("  ◐ ", style="blue")
+        label.append_text(fmt.literal(step.output["event"], "blue"))
     if compensation and step.name.startswith("compensate:"):
         label.append("  undoes ", style="dim")
         label.append_text(fmt.literal(step.name.removeprefix("compensate:"), COMP_DIM))
@@ -214,7 +219,8 @@ def detail_lines(
     elif step.output is not None and step.status == model.STEP_COMPLETED:
         out.append(Line(Text("output", style="bold green")))
         out.extend(json_lines(step.output, None if full else 40))
-    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT):
+    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT) and not (
+            countdown is not None and step.kind == model.WAIT):  # an event wait: said above
         out.append(Line(Text("waiting for", style="bold blue")))
         out.extend(json_lines(step.output, None if full else 10))
     if step.error and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED) and not step.attempt_log:
@@ -242,6 +248,9 @@ def countdown_text(step: model.Step, now: float) -> Text | None:
     if step.status == model.STEP_WAITING and wake_at is not None:
         return Text(f"◐ {fmt.wake_line('sleeping', wake_at, now)} · w wakes it now",
                     style="bold blue")
+    if step.status == model.STEP_WAITING:
+        for line in step_wait_lines([step], now):  # a wait_for_event: what, until when
+            return fmt.literal(f"◐ {line}", "bold blue")
     return None
 
 

@@ -20,6 +20,9 @@ KEYS = [
         ("?", "this help"), ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
         ("t", "trigger a task (JSON payload editor)"),
         ("S", "schedules: next fire time, last run; p pauses or resumes, enter opens the run"),
+        ("E", "events: the events sent lately and the runs each matched, triggered or "
+              "cancelled; enter opens such a run, / shows one event name"),
+        ("e", "send an event (name and JSON data, checked before sending), as `sylphrun send`"),
         ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
     ]),
     ("Runs list", [
@@ -46,6 +49,9 @@ KEYS = [
     ("Trigger dialog", [
         ("↑ ↓", "choose the task"), ("ctrl+s", "trigger"), ("escape", "close"),
     ]),
+    ("Send-event dialog", [
+        ("tab", "event name / data"), ("ctrl+s", "send"), ("escape", "close"),
+    ]),
 ]
 
 
@@ -71,6 +77,12 @@ def help_renderable() -> Group:
     legend.append("  ↩ compensation", style=fmt.COMPENSATION_STYLE)
     legend.append(": undo steps run after a failure, newest first\n")
     legend.append("  ▒ in the timeline: a failed attempt; gaps between are retry back-off\n")
+    legend.append("\nWhy a run is not running", style="bold underline")
+    legend.append(" (the list's last column, the run's heading)\n")
+    legend.append("  ◐ waiting for event order.approved where order_id=42, times out in 23h\n",
+                  style="blue")
+    legend.append("  held: concurrency user_id=7 (2/2) · rate limited until 12:00:05 · "
+                  "debouncing, starts in 3.2s\n", style="yellow")
     parts.append(legend)
     return Group(*parts)
 

@@ -192,6 +192,12 @@ class RunScreen(Screen):
         tabs = self.query_one(TabbedContent)
         tabs.get_tab("logs").label = f"Logs ({self.log_count})" if self.log_count else "Logs"
 
+    def note_changed(self) -> None:
+        """The feed read again what holds this run (a queued run's concurrency, rate
+        limit or debounce)."""
+        if self.ready and self.detail is not None and not self.has_class("-stale"):
+            self.query_one(RunHeading).tick(force=True)
+
     def tick(self) -> None:
         if self.detail is None or self.has_class("-stale"):
             return  # as last seen: the clock does not run on it

@@ -14,12 +14,13 @@ from sylphrun import model
 from sylphrun.dashboard import steps_view
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
+from sylphrun.dashboard.run_notes import RunNote, hold_line, step_wait_lines
 from sylphrun.dashboard.widgets.runs_table import RunsTable
 from sylphrun.journal.types import RunSummary
 from sylphrun.render import wake_time
 
 
-def run_heading(detail: RunDetail, now: float, width: int) -> Text:
+def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None = None) -> Text:
     run = detail.run
     out = Text(no_wrap=False)
     out.append_text(fmt.run_status(run.status))
@@ -36,6 +37,7 @@ def run_heading(detail: RunDetail, now: float, width: int) -> Text:
     else:
         out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
     out.append_text(parked_text(detail, now))
+    out.append_text(why_text(detail, now, note))
     if run.children_total:
         out.append("\nchildren ", style="dim")
         out.append_text(fmt.progress_line(run.children_done, run.children_failed,
@@ -83,6 +85,24 @@ def parked_text(detail: RunDetail, now: float) -> Text:
     return out
 
 
+def why_text(detail: RunDetail, now: float, note: RunNote | None) -> Text:
+    """What an unfinished run waits for ("waiting for event order.approved where
+    order_id=42, times out in 23h05m", from its steps) or what holds it in the queue
+    ("held: concurrency user_id=7 (2/2)", from the feed's note), a line each."""
+    run = detail.run
+    out = Text()
+    if run.status in model.TERMINAL_STATES:
+        return out
+    for line in step_wait_lines(detail.steps, now):
+        out.append("\n◐ ", style="blue")
+        out.append_text(fmt.literal(line, "blue"))
+    held = hold_line(note.hold, now) if note is not None and run.status == model.QUEUED else None
+    if held:
+        out.append("\n⏸ ", style="yellow")
+        out.append_text(fmt.literal(held, "yellow"))
+    return out
+
+
 def _clip(value: str, width: int, style: str) -> Text:
     line = fmt.literal(value, style)
     line.truncate(max(10, width), overflow="ellipsis")
@@ -118,10 +138,11 @@ class RunHeading(Static):
     def tick(self, force: bool = False) -> None:
         if self.detail is None or (self.stale and not force):
             return
-        text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2))
+        note = getattr(self.app, "notes", {}).get(self.detail.run.id)
+        text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2), note)
         if self.stale:
-            note = Text("↻ loading… (below: as last seen)\n", style="bold yellow")
-            text = note + text
+            banner = Text("↻ loading… (below: as last seen)\n", style="bold yellow")
+            text = banner + text
         if text != self._last:  # an unchanged heading costs no layout and no repaint
             self._last = text
             self.update(text)

@@ -8,7 +8,7 @@ until that run changes, the width changes, or (for an unfinished run) its durati
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from rich.segment import Segment
@@ -23,6 +23,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.run_notes import NOTED_STATUSES, RunNote, note_line
 from sylphrun.journal.types import RunSummary
 from sylphrun.model import TERMINAL_STATES
 
@@ -69,7 +70,8 @@ def layout(width: int, *, error_column: bool = True, task_width: int = 28,
 
 
 def row_cells(run: RunSummary, columns: list[Column], now: float, *,
-              child_arrow: bool = True) -> list[Text]:
+              child_arrow: bool = True, note: RunNote | None = None) -> list[Text]:
+    """`note`: what the run waits for or is held by, shown where a failed run's error is."""
     cells: list[Text] = []
     for col in columns:
         title = col.title
@@ -90,9 +92,17 @@ def row_cells(run: RunSummary, columns: list[Column], now: float, *,
         elif title == "CHILDREN":
             cells.append(fmt.children_text(run.children_done, run.children_total,
                                            run.children_failed, run.children_cancelled))
-        elif title == "ERROR":
-            cells.append(fmt.literal(fmt.first_line(run.error), "red"))
+        elif title in ("ERROR", NOTE_TITLE):
+            why = note_line(note, now) if note and run.status in NOTED_STATUSES else None
+            if why and not run.error:
+                cells.append(fmt.literal(why, "blue" if note.waits else "yellow"))
+            else:
+                cells.append(fmt.literal(fmt.first_line(run.error), "red"))
     return cells
+
+
+# The error column's title once some run shown there says why it is not running.
+NOTE_TITLE = "ERROR / WAITING FOR"
 
 
 def join_cells(cells: Iterable[Text], columns: list[Column]) -> Text:
@@ -170,6 +180,8 @@ class RunsTable(ScrollView, can_focus=True):
         self._any_children = True
         self._any_errors = False
         self._longest_task = 8
+        # Run id -> what it waits for or is held by (the app's, kept up to date by the feed).
+        self.notes: Mapping[str, RunNote] = {}
 
     # -- data ------------------------------------------------------------------------------
 
@@ -226,6 +238,18 @@ class RunsTable(ScrollView, can_focus=True):
         for i in range(top, min(len(self.rows), top + height - 1)):
             if self.rows[i].status not in TERMINAL_STATES:
                 self.refresh(Region(0, i - top + 1, self.size.width, 1))
+
+    def noted_rows(self) -> dict[str, str]:
+        """The runs on screen that may wait for an event or be held: id -> status."""
+        top = self.scroll_offset.y
+        rows = self.rows[top:top + max(1, self.scrollable_content_region.height)]
+        return {r.id: r.status for r in rows if r.status in NOTED_STATUSES}
+
+    def notes_changed(self, run_ids: Iterable[str]) -> None:
+        """New notes for these runs: redraw their lines (and the header, which names them)."""
+        self.refresh(Region(0, 0, self.size.width, 1))
+        self.update_rows([self.rows[i] for i in (self._index.get(r) for r in run_ids)
+                          if i is not None])
 
     def select_id(self, run_id: str) -> bool:
         i = self._index.get(run_id)
@@ -305,7 +329,9 @@ class RunsTable(ScrollView, can_focus=True):
         columns = self._layout()
         base = self.rich_style
         if y == 0:
-            header = join_cells((Text(c.title) for c in columns), columns)
+            noted = any(self.notes.get(r.id) for r in self.rows[self.scroll_offset.y:][:self.size.height])
+            header = join_cells((Text(NOTE_TITLE if c.title == "ERROR" and noted else c.title)
+                                 for c in columns), columns)
             style = base + self.get_component_rich_style("runs-table--header")
             return self._strip(header, width, style)
         index = self.scroll_offset.y + y - 1
@@ -320,11 +346,15 @@ class RunsTable(ScrollView, can_focus=True):
         now = self.clock()
         # Unfinished runs show a growing duration: cache them per second only.
         stamp = "" if run.status in TERMINAL_STATES else str(int(now))
+        note = self.notes.get(run.id)
+        if note:
+            stamp += f"/{id(note)}"  # a new note (an object of its own) draws the line again
         cached = self._cache.get(run.id)
         if cached is not None and cached[0] is run and cached[1] == width and cached[2] == stamp:
             strip = cached[3]
         else:
-            strip = self._strip(join_cells(row_cells(run, columns, now, child_arrow=self.child_arrow), columns), width, base)
+            cells = row_cells(run, columns, now, child_arrow=self.child_arrow, note=note)
+            strip = self._strip(join_cells(cells, columns), width, base)
             self._cache[run.id] = (run, width, stamp, strip)
         if index == self.cursor:
             cursor = self.get_component_rich_style("runs-table--cursor")
