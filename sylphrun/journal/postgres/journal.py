@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sylphrun import model
 from sylphrun.journal.postgres import (
     actions,
+    events,
     feed,
     flow,
     lifecycle,
@@ -30,6 +31,8 @@ from sylphrun.journal.types import (
     Claim,
     Created,
     Event,
+    EventRecord,
+    EventWait,
     FeedCursor,
     Hold,
     JournaledStep,
@@ -40,8 +43,10 @@ from sylphrun.journal.types import (
     RunSummary,
     ScheduleState,
     ScheduleTick,
+    SentEvent,
     StateChange,
     StepChange,
+    TakenEvent,
     TaskTerms,
 )
 
@@ -453,3 +458,26 @@ class PostgresJournal:
 
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
         return self.run_state_changes(run_id, up_to=until.token[0])
+
+    # -- user events (issue 14) -------------------------------------------------------------
+
+    def send_event(self, *, event_id: str | None, name: str, data: str,
+                   derived_id: bool = False, sent_by: str | None = None,
+                   now: float) -> SentEvent:
+        return self.pg.write(lambda cur: events.send_event(
+            cur, event_id=event_id, name=name, data=data, derived_id=derived_id,
+            sent_by=sent_by, now=now))
+
+    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
+                   run_attempt: int, event: str, match: dict | None,
+                   timeout_at: float | None, now: float) -> TakenEvent:
+        return self.pg.write(lambda cur: events.take_event(
+            cur, run_id, epoch, key=key, name=name, seq=seq, run_attempt=run_attempt,
+            event=event, match=match, timeout_at=timeout_at, now=now))
+
+    def event_waits_of(self, run_id: str) -> list[EventWait]:
+        return self.pg.read(lambda cur: events.event_waits_of(cur, run_id))
+
+    def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        return self.pg.read(lambda cur: events.recent_events(cur, name=name, limit=limit),
+                            snapshot=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE, Claim, TaskTerms
+from sylphrun.journal.postgres.events import has_arrived_event, lock_waits_of
 from sylphrun.journal.postgres.flow import Gate
 from sylphrun.journal.postgres.transitions import (
     TERMINAL,
@@ -140,6 +141,7 @@ def suspend_run(cur: Cursor, run_id: str, epoch: int, *, children: Sequence[str]
     # The children first, locked (FOR SHARE) in one order: a child finishing now either
     # committed before (read as finished here) or waits for this commit and then finds
     # the wait. Children before the parent: a finishing child locks itself, then its parent.
+    waits = lock_waits_of(cur, run_id)  # event name locks first: see `events`
     unfinished: set[str] = set()
     if children:
         cur.execute(f"SELECT id, status NOT IN {TERMINAL} FROM runs WHERE id = ANY(%s)"
@@ -153,6 +155,8 @@ def suspend_run(cur: Cursor, run_id: str, epoch: int, *, children: Sequence[str]
                         " ON CONFLICT DO NOTHING", (child, run_id))
             pending += cur.rowcount
     ready_at = now if (children and not pending) else wake_at
+    if (ready_at is None or ready_at > now) and has_arrived_event(cur, run_id, waits):
+        ready_at = now  # sent between the wait's look and this park (issue 14)
     cur.execute("UPDATE steps SET status = 'waiting' WHERE run_id = %s AND status = 'running'",
                 (run_id,))
     cur.execute(f"UPDATE runs SET status = 'waiting', ready_at = %s, {CLEAR_LEASE},"
