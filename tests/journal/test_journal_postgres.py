@@ -458,3 +458,50 @@ def test_a_send_caught_between_its_look_and_its_commit_still_wakes_the_parked_ru
         watcher.close()
         runner.close()
         sender.close()
+
+
+# -- the CLI on a Postgres journal (config `journal = "postgresql://..."`) ------------------
+
+_SMOKE_TASKS = '''
+from sylphrun import task
+from ledger_helper import record
+
+@task(id="hello")
+async def hello(payload, ctx):
+    async def greet():
+        return "hi " + payload.get("name", "x")
+    got = await ctx.step.run("greet", greet)
+    record(LEDGER, got)
+    return got
+'''
+
+
+@pytest.mark.slow  # real worker processes
+@pytest.mark.parametrize("command", [("worker",), ("dev", "--no-tui")])
+def test_a_triggered_run_completes_on_a_postgres_journal(pg, project, background, command):
+    project.write_tasks(_SMOKE_TASKS)
+    project.write_config(f'journal = "{pg.url}"\n')
+    worker = background(*command, "--workers", "1")
+    done = project.cli("trigger", "hello", "--payload", '{"name": "pg"}', "--timeout", "60")
+    assert done.returncode == 0, (done.stdout, done.stderr, worker.output)
+    assert project.ledger_lines() == ["hi pg"]
+    listed = project.cli("runs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert '"completed"' in listed.stdout
+    assert not (project.root / "postgresql:").exists()  # the URL never became a path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["password", "host"])
+def test_a_bad_journal_url_is_one_line_exit_2(pg, project, which):
+    if which == "password":
+        url = pg.cluster.url(pg.database, user=pg_cluster.PASSWORD_ROLE, password="wrong")
+    else:
+        url = f"postgresql://someone@127.0.0.1:{pg_cluster._free_port()}/db"
+    project.write_tasks(_SMOKE_TASKS)
+    project.write_config(f'journal = "{url}"\n')
+    for args in (["runs"], ["trigger", "hello"]):
+        out = project.cli(*args)
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+        assert "wrong" not in out.stderr
