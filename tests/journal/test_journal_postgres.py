@@ -505,3 +505,61 @@ def test_a_bad_journal_url_is_one_line_exit_2(pg, project, which):
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
         assert "wrong" not in out.stderr
+
+
+def test_a_follower_sees_every_step_of_concurrent_writers_once_and_finally_completed(pg):
+    """Hot step writes (stamped in their statement, the feed lock held shared) and writes
+    with events (stamped at commit, the lock exclusive) from several handles at once,
+    while a follower chains `step_changes` cursors: every step ends seen 'completed', and
+    no state of a step is seen twice."""
+    writers = [pg.open() for _ in range(3)]
+    reader = pg.open()
+    try:
+        specs = [RunSpec("t", "{}")] * len(writers)
+        writers[0].enqueue_runs(specs, now=1)
+        claims, _ = writers[0].claim_runs("w", 3, lease_seconds=LEASE, known_tasks=terms("t"),
+                                          now=2)
+        stop = threading.Event()
+        seen: dict[tuple[str, str], list[str]] = {}
+        after = {c.run_id: reader.feed_cursor(from_start=True) for c in claims}
+
+        def follow_once():
+            for run_id in after:
+                found, after[run_id] = reader.step_changes(run_id, after[run_id])
+                for change in found:
+                    seen.setdefault((run_id, change.key), []).append(change.status)
+
+        def follow():
+            while not stop.is_set():
+                follow_once()
+
+        follower = threading.Thread(target=follow)
+        follower.start()
+
+        def write(i):
+            j, c = writers[i], claims[i]
+            for k in range(40):
+                j.record_step_start(c.run_id, c.epoch, key=f"s{k}", name="s", kind="step",
+                                    seq=k + 1, run_attempt=1, now=3, notify=k % 4 == 0)
+                j.record_step_result(c.run_id, c.epoch, key=f"s{k}", output="1", now=3,
+                                     notify=False)
+                if k % 5 == 0:
+                    j.append_log(c.run_id, level="INFO", message="x", step_key=None, now=3)
+
+        try:
+            _in_threads(len(writers), write)
+        finally:
+            stop.set()
+            follower.join(60)
+        # A last read needs an event after the last stamp (a cursor ends at the newest one).
+        writers[0].append_log(claims[0].run_id, level="INFO", message="end", step_key=None,
+                              now=4)
+        follow_once()
+        for c in claims:
+            for k in range(40):
+                states = seen.get((c.run_id, f"s{k}"))
+                assert states and states[-1] == "completed", (c.run_id, k, states)
+                assert len(states) == len(set(states)), (c.run_id, k, states)
+    finally:
+        for h in (*writers, reader):
+            h.close()
