@@ -563,3 +563,51 @@ def test_a_follower_sees_every_step_of_concurrent_writers_once_and_finally_compl
     finally:
         for h in (*writers, reader):
             h.close()
+
+
+def test_an_event_committed_after_a_later_send_still_counts_for_a_run_created_between(pg):
+    """Event seqs come from a sequence: send A (seq n) may commit after send B (seq n + 1)
+    of another name. A run created between B's commit and A's would mark n + 1 as seen
+    (`event_mark`) and never take A's event, though A committed after the run existed.
+    Sends take seqs one at a time, so an uncommitted send's seq is above every committed
+    one. Made certain: A stalls in its cancel (a raw transaction holds the run it cancels)."""
+    from sylphrun import model
+
+    journal, a_side, b_side = pg.open(), pg.open(), pg.open()
+    blocker = psycopg.connect(pg.url)
+    watcher = psycopg.connect(pg.url, autocommit=True)
+    try:
+        journal.register_tasks([model.TaskRecord(
+            "c", {"cancel_on": [{"event": "x", "match": "order"}]}, "tasks.py", 1, "f")],
+            registered_by="test", project_dir=None, now=1)
+        [(victim, _)] = journal.enqueue_runs([RunSpec("c", '{"order": 1}')], now=1)
+        blocker.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (victim,))
+
+        def waiting(kind: str) -> bool:
+            return watcher.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE"
+                                   " wait_event_type = 'Lock' AND wait_event = %s",
+                                   (kind,)).fetchone()[0] > 0
+
+        done: dict[str, object] = {}
+        a = threading.Thread(target=lambda: done.setdefault("a", a_side.send_event(
+            event_id=None, name="x", data='{"order": 1}', now=2)))
+        b = threading.Thread(target=lambda: done.setdefault("b", b_side.send_event(
+            event_id=None, name="y", data="{}", now=2)))
+        a.start()
+        _wait_until(lambda: waiting("transactionid") or waiting("tuple"),
+                    "send A to stall on the run it cancels")
+        b.start()
+        _wait_until(lambda: "b" in done or waiting("advisory"), "send B to commit or wait")
+        [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=3)
+        [c], _ = journal.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=3)
+        blocker.commit()
+        a.join(60)
+        b.join(60)
+        taken = journal.take_event(c.run_id, c.epoch, key="w1", name="w1", seq=1,
+                                   run_attempt=1, event="x", match=None, timeout_at=None, now=4)
+        assert (taken.outcome, taken.event_id) == ("received", done["a"].event_id)
+    finally:
+        blocker.close()
+        watcher.close()
+        for h in (journal, a_side, b_side):
+            h.close()

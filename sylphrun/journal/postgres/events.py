@@ -7,7 +7,8 @@ checking whether an event of its open waits arrived meanwhile (`suspend_run`). S
 either commits before the wait looks (the wait takes it) or after the wait is open (the
 send wakes the run, or the park finds the event): no wake-up is lost between hosts, and
 two waits never consume one event. Taken before any run row lock (as in every write here
-that takes both), the name lock adds no deadlock.
+that takes both), the name lock adds no deadlock. Sends are also serialized among
+themselves (`send_event` says why): their seqs then follow their commits.
 """
 
 from __future__ import annotations
@@ -55,6 +56,11 @@ def _unconsumed(cur: Cursor, run_id: str, event: str,
 
 def send_event(cur: Cursor, *, event_id: str | None, name: str, data: str,
                derived_id: bool = False, sent_by: str | None = None, now: float) -> SentEvent:
+    # Sends take their seq one at a time (before their name's lock: no writer holds a name
+    # and waits for this one): an uncommitted send's seq is then above every committed
+    # one, so a run's `event_mark` (the largest committed seq) never hides a send that
+    # commits after the run was created. SQLite's one writer gives the same order.
+    cur.execute("SELECT pg_advisory_xact_lock(hashtext('sylphrun.event.send'))")
     lock_names(cur, [name])
     if event_id is not None:
         # Two sends of one id: the unique index makes the second wait for the first.
