@@ -611,3 +611,44 @@ def test_an_event_committed_after_a_later_send_still_counts_for_a_run_created_be
         watcher.close()
         for h in (journal, a_side, b_side):
             h.close()
+
+
+_FANOUT_TASKS = '''
+import asyncio
+from ledger_helper import record
+from sylphrun import task, Retry
+
+@task(id="child", retry=Retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+async def child(payload, ctx):
+    i = payload["i"]
+    async def double():
+        if i == 3 and ctx.attempt == 1:
+            raise RuntimeError("flaky once")
+        return i * 2
+    return await ctx.step.run("double", double)
+
+@task(id="parent")
+async def parent(payload, ctx):
+    handles = await child.batch_trigger([{"i": i} for i in range(payload["n"])])
+    async def collect():
+        return await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
+    results = await ctx.step.run("collect", collect)
+    total = sum(r["output"] for r in results if r["ok"])
+    record(LEDGER, f"sum {total}")
+    return total
+'''
+
+
+@pytest.mark.slow  # real worker processes
+def test_a_fan_out_with_a_retried_child_completes_on_postgres(pg, project, background):
+    """A parent fanning out to children on two `worker` supervisors sharing the Postgres
+    journal (as two hosts would), one child failing once and retried: the parent parks,
+    wakes when the last child finishes, and sums every child once."""
+    project.write_tasks(_FANOUT_TASKS)
+    project.write_config(f'journal = "{pg.url}"\n')
+    background("worker", "--workers", "1")
+    background("worker", "--workers", "1")
+    done = project.cli("trigger", "parent", "--payload", '{"n": 12}', "--timeout", "120",
+                       timeout=150)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert project.ledger_lines() == [f"sum {sum(i * 2 for i in range(12))}"]
