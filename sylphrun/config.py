@@ -9,6 +9,7 @@ the key and the file.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import tomllib
@@ -42,7 +43,8 @@ class Config:
     project_dir: Path
     source: Path | None
     tasks: list[str] = field(default_factory=list)
-    journal: Path = Path(DEFAULT_JOURNAL)
+    # A path, or a PostgreSQL URL kept as a string (`is_server_journal`).
+    journal: Path | str = Path(DEFAULT_JOURNAL)
     workers: int = 0
     durability: str = "normal"
     # Runs one worker process executes at once (they interleave on its event loop).
@@ -133,9 +135,7 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
     if not 0 <= shutdown_grace <= 86_400:
         raise ConfigError(f"{source}: 'shutdown_grace' must be seconds between 0 and 86400")
     max_output = _step_output_limit(table.get("max_step_output", DEFAULT_MAX_OUTPUT), source)
-    journal = Path(table.get("journal", DEFAULT_JOURNAL)).expanduser()
-    if not journal.is_absolute():
-        journal = root / journal
+    journal = journal_location(table.get("journal", DEFAULT_JOURNAL), root)
     return Config(project_dir=root, source=source, tasks=list(tasks), journal=journal,
                   workers=workers, durability=durability, slots=slots,
                   shutdown_grace=shutdown_grace, max_step_output=max_output)
@@ -159,10 +159,46 @@ def _step_output_limit(value: int | str, source: Path) -> int:
     return value
 
 
-def journal_path_for_scripts() -> Path:
+SERVER_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_server_journal(journal: object) -> bool:
+    """Is this journal setting a server's URL (PostgreSQL), not a file?"""
+    return isinstance(journal, str) and journal.startswith(SERVER_SCHEMES)
+
+
+def journal_location(value: str, root: Path) -> Path | str:
+    """A `journal` setting: a PostgreSQL URL as given (a Path would fold its `//`), else a
+    path, relative to the project folder."""
+    if is_server_journal(value):
+        return value
+    journal = Path(value).expanduser()
+    return journal if journal.is_absolute() else root / journal
+
+
+def journal_label(journal: Path | str) -> str:
+    """The journal as messages and the dashboard name it (a URL without its password)."""
+    if is_server_journal(journal):
+        from sylphrun.journal.postgres.url import redact
+
+        return redact(str(journal))
+    return str(journal)
+
+
+def journal_side_file(config: Config, suffix: str) -> Path:
+    """A local file kept beside the journal (`dev`'s lock and log): next to a journal file;
+    for a server's journal, in the project's `.sylphrun/`, named after the URL (never a
+    path made of the URL)."""
+    if not is_server_journal(config.journal):
+        return Path(str(config.journal) + suffix)
+    digest = hashlib.sha1(journal_label(config.journal).encode()).hexdigest()[:12]
+    return config.project_dir / ".sylphrun" / f"postgres-{digest}{suffix}"
+
+
+def journal_path_for_scripts() -> Path | str:
     """The journal a script outside any run triggers into: $SYLPHRUN_JOURNAL, else the
     config of the current folder, else the default path under it."""
     env = os.environ.get("SYLPHRUN_JOURNAL")
     if env:
-        return Path(env).expanduser().resolve()
+        return env if is_server_journal(env) else Path(env).expanduser().resolve()
     return load_config(required=False).journal

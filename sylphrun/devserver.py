@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sylphrun.config import Config
+from sylphrun.config import Config, journal_label, journal_side_file
 from sylphrun.errors import SylphrunError
 from sylphrun.reload import Reloader
 from sylphrun.runtime.serve import StopSignals, banner
@@ -30,9 +30,10 @@ class DevLock:
     the second's reloads would fight the first's. (`sylphrun worker` may still join.)
     A flock, so a crashed session never leaves a stale lock behind."""
 
-    def __init__(self, journal: Path) -> None:
-        self.journal = journal
-        self.path = Path(str(journal) + ".dev.lock")
+    def __init__(self, config: Config) -> None:
+        # One `dev` per journal on this machine (a server's journal: per project folder).
+        self.journal = journal_label(config.journal)
+        self.path = journal_side_file(config, ".dev.lock")
         self.fd: int | None = None
 
     def acquire(self) -> None:
@@ -62,7 +63,7 @@ class DevSession:
                  worker_output: Path | None = None) -> None:
         self.config = config
         self.echo = echo
-        self.lock = DevLock(config.journal)
+        self.lock = DevLock(config)
         self.lock.acquire()
         self.supervisor = Supervisor(config, workers=workers, on_event=echo,
                                      output_path=str(worker_output) if worker_output else None)
@@ -103,7 +104,7 @@ def run_dev(config: Config, *, workers: int | None, tui: bool, echo: Callable[[s
     # While the dashboard owns the terminal, supervisor and reload messages and whatever
     # the workers print go to a log file beside the journal (the dashboard shows reload
     # state itself); the last few messages are printed when it closes.
-    log_path = Path(str(config.journal) + ".dev.log")
+    log_path = journal_side_file(config, ".dev.log")
     recent: list[str] = []
 
     def to_file(message: str) -> None:

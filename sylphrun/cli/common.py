@@ -108,7 +108,10 @@ def _open_journal(config, *, create: bool = False):
 
 
 def _journal_exists(config) -> bool:
-    return Path(config.journal).exists()
+    from sylphrun.config import is_server_journal
+
+    # A server's journal is asked when opened (`create=False`: "no journal at" if none).
+    return is_server_journal(config.journal) or Path(config.journal).exists()
 
 
 def _print_version(value: bool) -> None:

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from sylphrun.cli.common import JsonOpt, ProjectOpt, _config, _errors, _open_journal, app
+from sylphrun.cli.common import (
+    JsonOpt,
+    ProjectOpt,
+    _config,
+    _errors,
+    _journal_exists,
+    _open_journal,
+    app,
+)
 
 
 def _parse_data(text: str | None) -> dict:
@@ -101,7 +109,7 @@ def events(
     from sylphrun.render import dumps, safe
 
     config = _config(project)
-    if not config.journal.exists():
+    if not _journal_exists(config):
         records = []
     else:
         journal = _open_journal(config)

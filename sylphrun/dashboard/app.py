@@ -21,7 +21,7 @@ from textual.css.query import NoMatches
 from textual.worker import get_current_worker
 
 from sylphrun import model
-from sylphrun.config import Config
+from sylphrun.config import Config, journal_label
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
 from sylphrun.dashboard.feed import FeedUpdate, JournalFeed, PayloadMatches, RunDetail
@@ -81,7 +81,7 @@ class DashboardApp(RunCommands, App[None]):
         self.discovery_error: str | None = None
         self.runs = RunsModel()
         self.details: dict[str, RunDetail] = {}
-        self.feed = JournalFeed(Path(config.journal), clock=clock, reload_status=reload_status)
+        self.feed = JournalFeed(config.journal, clock=clock, reload_status=reload_status)
         self.reload: ReloadStatus | None = None
         self.workers_alive: int | None = None
         self.feed_error: str | None = None
@@ -118,7 +118,7 @@ class DashboardApp(RunCommands, App[None]):
         try:
             journal = Path(self.config.journal).relative_to(self.config.project_dir)
         except ValueError:
-            journal = Path(self.config.journal)
+            journal = journal_label(self.config.journal)
         out.append_text(fmt.literal(str(journal), "dim"))
         out.append("  durability ", style="dim")
         out.append(self.config.durability, style="bold" if self.config.durability == "full" else "")

@@ -21,6 +21,10 @@ DURABILITY_NOTE = {
 
 
 def banner(config: Config, workers: int) -> str:
+    from sylphrun.config import is_server_journal, journal_label
+
+    if is_server_journal(config.journal):  # the server's own settings decide durability
+        return f"sylphrun: {workers} worker(s) on {journal_label(config.journal)} (PostgreSQL)"
     return (
         f"sylphrun: {workers} worker(s) on {config.journal} "
         f"(durability {config.durability}: {DURABILITY_NOTE[config.durability]})"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sylphrun import codec, model
 from sylphrun.errors import InvalidState, UnknownRun
+from sylphrun.journal.postgres.flow import copy_flow_keys
 from sylphrun.journal.postgres.transitions import (
     TERMINAL,
     Cursor,
@@ -88,6 +89,7 @@ def replay_run(cur: Cursor, run_id: str, *, from_step: str | None, now: float) -
         copy, skipped = _steps_to_copy(run_id, [_OldStep(*r) for r in cur.fetchall()],
                                        from_step)
     [(new_id, _)] = insert_runs(cur, [RunSpec(task_id, payload, replay_of=run_id)], now)
+    copy_flow_keys(cur, run_id, new_id)
     for s in copy:
         cur.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"

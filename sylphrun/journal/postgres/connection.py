@@ -16,13 +16,13 @@ import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from sylphrun.errors import JournalError
+from sylphrun.journal.postgres.url import redact
 
 T = TypeVar("T")
 
@@ -30,18 +30,6 @@ T = TypeVar("T")
 RETRIES = 8
 CONNECT_TIMEOUT = 10
 POOL_SIZE = 8
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
 
 
 def journal_error(location: str, exc: BaseException) -> JournalError:

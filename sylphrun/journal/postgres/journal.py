@@ -11,21 +11,42 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
-from sylphrun.journal.postgres import actions, lifecycle, reads, schema, steps, workers
+from sylphrun.journal.postgres import (
+    actions,
+    events,
+    feed,
+    flow,
+    lifecycle,
+    reads,
+    schedules,
+    schema,
+    steps,
+    workers,
+)
 from sylphrun.journal.postgres.connection import PgConnection
 from sylphrun.journal.postgres.transitions import insert_children, insert_runs
 from sylphrun.journal.types import (
+    Change,
+    ChangePage,
     Claim,
     Created,
     Event,
+    EventRecord,
+    EventWait,
+    FeedCursor,
+    Hold,
     JournaledStep,
     LeaseHolder,
     LogRecord,
     OverdueRun,
     RunSpec,
     RunSummary,
+    ScheduleState,
+    ScheduleTick,
+    SentEvent,
     StateChange,
     StepChange,
+    TakenEvent,
     TaskTerms,
 )
 
@@ -378,3 +399,85 @@ class PostgresJournal:
 
     def change_token(self) -> int:
         return self.pg.read(reads.change_token)
+
+    # -- the write lock, for the supervisor's watchdog --------------------------------------
+    # Writers on a server are not local processes holding one lock: a frozen writer holds
+    # only the rows it locked, and the watchdog's question has no answer here. None for
+    # all three, as the contract allows (documented in the README's Postgres section).
+
+    def write_lock_holder(self) -> int | None:
+        return None
+
+    def stopped_writer(self) -> str | None:
+        return None
+
+    def write_progress(self) -> object:
+        return None
+
+    # -- schedules (issue 15) -----------------------------------------------------------------
+
+    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
+        return self.pg.write(lambda cur: schedules.start_schedule(
+            cur, task_id, settled_through=settled_through, now=now))
+
+    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
+                      settled_through: float, now: float) -> list[Created]:
+        return self.pg.write(lambda cur: schedules.fire_schedule(
+            cur, task_id, ticks, settled_through=settled_through, now=now))
+
+    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
+        return self.pg.write(lambda cur: schedules.set_schedule_paused(cur, task_id, paused,
+                                                                       now=now))
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return self.pg.read(schedules.schedule_states, snapshot=True)
+
+    # -- flow control ---------------------------------------------------------------------
+
+    def held_by(self, run_id: str, *, now: float) -> Hold | None:
+        return self.pg.read(lambda cur: flow.held_by(cur, run_id, now), snapshot=True)
+
+    # -- change feed (seams-feed): a cursor is (event id,), exact as on SQLite because ids
+    # and step stamps are given at commit under the feed lock (schema V9_STEP_CHANGE_SEQ).
+
+    def feed_cursor(self, *, from_start: bool = False) -> FeedCursor:
+        return FeedCursor((0 if from_start else self.last_event_id(),))
+
+    def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
+        rows = self.pg.read(lambda cur: reads.events_since(cur, cursor.token[0], limit))
+        changes = [Change(*row, FeedCursor((row[0],))) for row in rows]
+        return ChangePage(changes, changes[-1].cursor if changes else cursor,
+                          len(changes) == limit)
+
+    def step_changes(self, run_id: str, after: FeedCursor, *,
+                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+        found, upto = self.pg.read(lambda cur: feed.step_changes(
+            cur, run_id, after.token[0], None if until is None else until.token[0]),
+            snapshot=True)
+        return found, FeedCursor((upto,))
+
+    def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
+        return self.run_state_changes(run_id, up_to=until.token[0])
+
+    # -- user events (issue 14) -------------------------------------------------------------
+
+    def send_event(self, *, event_id: str | None, name: str, data: str,
+                   derived_id: bool = False, sent_by: str | None = None,
+                   now: float) -> SentEvent:
+        return self.pg.write(lambda cur: events.send_event(
+            cur, event_id=event_id, name=name, data=data, derived_id=derived_id,
+            sent_by=sent_by, now=now))
+
+    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
+                   run_attempt: int, event: str, match: dict | None,
+                   timeout_at: float | None, now: float) -> TakenEvent:
+        return self.pg.write(lambda cur: events.take_event(
+            cur, run_id, epoch, key=key, name=name, seq=seq, run_attempt=run_attempt,
+            event=event, match=match, timeout_at=timeout_at, now=now))
+
+    def event_waits_of(self, run_id: str) -> list[EventWait]:
+        return self.pg.read(lambda cur: events.event_waits_of(cur, run_id))
+
+    def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
+        return self.pg.read(lambda cur: events.recent_events(cur, name=name, limit=limit),
+                            snapshot=True)

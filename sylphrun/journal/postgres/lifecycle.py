@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from sylphrun import model
 from sylphrun.journal.lifecycle import UNKNOWN_TASK_GRACE, Claim, TaskTerms
+from sylphrun.journal.postgres.events import has_arrived_event, lock_waits_of
+from sylphrun.journal.postgres.flow import Gate
 from sylphrun.journal.postgres.transitions import (
     TERMINAL,
     Cursor,
@@ -32,24 +34,43 @@ def claim_runs(cur: Cursor, worker_id: str, limit: int, *, lease_seconds: float,
     if limit <= 0:
         return claims, unknown
     quota = _concurrency_quota(cur, known_tasks, now)
+    gate = Gate(cur, known_tasks, now)
     cur.execute("SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = %s AND status = 'running'"
                 " AND crash_count > 0)", (worker_id,))
     holds_suspect = cur.fetchone()[0]
-    for run_id, task_id, crash_count in _candidates(cur, known_tasks, quota, limit, now):
-        if task_id not in known_tasks:
-            unknown.append(run_id)
-            finish(cur, run_id, model.FAILED, None,
-                   f"UnknownTask: no task {task_id!r} is defined in this project "
-                   "(was it renamed or deleted?)", None, now)
-            continue
-        if quota.get(task_id, 1) <= 0 or (crash_count and holds_suspect):
-            continue
-        if task_id in quota:
-            quota[task_id] -= 1
-        holds_suspect = holds_suspect or crash_count > 0
-        claims.append(_take_run(cur, run_id, task_id, worker_id, known_tasks[task_id],
-                                lease_seconds=lease_seconds, now=now))
+    # As on SQLite: a batch that skipped runs of a key it just filled asks again.
+    for round_ in range(_CLAIM_ROUNDS):
+        skipped = False
+        ahead = 4 ** round_ if gate.active else 1
+        candidates = _candidates(cur, known_tasks, quota, gate,
+                                 min((limit - len(claims)) * ahead, 5_000), now)
+        for run_id, task_id, crash_count, ckey, rkey, started in candidates:
+            if len(claims) >= limit:
+                break
+            if task_id not in known_tasks:
+                unknown.append(run_id)
+                finish(cur, run_id, model.FAILED, None,
+                       f"UnknownTask: no task {task_id!r} is defined in this project "
+                       "(was it renamed or deleted?)", None, now)
+                continue
+            first = started is None
+            if quota.get(task_id, 1) <= 0 or not gate.admits(task_id, ckey, rkey, first):
+                skipped = True
+                continue
+            if crash_count and holds_suspect:
+                continue
+            if task_id in quota:
+                quota[task_id] -= 1
+            gate.took(cur, run_id, task_id, ckey, rkey, first)
+            holds_suspect = holds_suspect or crash_count > 0
+            claims.append(_take_run(cur, run_id, task_id, worker_id, known_tasks[task_id],
+                                    lease_seconds=lease_seconds, now=now))
+        if not skipped or not candidates or len(claims) >= limit:
+            break
     return claims, unknown
+
+
+_CLAIM_ROUNDS = 8
 
 
 def _concurrency_quota(cur: Cursor, known_tasks: Mapping[str, TaskTerms],
@@ -67,24 +88,26 @@ def _concurrency_quota(cur: Cursor, known_tasks: Mapping[str, TaskTerms],
 
 
 def _candidates(cur: Cursor, known_tasks: Mapping[str, TaskTerms], quota: dict[str, int],
-                limit: int, now: float) -> list[tuple[str, str, int]]:
+                gate: Gate, limit: int, now: float) -> list[tuple]:
     blocked = [t for t, q in quota.items() if q <= 0]
+    keys_sql, keys_params = gate.sql_filter()
     known = list(known_tasks)
     grace = now - UNKNOWN_TASK_GRACE
+    cols = "id, task_id, crash_count, concurrency_key, rate_key, started_at"
     cur.execute(
-        "SELECT id, task_id, crash_count FROM runs WHERE ready_at <= %s"
-        " AND task_id <> ALL(%s) AND (task_id = ANY(%s) OR ready_at <= %s)"
-        " ORDER BY ready_at LIMIT %s FOR UPDATE SKIP LOCKED",
-        (now, blocked, known, grace, limit),
+        f"SELECT {cols} FROM runs WHERE ready_at <= %s AND task_id <> ALL(%s){keys_sql}"
+        " AND (task_id = ANY(%s) OR ready_at <= %s)"
+        " ORDER BY priority DESC, ready_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (now, blocked, *keys_params, known, grace, limit),
     )
     found = cur.fetchall()
     if len(found) < limit:
         cur.execute(
-            "SELECT id, task_id, crash_count FROM runs WHERE status = 'running'"
-            " AND lease_expires_at < %s AND task_id <> ALL(%s)"
+            f"SELECT {cols} FROM runs WHERE status = 'running'"
+            f" AND lease_expires_at < %s AND task_id <> ALL(%s){keys_sql}"
             " AND (task_id = ANY(%s) OR lease_expires_at <= %s)"
             " LIMIT %s FOR UPDATE SKIP LOCKED",
-            (now, blocked, known, grace, limit - len(found)),
+            (now, blocked, *keys_params, known, grace, limit - len(found)),
         )
         found += cur.fetchall()
     return found
@@ -118,6 +141,7 @@ def suspend_run(cur: Cursor, run_id: str, epoch: int, *, children: Sequence[str]
     # The children first, locked (FOR SHARE) in one order: a child finishing now either
     # committed before (read as finished here) or waits for this commit and then finds
     # the wait. Children before the parent: a finishing child locks itself, then its parent.
+    waits = lock_waits_of(cur, run_id)  # event name locks first: see `events`
     unfinished: set[str] = set()
     if children:
         cur.execute(f"SELECT id, status NOT IN {TERMINAL} FROM runs WHERE id = ANY(%s)"
@@ -131,6 +155,8 @@ def suspend_run(cur: Cursor, run_id: str, epoch: int, *, children: Sequence[str]
                         " ON CONFLICT DO NOTHING", (child, run_id))
             pending += cur.rowcount
     ready_at = now if (children and not pending) else wake_at
+    if (ready_at is None or ready_at > now) and has_arrived_event(cur, run_id, waits):
+        ready_at = now  # sent between the wait's look and this park (issue 14)
     cur.execute("UPDATE steps SET status = 'waiting' WHERE run_id = %s AND status = 'running'",
                 (run_id,))
     cur.execute(f"UPDATE runs SET status = 'waiting', ready_at = %s, {CLEAR_LEASE},"

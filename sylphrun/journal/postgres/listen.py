@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import psycopg
 
-from sylphrun.journal.postgres.connection import CONNECT_TIMEOUT, journal_error, redact
+from sylphrun.journal.postgres.connection import CONNECT_TIMEOUT, journal_error
+from sylphrun.journal.postgres.url import redact
 
 CHANNEL = "sylphrun_work"
 

@@ -21,29 +21,33 @@ from sylphrun.journal.transitions import RunSpec
 
 _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (%s, %s, %s, %s)"
 
+# `{stamp}`: -1 asks the schema's trigger to stamp `change_seq` in the statement, under
+# the feed lock held shared (schema V9_STEP_CHANGE_SEQ): only for a statement that is its
+# own transaction (`write_one`); with an event in the transaction, NULL (stamped at commit).
 _START_STEP = (
     "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at,"
-    f" fn, args_hash) SELECT %s, %s, %s, %s, 'running', %s, 1, %s, %s, %s, %s WHERE {OWNED}"
+    " fn, args_hash, change_seq) SELECT %s, %s, %s, %s, 'running', %s, 1, %s, %s, %s, %s,"
+    f" {{stamp}} WHERE {OWNED}"
     " ON CONFLICT (run_id, key) DO UPDATE SET status = 'running', kind = excluded.kind,"
     " attempts = steps.attempts + CASE WHEN steps.status <> 'waiting' THEN 1 ELSE 0 END,"
     " run_attempt = excluded.run_attempt, started_at = excluded.started_at,"
     " finished_at = NULL, error = NULL, retry_at = NULL, fatal = 0, fn = excluded.fn,"
-    " args_hash = excluded.args_hash"
+    " args_hash = excluded.args_hash, change_seq = {stamp}"
 )
 
 _STEP_RESULT = (
     "UPDATE steps SET status = 'completed', output = %s, finished_at = %s, error = NULL,"
-    f" compensate = %s WHERE run_id = %s AND key = %s AND {OWNED}"
+    f" compensate = %s, change_seq = {{stamp}} WHERE run_id = %s AND key = %s AND {OWNED}"
 )
 
 
 def _fenced_step_write(pg: PgConnection, sql: str, params: tuple, *, run_id: str, key: str,
                        status: str, now: float, notify: bool) -> int:
     if not notify:
-        return pg.write_one(sql, params)
+        return pg.write_one(sql.format(stamp="-1"), params)
 
     def write(cur: Cursor) -> int:
-        cur.execute(sql, params)
+        cur.execute(sql.format(stamp="NULL"), params)
         changed = cur.rowcount
         if changed:
             cur.execute(_STEP_EVENT, (now, run_id, f"step.{status}", key))

@@ -43,15 +43,30 @@ def owns(cur: Cursor, run_id: str, epoch: int) -> bool:
 
 
 def insert_runs(cur: Cursor, specs: Iterable[RunSpec], now: float) -> list[tuple[str, bool]]:
+    from sylphrun.journal import flow as sqlite_flow
+    from sylphrun.journal.postgres import flow
+
     out: list[tuple[str, bool]] = []
+    # The events a run's waits may take are those sent after it was created (issue 14).
+    cur.execute("SELECT COALESCE(MAX(seq), 0) FROM sent_events")
+    event_mark = cur.fetchone()[0]
     for spec in specs:
+        collapsed = flow.debounce_into(cur, spec, now) if spec.debounce else None
+        if collapsed is not None:
+            out.append((collapsed, False))
+            continue
         run_id = ids.new_run_id()
         cur.execute(
             "INSERT INTO runs (id, task_id, status, payload, idempotency_key, parent_run_id,"
-            " parent_step_key, replay_of, created_at, updated_at, ready_at)"
-            " VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            " parent_step_key, replay_of, created_at, updated_at, ready_at, event_mark, priority,"
+            " concurrency_key, rate_key, debounce_key)"
+            " VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
             (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
-             spec.parent_step_key, spec.replay_of, now, now, now),
+             spec.parent_step_key, spec.replay_of, now, now,
+             sqlite_flow.first_ready_at(spec, now), event_mark, spec.priority,
+             spec.concurrency_key, spec.rate_key,
+             spec.debounce.key if spec.debounce and not spec.idempotency_key else None),
         )
         if cur.rowcount == 1:
             out.append((run_id, True))
