@@ -252,28 +252,42 @@ def _time_out_event_waits(db: sqlite3.Connection, run_id: str, now: float) -> li
     ).fetchall():
         row = db.execute("SELECT output FROM steps WHERE run_id = ? AND key = ?"
                          " AND status = 'waiting'", (run_id, key)).fetchone()
-        try:
-            output = codec.loads(row[0]) if row and row[0] else None
-        except ValueError:
-            output = None
-        if not isinstance(output, dict):
+        output = _timed_out_now(row[0] if row else None, now)
+        if output is None:
             continue  # a damaged row: the run's ready_at still moves
-        output["timeout_at"] = now
         db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
-                   (codec.dumps(output), run_id, key))
+                   (output, run_id, key))
         db.execute("UPDATE event_waits SET timeout_at = ? WHERE run_id = ? AND step_key = ?",
                    (now, run_id, key))
         woken.append(f"its wait {key!r} for event {name} times out now")
     return woken
 
 
+def _timed_out_now(output_text: str | None, now: float) -> str | None:
+    """A waiting `wait_for_event` step's output with its timeout moved to `now` (None for a
+    damaged one). Shared with the PostgreSQL journal: the rule is the journal's, not SQL."""
+    try:
+        output = codec.loads(output_text) if output_text else None
+    except ValueError:
+        return None
+    if not isinstance(output, dict):
+        return None
+    output["timeout_at"] = now
+    return codec.dumps(output)
+
+
 def _waits_for_an_event(db: sqlite3.Connection, run_id: str, status: str) -> str | None:
-    """A run parked on `wait_for_event` with no timeout: what it waits for and the send
-    that ends the wait (wake cannot: an event is the user's data, not a time)."""
     if status != model.WAITING:
         return None
     waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?"
                        " ORDER BY since, step_key", (run_id,)).fetchall()
+    return _event_wait_refusal(run_id, waits)
+
+
+def _event_wait_refusal(run_id: str, waits: list[tuple[str, str | None]]) -> str | None:
+    """A run parked on `wait_for_event` with no timeout: what it waits for and the send
+    that ends the wait (wake cannot: an event is the user's data, not a time). `waits`:
+    (event name, match as JSON) of its open waits. Shared with the PostgreSQL journal."""
     if not waits:
         return None
     texts, sends = [], []

@@ -15,7 +15,13 @@ from sylphrun.journal.postgres.transitions import (
     insert_runs,
 )
 from sylphrun.journal.transitions import RunSpec
-from sylphrun.journal.user_actions import _nothing_to_wake, _OldStep, _steps_to_copy
+from sylphrun.journal.user_actions import (
+    _event_wait_refusal,
+    _nothing_to_wake,
+    _OldStep,
+    _steps_to_copy,
+    _timed_out_now,
+)
 
 
 def _require_run(cur: Cursor, run_id: str) -> tuple[str, str]:
@@ -111,7 +117,13 @@ def wake_run(cur: Cursor, run_id: str, now: float) -> str:
     cur.execute("SELECT ready_at, attempt FROM runs WHERE id = %s", (run_id,))
     ready_at, attempt = cur.fetchone()
     if status not in (model.WAITING, model.QUEUED) or ready_at is None or ready_at <= now:
-        raise InvalidState(_nothing_to_wake(run_id, status, ready_at))
+        waits = []
+        if status == model.WAITING:
+            cur.execute("SELECT name, match FROM event_waits WHERE run_id = %s"
+                        " ORDER BY since, step_key", (run_id,))
+            waits = cur.fetchall()
+        raise InvalidState(_event_wait_refusal(run_id, waits)
+                           or _nothing_to_wake(run_id, status, ready_at))
     woken: list[str] = []
     cur.execute("SELECT key, output FROM steps WHERE run_id = %s AND kind = 'sleep'"
                 " AND status = 'waiting'", (run_id,))
@@ -124,6 +136,7 @@ def wake_run(cur: Cursor, run_id: str, now: float) -> str:
             cur.execute("UPDATE steps SET output = %s WHERE run_id = %s AND key = %s",
                         (codec.dumps({"wake_at": now}), run_id, key))
             woken.append(f"its sleep {key!r} ends now")
+    woken += _time_out_event_waits(cur, run_id, now)
     cur.execute("UPDATE steps SET retry_at = %s WHERE run_id = %s AND status = 'retrying'"
                 " AND retry_at > %s RETURNING key", (now, run_id, now))
     woken += [f"its step {key!r} is retried now" for (key,) in cur.fetchall()]
@@ -136,3 +149,24 @@ def wake_run(cur: Cursor, run_id: str, now: float) -> str:
     cur.execute("INSERT INTO logs (run_id, at, level, message, step_key)"
                 " VALUES (%s, %s, 'INFO', %s, NULL)", (run_id, now, f"woken by user: {what}"))
     return what
+
+
+def _time_out_event_waits(cur: Cursor, run_id: str, now: float) -> list[str]:
+    """As on SQLite (`user_actions._time_out_event_waits`): a wait with a timeout times
+    out now, in its step's output and in its wait row."""
+    cur.execute("SELECT w.step_key, w.name, s.output FROM event_waits w"
+                " JOIN steps s ON s.run_id = w.run_id AND s.key = w.step_key"
+                " AND s.status = 'waiting'"
+                " WHERE w.run_id = %s AND w.timeout_at > %s ORDER BY w.since, w.step_key",
+                (run_id, now))
+    woken = []
+    for key, name, output_text in cur.fetchall():
+        output = _timed_out_now(output_text, now)
+        if output is None:
+            continue
+        cur.execute("UPDATE steps SET output = %s WHERE run_id = %s AND key = %s",
+                    (output, run_id, key))
+        cur.execute("UPDATE event_waits SET timeout_at = %s WHERE run_id = %s AND step_key = %s",
+                    (now, run_id, key))
+        woken.append(f"its wait {key!r} for event {name} times out now")
+    return woken
