@@ -47,6 +47,11 @@ async def short_nap(payload, ctx):
     await ctx.step.sleep("nap", 1.0)
     return "rested"
 
+@task(id="long-nap")
+async def long_nap(payload, ctx):
+    await ctx.step.sleep("nap", 3600)
+    return "rested"
+
 @task(id="marker")
 async def marker(payload, ctx):
     return "ok"
@@ -141,13 +146,20 @@ def test_a_v2_journal_s_cancelled_children_move_out_of_the_failed_count(tmp_path
 
 
 def test_a_retried_cancelled_run_resumes_its_cancelled_steps(project, engine_factory):
+    # A long nap, so the cancel always finds it asleep however loaded the machine; the
+    # retried run sleeps again (the step is `waiting`, not left `cancelled`), and `wake`
+    # ends that sleep: before, the step stayed `cancelled` and `wake` changed nothing.
     project.write_tasks(TASKS)
     eng = engine_factory(workers=1).start()
-    run_id = eng.trigger("short-nap")
+    run_id = eng.trigger("long-nap")
     wait_until(lambda: eng.run_record(run_id).status == model.WAITING, message="the nap")
     assert project.cli("cancel", run_id).returncode == 0
     assert step_by_key(eng, run_id, "nap").status == model.STEP_CANCELLED
     assert project.cli("retry", run_id).returncode == 0
+    wait_until(lambda: eng.run_record(run_id).status == model.WAITING
+               and step_by_key(eng, run_id, "nap").status == model.STEP_WAITING,
+               message="the retried run asleep again")
+    assert project.cli("wake", run_id).returncode == 0
     result = eng.wait(run_id, timeout=60)
     assert result.ok and result.output == "rested", result.error
     assert step_by_key(eng, run_id, "nap").status == model.STEP_COMPLETED

@@ -208,13 +208,16 @@ def record_step_waiting(
     conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
     run_attempt: int, output: str, now: float,
 ) -> None:
-    """A sleep or wait step that has begun: `output` holds what it waits for (a wake time)."""
+    """A sleep or wait step that has begun: `output` holds what it waits for (a wake time).
+    A step a cancel ended waits again once the run is retried (the same `output`): `wake`
+    and the dashboard find it as the waiting step it is."""
     with conn.write() as db:
         fence.check(db, run_id, epoch)
         db.execute(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
             " output, started_at) VALUES (?, ?, ?, ?, 'waiting', ?, 1, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO NOTHING",
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'waiting', finished_at = NULL"
+            " WHERE steps.status = 'cancelled'",
             (run_id, key, name, kind, seq, run_attempt, output, now),
         )
 

@@ -379,6 +379,11 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         return
     if rec is not None and rec.output:
         wake_at = json.loads(rec.output)["wake_at"]
+        if rec.status == model.STEP_CANCELLED:  # a retried cancelled run: it sleeps again
+            ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
+                                         kind=model.SLEEP, seq=rec.seq, run_attempt=ex.attempt,
+                                         output=rec.output, now=ex.now())
+            ex.journal[key] = rec._replace(status=model.STEP_WAITING)
     elif ex.draining:
         raise Settled()
     else:

@@ -171,7 +171,8 @@ def record_step_waiting(cur: Cursor, run_id: str, epoch: int, *, key: str, name:
     cur.execute(
         "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
         " output, started_at) VALUES (%s, %s, %s, %s, 'waiting', %s, 1, %s, %s, %s)"
-        " ON CONFLICT (run_id, key) DO NOTHING",
+        " ON CONFLICT (run_id, key) DO UPDATE SET status = 'waiting', finished_at = NULL"
+        " WHERE steps.status = 'cancelled'",
         (run_id, key, name, kind, seq, run_attempt, output, now),
     )
 
