@@ -57,10 +57,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("slow") is None and _starts_processes(item):
             item.add_marker(pytest.mark.slow)
-    # Longest first: the suite runs on xdist workers (`-n auto` in pyproject), which take
-    # tests in this order; a 35 s torture test collected last would run alone at the end
-    # while the other workers idle. Stable, so a module's tests keep their order.
-    items.sort(key=_expected_length)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
@@ -70,12 +66,6 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     if "not slow" in " ".join((config.option.markexpr or "").split()):
         return 0
     return None  # xdist's own count
-
-
-def _expected_length(item: pytest.Item) -> int:
-    if "torture" in item.path.parts:
-        return 0
-    return 1 if item.get_closest_marker("slow") is not None else 2
 
 
 class StartsAProcess(AssertionError):
