@@ -86,7 +86,9 @@ def _open_fresh(path: str, barrier) -> str | None:
 def test_processes_opening_a_new_journal_at_once_all_succeed(tmp_path):
     """`sylphrun dev` and a first `trigger` may create the journal together: before the
     setup took the write lock, about a third of such races failed with "locked"."""
-    mp = multiprocessing.get_context("fork")
+    # spawn, not fork: a test runs in an xdist worker, whose execnet threads may hold a
+    # lock at the fork; the forked Manager then hung the test until the 120 s timeout.
+    mp = multiprocessing.get_context("spawn")
     with mp.Manager() as manager, mp.Pool(4) as pool:
         for trial in range(15):
             path = str(tmp_path / f"t{trial}" / ".sylphrun" / "journal.db")
