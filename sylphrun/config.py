@@ -179,7 +179,7 @@ def journal_location(value: str, root: Path) -> Path | str:
 def journal_label(journal: Path | str) -> str:
     """The journal as messages and the dashboard name it (a URL without its password)."""
     if is_server_journal(journal):
-        from sylphrun.journal.postgres.url import redact
+        from sylphrun.journal import redact_url as redact
 
         return redact(str(journal))
     return str(journal)

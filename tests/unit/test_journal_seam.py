@@ -17,7 +17,7 @@ ROOT = Path(sylphrun.__file__).parent
 PUBLIC_MODULES = {"interface", "interface_reads", "types", "ids"}
 # Names the package itself offers callers (`from sylphrun.journal import ...`).
 PUBLIC_NAMES = {"Journal", "JournalReader", "open_journal", "as_journal", "RunSpec", "LeaseLost",
-                "DURABILITY"}
+                "DURABILITY", "redact_url"}
 
 # Still reaching past the interface, each with why. The lead empties this once the branch
 # converting them (seams-feed: the dashboard and the line log follow the change feed through
