@@ -39,13 +39,7 @@ def trigger(
     """Start a run of TASK; prints its id, or with --wait its result."""
     from sylphrun import actions
 
-    if payload == "-":
-        payload = _read_stdin_payload()
-    if payload is not None and not payload.strip():
-        # An empty value is a mistake (an unset shell variable), not a request for {}.
-        fail("--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
-             "--payload out for {}")
-    data = actions.parse_payload(payload)  # validate before touching anything
+    data = _payload_data(payload)  # validate before touching anything
     config = _config(project)
     # The tasks the workers registered in the journal; the project's code is imported only
     # when none did (and then no journal is created before the task is known).
@@ -87,6 +81,19 @@ def trigger(
         if journal is not None:
             journal.close()
 
+
+
+def _payload_data(payload: str | None) -> dict:
+    """`--payload` as the run's payload: '-' reads stdin; empty is refused in one line."""
+    from sylphrun import actions
+
+    if payload == "-":
+        payload = _read_stdin_payload()
+    if payload is not None and not payload.strip():
+        # An empty value is a mistake (an unset shell variable), not a request for {}.
+        fail("--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
+             "--payload out for {}")
+    return actions.parse_payload(payload)
 
 
 def _read_stdin_payload() -> str:

@@ -110,15 +110,7 @@ def claim_runs(
     with conn.write() as db:
         quota = _concurrency_quota(db, known_tasks, now)
         gate = Gate(db, known_tasks, now)
-        # A run that was on a worker when it crashed is a suspect: it may have killed it, or
-        # merely shared it. A worker holds at most one suspect, so two suspects never crash
-        # together again: an innocent run is blamed at most once per run that crashes its
-        # workers, and only that run reaches MAX_CRASHES.
-        holds_suspect = db.execute(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = ? AND status = 'running'"
-            " AND crash_count > 0)",
-            (worker_id,),
-        ).fetchone()[0] == 1
+        holds_suspect = _holds_a_suspect(db, worker_id)
         # Candidates of keys that are full are left out by the query; two of one key in
         # the same batch are not, so a batch that skipped some asks again (with that key
         # now full) rather than return short while runs of free keys wait behind.
@@ -133,10 +125,7 @@ def claim_runs(
                 if len(claims) >= limit:
                     break
                 if task_id not in known_tasks:
-                    unknown.append(run_id)
-                    finish(db, run_id, model.FAILED, None,
-                            f"UnknownTask: no task {task_id!r} is defined in this project "
-                            "(was it renamed or deleted?)", None, now)
+                    unknown.append(_fail_unknown_task(db, run_id, task_id, now))
                     continue
                 first = started is None
                 if quota.get(task_id, 1) <= 0 or not gate.admits(task_id, ckey, rkey, first):
@@ -153,6 +142,25 @@ def claim_runs(
             if not skipped or not candidates or len(claims) >= limit:
                 break
     return claims, unknown
+
+
+def _holds_a_suspect(db: sqlite3.Connection, worker_id: str) -> bool:
+    """A run that was on a worker when it crashed is a suspect: it may have killed it, or
+    merely shared it. A worker holds at most one suspect, so two suspects never crash
+    together again: an innocent run is blamed at most once per run that crashes its
+    workers, and only that run reaches MAX_CRASHES."""
+    return db.execute(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = ? AND status = 'running'"
+        " AND crash_count > 0)",
+        (worker_id,),
+    ).fetchone()[0] == 1
+
+
+def _fail_unknown_task(db: sqlite3.Connection, run_id: str, task_id: str, now: float) -> str:
+    finish(db, run_id, model.FAILED, None,
+           f"UnknownTask: no task {task_id!r} is defined in this project "
+           "(was it renamed or deleted?)", None, now)
+    return run_id
 
 
 # Rounds of candidates one claim may look through when limits skip some (each round makes
