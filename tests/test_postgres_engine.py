@@ -64,3 +64,85 @@ def test_a_bad_journal_option_is_one_line_exit_2(project, url):
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
     assert not (project.root / ".sylphrun" / "journal.db").exists()
+
+
+# -- workers wake on the journal's NOTIFY (no poke from another host reaches them) -------
+
+
+def _wakeups_on(url_or_path):
+    """A `JournalWakeups` listening on an event loop of this thread, and the loop."""
+    import asyncio
+
+    from sylphrun.journal import open_journal
+    from sylphrun.runtime.wake import JournalWakeups
+
+    loop = asyncio.new_event_loop()
+    woken = asyncio.Event()
+    journal = open_journal(url_or_path)
+    wakeups = JournalWakeups(journal, loop, woken.set)
+    wakeups.listen()
+    return loop, woken, journal, wakeups
+
+
+def _woken_within(loop, woken, seconds: float = 30) -> bool:
+    import asyncio
+
+    async def wait() -> bool:
+        try:
+            await asyncio.wait_for(woken.wait(), seconds)
+        except TimeoutError:
+            return False
+        woken.clear()
+        return True
+
+    return loop.run_until_complete(wait())
+
+
+def test_a_worker_loop_wakes_on_a_run_enqueued_elsewhere(postgres_url):
+    from sylphrun.journal import RunSpec, open_journal
+
+    loop, woken, journal, wakeups = _wakeups_on(postgres_url)
+    other = open_journal(postgres_url)  # another host's trigger: no poke, only the NOTIFY
+    try:
+        assert wakeups.listening
+        other.enqueue_runs([RunSpec("t", "{}")], now=1)
+        assert _woken_within(loop, woken)
+    finally:
+        wakeups.close()
+        loop.close()
+        journal.close()
+        other.close()
+
+
+def test_a_lost_listener_falls_back_to_polling_and_listens_again(postgres_cluster,
+                                                                 postgres_url):
+    from sylphrun.journal import RunSpec, open_journal
+
+    loop, woken, journal, wakeups = _wakeups_on(postgres_url)
+    try:
+        postgres_cluster.restart()  # the listener's connection is dropped
+        assert _woken_within(loop, woken)  # told: claim now, the polls cover the gap
+        assert not wakeups.listening
+        wakeups.listen_again_if_due()
+        assert not wakeups.listening  # not yet: a server coming back is given time
+        wakeups.again_at = 0
+        wakeups.listen_again_if_due()
+        assert wakeups.listening
+        other = open_journal(postgres_url)
+        other.enqueue_runs([RunSpec("t", "{}")], now=1)
+        other.close()
+        assert _woken_within(loop, woken)
+    finally:
+        wakeups.close()
+        loop.close()
+        journal.close()
+
+
+def test_a_sqlite_journal_has_no_listener_and_polls(tmp_path):
+    loop, _, journal, wakeups = _wakeups_on(tmp_path / "journal.db")
+    try:
+        assert not wakeups.listening
+    finally:
+        wakeups.close()
+        loop.close()
+        journal.close()

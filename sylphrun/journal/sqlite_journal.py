@@ -478,3 +478,9 @@ class SqliteJournal:
 
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
         return self.run_state_changes(run_id, up_to=until.token[0])
+
+    # -- wake-ups from the journal itself (issue 17) -------------------------------------
+
+    def work_listener(self) -> None:
+        """None: SQLite's workers are woken by datagrams (`runtime.wake`), one host only."""
+        return None

@@ -68,11 +68,14 @@ class PostgresJournal:
 
     def listen_for_work(self):
         """A `listen.WorkListener` on this journal: wakes when a run becomes claimable,
-        from any host (not on the `Journal` protocol yet: the runtime's wake-ups are
-        SQLite's sockets until the worker loop takes either)."""
+        from any host."""
         from sylphrun.journal.postgres.listen import WorkListener
 
         return WorkListener(self.pg.url)
+
+    def work_listener(self):
+        """`Journal.work_listener`: LISTEN on its own connection."""
+        return self.listen_for_work()
 
     def replaced(self) -> bool:
         return False  # a database cannot be swapped under a connection like a file
