@@ -146,3 +146,209 @@ def test_a_sqlite_journal_has_no_listener_and_polls(tmp_path):
         wakeups.close()
         loop.close()
         journal.close()
+
+
+# -- the engine in real worker processes, on each backend --------------------------------
+
+ENGINE_TASKS = '''
+import asyncio
+import os
+import time
+from ledger_helper import record
+from sylphrun import task, Retry, NonRetriableError
+
+ONCE = Retry(max_attempts=1)
+
+def mark(name):
+    record(LEDGER, name)
+    return name
+
+@task(id="two-steps")
+async def two_steps(payload, ctx):
+    a = await ctx.step.run("a", mark, "a")
+    b = await ctx.step.run("b", mark, "b")
+    return a + b
+
+@task(id="gated", retry=ONCE)
+async def gated(payload, ctx):
+    await ctx.step.run("a", mark, "gated-a")
+    if not os.path.exists(LEDGER + ".gate"):
+        raise NonRetriableError("the gate is closed")
+    await ctx.step.run("b", mark, "gated-b")
+    return "through"
+
+def double(i):
+    record(LEDGER, f"child:{i}")
+    return i * 2
+
+@task(id="child", retry=ONCE)
+async def child(payload, ctx):
+    if payload["i"] == 3:
+        raise NonRetriableError("child 3 fails")
+    return await ctx.step.run("double", double, payload["i"])
+
+@task(id="parent")
+async def parent(payload, ctx):
+    handles = await child.batch_trigger([{"i": i} for i in range(6)])
+    async def collect():
+        return await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
+    results = await ctx.step.run("collect", collect)
+    ok = [r for r in results if r["ok"]]
+    return {"ok": len(ok), "failed": len(results) - len(ok),
+            "sum": sum(r["output"] for r in ok)}
+
+def undo(name):
+    def run(result):
+        record(LEDGER, f"undo:{name}")
+        return name
+    return run
+
+def ship():
+    record(LEDGER, "ship")
+    raise NonRetriableError("carrier down")
+
+@task(id="order", retry=ONCE)
+async def order(payload, ctx):
+    await ctx.step.run("reserve", mark, "reserve", compensate=undo("reserve"))
+    await ctx.step.run("charge", mark, "charge", compensate=undo("charge"))
+    await ctx.step.run("ship", ship)
+
+@task(id="napper")
+async def napper(payload, ctx):
+    await ctx.step.run("a", mark, "nap-a")
+    await ctx.step.sleep("nap", 600)
+    await ctx.step.run("b", mark, "nap-b")
+
+def blocked_until_go():
+    record(LEDGER, "two-started")
+    while not os.path.exists(LEDGER + ".go"):
+        time.sleep(0.02)
+    record(LEDGER, "two")
+    return "two"
+
+@task(id="long")
+async def long(payload, ctx):
+    await ctx.step.run("one", mark, "one")
+    await ctx.step.run("two", blocked_until_go)
+    await ctx.step.run("three", mark, "three")
+    return "done"
+'''
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine_on(request, project):
+    """The project's journal on each backend (PostgreSQL: an empty database of the
+    session's cluster, named in the config), with the engine tests' tasks."""
+    if request.param == "postgres":
+        project.write_config(f'journal = "{request.getfixturevalue("postgres_url")}"\n')
+    project.write_tasks(ENGINE_TASKS)
+    return request.param
+
+
+def _run(project, run_id: str):
+    from sylphrun.journal import open_journal
+
+    journal = open_journal(project.config().journal)
+    try:
+        return journal.get_run(run_id)
+    finally:
+        journal.close()
+
+
+def _wait_status(project, run_id: str, status: str, timeout: float = 90):
+    from conftest import wait_until
+
+    return wait_until(lambda: (run := _run(project, run_id)).status == status and run,
+                      timeout=timeout, interval=0.2, message=f"run {run_id} {status}")
+
+
+def _trigger(project, task_id: str, *args: str):
+    out = project.cli("trigger", task_id, *args)
+    assert out.returncode in (0, 1), out.stderr
+    return out
+
+
+def _count(project, line: str) -> int:
+    return project.ledger_lines().count(line)
+
+
+@pytest.mark.slow
+def test_engine_trigger_completes(engine_on, project, background):
+    worker = background("worker")
+    done = _trigger(project, "two-steps", "--timeout", "60", "--json")
+    assert done.returncode == 0, (done.stdout, worker.output)
+    assert json.loads(done.stdout)["output"] == "ab"
+    assert project.ledger_lines() == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_engine_retry_resumes_a_failed_run_keeping_its_steps(engine_on, project, background):
+    background("worker")
+    failed = _trigger(project, "gated", "--timeout", "60", "--json")
+    assert failed.returncode == 1, failed.stdout
+    run_id = json.loads(failed.stdout)["run_id"]
+    (project.root / "ledger.txt.gate").touch()
+    retried = project.cli("retry", run_id)
+    assert retried.returncode == 0, retried.stderr
+    assert _wait_status(project, run_id, "completed").output == "through"
+    assert project.ledger_lines() == ["gated-a", "gated-b"]  # step a not run again
+
+
+@pytest.mark.slow
+def test_engine_fan_out_and_in_with_a_failed_child(engine_on, project, background):
+    background("worker")
+    done = _trigger(project, "parent", "--timeout", "90", "--json")
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["output"] == {"ok": 5, "failed": 1, "sum": 24}
+    assert sorted(project.ledger_lines()) == [f"child:{i}" for i in (0, 1, 2, 4, 5)]
+
+
+@pytest.mark.slow
+def test_engine_saga_compensates_in_reverse_once(engine_on, project, background):
+    background("worker")
+    failed = _trigger(project, "order", "--timeout", "60")
+    assert failed.returncode == 1
+    assert project.ledger_lines() == ["reserve", "charge", "ship", "undo:charge",
+                                      "undo:reserve"]
+
+
+@pytest.mark.slow
+def test_engine_cancel_ends_a_sleeping_run(engine_on, project, background):
+    from conftest import wait_until
+
+    background("worker")
+    run_id = _trigger(project, "napper").stdout.strip()
+    wait_until(lambda: "nap-a" in project.ledger_lines(), timeout=60, message="step a done")
+    cancelled = project.cli("cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    _wait_status(project, run_id, "cancelled")
+    assert "nap-b" not in project.ledger_lines()
+
+
+@pytest.mark.slow
+def test_engine_replay_from_a_step_copies_the_steps_before(engine_on, project, background):
+    background("worker")
+    first = _trigger(project, "two-steps", "--timeout", "60", "--json")
+    run_id = json.loads(first.stdout)["run_id"]
+    replayed = project.cli("replay", run_id, "--from-step", "b")
+    assert replayed.returncode == 0, replayed.stderr
+    new_id = replayed.stdout.strip()
+    assert _wait_status(project, new_id, "completed").output == "ab"
+    assert project.ledger_lines() == ["a", "b", "b"]
+
+
+@pytest.mark.slow
+def test_engine_kill_9_mid_run_recovers_without_repeating_a_completed_step(
+        engine_on, project, background):
+    from conftest import wait_until
+
+    first = background("worker")
+    run_id = _trigger(project, "long").stdout.strip()
+    wait_until(lambda: "two-started" in project.ledger_lines(), timeout=60,
+               message="step two started")
+    first.kill()  # SIGKILL to the supervisor and its workers: step two never finished
+    (project.root / "ledger.txt.go").touch()
+    background("worker")
+    assert _wait_status(project, run_id, "completed", timeout=120).output == "done"
+    assert (_count(project, "one"), _count(project, "two"), _count(project, "three")) == (1, 1, 1)
+    assert _count(project, "two-started") == 2  # the interrupted step ran again, once
