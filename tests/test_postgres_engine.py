@@ -56,6 +56,23 @@ def test_journal_option_takes_a_sqlite_path_from_the_current_folder(project):
 
 
 @pytest.mark.slow
+def test_dev_journal_option_holds_across_a_reload(project, background, postgres_url):
+    project.write_tasks(_HELLO)
+    dev = background("dev", "--no-tui", "--workers", "1", "--journal", postgres_url)
+    dev.wait_for("watching", timeout=60)
+    first = project.cli("trigger", "hello", "--timeout", "60", "--journal", postgres_url)
+    assert first.returncode == 0, (first.stderr, dev.output)  # the workers are up
+    project.write_tasks(_HELLO.replace("hi ", "hello "))  # a save: the import check
+    project.write_config("slots = 8\n")  # and a config edit: reloaded, --journal kept
+    dev.wait_for("reloaded", timeout=60)
+    done = project.cli("trigger", "hello", "--payload", '{"name": "pg"}', "--timeout", "60",
+                       "--journal", postgres_url)
+    assert done.returncode == 0, (done.stdout, done.stderr, dev.output)
+    assert project.ledger_lines() == ["hi x", "hello pg"]
+    assert not (project.root / ".sylphrun" / "journal.db").exists(), dev.output
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("url", ["mysql://root@db/x", "postgresql://someone@127.0.0.1:1/db"])
 def test_a_bad_journal_option_is_one_line_exit_2(project, url):
     project.write_tasks(_HELLO)

@@ -10,6 +10,7 @@ inside the commands that need them, so `--help` and shell completion stay fast.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -90,10 +91,11 @@ def _console(stderr: bool = False):
 
 
 def _config(project: Path | None, *, required: bool = True):
-    from sylphrun.config import load_config
+    from sylphrun.config import JOURNAL_OPTION_ENV, load_config
 
     config = load_config(project or _global_project, required=required)
     if _journal_override is None:
+        os.environ.pop(JOURNAL_OPTION_ENV, None)  # a parent command's is not this one's
         return config
     return _with_journal(config, _journal_override)
 
@@ -103,7 +105,7 @@ def _with_journal(config, value: str):
     current folder (where the user typed it), not from the project's."""
     import dataclasses
 
-    from sylphrun.config import is_server_journal, journal_location
+    from sylphrun.config import JOURNAL_OPTION_ENV, is_server_journal, journal_location
     from sylphrun.errors import ConfigError
 
     if "://" in value and not is_server_journal(value):
@@ -111,7 +113,9 @@ def _with_journal(config, value: str):
                           "file path or a postgresql://user@host:5432/db URL")
     if not value.strip():
         raise ConfigError("--journal is empty: give a file path or a postgresql:// URL")
-    return dataclasses.replace(config, journal=journal_location(value, Path.cwd()))
+    journal = journal_location(value, Path.cwd())
+    os.environ[JOURNAL_OPTION_ENV] = str(journal)  # for the processes the command starts
+    return dataclasses.replace(config, journal=journal)
 
 
 def _tasks(config):
