@@ -379,7 +379,9 @@ def postgres_cluster():
 
 @pytest.fixture
 def postgres_url(postgres_cluster) -> Iterator[str]:
-    """The URL of an empty journal database at the current schema, for this test."""
+    """The URL of an empty journal database at the current schema, for this test. Ask for
+    it before `background`: fixtures end in reverse, so the workers die before the
+    database is emptied for the next test."""
     from sylphrun.journal import open_journal
 
     name = postgres_cluster.journal_database(open_journal)

@@ -27,7 +27,7 @@ async def hello(payload, ctx):
 
 @pytest.mark.slow
 def test_journal_option_points_worker_trigger_and_runs_at_a_postgres_url(
-        project, background, postgres_url):
+        postgres_url, project, background):
     project.write_tasks(_HELLO)  # the config names no journal: SQLite's default
     worker = background("worker", "--workers", "1", "--journal", postgres_url)
     done = project.cli("trigger", "hello", "--payload", '{"name": "pg"}', "--timeout", "60",
@@ -56,7 +56,7 @@ def test_journal_option_takes_a_sqlite_path_from_the_current_folder(project):
 
 
 @pytest.mark.slow
-def test_dev_journal_option_holds_across_a_reload(project, background, postgres_url):
+def test_dev_journal_option_holds_across_a_reload(postgres_url, project, background):
     project.write_tasks(_HELLO)
     dev = background("dev", "--no-tui", "--workers", "1", "--journal", postgres_url)
     dev.wait_for("watching", timeout=60)

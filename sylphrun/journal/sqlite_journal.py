@@ -26,7 +26,7 @@ from sylphrun.journal import (
     workers,
 )
 from sylphrun.journal.connection import Connection
-from sylphrun.journal.interface import Journal
+from sylphrun.journal.interface import Journal, WorkListener
 from sylphrun.journal.types import (
     Change,
     ChangePage,
@@ -481,6 +481,6 @@ class SqliteJournal:
 
     # -- wake-ups from the journal itself (issue 17) -------------------------------------
 
-    def work_listener(self) -> None:
+    def work_listener(self) -> WorkListener | None:
         """None: SQLite's workers are woken by datagrams (`runtime.wake`), one host only."""
         return None

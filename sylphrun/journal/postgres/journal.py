@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
+from sylphrun.journal.interface import WorkListener
 from sylphrun.journal.postgres import (
     actions,
     events,
@@ -73,7 +74,7 @@ class PostgresJournal:
 
         return WorkListener(self.pg.url)
 
-    def work_listener(self):
+    def work_listener(self) -> WorkListener | None:
         """`Journal.work_listener`: LISTEN on its own connection."""
         return self.listen_for_work()
 
