@@ -202,3 +202,19 @@ def journal_path_for_scripts() -> Path | str:
     if env:
         return env if is_server_journal(env) else Path(env).expanduser().resolve()
     return load_config(required=False).journal
+
+
+# A command's `--journal` (the CLI's), passed down to the processes it starts: a dev
+# session's import checks and the config it reloads on an edit keep the journal given,
+# not the file's. Private to sylphrun (`SYLPHRUN_JOURNAL` is the scripts' own setting).
+JOURNAL_OPTION_ENV = "SYLPHRUN_JOURNAL_OPTION"
+
+
+def with_journal_option(config: Config) -> Config:
+    """`config` with the journal its command's `--journal` gave, if any."""
+    value = os.environ.get(JOURNAL_OPTION_ENV)
+    if not value:
+        return config
+    from dataclasses import replace
+
+    return replace(config, journal=journal_location(value, config.project_dir))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sylphrun.config import Config, load_config
+from sylphrun.config import Config, load_config, with_journal_option
 from sylphrun.discover import task_sources
 from sylphrun.model import ReloadStatus
 
@@ -95,7 +95,7 @@ def _check_main(project_dir: str, standby: bool) -> None:
     if standby and sys.stdin.readline().strip() != "go":
         return  # dropped: the session stopped, or never needed us
     try:
-        config = load_config(project_dir)
+        config = with_journal_option(load_config(project_dir))
         tasks = discover(config)
         doc = {"ok": True, "tasks": sorted(tasks)}
         _register(config, tasks)
@@ -258,7 +258,7 @@ class Reloader:
         config = self.config
         if any(p.suffix == ".toml" for p in changed):
             try:
-                config = load_config(self.config.project_dir)
+                config = with_journal_option(load_config(self.config.project_dir))
             except Exception as exc:  # a config error blocks the reload like an import error
                 return self._blocked(str(exc), None)
         checker, self._checker = self._checker, None

@@ -362,3 +362,44 @@ def slot_seconds(counts: dict[str, int]) -> list[int]:
     from datetime import datetime
 
     return sorted(int(datetime.fromisoformat(s).timestamp()) for s in counts)
+
+
+# -- the session's PostgreSQL cluster (tests/pg_cluster.py) -----------------------------
+#
+# Lazy: started by the first test that asks for it (the journal suite's postgres backend,
+# the process-level tests on Postgres); skipped loudly where no server can be had.
+
+_NO_POSTGRES: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    import pg_cluster
+
+    cluster = pg_cluster.start_or_reason()
+    if isinstance(cluster, str):
+        _NO_POSTGRES.append(cluster)
+        if pg_cluster.required():
+            pytest.fail(f"{cluster} (required under CI: .ci/run installs Debian's postgresql)")
+        pytest.skip(f"PostgreSQL backend NOT TESTED: {cluster}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> Iterator[str]:
+    """The URL of an empty journal database at the current schema, for this test. Ask for
+    it before `background`: fixtures end in reverse, so the workers die before the
+    database is emptied for the next test."""
+    from sylphrun.journal import open_journal
+
+    name = postgres_cluster.journal_database(open_journal)
+    yield postgres_cluster.url(name)
+    postgres_cluster.give_back(name, rebuilt=False)
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _NO_POSTGRES:
+        terminalreporter.write_sep("!", "the PostgreSQL journal was NOT tested", red=True)
+        terminalreporter.write_line(f"{_NO_POSTGRES[0]}; `apt-get install postgresql` and "
+                                    "`pip install -e '.[dev]'` make it testable")

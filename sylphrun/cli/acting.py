@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sylphrun.cli.common import (
+    JournalOpt,
     ProjectOpt,
     _errors,
     _existing_journal,
@@ -19,6 +20,7 @@ from sylphrun.cli.common import (
 def retry(
     run: Annotated[str, typer.Argument(help="A failed or cancelled run.")],
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Resume a failed or cancelled run as a new attempt; completed steps are kept."""
     from sylphrun import actions
@@ -37,6 +39,7 @@ def replay(
     run: Annotated[str, typer.Argument(help="The run to replay.")],
     from_step: Annotated[str | None, typer.Option("--from-step", help="Copy the steps before STEP from the old run; run STEP and later again.")] = None,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Start a new run with the same payload (optionally reusing steps before --from-step)."""
     from sylphrun import actions
@@ -54,6 +57,7 @@ def replay(
 def cancel(
     run: Annotated[str, typer.Argument(help="The run to cancel (its unfinished children too).")],
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Cancel a run and its unfinished children."""
     from sylphrun import actions
@@ -72,6 +76,7 @@ def cancel(
 def wake(
     run: Annotated[str, typer.Argument(help="A sleeping run, or one waiting for a retry.")],
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """End a run's durable sleep, or its retry back-off, now (journaled on the run)."""
     from sylphrun import actions

@@ -10,6 +10,7 @@ inside the commands that need them, so `--help` and shell completion stay fast.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -39,6 +40,26 @@ ProjectOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 _global_project: Path | None = None
+_journal_override: str | None = None
+
+
+def _take_journal_override(value: str | None) -> str | None:
+    # A callback, not a parameter each command passes on: `_config` is the one place a
+    # command learns its journal, so one parameter in each signature is all it takes.
+    # `_main` resets it on every invocation, so no value leaks into the next one (tests run
+    # many in one process); set only when given, so `schedules --journal X pause T` holds.
+    global _journal_override
+    if value is not None:
+        _journal_override = value
+    return value
+
+
+JournalOpt = Annotated[
+    str | None,
+    typer.Option("--journal", help="The journal: a file path or a postgresql:// URL "
+                 "(default: the config's `journal`).", callback=_take_journal_override,
+                 show_default=False),
+]
 
 
 def _errors(fn: F) -> F:
@@ -70,9 +91,31 @@ def _console(stderr: bool = False):
 
 
 def _config(project: Path | None, *, required: bool = True):
-    from sylphrun.config import load_config
+    from sylphrun.config import JOURNAL_OPTION_ENV, load_config
 
-    return load_config(project or _global_project, required=required)
+    config = load_config(project or _global_project, required=required)
+    if _journal_override is None:
+        os.environ.pop(JOURNAL_OPTION_ENV, None)  # a parent command's is not this one's
+        return config
+    return _with_journal(config, _journal_override)
+
+
+def _with_journal(config, value: str):
+    """`config` with the journal given by `--journal`: a URL as given, a path from the
+    current folder (where the user typed it), not from the project's."""
+    import dataclasses
+
+    from sylphrun.config import JOURNAL_OPTION_ENV, is_server_journal, journal_location
+    from sylphrun.errors import ConfigError
+
+    if "://" in value and not is_server_journal(value):
+        raise ConfigError(f"--journal {value.split('://')[0]}://...: not a journal; give a "
+                          "file path or a postgresql://user@host:5432/db URL")
+    if not value.strip():
+        raise ConfigError("--journal is empty: give a file path or a postgresql:// URL")
+    journal = journal_location(value, Path.cwd())
+    os.environ[JOURNAL_OPTION_ENV] = str(journal)  # for the processes the command starts
+    return dataclasses.replace(config, journal=journal)
 
 
 def _tasks(config):
@@ -128,8 +171,9 @@ def _main(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
                                           callback=_print_version, is_eager=True)] = False,
 ) -> None:
-    global _global_project
+    global _global_project, _journal_override
     _global_project = project
+    _journal_override = None
 
 
 def _note(message: str) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sylphrun.cli.common import (
+    JournalOpt,
     JsonOpt,
     ProjectOpt,
     _config,
@@ -61,6 +62,7 @@ def send(
     event_id: Annotated[str | None, typer.Option("--id", help="An id: sending it again does nothing more.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Send EVENT: wakes the runs waiting for it, triggers on_event tasks; prints its id."""
     from sylphrun.events import check_event_id, check_event_name, deliver, encode_event_data
@@ -101,6 +103,7 @@ def events(
     limit: Annotated[int, typer.Option("--limit", help="How many, newest first.", min=1)] = 50,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Recent events, newest first, with the runs each matched, triggered or cancelled."""
     import json

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from sylphrun.cli.common import (
+    JournalOpt,
     JsonOpt,
     ProjectOpt,
     _config,
@@ -31,6 +32,7 @@ def runs(
     parent: Annotated[str | None, typer.Option("--parent", help="Only the children of this run.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """List runs, newest first: the top-level ones, each with a summary of its children."""
     from sylphrun import model
@@ -70,6 +72,7 @@ def show(
     run: Annotated[str, typer.Argument(help="A run id (or a unique prefix of one).")],
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """A run with its step tree, attempts and children."""
     import time
@@ -97,7 +100,8 @@ def show(
 
 @app.command()
 @_errors
-def tasks(as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def tasks(as_json: JsonOpt = False, project: ProjectOpt = None,
+                journal_setting: JournalOpt = None) -> None:
     """The tasks the workers registered (the project's code is imported only if none did)."""
     from sylphrun import actions
     from sylphrun.views import task_rows, tasks_text

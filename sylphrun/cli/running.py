@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from sylphrun.cli.common import (
+    JournalOpt,
     JsonOpt,
     ProjectOpt,
     _config,
@@ -35,6 +36,7 @@ def trigger(
     timeout: Annotated[float | None, typer.Option("--timeout", help="Wait at most S seconds (implies --wait); the run goes on after.", min=0)] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Start a run of TASK; prints its id, or with --wait its result."""
     from sylphrun import actions
@@ -147,6 +149,7 @@ def _wait_and_report(journal, run_id: str, *, timeout: float | None, as_json: bo
 def worker(
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Run workers (no reload, no dashboard) until SIGINT or SIGTERM."""
     from sylphrun.runtime.serve import serve_workers
@@ -162,6 +165,7 @@ def dev(
     no_tui: Annotated[bool, typer.Option("--no-tui", help="Print one line per run and step event instead of the dashboard.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
     project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
 ) -> None:
     """Workers + hot reload + the live dashboard: the local development loop."""
     from sylphrun.devserver import run_dev
@@ -183,7 +187,8 @@ def dev(
 
 @app.command()
 @_errors
-def dashboard(project: ProjectOpt = None) -> None:
+def dashboard(project: ProjectOpt = None,
+                journal_setting: JournalOpt = None) -> None:
     """The dashboard alone, attached to the journal (runs executed elsewhere show live)."""
     from sylphrun.dashboard.app import run_dashboard
     from sylphrun.errors import SylphrunError as _Err

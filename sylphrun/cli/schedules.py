@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from sylphrun.cli.common import (
+    JournalOpt,
     JsonOpt,
     ProjectOpt,
     _config,
@@ -36,7 +37,8 @@ TaskArg = Annotated[str, typer.Argument(help="A scheduled task's id.")]
 
 @schedules_app.callback()
 @_errors
-def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt = None) -> None:
+def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt = None,
+                journal_setting: JournalOpt = None) -> None:
     """List the scheduled tasks: schedule, next fire time, last run and its status."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = project  # `schedules --project DIR pause TASK` means that project too
@@ -65,14 +67,16 @@ def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt 
 
 @schedules_app.command()
 @_errors
-def pause(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None) -> None:
+def pause(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None,
+                journal_setting: JournalOpt = None) -> None:
     """Stop firing a task's schedule until `resume` (kept in the journal)."""
     _set_paused(task, True, project or ctx.obj)
 
 
 @schedules_app.command()
 @_errors
-def resume(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None) -> None:
+def resume(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None,
+                journal_setting: JournalOpt = None) -> None:
     """Fire a paused schedule again, from its next slot (the paused ones are skipped)."""
     _set_paused(task, False, project or ctx.obj)
 

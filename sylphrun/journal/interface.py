@@ -364,5 +364,31 @@ class Journal(JournalReader, Protocol):
         skipped, not caught up. Returns whether anything changed."""
         ...
 
+    # -- wake-ups from the journal itself (issue 17: PostgreSQL's LISTEN/NOTIFY) ------------
 
-__all__ = ["Journal", "JournalReader"]
+    def work_listener(self) -> WorkListener | None:
+        """A listener that wakes when a run becomes claimable, from any process on any
+        host (its own connection: close it), or None where the journal has none (SQLite:
+        its workers are woken by datagrams, `runtime.wake`). Best effort either way: a
+        worker keeps its timed poll as the fallback."""
+        ...
+
+
+class WorkListener(Protocol):
+    """What `Journal.work_listener` returns: a descriptor readable when work may have been
+    announced, so a worker's event loop can wait on it beside its other descriptors."""
+
+    def fileno(self) -> int:
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Whether work was announced within `timeout` seconds (0: only what has arrived);
+        every pending announcement is consumed. Raises `JournalError` if the connection
+        is lost."""
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+__all__ = ["Journal", "JournalReader", "WorkListener"]

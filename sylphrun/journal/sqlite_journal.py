@@ -21,7 +21,7 @@ from sylphrun.journal import (
     workers,
 )
 from sylphrun.journal.connection import Connection
-from sylphrun.journal.interface import Journal
+from sylphrun.journal.interface import Journal, WorkListener
 from sylphrun.journal.sqlite_reads import SqliteReads
 from sylphrun.journal.types import (
     Claim,
@@ -272,3 +272,9 @@ class SqliteJournal(SqliteReads):
 
     def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
         return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)
+
+    # -- wake-ups from the journal itself (issue 17) -------------------------------------
+
+    def work_listener(self) -> WorkListener | None:
+        """None: SQLite's workers are woken by datagrams (`runtime.wake`), one host only."""
+        return None

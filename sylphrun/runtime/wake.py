@@ -9,13 +9,21 @@ in the abstract namespace (no file to clean up after a crash).
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
 import tempfile
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
+
+from sylphrun.errors import JournalError
 
 ABSTRACT = sys.platform.startswith("linux")
+# How soon a worker whose journal listener failed (a server restart) listens again.
+LISTEN_RETRY_SECONDS = 5.0
+
+log = logging.getLogger("sylphrun.worker")
 
 
 def bind_wake_socket(worker_id: str) -> tuple[socket.socket, str]:
@@ -67,3 +75,59 @@ def cleanup(addr: str) -> None:
             os.unlink(addr)
         except OSError:
             pass
+
+
+class JournalWakeups:
+    """The journal's own wake-ups (`Journal.work_listener`: PostgreSQL's LISTEN/NOTIFY,
+    from every host) on a worker's event loop, beside its datagram socket. Best effort as
+    the datagrams are: SQLite has no listener, and a lost one (a server restart) is
+    listened to again later; the worker's timed poll covers the meanwhile."""
+
+    def __init__(self, journal, loop, on_work: Callable[[], None]) -> None:
+        self.journal = journal
+        self.loop = loop
+        self.on_work = on_work
+        self.listener = None
+        self.fd = -1  # kept: a connection the server dropped cannot tell its descriptor
+        self.again_at = float("inf")
+
+    @property
+    def listening(self) -> bool:
+        return self.listener is not None
+
+    def listen(self) -> None:
+        try:
+            self.listener = self.journal.work_listener()
+        except JournalError as exc:
+            self._deaf(f"no wake-ups from the journal, polling: {exc}")
+            return
+        self.again_at = float("inf")
+        if self.listener is not None:
+            self.fd = self.listener.fileno()
+            self.loop.add_reader(self.fd, self._readable)
+
+    def listen_again_if_due(self) -> None:
+        if self.listener is None and time.monotonic() >= self.again_at:
+            self.listen()
+
+    def _readable(self) -> None:
+        try:
+            if self.listener is not None and self.listener.wait(0):
+                self.on_work()
+        except JournalError as exc:
+            self.close()
+            self._deaf(f"journal wake-ups lost, polling: {exc}")
+            self.on_work()  # what was announced while deaf, the next claim finds
+
+    def _deaf(self, message: str) -> None:
+        log.warning("%s (listening again in %.0f s)", message, LISTEN_RETRY_SECONDS)
+        self.again_at = time.monotonic() + LISTEN_RETRY_SECONDS
+
+    def close(self) -> None:
+        listener, self.listener = self.listener, None
+        if listener is not None:
+            self.loop.remove_reader(self.fd)
+            try:
+                listener.close()
+            except Exception:  # noqa: BLE001, S110 - closing a connection the server dropped
+                pass

@@ -61,6 +61,9 @@ class WorkerSettings:
     heartbeat_seconds: float = 2.0
     # Fallback poll when no wake-up datagram arrives (another tool wrote the journal).
     poll_seconds: float = 0.25
+    # The fallback poll where the journal announces work itself (PostgreSQL's NOTIFY,
+    # from every host): slower, each poll being a round trip to the server per worker.
+    listening_poll_seconds: float = 1.0
     # How long a stopping worker lets in-flight steps finish before it abandons them (the
     # config's `shutdown_grace`); a step finished within it is journaled and kept.
     grace_seconds: float = 30.0
@@ -107,6 +110,9 @@ class Worker:
         register_tasks(self.journal, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
         self._say_registered()
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
+        # The journal's own wake-ups too, where it has them (PostgreSQL: from any host).
+        self.journal_wakeups = wake.JournalWakeups(self.journal, self.loop, self.wake_event.set)
+        self.journal_wakeups.listen()
         beat_stop = threading.Event()
         beat = threading.Thread(target=self._heartbeat, args=(beat_stop,), daemon=True)
         beat.start()
@@ -121,6 +127,7 @@ class Worker:
             await self._abandon_stuck()
             beat_stop.set()
             self.loop.remove_reader(self.sock.fileno())
+            self.journal_wakeups.close()
             self.sock.close()
             wake.cleanup(self.addr)
             self.journal.unregister_worker(self.id, time.time())
@@ -157,6 +164,7 @@ class Worker:
         while not self.stopping:
             self.wake_event.clear()
             self._check_stragglers()
+            self.journal_wakeups.listen_again_if_due()
             if self.stopping:
                 break
             free = self.slots - len(self.active)
@@ -170,7 +178,8 @@ class Worker:
                         self._start(claim)
                     if claims and len(claims) < free:
                         continue
-                timeout = s.poll_seconds
+                timeout = (s.listening_poll_seconds if self.journal_wakeups.listening
+                           else s.poll_seconds)
                 nxt = self.journal.next_ready_at()
                 if nxt is not None and nxt > now:
                     timeout = min(timeout, nxt - now)

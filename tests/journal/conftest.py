@@ -118,28 +118,6 @@ class PostgresBackend:
 
 BACKENDS = {"sqlite": SqliteBackend, "postgres": PostgresBackend}
 
-_NO_POSTGRES: list[str] = []
-
-
-@pytest.fixture(scope="session")
-def postgres_cluster() -> Iterator[pg_cluster.Cluster]:
-    cluster = pg_cluster.start_or_reason()
-    if isinstance(cluster, str):
-        _NO_POSTGRES.append(cluster)
-        if pg_cluster.required():
-            pytest.fail(f"{cluster} (required under CI: .ci/run installs Debian's postgresql)")
-        pytest.skip(f"PostgreSQL backend NOT TESTED: {cluster}")
-    yield cluster
-    cluster.stop()
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if _NO_POSTGRES:
-        terminalreporter.write_sep("!", "the PostgreSQL journal was NOT tested", red=True)
-        terminalreporter.write_line(f"{_NO_POSTGRES[0]}; `apt-get install postgresql` and "
-                                    "`pip install -e '.[dev]'` make it testable")
-
-
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path):
     made = BACKENDS[request.param].create(request, tmp_path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 from sylphrun import model
+from sylphrun.journal.interface import WorkListener
 from sylphrun.journal.postgres import (
     actions,
     events,
@@ -68,11 +69,14 @@ class PostgresJournal:
 
     def listen_for_work(self):
         """A `listen.WorkListener` on this journal: wakes when a run becomes claimable,
-        from any host (not on the `Journal` protocol yet: the runtime's wake-ups are
-        SQLite's sockets until the worker loop takes either)."""
+        from any host."""
         from sylphrun.journal.postgres.listen import WorkListener
 
         return WorkListener(self.pg.url)
+
+    def work_listener(self) -> WorkListener | None:
+        """`Journal.work_listener`: LISTEN on its own connection."""
+        return self.listen_for_work()
 
     def replaced(self) -> bool:
         return False  # a database cannot be swapped under a connection like a file
