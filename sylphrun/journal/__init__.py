@@ -11,9 +11,9 @@ outside this package writes SQL, so a PostgreSQL journal can be added beside it 
 
 from sylphrun.journal.connection import DURABILITY, Connection
 from sylphrun.journal.interface import Journal, JournalReader
-from sylphrun.journal.postgres.url import redact as redact_url
 from sylphrun.journal.sqlite_journal import SqliteJournal, as_journal, open_journal
 from sylphrun.journal.store import LeaseLost, RunSpec
+from sylphrun.journal.urls import redact as redact_url
 
 __all__ = [
     "DURABILITY", "Connection", "Journal", "JournalReader", "LeaseLost", "RunSpec", "SqliteJournal",

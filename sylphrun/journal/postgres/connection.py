@@ -22,7 +22,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from sylphrun.errors import JournalError
-from sylphrun.journal.postgres.url import redact
+from sylphrun.journal.urls import redact
 
 T = TypeVar("T")
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import psycopg
 
 from sylphrun.journal.postgres.connection import CONNECT_TIMEOUT, journal_error
-from sylphrun.journal.postgres.url import redact
+from sylphrun.journal.urls import redact
 
 CHANNEL = "sylphrun_work"
 

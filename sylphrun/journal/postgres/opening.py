@@ -45,7 +45,7 @@ def _migrate(pg: PgConnection, *, create: bool) -> None:
 
 
 def _refuse_unless_empty(cur: Any, location: str, *, create: bool) -> None:
-    tables = schema.foreign_tables(cur)
+    tables = _foreign_tables(cur)
     if tables:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise NotAJournal(
@@ -54,3 +54,10 @@ def _refuse_unless_empty(cur: Any, location: str, *, create: bool) -> None:
     if not create:
         raise JournalError(f"no journal at {location}: start `sylphrun dev` or `sylphrun "
                            "worker`, or trigger a run, to create it")
+
+
+def _foreign_tables(cur: Any) -> list[str]:
+    """The tables of the connection's current schema, when it holds no journal."""
+    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                " ORDER BY tablename")
+    return [r[0] for r in cur.fetchall()]

@@ -11,7 +11,7 @@ from sylphrun.journal.logs import NOTABLE_LEVELS, LogRecord
 from sylphrun.journal.postgres.transitions import Cursor
 from sylphrun.journal.queries.feed import _SUMMARY_COLUMNS, RunSummary
 from sylphrun.journal.queries.runs import _RUN_COLUMNS, _loads, _run
-from sylphrun.journal.queries.steps import JournaledStep, StepChange
+from sylphrun.journal.queries.steps import JournaledStep
 
 _FINISHED = "('completed','failed','cancelled')"
 
@@ -175,15 +175,6 @@ def step_tries_in_attempt(cur: Cursor, run_id: str, step_key: str, run_attempt: 
     cur.execute("SELECT COUNT(*) FROM step_attempts WHERE run_id = %s AND step_key = %s"
                 " AND run_attempt = %s", (run_id, step_key, run_attempt))
     return cur.fetchone()[0]
-
-
-def steps_changed_since(cur: Cursor, run_id: str, since: float,
-                        key: str | None) -> list[StepChange]:
-    changed = "GREATEST(COALESCE(started_at, 0), COALESCE(finished_at, 0))"
-    cur.execute(f"SELECT key, kind, status, attempts, started_at, finished_at, error FROM steps"
-                f" WHERE run_id = %s AND ({changed} >= %s OR key = %s)"
-                f" ORDER BY {changed}, seq", (run_id, since, key))
-    return [StepChange._make(r) for r in cur.fetchall()]
 
 
 def logs_of(cur: Cursor, run_id: str, *, after_id: int) -> list[model.LogLine]:

@@ -393,10 +393,3 @@ def current_version(cur: Any) -> int | None:
     cur.execute("SELECT version FROM sylphrun_schema")
     row = cur.fetchone()
     return row[0] if row else 0
-
-
-def foreign_tables(cur: Any) -> list[str]:
-    """The tables of the connection's current schema, when it holds no journal."""
-    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                " ORDER BY tablename")
-    return [r[0] for r in cur.fetchall()]
