@@ -22,7 +22,7 @@ from common import BenchEngine, BenchProject, footer, header, ms, print_table
 from sylphrun.journal import queries
 from sylphrun.trigger import batch_chunk
 
-TASKS = '''
+TASKS = """
 from sylphrun import task
 
 @task(id="child")
@@ -33,7 +33,7 @@ async def child(payload, ctx):
 async def parent(payload, ctx):
     handles = await child.batch_trigger([{"i": i} for i in range(payload["n"])])
     return len(handles)
-'''
+"""
 
 
 def probe(conn, stop: threading.Event, waits: list[float]) -> None:
@@ -70,15 +70,19 @@ def main() -> None:
     finally:
         project.cleanup()
     replaced = [e for e in events if "replacing" in e or "restarting" in e]
-    print_table("inserting the children", ["what", "value"], [
-        ("children created", f"{children:,}"),
-        ("parent trigger-to-completed", f"{took:.1f} s"),
-        ("insert rate", f"{children / took:,.0f} runs/s"),
-        ("probe writes", f"{len(waits):,}"),
-        ("probe wait p50", f"{ms(statistics.median(waits))} ms" if waits else "-"),
-        ("probe wait max", f"{ms(max(waits))} ms" if waits else "-"),
-        ("workers replaced", str(len(replaced))),
-    ])
+    print_table(
+        "inserting the children",
+        ["what", "value"],
+        [
+            ("children created", f"{children:,}"),
+            ("parent trigger-to-completed", f"{took:.1f} s"),
+            ("insert rate", f"{children / took:,.0f} runs/s"),
+            ("probe writes", f"{len(waits):,}"),
+            ("probe wait p50", f"{ms(statistics.median(waits))} ms" if waits else "-"),
+            ("probe wait max", f"{ms(max(waits))} ms" if waits else "-"),
+            ("workers replaced", str(len(replaced))),
+        ],
+    )
     footer()
 
 

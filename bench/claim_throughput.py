@@ -36,19 +36,28 @@ def drain(runs: int, keys: int, *, limited: bool, grouped: bool) -> tuple[float,
     try:
         per_key = runs // keys
         key_of = (lambda i: f"k{i // per_key}") if grouped else (lambda i: f"k{i % keys}")
-        journal.enqueue_runs([RunSpec("t", "{}", concurrency_key=key_of(i)) for i in range(runs)],
-                             now=1.0)
+        journal.enqueue_runs(
+            [RunSpec("t", "{}", concurrency_key=key_of(i)) for i in range(runs)], now=1.0
+        )
         known = {"t": TaskTerms(key_concurrency=1 if limited else None)}
         held: dict[str, list] = {"w1": [], "w2": []}
         spent, calls, claimed, now = 0.0, 0, 0, 10.0
         while claimed < runs:
             for worker in held:
                 for c in held[worker]:
-                    journal.finish_run(c.run_id, c.epoch, status="completed", output="null",
-                                       error=None, traceback=None, now=now)
+                    journal.finish_run(
+                        c.run_id,
+                        c.epoch,
+                        status="completed",
+                        output="null",
+                        error=None,
+                        traceback=None,
+                        now=now,
+                    )
                 t0 = time.perf_counter()
-                held[worker], _ = journal.claim_runs(worker, SLOTS, lease_seconds=LEASE,
-                                                     known_tasks=known, now=now)
+                held[worker], _ = journal.claim_runs(
+                    worker, SLOTS, lease_seconds=LEASE, known_tasks=known, now=now
+                )
                 spent += time.perf_counter() - t0
                 calls += 1
                 claimed += len(held[worker])
@@ -75,7 +84,9 @@ def measure(runs: int = 1000, keys: int = 100, repeat: int = 3) -> dict:
                 spent, calls = drain(runs, keys, limited=limited, grouped=grouped)
                 rates.append(runs / spent)
             out[f"{layout}/{'limit 1' if limited else 'no limit'}"] = {
-                "runs_per_s": statistics.median(rates), "claim_calls": calls}
+                "runs_per_s": statistics.median(rates),
+                "claim_calls": calls,
+            }
         base = out[f"{layout}/no limit"]["runs_per_s"]
         out[f"{layout}/limit 1"]["slowdown"] = base / out[f"{layout}/limit 1"]["runs_per_s"]
     return out
@@ -85,12 +96,26 @@ def print_results(res: dict, runs: int = 1000, keys: int = 100) -> None:
     rows = []
     for case, r in res.items():
         slow = r.get("slowdown")
-        rows.append([case, f"{r['runs_per_s']:,.0f}", r["claim_calls"],
-                     "" if slow is None else f"{slow:.2f}x",
-                     "" if slow is None else ("met" if slow <= 2 else "MISSED")])
-    print_table(f"claims: {runs:,} queued runs over {keys} keys, 2 workers x {SLOTS} slots",
-                ["queue / per-key limit", "runs claimed/s", "claim calls",
-                 "slower than no limit", "within 2x"], rows)
+        rows.append(
+            [
+                case,
+                f"{r['runs_per_s']:,.0f}",
+                r["claim_calls"],
+                "" if slow is None else f"{slow:.2f}x",
+                "" if slow is None else ("met" if slow <= 2 else "MISSED"),
+            ]
+        )
+    print_table(
+        f"claims: {runs:,} queued runs over {keys} keys, 2 workers x {SLOTS} slots",
+        [
+            "queue / per-key limit",
+            "runs claimed/s",
+            "claim calls",
+            "slower than no limit",
+            "within 2x",
+        ],
+        rows,
+    )
 
 
 def main() -> None:

@@ -91,7 +91,6 @@ def print_facts(facts: dict[str, str] | None = None) -> None:
 # -- stats and tables ------------------------------------------------------------------
 
 
-
 def us(seconds: float) -> str:
     return f"{seconds * 1e6:,.0f}"
 
@@ -100,19 +99,23 @@ def ms(seconds: float, digits: int = 2) -> str:
     return f"{seconds * 1e3:,.{digits}f}"
 
 
-def print_table(title: str, header: Sequence[str], rows: Iterable[Sequence[object]],
-                left: int = 2) -> None:
+def print_table(
+    title: str, header: Sequence[str], rows: Iterable[Sequence[object]], left: int = 2
+) -> None:
     """A plain-text table; the first `left` columns are labels (left-aligned), the rest
     numbers (right-aligned)."""
     rows = [[str(c) for c in r] for r in rows]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
     print(f"## {title}")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
     for r in rows:
-        cells = [c.ljust(w) if i < left else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        ]
         print("  ".join(cells))
     print()
 
@@ -127,10 +130,18 @@ def verdict(ok: bool) -> str:
 class BenchProject:
     """A throw-away project folder: `sylphrun.toml`, one task package, its journal."""
 
-    def __init__(self, name: str, durability: str, tasks_source: str, *, workers: int = 2,
-                 extra_config: str = "") -> None:
-        self.root = Path(tempfile.mkdtemp(prefix=f"sylphrun-bench-{name}-{durability}-",
-                                          dir=bench_tmpdir()))
+    def __init__(
+        self,
+        name: str,
+        durability: str,
+        tasks_source: str,
+        *,
+        workers: int = 2,
+        extra_config: str = "",
+    ) -> None:
+        self.root = Path(
+            tempfile.mkdtemp(prefix=f"sylphrun-bench-{name}-{durability}-", dir=bench_tmpdir())
+        )
         # A package name of its own per project: workers import it fresh in every process.
         self.package = f"bench_tasks_{name.replace('-', '_')}_{durability}"
         (self.root / "sylphrun.toml").write_text(
@@ -177,8 +188,9 @@ class BenchEngine:
         if not self.supervisor.wait_ready(60):
             self.supervisor.stop(graceful=False)
             raise RuntimeError("workers did not register within 60 s")
-        self._thread = threading.Thread(target=self.supervisor.serve, args=(self._stop,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.supervisor.serve, args=(self._stop,), daemon=True
+        )
         self._thread.start()
         self.conn = self.project.connection()
         return self

@@ -48,15 +48,22 @@ TARGET_FIRST_PAINT_MS = 1000
 def finish(conn: Connection, claims, now: float, fail_every: int = 0) -> None:
     for n, c in enumerate(claims):
         failed = fail_every and n % fail_every == fail_every - 1
-        store.finish_run(conn, c.run_id, c.epoch, status="failed" if failed else "completed",
-                         output=None if failed else json.dumps({"ok": n}),
-                         error="ValueError: bad input [0]" if failed else None,
-                         traceback=None, now=now)
+        store.finish_run(
+            conn,
+            c.run_id,
+            c.epoch,
+            status="failed" if failed else "completed",
+            output=None if failed else json.dumps({"ok": n}),
+            error="ValueError: bad input [0]" if failed else None,
+            traceback=None,
+            now=now,
+        )
 
 
 def claim_all(conn: Connection, now: float, limit: int) -> list:
-    claims, _ = store.claim_runs(conn, "bench-builder", limit, lease_seconds=3600,
-                                 known_tasks=KNOWN, now=now)
+    claims, _ = store.claim_runs(
+        conn, "bench-builder", limit, lease_seconds=3600, known_tasks=KNOWN, now=now
+    )
     return claims
 
 
@@ -69,32 +76,62 @@ def build_journal(root: Path, runs: int, fanout: int, queued: int) -> tuple[Path
     made = 0
     while made < runs:
         n = min(500, runs - made)
-        specs = [RunSpec(TASKS[(made + i) % len(TASKS)], json.dumps({"i": made + i}))
-                 for i in range(n)]
+        specs = [
+            RunSpec(TASKS[(made + i) % len(TASKS)], json.dumps({"i": made + i})) for i in range(n)
+        ]
         store.enqueue_runs(conn, specs, t)
         claims = claim_all(conn, t, n)
         with_steps = claims[:20]
         for c in with_steps:
             for seq, name in enumerate(("validate", "charge", "fulfill"), 1):
-                store.record_step_start(conn, c.run_id, c.epoch, key=name, name=name, kind="step",
-                                        seq=seq, run_attempt=1, now=t)
-                store.record_step_result(conn, c.run_id, c.epoch, key=name, output='{"ok": 1}',
-                                         now=t + 0.01 * seq)
+                store.record_step_start(
+                    conn,
+                    c.run_id,
+                    c.epoch,
+                    key=name,
+                    name=name,
+                    kind="step",
+                    seq=seq,
+                    run_attempt=1,
+                    now=t,
+                )
+                store.record_step_result(
+                    conn, c.run_id, c.epoch, key=name, output='{"ok": 1}', now=t + 0.01 * seq
+                )
         finish(conn, claims, t + 0.05, fail_every=20)
         made += n
         t += 1.0
     # The fan-out: a parent, its trigger step, 1,000 children mostly finished.
     [(parent, _)] = store.enqueue_runs(conn, [RunSpec("batch-process", "{}")], t)
     [pc] = claim_all(conn, t, 1)
-    store.record_step_start(conn, parent, pc.epoch, key="prepare", name="prepare", kind="step",
-                            seq=1, run_attempt=1, now=t)
+    store.record_step_start(
+        conn,
+        parent,
+        pc.epoch,
+        key="prepare",
+        name="prepare",
+        kind="step",
+        seq=1,
+        run_attempt=1,
+        now=t,
+    )
     store.record_step_result(conn, parent, pc.epoch, key="prepare", output="{}", now=t + 0.1)
-    specs = [RunSpec("process-item", json.dumps({"item": i}), None, parent, "batch")
-             for i in range(fanout)]
+    specs = [
+        RunSpec("process-item", json.dumps({"item": i}), None, parent, "batch")
+        for i in range(fanout)
+    ]
     store.record_trigger_step(
-        conn, parent, pc.epoch, key="batch-trigger:process-item", name="batch-trigger:process-item",
-        seq=2, run_attempt=1, specs=specs,
-        output_of=lambda ids: json.dumps({"run_ids": ids}), now=t + 0.2)
+        conn,
+        parent,
+        pc.epoch,
+        key="batch-trigger:process-item",
+        name="batch-trigger:process-item",
+        seq=2,
+        run_attempt=1,
+        specs=specs,
+        output_of=lambda ids: json.dumps({"run_ids": ids}),
+        now=t + 0.2,
+    )
     # All children claimed (the unfinished tenth stays running, not queued: the refresh
     # samples claim queued runs and must get the ones on screen).
     children = []
@@ -130,9 +167,12 @@ class Probe:
                 if probe.first_row is None:
                     probe.first_row = now
                 index = self.scroll_offset.y + y - 1
-                if (probe.painted_after_apply is None and index < len(self.rows)
-                        and self.rows[index].id == probe.target
-                        and self.rows[index].status == "completed"):
+                if (
+                    probe.painted_after_apply is None
+                    and index < len(self.rows)
+                    and self.rows[index].id == probe.target
+                    and self.rows[index].status == "completed"
+                ):
                     probe.painted_after_apply = now
             return render_line(self, y)
 
@@ -241,8 +281,16 @@ def finish_batch(conn: Connection, n: int) -> float:
     now = time.time()
     claims = claim_all(conn, now, n)
     for c in claims:
-        store.finish_run(conn, c.run_id, c.epoch, status="completed", output="1", error=None,
-                         traceback=None, now=now)
+        store.finish_run(
+            conn,
+            c.run_id,
+            c.epoch,
+            status="completed",
+            output="1",
+            error=None,
+            traceback=None,
+            now=now,
+        )
     return time.perf_counter()
 
 
@@ -259,39 +307,63 @@ def main() -> None:
         queued = args.samples * 111 + 50
         _, _ = build_journal(root, args.runs, args.fanout, queued)
         total = args.runs + args.fanout + 1 + queued
-        print(f"journal: {total:,} runs ({args.runs:,} top-level finished, a {args.fanout:,}-child "
-              f"fan-out, {queued} queued), built in {time.perf_counter() - t0:.1f} s\n")
+        print(
+            f"journal: {total:,} runs ({args.runs:,} top-level finished, a {args.fanout:,}-child "
+            f"fan-out, {queued} queued), built in {time.perf_counter() - t0:.1f} s\n"
+        )
         r = asyncio.run(measure(root, args.samples))
     finally:
         if not os.environ.get("BENCH_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
-    print_table("start", ["what", "", "ms"], [
-        ["first paint", "app start -> first data row drawn", ms(r["first_paint"], 0)],
-        ["  first page", "feed thread: newest 200 runs read", ms(r["page_read"], 1)],
-        ["  first page", "UI thread: model + table", ms(r["page_apply"], 1)],
-        ["all runs listed", "app start -> the whole list loaded", ms(r["all_listed"], 0)],
-        ["  all runs", "feed thread: every run summary read", ms(r["full_read"], 0)],
-        ["  all runs", "UI thread: model + table", ms(r["full_apply"], 0)],
-        ["open fan-out run", "enter -> tree with 1,000 children", ms(r["open_fanout"], 0)],
-    ])
+    print_table(
+        "start",
+        ["what", "", "ms"],
+        [
+            ["first paint", "app start -> first data row drawn", ms(r["first_paint"], 0)],
+            ["  first page", "feed thread: newest 200 runs read", ms(r["page_read"], 1)],
+            ["  first page", "UI thread: model + table", ms(r["page_apply"], 1)],
+            ["all runs listed", "app start -> the whole list loaded", ms(r["all_listed"], 0)],
+            ["  all runs", "feed thread: every run summary read", ms(r["full_read"], 0)],
+            ["  all runs", "UI thread: model + table", ms(r["full_apply"], 0)],
+            ["open fan-out run", "enter -> tree with 1,000 children", ms(r["open_fanout"], 0)],
+        ],
+    )
     rows = []
     for batch in (1, 10, 100):
         lat = r["refresh"][batch]
-        rows.append([f"{batch} run(s) finish", f"{len(lat)} samples",
-                     ms(percentile(lat, 50), 0), ms(max(lat), 0),
-                     ms(percentile(r["apply"][batch], 50), 2), ms(max(r["apply"][batch]), 2),
-                     ms(percentile(r["read"][batch], 50), 2)])
-    print_table(f"live refresh with {total:,} runs (commit in another connection -> redrawn)",
-                ["change", "", "p50 ms", "max ms", "apply p50", "apply max", "read p50"], rows)
-    print_table("UI thread", ["what", "", "ms"], [
-        [f"search filter over {total:,}", "p50 of 4", ms(percentile(r["filter"], 50), 1)],
-        ["idle CPU", "3 s, feed polling", f"{r['idle_cpu'] * 100:.1f}%"],
-    ])
+        rows.append(
+            [
+                f"{batch} run(s) finish",
+                f"{len(lat)} samples",
+                ms(percentile(lat, 50), 0),
+                ms(max(lat), 0),
+                ms(percentile(r["apply"][batch], 50), 2),
+                ms(max(r["apply"][batch]), 2),
+                ms(percentile(r["read"][batch], 50), 2),
+            ]
+        )
+    print_table(
+        f"live refresh with {total:,} runs (commit in another connection -> redrawn)",
+        ["change", "", "p50 ms", "max ms", "apply p50", "apply max", "read p50"],
+        rows,
+    )
+    print_table(
+        "UI thread",
+        ["what", "", "ms"],
+        [
+            [f"search filter over {total:,}", "p50 of 4", ms(percentile(r["filter"], 50), 1)],
+            ["idle CPU", "3 s, feed polling", f"{r['idle_cpu'] * 100:.1f}%"],
+        ],
+    )
     worst = max(max(v) for v in r["refresh"].values())
-    print(f"refresh max {worst * 1000:.0f} ms vs {TARGET_REFRESH_MS} ms: "
-          f"{verdict(worst * 1000 <= TARGET_REFRESH_MS)}")
-    print(f"first paint {r['first_paint'] * 1000:.0f} ms vs {TARGET_FIRST_PAINT_MS} ms: "
-          f"{verdict(r['first_paint'] * 1000 <= TARGET_FIRST_PAINT_MS)}")
+    print(
+        f"refresh max {worst * 1000:.0f} ms vs {TARGET_REFRESH_MS} ms: "
+        f"{verdict(worst * 1000 <= TARGET_REFRESH_MS)}"
+    )
+    print(
+        f"first paint {r['first_paint'] * 1000:.0f} ms vs {TARGET_FIRST_PAINT_MS} ms: "
+        f"{verdict(r['first_paint'] * 1000 <= TARGET_FIRST_PAINT_MS)}"
+    )
     footer()
 
 

@@ -33,7 +33,7 @@ from sylphrun.events import send_event
 from sylphrun.journal import queries
 from sylphrun.model import WAITING
 
-TASKS = '''
+TASKS = """
 import time
 from sylphrun import task
 
@@ -46,7 +46,7 @@ async def waiter(payload, ctx):
                                         match={"k": payload["k"]})
     step = await ctx.step.run("next", anow)
     return {"sent": got["t"], "step": step}
-'''
+"""
 
 
 def sample(eng: BenchEngine, k: int, pause: float) -> dict:
@@ -67,8 +67,11 @@ def sample(eng: BenchEngine, k: int, pause: float) -> dict:
     t_seen = time.time()
     if not result.ok:
         raise RuntimeError(f"waiter failed: {result.error}")
-    return {"send call": t_sent - t0, "-> next step fn": result.output["step"] - t0,
-            "-> seen by waiter": t_seen - t0}
+    return {
+        "send call": t_sent - t0,
+        "-> next step fn": result.output["step"] - t0,
+        "-> seen by waiter": t_seen - t0,
+    }
 
 
 def measure(durability: str, samples: int = 100, pause: float = 0.02) -> dict:
@@ -89,11 +92,22 @@ def report(results: list[dict]) -> None:
         s = r["samples"]
         for key in s[0]:
             values = [x[key] for x in s]
-            rows.append([r["durability"], key, len(values), ms(percentile(values, 50)),
-                         ms(percentile(values, 90)), ms(percentile(values, 99)),
-                         ms(max(values))])
-    print_table("event-roundtrip: ms from the send call, a run parked on its wait, idle workers",
-                ["durability", "from send to", "n", "p50", "p90", "p99", "max"], rows)
+            rows.append(
+                [
+                    r["durability"],
+                    key,
+                    len(values),
+                    ms(percentile(values, 50)),
+                    ms(percentile(values, 90)),
+                    ms(percentile(values, 99)),
+                    ms(max(values)),
+                ]
+            )
+    print_table(
+        "event-roundtrip: ms from the send call, a run parked on its wait, idle workers",
+        ["durability", "from send to", "n", "p50", "p90", "p99", "max"],
+        rows,
+    )
 
 
 def main() -> None:

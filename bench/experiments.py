@@ -133,8 +133,14 @@ def step_writes(durability: str, variant: set[str], steps: int) -> tuple[list[fl
             conn = project.connection()
             try:
                 [(run_id, _)] = store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time())
-                claims, _ = store.claim_runs(conn, "bench", 1, lease_seconds=600,
-                                             known_tasks={"t": _no_limits()}, now=time.time())
+                claims, _ = store.claim_runs(
+                    conn,
+                    "bench",
+                    1,
+                    lease_seconds=600,
+                    known_tasks={"t": _no_limits()},
+                    now=time.time(),
+                )
                 epoch = claims[0].epoch
                 notify = "coalesced" not in variant
                 times = []
@@ -142,11 +148,27 @@ def step_writes(durability: str, variant: set[str], steps: int) -> tuple[list[fl
                 cpu0 = time.thread_time()
                 for i in range(steps):
                     t0 = pc()
-                    store.record_step_start(conn, run_id, epoch, key=f"s{i}", name=f"s{i}",
-                                            kind="step", seq=i + 1, run_attempt=1,
-                                            now=time.time(), notify=notify)
-                    store.record_step_result(conn, run_id, epoch, key=f"s{i}", output=str(i),
-                                             now=time.time(), notify=notify)
+                    store.record_step_start(
+                        conn,
+                        run_id,
+                        epoch,
+                        key=f"s{i}",
+                        name=f"s{i}",
+                        kind="step",
+                        seq=i + 1,
+                        run_attempt=1,
+                        now=time.time(),
+                        notify=notify,
+                    )
+                    store.record_step_result(
+                        conn,
+                        run_id,
+                        epoch,
+                        key=f"s{i}",
+                        output=str(i),
+                        now=time.time(),
+                        notify=notify,
+                    )
                     times.append(pc() - t0)
                 return times, (time.thread_time() - cpu0) / steps
             finally:
@@ -163,19 +185,41 @@ def wal_bytes_per_step(variant: set[str], steps: int = 200) -> float:
             conn = project.connection()
             try:
                 [(run_id, _)] = store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time())
-                claims, _ = store.claim_runs(conn, "bench", 1, lease_seconds=600,
-                                             known_tasks={"t": _no_limits()}, now=time.time())
+                claims, _ = store.claim_runs(
+                    conn,
+                    "bench",
+                    1,
+                    lease_seconds=600,
+                    known_tasks={"t": _no_limits()},
+                    now=time.time(),
+                )
                 conn.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 conn.db.execute("PRAGMA wal_autocheckpoint = 0")
                 wal = f"{project.config.journal}-wal"
                 size0 = os.path.getsize(wal)
                 notify = "coalesced" not in variant
                 for i in range(steps):
-                    store.record_step_start(conn, run_id, claims[0].epoch, key=f"s{i}",
-                                            name=f"s{i}", kind="step", seq=i + 1,
-                                            run_attempt=1, now=time.time(), notify=notify)
-                    store.record_step_result(conn, run_id, claims[0].epoch, key=f"s{i}",
-                                             output=str(i), now=time.time(), notify=notify)
+                    store.record_step_start(
+                        conn,
+                        run_id,
+                        claims[0].epoch,
+                        key=f"s{i}",
+                        name=f"s{i}",
+                        kind="step",
+                        seq=i + 1,
+                        run_attempt=1,
+                        now=time.time(),
+                        notify=notify,
+                    )
+                    store.record_step_result(
+                        conn,
+                        run_id,
+                        claims[0].epoch,
+                        key=f"s{i}",
+                        output=str(i),
+                        now=time.time(),
+                        notify=notify,
+                    )
                 return (os.path.getsize(wal) - size0) / steps
             finally:
                 conn.close()
@@ -191,26 +235,47 @@ def journal_part(durabilities: list[str], steps: int, rounds: int) -> None:
         for _ in range(rounds):
             for label, variant in variants:
                 t, cpu = step_writes(d, variant, steps)
-                stats[label].append((percentile(t, 50), statistics.mean(t), percentile(t, 99),
-                                     max(t), cpu))
+                stats[label].append(
+                    (percentile(t, 50), statistics.mean(t), percentile(t, 99), max(t), cpu)
+                )
         base = statistics.median(s[0] for s in stats["baseline"])
         for label, variant in variants:
             runs = stats[label]
             med = statistics.median(s[0] for s in runs)
             wal = wal_bytes_per_step(variant) / 1024
-            rows.append([
-                d, label, us(med), us(statistics.median(s[1] for s in runs)),
-                us(statistics.median(s[2] for s in runs)),
-                us(statistics.median(s[3] for s in runs)),
-                us(min(s[4] for s in runs)), f"{(1 - med / base) * 100:+.0f}%", f"{wal:.1f}",
-            ])
-    print_table(f"journal: the two writes of one step, {steps} steps back to back, µs "
-                f"(median over {rounds} interleaved rounds; CPU = this thread's, best round)",
-                ["durability", "variant", "median", "mean", "p99", "max", "CPU/step",
-                 "median saved", "WAL KiB/step"], rows)
+            rows.append(
+                [
+                    d,
+                    label,
+                    us(med),
+                    us(statistics.median(s[1] for s in runs)),
+                    us(statistics.median(s[2] for s in runs)),
+                    us(statistics.median(s[3] for s in runs)),
+                    us(min(s[4] for s in runs)),
+                    f"{(1 - med / base) * 100:+.0f}%",
+                    f"{wal:.1f}",
+                ]
+            )
+    print_table(
+        f"journal: the two writes of one step, {steps} steps back to back, µs "
+        f"(median over {rounds} interleaved rounds; CPU = this thread's, best round)",
+        [
+            "durability",
+            "variant",
+            "median",
+            "mean",
+            "p99",
+            "max",
+            "CPU/step",
+            "median saved",
+            "WAL KiB/step",
+        ],
+        rows,
+    )
 
 
 # -- part 2: the engine -------------------------------------------------------------------
+
 
 def engine_chain(durability: str, variant: set[str]) -> list[float]:
     """steps-100 on a fresh journal, exactly as bench/steps100.py runs it (a supervisor
@@ -227,8 +292,7 @@ def engine_chain(durability: str, variant: set[str]) -> list[float]:
 def engine_part(durabilities: list[str], rounds: int) -> None:
     rows = []
     for d in durabilities:
-        variants = [(label, v) for label, v in VARIANTS
-                    if not v & {"no-triggers", "coalesced"}]
+        variants = [(label, v) for label, v in VARIANTS if not v & {"no-triggers", "coalesced"}]
         pooled: dict[str, list[float]] = {k: [] for k, _ in variants}
         for _ in range(rounds):
             for label, variant in variants:
@@ -236,13 +300,24 @@ def engine_part(durabilities: list[str], rounds: int) -> None:
         base = percentile(pooled["baseline"], 50)
         for label, _ in variants:
             t = pooled[label]
-            rows.append([d, label, len(t), us(percentile(t, 50)), us(percentile(t, 90)),
-                         us(statistics.mean(t)), us(max(t)),
-                         f"{(1 - percentile(t, 50) / base) * 100:+.0f}%"])
-    print_table(f"engine: steps-{steps100.STEPS} (async step, fresh journal, 2 spawned workers),"
-                f" per-step µs, {rounds} fresh projects per variant pooled",
-                ["durability", "variant", "n", "median", "p90", "mean", "max", "median saved"],
-                rows)
+            rows.append(
+                [
+                    d,
+                    label,
+                    len(t),
+                    us(percentile(t, 50)),
+                    us(percentile(t, 90)),
+                    us(statistics.mean(t)),
+                    us(max(t)),
+                    f"{(1 - percentile(t, 50) / base) * 100:+.0f}%",
+                ]
+            )
+    print_table(
+        f"engine: steps-{steps100.STEPS} (async step, fresh journal, 2 spawned workers),"
+        f" per-step µs, {rounds} fresh projects per variant pooled",
+        ["durability", "variant", "n", "median", "p90", "mean", "max", "median saved"],
+        rows,
+    )
 
 
 # -- part 3: fixed costs ------------------------------------------------------------------
@@ -287,12 +362,28 @@ def empty_transactions(durability: str, n: int = 2000) -> dict[str, list[float]]
 def fixed_part(durabilities: list[str]) -> None:
     rows = []
     rt = executor_round_trip()
-    rows.append(["-", "loop.run_in_executor(pool, int) round trip", us(percentile(rt, 50)),
-                 us(statistics.mean(rt)), us(percentile(rt, 99)), us(max(rt))])
+    rows.append(
+        [
+            "-",
+            "loop.run_in_executor(pool, int) round trip",
+            us(percentile(rt, 50)),
+            us(statistics.mean(rt)),
+            us(percentile(rt, 99)),
+            us(max(rt)),
+        ]
+    )
     for d in durabilities:
         for label, t in empty_transactions(d).items():
-            rows.append([d, label, us(percentile(t, 50)), us(statistics.mean(t)),
-                         us(percentile(t, 99)), us(max(t))])
+            rows.append(
+                [
+                    d,
+                    label,
+                    us(percentile(t, 50)),
+                    us(statistics.mean(t)),
+                    us(percentile(t, 99)),
+                    us(max(t)),
+                ]
+            )
     print_table("fixed costs, µs", ["durability", "what", "median", "mean", "p99", "max"], rows)
 
 
@@ -300,10 +391,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--durability", default=",".join(DURABILITIES))
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="journal part: variants run interleaved this many times")
-    parser.add_argument("--engine-rounds", type=int, default=3,
-                        help="engine part: fresh projects per variant")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="journal part: variants run interleaved this many times",
+    )
+    parser.add_argument(
+        "--engine-rounds", type=int, default=3, help="engine part: fresh projects per variant"
+    )
     parser.add_argument("--parts", default="journal,engine,fixed")
     args = parser.parse_args(argv)
     durabilities = [d.strip() for d in args.durability.split(",") if d.strip()]

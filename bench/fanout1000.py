@@ -33,7 +33,7 @@ TARGET_RUNS_PER_S = 1000
 N = 1000
 WORKERS = 2
 
-TASKS = '''
+TASKS = """
 import asyncio
 from sylphrun import task
 
@@ -50,7 +50,7 @@ async def fanout(payload, ctx):
 
     results = await ctx.step.run("collect", collect)
     return {"n": len(results), "ok": sum(1 for r in results if r["ok"])}
-'''
+"""
 
 
 def one(eng: BenchEngine, n: int) -> dict:
@@ -93,20 +93,38 @@ def report(results: list[dict]) -> None:
         rate = statistics.median(x["runs_per_s"] for x in runs)
         mid = sorted(runs, key=lambda x: x["runs_per_s"])[len(runs) // 2]
         rss = r["rss"]
-        rows.append([
-            r["durability"], f"{len(runs)}", f"{rate:,.0f}",
-            f"{min(x['runs_per_s'] for x in runs):,.0f}-{max(x['runs_per_s'] for x in runs):,.0f}",
-            ms(mid["seconds"], 0), ms(mid["to_first_child"], 1), ms(mid["children_span"], 0),
-            ms(mid["last_child_to_parent_done"], 1),
-            " / ".join(f"{v / 2**20:.0f}" for v in rss.values()) or "n/a",
-            verdict(rate >= TARGET_RUNS_PER_S),
-        ])
+        rows.append(
+            [
+                r["durability"],
+                f"{len(runs)}",
+                f"{rate:,.0f}",
+                f"{min(x['runs_per_s'] for x in runs):,.0f}-{max(x['runs_per_s'] for x in runs):,.0f}",
+                ms(mid["seconds"], 0),
+                ms(mid["to_first_child"], 1),
+                ms(mid["children_span"], 0),
+                ms(mid["last_child_to_parent_done"], 1),
+                " / ".join(f"{v / 2**20:.0f}" for v in rss.values()) or "n/a",
+                verdict(rate >= TARGET_RUNS_PER_S),
+            ]
+        )
     print_table(
         f"fanout-{N}: children/s end to end on {WORKERS} workers, target >= {TARGET_RUNS_PER_S}"
         " (median of repeats; timings of the median repeat in ms)",
-        ["durability", "repeats", "runs/s", "range", "total", "->1st child", "children span",
-         "last child->done", "worker peak RSS MiB", "target"],
-        rows, left=1)
+        [
+            "durability",
+            "repeats",
+            "runs/s",
+            "range",
+            "total",
+            "->1st child",
+            "children span",
+            "last child->done",
+            "worker peak RSS MiB",
+            "target",
+        ],
+        rows,
+        left=1,
+    )
 
 
 def main() -> None:

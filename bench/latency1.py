@@ -34,7 +34,7 @@ from sylphrun.trigger import trigger
 
 TARGET_P50_MS = 10
 
-TASKS = '''
+TASKS = """
 import time
 from sylphrun import task
 
@@ -49,7 +49,7 @@ async def ping(payload, ctx):
     body = time.time()
     step = await ctx.step.run("stamp", anow)
     return {"body": body, "step": step}
-'''
+"""
 
 
 def sample(eng: BenchEngine) -> dict:
@@ -97,12 +97,24 @@ def report(results: list[dict]) -> None:
             target = ""
             if key == "-> first step fn":
                 target = verdict(percentile(values, 50) * 1e3 < TARGET_P50_MS)
-            rows.append([r["durability"], key, len(values), ms(percentile(values, 50)),
-                         ms(percentile(values, 90)), ms(percentile(values, 99)),
-                         ms(max(values)), target])
-    print_table(f"latency-1: ms from the trigger call, idle workers; target p50 < {TARGET_P50_MS}"
-                " ms to first step start",
-                ["durability", "from trigger to", "n", "p50", "p90", "p99", "max", "target"], rows)
+            rows.append(
+                [
+                    r["durability"],
+                    key,
+                    len(values),
+                    ms(percentile(values, 50)),
+                    ms(percentile(values, 90)),
+                    ms(percentile(values, 99)),
+                    ms(max(values)),
+                    target,
+                ]
+            )
+    print_table(
+        f"latency-1: ms from the trigger call, idle workers; target p50 < {TARGET_P50_MS}"
+        " ms to first step start",
+        ["durability", "from trigger to", "n", "p50", "p90", "p99", "max", "target"],
+        rows,
+    )
 
 
 def main() -> None:

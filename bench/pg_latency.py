@@ -33,7 +33,7 @@ import pg_cluster  # noqa: E402
 from sylphrun.journal import RunSpec, open_journal  # noqa: E402
 from sylphrun.trigger import enqueue, wait_for_result  # noqa: E402
 
-TASKS = '''
+TASKS = """
 import time
 from sylphrun import task
 
@@ -43,16 +43,20 @@ async def stamp():
 @task(id="ping")
 async def ping(payload, ctx):
     return await ctx.step.run("stamp", stamp)
-'''
+"""
 
 
 def start_worker(folder: Path, url: str) -> subprocess.Popen:
     (folder / "tasks").mkdir()
     (folder / "tasks" / "ping.py").write_text(TASKS)
     (folder / "sylphrun.toml").write_text('tasks = ["tasks"]\n')
-    return subprocess.Popen([sys.executable, "-m", "sylphrun", "worker", "--workers", "1",
-                             "--journal", url], cwd=folder, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "sylphrun", "worker", "--workers", "1", "--journal", url],
+        cwd=folder,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def wait_for_worker(journal, deadline: float = 60) -> None:
@@ -96,10 +100,15 @@ def main() -> None:
             time.sleep(args.pause)
             got[list(got)[i % 2]].append(sample(journal, poke=i % 2 == 0))
         print_facts()
-        rows = [(name, len(xs), ms(percentile(xs, 50)), ms(percentile(xs, 90)), ms(max(xs)))
-                for name, xs in got.items()]
-        print_table(f"trigger -> first step start, PostgreSQL, 1 idle worker (pid {os.getpid()})",
-                    ["trigger", "n", "p50", "p90", "max"], rows)
+        rows = [
+            (name, len(xs), ms(percentile(xs, 50)), ms(percentile(xs, 90)), ms(max(xs)))
+            for name, xs in got.items()
+        ]
+        print_table(
+            f"trigger -> first step start, PostgreSQL, 1 idle worker (pid {os.getpid()})",
+            ["trigger", "n", "p50", "p90", "max"],
+            rows,
+        )
         journal.close()
     finally:
         if worker is not None:

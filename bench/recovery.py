@@ -43,7 +43,7 @@ KILL_IN = "s11"
 TARGET_SECONDS = 2.0
 TARGET_REEXECUTED = 1
 
-TASKS = '''
+TASKS = """
 import os
 import time
 from sylphrun import task
@@ -68,7 +68,7 @@ def effect(ledger, name):
 async def twenty_steps(payload, ctx):
     return [await ctx.step.run(f"s{i}", effect, payload["ledger"], f"s{i}")
             for i in range(1, 21)]
-'''
+"""
 
 
 def _ledger(path: Path) -> list[tuple[str, float]]:
@@ -155,16 +155,37 @@ def report(results: list[dict]) -> None:
     rows = []
     for r in results:
         s = summary(r)
-        rows.append([r["durability"], len(r["reps"]), f"{s['kill_to_first_step_s'] * 1e3:,.0f}",
-                     f"{s['kill_to_done_s'] * 1e3:,.0f}", f"{s['kill_to_done_max_s'] * 1e3:,.0f}",
-                     f"{s['kill_to_seen_s'] * 1e3:,.0f}", s["reexecuted_max"],
-                     ",".join(s["reexecuted_names"]) or "-", verdict(s["met"])])
+        rows.append(
+            [
+                r["durability"],
+                len(r["reps"]),
+                f"{s['kill_to_first_step_s'] * 1e3:,.0f}",
+                f"{s['kill_to_done_s'] * 1e3:,.0f}",
+                f"{s['kill_to_done_max_s'] * 1e3:,.0f}",
+                f"{s['kill_to_seen_s'] * 1e3:,.0f}",
+                s["reexecuted_max"],
+                ",".join(s["reexecuted_names"]) or "-",
+                verdict(s["met"]),
+            ]
+        )
     print_table(
         f"recovery: {STEPS}-step run, its worker SIGKILLed in step 11 (ms from the kill,"
         f" median of repeats); target done <= {TARGET_SECONDS:.0f} s, re-executed <="
         f" {TARGET_REEXECUTED}",
-        ["durability", "repeats", "->1st step again", "->done (journal)", "max", "->seen by waiter",
-         "re-executed (max)", "which", "target"], rows, left=1)
+        [
+            "durability",
+            "repeats",
+            "->1st step again",
+            "->done (journal)",
+            "max",
+            "->seen by waiter",
+            "re-executed (max)",
+            "which",
+            "target",
+        ],
+        rows,
+        left=1,
+    )
 
 
 def main() -> None:

@@ -47,7 +47,7 @@ from common import REPO, bench_tmpdir, footer, header, percentile, print_table, 
 
 from sylphrun.journal import Connection, queries
 
-TASK = '''
+TASK = """
 from sylphrun import task
 
 VERSION = {version}
@@ -55,10 +55,12 @@ VERSION = {version}
 @task(id="hello")
 async def hello(payload, ctx):
     return await ctx.step.run("greet", lambda: VERSION)
-'''
+"""
 
-WARM_IMPORTS = ("import sylphrun.cli, sylphrun.devserver, sylphrun.eventlog, sylphrun.reload, "
-                "sylphrun.runtime.worker, sylphrun.discover, watchfiles, rich.console")
+WARM_IMPORTS = (
+    "import sylphrun.cli, sylphrun.devserver, sylphrun.eventlog, sylphrun.reload, "
+    "sylphrun.runtime.worker, sylphrun.discover, watchfiles, rich.console"
+)
 PHASES = ("seen", "check", "start", "register")
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("sylphrun"))
 
@@ -76,9 +78,15 @@ class Dev:
 
     def __init__(self, root: Path, command: list[str], env: dict[str, str]) -> None:
         self.started = time.perf_counter()
-        self.proc = subprocess.Popen([*command, "dev", "--no-tui"], cwd=root,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     start_new_session=True, env=env)
+        self.proc = subprocess.Popen(
+            [*command, "dev", "--no-tui"],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            env=env,
+        )
         self.lines: list[tuple[float, str]] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -89,7 +97,9 @@ class Dev:
     def count(self, fragment: str) -> int:
         return sum(fragment in line for _, line in self.lines)
 
-    def wait_for(self, fragment: str, more_than: int = 0, timeout: float = 30.0) -> tuple[float, str]:
+    def wait_for(
+        self, fragment: str, more_than: int = 0, timeout: float = 30.0
+    ) -> tuple[float, str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             hits = [(t, line) for t, line in self.lines if fragment in line]
@@ -113,8 +123,9 @@ def parse_reload(line: str) -> tuple[float, dict[str, float]]:
     return took, phases
 
 
-def measure_reload(edits: int, workers: int, command: list[str], env: dict[str, str],
-                   settle: float, pause: float):
+def measure_reload(
+    edits: int, workers: int, command: list[str], env: dict[str, str], settle: float, pause: float
+):
     root = make_project(workers)
     source = root / "tasks" / "hello.py"
     dev = Dev(root, command, env)
@@ -174,7 +185,9 @@ def measure_starts(n: int, workers: int, env: dict[str, str]) -> list[list[objec
             ("import check (python -m sylphrun.reload)", [py, "-m", "sylphrun.reload", str(root)]),
         ]:
             times = time_process(argv, env, root, n)
-            rows.append([label, f"{min(times) * 1000:.0f}", f"{statistics.median(times) * 1000:.0f}"])
+            rows.append(
+                [label, f"{min(times) * 1000:.0f}", f"{statistics.median(times) * 1000:.0f}"]
+            )
         watching, ready = [], []
         for _ in range(max(1, n // 3)):
             dev = Dev(root, [CONSOLE_SCRIPT], env)
@@ -184,10 +197,17 @@ def measure_starts(n: int, workers: int, env: dict[str, str]) -> list[list[objec
                 ready.append(workers_registered(root, workers) - dev.started)
             finally:
                 dev.stop()
-        for label, times in [("sylphrun dev, exec to 'watching'", watching),
-                             ("sylphrun dev, exec to every worker registered", ready)]:
-            rows.append([f"{label} ({len(times)}x)", f"{min(times) * 1000:.0f}",
-                         f"{statistics.median(times) * 1000:.0f}"])
+        for label, times in [
+            ("sylphrun dev, exec to 'watching'", watching),
+            ("sylphrun dev, exec to every worker registered", ready),
+        ]:
+            rows.append(
+                [
+                    f"{label} ({len(times)}x)",
+                    f"{min(times) * 1000:.0f}",
+                    f"{statistics.median(times) * 1000:.0f}",
+                ]
+            )
         return rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -197,19 +217,27 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--edits", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--settle", type=float, default=1.0,
-                        help="seconds between 'watching' and the first save")
-    parser.add_argument("--pause", type=float, default=0.3,
-                        help="seconds from a reload to the next save")
+    parser.add_argument(
+        "--settle", type=float, default=1.0, help="seconds between 'watching' and the first save"
+    )
+    parser.add_argument(
+        "--pause", type=float, default=0.3, help="seconds from a reload to the next save"
+    )
     parser.add_argument("--starts", type=int, default=10, help="samples per start-up row (0: skip)")
-    parser.add_argument("--bytecode", choices=("env", "on"), default="env",
-                        help="env: as inherited; on: a fresh PYTHONPYCACHEPREFIX, warmed")
+    parser.add_argument(
+        "--bytecode",
+        choices=("env", "on"),
+        default="env",
+        help="env: as inherited; on: a fresh PYTHONPYCACHEPREFIX, warmed",
+    )
     args = parser.parse_args()
     env = {**os.environ, "NO_COLOR": "1"}
     if args.bytecode == "on":
         # A cache of our own: the source tree stays as it was (others may measure it).
         env.pop("PYTHONDONTWRITEBYTECODE", None)
-        env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="sylphrun-bench-pyc-", dir=bench_tmpdir())
+        env["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(
+            prefix="sylphrun-bench-pyc-", dir=bench_tmpdir()
+        )
         subprocess.run([sys.executable, "-c", WARM_IMPORTS], env=env, check=True)
     try:
         run(args, env)
@@ -227,27 +255,49 @@ def run(args: argparse.Namespace, env: dict[str, str]) -> None:
     else:
         cache = "as inherited"
     print(f"  bytecode cache     {cache}")
-    print(f"  saves              the first {args.settle:g} s after 'watching', then "
-          f"{args.pause:g} s after each reload\n")
+    print(
+        f"  saves              the first {args.settle:g} s after 'watching', then "
+        f"{args.pause:g} s after each reload\n"
+    )
     rows, phase_rows = [], []
-    for label, command in [("python -m sylphrun", [sys.executable, "-m", "sylphrun"]),
-                           ("sylphrun", [CONSOLE_SCRIPT])]:
-        took, phases = measure_reload(args.edits, args.workers, command, env, args.settle,
-                                      args.pause)
+    for label, command in [
+        ("python -m sylphrun", [sys.executable, "-m", "sylphrun"]),
+        ("sylphrun", [CONSOLE_SCRIPT]),
+    ]:
+        took, phases = measure_reload(
+            args.edits, args.workers, command, env, args.settle, args.pause
+        )
         p50 = percentile(took, 50)
-        rows.append([label, args.workers, len(took), f"{p50 * 1000:.0f}",
-                     f"{percentile(took, 90) * 1000:.0f}", f"{max(took) * 1000:.0f}",
-                     verdict(p50 < 1.0)])
+        rows.append(
+            [
+                label,
+                args.workers,
+                len(took),
+                f"{p50 * 1000:.0f}",
+                f"{percentile(took, 90) * 1000:.0f}",
+                f"{max(took) * 1000:.0f}",
+                verdict(p50 < 1.0),
+            ]
+        )
         if all(phases):
-            phase_rows.append([label, *(f"{statistics.median(p[k] for p in phases) * 1000:.0f}"
-                                        for k in PHASES)])
-    print_table("reload", ["dev started by", "workers", "edits", "p50 ms", "p90 ms", "max ms",
-                           "target < 1000 ms"], rows, left=1)
+            phase_rows.append(
+                [label, *(f"{statistics.median(p[k] for p in phases) * 1000:.0f}" for k in PHASES)]
+            )
+    print_table(
+        "reload",
+        ["dev started by", "workers", "edits", "p50 ms", "p90 ms", "max ms", "target < 1000 ms"],
+        rows,
+        left=1,
+    )
     if phase_rows:
         print_table("reload phases, median ms", ["dev started by", *PHASES], phase_rows, left=1)
     if args.starts:
-        print_table("start-up of a fresh process, ms", ["what", "best", "median"],
-                    measure_starts(args.starts, args.workers, env), left=1)
+        print_table(
+            "start-up of a fresh process, ms",
+            ["what", "best", "median"],
+            measure_starts(args.starts, args.workers, env),
+            left=1,
+        )
     footer()
 
 

@@ -40,7 +40,7 @@ STEPS = 100
 # into "call -> fn" (journal the start; for a sync fn, hop to a thread) and "fn -> back"
 # (journal the result; for a sync fn, hop back to the loop). perf_counter is
 # CLOCK_MONOTONIC on Linux: one clock for every thread of the worker.
-TASKS = '''
+TASKS = """
 import time
 from sylphrun import task
 
@@ -64,7 +64,7 @@ async def chain(payload, ctx):
         into.append(t_fn - t0)
         back.append(t1 - t_fn)
     return {"total": total, "into": into, "back": back}
-'''
+"""
 
 
 def raw_commits(durability: str, n: int = 300, warm: int = 0) -> list[float]:
@@ -106,17 +106,29 @@ def journal_writes(project: BenchProject, n: int = 200, warm: int = 0) -> dict[s
     conn = project.connection()
     try:
         [(run_id, _)] = store.enqueue_runs(conn, [RunSpec("chain", "{}")], time.time())
-        claims, _ = store.claim_runs(conn, "bench", 1, lease_seconds=600,
-                                     known_tasks={"chain": no_limits()}, now=time.time())
+        claims, _ = store.claim_runs(
+            conn, "bench", 1, lease_seconds=600, known_tasks={"chain": no_limits()}, now=time.time()
+        )
         epoch = claims[0].epoch
         start, result = [], []
         for i in range(n + warm):
             t0 = time.perf_counter()
-            store.record_step_start(conn, run_id, epoch, key=f"k{i}", name=f"k{i}", kind="step",
-                                    seq=i + 1, run_attempt=1, now=time.time(), notify=False)
+            store.record_step_start(
+                conn,
+                run_id,
+                epoch,
+                key=f"k{i}",
+                name=f"k{i}",
+                kind="step",
+                seq=i + 1,
+                run_attempt=1,
+                now=time.time(),
+                notify=False,
+            )
             t1 = time.perf_counter()
-            store.record_step_result(conn, run_id, epoch, key=f"k{i}", output=str(i),
-                                     now=time.time(), notify=False)
+            store.record_step_result(
+                conn, run_id, epoch, key=f"k{i}", output=str(i), now=time.time(), notify=False
+            )
             t2 = time.perf_counter()
             start.append(t1 - t0)
             result.append(t2 - t1)
@@ -160,14 +172,18 @@ def measure(durability: str, repeat: int = 3) -> dict:
             with BenchEngine(project) as eng:
                 for kind, sync in (("async", False), ("sync", True)):
                     eng.run("chain", {"n": 20, "sync": sync})
-                    _add(out.setdefault(f"{kind} fresh", {}),
-                         eng.run("chain", {"n": STEPS, "sync": sync}).output)
+                    _add(
+                        out.setdefault(f"{kind} fresh", {}),
+                        eng.run("chain", {"n": STEPS, "sync": sync}).output,
+                    )
                 if r == repeat - 1:
                     eng.run("chain", {"n": WARM_STEPS})
                     for kind, sync in (("async", False), ("sync", True)):
                         for _ in range(repeat):
-                            _add(out.setdefault(f"{kind} warm", {}),
-                                 eng.run("chain", {"n": STEPS, "sync": sync}).output)
+                            _add(
+                                out.setdefault(f"{kind} warm", {}),
+                                eng.run("chain", {"n": STEPS, "sync": sync}).output,
+                            )
         finally:
             project.cleanup()
     time.sleep(SETTLE_S)
@@ -192,13 +208,37 @@ def report(results: list[dict]) -> None:
                 into, back = us(percentile(v["into"], 50)), us(percentile(v["back"], 50))
                 v = v["total"]
                 target = verdict(percentile(v, 50) * 1e6 < TARGET_US)
-            rows.append([r["durability"], label, len(v), us(percentile(v, 50)),
-                         us(percentile(v, 90)), us(statistics.mean(v)), us(max(v)), into, back,
-                         target])
-    print_table(f"steps-{STEPS}: per-step time (µs), target median < {TARGET_US} µs;"
-                " call->fn and fn->back are medians of the two halves of a step.run",
-                ["durability", "what", "n", "median", "p90", "mean", "max", "call->fn",
-                 "fn->back", "target"], rows)
+            rows.append(
+                [
+                    r["durability"],
+                    label,
+                    len(v),
+                    us(percentile(v, 50)),
+                    us(percentile(v, 90)),
+                    us(statistics.mean(v)),
+                    us(max(v)),
+                    into,
+                    back,
+                    target,
+                ]
+            )
+    print_table(
+        f"steps-{STEPS}: per-step time (µs), target median < {TARGET_US} µs;"
+        " call->fn and fn->back are medians of the two halves of a step.run",
+        [
+            "durability",
+            "what",
+            "n",
+            "median",
+            "p90",
+            "mean",
+            "max",
+            "call->fn",
+            "fn->back",
+            "target",
+        ],
+        rows,
+    )
 
 
 def main() -> None:

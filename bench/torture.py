@@ -51,8 +51,12 @@ def tmp(name: str) -> Path:
 def pytest_count(*paths: str) -> tuple[int, float]:
     """Run test files with pytest; (tests passed, seconds). Fails loudly on a failure."""
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider",
-                           *paths], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-o", "addopts=", "-p", "no:cacheprovider", *paths],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-500:]
     if proc.returncode != 0:
         sys.exit(f"FAILED: pytest {' '.join(paths)}\n{proc.stdout[-4000:]}")
@@ -67,20 +71,34 @@ def part_sigkill(args, fig: dict) -> None:
     def progress(done: int, f: harness.Figures) -> None:
         if done % 50 == 0:
             last = f.last
-            print(f"  {done:5d} kills  {dict(f.kills)}  runs {last['runs']}  completed steps "
-                  f"{last['completed_steps']}  {time.monotonic() - started:.0f} s", flush=True)
+            print(
+                f"  {done:5d} kills  {dict(f.kills)}  runs {last['runs']}  completed steps "
+                f"{last['completed_steps']}  {time.monotonic() - started:.0f} s",
+                flush=True,
+            )
 
     try:
-        f = t.run(args.kills, initial_runs=20, runs_per_kill=1.5, pause=(0.0, 0.25),
-                  progress=progress, finish_timeout=300)
+        f = t.run(
+            args.kills,
+            initial_runs=20,
+            runs_per_kill=1.5,
+            pause=(0.0, 0.25),
+            progress=progress,
+            finish_timeout=300,
+        )
     finally:
         t.close()
     last = f.last
     fig["sigkill"] = {
-        "kills": dict(f.kills), "checks": f.checks, "runs": last["runs"],
-        "outcomes": dict(last["outcomes"]), "completed_steps": last["completed_steps"],
-        "returned": last["returned"], "reexecuted": last["reexecuted"],
-        "interrupted": last["interrupted"], "cli_triggers": f.cli_triggers,
+        "kills": dict(f.kills),
+        "checks": f.checks,
+        "runs": last["runs"],
+        "outcomes": dict(last["outcomes"]),
+        "completed_steps": last["completed_steps"],
+        "returned": last["returned"],
+        "reexecuted": last["reexecuted"],
+        "interrupted": last["interrupted"],
+        "cli_triggers": f.cli_triggers,
         "compensations": last["compensations"],
         "late_siblings_undone": last["late_siblings_undone"],
         "by_task": dict(last["by_task"]),
@@ -98,8 +116,10 @@ def part_fencing(args, fig: dict) -> None:
 
 def part_io(args, fig: dict) -> None:
     shim = tmp("shim") / "faultfs.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(TORTURE / "faultfs.c"),
-                    "-ldl"], check=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(TORTURE / "faultfs.c"), "-ldl"],
+        check=True,
+    )
     import iofault
 
     sweeps = []
@@ -107,42 +127,78 @@ def part_io(args, fig: dict) -> None:
         root = tmp("io") / "io"
         iofault.prepare(root)
         iofault.make_ctl(root / "ctl")
-        env = {**os.environ, "LD_PRELOAD": str(shim), "FAULTFS_DIR": f"{root}/.sylphrun/",
-               "FAULTFS_CTL": str(root / "ctl"),
-               "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "LD_PRELOAD": str(shim),
+            "FAULTFS_DIR": f"{root}/.sylphrun/",
+            "FAULTFS_CTL": str(root / "ctl"),
+            "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")]),
+        }
         started = time.monotonic()
-        proc = subprocess.run([sys.executable, str(TORTURE / "iofault.py"), str(root), mode,
-                               str(err), "all"], env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, str(TORTURE / "iofault.py"), str(root), mode, str(err), "all"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         rows = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith("{")]
         bad = [(r["n"], r["bad"]) for r in rows if r["bad"]]
         if proc.returncode != 0 or bad or not rows:
             sys.exit(f"FAILED: I/O faults {mode} {name}: {bad[:3]} {proc.stderr[-2000:]}")
         outcome = Counter(
-            "completed despite it" if r.get("status_after_fault") == "completed"
-            else "trigger refused (one line)" if r.get("trigger_error")
-            else "handed back, completed after" for r in rows[:-1])
-        sweeps.append({"mode": mode, "errno": name, "n": len(rows) - 1,
-                       "failures": sum(r["failures"] for r in rows),
-                       "reexecuted": sum(r.get("reexecuted", 0) for r in rows),
-                       "outcomes": dict(outcome), "seconds": time.monotonic() - started})
+            "completed despite it"
+            if r.get("status_after_fault") == "completed"
+            else "trigger refused (one line)"
+            if r.get("trigger_error")
+            else "handed back, completed after"
+            for r in rows[:-1]
+        )
+        sweeps.append(
+            {
+                "mode": mode,
+                "errno": name,
+                "n": len(rows) - 1,
+                "failures": sum(r["failures"] for r in rows),
+                "reexecuted": sum(r.get("reexecuted", 0) for r in rows),
+                "outcomes": dict(outcome),
+                "seconds": time.monotonic() - started,
+            }
+        )
     disk = None
-    if shutil.which("unshare") and subprocess.run(
-            ["unshare", "-Urm", "true"], capture_output=True).returncode == 0:
-        proc = subprocess.run(["unshare", "-Urm", sys.executable, str(TORTURE / "diskfull.py"),
-                               str(tmp("diskfull") / "df")], capture_output=True, text=True)
+    if (
+        shutil.which("unshare")
+        and subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode == 0
+    ):
+        proc = subprocess.run(
+            [
+                "unshare",
+                "-Urm",
+                sys.executable,
+                str(TORTURE / "diskfull.py"),
+                str(tmp("diskfull") / "df"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             sys.exit(f"FAILED: disk full\n{proc.stderr[-3000:]}")
         disk = json.loads(proc.stdout)
-        if disk["integrity"] != "ok" or disk["restarts"] or disk["after_freeing"][0] != 0 or (
-                set(disk["runs"]) != {"completed"}):
+        if (
+            disk["integrity"] != "ok"
+            or disk["restarts"]
+            or disk["after_freeing"][0] != 0
+            or (set(disk["runs"]) != {"completed"})
+        ):
             sys.exit(f"FAILED: disk full: {disk}")
     fig["io"] = {"sweeps": sweeps, "disk_full": disk}
 
 
 def part_power(args, fig: dict) -> None:
     shim = tmp("shim") / "faultfs.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(TORTURE / "faultfs.c"),
-                    "-ldl"], check=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(shim), str(TORTURE / "faultfs.c"), "-ldl"],
+        check=True,
+    )
     from powerloss import power_cut
 
     cuts = []
@@ -186,8 +242,9 @@ def part_concurrency(args, fig: dict) -> None:
             time.sleep(0.2)
         drained = time.monotonic()
         runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-        keyed_runs = db.execute("SELECT COUNT(*) FROM runs WHERE idempotency_key IS NOT NULL"
-                                ).fetchone()[0]
+        keyed_runs = db.execute(
+            "SELECT COUNT(*) FROM runs WHERE idempotency_key IS NOT NULL"
+        ).fetchone()[0]
         integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
         db.close()
     finally:
@@ -196,13 +253,25 @@ def part_concurrency(args, fig: dict) -> None:
         sup.stop(graceful=False)
     executions = Counter((root / "ledger.txt").read_text().split())
     errors = plain["errors"] + keyed["errors"]
-    ok = (not errors and runs == 8 * per + 100 and keyed_runs == 100 and integrity == "ok"
-          and len(executions) == runs and set(executions.values()) == {1})
-    fig["concurrency"] = {"triggers": 8 * per, "keyed_triggers": 8 * per, "runs": runs,
-                          "keyed_runs": keyed_runs, "executions": sum(executions.values()),
-                          "errors": len(errors), "worst_trigger_s": max(plain["worst"], keyed["worst"]),
-                          "trigger_seconds": plain["seconds"] + keyed["seconds"],
-                          "drained_at": drained}
+    ok = (
+        not errors
+        and runs == 8 * per + 100
+        and keyed_runs == 100
+        and integrity == "ok"
+        and len(executions) == runs
+        and set(executions.values()) == {1}
+    )
+    fig["concurrency"] = {
+        "triggers": 8 * per,
+        "keyed_triggers": 8 * per,
+        "runs": runs,
+        "keyed_runs": keyed_runs,
+        "executions": sum(executions.values()),
+        "errors": len(errors),
+        "worst_trigger_s": max(plain["worst"], keyed["worst"]),
+        "trigger_seconds": plain["seconds"] + keyed["seconds"],
+        "drained_at": drained,
+    }
     if not ok:
         sys.exit(f"FAILED: concurrency {fig['concurrency']} {errors[:3]}")
 
@@ -220,43 +289,93 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
         s = fig["sigkill"]
         rows += [
             ["SIGKILL", "kills survived", f"{sum(s['kills'].values()):,}"],
-            ["", "  of workers / supervisor / CLI mid-trigger",
-             f"{s['kills'].get('worker', 0)} / {s['kills'].get('supervisor', 0)} / "
-             f"{s['kills'].get('cli trigger', 0)}"],
+            [
+                "",
+                "  of workers / supervisor / CLI mid-trigger",
+                f"{s['kills'].get('worker', 0)} / {s['kills'].get('supervisor', 0)} / "
+                f"{s['kills'].get('cli trigger', 0)}",
+            ],
             ["", "invariant checks (one after every kill, one at the end)", f"{s['checks']:,}"],
-            ["", "runs (incl. children) / finished", f"{s['runs']:,} / {sum(s['outcomes'].values()):,}"],
-            ["", "  completed / failed as asked / WorkerCrashed (3 kills)",
-             f"{s['outcomes'].get('completed', 0)} / {s['outcomes'].get('failed (as asked)', 0)} / "
-             f"{s['outcomes'].get('failed: WorkerCrashed (killed 3 times)', 0)}"],
-            ["", "completed steps / steps whose step.run returned (all still completed)",
-             f"{s['completed_steps']:,} / {s['returned']:,}"],
-            ["", "in-flight steps re-executed / journaled interrupted",
-             f"{s['reexecuted']} / {s['interrupted']}"],
+            [
+                "",
+                "runs (incl. children) / finished",
+                f"{s['runs']:,} / {sum(s['outcomes'].values()):,}",
+            ],
+            [
+                "",
+                "  completed / failed as asked / WorkerCrashed (3 kills)",
+                f"{s['outcomes'].get('completed', 0)} / {s['outcomes'].get('failed (as asked)', 0)} / "
+                f"{s['outcomes'].get('failed: WorkerCrashed (killed 3 times)', 0)}",
+            ],
+            [
+                "",
+                "completed steps / steps whose step.run returned (all still completed)",
+                f"{s['completed_steps']:,} / {s['returned']:,}",
+            ],
+            [
+                "",
+                "in-flight steps re-executed / journaled interrupted",
+                f"{s['reexecuted']} / {s['interrupted']}",
+            ],
             ["", "steps lost, run twice after completing, children twice", "0 / 0 / 0"],
-            ["", "compensations completed / of them, parallel siblings that finished "
-             "after the failing one", f"{s['compensations']} / {s['late_siblings_undone']}"],
-            ["", "  saga / gather-saga (parallel steps) runs: completed / failed",
-             " / ".join(f"{s['by_task'].get(t + ' completed', 0)} / {s['by_task'].get(t + ' failed', 0)}"
-                        for t in ("saga", "gather-saga"))],
+            [
+                "",
+                "compensations completed / of them, parallel siblings that finished "
+                "after the failing one",
+                f"{s['compensations']} / {s['late_siblings_undone']}",
+            ],
+            [
+                "",
+                "  saga / gather-saga (parallel steps) runs: completed / failed",
+                " / ".join(
+                    f"{s['by_task'].get(t + ' completed', 0)} / {s['by_task'].get(t + ' failed', 0)}"
+                    for t in ("saga", "gather-saga")
+                ),
+            ],
             ["", "wall time", f"{s['seconds']:.0f} s"],
         ]
     if "points" in fig:
-        rows.append(["kill points", "before-start / after-effect / after-commit: executions of the step",
-                     " / ".join(str(p["s1_executions"]) for p in fig["points"])])
+        rows.append(
+            [
+                "kill points",
+                "before-start / after-effect / after-commit: executions of the step",
+                " / ".join(str(p["s1_executions"]) for p in fig["points"]),
+            ]
+        )
     if "fencing" in fig:
-        rows.append(["fencing", "SIGSTOP past the lease, and inside a write (tests passed)",
-                     str(fig["fencing"][0])])
+        rows.append(
+            [
+                "fencing",
+                "SIGSTOP past the lease, and inside a write (tests passed)",
+                str(fig["fencing"][0]),
+            ]
+        )
     if "io" in fig:
         for sw in fig["io"]["sweeps"]:
-            rows.append(["I/O faults", f"{sw['errno']} {sw['mode']}: N = 1..{sw['n']}, faults injected",
-                         f"{sw['failures']:,}"])
-            rows.append(["", "  " + ", ".join(f"{k} {v}" for k, v in sw["outcomes"].items()),
-                         f"re-run {sw['reexecuted']}"])
+            rows.append(
+                [
+                    "I/O faults",
+                    f"{sw['errno']} {sw['mode']}: N = 1..{sw['n']}, faults injected",
+                    f"{sw['failures']:,}",
+                ]
+            )
+            rows.append(
+                [
+                    "",
+                    "  " + ", ".join(f"{k} {v}" for k, v in sw["outcomes"].items()),
+                    f"re-run {sw['reexecuted']}",
+                ]
+            )
         d = fig["io"]["disk_full"]
         if d:
             refused = sum(1 for c, _ in d["triggers"] if c == 2)
-            rows.append(["disk full", "2 MB tmpfs: triggers refused (one line) / worker restarts / runs completed after",
-                         f"{refused}/{len(d['triggers'])} / {d['restarts']} / {d['runs'].get('completed', 0)}"])
+            rows.append(
+                [
+                    "disk full",
+                    "2 MB tmpfs: triggers refused (one line) / worker restarts / runs completed after",
+                    f"{refused}/{len(d['triggers'])} / {d['restarts']} / {d['runs'].get('completed', 0)}",
+                ]
+            )
         else:
             rows.append(["disk full", "skipped: no private mount namespace here", "-"])
     if "power" in fig:
@@ -264,21 +383,47 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             cuts = [c for c in fig["power"] if c["durability"] == durability]
             lost = [v["returned_steps_lost"] for c in cuts for v in c["variants"].values()]
             events = [v["events_lost"] for c in cuts for v in c["variants"].values()]
-            rows.append(["power loss", f"{durability}: {len(cuts)} cuts x 3 disks; acknowledged steps lost (max)",
-                         str(max(lost))])
-            what = ("events of the commit in flight (never acknowledged)" if durability == "full"
-                    else "events since the last checkpoint")
-            rows.append(["", f"  {durability}: {what} lost per disk (min-max); "
-                         "the rest always an intact prefix", f"{min(events)}-{max(events)}"])
+            rows.append(
+                [
+                    "power loss",
+                    f"{durability}: {len(cuts)} cuts x 3 disks; acknowledged steps lost (max)",
+                    str(max(lost)),
+                ]
+            )
+            what = (
+                "events of the commit in flight (never acknowledged)"
+                if durability == "full"
+                else "events since the last checkpoint"
+            )
+            rows.append(
+                [
+                    "",
+                    f"  {durability}: {what} lost per disk (min-max); "
+                    "the rest always an intact prefix",
+                    f"{min(events)}-{max(events)}",
+                ]
+            )
     if "concurrency" in fig:
         c = fig["concurrency"]
-        rows += [["concurrency", f"8 processes x {c['triggers'] // 8:,} triggers (+ 100 keyed runs), "
-                  "2 workers: executions", f"{c['executions']:,} of {c['runs']:,} runs"],
-                 ["", f"{c['keyed_triggers']:,} triggers over 100 keys: runs created", str(c["keyed_runs"])],
-                 ["", "errors reaching a caller (\"database is locked\" or other)", str(c["errors"])],
-                 ["", "slowest single trigger", f"{c['worst_trigger_s'] * 1000:.0f} ms"]]
+        rows += [
+            [
+                "concurrency",
+                f"8 processes x {c['triggers'] // 8:,} triggers (+ 100 keyed runs), "
+                "2 workers: executions",
+                f"{c['executions']:,} of {c['runs']:,} runs",
+            ],
+            [
+                "",
+                f"{c['keyed_triggers']:,} triggers over 100 keys: runs created",
+                str(c["keyed_runs"]),
+            ],
+            ["", 'errors reaching a caller ("database is locked" or other)', str(c["errors"])],
+            ["", "slowest single trigger", f"{c['worst_trigger_s'] * 1000:.0f} ms"],
+        ]
     if "hostile" in fig:
-        rows.append(["hostile input", "bad inputs tried (table test cases)", str(fig["hostile"][0])])
+        rows.append(
+            ["hostile input", "bad inputs tried (table test cases)", str(fig["hostile"][0])]
+        )
         rows.append(["files", "mode and source checks", str(fig["files"][0])])
     print_table(f"torture figures ({seconds / 60:.1f} min)", ["part", "what", "figure"], rows)
 

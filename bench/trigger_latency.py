@@ -32,7 +32,7 @@ from common import REPO, bench_tmpdir, footer, header, ms, percentile, print_tab
 
 TARGET_RATIO = 2.0
 
-TASKS = '''
+TASKS = """
 import time
 from sylphrun import task
 
@@ -41,7 +41,7 @@ time.sleep(1.0)  # a slow import: a model, a client, a big dependency
 @task(id="x")
 async def x(payload, ctx):
     return await ctx.step.run("one", lambda: 1)
-'''
+"""
 
 
 def make_project(root: Path) -> Path:
@@ -61,8 +61,9 @@ def export_ref(ref: str, root: Path) -> Path:
     """The `sylphrun` package as of `ref`, in a folder of its own (no worktree touched)."""
     dest = root / f"src-{ref.replace('/', '_')}"
     dest.mkdir()
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "sylphrun"],
-                             capture_output=True, check=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", ref, "sylphrun"], capture_output=True, check=True
+    ).stdout
     tar_path = root / "src.tar"
     tar_path.write_bytes(archive)
     with tarfile.open(tar_path) as tar:
@@ -102,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
             old_proj = root / "proj-before"
             shutil.copytree(proj, old_proj, ignore=shutil.ignore_patterns(".sylphrun"))
             name = f"sylphrun trigger x ({args.before})"
-            commands[name] = ([sys.executable, "-m", "sylphrun", "trigger", "x"],
-                              {**env, "PYTHONPATH": str(export_ref(args.before, root))})
+            commands[name] = (
+                [sys.executable, "-m", "sylphrun", "trigger", "x"],
+                {**env, "PYTHONPATH": str(export_ref(args.before, root))},
+            )
             where[name] = old_proj
         samples: dict[str, list[float]] = {name: [] for name in commands}
         for name, (cmd, cmd_env) in commands.items():  # warm the bytecode caches
@@ -115,13 +118,26 @@ def main(argv: list[str] | None = None) -> None:
         rows = []
         for name, values in samples.items():
             p50 = percentile(values, 50)
-            rows.append([name, ms(p50, 0), ms(percentile(values, 90), 0), ms(min(values), 0),
-                         f"{p50 / base:.2f}x"])
-        print_table(f"process start to exit, ms ({args.samples} samples each, interleaved)",
-                    ["command", "p50", "p90", "min", "p50 / import typer"], rows, left=1)
+            rows.append(
+                [
+                    name,
+                    ms(p50, 0),
+                    ms(percentile(values, 90), 0),
+                    ms(min(values), 0),
+                    f"{p50 / base:.2f}x",
+                ]
+            )
+        print_table(
+            f"process start to exit, ms ({args.samples} samples each, interleaved)",
+            ["command", "p50", "p90", "min", "p50 / import typer"],
+            rows,
+            left=1,
+        )
         ours = percentile(samples["sylphrun trigger x (this tree)"], 50) / base
-        print(f"target: sylphrun trigger x within {TARGET_RATIO:g}x of import typer: "
-              f"{ours:.2f}x, {verdict(ours <= TARGET_RATIO)}")
+        print(
+            f"target: sylphrun trigger x within {TARGET_RATIO:g}x of import typer: "
+            f"{ours:.2f}x, {verdict(ours <= TARGET_RATIO)}"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     footer()

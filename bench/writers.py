@@ -41,7 +41,9 @@ class _TimedFcntl(types.SimpleNamespace):
     process only: records how long each `flock(LOCK_EX)` blocked."""
 
     def __init__(self, real) -> None:
-        super().__init__(**{k: getattr(real, k) for k in dir(real) if not k.startswith("__") and k != "flock"})
+        super().__init__(
+            **{k: getattr(real, k) for k in dir(real) if not k.startswith("__") and k != "flock"}
+        )
         self._real = real
         self.waits: list[float] = []
 
@@ -54,8 +56,9 @@ class _TimedFcntl(types.SimpleNamespace):
             self._real.flock(fd, op)
 
 
-def writer_proc(mode: str, journal: str, durability: str, seconds: float, index: int,
-                ready, go, results) -> None:
+def writer_proc(
+    mode: str, journal: str, durability: str, seconds: float, index: int, ready, go, results
+) -> None:
     latencies: list[float] = []
     waits: list[float] = []
     errors = 0
@@ -68,11 +71,17 @@ def writer_proc(mode: str, journal: str, durability: str, seconds: float, index:
         end = time.perf_counter() + seconds
         i = 0
         while (t0 := time.perf_counter()) < end:
-            store.append_log(conn, "run_bench", level="INFO", message=f"p{index} m{i}",
-                             step_key=None, now=time.time())
+            store.append_log(
+                conn,
+                "run_bench",
+                level="INFO",
+                message=f"p{index} m{i}",
+                step_key=None,
+                now=time.time(),
+            )
             latencies.append(time.perf_counter() - t0)
             i += 1
-        waits = shim.waits[-len(latencies):]
+        waits = shim.waits[-len(latencies) :]
         conn.close()
     else:
         db = sqlite3.connect(journal, isolation_level=None, timeout=10.0)
@@ -87,9 +96,11 @@ def writer_proc(mode: str, journal: str, durability: str, seconds: float, index:
             try:
                 db.execute("BEGIN IMMEDIATE")
                 t1 = time.perf_counter()
-                db.execute("INSERT INTO logs (run_id, at, level, message, step_key)"
-                           " VALUES (?, ?, ?, ?, ?)",
-                           ("run_bench", time.time(), "INFO", f"p{index} m{i}", None))
+                db.execute(
+                    "INSERT INTO logs (run_id, at, level, message, step_key)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    ("run_bench", time.time(), "INFO", f"p{index} m{i}", None),
+                )
                 db.execute("COMMIT")
             except sqlite3.OperationalError:
                 errors += 1
@@ -111,9 +122,22 @@ def run_mode(mode: str, durability: str, procs: int, seconds: float) -> dict:
         ready = mp.Semaphore(0)
         go = mp.Event()
         results = mp.Queue()
-        workers = [mp.Process(target=writer_proc, args=(
-            mode, str(project.config.journal), durability, seconds, i, ready, go, results))
-            for i in range(procs)]
+        workers = [
+            mp.Process(
+                target=writer_proc,
+                args=(
+                    mode,
+                    str(project.config.journal),
+                    durability,
+                    seconds,
+                    i,
+                    ready,
+                    go,
+                    results,
+                ),
+            )
+            for i in range(procs)
+        ]
         for w in workers:
             w.start()
         for _ in workers:
@@ -128,9 +152,14 @@ def run_mode(mode: str, durability: str, procs: int, seconds: float) -> dict:
     waits = [x for _, _, ws, _ in out for x in ws]
     per_proc = [len(lats) for _, lats, _, _ in out]
     return {
-        "durability": durability, "mode": mode, "commits": len(lat),
-        "commits_per_s": len(lat) / seconds, "latency": lat, "waits": waits,
-        "per_proc": per_proc, "errors": sum(e for *_, e in out),
+        "durability": durability,
+        "mode": mode,
+        "commits": len(lat),
+        "commits_per_s": len(lat) / seconds,
+        "latency": lat,
+        "waits": waits,
+        "per_proc": per_proc,
+        "errors": sum(e for *_, e in out),
     }
 
 
@@ -142,16 +171,36 @@ def report(results: list[dict], procs: int = 8) -> None:
     rows = []
     for r in results:
         w, lat = r["waits"], r["latency"]
-        rows.append([
-            r["durability"], r["mode"], f"{r['commits_per_s']:,.0f}",
-            ms(percentile(w, 50), 3), ms(percentile(w, 99), 2), ms(max(w), 1),
-            ms(percentile(lat, 99), 2), ms(max(lat), 1),
-            f"{min(r['per_proc'])}-{max(r['per_proc'])}", r["errors"],
-        ])
+        rows.append(
+            [
+                r["durability"],
+                r["mode"],
+                f"{r['commits_per_s']:,.0f}",
+                ms(percentile(w, 50), 3),
+                ms(percentile(w, 99), 2),
+                ms(max(w), 1),
+                ms(percentile(lat, 99), 2),
+                ms(max(lat), 1),
+                f"{min(r['per_proc'])}-{max(r['per_proc'])}",
+                r["errors"],
+            ]
+        )
     print_table(
         f"writers: {procs} processes committing back to back (ms)",
-        ["durability", "mode", "commits/s", "lock wait p50", "p99", "max",
-         "commit call p99", "max", "commits per proc (min-max)", "errors"], rows)
+        [
+            "durability",
+            "mode",
+            "commits/s",
+            "lock wait p50",
+            "p99",
+            "max",
+            "commit call p99",
+            "max",
+            "commits per proc (min-max)",
+            "errors",
+        ],
+        rows,
+    )
 
 
 def main() -> None:

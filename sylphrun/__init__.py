@@ -1,11 +1,11 @@
 """sylphrun: durable workflows in Python, run locally over a SQLite journal.
 
-    from sylphrun import task, Retry, NonRetriableError
+from sylphrun import task, Retry, NonRetriableError
 
-    @task(id="process-order", retry=Retry(max_attempts=3))
-    async def process_order(payload, ctx):
-        order = await ctx.step.run("validate", validate_order, payload["order_id"])
-        return {"order_id": order["id"]}
+@task(id="process-order", retry=Retry(max_attempts=3))
+async def process_order(payload, ctx):
+    order = await ctx.step.run("validate", validate_order, payload["order_id"])
+    return {"order_id": order["id"]}
 """
 
 from __future__ import annotations

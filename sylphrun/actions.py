@@ -55,13 +55,16 @@ def parse_payload(text: str | None) -> dict[str, Any]:
         raise InvalidPayload("payload is nested too deeply to be read as JSON") from None
     if not isinstance(value, dict):
         raise InvalidPayload(
-            f"payload must be a JSON object like {{\"key\": \"value\"}}, not a {type(value).__name__}"
+            f'payload must be a JSON object like {{"key": "value"}}, not a {type(value).__name__}'
         )
     return value
 
 
 def known_tasks(
-    config: Config, journal: JournalReader | None, *, want: str | None = None,
+    config: Config,
+    journal: JournalReader | None,
+    *,
+    want: str | None = None,
     note: Callable[[str], None] = lambda _: None,
 ) -> dict[str, model.TaskRecord]:
     """The tasks of a project, by id, as the workers registered them in the journal.
@@ -97,13 +100,21 @@ def require_task(tasks: Mapping[str, Any], task_id: str) -> Any:
         return found
     close = difflib.get_close_matches(task_id, list(tasks), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    known = f" (known: {', '.join(sorted(tasks))})" if tasks and not close and len(tasks) <= 8 else ""
+    known = (
+        f" (known: {', '.join(sorted(tasks))})" if tasks and not close and len(tasks) <= 8 else ""
+    )
     raise UnknownTask(f"unknown task {task_id!r}{hint}{known} (`sylphrun tasks` lists them)")
 
 
 def trigger_run(
-    journal: Journal, tasks: Mapping[str, Any], task_id: str, payload: dict[str, Any],
-    *, idempotency_key: str | None = None, priority: int = 0, flow: FlowOptions | None = None,
+    journal: Journal,
+    tasks: Mapping[str, Any],
+    task_id: str,
+    payload: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    priority: int = 0,
+    flow: FlowOptions | None = None,
 ) -> tuple[str, bool]:
     """Start a run: (run id, created). With an idempotency key already used for this task,
     the existing run's id comes back and nothing new is created (so does a debounced
@@ -130,8 +141,9 @@ def task_flow(journal: JournalReader | None, task_id: str, record: Any) -> FlowO
     return flow_of(task_id, journal)
 
 
-def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
-                      note: Callable[[str], None]) -> FlowOptions | None:
+def flow_needing_code(
+    config: Config, tasks: Mapping[str, Any], task_id: str, note: Callable[[str], None]
+) -> FlowOptions | None:
     """A task whose flow-control key is a function: only its code can evaluate it, so the
     project is imported (said on stderr); None for every other task."""
     record = tasks.get(task_id)
@@ -141,8 +153,10 @@ def flow_needing_code(config: Config, tasks: Mapping[str, Any], task_id: str,
     from sylphrun.discover import discover
 
     found = discover(config).get(task_id)
-    note(f"task {task_id!r} takes a flow-control key from a function; imported "
-         f"{', '.join(config.tasks)} to evaluate it")
+    note(
+        f"task {task_id!r} takes a flow-control key from a function; imported "
+        f"{', '.join(config.tasks)} to evaluate it"
+    )
     return None if found is None else found.flow
 
 

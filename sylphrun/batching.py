@@ -27,4 +27,4 @@ def batch_chunk() -> int:
 
 def chunks_of(specs: Sequence[T]) -> list[Sequence[T]]:
     size = batch_chunk()
-    return [specs[i:i + size] for i in range(0, len(specs), size)] or [specs]
+    return [specs[i : i + size] for i in range(0, len(specs), size)] or [specs]

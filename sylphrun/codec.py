@@ -42,8 +42,9 @@ def _default(value: Any) -> Any:
 
 # One encoder for the process: json.dumps with arguments builds a new one on every call,
 # which is a measurable part of a trivial step's cost.
-_ENCODER = json.JSONEncoder(default=_default, ensure_ascii=False, allow_nan=False,
-                            separators=(",", ":"))
+_ENCODER = json.JSONEncoder(
+    default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
 
 
 def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
@@ -69,8 +70,11 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
         # MAX_DEPTH opening brackets. Most values pass both without a walk.
         if _NON_STR_KEY.search(text) and isinstance(value, (dict, list, tuple)):
             _check_keys(value, what)
-        if (len(text) > 2 * MAX_DEPTH and text.count("[") + text.count("{") > MAX_DEPTH
-                and _depth(text) > MAX_DEPTH):
+        if (
+            len(text) > 2 * MAX_DEPTH
+            and text.count("[") + text.count("{") > MAX_DEPTH
+            and _depth(text) > MAX_DEPTH
+        ):
             raise NotJSONSerializable(
                 f"{what} is nested more than {MAX_DEPTH} levels deep; a journaled value "
                 "that deep could not be read back (flatten it)"
@@ -90,7 +94,7 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
-            bad = exc.object[exc.start:exc.end]
+            bad = exc.object[exc.start : exc.end]
             raise NotJSONSerializable(
                 f"{what} is not JSON-serializable: it holds a lone surrogate {bad!r}, "
                 "not valid Unicode (decode bytes with errors='replace')"
@@ -184,7 +188,9 @@ def _find_bad_path(value: Any, path: str = "") -> str | None:
     if value is None or isinstance(value, (str, bool, int)):
         return None
     if isinstance(value, float):
-        return None if value == value and value not in (float("inf"), float("-inf")) else path or "$"
+        return (
+            None if value == value and value not in (float("inf"), float("-inf")) else path or "$"
+        )
     if isinstance(value, dict):
         for k, v in value.items():
             if not isinstance(k, (str, int, float, bool)) and k is not None:
@@ -199,6 +205,8 @@ def _find_bad_path(value: Any, path: str = "") -> str | None:
             if found:
                 return found
         return None
-    if callable(getattr(value, "to_json", None)) or (is_dataclass(value) and not isinstance(value, type)):
+    if callable(getattr(value, "to_json", None)) or (
+        is_dataclass(value) and not isinstance(value, type)
+    ):
         return None
     return path or "$"

@@ -85,7 +85,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: bool = True) -> Config:
+def load_config(
+    project_dir: str | os.PathLike[str] | None = None, *, required: bool = True
+) -> Config:
     """Read the config of `project_dir` (default: the current folder)."""
     root = Path(project_dir or os.getcwd()).resolve()
     if not root.is_dir():
@@ -115,16 +117,23 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
                 )
         elif key == "shutdown_grace":
             if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(f"{source}: 'shutdown_grace' must be a number of seconds, "
-                                  f"not {type(value).__name__}")
+                raise ConfigError(
+                    f"{source}: 'shutdown_grace' must be a number of seconds, "
+                    f"not {type(value).__name__}"
+                )
         elif not isinstance(value, expected) or isinstance(value, bool):
-            names = " or ".join(t.__name__ for t in expected) if isinstance(expected, tuple) \
+            names = (
+                " or ".join(t.__name__ for t in expected)
+                if isinstance(expected, tuple)
                 else expected.__name__
+            )
             raise ConfigError(f"{source}: {key!r} must be {names}, not {type(value).__name__}")
     tasks = table.get("tasks", [])
     durability = table.get("durability", "normal")
     if durability not in ("normal", "full"):
-        raise ConfigError(f"{source}: 'durability' must be \"normal\" or \"full\", not {durability!r}")
+        raise ConfigError(
+            f'{source}: \'durability\' must be "normal" or "full", not {durability!r}'
+        )
     workers = table.get("workers", 0)
     if workers < 0:
         raise ConfigError(f"{source}: 'workers' must be 0 (one per CPU) or more")
@@ -136,9 +145,17 @@ def load_config(project_dir: str | os.PathLike[str] | None = None, *, required: 
         raise ConfigError(f"{source}: 'shutdown_grace' must be seconds between 0 and 86400")
     max_output = _step_output_limit(table.get("max_step_output", DEFAULT_MAX_OUTPUT), source)
     journal = journal_location(table.get("journal", DEFAULT_JOURNAL), root)
-    return Config(project_dir=root, source=source, tasks=list(tasks), journal=journal,
-                  workers=workers, durability=durability, slots=slots,
-                  shutdown_grace=shutdown_grace, max_step_output=max_output)
+    return Config(
+        project_dir=root,
+        source=source,
+        tasks=list(tasks),
+        journal=journal,
+        workers=workers,
+        durability=durability,
+        slots=slots,
+        shutdown_grace=shutdown_grace,
+        max_step_output=max_output,
+    )
 
 
 def _step_output_limit(value: int | str, source: Path) -> int:
@@ -148,7 +165,7 @@ def _step_output_limit(value: int | str, source: Path) -> int:
         match = _SIZE.fullmatch(value)
         if match is None:
             raise ConfigError(
-                f"{source}: 'max_step_output' must be a size like \"16MB\", \"512KB\" or a "
+                f'{source}: \'max_step_output\' must be a size like "16MB", "512KB" or a '
                 f"number of bytes, not {value!r}"
             )
         value = int(match.group(1)) * _UNITS[(match.group(2) or "b").lower()]

@@ -116,15 +116,17 @@ class Task:
         return f"<Task {self.id!r} at {self.source_file}:{self.source_line}>"
 
     async def trigger(
-        self, payload: dict | None = None, *, idempotency_key: str | None = None,
+        self,
+        payload: dict | None = None,
+        *,
+        idempotency_key: str | None = None,
         priority: int = 0,
     ) -> RunHandle:
         """Enqueue one run. Inside a run this is a journaled step: never duplicated on retry.
         `priority`: higher is started first among runs ready at the same time."""
         from sylphrun.trigger import trigger
 
-        return await trigger(self.id, payload, idempotency_key=idempotency_key,
-                             priority=priority)
+        return await trigger(self.id, payload, idempotency_key=idempotency_key, priority=priority)
 
     async def batch_trigger(self, payloads: Iterable[dict], *, priority: int = 0) -> BatchHandle:
         """Enqueue one run per payload, in one transaction."""
@@ -133,14 +135,18 @@ class Task:
         return await batch_trigger(self.id, list(payloads), priority=priority)
 
     async def trigger_and_wait(
-        self, payload: dict | None = None, *, idempotency_key: str | None = None,
+        self,
+        payload: dict | None = None,
+        *,
+        idempotency_key: str | None = None,
         priority: int = 0,
     ) -> RunResult:
         """Trigger one run and wait for its result. Inside a run the parent suspends meanwhile."""
         from sylphrun.trigger import trigger_and_wait
 
-        return await trigger_and_wait(self.id, payload, idempotency_key=idempotency_key,
-                                      priority=priority)
+        return await trigger_and_wait(
+            self.id, payload, idempotency_key=idempotency_key, priority=priority
+        )
 
     def source_fingerprint(self) -> str:
         """A hash of the source of the module defining the task, recorded with each
@@ -148,7 +154,8 @@ class Task:
         for steps the new code no longer calls in the journal's order."""
         if self._fingerprint is None:
             self._fingerprint = file_fingerprint(self.source_file) or _fingerprint(
-                repr(self.fn).encode())
+                repr(self.fn).encode()
+            )
         return self._fingerprint
 
 
@@ -215,9 +222,20 @@ def task(
     """
 
     def register(fn: Callable[..., Any]) -> Task:
-        t = Task(id, fn, retry=retry, concurrency=concurrency, timeout=timeout,
-                 on_event=on_event, cancel_on=cancel_on, schedule=schedule, tz=tz,
-                 catchup=catchup, rate_limit=rate_limit, debounce=debounce)
+        t = Task(
+            id,
+            fn,
+            retry=retry,
+            concurrency=concurrency,
+            timeout=timeout,
+            on_event=on_event,
+            cancel_on=cancel_on,
+            schedule=schedule,
+            tz=tz,
+            catchup=catchup,
+            rate_limit=rate_limit,
+            debounce=debounce,
+        )
         existing = _registry.get(id)
         # The same definition imported again (a re-import in one process) replaces itself;
         # two different places claiming one id is the user's mistake to fix.
@@ -257,8 +275,10 @@ def _event_options(task_id: str, on_event: Any, cancel_on: Any) -> tuple[list[st
 
     names = [on_event] if isinstance(on_event, str) else on_event or []
     if not isinstance(names, (list, tuple)):
-        raise DiscoveryError(f"task {task_id!r}: on_event takes an event name or a list of "
-                             f"them, not {type(on_event).__name__}")
+        raise DiscoveryError(
+            f"task {task_id!r}: on_event takes an event name or a list of "
+            f"them, not {type(on_event).__name__}"
+        )
     try:
         names = [check_event_name(n) for n in names]
     except InvalidEvent as exc:
@@ -266,6 +286,8 @@ def _event_options(task_id: str, on_event: Any, cancel_on: Any) -> tuple[list[st
     rules = [cancel_on] if isinstance(cancel_on, CancelOn) else cancel_on or []
     for rule in rules if isinstance(rules, (list, tuple)) else [rules]:
         if not isinstance(rule, CancelOn):
-            raise DiscoveryError(f"task {task_id!r}: cancel_on takes a list of "
-                                 f"sylphrun.CancelOn(event, match=field), not {rule!r:.60}")
+            raise DiscoveryError(
+                f"task {task_id!r}: cancel_on takes a list of "
+                f"sylphrun.CancelOn(event, match=field), not {rule!r:.60}"
+            )
     return list(names), list(rules)

@@ -59,14 +59,24 @@ class DevLock:
 
 
 class DevSession:
-    def __init__(self, config: Config, *, workers: int | None, echo: Callable[[str], None],
-                 worker_output: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        workers: int | None,
+        echo: Callable[[str], None],
+        worker_output: Path | None = None,
+    ) -> None:
         self.config = config
         self.echo = echo
         self.lock = DevLock(config)
         self.lock.acquire()
-        self.supervisor = Supervisor(config, workers=workers, on_event=echo,
-                                     output_path=str(worker_output) if worker_output else None)
+        self.supervisor = Supervisor(
+            config,
+            workers=workers,
+            on_event=echo,
+            output_path=str(worker_output) if worker_output else None,
+        )
         self.reloader = Reloader(config, self.supervisor, on_event=echo)
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -151,8 +161,7 @@ def _run_with_dashboard(session: DevSession, tasks) -> int:
         # found at start until a reload says otherwise.
         s = session.reloader.status
         error = f"{s.error}\n{s.traceback.rstrip()}" if s.error and s.traceback else s.error
-        return replace(s, error=error, traceback=None,
-                       task_ids=s.task_ids or tuple(sorted(tasks)))
+        return replace(s, error=error, traceback=None, task_ids=s.task_ids or tuple(sorted(tasks)))
 
     # In the dashboard the terminal is in raw mode: Ctrl-C is a key, and the app quits on
     # its own binding; we stop gracefully after it returns.

@@ -43,10 +43,18 @@ def task_records(tasks: dict[str, Task]) -> list[TaskRecord]:
     return [
         TaskRecord(
             t.id,
-            {"retry": t.retry.to_json(), "concurrency": t.concurrency, "timeout": t.timeout,
-             "async": t.is_async, **t.flow.to_json(), **_event_options(t),
-             **_schedule_option(t)},
-            t.source_file, t.source_line, t.source_fingerprint(),
+            {
+                "retry": t.retry.to_json(),
+                "concurrency": t.concurrency,
+                "timeout": t.timeout,
+                "async": t.is_async,
+                **t.flow.to_json(),
+                **_event_options(t),
+                **_schedule_option(t),
+            },
+            t.source_file,
+            t.source_line,
+            t.source_fingerprint(),
         )
         for t in tasks.values()
     ]
@@ -73,8 +81,9 @@ def register_tasks(journal: Journal, config: Config, tasks: dict[str, Task], *, 
     """Record the tasks just imported in the journal's registry, which `sylphrun trigger`
     and `sylphrun tasks` read instead of importing the project themselves. Called by each
     worker as it starts and by a reload's import check once it passed."""
-    journal.register_tasks(task_records(tasks), registered_by=by,
-                           project_dir=str(config.project_dir), now=time.time())
+    journal.register_tasks(
+        task_records(tasks), registered_by=by, project_dir=str(config.project_dir), now=time.time()
+    )
 
 
 def task_sources(config: Config) -> list[Path]:

@@ -37,8 +37,9 @@ class IdempotencyConflict(SylphrunError):
     that run back for other data would silently drop the new request."""
 
     def __init__(self, key: str, run_id: str) -> None:
-        super().__init__(f"idempotency key {key!r} belongs to run {run_id}, triggered with a "
-                         "different payload")
+        super().__init__(
+            f"idempotency key {key!r} belongs to run {run_id}, triggered with a different payload"
+        )
         self.key = key
         self.run_id = run_id
 
@@ -122,8 +123,10 @@ class TaskTimeout(Exception):
 def timeout_error(task_id: str, seconds: float | None = None) -> str:
     """The journaled error of a run that overran its timeout (`"TaskTimeout: ..."`)."""
     limit = f" of {seconds:g} s" if seconds else ""
-    return (f"TaskTimeout: task {task_id!r} exceeded its timeout{limit} of execution time "
-            "(the clock restarts at every resume; time suspended does not count)")
+    return (
+        f"TaskTimeout: task {task_id!r} exceeded its timeout{limit} of execution time "
+        "(the clock restarts at every resume; time suspended does not count)"
+    )
 
 
 class CorruptRecord(NonRetriableError):
@@ -164,6 +167,8 @@ class EventIdConflict(SylphrunError):
     handing that one back for other data would silently drop the new one."""
 
     def __init__(self, event_id: str) -> None:
-        super().__init__(f"event id {event_id!r} was sent before with different data; "
-                         "use a new id for a new event")
+        super().__init__(
+            f"event id {event_id!r} was sent before with different data; "
+            "use a new id for a new event"
+        )
         self.event_id = event_id

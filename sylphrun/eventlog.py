@@ -80,8 +80,13 @@ class EventPrinter:
     in the order its changes were made.
     """
 
-    def __init__(self, journal: JournalReader, emit: Callable[[Text], None],
-                 start: FeedCursor | None = None, logs_after: int | None = None) -> None:
+    def __init__(
+        self,
+        journal: JournalReader,
+        emit: Callable[[Text], None],
+        start: FeedCursor | None = None,
+        logs_after: int | None = None,
+    ) -> None:
         self.journal = journal
         self.emit = emit
         # Steps changed before this place in the feed are not printed.
@@ -163,8 +168,14 @@ REMEMBERED_RUNS = 5_000
 BATCH = 1_000
 
 
-def follow(journal: JournalReader, stop: threading.Event, emit: Callable[[Text], None],
-           *, interval: float = 0.05, from_start: bool = False) -> None:
+def follow(
+    journal: JournalReader,
+    stop: threading.Event,
+    emit: Callable[[Text], None],
+    *,
+    interval: float = 0.05,
+    from_start: bool = False,
+) -> None:
     """Emit lines for every change until `stop` is set."""
     start = journal.feed_cursor(from_start=from_start)
     follower = ChangeFollower(journal, start)

@@ -36,8 +36,10 @@ class CancelOn:
     def __post_init__(self) -> None:
         check_event_name(self.event)
         if not isinstance(self.match, str) or not self.match:
-            raise InvalidEvent(f"CancelOn({self.event!r}): match must name a payload field "
-                               f"(a non-empty string), not {self.match!r:.60}")
+            raise InvalidEvent(
+                f"CancelOn({self.event!r}): match must name a payload field "
+                f"(a non-empty string), not {self.match!r:.60}"
+            )
 
     def to_json(self) -> dict[str, str]:
         return {"event": self.event, "match": self.match}
@@ -55,16 +57,21 @@ class EventSent:
     created: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return {"event_id": self.event_id, "matched_runs": self.matched_runs,
-                "triggered_runs": self.triggered_runs, "cancelled_runs": self.cancelled_runs}
+        return {
+            "event_id": self.event_id,
+            "matched_runs": self.matched_runs,
+            "triggered_runs": self.triggered_runs,
+            "cancelled_runs": self.cancelled_runs,
+        }
 
 
 def check_event_name(name: Any) -> str:
     if not isinstance(name, str) or not name.strip():
         raise InvalidEvent(f"an event name must be a non-empty string, not {name!r:.60}")
     if len(name) > MAX_NAME or codec.clean_text(name) != name or not name.isprintable():
-        raise InvalidEvent(f"event name {name!r:.60} must be printable text of at most "
-                           f"{MAX_NAME} characters")
+        raise InvalidEvent(
+            f"event name {name!r:.60} must be printable text of at most {MAX_NAME} characters"
+        )
     return name
 
 
@@ -79,8 +86,10 @@ def encode_event_data(data: Any) -> str:
     except TypeError as exc:
         raise InvalidEvent(str(exc)) from None
     if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode()) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event data is {len(text.encode()):,} bytes as JSON; the limit is "
-                           f"{MAX_EVENT_BYTES:,} (send an id or a path instead of the data)")
+        raise InvalidEvent(
+            f"event data is {len(text.encode()):,} bytes as JSON; the limit is "
+            f"{MAX_EVENT_BYTES:,} (send an id or a path instead of the data)"
+        )
     return text
 
 
@@ -88,8 +97,10 @@ def check_event_id(event_id: Any) -> str | None:
     if event_id is None:
         return None
     if not isinstance(event_id, str) or not event_id or len(event_id) > 1_000:
-        raise InvalidEvent(f"an event id must be a non-empty string of at most 1,000 "
-                           f"characters, not {event_id!r:.60}")
+        raise InvalidEvent(
+            f"an event id must be a non-empty string of at most 1,000 "
+            f"characters, not {event_id!r:.60}"
+        )
     if codec.clean_text(event_id) != event_id:
         raise InvalidEvent(f"event id {event_id!r:.60} is not valid Unicode")
     return event_id
@@ -106,10 +117,13 @@ def check_match(match: Any) -> dict | None:
         raise InvalidEvent(f"match must be a dict of field -> value, not {type(match).__name__}")
     for key, value in match.items():
         if not isinstance(key, str) or not key:
-            raise InvalidEvent(f"match keys must be field names (non-empty strings), not {key!r:.60}")
+            raise InvalidEvent(
+                f"match keys must be field names (non-empty strings), not {key!r:.60}"
+            )
         if not isinstance(value, _SCALARS):
-            raise InvalidEvent(f"match[{key!r}] must be a string, number, bool or None, "
-                               f"not {type(value).__name__}")
+            raise InvalidEvent(
+                f"match[{key!r}] must be a string, number, bool or None, not {type(value).__name__}"
+            )
     codec.dumps(match, what="match")  # NaN and the like: refused here, not in the journal
     return match
 
@@ -139,18 +153,33 @@ async def send_event(event: str, data: dict | None = None, *, id: str | None = N
         journal.close()
 
 
-def deliver(journal: Journal, name: str, text: str, event_id: str | None, *, derived_id: bool = False,
-            sent_by: str | None = None, poke: bool = True) -> EventSent:
+def deliver(
+    journal: Journal,
+    name: str,
+    text: str,
+    event_id: str | None,
+    *,
+    derived_id: bool = False,
+    sent_by: str | None = None,
+    poke: bool = True,
+) -> EventSent:
     """Write the event (checked already) and poke the workers when it woke, triggered or
     cancelled runs: a run waiting for it resumes at once, not at the next poll."""
-    sent = journal.send_event(event_id=event_id, name=name, data=text,
-                              derived_id=derived_id, sent_by=sent_by, now=time.time())
+    sent = journal.send_event(
+        event_id=event_id,
+        name=name,
+        data=text,
+        derived_id=derived_id,
+        sent_by=sent_by,
+        now=time.time(),
+    )
     if poke and (sent.matched_runs or sent.triggered_runs or sent.cancelled_runs):
         from sylphrun.trigger import poke_workers
 
         poke_workers(journal)
-    return EventSent(sent.event_id, sent.matched_runs, sent.triggered_runs, sent.cancelled_runs,
-                     sent.created)
+    return EventSent(
+        sent.event_id, sent.matched_runs, sent.triggered_runs, sent.cancelled_runs, sent.created
+    )
 
 
 # -- what a waiting run waits for (`show`, and the dashboard) ---------------------------
@@ -163,15 +192,25 @@ def open_event_waits(steps: list[Any]) -> list[dict[str, Any]]:
     out = []
     for s in steps:
         output = s.output
-        if (s.kind == "wait" and s.status == "waiting" and isinstance(output, dict)
-                and "event" in output):
-            out.append({"step": s.key, "event": output["event"],
-                        "match": output.get("match"), "timeout_at": output.get("timeout_at")})
+        if (
+            s.kind == "wait"
+            and s.status == "waiting"
+            and isinstance(output, dict)
+            and "event" in output
+        ):
+            out.append(
+                {
+                    "step": s.key,
+                    "event": output["event"],
+                    "match": output.get("match"),
+                    "timeout_at": output.get("timeout_at"),
+                }
+            )
     return out
 
 
 def waiting_for_text(wait: dict[str, Any], now: float) -> str:
-    """"waiting for event order.approved where order_id=42, times out in 23h05m"."""
+    """ "waiting for event order.approved where order_id=42, times out in 23h05m"."""
     from sylphrun.render import until
 
     text = f"waiting for event {wait['event']}"

@@ -76,8 +76,9 @@ def _check_seconds(what: str, value: Any) -> None:
 def _check_key(what: str, key: Any) -> None:
     if key is None or callable(key) or (isinstance(key, str) and key):
         return
-    raise ValueError(f"{what}.key must be a payload field name or a callable on the "
-                     f"payload, not {key!r}")
+    raise ValueError(
+        f"{what}.key must be a payload field name or a callable on the payload, not {key!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,7 @@ class FlowOptions:
             out["rate_limit"] = {"limit": r.limit, "period": r.period, "key": _key_json(r.key)}
         if self.debounce is not None:
             d = self.debounce
-            out["debounce"] = {"period": d.period, "max_wait": d.max_wait,
-                               "key": _key_json(d.key)}
+            out["debounce"] = {"period": d.period, "max_wait": d.max_wait, "key": _key_json(d.key)}
         return out
 
     @classmethod
@@ -158,12 +158,15 @@ class FlowOptions:
             if key.startswith("fn:"):
                 raise InvalidPayload(
                     f"task {self.task_id!r} takes its {option} key from a function, which "
-                    "only its code can call: trigger it with `sylphrun trigger` or from code")
+                    "only its code can call: trigger it with `sylphrun trigger` or from code"
+                )
             value = payload.get(key)
             where = f"the payload has no {key!r}"
         if value is None:
-            raise InvalidPayload(f"task {self.task_id!r} limits runs by a key, and {where}: "
-                                 "give every run of it a key")
+            raise InvalidPayload(
+                f"task {self.task_id!r} limits runs by a key, and {where}: "
+                "give every run of it a key"
+            )
         return key_text(value)
 
 
@@ -194,12 +197,15 @@ def split_concurrency(task_id: str, concurrency: Any) -> tuple[int | None, Concu
             return concurrency.limit, None
         return None, concurrency
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValueError(f"task {task_id!r}: concurrency must be a whole number of at least 1 "
-                         "or sylphrun.Concurrency(limit, key=...)")
+        raise ValueError(
+            f"task {task_id!r}: concurrency must be a whole number of at least 1 "
+            "or sylphrun.Concurrency(limit, key=...)"
+        )
     return concurrency, None
 
 
 def check_option(task_id: str, name: str, value: Any, kind: type) -> None:
     if value is not None and not isinstance(value, kind):
-        raise ValueError(f"task {task_id!r}: {name} must be sylphrun.{kind.__name__}(...), "
-                         f"not {value!r:.60}")
+        raise ValueError(
+            f"task {task_id!r}: {name} must be sylphrun.{kind.__name__}(...), not {value!r:.60}"
+        )

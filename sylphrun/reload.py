@@ -53,7 +53,10 @@ def start_check(project_dir: Path) -> subprocess.Popen:
     """
     return subprocess.Popen(
         [sys.executable, "-m", "sylphrun.reload", str(project_dir), "--standby"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         cwd=project_dir,
     )
 
@@ -73,7 +76,9 @@ def run_check(proc: subprocess.Popen) -> CheckResult:
     except (IndexError, json.JSONDecodeError):
         tail = (err.strip().splitlines() or ["no output"])[-1]
         return CheckResult(False, error=f"the import check crashed: {tail}")
-    return CheckResult(doc["ok"], tuple(doc.get("tasks", ())), doc.get("error"), doc.get("traceback"))
+    return CheckResult(
+        doc["ok"], tuple(doc.get("tasks", ())), doc.get("error"), doc.get("traceback")
+    )
 
 
 def drop_check(proc: subprocess.Popen | None) -> None:
@@ -131,8 +136,13 @@ def watch_paths(config: Config) -> list[Path]:
 class Reloader:
     """Runs in a thread of `sylphrun dev`: watches, checks, swaps the workers."""
 
-    def __init__(self, config: Config, supervisor, *, on_event: Callable[[str], None],
-                 ) -> None:
+    def __init__(
+        self,
+        config: Config,
+        supervisor,
+        *,
+        on_event: Callable[[str], None],
+    ) -> None:
         self.config = config
         self.supervisor = supervisor
         self.on_event = on_event
@@ -162,7 +172,9 @@ class Reloader:
         if parents:
             watches.append((parents, False, wanted))
         self._pending_ready = len(watches)
-        threads = [threading.Thread(target=self._watch, args=(*w, stop), daemon=True) for w in watches]
+        threads = [
+            threading.Thread(target=self._watch, args=(*w, stop), daemon=True) for w in watches
+        ]
         for t in threads:
             t.start()
         try:
@@ -192,8 +204,9 @@ class Reloader:
                 self._checker = start_check(self.config.project_dir)
             self.supervisor.prepare_standby()
 
-    def _watch(self, roots: list[Path], recursive: bool, only: set[str] | None,
-               stop: threading.Event) -> None:
+    def _watch(
+        self, roots: list[Path], recursive: bool, only: set[str] | None, stop: threading.Event
+    ) -> None:
         from watchfiles import PythonFilter, watch
 
         class _Filter(PythonFilter):
@@ -208,8 +221,16 @@ class Reloader:
         # wake-up every 50 ms costs next to nothing. `step`: a batch of changes is yielded
         # once no new change came for 15-30 ms (an editor's save is a few events within a
         # millisecond or two); it was 30, which put 30-60 ms on every reload.
-        for changes in watch(*roots, watch_filter=_Filter(), stop_event=stop, recursive=recursive,
-                             rust_timeout=50, yield_on_timeout=True, debounce=400, step=15):
+        for changes in watch(
+            *roots,
+            watch_filter=_Filter(),
+            stop_event=stop,
+            recursive=recursive,
+            rust_timeout=50,
+            yield_on_timeout=True,
+            debounce=400,
+            step=15,
+        ):
             if stop.is_set():
                 return
             if first:
@@ -233,9 +254,12 @@ class Reloader:
             if self._pending_ready:
                 return
             self.supervisor.wait_serving_registered(START_WAIT, stop)
-            changed = [Path(p) for p, sig in _snapshot(self.config).items()
-                       if self._snapshot.get(p) != sig]
-            self.on_event(f"watching {', '.join(str(p) for p in watch_paths(self.config))} for changes")
+            changed = [
+                Path(p) for p, sig in _snapshot(self.config).items() if self._snapshot.get(p) != sig
+            ]
+            self.on_event(
+                f"watching {', '.join(str(p) for p in watch_paths(self.config))} for changes"
+            )
             self._want_next = True
             if changed:
                 self.reload(changed)
@@ -277,8 +301,11 @@ class Reloader:
             return False  # shutting down
         if not self.supervisor.wait_registered(new_ids, CHECK_TIMEOUT):
             self.supervisor.abandon(new_ids)
-            return self._blocked("the new workers did not start (the code changed again "
-                                 "while reloading, or does not import)", None)
+            return self._blocked(
+                "the new workers did not start (the code changed again "
+                "while reloading, or does not import)",
+                None,
+            )
         registered_at = time.time()
         self.supervisor.retire_all_but(new_ids)
         self.config = config
@@ -286,12 +313,18 @@ class Reloader:
         # Where the time went: the watcher noticing the save, the import check, starting
         # the new workers (or waking the standby ones), their import of the tasks until
         # each has registered.
-        phases = {"seen": seen_at - saved_at, "check": checked_at - seen_at,
-                  "start": started_at - checked_at, "register": registered_at - started_at}
+        phases = {
+            "seen": seen_at - saved_at,
+            "check": checked_at - seen_at,
+            "start": started_at - checked_at,
+            "register": registered_at - started_at,
+        }
         self.status = ReloadStatus(at=time.time(), duration=took, task_ids=result.task_ids)
-        self.on_event(f"reloaded ({names} changed): {len(result.task_ids)} task(s), "
-                      f"new workers ready {took * 1000:.0f} ms after the save "
-                      f"({_phases(phases)})")
+        self.on_event(
+            f"reloaded ({names} changed): {len(result.task_ids)} task(s), "
+            f"new workers ready {took * 1000:.0f} ms after the save "
+            f"({_phases(phases)})"
+        )
         return True
 
     def _blocked(self, error: str, tb: str | None) -> bool:

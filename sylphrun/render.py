@@ -60,7 +60,8 @@ def one_line(text: Any) -> str:
     line of its own."""
     s = text if isinstance(text, str) else str(text)
     return _LINE_CONTROL.sub(
-        lambda m: _NAMED_ESCAPES.get(m.group()) or f"\\x{ord(m.group()):02x}", s)
+        lambda m: _NAMED_ESCAPES.get(m.group()) or f"\\x{ord(m.group()):02x}", s
+    )
 
 
 # Rich sizes a table to its content, not to the console: this only lifts the limit.
@@ -73,8 +74,12 @@ def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
     80 columns and `dev --no-tui > log` split records over several lines."""
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    return Console(stderr=stderr, highlight=False, soft_wrap=soft_wrap or not tty,
-                   width=None if tty else UNLIMITED_WIDTH)
+    return Console(
+        stderr=stderr,
+        highlight=False,
+        soft_wrap=soft_wrap or not tty,
+        width=None if tty else UNLIMITED_WIDTH,
+    )
 
 
 def iso(ts: float | None) -> str | None:
@@ -159,20 +164,33 @@ def step_json(step: model.Step) -> dict[str, Any]:
     }
 
 
-def show_json(run: model.Run, steps: list[model.Step], children: list[model.Run],
-              attempts: list[model.RunAttempt], logs: list[model.LogLine]) -> dict[str, Any]:
+def show_json(
+    run: model.Run,
+    steps: list[model.Step],
+    children: list[model.Run],
+    attempts: list[model.RunAttempt],
+    logs: list[model.LogLine],
+) -> dict[str, Any]:
     doc = run_json(run)
     doc["steps"] = [step_json(s) for s in steps]
     from sylphrun.events import open_event_waits
 
-    doc["waiting_for"] = [{**w, "timeout_at": iso(w["timeout_at"])}
-                          for w in open_event_waits(steps)]
+    doc["waiting_for"] = [
+        {**w, "timeout_at": iso(w["timeout_at"])} for w in open_event_waits(steps)
+    ]
     doc["child_runs"] = [
-        {"run_id": c.id, "task_id": c.task_id, "status": c.status, "error": c.error} for c in children
+        {"run_id": c.id, "task_id": c.task_id, "status": c.status, "error": c.error}
+        for c in children
     ]
     doc["attempts"] = [
-        {"attempt": a.attempt, "status": a.status, "error": a.error, "traceback": a.traceback,
-         "started_at": iso(a.started_at), "finished_at": iso(a.finished_at)}
+        {
+            "attempt": a.attempt,
+            "status": a.status,
+            "error": a.error,
+            "traceback": a.traceback,
+            "started_at": iso(a.started_at),
+            "finished_at": iso(a.finished_at),
+        }
         for a in attempts
     ]
     doc["logs"] = [
@@ -209,9 +227,13 @@ def runs_table(runs: list[model.Run]) -> Table:
     for r in runs:
         children = children_summary(r) if r.children_total else ""
         table.add_row(
-            Text(r.id), Text(one_line(r.task_id)), status_text(r.status), str(r.attempt),
+            Text(r.id),
+            Text(one_line(r.task_id)),
+            status_text(r.status),
+            str(r.attempt),
             local_time(r.started_at or r.created_at),
-            duration(r.started_at, r.finished_at, now) if r.started_at else "", children,
+            duration(r.started_at, r.finished_at, now) if r.started_at else "",
+            children,
         )
     return table
 
@@ -220,10 +242,15 @@ def children_summary(run: model.Run) -> str:
     """`1000: 990 ok, 8 failed, 2 cancelled` (counts that are 0 left out; unfinished ones
     are the rest of the total)."""
     parts = [f"{run.children_completed} ok"]
-    parts += [f"{n} {what}" for n, what in ((run.children_failed, "failed"),
-                                            (run.children_cancelled, "cancelled"),
-                                            (run.children_total - run.children_done, "pending"))
-              if n]
+    parts += [
+        f"{n} {what}"
+        for n, what in (
+            (run.children_failed, "failed"),
+            (run.children_cancelled, "cancelled"),
+            (run.children_total - run.children_done, "pending"),
+        )
+        if n
+    ]
     return f"{run.children_total}: {', '.join(parts)}"
 
 
@@ -233,9 +260,15 @@ def _preview(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def show_text(run: model.Run, steps: list[model.Step], children: list[model.Run],
-              attempts: list[model.RunAttempt], logs: list[model.LogLine], *,
-              held: str | None = None) -> Group:
+def show_text(
+    run: model.Run,
+    steps: list[model.Step],
+    children: list[model.Run],
+    attempts: list[model.RunAttempt],
+    logs: list[model.LogLine],
+    *,
+    held: str | None = None,
+) -> Group:
     now = time.time()
     parts: list[Any] = _show_head(run, steps, now)
     if held:
@@ -272,8 +305,9 @@ def _show_head(run: model.Run, steps: list[model.Step], now: float) -> list[Any]
     if run.status not in model.TERMINAL_STATES:
         from sylphrun.events import open_event_waits, waiting_for_text
 
-        parts += [Text(safe(waiting_for_text(w, now)), style="blue")
-                  for w in open_event_waits(steps)]
+        parts += [
+            Text(safe(waiting_for_text(w, now)), style="blue") for w in open_event_waits(steps)
+        ]
     return parts
 
 
@@ -297,8 +331,12 @@ def _add_step_node(tree: Tree, s: model.Step, now: float) -> None:
     for a in s.attempt_log:
         # An interrupted attempt's error already begins with "interrupted: ".
         error = (a.error or "").removeprefix(f"{a.status}: ")
-        node.add(Text(f"attempt {a.attempt} {a.status}: {one_line(error)}",
-                      style="bright_red" if a.status == "interrupted" else "red"))
+        node.add(
+            Text(
+                f"attempt {a.attempt} {a.status}: {one_line(error)}",
+                style="bright_red" if a.status == "interrupted" else "red",
+            )
+        )
     if s.status == model.STEP_RETRYING and s.retry_at:
         node.add(Text(f"retry in {max(0.0, s.retry_at - now):.1f}s", style="magenta"))
     if s.child_run_ids:
@@ -312,21 +350,30 @@ def _add_step_node(tree: Tree, s: model.Step, now: float) -> None:
         node.add(Text(f"diverged: {one_line(s.error)}", style="red"))
 
 
-def _show_tail(run: model.Run, children: list[model.Run], attempts: list[model.RunAttempt],
-               logs: list[model.LogLine]) -> list[Any]:
+def _show_tail(
+    run: model.Run,
+    children: list[model.Run],
+    attempts: list[model.RunAttempt],
+    logs: list[model.LogLine],
+) -> list[Any]:
     parts: list[Any] = []
     if children:
         done = sum(1 for c in children if c.finished)
         failed = sum(1 for c in children if c.status == model.FAILED)
         cancelled = sum(1 for c in children if c.status == model.CANCELLED)
-        parts.append(Text(f"children: {done}/{len(children)} finished: {done - failed - cancelled} "
-                          f"completed, {failed} failed, {cancelled} cancelled"))
+        parts.append(
+            Text(
+                f"children: {done}/{len(children)} finished: {done - failed - cancelled} "
+                f"completed, {failed} failed, {cancelled} cancelled"
+            )
+        )
         for c in [c for c in children if c.status in (model.FAILED, model.CANCELLED)][:10]:
             parts.append(Text(f"  ✗ {c.id} {one_line(c.error or c.status)}", style="red"))
     for a in attempts:
         if a.status != model.COMPLETED:
-            parts.append(Text(f"attempt {a.attempt} {a.status}: {one_line(a.error or '')}",
-                              style="red"))
+            parts.append(
+                Text(f"attempt {a.attempt} {a.status}: {one_line(a.error or '')}", style="red")
+            )
     if run.status == model.COMPLETED:
         parts.append(Text(f"output: {_preview(run.output, 2000)}", style="green"))
     elif run.error:
@@ -352,20 +399,24 @@ def wake_time(run: model.Run, steps: list[model.Step]) -> tuple[str, float] | No
             if isinstance(at, int | float) and abs(at - run.ready_at) < 1e-3:
                 return "sleeping", at
     if any(s.status == model.STEP_RETRYING for s in steps) or (
-            run.status == model.QUEUED and run.attempt > 1):
+        run.status == model.QUEUED and run.attempt > 1
+    ):
         return "retrying", run.ready_at
     return None  # a new run, or one held back for another reason (a crash's short pause)
 
 
 def wake_text(run: model.Run, steps: list[model.Step], now: float) -> str | None:
-    """"sleeping until 12:41:03 (in 14m57s)", or None. `sylphrun wake` ends the wait now."""
+    """ "sleeping until 12:41:03 (in 14m57s)", or None. `sylphrun wake` ends the wait now."""
     found = wake_time(run, steps)
     if found is None or found[1] <= now:
         return None
     what, at = found
     left = until(at, now)
-    return f"{what} until {local_time(at)} ({left})" if what == "sleeping" else (
-        f"retrying at {local_time(at)} ({left})")
+    return (
+        f"{what} until {local_time(at)} ({left})"
+        if what == "sleeping"
+        else (f"retrying at {local_time(at)} ({left})")
+    )
 
 
 def hold_text(hold: Any, now: float) -> str | None:
@@ -382,7 +433,7 @@ def hold_text(hold: Any, now: float) -> str | None:
 
 
 def until(at: float, now: float) -> str:
-    """"in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`; "now" once it is due
+    """ "in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`; "now" once it is due
     (a reader's clock can pass a wake time before the run is claimed)."""
     left = at - now
     if left <= 0:

@@ -22,8 +22,9 @@ def scheduled(tasks: Mapping[str, model.TaskRecord]) -> dict[str, Schedule]:
     return out
 
 
-def schedule_rows(tasks: Mapping[str, model.TaskRecord],
-                  states: Mapping[str, ScheduleState], now: float) -> list[dict[str, Any]]:
+def schedule_rows(
+    tasks: Mapping[str, model.TaskRecord], states: Mapping[str, ScheduleState], now: float
+) -> list[dict[str, Any]]:
     """`schedules --json`: task, expression, next fire time (null while paused), last run."""
     rows = []
     for task_id, schedule in scheduled(tasks).items():
@@ -31,17 +32,19 @@ def schedule_rows(tasks: Mapping[str, model.TaskRecord],
         paused = bool(state and state.paused)
         after = max(now, state.settled_through) if state else now
         upcoming = None if paused else schedule.next_slot(after)
-        rows.append({
-            "task": task_id,
-            "expression": schedule.expression,
-            "tz": schedule.tz,
-            "catchup": schedule.catchup,
-            "paused": paused,
-            "next_fire_at": iso(upcoming) if upcoming not in (None, float("inf")) else None,
-            "last_scheduled_at": iso(state.last_slot) if state else None,
-            "last_run_id": state.last_run_id if state else None,
-            "last_run_status": state.last_run_status if state else None,
-        })
+        rows.append(
+            {
+                "task": task_id,
+                "expression": schedule.expression,
+                "tz": schedule.tz,
+                "catchup": schedule.catchup,
+                "paused": paused,
+                "next_fire_at": iso(upcoming) if upcoming not in (None, float("inf")) else None,
+                "last_scheduled_at": iso(state.last_slot) if state else None,
+                "last_run_id": state.last_run_id if state else None,
+                "last_run_status": state.last_run_status if state else None,
+            }
+        )
     return rows
 
 
@@ -60,9 +63,13 @@ def schedules_table(rows: list[dict[str, Any]]):
         if r["catchup"] != "latest":
             what += f", catchup={r['catchup']}"
         last = f"{_short(r['last_scheduled_at'])} {r['last_run_id']}" if r["last_run_id"] else "-"
-        table.add_row(Text(one_line(r["task"])), Text(one_line(what)),
-                      "paused" if r["paused"] else _short(r["next_fire_at"]) or "never",
-                      last, r["last_run_status"] or "-")
+        table.add_row(
+            Text(one_line(r["task"])),
+            Text(one_line(what)),
+            "paused" if r["paused"] else _short(r["next_fire_at"]) or "never",
+            last,
+            r["last_run_status"] or "-",
+        )
     return table
 
 

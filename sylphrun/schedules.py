@@ -58,8 +58,9 @@ class Schedule:
         if not isinstance(data, dict):
             return None
         try:
-            return parse_schedule("?", data.get("expression"), data.get("tz"),
-                                  data.get("catchup") or "latest")
+            return parse_schedule(
+                "?", data.get("expression"), data.get("tz"), data.get("catchup") or "latest"
+            )
         except ScheduleError:
             return None
 
@@ -129,28 +130,37 @@ def slot_key(task_id: str, slot: float) -> str:
     return f"schedule:{task_id}:{slot_iso(slot)}"
 
 
-def parse_schedule(task_id: str, schedule: Any, tz: Any = None,
-                   catchup: Any = "latest") -> Schedule:
+def parse_schedule(
+    task_id: str, schedule: Any, tz: Any = None, catchup: Any = "latest"
+) -> Schedule:
     """Check a task's schedule options; a bad one raises `ScheduleError` with one line."""
     where = f"task {task_id!r}"
     if catchup not in CATCHUP:
-        raise ScheduleError(f"{where}: catchup must be one of {', '.join(map(repr, CATCHUP))}, "
-                            f"not {catchup!r}")
+        raise ScheduleError(
+            f"{where}: catchup must be one of {', '.join(map(repr, CATCHUP))}, not {catchup!r}"
+        )
     if isinstance(schedule, bool) or not isinstance(schedule, str | int | float):
-        raise ScheduleError(f"{where}: schedule must be a 5-field cron expression "
-                            f"(\"*/5 * * * *\") or a number of seconds, not {schedule!r:.60}")
+        raise ScheduleError(
+            f"{where}: schedule must be a 5-field cron expression "
+            f'("*/5 * * * *") or a number of seconds, not {schedule!r:.60}'
+        )
     if not isinstance(schedule, str):
         if not math.isfinite(schedule) or schedule < 1:
-            raise ScheduleError(f"{where}: schedule={schedule!r} seconds: an interval must be "
-                                "at least 1 second")
+            raise ScheduleError(
+                f"{where}: schedule={schedule!r} seconds: an interval must be at least 1 second"
+            )
         if tz is not None:
-            raise ScheduleError(f"{where}: tz= applies to a cron schedule; an interval of "
-                                "seconds is the same in every zone (leave tz out)")
+            raise ScheduleError(
+                f"{where}: tz= applies to a cron schedule; an interval of "
+                "seconds is the same in every zone (leave tz out)"
+            )
         return Schedule(schedule, None, catchup)
     text = " ".join(schedule.split())
     if len(text.split()) != 5:
-        raise ScheduleError(f"{where}: schedule {schedule!r:.60} is not a 5-field cron "
-                            "expression (minute hour day month weekday, e.g. \"0 3 * * *\")")
+        raise ScheduleError(
+            f"{where}: schedule {schedule!r:.60} is not a 5-field cron "
+            'expression (minute hour day month weekday, e.g. "0 3 * * *")'
+        )
     if tz is not None:
         _zone(where, tz)
     try:
@@ -158,8 +168,9 @@ def parse_schedule(task_id: str, schedule: Any, tz: Any = None,
 
         CronSim(text, datetime(2000, 1, 1, tzinfo=UTC))
     except CronSimError as exc:
-        raise ScheduleError(f"{where}: schedule {schedule!r:.60} is not a valid cron "
-                            f"expression ({exc})") from None
+        raise ScheduleError(
+            f"{where}: schedule {schedule!r:.60} is not a valid cron expression ({exc})"
+        ) from None
     return Schedule(text, tz, catchup)
 
 
@@ -167,13 +178,16 @@ def _zone(where: str, tz: Any) -> tzinfo:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     if not isinstance(tz, str) or not tz:
-        raise ScheduleError(f"{where}: tz must be a time zone name like \"Europe/Paris\", "
-                            f"not {tz!r:.60}")
+        raise ScheduleError(
+            f'{where}: tz must be a time zone name like "Europe/Paris", not {tz!r:.60}'
+        )
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(f"{where}: unknown time zone {tz!r:.60}; use an IANA name like "
-                            "\"Europe/Paris\" or \"America/New_York\"") from None
+        raise ScheduleError(
+            f"{where}: unknown time zone {tz!r:.60}; use an IANA name like "
+            '"Europe/Paris" or "America/New_York"'
+        ) from None
 
 
 def _datetime(at: float, tz: str | None) -> datetime:

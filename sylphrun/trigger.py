@@ -104,8 +104,10 @@ def check_idempotency_key(key: Any) -> str | None:
     if not isinstance(key, str) or not key:
         raise InvalidPayload(f"an idempotency key must be a non-empty string, not {key!r:.60}")
     if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise InvalidPayload(f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY:,} characters, "
-                             f"not {len(key):,} (hash a longer one)")
+        raise InvalidPayload(
+            f"an idempotency key is at most {MAX_IDEMPOTENCY_KEY:,} characters, "
+            f"not {len(key):,} (hash a longer one)"
+        )
     if codec.clean_text(key) != key:
         raise InvalidPayload(f"idempotency key {key!r:.60} is not valid Unicode")
     return key
@@ -113,8 +115,9 @@ def check_idempotency_key(key: Any) -> str | None:
 
 def check_priority(priority: Any) -> int:
     if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InvalidPayload(f"a priority must be a whole number (higher starts first), "
-                             f"not {priority!r:.60}")
+        raise InvalidPayload(
+            f"a priority must be a whole number (higher starts first), not {priority!r:.60}"
+        )
     return priority
 
 
@@ -130,8 +133,9 @@ def flow_of(task_id: str, journal: JournalReader | None = None) -> FlowOptions |
     return None if record is None else FlowOptions.from_options(task_id, record.options)
 
 
-def flow_fields(flow: FlowOptions | None, payloads: Sequence[Any],
-                priority: int) -> list[dict[str, Any]]:
+def flow_fields(
+    flow: FlowOptions | None, payloads: Sequence[Any], priority: int
+) -> list[dict[str, Any]]:
     """The `RunSpec` fields of each payload's run: its priority, and the keys its task's
     flow options take from it (evaluated now, stored on the run)."""
     return [{"priority": priority, **(flow.run_fields(p) if flow else {})} for p in payloads]
@@ -165,20 +169,24 @@ def enqueue(journal: Journal, specs: Sequence[RunSpec]) -> list[tuple[str, bool]
     return results
 
 
-async def trigger(task_id: str, payload: Any = None, *, idempotency_key: str | None = None,
-                  priority: int = 0) -> RunHandle:
-    handles = await _trigger_many(task_id, [payload], idempotency_key=idempotency_key, batch=False,
-                                  priority=priority)
+async def trigger(
+    task_id: str, payload: Any = None, *, idempotency_key: str | None = None, priority: int = 0
+) -> RunHandle:
+    handles = await _trigger_many(
+        task_id, [payload], idempotency_key=idempotency_key, batch=False, priority=priority
+    )
     return handles[0]
 
 
 async def batch_trigger(task_id: str, payloads: list[Any], *, priority: int = 0) -> BatchHandle:
-    return BatchHandle(await _trigger_many(task_id, payloads, idempotency_key=None, batch=True,
-                                           priority=priority))
+    return BatchHandle(
+        await _trigger_many(task_id, payloads, idempotency_key=None, batch=True, priority=priority)
+    )
 
 
-async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key: str | None = None,
-                           priority: int = 0) -> model.RunResult:
+async def trigger_and_wait(
+    task_id: str, payload: Any = None, *, idempotency_key: str | None = None, priority: int = 0
+) -> model.RunResult:
     handle = await trigger(task_id, payload, idempotency_key=idempotency_key, priority=priority)
     scope = current_scope.get()
     if scope is None or scope.step_key is not None:
@@ -188,8 +196,14 @@ async def trigger_and_wait(task_id: str, payload: Any = None, *, idempotency_key
     return await journaled_wait(scope.execution, task_id, handle.run_id)
 
 
-async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: str | None,
-                        batch: bool, priority: int = 0) -> list[RunHandle]:
+async def _trigger_many(
+    task_id: str,
+    payloads: list[Any],
+    *,
+    idempotency_key: str | None,
+    batch: bool,
+    priority: int = 0,
+) -> list[RunHandle]:
     encoded = [encode_payload(p) for p in payloads]
     check_idempotency_key(idempotency_key)
     check_priority(priority)
@@ -205,8 +219,13 @@ async def _trigger_many(task_id: str, payloads: list[Any], *, idempotency_key: s
     journal = open_journal(path)
     try:
         fields = flow_fields(flow_of(task_id, journal), payloads, priority)
-        results = enqueue(journal, [RunSpec(task_id, p, idempotency_key, **f)
-                                    for p, f in zip(encoded, fields, strict=True)])
+        results = enqueue(
+            journal,
+            [
+                RunSpec(task_id, p, idempotency_key, **f)
+                for p, f in zip(encoded, fields, strict=True)
+            ],
+        )
     finally:
         journal.close()
     return [RunHandle(rid, task_id, path) for rid, _ in results]
@@ -220,8 +239,14 @@ async def _sleep(seconds: float) -> None:
     await asyncio.sleep(seconds)
 
 
-async def wait_for_result(journal: JournalReader, run_id: str, *, timeout: float | None = None,
-                          poll: float = 0.005, on_no_workers: Any = None) -> model.RunResult:
+async def wait_for_result(
+    journal: JournalReader,
+    run_id: str,
+    *,
+    timeout: float | None = None,
+    poll: float = 0.005,
+    on_no_workers: Any = None,
+) -> model.RunResult:
     """Poll the journal until the run finishes (outside a run). `change_token` makes each
     idle poll a few microseconds; nothing is read until something was committed."""
     journal = as_journal(journal)  # a test or bench harness may still pass a Connection
@@ -241,10 +266,13 @@ async def wait_for_result(journal: JournalReader, run_id: str, *, timeout: float
             next_worker_check = now + 1.0
             if journal.replaced():
                 # Deleted under us: the run can no longer finish where we look for it.
-                raise JournalError(f"the journal {journal.location} was deleted or replaced "
-                                   f"while waiting for {run_id}; it cannot finish there")
-            if not warned and not journal.live_workers(now=time.time(),
-                                                       stale_after=WORKER_STALE_AFTER):
+                raise JournalError(
+                    f"the journal {journal.location} was deleted or replaced "
+                    f"while waiting for {run_id}; it cannot finish there"
+                )
+            if not warned and not journal.live_workers(
+                now=time.time(), stale_after=WORKER_STALE_AFTER
+            ):
                 on_no_workers()
                 warned = True
         if deadline is not None and now >= deadline:

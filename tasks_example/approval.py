@@ -28,24 +28,39 @@ if TYPE_CHECKING:
 DAY = 24 * 3600
 
 
-@task(id="order-approval", on_event="order.created",
-      cancel_on=[CancelOn("order.cancelled", match="order_id")])
+@task(
+    id="order-approval",
+    on_event="order.created",
+    cancel_on=[CancelOn("order.cancelled", match="order_id")],
+)
 async def order_approval(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     order = services.order_request(payload)
-    reservation = await ctx.step.run("reserve-inventory", services.reserve_inventory,
-                                     order["order_id"], order["items"])
+    reservation = await ctx.step.run(
+        "reserve-inventory", services.reserve_inventory, order["order_id"], order["items"]
+    )
     decision = await ctx.step.wait_for_event(
-        "approval", "order.approved", match={"order_id": order["order_id"]},
+        "approval",
+        "order.approved",
+        match={"order_id": order["order_id"]},
         timeout=payload.get("approval_timeout", DAY),
     )
     if decision is None or not decision.get("approved", True):
         await ctx.step.run("release-inventory", services.release_inventory, reservation["id"])
-        return {"order_id": order["order_id"],
-                "status": "expired" if decision is None else "rejected"}
+        return {
+            "order_id": order["order_id"],
+            "status": "expired" if decision is None else "rejected",
+        }
     total = sum(i["qty"] * i["unit_price_cents"] for i in order["items"])
-    payment = await ctx.step.run("charge-payment", services.charge_payment, total,
-                                 reservation["id"])
-    shipment = await ctx.step.run("create-shipment", services.create_shipment,
-                                  order["order_id"], reservation["id"])
-    return {"order_id": order["order_id"], "status": "approved", "payment_id": payment["id"],
-            "shipment_id": shipment["id"], "approved_by": decision.get("by")}
+    payment = await ctx.step.run(
+        "charge-payment", services.charge_payment, total, reservation["id"]
+    )
+    shipment = await ctx.step.run(
+        "create-shipment", services.create_shipment, order["order_id"], reservation["id"]
+    )
+    return {
+        "order_id": order["order_id"],
+        "status": "approved",
+        "payment_id": payment["id"],
+        "shipment_id": shipment["id"],
+        "approved_by": decision.get("by"),
+    }

@@ -52,7 +52,8 @@ async def batch_process(payload: dict[str, Any], ctx: Context) -> dict[str, int]
         "successful": sum(1 for r in results if r["ok"]),
         "failed": sum(1 for r in results if not r["ok"]),
     }
-    ctx.log.info("batch %s: %d of %d items processed", batch["id"], stats["successful"],
-                 stats["total"])
+    ctx.log.info(
+        "batch %s: %d of %d items processed", batch["id"], stats["successful"], stats["total"]
+    )
     await ctx.step.run("finalize", services.store_batch_result, batch["id"], stats)
     return stats

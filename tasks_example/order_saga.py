@@ -38,22 +38,28 @@ async def order_saga(payload: dict[str, Any], ctx: Context) -> dict[str, Any]:
     try:
         # Step 1: reserve inventory.
         reservation = await ctx.step.run(
-            "reserve-inventory", guard("reserve-inventory", services.reserve_inventory),
-            req["order_id"], req["items"],
+            "reserve-inventory",
+            guard("reserve-inventory", services.reserve_inventory),
+            req["order_id"],
+            req["items"],
         )
         reservation_id = reservation["id"]
 
         # Step 2: charge payment.
         payment = await ctx.step.run(
-            "charge-payment", guard("charge-payment", services.charge_payment),
-            total, reservation_id,
+            "charge-payment",
+            guard("charge-payment", services.charge_payment),
+            total,
+            reservation_id,
         )
         payment_id = payment["id"]
 
         # Step 3: create the shipment (fails with {"fail_at": "create-shipment"}).
         shipment = await ctx.step.run(
-            "create-shipment", guard("create-shipment", services.create_shipment),
-            req["order_id"], reservation_id,
+            "create-shipment",
+            guard("create-shipment", services.create_shipment),
+            req["order_id"],
+            reservation_id,
         )
 
         # Step 4: notify.

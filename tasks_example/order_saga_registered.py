@@ -43,16 +43,24 @@ async def order_saga_registered(payload: dict[str, Any], ctx: Context) -> dict[s
     total = sum(item["qty"] * item["unit_price_cents"] for item in req["items"])
 
     reservation = await ctx.step.run(
-        "reserve-inventory", guard("reserve-inventory", services.reserve_inventory),
-        req["order_id"], req["items"], compensate=release,
+        "reserve-inventory",
+        guard("reserve-inventory", services.reserve_inventory),
+        req["order_id"],
+        req["items"],
+        compensate=release,
     )
     payment = await ctx.step.run(
-        "charge-payment", guard("charge-payment", services.charge_payment),
-        total, reservation["id"], compensate=refund,
+        "charge-payment",
+        guard("charge-payment", services.charge_payment),
+        total,
+        reservation["id"],
+        compensate=refund,
     )
     shipment = await ctx.step.run(
-        "create-shipment", guard("create-shipment", services.create_shipment),
-        req["order_id"], reservation["id"],
+        "create-shipment",
+        guard("create-shipment", services.create_shipment),
+        req["order_id"],
+        reservation["id"],
     )
     await ctx.step.run(
         "notify", guard("notify", services.send_confirmation), req["email"], shipment["id"]

@@ -46,30 +46,39 @@ async def process_order(payload: dict[str, Any], ctx: Context) -> dict[str, Any]
     order = await ctx.step.run(
         "validate", guard("validate", validate), req["order_id"], req["items"], req["email"]
     )
-    ctx.log.info("attempt %d: order %s totals %d cents", ctx.attempt, order["id"],
-                 order["total_cents"])
+    ctx.log.info(
+        "attempt %d: order %s totals %d cents", ctx.attempt, order["id"], order["total_cents"]
+    )
 
     # Step 2: reserve inventory (its result is passed forward).
     reservation = await ctx.step.run(
-        "reserve-inventory", guard("reserve-inventory", services.reserve_inventory),
-        order["id"], order["items"],
+        "reserve-inventory",
+        guard("reserve-inventory", services.reserve_inventory),
+        order["id"],
+        order["items"],
     )
 
     # Step 3: charge, using the results of steps 1 and 2.
     payment = await ctx.step.run(
-        "process-payment", guard("process-payment", services.charge_payment),
-        order["total_cents"], reservation["id"],
+        "process-payment",
+        guard("process-payment", services.charge_payment),
+        order["total_cents"],
+        reservation["id"],
     )
 
     # Step 4: create the shipment.
     shipment = await ctx.step.run(
-        "create-shipment", guard("create-shipment", services.create_shipment),
-        order["id"], reservation["id"],
+        "create-shipment",
+        guard("create-shipment", services.create_shipment),
+        order["id"],
+        reservation["id"],
     )
 
     # Step 5: notify the customer.
     await ctx.step.run(
-        "send-confirmation", guard("send-confirmation", services.send_confirmation),
-        order["email"], shipment["id"],
+        "send-confirmation",
+        guard("send-confirmation", services.send_confirmation),
+        order["email"],
+        shipment["id"],
     )
     return {"order_id": order["id"], "shipment_id": shipment["id"], "payment_id": payment["id"]}

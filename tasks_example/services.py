@@ -216,6 +216,8 @@ def send_report(to: str, totals: dict[str, Any]) -> dict[str, Any]:
     report_id = _id("rpt", to, totals["day"])
     _effect(f"report {to} {report_id}", latency=0.01)
     return {"id": report_id, "to": to}
+
+
 # -- customers (flow control: one sync per customer at a time) ------------------------------
 
 

@@ -123,17 +123,24 @@ class Project:
     def journal(self) -> Connection:
         return Connection(self.config().journal)
 
-    def cli(self, *args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, input: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess:
         """Run the real `sylphrun` CLI in this project folder."""
         return subprocess.run(
-            [sys.executable, "-m", "sylphrun", *args], cwd=self.root, capture_output=True,
-            text=True, input=input, timeout=timeout, env={**os.environ, "NO_COLOR": "1"},
+            [sys.executable, "-m", "sylphrun", *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            input=input,
+            timeout=timeout,
+            env={**os.environ, "NO_COLOR": "1"},
         )
 
 
 # Side-effect helper every test task module can import: appends one line to the ledger,
 # flushed and fsynced so a SIGKILL right after cannot lose it.
-LEDGER_HELPER = '''
+LEDGER_HELPER = """
 import os
 def record(ledger, line):
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -142,7 +149,7 @@ def record(ledger, line):
         os.fsync(fd)
     finally:
         os.close(fd)
-'''
+"""
 
 
 @pytest.fixture
@@ -175,7 +182,9 @@ class Engine:
     def start(self) -> Engine:
         self.supervisor.start()
         assert self.supervisor.wait_ready(30), "workers did not start"
-        self._thread = threading.Thread(target=self.supervisor.serve, args=(self._stop,), daemon=True)
+        self._thread = threading.Thread(
+            target=self.supervisor.serve, args=(self._stop,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -253,8 +262,12 @@ class Background:
 
     def __init__(self, root: Path, *args: str) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sylphrun", *args], cwd=root, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            [sys.executable, "-m", "sylphrun", *args],
+            cwd=root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
             env={**os.environ, "NO_COLOR": "1"},
         )
         self.lines: list[str] = []
@@ -270,8 +283,11 @@ class Background:
         return "\n".join(self.lines)
 
     def wait_for(self, fragment: str, timeout: float = 20) -> str:
-        return wait_until(lambda: next((line for line in self.lines if fragment in line), None),
-                          timeout=timeout, message=f"{fragment!r} in output: {self.lines[-5:]}")
+        return wait_until(
+            lambda: next((line for line in self.lines if fragment in line), None),
+            timeout=timeout,
+            message=f"{fragment!r} in output: {self.lines[-5:]}",
+        )
 
     def signal_group(self, signum: int) -> None:
         os.killpg(self.proc.pid, signum)
@@ -320,19 +336,22 @@ def conn(tmp_path: Path) -> Iterator[Connection]:
     c.close()
 
 
-def enqueue(conn: Connection, task_id: str = "t", payload: str = "{}", now: float = T0,
-            **spec) -> str:
+def enqueue(
+    conn: Connection, task_id: str = "t", payload: str = "{}", now: float = T0, **spec
+) -> str:
     [(run_id, created)] = store.enqueue_runs(conn, [RunSpec(task_id, payload, **spec)], now)
     assert created
     return run_id
 
 
-def claim(conn: Connection, worker: str = "w1", *, tasks=("t",), limit: int = 10,
-          now: float = T0, **terms) -> list[store.Claim]:
+def claim(
+    conn: Connection, worker: str = "w1", *, tasks=("t",), limit: int = 10, now: float = T0, **terms
+) -> list[store.Claim]:
     """`claim_runs` for the tasks `tasks` (each with `terms`); fails on an unknown-task run."""
     known = {t: store.TaskTerms(**terms) for t in tasks}
-    claims, unknown = store.claim_runs(conn, worker, limit, lease_seconds=LEASE,
-                                       known_tasks=known, now=now)
+    claims, unknown = store.claim_runs(
+        conn, worker, limit, lease_seconds=LEASE, known_tasks=known, now=now
+    )
     assert unknown == []
     return claims
 
@@ -401,5 +420,7 @@ def postgres_url(postgres_cluster) -> Iterator[str]:
 def pytest_terminal_summary(terminalreporter) -> None:
     if _NO_POSTGRES:
         terminalreporter.write_sep("!", "the PostgreSQL journal was NOT tested", red=True)
-        terminalreporter.write_line(f"{_NO_POSTGRES[0]}; `apt-get install postgresql` and "
-                                    "`pip install -e '.[dev]'` make it testable")
+        terminalreporter.write_line(
+            f"{_NO_POSTGRES[0]}; `apt-get install postgresql` and "
+            "`pip install -e '.[dev]'` make it testable"
+        )

@@ -33,8 +33,12 @@ _SPAWN = subprocess.Popen._execute_child
 # Durability off: a test cluster is thrown away; autovacuum off so nothing but the tests
 # writes (the change token counts every commit in the cluster).
 SETTINGS = {
-    "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-    "autovacuum": "off", "max_connections": "200", "listen_addresses": "'127.0.0.1'",
+    "fsync": "off",
+    "synchronous_commit": "off",
+    "full_page_writes": "off",
+    "autovacuum": "off",
+    "max_connections": "200",
+    "listen_addresses": "'127.0.0.1'",
     "shared_buffers": "64MB",
     # The race tests make deadlocks on purpose: found in 50 ms, not the default second.
     "deadlock_timeout": "'50ms'",
@@ -61,8 +65,9 @@ def required() -> bool:
 
 def server_bin() -> Path | None:
     """The folder of `initdb`/`pg_ctl`: Debian's newest major, else the PATH's."""
-    majors = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-                    key=lambda p: int(Path(p).parent.parent.name))
+    majors = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parent.parent.name)
+    )
     if majors:
         return Path(majors[-1]).parent
     found = shutil.which("initdb")
@@ -81,8 +86,10 @@ class Cluster:
     def __init__(self) -> None:
         self.bin = server_bin()
         if self.bin is None:
-            raise RuntimeError("PostgreSQL server binaries not found (initdb): "
-                               "`apt-get install postgresql` provides them")
+            raise RuntimeError(
+                "PostgreSQL server binaries not found (initdb): "
+                "`apt-get install postgresql` provides them"
+            )
         self.root = Path(tempfile.mkdtemp(prefix="sylphrun-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -91,11 +98,33 @@ class Cluster:
         if self._user:
             entry = pwd.getpwnam(self._user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "-A", "trust",
-                  "-E", "UTF8", "--locale=C", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            SUPERUSER,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            "--no-sync",
+        )
         self._configure()
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                  "-t", "60", "-o", f"-p {self.port} -k {self.root}", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.root}",
+            "start",
+        )
         # Stopped by the session fixture; also at exit, should the session end another way
         # (an internal error, a KeyboardInterrupt before the fixture's teardown).
         atexit.register(self.stop)
@@ -107,8 +136,7 @@ class Cluster:
         if self._user:
             cmd = ["runuser", "-u", self._user, "--", *cmd]
         with _real_processes():
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                                  cwd=self.root)
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=self.root)
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed: {done.stderr.strip() or done.stdout.strip()}")
 
@@ -162,16 +190,32 @@ class Cluster:
         import psycopg
 
         with psycopg.connect(self.url(name), autocommit=True) as db:
-            db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                       " WHERE datname = current_database() AND pid <> pg_backend_pid()")
-            db.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public" if rebuilt
-                       else EMPTY_JOURNAL)
+            db.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            db.execute(
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public" if rebuilt else EMPTY_JOURNAL
+            )
         self._spare, self._spare_unmigrated = name, rebuilt
 
     def restart(self) -> None:
         """Stop (fast: connections dropped) and start again on the same port."""
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "log"), "-w",
-                  "-t", "60", "-m", "fast", "-o", f"-p {self.port} -k {self.root}", "restart")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-m",
+            "fast",
+            "-o",
+            f"-p {self.port} -k {self.root}",
+            "restart",
+        )
 
     def stop(self) -> None:
         if not self.data.exists():

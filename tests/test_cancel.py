@@ -9,7 +9,7 @@ from sylphrun import model
 from sylphrun.journal import queries
 from tests.conftest import ledger_count, step_by_key, wait_until
 
-TASKS = '''
+TASKS = """
 import asyncio, os, time
 from ledger_helper import record
 from sylphrun import task
@@ -55,7 +55,7 @@ async def long_nap(payload, ctx):
 @task(id="marker")
 async def marker(payload, ctx):
     return "ok"
-'''
+"""
 
 
 def test_cancel_closes_parked_steps_and_counts_children_apart(project, engine_factory):
@@ -66,6 +66,7 @@ def test_cancel_closes_parked_steps_and_counts_children_apart(project, engine_fa
     def settled():
         run = eng.run_record(parent)
         return run.status == model.WAITING and run.children_done == 2
+
     wait_until(settled, timeout=60, message="two children finished, the parent parked")
     [napper] = [c.id for c in queries.children_of(eng.conn, parent) if c.status == model.WAITING]
     assert step_by_key(eng, parent, "collect").status == model.STEP_WAITING
@@ -127,14 +128,25 @@ def test_a_v2_journal_s_cancelled_children_move_out_of_the_failed_count(tmp_path
 
     path = tmp_path / "journal.db"
     raw = sqlite3.connect(path, isolation_level=None)
-    raw.executescript(f"BEGIN;\n{MIGRATIONS[0]}\n{MIGRATIONS[1]}\nPRAGMA user_version = 2;\nCOMMIT;")
-    raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
-                " children_total, children_done, children_failed)"
-                " VALUES ('run_p', 'p', 'cancelled', '{}', 1, 1, 4, 3, 2)")
-    for rid, status in (("run_a", "completed"), ("run_b", "failed"), ("run_c", "cancelled"),
-                        ("run_d", "queued")):
-        raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
-                    " parent_run_id) VALUES (?, 'c', ?, '{}', 1, 1, 'run_p')", (rid, status))
+    raw.executescript(
+        f"BEGIN;\n{MIGRATIONS[0]}\n{MIGRATIONS[1]}\nPRAGMA user_version = 2;\nCOMMIT;"
+    )
+    raw.execute(
+        "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+        " children_total, children_done, children_failed)"
+        " VALUES ('run_p', 'p', 'cancelled', '{}', 1, 1, 4, 3, 2)"
+    )
+    for rid, status in (
+        ("run_a", "completed"),
+        ("run_b", "failed"),
+        ("run_c", "cancelled"),
+        ("run_d", "queued"),
+    ):
+        raw.execute(
+            "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+            " parent_run_id) VALUES (?, 'c', ?, '{}', 1, 1, 'run_p')",
+            (rid, status),
+        )
     raw.close()
     conn = Connection(path)
     try:
@@ -156,9 +168,13 @@ def test_a_retried_cancelled_run_resumes_its_cancelled_steps(project, engine_fac
     assert project.cli("cancel", run_id).returncode == 0
     assert step_by_key(eng, run_id, "nap").status == model.STEP_CANCELLED
     assert project.cli("retry", run_id).returncode == 0
-    wait_until(lambda: eng.run_record(run_id).status == model.WAITING
-               and step_by_key(eng, run_id, "nap").status == model.STEP_WAITING,
-               message="the retried run asleep again")
+    wait_until(
+        lambda: (
+            eng.run_record(run_id).status == model.WAITING
+            and step_by_key(eng, run_id, "nap").status == model.STEP_WAITING
+        ),
+        message="the retried run asleep again",
+    )
     assert project.cli("wake", run_id).returncode == 0
     result = eng.wait(run_id, timeout=60)
     assert result.ok and result.output == "rested", result.error

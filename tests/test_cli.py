@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import wait_until
 
-TASKS = '''
+TASKS = """
 from sylphrun import task, Retry
 
 @task(id="hello")
@@ -32,7 +32,7 @@ async def bad_result(payload, ctx):
 @task(id="slow")
 async def slow(payload, ctx):
     await ctx.step.sleep("nap", 30)
-'''
+"""
 
 
 @pytest.fixture
@@ -42,8 +42,12 @@ def worker(project):
 
     def start():
         proc = subprocess.Popen(
-            [sys.executable, "-m", "sylphrun", "worker", "--workers", "1"], cwd=project.root,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            [sys.executable, "-m", "sylphrun", "worker", "--workers", "1"],
+            cwd=project.root,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         procs.append(proc)
         return proc
@@ -122,7 +126,9 @@ def test_show_json_has_step_tree(project, worker):
     run_id = json.loads(project.cli("trigger", "hello", "--wait", "--json").stdout)["run_id"]
     doc = json.loads(project.cli("show", run_id, "--json").stdout)
     assert doc["status"] == "completed"
-    assert [(s["key"], s["kind"], s["status"]) for s in doc["steps"]] == [("greet", "step", "completed")]
+    assert [(s["key"], s["kind"], s["status"]) for s in doc["steps"]] == [
+        ("greet", "step", "completed")
+    ]
     assert doc["steps"][0]["output"] == "hi you"
     # A unique prefix of a run id is accepted, as git does for commits.
     assert json.loads(project.cli("show", run_id[:12], "--json").stdout)["run_id"] == run_id
@@ -139,8 +145,13 @@ def test_retry_replay_cancel(project, worker):
     conn = project.journal()
     from sylphrun.journal import queries
 
-    wait_until(lambda: queries.get_run(conn, failed).status == "failed"
-               and queries.get_run(conn, failed).attempt == 2, message="retried attempt")
+    wait_until(
+        lambda: (
+            queries.get_run(conn, failed).status == "failed"
+            and queries.get_run(conn, failed).attempt == 2
+        ),
+        message="retried attempt",
+    )
     ok = json.loads(project.cli("trigger", "hello", "--wait", "--json").stdout)["run_id"]
     bad_retry = project.cli("retry", ok)
     assert_one_line_error(bad_retry, "completed", "replay")
@@ -196,13 +207,16 @@ def test_unknown_run_on_existing_journal_changes_nothing(project):
 
 def test_duplicate_task_id_names_both_files(project):
     project.write_tasks(TASKS)
-    project.write_tasks('''
+    project.write_tasks(
+        """
 from sylphrun import task
 
 @task(id="hello")
 async def hello_again(payload, ctx):
     return 1
-''', name="tasks/other.py")
+""",
+        name="tasks/other.py",
+    )
     result = project.cli("trigger", "hello")
     assert_one_line_error(result, "duplicate task id 'hello'", "main.py", "other.py")
     assert not journal_file(project).exists()
@@ -222,7 +236,7 @@ def test_missing_config_and_bad_config(project):
     assert_one_line_error(project.cli("tasks"), "unknown key 'workerz'", "sylphrun.toml")
     (project.root / "sylphrun.toml").write_text('tasks = ["tasks"]\nworkers = "two"\n')
     assert_one_line_error(project.cli("tasks"), "'workers' must be int")
-    (project.root / "sylphrun.toml").write_text('tasks = [\n')
+    (project.root / "sylphrun.toml").write_text("tasks = [\n")
     assert_one_line_error(project.cli("tasks"), "invalid TOML")
 
 
@@ -247,7 +261,9 @@ def test_corrupt_journal_is_one_line(project):
 def test_a_journal_path_that_cannot_exist_is_one_line(project):
     project.write_tasks(TASKS)
     project.write_config(extra='journal = "sylphrun.toml/journal.db"\n')
-    assert_one_line_error(project.cli("trigger", "hello"), "cannot create the journal", "Not a directory")
+    assert_one_line_error(
+        project.cli("trigger", "hello"), "cannot create the journal", "Not a directory"
+    )
     assert_one_line_error(project.cli("worker"), "cannot create the journal")
 
 
@@ -257,18 +273,21 @@ def test_a_journal_path_that_cannot_exist_is_one_line(project):
 def test_version():
     from importlib.metadata import version
 
-    out = subprocess.run([sys.executable, "-m", "sylphrun", "--version"], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "--version"], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0 and out.stdout == f"sylphrun {version('sylphrun')}\n"
 
 
 def test_an_empty_payload_is_refused_not_taken_as_an_empty_object(project):
     project.write_tasks(TASKS)
     for payload in ("", "   "):
-        assert_one_line_error(project.cli("trigger", "hello", "--payload", payload),
-                              "--payload is empty")
-    assert_one_line_error(project.cli("trigger", "hello", "--payload", "-", input=""),
-                          "--payload is empty")
+        assert_one_line_error(
+            project.cli("trigger", "hello", "--payload", payload), "--payload is empty"
+        )
+    assert_one_line_error(
+        project.cli("trigger", "hello", "--payload", "-", input=""), "--payload is empty"
+    )
     assert not journal_file(project).exists()
 
 
@@ -298,23 +317,35 @@ def test_init_refuses_a_folder_configured_in_pyproject(tmp_path):
     pyproject = folder / "pyproject.toml"
     pyproject.write_text('[project]\nname = "x"\n\n[tool.sylphrun]\ntasks = ["jobs"]\n')
     for extra in ([], ["--force"]):
-        result = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder), *extra],
-                                capture_output=True, text=True, timeout=30)
+        result = subprocess.run(
+            [sys.executable, "-m", "sylphrun", "init", str(folder), *extra],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert_one_line_error(result, "pyproject.toml already configures sylphrun")
         assert sorted(p.name for p in folder.iterdir()) == ["pyproject.toml"]
     # A pyproject.toml without [tool.sylphrun] is no reason to refuse.
     pyproject.write_text('[project]\nname = "x"\n')
-    result = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder)],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "init", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     assert (folder / "sylphrun.toml").exists()
 
 
 def test_ctrl_c_on_trigger_wait_says_the_run_goes_on(project):
     project.write_tasks(TASKS)
-    proc = subprocess.Popen([sys.executable, "-m", "sylphrun", "trigger", "hello", "--wait"],
-                            cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sylphrun", "trigger", "hello", "--wait"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     conn = None
     try:
         # Interrupt once it waits (it says so: no workers run here), not while it starts.
@@ -335,7 +366,8 @@ def test_ctrl_c_on_trigger_wait_says_the_run_goes_on(project):
             proc.kill()
     assert proc.returncode == 130, (out, err)
     assert err.strip().splitlines()[-1] == (
-        f"stopped waiting; run {run.id} goes on (sylphrun show {run.id})"), err
+        f"stopped waiting; run {run.id} goes on (sylphrun show {run.id})"
+    ), err
     assert "Traceback" not in err
     assert queries.get_run(conn, run.id).status == "queued"
     conn.close()

@@ -21,7 +21,7 @@ from sylphrun.config import load_config
 from sylphrun.journal import queries
 from sylphrun.runtime.supervisor import Supervisor
 
-TASKS = '''
+TASKS = """
 import os
 import time
 from ledger_helper import record
@@ -78,7 +78,7 @@ async def poison(payload, ctx):
     await ctx.step.run("before", effect, "before")
     await ctx.step.run("boom", kill_my_worker)
     return "unreachable"
-'''
+"""
 
 
 def test_kill_9_mid_run_resumes_without_repeating_completed_steps(project, engine_factory):
@@ -104,8 +104,10 @@ def test_kill_9_mid_run_resumes_without_repeating_completed_steps(project, engin
         step = step_by_key(eng, run_id, key)
         assert (step.attempts, step.attempt_log) == (1, []), key
     # The supervisor replaced the dead worker, and the journal is intact.
-    wait_until(lambda: len(eng.worker_pids()) == 2 and pid not in eng.worker_pids(),
-               message="the dead worker to be replaced")
+    wait_until(
+        lambda: len(eng.worker_pids()) == 2 and pid not in eng.worker_pids(),
+        message="the dead worker to be replaced",
+    )
     assert queries.integrity_check(eng.conn) == "ok"
 
 
@@ -138,10 +140,15 @@ def test_run_that_kills_its_worker_three_times_fails_and_is_not_looped(project, 
     # Three interrupted attempts, then the doomed execution fails the step without running
     # it (so that a saga's compensations still run, see tests/torture/test_kill_points.py).
     assert [a.status for a in boom.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
-        model.STEP_FAILED]
+        model.STEP_FAILED
+    ]
     # The attempt log says what became of the step: run again twice, then not.
     assert [("runs again" in a.error, "WorkerCrashed" in a.error) for a in boom.attempt_log] == [
-        (True, False), (True, False), (False, True), (False, True)]
+        (True, False),
+        (True, False),
+        (False, True),
+        (False, True),
+    ]
     # Not looped: nothing claims it again.
     time.sleep(1.0)
     assert ledger_count(project, "boom") == 3
@@ -192,12 +199,16 @@ def test_runs_of_workers_that_vanished_with_their_supervisor_are_recovered_at_st
     project, engine_factory
 ):
     project.write_tasks(TASKS)
-    proc = multiprocessing.get_context("spawn").Process(target=_supervise, args=(str(project.root),))
+    proc = multiprocessing.get_context("spawn").Process(
+        target=_supervise, args=(str(project.root),)
+    )
     proc.start()
     try:
         eng = engine_factory()  # not started yet: it only triggers
         run_id = eng.trigger("hangs-once")
-        wait_until(lambda: ledger_count(project, "hang") == 1, timeout=30, message="the step to hang")
+        wait_until(
+            lambda: ledger_count(project, "hang") == 1, timeout=30, message="the step to hang"
+        )
         workers = psutil.Process(proc.pid).children()
         os.kill(proc.pid, signal.SIGKILL)  # supervisor first, so nobody releases the run
         for w in workers:
@@ -246,12 +257,18 @@ def _wait_until_it_tried_to_write(eng, project, pid: int) -> None:
     wait for two more heartbeats of that worker after the marker: its loop, which makes
     the write right after the step returns, has run by then. Or for it to be gone."""
     marker = Path(f"{project.ledger}.slept.{pid}")
-    wait_until(lambda: marker.exists() or not psutil.pid_exists(pid), timeout=60,
-               message="the paused worker's step to return")
+    wait_until(
+        lambda: marker.exists() or not psutil.pid_exists(pid),
+        timeout=60,
+        message="the paused worker's step to return",
+    )
 
     def heartbeat() -> float | None:
-        found = [w for w in queries.live_workers(eng.conn, now=time.time(), stale_after=3600)
-                 if w.pid == pid]
+        found = [
+            w
+            for w in queries.live_workers(eng.conn, now=time.time(), stale_after=3600)
+            if w.pid == pid
+        ]
         return found[0].heartbeat_at if found and psutil.pid_exists(pid) else None
 
     def beat_after(t: float) -> float | str:
@@ -262,5 +279,6 @@ def _wait_until_it_tried_to_write(eng, project, pid: int) -> None:
     for _ in range(2):
         if not isinstance(seen, float):
             return  # gone: replaced by the supervisor, it can write nothing more
-        seen = wait_until(lambda t=seen: beat_after(t), timeout=60,
-                          message="a heartbeat of the woken worker")
+        seen = wait_until(
+            lambda t=seen: beat_after(t), timeout=60, message="a heartbeat of the woken worker"
+        )

@@ -47,7 +47,9 @@ from sylphrun.journal import Connection, RunSpec, queries, store
 
 MARKUP = "[red]not red[/red] [/ [0] [link=https://example.com]link[/link] [@click=app.quit]quit[/]"
 
-TASKS = f"MARKUP = {MARKUP!r}\n" + '''
+TASKS = (
+    f"MARKUP = {MARKUP!r}\n"
+    + """
 import asyncio
 from sylphrun import task, Retry
 
@@ -105,7 +107,8 @@ async def markup(payload, ctx):
     ctx.log.warning(MARKUP + " \\x1b[31m")
     await ctx.step.run("[bold]step[/bold]", value, {"text": MARKUP, "list": [0, "[0]"]})
     await ctx.step.run("explode", boom, MARKUP)
-'''
+"""
+)
 
 
 @dataclasses.dataclass
@@ -126,13 +129,19 @@ def real_journal(tmp_path_factory: pytest.TempPathFactory) -> RealJournal:
         project.write_tasks(TASKS)
         eng = Engine(project).start()
         try:
-            ids = {name: eng.trigger(name) for name in ("chain", "fanout", "saga", "markup", "flaky")}
+            ids = {
+                name: eng.trigger(name) for name in ("chain", "fanout", "saga", "markup", "flaky")
+            }
             for name in ("chain", "fanout", "saga", "markup"):
                 eng.wait(ids[name])
-            wait_until(lambda: any(s.status == model.STEP_RETRYING for s in eng.steps(ids["flaky"])),
-                       message="flaky's step to be retrying")
-            wait_until(lambda: eng.run_record(ids["flaky"]).status == model.WAITING,
-                       message="flaky to park")
+            wait_until(
+                lambda: any(s.status == model.STEP_RETRYING for s in eng.steps(ids["flaky"])),
+                message="flaky's step to be retrying",
+            )
+            wait_until(
+                lambda: eng.run_record(ids["flaky"]).status == model.WAITING,
+                message="flaky to park",
+            )
             tasks = dict(eng.tasks)
         finally:
             eng.stop()
@@ -156,8 +165,12 @@ def make_app(j: RealJournal, **kwargs) -> DashboardApp:
     return DashboardApp(j.config, **kwargs)
 
 
-async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 10.0,
-                what: str = "the dashboard") -> None:
+async def until(
+    pilot: Pilot,
+    predicate: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "the dashboard",
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -165,12 +178,18 @@ async def until(pilot: Pilot, predicate: Callable[[], object], timeout: float = 
         await pilot.pause(0.02)
 
 
-def drive(app: DashboardApp, scenario: Callable[[Pilot], Awaitable[None]],
-          size: tuple[int, int] = (120, 35)) -> None:
+def drive(
+    app: DashboardApp,
+    scenario: Callable[[Pilot], Awaitable[None]],
+    size: tuple[int, int] = (120, 35),
+) -> None:
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda: app.loaded and isinstance(app.screen, RunsScreen),
-                        what="the first read of the journal")
+            await until(
+                pilot,
+                lambda: app.loaded and isinstance(app.screen, RunsScreen),
+                what="the first read of the journal",
+            )
             await scenario(pilot)
 
     asyncio.run(main())
@@ -179,8 +198,15 @@ def drive(app: DashboardApp, scenario: Callable[[Pilot], Awaitable[None]],
 async def open_run(pilot: Pilot, run_id: str) -> RunScreen:
     app = pilot.app
     app.open_run(run_id)
-    await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None
-                and app.screen.run_id == run_id, what=f"run {run_id} to open")
+    await until(
+        pilot,
+        lambda: (
+            isinstance(app.screen, RunScreen)
+            and app.screen.detail is not None
+            and app.screen.run_id == run_id
+        ),
+        what=f"run {run_id} to open",
+    )
     await pilot.pause()
     return app.screen
 
@@ -244,8 +270,10 @@ def test_filters_by_status_task_and_search(journal: RealJournal) -> None:
         await pilot.press("slash", *"broken")
         await pilot.pause()
         rows = app.screen.query_one("#runs-table", RunsTable).rows
-        assert sorted(r.error for r in rows) == ["ValueError: item 3 is broken",
-                                                 "ValueError: item 7 is broken"]
+        assert sorted(r.error for r in rows) == [
+            "ValueError: item 3 is broken",
+            "ValueError: item 7 is broken",
+        ]
         await pilot.press("escape")
         await pilot.pause()
         assert app.screen.query_one("#search", Input).value == ""
@@ -387,7 +415,7 @@ def test_compensation_steps_are_drawn_as_a_compensation_trace(journal: RealJourn
         top = [node for node in tree.root.children if node.data != ("attempts", "")]
         labels = [n.label.plain for n in top]
         heading = next(i for i, label in enumerate(labels) if label.startswith("↩ compensating"))
-        assert [label.split()[2] for label in labels[heading + 1:]] == ["refund", "release"]
+        assert [label.split()[2] for label in labels[heading + 1 :]] == ["refund", "release"]
         assert all(label.startswith("↩") for label in labels[heading:])
         assert not any(label.startswith("↩") for label in labels[:heading])
         refund = top[heading + 1].label
@@ -441,19 +469,30 @@ def test_fanout_step_shows_progress_and_opens_its_children(journal: RealJournal)
         lines = tree_lines(tree)
         progress = next(line for line in lines if "completed," in line)
         assert "6 completed, 2 failed, 0 pending of 8" in progress
-        failed_children = [line for line in lines if "item 3 is broken" in line or "item 7 is broken" in line]
+        failed_children = [
+            line for line in lines if "item 3 is broken" in line or "item 7 is broken" in line
+        ]
         assert len(failed_children) == 2
         # The pane lists every child too, and Enter on a child in the tree opens it.
         tree.select_ref(("step", trigger.key))
         await pilot.pause()
         children_table = screen.query_one("#step-children", RunsTable)
         assert [r.id for r in children_table.rows] == trigger.child_run_ids
-        node = next(n for n in tree._step_nodes[trigger.key].children
-                    if n.data == ("child", trigger.child_run_ids[3]))
+        node = next(
+            n
+            for n in tree._step_nodes[trigger.key].children
+            if n.data == ("child", trigger.child_run_ids[3])
+        )
         tree.move_cursor(node)
         await pilot.press("enter")
-        await until(pilot, lambda: screen.run_id == trigger.child_run_ids[3] and screen.detail
-                    and screen.detail.run.id == trigger.child_run_ids[3])
+        await until(
+            pilot,
+            lambda: (
+                screen.run_id == trigger.child_run_ids[3]
+                and screen.detail
+                and screen.detail.run.id == trigger.child_run_ids[3]
+            ),
+        )
         assert "child of " + journal.ids["fanout"] in str(screen.query_one(RunHeading).render())
         await pilot.press("escape")
         await until(pilot, lambda: screen.run_id == journal.ids["fanout"])
@@ -555,7 +594,9 @@ def test_logs_tab_shows_the_runs_journaled_lines(journal: RealJournal) -> None:
     drive(app, scenario)
 
 
-def test_markup_in_step_output_names_errors_and_logs_is_shown_literally(journal: RealJournal) -> None:
+def test_markup_in_step_output_names_errors_and_logs_is_shown_literally(
+    journal: RealJournal,
+) -> None:
     app = make_app(journal)
 
     async def scenario(pilot: Pilot) -> None:
@@ -615,7 +656,7 @@ def test_trigger_dialog_validates_the_payload_before_sending(journal: RealJourna
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert app.screen is dialog  # refused: nothing sent
-        editor.load_text('[1, 2]')
+        editor.load_text("[1, 2]")
         await pilot.pause()
         assert "must be a JSON object" in str(dialog.query_one("#payload-error", Static).render())
         editor.load_text('{"order": 42}')
@@ -626,7 +667,9 @@ def test_trigger_dialog_validates_the_payload_before_sending(journal: RealJourna
         new = max(app.runs.by_id.values(), key=lambda r: r.created_at)
         assert new.task_id == "chain" and new.status == model.QUEUED
         assert journal_run(journal, new.id).payload == {"order": 42}
-        await until(pilot, lambda: app.screen.query_one("#runs-table", RunsTable).cursor_id == new.id)
+        await until(
+            pilot, lambda: app.screen.query_one("#runs-table", RunsTable).cursor_id == new.id
+        )
 
     drive(app, scenario)
 
@@ -638,12 +681,17 @@ def test_retry_a_failed_run_queues_it_again(journal: RealJournal) -> None:
     async def scenario(pilot: Pilot) -> None:
         nonlocal failed_child
         await pilot.press("h")
-        child = next(r for r in app.runs.by_id.values() if r.task_id == "item" and r.status == "failed")
+        child = next(
+            r for r in app.runs.by_id.values() if r.task_id == "item" and r.status == "failed"
+        )
         failed_child = child.id
         app.screen.query_one("#runs-table", RunsTable).select_id(child.id)
         await pilot.press("r")
-        await until(pilot, lambda: app.runs.by_id[child.id].status == model.QUEUED,
-                    what="the retried run to show as queued")
+        await until(
+            pilot,
+            lambda: app.runs.by_id[child.id].status == model.QUEUED,
+            what="the retried run to show as queued",
+        )
         assert app.runs.by_id[child.id].attempt == 2
 
     drive(app, scenario)
@@ -685,8 +733,9 @@ def test_replay_and_replay_from_the_selected_step(journal: RealJournal) -> None:
         await pilot.press("f")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: screen.run_id not in (journal.ids["chain"],),
-                    what="the replay to open")
+        await until(
+            pilot, lambda: screen.run_id not in (journal.ids["chain"],), what="the replay to open"
+        )
         new_ids.append(screen.run_id)
 
     drive(app, scenario)
@@ -751,8 +800,12 @@ def test_runs_triggered_by_another_process_show_up_live(journal: RealJournal) ->
         conn = Connection(journal.config.journal)
         actions.cancel_run(conn, journal.ids["flaky"])
         conn.close()
-        await until(pilot, lambda: screen.detail.run.status == model.CANCELLED, timeout=5,
-                    what="the open run's new state")
+        await until(
+            pilot,
+            lambda: screen.detail.run.status == model.CANCELLED,
+            timeout=5,
+            what="the open run's new state",
+        )
         assert "cancelled" in str(screen.query_one(RunHeading).render())
         await pilot.press("escape")
         await pilot.pause()
@@ -771,11 +824,19 @@ def test_tasks_tab_shows_reload_status_and_import_errors(journal: RealJournal) -
         await until(pilot, lambda: "reloaded at" in str(panel.query_one("#reload-status").render()))
         assert "in 210ms" in str(panel.query_one("#reload-status").render())
         assert panel.query_one("DataTable").row_count == 2
-        status[0] = ReloadStatus(at=None, duration=None, task_ids=("chain", "saga"),
-                                 error="cannot import task module tasks.main (tasks/main.py:3): "
-                                       "NameError: name '[x]' is not defined")
-        await until(pilot, lambda: "reload failed" in str(panel.query_one("#reload-status").render()))
-        assert "NameError: name '[x]' is not defined" in str(panel.query_one("#reload-status").render())
+        status[0] = ReloadStatus(
+            at=None,
+            duration=None,
+            task_ids=("chain", "saga"),
+            error="cannot import task module tasks.main (tasks/main.py:3): "
+            "NameError: name '[x]' is not defined",
+        )
+        await until(
+            pilot, lambda: "reload failed" in str(panel.query_one("#reload-status").render())
+        )
+        assert "NameError: name '[x]' is not defined" in str(
+            panel.query_one("#reload-status").render()
+        )
         assert "reload failed" in str(app.screen.query_one(StatusLine).render())
 
     drive(app, scenario)
@@ -803,9 +864,17 @@ def test_help_screen_lists_the_keys(journal: RealJournal) -> None:
         console = Console(width=100, record=True, file=io.StringIO())
         console.print(help_renderable())
         text = console.export_text()
-        for words in ("trigger a task", "retry a failed", "replay from the step", "copy the run id",
-                      "tab / shift+tab", "ctrl+c", "wake: end the run's sleep",
-                      "the payload and the output", "open the run this one replays"):
+        for words in (
+            "trigger a task",
+            "retry a failed",
+            "replay from the step",
+            "copy the run id",
+            "tab / shift+tab",
+            "ctrl+c",
+            "wake: end the run's sleep",
+            "the payload and the output",
+            "open the run this one replays",
+        ):
             assert words in text
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(app.screen, RunsScreen))
@@ -838,49 +907,100 @@ class FixedJournal:
 
     def __init__(self, path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         counter = itertools.count(1)
-        monkeypatch.setattr("sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot")
+        monkeypatch.setattr(
+            "sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot"
+        )
         self.conn = Connection(path)
         self.seq: dict[str, dict[str, int]] = {}  # run id -> step key -> seq
 
-    def start(self, task_id: str, at: float, payload: dict | None = None,
-              claim: bool = True) -> store.Claim | str:
-        [(run_id, _)] = store.enqueue_runs(self.conn, [RunSpec(task_id, json.dumps(payload or {}))], at)
+    def start(
+        self, task_id: str, at: float, payload: dict | None = None, claim: bool = True
+    ) -> store.Claim | str:
+        [(run_id, _)] = store.enqueue_runs(
+            self.conn, [RunSpec(task_id, json.dumps(payload or {}))], at
+        )
         if not claim:
             return run_id
         return self._claim(task_id, at)[0]
 
     def _claim(self, task_id: str, at: float, limit: int = 1) -> list[store.Claim]:
-        claims, unknown = store.claim_runs(self.conn, "w-snap", limit, lease_seconds=1e9,
-                                           known_tasks={task_id: store.TaskTerms()}, now=at)
+        claims, unknown = store.claim_runs(
+            self.conn,
+            "w-snap",
+            limit,
+            lease_seconds=1e9,
+            known_tasks={task_id: store.TaskTerms()},
+            now=at,
+        )
         assert claims and not unknown
         return claims
 
-    def step(self, c: store.Claim, key: str, start: float, end: float | None, output=None,
-             kind: str = "step", error: str | None = None, traceback: str | None = None,
-             retry_at: float | None = None) -> None:
+    def step(
+        self,
+        c: store.Claim,
+        key: str,
+        start: float,
+        end: float | None,
+        output=None,
+        kind: str = "step",
+        error: str | None = None,
+        traceback: str | None = None,
+        retry_at: float | None = None,
+    ) -> None:
         keys = self.seq.setdefault(c.run_id, {})
         seq = keys.setdefault(key, len(keys) + 1)
-        store.record_step_start(self.conn, c.run_id, c.epoch, key=key, name=key, kind=kind,
-                                seq=seq, run_attempt=c.attempt, now=start)
+        store.record_step_start(
+            self.conn,
+            c.run_id,
+            c.epoch,
+            key=key,
+            name=key,
+            kind=kind,
+            seq=seq,
+            run_attempt=c.attempt,
+            now=start,
+        )
         if end is None:
             return
         if error is not None:
-            store.record_step_failure(self.conn, c.run_id, c.epoch, key=key, error=error,
-                                      traceback=traceback, retry_at=retry_at, now=end)
+            store.record_step_failure(
+                self.conn,
+                c.run_id,
+                c.epoch,
+                key=key,
+                error=error,
+                traceback=traceback,
+                retry_at=retry_at,
+                now=end,
+            )
         else:
-            store.record_step_result(self.conn, c.run_id, c.epoch, key=key,
-                                     output=json.dumps(output), now=end)
+            store.record_step_result(
+                self.conn, c.run_id, c.epoch, key=key, output=json.dumps(output), now=end
+            )
 
-    def finish(self, c: store.Claim, at: float, status: str = "completed", output=None,
-               error: str | None = None) -> None:
-        store.finish_run(self.conn, c.run_id, c.epoch, status=status,
-                         output=None if status != "completed" else json.dumps(output),
-                         error=error, traceback=None, now=at)
+    def finish(
+        self,
+        c: store.Claim,
+        at: float,
+        status: str = "completed",
+        output=None,
+        error: str | None = None,
+    ) -> None:
+        store.finish_run(
+            self.conn,
+            c.run_id,
+            c.epoch,
+            status=status,
+            output=None if status != "completed" else json.dumps(output),
+            error=error,
+            traceback=None,
+            now=at,
+        )
 
 
 TRACEBACK = (
     '  File "/srv/shop/tasks/orders.py", line 41, in create_shipment\n'
-    "    raise CarrierError(f\"carrier rejected {order_id}\")\n"
+    '    raise CarrierError(f"carrier rejected {order_id}")\n'
     "CarrierError: carrier rejected 42 [/]\n"
 )
 
@@ -896,15 +1016,27 @@ def snapshot_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     j.step(c, "reserve-inventory", T0 + 0.31, T0 + 1.1, {"reservation": "res_1"})
     j.step(c, "charge-payment", T0 + 0.31, T0 + 0.9, {"payment": "[link=https://x]pay_1[/link]"})
     j.step(c, "send-confirmation", T0 + 1.12, T0 + 1.5, {"sent": True})
-    store.append_log(j.conn, c.run_id, level="INFO", message="order 42 [bold]paid[/bold]",
-                     step_key="charge-payment", now=T0 + 0.8)
+    store.append_log(
+        j.conn,
+        c.run_id,
+        level="INFO",
+        message="order 42 [bold]paid[/bold]",
+        step_key="charge-payment",
+        now=T0 + 0.8,
+    )
     j.finish(c, T0 + 1.6, output={"order_id": 42, "note": "[@click=app.quit]x"})
     # A saga that failed and compensated.
     s = j.start("order-saga", T0 + 10)
     j.step(s, "reserve-inventory", T0 + 10.1, T0 + 10.4, {"id": "res_2"})
     j.step(s, "charge-payment", T0 + 10.4, T0 + 10.9, {"id": "pay_2"})
-    j.step(s, "create-shipment", T0 + 10.9, T0 + 11.3, error="CarrierError: carrier rejected 42 [/]",
-           traceback=TRACEBACK)
+    j.step(
+        s,
+        "create-shipment",
+        T0 + 10.9,
+        T0 + 11.3,
+        error="CarrierError: carrier rejected 42 [/]",
+        traceback=TRACEBACK,
+    )
     j.step(s, "refund-payment", T0 + 11.3, T0 + 11.6, {"refunded": "pay_2"}, kind="compensation")
     j.step(s, "release-inventory", T0 + 11.6, T0 + 11.7, {"released": "res_2"}, kind="compensation")
     j.finish(s, T0 + 11.8, status="failed", error="CarrierError: carrier rejected 42 [/]")
@@ -912,24 +1044,51 @@ def snapshot_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     p = j.start("batch-process", T0 + 20, {"items": 12})
     j.step(p, "prepare", T0 + 20.1, T0 + 20.3, {"batch": 7})
     child_ids, _ = store.record_trigger_step(
-        j.conn, p.run_id, p.epoch, key="batch-trigger:process-item", name="batch-trigger:process-item",
-        seq=2, run_attempt=1, specs=[RunSpec("process-item", json.dumps({"item": i}), None, p.run_id,
-                                             "batch-trigger:process-item") for i in range(12)],
-        output_of=lambda ids: json.dumps({"run_ids": ids}), now=T0 + 20.4)
+        j.conn,
+        p.run_id,
+        p.epoch,
+        key="batch-trigger:process-item",
+        name="batch-trigger:process-item",
+        seq=2,
+        run_attempt=1,
+        specs=[
+            RunSpec(
+                "process-item",
+                json.dumps({"item": i}),
+                None,
+                p.run_id,
+                "batch-trigger:process-item",
+            )
+            for i in range(12)
+        ],
+        output_of=lambda ids: json.dumps({"run_ids": ids}),
+        now=T0 + 20.4,
+    )
     j.seq[p.run_id]["batch-trigger:process-item"] = 2
     kids = j._claim("process-item", T0 + 20.5, limit=12)
     by_id = {k.run_id: k for k in kids}
     for n, rid in enumerate(child_ids[:9]):
         failed = n in (3, 7)
-        j.finish(by_id[rid], T0 + 21 + n, status="failed" if failed else "completed",
-                 output={"item": n}, error=f"ValueError: item {n} is broken" if failed else None)
+        j.finish(
+            by_id[rid],
+            T0 + 21 + n,
+            status="failed" if failed else "completed",
+            output={"item": n},
+            error=f"ValueError: item {n} is broken" if failed else None,
+        )
     j.step(p, "collect", T0 + 20.5, None)
     # A step waiting for its retry, two failed attempts behind it.
     r = j.start("sync-inventory", T0 + 40)
     for attempt in range(2):
-        j.step(r, "fetch-stock", T0 + 40.1 + attempt * 10, T0 + 40.5 + attempt * 10,
-               error="ConnectionError: upstream timed out", traceback=TRACEBACK,
-               retry_at=T0 + 50 if attempt == 0 else NOW + 42)
+        j.step(
+            r,
+            "fetch-stock",
+            T0 + 40.1 + attempt * 10,
+            T0 + 40.5 + attempt * 10,
+            error="ConnectionError: upstream timed out",
+            traceback=TRACEBACK,
+            retry_at=T0 + 50 if attempt == 0 else NOW + 42,
+        )
     store.suspend_run(j.conn, r.run_id, r.epoch, children=(), wake_at=NOW + 42, now=T0 + 50.5)
     # A queued run and a cancelled one.
     j.start("send-email", T0 + 60, claim=False)
@@ -942,8 +1101,13 @@ def snapshot_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         def title_text(self) -> Text:  # the temp folder's path would change every run
             return Text("sylphrun  /srv/shop  journal .sylphrun/journal.db")
 
-    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
-    tasks = {t: t for t in ("process-order", "order-saga", "batch-process", "sync-inventory", "send-email")}
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db"
+    )
+    tasks = {
+        t: t
+        for t in ("process-order", "order-saga", "batch-process", "sync-inventory", "send-email")
+    }
 
     def make() -> DashboardApp:
         return SnapshotApp(config, tasks=tasks, clock=lambda: NOW)
@@ -978,14 +1142,16 @@ def test_snapshot_runs_list_80x24(snap_compare, snapshot_app) -> None:
 
 def test_snapshot_fanout_run(snap_compare, snapshot_app) -> None:
     make, ids = snapshot_app
-    assert snap_compare(make(), terminal_size=(120, 35),
-                        run_before=loaded(ids["fanout"], keys=("down",)))
+    assert snap_compare(
+        make(), terminal_size=(120, 35), run_before=loaded(ids["fanout"], keys=("down",))
+    )
 
 
 def test_snapshot_saga_compensation(snap_compare, snapshot_app) -> None:
     make, ids = snapshot_app
-    assert snap_compare(make(), terminal_size=(120, 30),
-                        run_before=loaded(ids["saga"], keys=("down", "down")))
+    assert snap_compare(
+        make(), terminal_size=(120, 30), run_before=loaded(ids["saga"], keys=("down", "down"))
+    )
 
 
 def test_snapshot_retry_countdown(snap_compare, snapshot_app) -> None:
@@ -995,7 +1161,9 @@ def test_snapshot_retry_countdown(snap_compare, snapshot_app) -> None:
 
 def test_snapshot_timeline_with_parallel_steps(snap_compare, snapshot_app) -> None:
     make, ids = snapshot_app
-    assert snap_compare(make(), terminal_size=(100, 24), run_before=loaded(ids["chain"], keys=("2",)))
+    assert snap_compare(
+        make(), terminal_size=(100, 24), run_before=loaded(ids["chain"], keys=("2",))
+    )
 
 
 def suspended_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -1005,19 +1173,46 @@ def suspended_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     t = T0 + 200
     c = j.start("nightly-sync", t)
     j.step(c, "export", t + 0.1, t + 1.0, {"rows": 120})
-    store.record_step_waiting(j.conn, c.run_id, c.epoch, key="cool-down", name="cool-down",
-                              kind="sleep", seq=2, run_attempt=1,
-                              output=json.dumps({"wake_at": t + 11}), now=t + 1.0)
+    store.record_step_waiting(
+        j.conn,
+        c.run_id,
+        c.epoch,
+        key="cool-down",
+        name="cool-down",
+        kind="sleep",
+        seq=2,
+        run_attempt=1,
+        output=json.dumps({"wake_at": t + 11}),
+        now=t + 1.0,
+    )
     j.seq[c.run_id]["cool-down"] = 2
     store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 11, now=t + 1.05)
     c = j._claim("nightly-sync", t + 11.02)[0]
-    store.record_step_result(j.conn, c.run_id, c.epoch, key="cool-down",
-                             output=json.dumps({"wake_at": t + 11}), now=t + 11.03)
+    store.record_step_result(
+        j.conn,
+        c.run_id,
+        c.epoch,
+        key="cool-down",
+        output=json.dumps({"wake_at": t + 11}),
+        now=t + 11.03,
+    )
     kids, _ = store.record_trigger_step(
-        j.conn, c.run_id, c.epoch, key="batch-trigger:sync-shard", name="batch-trigger:sync-shard",
-        seq=3, run_attempt=1, specs=[RunSpec("sync-shard", json.dumps({"shard": i}), None, c.run_id,
-                                             "batch-trigger:sync-shard") for i in range(3)],
-        output_of=lambda ids: json.dumps({"run_ids": ids}), now=t + 11.1)
+        j.conn,
+        c.run_id,
+        c.epoch,
+        key="batch-trigger:sync-shard",
+        name="batch-trigger:sync-shard",
+        seq=3,
+        run_attempt=1,
+        specs=[
+            RunSpec(
+                "sync-shard", json.dumps({"shard": i}), None, c.run_id, "batch-trigger:sync-shard"
+            )
+            for i in range(3)
+        ],
+        output_of=lambda ids: json.dumps({"run_ids": ids}),
+        now=t + 11.1,
+    )
     j.seq[c.run_id]["batch-trigger:sync-shard"] = 3
     j.step(c, "collect", t + 11.2, None)
     store.suspend_run(j.conn, c.run_id, c.epoch, children=kids, wake_at=None, now=t + 11.25)
@@ -1025,8 +1220,15 @@ def suspended_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
         j.finish(kid, t + 14 + 2 * n, output={"shard": n})
     c = j._claim("nightly-sync", t + 18.5)[0]
     j.step(c, "collect", t + 18.5, t + 18.6, [{"ok": True}] * 3)
-    j.step(c, "publish", t + 18.7, t + 19.0, error="ConnectionError: [cdn] refused",
-           traceback=TRACEBACK, retry_at=t + 24)
+    j.step(
+        c,
+        "publish",
+        t + 18.7,
+        t + 19.0,
+        error="ConnectionError: [cdn] refused",
+        traceback=TRACEBACK,
+        retry_at=t + 24,
+    )
     store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 24, now=t + 19.05)
     c = j._claim("nightly-sync", t + 24.0)[0]
     j.step(c, "publish", t + 24.01, t + 24.5, {"published": True})
@@ -1035,21 +1237,30 @@ def suspended_journal(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return c.run_id
 
 
-def test_snapshot_timeline_with_suspended_time(snap_compare, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_snapshot_timeline_with_suspended_time(
+    snap_compare, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     run_id = suspended_journal(tmp_path / "journal.db", monkeypatch)
-    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db"
+    )
     app = DashboardApp(config, tasks={"nightly-sync": 1, "sync-shard": 1}, clock=lambda: T0 + 300)
     app.title_text = lambda: Text("sylphrun  /srv/shop  journal .sylphrun/journal.db")
 
     async def check(pilot: Pilot) -> None:
         await loaded(run_id, keys=("2",))(pilot)
         timeline = pilot.app.screen.query_one(Timeline)
-        bands = [(b.reason, round(b.start - T0 - 200, 2), round(b.end - T0 - 200, 2))
-                 for b in timeline.suspended]
-        assert bands == [("sleeping", 1.05, 11.02), ("waiting", 11.25, 18.5), ("retry", 19.05, 24.0)]
+        bands = [
+            (b.reason, round(b.start - T0 - 200, 2), round(b.end - T0 - 200, 2))
+            for b in timeline.suspended
+        ]
+        assert bands == [
+            ("sleeping", 1.05, 11.02),
+            ("waiting", 11.25, 18.5),
+            ("retry", 19.05, 24.0),
+        ]
         rows = timeline_rows(timeline)
         assert rows["◐ suspended"].rstrip().endswith("22.2s")  # of 24.6s
         for reason in ("sleeping", "waiting", "retry"):
@@ -1070,14 +1281,18 @@ def test_snapshot_trigger_dialog(snap_compare, snapshot_app) -> None:
 
 
 def test_a_project_without_a_journal_yet_says_how_to_start(tmp_path: Path) -> None:
-    config = Config(project_dir=tmp_path, source=None, tasks=[], journal=tmp_path / ".sylphrun/j.db")
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=[], journal=tmp_path / ".sylphrun/j.db"
+    )
     app = DashboardApp(config, tasks={})
 
     async def scenario(pilot: Pilot) -> None:
         table = app.screen.query_one("#runs-table", RunsTable)
         assert "no runs yet: press t to trigger a task" in table.render_line(2).text
         await until(pilot, lambda: app.workers_alive == 0)
-        assert "no workers: start `sylphrun worker`" in str(app.screen.query_one(StatusLine).render())
+        assert "no workers: start `sylphrun worker`" in str(
+            app.screen.query_one(StatusLine).render()
+        )
 
     drive(app, scenario)
 
@@ -1088,7 +1303,9 @@ def test_double_click_opens_a_run(journal: RealJournal) -> None:
     async def scenario(pilot: Pilot) -> None:
         row = table_ids(app).index(journal.ids["saga"])
         await pilot.click("#runs-table", offset=(30, 1 + row), times=2)
-        await until(pilot, lambda: isinstance(app.screen, RunScreen)
-                    and app.screen.run_id == journal.ids["saga"])
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == journal.ids["saga"],
+        )
 
     drive(app, scenario)

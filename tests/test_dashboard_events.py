@@ -33,7 +33,7 @@ from sylphrun.dashboard.widgets.runs_table import RunsTable, join_cells, row_cel
 from sylphrun.dashboard.widgets.step_tree import StepTree
 from sylphrun.journal import open_journal
 
-TASKS = '''
+TASKS = """
 import asyncio
 from sylphrun import task, Concurrency, Debounce, RateLimit
 
@@ -62,7 +62,7 @@ async def quiet(payload, ctx):
 @task(id="hourly", rate_limit=RateLimit(limit=1, period=3600))
 async def hourly(payload, ctx):
     return payload
-'''
+"""
 
 
 @dataclass
@@ -90,22 +90,27 @@ def waiting_on_event(eng: Engine, run_id: str) -> bool:
     return any(s.key == "approval" and s.status == model.STEP_WAITING for s in eng.steps(run_id))
 
 
-async def until(pilot: Pilot, predicate: Callable[[], object], what: str,
-                timeout: float = 20.0) -> None:
+async def until(
+    pilot: Pilot, predicate: Callable[[], object], what: str, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await pilot.pause(0.05)
 
 
-def drive(live: Live, scenario: Callable[[Pilot], Awaitable[None]],
-          size: tuple[int, int] = (150, 35)) -> None:
+def drive(
+    live: Live, scenario: Callable[[Pilot], Awaitable[None]], size: tuple[int, int] = (150, 35)
+) -> None:
     app = DashboardApp(live.config, tasks=dict(live.eng.tasks))
 
     async def main() -> None:
         async with app.run_test(size=size) as pilot:
-            await until(pilot, lambda: app.loaded and isinstance(app.screen, RunsScreen),
-                        "the first read of the journal")
+            await until(
+                pilot,
+                lambda: app.loaded and isinstance(app.screen, RunsScreen),
+                "the first read of the journal",
+            )
             await scenario(pilot)
 
     asyncio.run(main())
@@ -123,8 +128,15 @@ def row_text(app: DashboardApp, run_id: str) -> str:
 async def open_run(pilot: Pilot, run_id: str) -> RunScreen:
     app = pilot.app
     app.open_run(run_id)
-    await until(pilot, lambda: isinstance(app.screen, RunScreen) and app.screen.detail is not None
-                and app.screen.run_id == run_id, f"run {run_id} to open")
+    await until(
+        pilot,
+        lambda: (
+            isinstance(app.screen, RunScreen)
+            and app.screen.detail is not None
+            and app.screen.run_id == run_id
+        ),
+        f"run {run_id} to open",
+    )
     return app.screen
 
 
@@ -139,8 +151,11 @@ def test_a_run_waiting_for_an_event_says_what_it_waits_for(live: Live) -> None:
 
     async def scenario(pilot: Pilot) -> None:
         app = pilot.app
-        await until(pilot, lambda: wanted in (row_text(app, run_id) if run_id in app.runs.by_id
-                                              else ""), "the runs list's note")
+        await until(
+            pilot,
+            lambda: wanted in (row_text(app, run_id) if run_id in app.runs.by_id else ""),
+            "the runs list's note",
+        )
         header = app.screen.query_one("#runs-table", RunsTable).render_line(0).text
         assert "WAITING FOR" in header
         await open_run(pilot, run_id)
@@ -154,8 +169,10 @@ def test_a_run_waiting_for_an_event_says_what_it_waits_for(live: Live) -> None:
 
 def test_a_held_queued_run_says_why_it_is_not_starting(live: Live) -> None:
     first = live.eng.trigger("per-user", {"user_id": 7})
-    wait_until(lambda: live.eng.run_record(first).status == model.RUNNING,
-               message="the first per-user run to hold user 7's slot")
+    wait_until(
+        lambda: live.eng.run_record(first).status == model.RUNNING,
+        message="the first per-user run to hold user 7's slot",
+    )
     second = live.eng.trigger("per-user", {"user_id": 7})
     quiet = live.eng.trigger("quiet", {"n": 1})
     live.eng.wait(live.eng.trigger("hourly", {}))
@@ -163,19 +180,35 @@ def test_a_held_queued_run_says_why_it_is_not_starting(live: Live) -> None:
 
     async def scenario(pilot: Pilot) -> None:
         app = pilot.app
-        await until(pilot, lambda: second in app.runs.by_id and quiet in app.runs.by_id,
-                    "the queued runs")
-        await until(pilot, lambda: "held: concurrency user_id=7 (1/1)" in row_text(app, second),
-                    "the concurrency hold in the list")
-        await until(pilot, lambda: "debouncing, starts in 3" in row_text(app, quiet),
-                    "the debounce in the list")
-        await until(pilot, lambda: limited in app.runs.by_id
-                    and "rate limited until " in row_text(app, limited)
-                    and "(1/1 per 3600s)" in row_text(app, limited), "the rate limit in the list")
+        await until(
+            pilot, lambda: second in app.runs.by_id and quiet in app.runs.by_id, "the queued runs"
+        )
+        await until(
+            pilot,
+            lambda: "held: concurrency user_id=7 (1/1)" in row_text(app, second),
+            "the concurrency hold in the list",
+        )
+        await until(
+            pilot,
+            lambda: "debouncing, starts in 3" in row_text(app, quiet),
+            "the debounce in the list",
+        )
+        await until(
+            pilot,
+            lambda: (
+                limited in app.runs.by_id
+                and "rate limited until " in row_text(app, limited)
+                and "(1/1 per 3600s)" in row_text(app, limited)
+            ),
+            "the rate limit in the list",
+        )
         assert app.runs.by_id[second].status == model.QUEUED
         await open_run(pilot, second)
-        await until(pilot, lambda: "held: concurrency user_id=7 (1/1)" in heading(app),
-                    "the hold in the run heading")
+        await until(
+            pilot,
+            lambda: "held: concurrency user_id=7 (1/1)" in heading(app),
+            "the hold in the run heading",
+        )
         # The slot frees (its run is cancelled): the hold goes, read again without a key.
         journal = open_journal(live.config.journal)
         try:
@@ -226,9 +259,14 @@ def test_send_an_event_from_the_dialog(live: Live) -> None:
         assert recent(live, "order.approved") == []  # nothing was sent
         editor.load_text('{"order_id": 43, "by": "[bold]ann[/bold]"}')
         await pilot.press("ctrl+s")
-        await until(pilot, lambda: not isinstance(app.screen, SendEventScreen), "the dialog to close")
-        await until(pilot, lambda: any(f"matched {run_id}" in n.message
-                                       for n in app._notifications), "the notification")
+        await until(
+            pilot, lambda: not isinstance(app.screen, SendEventScreen), "the dialog to close"
+        )
+        await until(
+            pilot,
+            lambda: any(f"matched {run_id}" in n.message for n in app._notifications),
+            "the notification",
+        )
         [sent] = recent(live, "order.approved")
         assert sent.matched_runs == [run_id]
         assert any(sent.event_id in n.message for n in app._notifications)
@@ -252,8 +290,11 @@ def test_the_events_view_lists_events_and_opens_the_runs_they_touched(live: Live
     async def scenario(pilot: Pilot) -> None:
         app = pilot.app
         await pilot.press("E")
-        await until(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen.loaded,
-                    "the events view")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, EventsScreen) and app.screen.loaded,
+            "the events view",
+        )
         screen = app.screen
         table = screen.query_one(DataTable)
         rows = {key.value: [str(c) for c in table.get_row(key)] for key in table.rows}
@@ -272,8 +313,11 @@ def test_the_events_view_lists_events_and_opens_the_runs_they_touched(live: Live
         runs = screen.query_one("#events-runs", OptionList)
         await until(pilot, lambda: runs.option_count == 1, "the event's runs below")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, RunScreen)
-                    and app.screen.run_id == triggered, "the triggered run to open")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == triggered,
+            "the triggered run to open",
+        )
 
     drive(live, scenario)
 
@@ -307,28 +351,40 @@ def events_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     counter = itertools.count(1)
-    monkeypatch.setattr("sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot")
+    monkeypatch.setattr(
+        "sylphrun.journal.ids.new_run_id", lambda: f"run_{next(counter):04d}snapshot"
+    )
     journal = open_journal(tmp_path / "journal.db")
-    options = {"on_event": ["order.created"],
-               "cancel_on": [{"event": "order.cancelled", "match": "order_id"}]}
-    journal.register_tasks([model.TaskRecord("order-approval", options, "tasks/a.py", 1, "f")],
-                           registered_by="test", project_dir=str(tmp_path), now=T0)
-    for n, (event_id, name, data) in enumerate([
-        ("evt_0001", "order.created", '{"order_id": 42, "items": ["[red]mug[/red]"]}'),
-        ("evt_0002", "order.noticed", '{"note": "[bold]not bold[/bold]"}'),
-        ("evt_0003", "order.cancelled", '{"order_id": 42, "reason": "customer asked"}'),
-    ]):
+    options = {
+        "on_event": ["order.created"],
+        "cancel_on": [{"event": "order.cancelled", "match": "order_id"}],
+    }
+    journal.register_tasks(
+        [model.TaskRecord("order-approval", options, "tasks/a.py", 1, "f")],
+        registered_by="test",
+        project_dir=str(tmp_path),
+        now=T0,
+    )
+    for n, (event_id, name, data) in enumerate(
+        [
+            ("evt_0001", "order.created", '{"order_id": 42, "items": ["[red]mug[/red]"]}'),
+            ("evt_0002", "order.noticed", '{"note": "[bold]not bold[/bold]"}'),
+            ("evt_0003", "order.cancelled", '{"order_id": 42, "reason": "customer asked"}'),
+        ]
+    ):
         journal.send_event(event_id=event_id, name=name, data=data, now=T0 + 10 * n)
     journal.close()
-    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"],
-                    journal=tmp_path / "journal.db")
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db"
+    )
 
     class SnapshotApp(DashboardApp):
         def title_text(self) -> Text:  # the temp folder's path would change every run
             return Text("sylphrun  /srv/shop  journal .sylphrun/journal.db")
 
-    yield lambda: SnapshotApp(config, tasks={"order-approval": "order-approval"},
-                              clock=lambda: T0 + 60)
+    yield lambda: SnapshotApp(
+        config, tasks={"order-approval": "order-approval"}, clock=lambda: T0 + 60
+    )
     monkeypatch.undo()
     time.tzset()
 
@@ -338,11 +394,17 @@ def test_snapshot_events_view(snap_compare, events_app) -> None:
         app = pilot.app
         await until(pilot, lambda: app.loaded and app.runs.by_id, "the journal")
         await pilot.press("E")
-        await until(pilot, lambda: isinstance(app.screen, EventsScreen) and app.screen.loaded,
-                    "the events view")
+        await until(
+            pilot,
+            lambda: isinstance(app.screen, EventsScreen) and app.screen.loaded,
+            "the events view",
+        )
         await pilot.press("down", "down")  # the order.created event: its run below
-        await until(pilot, lambda: app.screen.query_one("#events-runs", OptionList).option_count,
-                    "the event's runs")
+        await until(
+            pilot,
+            lambda: app.screen.query_one("#events-runs", OptionList).option_count,
+            "the event's runs",
+        )
         await pilot.pause(0.3)
 
     assert snap_compare(events_app(), terminal_size=(120, 30), run_before=run_before)

@@ -28,18 +28,30 @@ def scheduled_journal(root: Path):
     journal = open_journal(config.journal)
     now = time.time()
     records = [
-        model.TaskRecord("nightly", {"schedule": parse_schedule(
-            "nightly", "0 3 * * *", tz="Europe/Paris").to_json()}, "tasks/a.py", 1, "f"),
-        model.TaskRecord("[bold]every[/bold]", {"schedule": {"expression": 60, "tz": None,
-                                                             "catchup": "all"}},
-                         "tasks/a.py", 9, "f"),
+        model.TaskRecord(
+            "nightly",
+            {"schedule": parse_schedule("nightly", "0 3 * * *", tz="Europe/Paris").to_json()},
+            "tasks/a.py",
+            1,
+            "f",
+        ),
+        model.TaskRecord(
+            "[bold]every[/bold]",
+            {"schedule": {"expression": 60, "tz": None, "catchup": "all"}},
+            "tasks/a.py",
+            9,
+            "f",
+        ),
         model.TaskRecord("plain", {}, "tasks/a.py", 20, "f"),
     ]
     journal.register_tasks(records, registered_by="test", project_dir=str(root), now=now)
     slot = 60 * (now // 60)
-    [created] = journal.fire_schedule("[bold]every[/bold]",
-                                      [ScheduleTick(slot, tick_run("[bold]every[/bold]", slot))],
-                                      settled_through=slot, now=now)
+    [created] = journal.fire_schedule(
+        "[bold]every[/bold]",
+        [ScheduleTick(slot, tick_run("[bold]every[/bold]", slot))],
+        settled_through=slot,
+        now=now,
+    )
     journal.close()
     return config, created.run_id
 
@@ -62,8 +74,11 @@ def test_the_schedules_view_lists_pauses_and_opens_the_last_run(tmp_path: Path) 
         async with app.run_test(size=(130, 30)) as pilot:
             await until(pilot, lambda: app.loaded, "the journal")
             await pilot.press("S")
-            await until(pilot, lambda: isinstance(app.screen, SchedulesScreen)
-                        and app.screen.loaded, "the schedules")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, SchedulesScreen) and app.screen.loaded,
+                "the schedules",
+            )
             screen = app.screen
             assert list(screen.rows) == ["[bold]every[/bold]", "nightly"]  # not "plain"
             every, nightly = cells(0), cells(1)
@@ -82,8 +97,11 @@ def test_the_schedules_view_lists_pauses_and_opens_the_last_run(tmp_path: Path) 
             await pilot.press("p")
             await until(pilot, lambda: not screen.rows["nightly"]["paused"], "the resume")
             await pilot.press("up", "enter")
-            await until(pilot, lambda: isinstance(app.screen, RunScreen)
-                        and app.screen.run_id == run_id, "the last run to open")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, RunScreen) and app.screen.run_id == run_id,
+                "the last run to open",
+            )
             await pilot.press("escape")
             await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs list")
 

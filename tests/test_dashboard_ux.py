@@ -132,15 +132,32 @@ def parked_journal(path: Path, monkeypatch: pytest.MonkeyPatch, t: float) -> dic
     j = base.FixedJournal(path, monkeypatch)
     c = j.start("nightly", t)
     j.step(c, "export", t + 0.1, t + 1.0, {"rows": 1})
-    store.record_step_waiting(j.conn, c.run_id, c.epoch, key="cool-down", name="cool-down",
-                              kind="sleep", seq=2, run_attempt=1,
-                              output=json.dumps({"wake_at": t + 901}), now=t + 1.0)
+    store.record_step_waiting(
+        j.conn,
+        c.run_id,
+        c.epoch,
+        key="cool-down",
+        name="cool-down",
+        kind="sleep",
+        seq=2,
+        run_attempt=1,
+        output=json.dumps({"wake_at": t + 901}),
+        now=t + 1.0,
+    )
     store.suspend_run(j.conn, c.run_id, c.epoch, children=(), wake_at=t + 901, now=t + 1.05)
     p = j.start("fan", t)
     kids, _ = store.record_trigger_step(
-        j.conn, p.run_id, p.epoch, key="spawn", name="spawn", seq=1, run_attempt=1,
+        j.conn,
+        p.run_id,
+        p.epoch,
+        key="spawn",
+        name="spawn",
+        seq=1,
+        run_attempt=1,
         specs=[RunSpec("shard", "{}", None, p.run_id, "spawn") for _ in range(3)],
-        output_of=lambda ids: json.dumps({"run_ids": ids}), now=t + 0.5)
+        output_of=lambda ids: json.dumps({"run_ids": ids}),
+        now=t + 0.5,
+    )
     j.step(p, "collect", t + 0.6, None)
     store.suspend_run(j.conn, p.run_id, p.epoch, children=kids, wake_at=None, now=t + 0.7)
     j.finish(j._claim("shard", t + 2)[0], t + 3, output=1)
@@ -150,13 +167,16 @@ def parked_journal(path: Path, monkeypatch: pytest.MonkeyPatch, t: float) -> dic
 
 def parked_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, now: list[float]):
     ids = parked_journal(tmp_path / "journal.db", monkeypatch, now[0] - 1.0)
-    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db"
+    )
     app = DashboardApp(config, tasks={"nightly": 1, "fan": 1, "shard": 1}, clock=lambda: now[0])
     return app, ids, config
 
 
-def test_a_sleep_says_until_when_its_time_moves_and_w_wakes_it(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_sleep_says_until_when_its_time_moves_and_w_wakes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = [time.time()]
     app, ids, config = parked_app(tmp_path, monkeypatch, now)
     messages: list[str] = []
@@ -199,8 +219,9 @@ def test_a_sleep_says_until_when_its_time_moves_and_w_wakes_it(tmp_path: Path,
     assert logs == ["woken by user: its sleep 'cool-down' ends now"]
 
 
-def test_a_parent_says_how_many_children_it_waits_for(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_parent_says_how_many_children_it_waits_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = [time.time()]
     app, ids, _ = parked_app(tmp_path, monkeypatch, now)
 
@@ -213,8 +234,10 @@ def test_a_parent_says_how_many_children_it_waits_for(tmp_path: Path,
 
 def test_tracebacks_in_the_step_pane_wrap_between_a_frames_parts() -> None:
     frame = '  File "/home/dev/shop/tasks/orders/shipping.py", line 141, in create_shipment'
-    lines = [steps_view.Line(fmt.literal(frame), hang=True),
-             steps_view.Line(fmt.literal("    x = 1"), hang=True)]
+    lines = [
+        steps_view.Line(fmt.literal(frame), hang=True),
+        steps_view.Line(fmt.literal("    x = 1"), hang=True),
+    ]
     console = Console(width=200)
     text = steps_view.flatten(lines, "    ", console=console, width=60).plain
     assert text.splitlines() == [
@@ -224,7 +247,10 @@ def test_tracebacks_in_the_step_pane_wrap_between_a_frames_parts() -> None:
     ]
     # Narrower than the path: only the path itself is folded.
     narrow = steps_view.flatten(lines[:1], "", console=console, width=30).plain.splitlines()
-    assert narrow[-1].strip() == "line 141, in create_shipment" or narrow[-1].strip() == "in create_shipment"
+    assert (
+        narrow[-1].strip() == "line 141, in create_shipment"
+        or narrow[-1].strip() == "in create_shipment"
+    )
     assert all(len(row) <= 30 for row in narrow)
 
 
@@ -256,7 +282,9 @@ def test_replay_asks_first_and_can_open_the_payload_to_edit(journal: RealJournal
     drive(app, scenario)
 
 
-def test_from_a_run_t_opens_its_payload_f_asks_and_o_opens_the_original(journal: RealJournal) -> None:
+def test_from_a_run_t_opens_its_payload_f_asks_and_o_opens_the_original(
+    journal: RealJournal,
+) -> None:
     conn = Connection(journal.config.journal)
     replayed = actions.replay_run(conn, journal.ids["saga"])
     conn.close()
@@ -266,7 +294,9 @@ def test_from_a_run_t_opens_its_payload_f_asks_and_o_opens_the_original(journal:
         screen = await open_run(pilot, journal.ids["chain"])
         await pilot.press("f")  # replay from the step under the cursor: asks first
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
-        assert "from step validate" in str(app.screen.query_one("#confirm-question", Static).render())
+        assert "from step validate" in str(
+            app.screen.query_one("#confirm-question", Static).render()
+        )
         await pilot.press("escape")
         await until(pilot, lambda: app.screen is screen)
         await pilot.press("t")
@@ -337,22 +367,41 @@ def test_v_shows_the_payload_and_output_whole(journal: RealJournal) -> None:
     drive(app, scenario)
 
 
-def test_an_error_raised_between_steps_shows_its_traceback(tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_error_raised_between_steps_shows_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     j = base.FixedJournal(tmp_path / "journal.db", monkeypatch)
     t = time.time() - 10
     c = j.start("import-feed", t)
     j.step(c, "download", t + 0.1, t + 0.5, {"rows": 3})
-    body_tb = ('  File "/srv/app/tasks/feed.py", line 12, in import_feed\n'
-               '    rows = parse(raw["rows"])\nKeyError: \'rows\' [/]\n')
-    store.schedule_retry(j.conn, c.run_id, c.epoch, error="KeyError: 'rows' [/]", traceback=body_tb,
-                         retry_at=t + 1, now=t + 0.6)
+    body_tb = (
+        '  File "/srv/app/tasks/feed.py", line 12, in import_feed\n'
+        "    rows = parse(raw[\"rows\"])\nKeyError: 'rows' [/]\n"
+    )
+    store.schedule_retry(
+        j.conn,
+        c.run_id,
+        c.epoch,
+        error="KeyError: 'rows' [/]",
+        traceback=body_tb,
+        retry_at=t + 1,
+        now=t + 0.6,
+    )
     c = j._claim("import-feed", t + 1)[0]
-    store.finish_run(j.conn, c.run_id, c.epoch, status="failed", output=None,
-                     error="KeyError: 'rows' [/]", traceback=body_tb.replace("line 12", "line 13"),
-                     now=t + 1.2)
+    store.finish_run(
+        j.conn,
+        c.run_id,
+        c.epoch,
+        status="failed",
+        output=None,
+        error="KeyError: 'rows' [/]",
+        traceback=body_tb.replace("line 12", "line 13"),
+        now=t + 1.2,
+    )
     j.conn.close()
-    config = Config(project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db")
+    config = Config(
+        project_dir=tmp_path, source=None, tasks=["tasks"], journal=tmp_path / "journal.db"
+    )
     app = DashboardApp(config, tasks={"import-feed": 1})
 
     async def scenario(pilot: Pilot) -> None:
@@ -360,9 +409,14 @@ def test_an_error_raised_between_steps_shows_its_traceback(tmp_path: Path,
         tree = screen.query_one(StepTree)
         lines = tree_lines(tree)
         head = lines.index("run attempts: 2 failed")
-        assert lines[head + 1].strip().startswith("run attempt 1 ✗ failed") and "KeyError: 'rows' [/]" in lines[head + 1]
+        assert (
+            lines[head + 1].strip().startswith("run attempt 1 ✗ failed")
+            and "KeyError: 'rows' [/]" in lines[head + 1]
+        )
         assert lines[head + 2].strip().startswith("run attempt 2 ✗ failed")  # the last one is open:
-        assert 'File "/srv/app/tasks/feed.py", line 13, in import_feed' in "\n".join(lines[head + 3:])
+        assert 'File "/srv/app/tasks/feed.py", line 13, in import_feed' in "\n".join(
+            lines[head + 3 :]
+        )
         node = next(n for n in tree.root.children if n.data == ("attempts", ""))
         tree.move_cursor(node)
         await pilot.pause()
@@ -381,7 +435,8 @@ def test_a_reopened_run_is_drawn_as_last_seen_until_the_fresh_read(journal: Real
         # What the dashboard holds says "running", but the run completed long ago.
         cached = app.details[journal.ids["chain"]]
         app.details[cached.run.id] = dataclasses.replace(
-            cached, run=dataclasses.replace(cached.run, status="running", finished_at=None))
+            cached, run=dataclasses.replace(cached.run, status="running", finished_at=None)
+        )
         watch = app.feed_watch
         app.feed_watch = lambda *args, **kw: None  # the fresh read is late (a busy machine)
         app.open_run(journal.ids["chain"])

@@ -17,7 +17,7 @@ from sylphrun.journal import RunSpec, queries
 from sylphrun.trigger import enqueue, wait_for_result
 from tests.conftest import Background, wait_until
 
-SLEEPY = '''
+SLEEPY = """
 from ledger_helper import record
 from sylphrun import task
 
@@ -29,7 +29,7 @@ async def sleepy(payload, ctx):
     await ctx.step.sleep("pause", payload.get("pause", 2.0))
     b = await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or VERSION)
     return {"before": a, "after": b}
-'''
+"""
 
 
 class DevProcess(Background):
@@ -77,8 +77,10 @@ def test_edit_while_a_run_sleeps_resumes_on_new_code(project, dev):
     source = project.write_tasks(SLEEPY)
     d = dev()
     d.wait_for("watching")
-    wait_until(lambda: len(queries.live_workers(project.journal(), now=time.time(), stale_after=10)) >= 1,
-               message="a live worker")
+    wait_until(
+        lambda: len(queries.live_workers(project.journal(), now=time.time(), stale_after=10)) >= 1,
+        message="a live worker",
+    )
     run_id = project.cli("trigger", "sleepy", "--payload", '{"pause": 2.5}').stdout.strip()
     conn = project.journal()
     wait_until(lambda: queries.get_run(conn, run_id).status == "waiting", message="run sleeping")
@@ -115,7 +117,9 @@ def test_syntax_error_keeps_old_workers_serving_until_fixed(project, dev):
     conn.close()
     source.write_text(good.replace('VERSION = "v1"', 'VERSION = "v3"'))
     d.wait_for("reloaded")
-    result = project.cli("trigger", "sleepy", "--payload", '{"pause": 0}', "--wait", "--json", timeout=60)
+    result = project.cli(
+        "trigger", "sleepy", "--payload", '{"pause": 0}', "--wait", "--json", timeout=60
+    )
     assert json.loads(result.stdout)["output"] == {"before": "v3", "after": "v3"}
 
 
@@ -123,8 +127,13 @@ def test_second_dev_session_on_the_same_journal_exits_2(project, dev):
     project.write_tasks(SLEEPY)
     d = dev()
     d.wait_for("watching")
-    second = subprocess.run([sys.executable, "-m", "sylphrun", "dev", "--no-tui"], cwd=project.root,
-                            capture_output=True, text=True, timeout=30)
+    second = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "dev", "--no-tui"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert second.returncode == 2
     lines = second.stderr.strip().splitlines()
     assert len(lines) == 1 and "another `sylphrun dev`" in lines[0]
@@ -143,29 +152,62 @@ def test_divergence_warning_when_reloaded_code_renames_a_step(project, dev):
     assert queries.get_run(conn, run_id).status == "completed"
     warnings = [line.message for line in queries.logs_of(conn, run_id) if line.level == "WARNING"]
     assert len(warnings) == 1
-    assert "'before'" in warnings[0] and "'before-renamed'" in warnings[0] and "main.py:" in warnings[0]
+    assert (
+        "'before'" in warnings[0]
+        and "'before-renamed'" in warnings[0]
+        and "main.py:" in warnings[0]
+    )
     conn.close()
 
 
 def test_init_then_trigger_wait_succeeds_and_second_init_refuses(tmp_path):
     folder = tmp_path / "fresh"
-    first = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder)],
-                           capture_output=True, text=True, timeout=30)
+    first = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "init", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert first.returncode == 0, first.stderr
     assert (folder / "sylphrun.toml").exists() and (folder / "tasks" / "example.py").exists()
-    worker = subprocess.Popen([sys.executable, "-m", "sylphrun", "worker", "--workers", "1"], cwd=folder,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sylphrun", "worker", "--workers", "1"],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "sylphrun", "trigger", "welcome", "--payload", "{}", "--wait", "--json",
-             "--timeout", "60"], cwd=folder, capture_output=True, text=True, timeout=90)
+            [
+                sys.executable,
+                "-m",
+                "sylphrun",
+                "trigger",
+                "welcome",
+                "--payload",
+                "{}",
+                "--wait",
+                "--json",
+                "--timeout",
+                "60",
+            ],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["status"] == "completed"
     finally:
         os.killpg(worker.pid, signal.SIGINT)
         worker.wait(20)
-    again = subprocess.run([sys.executable, "-m", "sylphrun", "init", str(folder)],
-                           capture_output=True, text=True, timeout=30)
+    again = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "init", str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert again.returncode == 2
     assert "already exist" in again.stderr and len(again.stderr.strip().splitlines()) == 1
 
@@ -206,8 +248,13 @@ def test_a_broken_save_right_after_a_good_one_never_leaves_no_workers(project, d
 
 def test_dev_shows_the_users_traceback_for_an_import_error(project):
     project.write_tasks("def helper():\n    return 1 / 0\n\nhelper()\n")
-    result = subprocess.run([sys.executable, "-m", "sylphrun", "dev", "--no-tui"], cwd=project.root,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "sylphrun", "dev", "--no-tui"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: cannot import task module")
     assert "return 1 / 0" in result.stderr and "ZeroDivisionError" in result.stderr
@@ -225,14 +272,14 @@ def test_blocked_reload_prints_the_users_traceback(project, dev):
 
 
 def test_second_ctrl_c_stops_at_once_and_releases_the_run(project, dev):
-    project.write_tasks('''
+    project.write_tasks("""
 import time
 from sylphrun import task
 
 @task(id="stuck")
 async def stuck(payload, ctx):
     return await ctx.step.run("block", time.sleep, 60)
-''')
+""")
     d = dev()
     d.wait_for("watching")
     run_id = project.cli("trigger", "stuck").stdout.strip()
@@ -259,8 +306,10 @@ def test_ctrl_c_right_after_a_reload_prints_no_traceback(project, dev):
     source = project.write_tasks(SLEEPY)
     d = dev("--workers", "2")
     d.wait_for("watching")
-    wait_until(lambda: len(queries.live_workers(project.journal(), now=time.time(), stale_after=10)) >= 2,
-               message="live workers")
+    wait_until(
+        lambda: len(queries.live_workers(project.journal(), now=time.time(), stale_after=10)) >= 2,
+        message="live workers",
+    )
     time.sleep(1.0)  # the first standby set is up; the one after the reload is what we hit
     _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
     d.wait_for("reloaded")
@@ -273,7 +322,7 @@ def test_ctrl_c_right_after_a_reload_prints_no_traceback(project, dev):
     assert d.proc.returncode == 0, output[-2000:]
 
 
-SLOW_STEP = '''
+SLOW_STEP = """
 import time
 from ledger_helper import record
 from sylphrun import task
@@ -290,7 +339,7 @@ async def slow_task(payload, ctx):
     a = await ctx.step.run("slow", slow)
     b = await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or VERSION)
     return {"slow": a, "after": b}
-'''
+"""
 
 
 def test_a_save_lets_a_4s_step_finish_then_the_run_resumes_on_new_code(project, dev):
@@ -301,8 +350,10 @@ def test_a_save_lets_a_4s_step_finish_then_the_run_resumes_on_new_code(project, 
     d.wait_for("watching")
     run_id = project.cli("trigger", "slow").stdout.strip()
     conn = project.journal()
-    wait_until(lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
-               message="the slow step started")
+    wait_until(
+        lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
+        message="the slow step started",
+    )
     _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
     d.wait_for("reloaded", timeout=40)
     wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60, message="run finished")

@@ -9,7 +9,7 @@ from sylphrun import model
 from sylphrun.journal import queries
 from tests.conftest import wait_until
 
-TASKS = '''
+TASKS = """
 import asyncio
 import time
 from ledger_helper import record
@@ -74,7 +74,7 @@ async def fan_parent(payload, ctx):
 async def napper(payload, ctx):
     await ctx.step.sleep("nap", 1.0)
     return payload["i"]
-'''
+"""
 
 
 def test_a_saga_whose_except_block_compensated_is_not_retried(project, engine_factory):
@@ -126,9 +126,13 @@ def test_retrying_a_cancelled_fan_out_revives_its_children(project, engine_facto
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     parent = eng.trigger("fan-parent")
-    wait_until(lambda: len(queries.children_of(eng.conn, parent)) == 3
-               and all(c.status == "waiting" for c in queries.children_of(eng.conn, parent)),
-               message="children asleep")
+    wait_until(
+        lambda: (
+            len(queries.children_of(eng.conn, parent)) == 3
+            and all(c.status == "waiting" for c in queries.children_of(eng.conn, parent))
+        ),
+        message="children asleep",
+    )
     from sylphrun import actions
 
     assert len(actions.cancel_run(eng.conn, parent)) == 4

@@ -15,7 +15,7 @@ from sylphrun.journal import RunSpec, open_journal, queries
 from sylphrun.journal.types import TaskTerms
 from sylphrun.runtime.steps import NOTICE_EVERY
 
-TASKS = '''
+TASKS = """
 import asyncio
 from sylphrun import task
 
@@ -41,12 +41,15 @@ async def mixed(payload, ctx):
     except Exception:
         await ctx.step.run("release", same, 2)
     return "done"
-'''
+"""
 
 
 def _step_events(conn, run_id: str) -> list[tuple]:
-    return [e for e in queries.events_since(conn, 0, limit=1_000_000)
-            if e[2] == run_id and e[3].startswith("step.")]
+    return [
+        e
+        for e in queries.events_since(conn, 0, limit=1_000_000)
+        if e[2] == run_id and e[3].startswith("step.")
+    ]
 
 
 def test_a_burst_of_steps_writes_a_few_events_not_one_per_change(project, engine_factory):
@@ -70,9 +73,13 @@ def test_the_last_change_of_a_burst_is_announced_soon_after(project, engine_fact
     conn = eng.conn
     # While the body lingers (no write for 2 s), the last step's result gets its event.
     event = wait_until(
-        lambda: next((e for e in _step_events(conn, run_id)
-                      if e[3] == "step.completed" and e[4] == "s2"), None),
-        timeout=1.5, message="an event for the last step's result")
+        lambda: next(
+            (e for e in _step_events(conn, run_id) if e[3] == "step.completed" and e[4] == "s2"),
+            None,
+        ),
+        timeout=1.5,
+        message="an event for the last step's result",
+    )
     last = next(s for s in eng.steps(run_id) if s.key == "s2")
     assert event[1] - last.finished_at < NOTICE_EVERY + 0.5
     assert queries.get_run(conn, run_id).status == model.RUNNING
@@ -105,7 +112,11 @@ def test_the_event_log_prints_each_step_change_before_the_run_line(project, engi
         next(i for i, b in enumerate(body) if f"{run} mixed running" in b),
         next(i for i, b in enumerate(body) if f"{run} reserve completed" in b),
         next(i for i, b in enumerate(body) if f"{run} charge failed" in b and "no stock" in b),
-        next(i for i, b in enumerate(body) if f"{run} release completed" in b and "[compensation]" in b),
+        next(
+            i
+            for i, b in enumerate(body)
+            if f"{run} release completed" in b and "[compensation]" in b
+        ),
         next(i for i, b in enumerate(body) if f"{run} mixed completed" in b),
     ]
     assert order == sorted(order), body
@@ -118,8 +129,9 @@ def test_the_event_log_prints_each_step_change_before_the_run_line(project, engi
 
 def _claimed(journal, now: float):
     [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now)
-    [claim], _ = journal.claim_runs("w", 1, lease_seconds=60, known_tasks={"t": TaskTerms()},
-                                    now=now)
+    [claim], _ = journal.claim_runs(
+        "w", 1, lease_seconds=60, known_tasks={"t": TaskTerms()}, now=now
+    )
     return run_id, claim.epoch
 
 
@@ -129,8 +141,9 @@ class LivePrinter:
     def __init__(self, journal) -> None:
         self.journal, self.lines = journal, []
         self.cursor = journal.feed_cursor()
-        self.printer = EventPrinter(journal, lambda text: self.lines.append(text.plain),
-                                    start=self.cursor)
+        self.printer = EventPrinter(
+            journal, lambda text: self.lines.append(text.plain), start=self.cursor
+        )
 
     def poll(self) -> list[str]:
         printed = len(self.lines)
@@ -139,8 +152,17 @@ class LivePrinter:
 
 
 def _start(journal, run_id, epoch, key, *, seq, now, notify=True):
-    journal.record_step_start(run_id, epoch, key=key, name=key, kind="step", seq=seq,
-                              run_attempt=1, now=now, notify=notify)
+    journal.record_step_start(
+        run_id,
+        epoch,
+        key=key,
+        name=key,
+        kind="step",
+        seq=seq,
+        run_attempt=1,
+        now=now,
+        notify=notify,
+    )
 
 
 def _complete(journal, run_id, epoch, key, *, now, notify=True):
@@ -212,9 +234,13 @@ def test_a_step_change_committed_late_with_an_old_time_is_printed_once(tmp_path)
     journal.note_step_change(run_id, epoch, key="third", status="completed", now=t + 101)
     assert _steps(log.poll()) == [("early", "completed"), ("third", "completed")], log.lines
     assert log.poll() == []
-    assert _steps(log.lines) == [("early", "running"), ("late", "running"),
-                                 ("third", "running"), ("early", "completed"),
-                                 ("third", "completed")], log.lines
+    assert _steps(log.lines) == [
+        ("early", "running"),
+        ("late", "running"),
+        ("third", "running"),
+        ("early", "completed"),
+        ("third", "completed"),
+    ], log.lines
     journal.close()
 
 
@@ -236,8 +262,9 @@ def test_changes_in_the_same_millisecond_print_once_each_in_order_across_polls(t
             log.poll()  # the log looks between the changes of the same millisecond
         _complete(journal, run_id, epoch, f"s{i}", now=t, notify=False)
     journal.note_step_change(run_id, epoch, key="s3", status="completed", now=t)
-    journal.finish_run(run_id, epoch, status="completed", output="null", error=None,
-                       traceback=None, now=t)
+    journal.finish_run(
+        run_id, epoch, status="completed", output="null", error=None, traceback=None, now=t
+    )
     log.poll()
     log.poll()
     done = [key for key, status in _steps(log.lines) if status == "completed"]

@@ -17,7 +17,7 @@ from tests.test_dev import _edit
 
 dev = test_dev.dev  # the fixture: a real `sylphrun dev --no-tui` process
 
-TASKS = '''
+TASKS = """
 import os, json
 from datetime import datetime, timezone
 from sylphrun import task, CancelOn, send_event
@@ -91,7 +91,7 @@ async def bad_match(payload, ctx):
 async def until(payload, ctx):
     await ctx.step.sleep_until("nap", datetime.fromtimestamp(payload["at"], timezone.utc))
     return "woke"
-'''
+"""
 
 
 def send(name, data=None, **kw):
@@ -107,15 +107,24 @@ def test_a_waiting_run_holds_no_worker_and_resumes_with_the_events_data(project,
     eng = engine_factory().start()
     run_id = eng.trigger("approval", {"order_id": 42})
     other = eng.trigger("approval", {"order_id": 42})
-    wait_until(lambda: status(eng, run_id) == status(eng, other) == model.WAITING,
-               timeout=60, message="both runs to wait")
+    wait_until(
+        lambda: status(eng, run_id) == status(eng, other) == model.WAITING,
+        timeout=60,
+        message="both runs to wait",
+    )
     [w] = sent_events.event_waits_of(eng.conn, run_id)
     assert (w.event, w.match, w.timeout_at) == ("order.approved", {"order_id": 42}, None)
     shown = project.cli("show", run_id)
     assert "waiting for event order.approved where order_id=42" in shown.stdout, shown.stderr
     doc = json.loads(project.cli("show", run_id, "--json").stdout)
-    assert doc["waiting_for"] == [{"step": "approved", "event": "order.approved",
-                                   "match": {"order_id": 42}, "timeout_at": None}]
+    assert doc["waiting_for"] == [
+        {
+            "step": "approved",
+            "event": "order.approved",
+            "match": {"order_id": 42},
+            "timeout_at": None,
+        }
+    ]
     assert send("order.approved", {"order_id": 41}).matched_runs == []
     sent = send("order.approved", {"order_id": 42, "by": "ann"})
     assert sorted(sent.matched_runs) == sorted([run_id, other])  # fan-out
@@ -131,8 +140,11 @@ def test_an_event_sent_before_the_wait_began_is_not_missed(project, engine_facto
     eng = engine_factory().start()
     gate = project.root / "gate"
     run_id = eng.trigger("gated", {"gate": str(gate)})
-    wait_until(lambda: any(s.key == "gate" for s in eng.steps(run_id)), timeout=60,
-               message="the run to be busy in its gate step")
+    wait_until(
+        lambda: any(s.key == "gate" for s in eng.steps(run_id)),
+        timeout=60,
+        message="the run to be busy in its gate step",
+    )
     send("ping", {"n": 1})
     gate.touch()
     assert eng.wait(run_id, timeout=60).output == {"n": 1}
@@ -181,15 +193,21 @@ def test_concurrent_senders_give_each_waiting_run_exactly_its_event(project, eng
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     runs = {i: eng.trigger("approval", {"order_id": i}) for i in range(24)}
-    wait_until(lambda: sum(status(eng, r) == model.WAITING for r in runs.values()) >= 12,
-               timeout=90, message="half the runs to wait")
-    script = ("import asyncio, sys, sylphrun\n"
-              "async def main():\n"
-              "    for i in range(int(sys.argv[1]), 24, 3):\n"
-              "        await sylphrun.send_event('order.approved', {'order_id': i, 'from': sys.argv[1]})\n"
-              "asyncio.run(main())\n")
-    senders = [subprocess.Popen([sys.executable, "-c", script, str(k)], cwd=project.root)
-               for k in range(3)]
+    wait_until(
+        lambda: sum(status(eng, r) == model.WAITING for r in runs.values()) >= 12,
+        timeout=90,
+        message="half the runs to wait",
+    )
+    script = (
+        "import asyncio, sys, sylphrun\n"
+        "async def main():\n"
+        "    for i in range(int(sys.argv[1]), 24, 3):\n"
+        "        await sylphrun.send_event('order.approved', {'order_id': i, 'from': sys.argv[1]})\n"
+        "asyncio.run(main())\n"
+    )
+    senders = [
+        subprocess.Popen([sys.executable, "-c", script, str(k)], cwd=project.root) for k in range(3)
+    ]
     assert [p.wait(60) for p in senders] == [0, 0, 0]
     for i, run_id in runs.items():
         result = eng.wait(run_id, timeout=90)
@@ -205,13 +223,17 @@ def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_fa
     doc = json.loads(out.stdout)
     [triggered] = doc["triggered_runs"]
     assert eng.wait(triggered, timeout=60).output == {"order_id": 9}
-    again = project.cli("send", "order.created", "--data", '{"order_id": 9}', "--id",
-                        doc["event_id"], "--json")
+    again = project.cli(
+        "send", "order.created", "--data", '{"order_id": 9}', "--id", doc["event_id"], "--json"
+    )
     assert json.loads(again.stdout)["triggered_runs"] == [triggered]
     keep = eng.trigger("cancellable", {"order_id": 1})
     stop = eng.trigger("cancellable", {"order_id": 2})
-    wait_until(lambda: status(eng, keep) == status(eng, stop) == model.WAITING, timeout=60,
-               message="both runs to wait")
+    wait_until(
+        lambda: status(eng, keep) == status(eng, stop) == model.WAITING,
+        timeout=60,
+        message="both runs to wait",
+    )
     out = project.cli("send", "order.cancelled", "--data", '{"order_id": 2}')
     assert out.returncode == 0 and out.stdout.startswith("evt_"), out.stderr
     assert status(eng, stop) == model.CANCELLED and status(eng, keep) == model.WAITING
@@ -230,9 +252,14 @@ def test_on_event_triggers_and_cancel_on_cancels_from_the_cli(project, engine_fa
 def test_bad_sends_are_one_line_and_write_nothing(project):
     project.write_tasks(TASKS)
     huge = json.dumps({"x": "y" * 1_100_000})
-    for args, stdin in ((["--data", "{oops"], None), (["--data", "[1]"], None),
-                        (["--data", '{"x": NaN}'], None), (["--data", "-"], huge),
-                        (["--data", "{}", "--id", ""], None), (["", "--data", "{}"], None)):
+    for args, stdin in (
+        (["--data", "{oops"], None),
+        (["--data", "[1]"], None),
+        (["--data", '{"x": NaN}'], None),
+        (["--data", "-"], huge),
+        (["--data", "{}", "--id", ""], None),
+        (["", "--data", "{}"], None),
+    ):
         out = project.cli("send", *(args if args[0] == "" else ["e", *args]), input=stdin)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, (args, out.stderr)
         assert out.stderr.startswith("error: ")
@@ -243,7 +270,8 @@ def test_bad_sends_are_one_line_and_write_nothing(project):
 
 
 def test_a_wait_survives_a_restart_and_gets_an_event_sent_while_no_worker_ran(
-        project, engine_factory):
+    project, engine_factory
+):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     run_id = eng.trigger("approval", {"order_id": 3})
@@ -273,7 +301,7 @@ def test_sleep_until_a_time_and_bad_arguments_fail_the_run_in_one_line(project, 
         assert queries.get_run(conn, run_id).status == model.COMPLETED
 
 
-RELOADABLE = '''
+RELOADABLE = """
 from ledger_helper import record
 from sylphrun import task
 
@@ -284,7 +312,7 @@ async def approve_me(payload, ctx):
     got = await ctx.step.wait_for_event("approval", "approved")
     return await ctx.step.run("after", lambda: record(LEDGER, "after-" + VERSION) or
                               [VERSION, got])
-'''
+"""
 
 
 def test_a_wait_survives_a_reload_and_resumes_on_the_new_code(project, dev):
@@ -293,19 +321,24 @@ def test_a_wait_survives_a_reload_and_resumes_on_the_new_code(project, dev):
     d.wait_for("watching")
     run_id = project.cli("trigger", "approve-me").stdout.strip()
     with closing(project.journal()) as conn:
-        wait_until(lambda: queries.get_run(conn, run_id).status == model.WAITING,
-                   timeout=60, message="the run to wait")
+        wait_until(
+            lambda: queries.get_run(conn, run_id).status == model.WAITING,
+            timeout=60,
+            message="the run to wait",
+        )
         _edit(source, 'VERSION = "v1"', 'VERSION = "v2"')
         d.wait_for("reloaded", timeout=60)
         out = project.cli("send", "approved", "--data", '{"ok": true}', "--json")
         assert json.loads(out.stdout)["matched_runs"] == [run_id], out.stderr
-        wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60,
-                   message="the run to finish")
+        wait_until(
+            lambda: queries.get_run(conn, run_id).finished, timeout=60, message="the run to finish"
+        )
         assert queries.get_run(conn, run_id).output == ["v2", {"ok": True}]
 
 
 def test_wake_on_a_run_waiting_for_an_event_prints_the_send_that_ends_the_wait(
-        project, engine_factory):
+    project, engine_factory
+):
     import shlex
 
     from tests.test_cli import assert_one_line_error
@@ -315,8 +348,11 @@ def test_wake_on_a_run_waiting_for_an_event_prints_the_send_that_ends_the_wait(
     run_id = eng.trigger("approval", {"order_id": 42})
     wait_until(lambda: status(eng, run_id) == model.WAITING, timeout=60, message="the wait")
     out = project.cli("wake", run_id)
-    assert_one_line_error(out, "waiting for event order.approved where order_id=42",
-                          "sylphrun send order.approved --data")
+    assert_one_line_error(
+        out,
+        "waiting for event order.approved where order_id=42",
+        "sylphrun send order.approved --data",
+    )
     assert "child runs" not in out.stderr
     command = out.stderr.strip().split("send it: ", 1)[1]
     sent = project.cli(*shlex.split(command)[1:])  # the command as printed ends the wait

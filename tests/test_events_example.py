@@ -25,19 +25,28 @@ def test_an_order_created_event_starts_a_run_that_an_approval_completes(eng, pro
     result = eng.wait(run_id, timeout=60)
     assert result.ok and result.output["status"] == "approved"
     assert result.output["approved_by"] == "ann"
-    assert [s.key for s in eng.steps(run_id)] == ["reserve-inventory", "approval",
-                                                 "charge-payment", "create-shipment"]
+    assert [s.key for s in eng.steps(run_id)] == [
+        "reserve-inventory",
+        "approval",
+        "charge-payment",
+        "create-shipment",
+    ]
 
 
 def test_an_unanswered_order_expires_and_a_cancelled_one_stops(eng, project):
-    [late] = send(project, "order.created", "--data",
-                  '{"order_id": "ord-8", "approval_timeout": 0.5}')["triggered_runs"]
+    [late] = send(
+        project, "order.created", "--data", '{"order_id": "ord-8", "approval_timeout": 0.5}'
+    )["triggered_runs"]
     result = eng.wait(late, timeout=60)
     assert result.output["status"] == "expired"
     [run_id] = send(project, "order.created", "--data", '{"order_id": "ord-9"}')["triggered_runs"]
-    wait_until(lambda: eng.run_record(run_id).status == model.WAITING, timeout=60,
-               message="the order to wait for its approval")
-    assert send(project, "order.cancelled", "--data",
-                '{"order_id": "ord-9"}')["cancelled_runs"] == [run_id]
+    wait_until(
+        lambda: eng.run_record(run_id).status == model.WAITING,
+        timeout=60,
+        message="the order to wait for its approval",
+    )
+    assert send(project, "order.cancelled", "--data", '{"order_id": "ord-9"}')[
+        "cancelled_runs"
+    ] == [run_id]
     assert eng.run_record(run_id).status == model.CANCELLED
     assert [s.status for s in eng.steps(run_id)][-1] == model.STEP_CANCELLED

@@ -18,8 +18,13 @@ from sylphrun import model
 from sylphrun.journal import queries
 
 REPO = Path(__file__).resolve().parent.parent
-ORDER_STEPS = ["validate", "reserve-inventory", "process-payment", "create-shipment",
-               "send-confirmation"]
+ORDER_STEPS = [
+    "validate",
+    "reserve-inventory",
+    "process-payment",
+    "create-shipment",
+    "send-confirmation",
+]
 SAGA_STEPS = ["reserve-inventory", "charge-payment", "create-shipment", "notify"]
 
 
@@ -30,8 +35,11 @@ def _forget_examples() -> None:
 
 @pytest.fixture
 def eng(project, engine_factory, monkeypatch) -> Iterator:
-    shutil.copytree(REPO / "tasks_example", project.root / "tasks_example",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        REPO / "tasks_example",
+        project.root / "tasks_example",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     project.write_config(tasks='["tasks_example"]')
     monkeypatch.setenv("SYLPHRUN_EXAMPLE_LEDGER", str(project.ledger))
     _forget_examples()  # the repo's copy (or a previous test's) must not shadow this one
@@ -57,9 +65,17 @@ def step(eng, run_id: str, key: str) -> model.Step:
 
 
 def test_discovers_the_copied_examples(eng, project):
-    assert set(eng.tasks) == {"process-order", "process-item", "batch-process", "batch-report",
-                              "order-saga", "order-saga-registered", "order-approval",
-                              "nightly-report", "sync-customer"}
+    assert set(eng.tasks) == {
+        "process-order",
+        "process-item",
+        "batch-process",
+        "batch-report",
+        "order-saga",
+        "order-saga-registered",
+        "order-approval",
+        "nightly-report",
+        "sync-customer",
+    }
     assert all(Path(t.source_file).is_relative_to(project.root) for t in eng.tasks.values())
 
 
@@ -76,9 +92,11 @@ def test_process_order_chains_five_steps(eng, project):
     outputs = {s.key: s.output for s in steps}
     assert outputs["validate"]["total_cents"] == 2 * 1250 + 1200
     assert outputs["process-payment"]["amount_cents"] == 3700
-    assert result.output == {"order_id": "ord-1001",
-                             "shipment_id": outputs["create-shipment"]["id"],
-                             "payment_id": outputs["process-payment"]["id"]}
+    assert result.output == {
+        "order_id": "ord-1001",
+        "shipment_id": outputs["create-shipment"]["id"],
+        "payment_id": outputs["process-payment"]["id"],
+    }
     assert ledger(project) == ["reserve", "charge", "ship", "email"]
     logs = queries.logs_of(eng.conn, result.run_id)
     assert any("order ord-1001 totals 3700 cents" in line.message for line in logs)
@@ -132,8 +150,12 @@ def test_batch_process_fans_out_and_in(eng, project):
     assert result.ok, result.error
     assert result.output == {"total": 5, "successful": 5, "failed": 0}
     steps = eng.steps(result.run_id)
-    assert [s.key for s in steps] == ["prepare", "batch-trigger:process-item", "collect",
-                                      "finalize"]
+    assert [s.key for s in steps] == [
+        "prepare",
+        "batch-trigger:process-item",
+        "collect",
+        "finalize",
+    ]
     trigger = steps[1]
     assert trigger.kind == model.TRIGGER and len(trigger.child_run_ids) == 5
     children = queries.children_of(eng.conn, result.run_id)
@@ -163,7 +185,11 @@ def test_batch_report_details_each_item(eng):
     report = result.output
     assert (report["total"], report["successful"], report["failed"]) == (4, 3, 1)
     assert [(d["item_id"], d["ok"]) for d in report["details"]] == [
-        ("a", True), ("b", False), ("c", True), ("d", True)]
+        ("a", True),
+        ("b", False),
+        ("c", True),
+        ("d", True),
+    ]
     bad = report["details"][1]
     assert bad["result"] is None and "item b is corrupt" in bad["error"]
     assert report["details"][0]["result"]["item_id"] == "a"
@@ -171,8 +197,9 @@ def test_batch_report_details_each_item(eng):
 
 
 def test_batch_report_aborts_above_the_failure_rate(eng):
-    result = eng.run("batch-report",
-                     {"count": 10, "fail_items": [1, 2, 3], "max_failure_rate": 0.2})
+    result = eng.run(
+        "batch-report", {"count": 10, "fail_items": [1, 2, 3], "max_failure_rate": 0.2}
+    )
     assert result.status == model.FAILED
     assert "3 of 10 items failed" in result.error
     assert eng.run_record(result.run_id).attempt == 1
@@ -208,8 +235,9 @@ def test_order_saga_compensates_in_reverse_order(eng, project):
     assert steps[4].output == {"released": reservation_id}
     assert ledger(project) == ["reserve", "charge", "refund", "release"]
     assert ledger(project, "refund") == [payment_id]
-    warnings = [line for line in queries.logs_of(eng.conn, result.run_id)
-                if line.level == "WARNING"]
+    warnings = [
+        line for line in queries.logs_of(eng.conn, result.run_id) if line.level == "WARNING"
+    ]
     assert len(warnings) == 1 and "compensating" in warnings[0].message
 
 
@@ -217,8 +245,10 @@ def test_order_saga_undoes_only_what_was_done(eng, project):
     result = eng.run("order-saga", {"fail_at": "charge-payment"})
     assert result.status == model.FAILED
     assert [(s.key, s.kind) for s in eng.steps(result.run_id)] == [
-        ("reserve-inventory", "step"), ("charge-payment", "step"),
-        ("release-inventory", "compensation")]
+        ("reserve-inventory", "step"),
+        ("charge-payment", "step"),
+        ("release-inventory", "compensation"),
+    ]
     assert ledger(project) == ["reserve", "release"]
 
 
@@ -257,8 +287,10 @@ def test_registered_saga_compensates_in_reverse_on_final_failure(eng, project):
 
 
 def test_sync_customer_runs_one_sync_per_customer_at_a_time(eng, project):
-    ids = [eng.trigger("sync-customer", {"customer_id": c})
-           for c in ("acme", "acme", "globex", "acme", "globex")]
+    ids = [
+        eng.trigger("sync-customer", {"customer_id": c})
+        for c in ("acme", "acme", "globex", "acme", "globex")
+    ]
     assert all(eng.wait(r, timeout=60).ok for r in ids)
     running: dict[str, int] = {}
     for line in project.ledger_lines():

@@ -10,7 +10,7 @@ from conftest import step_by_key, wait_until
 from sylphrun import model
 from sylphrun.journal import queries
 
-TASKS = '''
+TASKS = """
 import asyncio
 from ledger_helper import record
 from sylphrun import task, Retry, NonRetriableError
@@ -84,7 +84,7 @@ async def sleeper(payload, ctx):
     await ctx.step.sleep("nap", payload["seconds"])
     await ctx.step.run("after", record, LEDGER, "after")
     return "rested"
-'''
+"""
 
 
 def test_fan_out_200_children_with_partial_failures(project, engine_factory):
@@ -101,15 +101,24 @@ def test_fan_out_200_children_with_partial_failures(project, engine_factory):
     assert all(set(r) == {"ok", "status", "output", "error", "run_id"} for r in results)
     assert results[0]["ok"] is False and results[0]["status"] == model.FAILED
     assert "child 0 fails" in results[0]["error"] and results[0]["output"] is None
-    assert results[1] == {"ok": True, "status": model.COMPLETED, "output": 2, "error": None,
-                          "run_id": results[1]["run_id"]}
+    assert results[1] == {
+        "ok": True,
+        "status": model.COMPLETED,
+        "output": 2,
+        "error": None,
+        "run_id": results[1]["run_id"],
+    }
     children = queries.children_of(eng.conn, result.run_id)
-    assert [c.id for c in sorted(children, key=lambda c: c.payload["i"])] == [r["run_id"] for r in results]
+    assert [c.id for c in sorted(children, key=lambda c: c.payload["i"])] == [
+        r["run_id"] for r in results
+    ]
     run = eng.run_record(result.run_id)
     assert (run.children_total, run.children_done, run.children_failed) == (200, 200, 29)
     steps = eng.steps(result.run_id)
-    assert [(s.key, s.kind) for s in steps] == [("batch-trigger:child", model.TRIGGER),
-                                               ("collect", model.STEP)]
+    assert [(s.key, s.kind) for s in steps] == [
+        ("batch-trigger:child", model.TRIGGER),
+        ("collect", model.STEP),
+    ]
     assert len(steps[0].child_run_ids) == 200
     # The fan-in step was parked with its run, not interrupted: one attempt, no in-doubt log.
     assert (steps[1].attempts, steps[1].attempt_log) == (1, [])
@@ -126,7 +135,9 @@ def test_fan_out_1000_children_on_two_workers_does_not_deadlock(project, engine_
     run = eng.run_record(result.run_id)
     assert (run.children_total, run.children_done) == (1000, 1000)
     # The parent suspended (freeing its slot) while its children ran.
-    kinds = [e[3] for e in queries.events_since(eng.conn, 0, limit=1_000_000) if e[2] == result.run_id]
+    kinds = [
+        e[3] for e in queries.events_since(eng.conn, 0, limit=1_000_000) if e[2] == result.run_id
+    ]
     assert "run.waiting" in kinds
     print(f"1000 children in {time.monotonic() - started:.1f} s")
 

@@ -17,8 +17,12 @@ def test_a_burst_of_more_events_than_one_batch_is_read_without_another_commit(tm
         while feed.poll().more:  # the first page, then the whole (empty) list
             pass
         burst = EVENT_BATCH + 500
-        ids = {rid for rid, _ in writer.enqueue_runs(
-            [RunSpec("t", "{}") for _ in range(burst)], time.time())}
+        ids = {
+            rid
+            for rid, _ in writer.enqueue_runs(
+                [RunSpec("t", "{}") for _ in range(burst)], time.time()
+            )
+        }
         seen: set[str] = set()
         update = feed.poll()
         seen |= {s.id for s in update.runs}
@@ -41,8 +45,9 @@ def test_the_watched_runs_parking_history_is_read_once_then_followed(tmp_path):
     feed.open()
     try:
         [(run_id, _)] = writer.enqueue_runs([RunSpec("t", "{}")], 10.0)
-        [claim], _ = writer.claim_runs("w", 1, lease_seconds=60, known_tasks={"t": TaskTerms()},
-                                       now=10.0)
+        [claim], _ = writer.claim_runs(
+            "w", 1, lease_seconds=60, known_tasks={"t": TaskTerms()}, now=10.0
+        )
         while feed.poll().more:
             pass
         feed.watch(run_id)
@@ -54,7 +59,11 @@ def test_the_watched_runs_parking_history_is_read_once_then_followed(tmp_path):
         detail = feed.poll().detail
         assert detail.run.status == "cancelled"
         assert [c[2] for c in detail.changes] == [
-            "run.queued", "run.running", "run.waiting", "run.cancelled"]
+            "run.queued",
+            "run.running",
+            "run.waiting",
+            "run.cancelled",
+        ]
     finally:
         feed.close()
         writer.close()

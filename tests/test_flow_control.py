@@ -11,7 +11,7 @@ from conftest import wait_until
 
 from sylphrun import model
 
-TASKS = '''
+TASKS = """
 import asyncio, os, time
 from ledger_helper import record
 from sylphrun import Concurrency, Debounce, RateLimit, task
@@ -47,7 +47,7 @@ async def rated(payload, ctx):
 async def debounced(payload, ctx):
     record(LEDGER, "debounced " + str(payload["n"]))
     return payload["n"]
-'''
+"""
 
 
 def max_overlap_per_key(lines: list[str]) -> dict[str, int]:
@@ -94,7 +94,8 @@ def test_a_rate_limit_spreads_the_starts_and_drops_none(project, engine_factory)
 
 
 def test_debounce_collapses_quick_triggers_into_one_run_with_the_last_payload(
-        project, engine_factory):
+    project, engine_factory
+):
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     ids = [eng.trigger("debounced", {"n": n}) for n in range(5)]
@@ -109,8 +110,16 @@ def test_cli_priority_held_by_and_a_missing_key(project, engine_factory, tmp_pat
     eng = engine_factory().start()
     gate = tmp_path / "gate"
     first, second = (
-        project.cli("trigger", "gated", "--payload", json.dumps({"account": 7, "gate": str(gate)}),
-                    "--priority", "3").stdout.strip() for _ in range(2))
+        project.cli(
+            "trigger",
+            "gated",
+            "--payload",
+            json.dumps({"account": 7, "gate": str(gate)}),
+            "--priority",
+            "3",
+        ).stdout.strip()
+        for _ in range(2)
+    )
     wait_until(lambda: eng.run_record(first).status == model.RUNNING, 30, message="first runs")
     shown = json.loads(project.cli("show", second, "--json").stdout)
     assert shown["status"] == "queued" and shown["priority"] == 3

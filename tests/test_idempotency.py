@@ -11,7 +11,7 @@ import pytest
 from sylphrun import IdempotencyConflict
 from sylphrun.journal import RunSpec, queries, store
 
-TASKS = '''
+TASKS = """
 from ledger_helper import record
 from sylphrun import task, Retry
 
@@ -45,7 +45,7 @@ async def step_makes_children(payload, ctx):
             raise RuntimeError("first try fails")
         return "made"
     return await ctx.step.run("make", make, retry=Retry(max_attempts=2, min_delay=0, jitter=0))
-'''
+"""
 
 
 def _one_line_error(result, text: str) -> None:
@@ -56,36 +56,62 @@ def _one_line_error(result, text: str) -> None:
 
 def test_cli_same_key_same_payload_is_the_existing_run_with_a_note_every_time(project):
     project.write_tasks(TASKS)
-    first = project.cli("trigger", "hello", "--idempotency-key", "order-42",
-                        "--payload", '{"a": 1, "b": [1, 2]}')
+    first = project.cli(
+        "trigger", "hello", "--idempotency-key", "order-42", "--payload", '{"a": 1, "b": [1, 2]}'
+    )
     run_id = first.stdout.strip()
     assert first.returncode == 0 and "existing run" not in first.stderr
     # The same object with its keys in another order is the same payload.
-    again = project.cli("trigger", "hello", "--idempotency-key", "order-42",
-                        "--payload", '{"b": [1, 2], "a": 1}')
+    again = project.cli(
+        "trigger", "hello", "--idempotency-key", "order-42", "--payload", '{"b": [1, 2], "a": 1}'
+    )
     assert again.stdout.strip() == run_id
     assert f"note: idempotency key 'order-42': existing run {run_id}" in again.stderr
-    waited = project.cli("trigger", "hello", "--idempotency-key", "order-42", "--payload",
-                         '{"a": 1, "b": [1, 2]}', "--wait", "--timeout", "0.1", "--json")
+    waited = project.cli(
+        "trigger",
+        "hello",
+        "--idempotency-key",
+        "order-42",
+        "--payload",
+        '{"a": 1, "b": [1, 2]}',
+        "--wait",
+        "--timeout",
+        "0.1",
+        "--json",
+    )
     assert json.loads(waited.stdout)["run_id"] == run_id
     assert f"idempotency key 'order-42': existing run {run_id}" in waited.stderr
-    as_json = project.cli("trigger", "hello", "--idempotency-key", "order-42", "--json",
-                          "--payload", '{"a": 1, "b": [1, 2]}')
+    as_json = project.cli(
+        "trigger",
+        "hello",
+        "--idempotency-key",
+        "order-42",
+        "--json",
+        "--payload",
+        '{"a": 1, "b": [1, 2]}',
+    )
     assert json.loads(as_json.stdout)["created"] is False
     assert "existing run" in as_json.stderr
 
 
 def test_cli_same_key_other_payload_is_exit_2_and_writes_nothing(project):
     project.write_tasks(TASKS)
-    run_id = project.cli("trigger", "hello", "--idempotency-key", "order-42",
-                         "--payload", '{"n": 1}').stdout.strip()
-    for other in ('{"n": 2}', '{"n": 1.0}', '{}'):
-        result = project.cli("trigger", "hello", "--idempotency-key", "order-42", "--payload", other)
-        _one_line_error(result, f"idempotency key 'order-42' belongs to run {run_id}, "
-                                "triggered with a different payload")
+    run_id = project.cli(
+        "trigger", "hello", "--idempotency-key", "order-42", "--payload", '{"n": 1}'
+    ).stdout.strip()
+    for other in ('{"n": 2}', '{"n": 1.0}', "{}"):
+        result = project.cli(
+            "trigger", "hello", "--idempotency-key", "order-42", "--payload", other
+        )
+        _one_line_error(
+            result,
+            f"idempotency key 'order-42' belongs to run {run_id}, "
+            "triggered with a different payload",
+        )
         assert result.stdout == ""
-    waited = project.cli("trigger", "hello", "--idempotency-key", "order-42", "--payload",
-                         '{"n": 2}', "--wait")
+    waited = project.cli(
+        "trigger", "hello", "--idempotency-key", "order-42", "--payload", '{"n": 2}', "--wait"
+    )
     _one_line_error(waited, "triggered with a different payload")
     assert len(json.loads(project.cli("runs", "--json").stdout)) == 1
 
@@ -105,15 +131,17 @@ def test_a_batch_with_one_conflicting_key_writes_nothing(project):
     try:
         store.enqueue_runs(conn, [RunSpec("t", '{"n": 1}', "k")], time.time())
         with pytest.raises(IdempotencyConflict):
-            store.enqueue_runs(conn, [RunSpec("t", '{"n": 9}', "new"),
-                                      RunSpec("t", '{"n": 2}', "k")], time.time())
+            store.enqueue_runs(
+                conn, [RunSpec("t", '{"n": 9}', "new"), RunSpec("t", '{"n": 2}', "k")], time.time()
+            )
         assert [r.idempotency_key for r in queries.list_runs(conn)] == ["k"]
     finally:
         conn.close()
 
 
 def test_in_a_run_a_reused_key_fails_the_run_but_a_replayed_trigger_step_does_not(
-        project, engine_factory):
+    project, engine_factory
+):
     project.write_tasks(TASKS)
     eng = engine_factory(workers=1).start()
     bad = eng.run("reuses-a-key")

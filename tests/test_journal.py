@@ -32,8 +32,14 @@ def _writer(path: str, index: int, barrier, results) -> None:
         started = time.perf_counter()
         try:
             if i % 2:
-                store.append_log(conn, f"run-{index}", level="INFO", message=f"line {i}",
-                                 step_key=None, now=time.time())
+                store.append_log(
+                    conn,
+                    f"run-{index}",
+                    level="INFO",
+                    message=f"line {i}",
+                    step_key=None,
+                    now=time.time(),
+                )
             else:
                 store.enqueue_runs(conn, [RunSpec("t", "{}", f"w{index}-{i}")], time.time())
         except Exception as exc:  # noqa: BLE001 - every failure is what we report
@@ -64,7 +70,8 @@ def test_concurrent_writer_processes_wait_briefly_and_never_see_locked(tmp_path)
     try:
         assert sum(queries.status_counts(conn).values()) == WRITERS * TRANSACTIONS // 2
         assert sum(len(queries.logs_of(conn, f"run-{i}")) for i in range(WRITERS)) == (
-            WRITERS * TRANSACTIONS // 2)
+            WRITERS * TRANSACTIONS // 2
+        )
         assert queries.integrity_check(conn) == "ok"
     finally:
         conn.close()
@@ -168,8 +175,10 @@ def test_journal_corrupted_after_its_header_gives_journal_errors(tmp_path):
         f.write(os.urandom(40 * 4096))
     conn = Connection(path)
     try:
-        for action in (lambda: queries.list_runs(conn, limit=10_000),
-                       lambda: store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time())):
+        for action in (
+            lambda: queries.list_runs(conn, limit=10_000),
+            lambda: store.enqueue_runs(conn, [RunSpec("t", "{}")], time.time()),
+        ):
             with pytest.raises(JournalError) as info:
                 action()
             assert "not a valid sylphrun journal" in str(info.value)
@@ -178,7 +187,7 @@ def test_journal_corrupted_after_its_header_gives_journal_errors(tmp_path):
         conn.close()
 
 
-CANCEL_TASKS = '''
+CANCEL_TASKS = """
 import asyncio
 import time
 from ledger_helper import record
@@ -202,7 +211,7 @@ async def boss(payload, ctx):
     async def collect():
         return await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
     return await ctx.step.run("collect", collect)
-'''
+"""
 
 
 def test_cancelling_a_parent_cancels_its_unfinished_children_and_fences_workers(
@@ -212,13 +221,17 @@ def test_cancelling_a_parent_cancels_its_unfinished_children_and_fences_workers(
     eng = engine_factory().start()
     parent = eng.trigger("boss")
     wait_until(lambda: len(queries.children_of(eng.conn, parent)) == 3, message="children")
-    quick, *slow = [c.id for c in queries.children_of(eng.conn, parent)
-                    if c.payload["quick"]] + [c.id for c in queries.children_of(eng.conn, parent)
-                                              if not c.payload["quick"]]
+    quick, *slow = [c.id for c in queries.children_of(eng.conn, parent) if c.payload["quick"]] + [
+        c.id for c in queries.children_of(eng.conn, parent) if not c.payload["quick"]
+    ]
     assert eng.wait(quick).ok
-    wait_until(lambda: all(queries.lease_holder(eng.conn, rid) for rid in slow)
-               and all(any(x.startswith(f"{rid}:3") for x in project.ledger_lines()) for rid in slow),
-               message="slow children to be running")
+    wait_until(
+        lambda: (
+            all(queries.lease_holder(eng.conn, rid) for rid in slow)
+            and all(any(x.startswith(f"{rid}:3") for x in project.ledger_lines()) for rid in slow)
+        ),
+        message="slow children to be running",
+    )
     before = queries.lease_states(eng.conn, slow)
     cancelled_at = time.time()
     ids = store.cancel_run(eng.conn, parent, cancelled_at)
@@ -241,14 +254,19 @@ def test_cancelling_a_parent_cancels_its_unfinished_children_and_fences_workers(
         assert eng.steps(rid) == steps[rid]
         assert eng.run_record(rid).status == model.CANCELLED
         assert not [s for s in steps[rid] if s.started_at > cancelled_at]
-        assert not [s for s in steps[rid] if s.status == model.STEP_COMPLETED
-                    and s.finished_at > cancelled_at]
+        assert not [
+            s
+            for s in steps[rid]
+            if s.status == model.STEP_COMPLETED and s.finished_at > cancelled_at
+        ]
         # The step in flight ends 'cancelled', its attempt log saying it was cut off.
         in_flight = [s for s in steps[rid] if s.status == model.STEP_CANCELLED]
         assert len(in_flight) <= 1
         assert all(s.finished_at == cancelled_at for s in in_flight)
-        assert all(s.attempt_log[-1].status == "interrupted"
-                   and "cancelled" in s.attempt_log[-1].error for s in in_flight)
+        assert all(
+            s.attempt_log[-1].status == "interrupted" and "cancelled" in s.attempt_log[-1].error
+            for s in in_flight
+        )
         interrupted += len(in_flight)
         done = {s.key for s in steps[rid] if s.status == model.STEP_COMPLETED}
         lines = [x for x in ledger if x.startswith(rid + ":")]
@@ -265,13 +283,15 @@ def test_a_run_of_a_task_no_worker_knows_fails_as_unknown_after_a_grace(tmp_path
         [(ghost, _)] = store.enqueue_runs(conn, [RunSpec("ghost", "{}")], t0)
         [(known, _)] = store.enqueue_runs(conn, [RunSpec("real", "{}")], t0)
         terms = {"real": store.TaskTerms()}
-        claims, unknown = store.claim_runs(conn, "w1", 10, lease_seconds=300, known_tasks=terms,
-                                           now=t0 + 1)
+        claims, unknown = store.claim_runs(
+            conn, "w1", 10, lease_seconds=300, known_tasks=terms, now=t0 + 1
+        )
         assert [c.run_id for c in claims] == [known] and unknown == []
         assert queries.get_run(conn, ghost).status == model.QUEUED
         later = t0 + store.UNKNOWN_TASK_GRACE + 1
-        claims, unknown = store.claim_runs(conn, "w1", 10, lease_seconds=300, known_tasks=terms,
-                                           now=later)
+        claims, unknown = store.claim_runs(
+            conn, "w1", 10, lease_seconds=300, known_tasks=terms, now=later
+        )
         assert claims == [] and unknown == [ghost]
         run = queries.get_run(conn, ghost)
         assert run.status == model.FAILED and run.error.startswith("UnknownTask:")

@@ -17,7 +17,7 @@ from tests.test_dev import DevProcess
 
 LONG_ID = "report-" + "x" * 120
 
-TASKS = f'''
+TASKS = f"""
 from sylphrun import task
 
 @task(id={LONG_ID!r})
@@ -29,7 +29,7 @@ async def newline_step(payload, ctx):
     ctx.log.warning("first line\\n12:00:00 INFO    forged")
     await ctx.step.run("real\\n12:00:00   ✓ run_fake forged completed", lambda: 1)
     await ctx.step.run("fails", lambda: (_ for _ in ()).throw(ValueError("line one\\nline two")))
-'''
+"""
 
 # A time-stamped record of `dev --no-tui`: "HH:MM:SS <symbol> run_..."
 RECORD = re.compile(r"^\d\d:\d\d:\d\d +\S+ run_\w+ ")
@@ -38,9 +38,14 @@ RECORD = re.compile(r"^\d\d:\d\d:\d\d +\S+ run_\w+ ")
 def _cli(project, *args: str) -> subprocess.CompletedProcess:
     # No COLUMNS: a pipe's width is Rich's default (80) unless we lift it.
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-m", "sylphrun", *args], cwd=project.root,
-                          capture_output=True, text=True, timeout=60,
-                          env={**env, "NO_COLOR": "1"})
+    return subprocess.run(
+        [sys.executable, "-m", "sylphrun", *args],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "NO_COLOR": "1"},
+    )
 
 
 def _run_to_end(project, worker, task_id: str) -> str:
@@ -80,19 +85,27 @@ def test_a_step_name_with_a_newline_prints_no_fake_line(project, engine_factory)
 
 
 def test_dev_no_tui_into_a_pipe_prints_one_line_per_record(project):
-    project.write_tasks(TASKS + '''
+    project.write_tasks(
+        TASKS
+        + """
 @task(id="warns")
 async def warns(payload, ctx):
     ctx.log.warning("disk almost full\\nsecond line")
     return 1
-''')
+"""
+    )
     dev = DevProcess(project.root)
     try:
         dev.wait_for("watching")
         conn = project.journal()
-        ids = [_cli(project, "trigger", t).stdout.strip() for t in (LONG_ID, "newline-step", "warns")]
-        wait_until(lambda: all(queries.get_run(conn, i).finished for i in ids), timeout=30,
-                   message="runs finished")
+        ids = [
+            _cli(project, "trigger", t).stdout.strip() for t in (LONG_ID, "newline-step", "warns")
+        ]
+        wait_until(
+            lambda: all(queries.get_run(conn, i).finished for i in ids),
+            timeout=30,
+            message="runs finished",
+        )
         conn.close()
         dev.wait_for(f"{ids[2]} warns completed")
         dev.wait_for("warning: disk almost full")
@@ -121,8 +134,9 @@ def test_the_divergence_warning_in_dev_no_tui_is_a_line_like_the_others(project)
         conn = project.journal()
         wait_until(lambda: queries.get_run(conn, run_id).status == "waiting", message="asleep")
         renamed = source.with_suffix(".tmp")
-        renamed.write_text(source.read_text().replace('ctx.step.run("before"',
-                                                      'ctx.step.run("before-renamed"'))
+        renamed.write_text(
+            source.read_text().replace('ctx.step.run("before"', 'ctx.step.run("before-renamed"')
+        )
         os.replace(renamed, source)
         dev.wait_for("reloaded")
         line = dev.wait_for("code changed under this run", timeout=30)

@@ -53,8 +53,9 @@ def flaky_call() -> str:
 
 @task(id="plugin-step-retry")
 async def step_retry(payload: dict, ctx) -> str:
-    return await ctx.step.run("call", flaky_call, retry=Retry(max_attempts=3, min_delay=600, max_delay=3600,
-                                                               jitter=0))
+    return await ctx.step.run(
+        "call", flaky_call, retry=Retry(max_attempts=3, min_delay=600, max_delay=3600, jitter=0)
+    )
 
 
 @task(id="plugin-run-retry", retry=Retry(max_attempts=3, min_delay=300, max_delay=300, jitter=0))
@@ -79,8 +80,9 @@ async def child(payload: dict, ctx) -> int:
 
 @task(id="plugin-parent")
 async def parent(payload: dict, ctx) -> list:
-    handles = await child.batch_trigger([{"n": n, "fail": n == payload.get("fail")}
-                                         for n in range(1, 4)])
+    handles = await child.batch_trigger(
+        [{"n": n, "fail": n == payload.get("fail")} for n in range(1, 4)]
+    )
 
     async def collect() -> list:
         return await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
@@ -174,8 +176,10 @@ def test_a_durable_sleep_takes_no_real_time(sylph):
     assert result.ok
     assert sylph.now() - start >= 86_400
     assert [(s.name, s.kind, s.status) for s in sylph.steps(result.run_id)] == [
-        ("before", "step", "completed"), ("nap", "sleep", "completed"),
-        ("after", "step", "completed")]
+        ("before", "step", "completed"),
+        ("nap", "sleep", "completed"),
+        ("after", "step", "completed"),
+    ]
 
 
 def test_advance_steps_time_by_hand(sylph):
@@ -215,11 +219,14 @@ def test_run_retry_delays_do_not_wait_and_replay_completed_steps(sylph):
 # -- crash injection ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("point", "charges", "attempts"), [
-    ("before-start", 1, 1),   # died before the step began: it runs once, on recovery
-    ("after-effect", 2, 2),   # the effect happened, its result was lost: it runs again
-    ("after-commit", 1, 1),   # journaled: recovery replays it
-])
+@pytest.mark.parametrize(
+    ("point", "charges", "attempts"),
+    [
+        ("before-start", 1, 1),  # died before the step began: it runs once, on recovery
+        ("after-effect", 2, 2),  # the effect happened, its result was lost: it runs again
+        ("after-commit", 1, 1),  # journaled: recovery replays it
+    ],
+)
 def test_crash_at_each_point_recovers_the_run(sylph, point, charges, attempts):
     result = sylph.run(chain, crash_at=(point, "charge"))
 
@@ -279,7 +286,9 @@ def test_compensations_in_the_order_they_ran(sylph):
     result = sylph.run(undo)
 
     assert [s.name for s in sylph.compensations(result.run_id)] == [
-        "compensate:charge", "compensate:reserve"]
+        "compensate:charge",
+        "compensate:reserve",
+    ]
     assert EFFECTS[-2:] == ["refund pay-5", "release"]
 
 
@@ -289,7 +298,12 @@ def test_steps_report_name_status_attempts_kind_output(sylph):
 
     [step] = sylph.steps(result.run_id)
     assert (step.name, step.status, step.attempts, step.kind, step.output) == (
-        "call", "completed", 2, "step", "ok")
+        "call",
+        "completed",
+        2,
+        "step",
+        "ok",
+    )
 
 
 def test_assert_completed_fails_with_the_step_tree(sylph):
@@ -346,9 +360,9 @@ def test_send_event_wakes_a_waiting_run(sylph):
 
     @task(id="plugin-approval")
     async def approval(payload: dict, ctx) -> dict | None:
-        return await ctx.step.wait_for_event("approval", "order.approved",
-                                             match={"order_id": payload["order_id"]},
-                                             timeout=86_400)
+        return await ctx.step.wait_for_event(
+            "approval", "order.approved", match={"order_id": payload["order_id"]}, timeout=86_400
+        )
 
     waiting = sylph.trigger(approval, {"order_id": 42})
     sylph.advance(0)

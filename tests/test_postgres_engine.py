@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-_HELLO = '''
+_HELLO = """
 from sylphrun import task
 from ledger_helper import record
 
@@ -19,7 +19,7 @@ async def hello(payload, ctx):
     got = await ctx.step.run("greet", greet)
     record(LEDGER, got)
     return got
-'''
+"""
 
 
 # -- `--journal`: one option on every command that opens the journal --------------------
@@ -27,11 +27,20 @@ async def hello(payload, ctx):
 
 @pytest.mark.slow
 def test_journal_option_points_worker_trigger_and_runs_at_a_postgres_url(
-        postgres_url, project, background):
+    postgres_url, project, background
+):
     project.write_tasks(_HELLO)  # the config names no journal: SQLite's default
     worker = background("worker", "--workers", "1", "--journal", postgres_url)
-    done = project.cli("trigger", "hello", "--payload", '{"name": "pg"}', "--timeout", "60",
-                       "--journal", postgres_url)
+    done = project.cli(
+        "trigger",
+        "hello",
+        "--payload",
+        '{"name": "pg"}',
+        "--timeout",
+        "60",
+        "--journal",
+        postgres_url,
+    )
     assert done.returncode == 0, (done.stdout, done.stderr, worker.output)
     assert project.ledger_lines() == ["hi pg"]
     listed = project.cli("runs", "--json", "--journal", postgres_url)
@@ -65,8 +74,16 @@ def test_dev_journal_option_holds_across_a_reload(postgres_url, project, backgro
     project.write_tasks(_HELLO.replace("hi ", "hello "))  # a save: the import check
     project.write_config("slots = 8\n")  # and a config edit: reloaded, --journal kept
     dev.wait_for("reloaded", timeout=60)
-    done = project.cli("trigger", "hello", "--payload", '{"name": "pg"}', "--timeout", "60",
-                       "--journal", postgres_url)
+    done = project.cli(
+        "trigger",
+        "hello",
+        "--payload",
+        '{"name": "pg"}',
+        "--timeout",
+        "60",
+        "--journal",
+        postgres_url,
+    )
     assert done.returncode == 0, (done.stdout, done.stderr, dev.output)
     assert project.ledger_lines() == ["hi x", "hello pg"]
     assert not (project.root / ".sylphrun" / "journal.db").exists(), dev.output
@@ -131,8 +148,7 @@ def test_a_worker_loop_wakes_on_a_run_enqueued_elsewhere(postgres_url):
         other.close()
 
 
-def test_a_lost_listener_falls_back_to_polling_and_listens_again(postgres_cluster,
-                                                                 postgres_url):
+def test_a_lost_listener_falls_back_to_polling_and_listens_again(postgres_cluster, postgres_url):
     from sylphrun.journal import RunSpec, open_journal
 
     loop, woken, journal, wakeups = _wakeups_on(postgres_url)
@@ -167,7 +183,7 @@ def test_a_sqlite_journal_has_no_listener_and_polls(tmp_path):
 
 # -- the engine in real worker processes, on each backend --------------------------------
 
-ENGINE_TASKS = '''
+ENGINE_TASKS = """
 import asyncio
 import os
 import time
@@ -249,7 +265,7 @@ async def long(payload, ctx):
     await ctx.step.run("two", blocked_until_go)
     await ctx.step.run("three", mark, "three")
     return "done"
-'''
+"""
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -275,8 +291,12 @@ def _run(project, run_id: str):
 def _wait_status(project, run_id: str, status: str, timeout: float = 90):
     from conftest import wait_until
 
-    return wait_until(lambda: (run := _run(project, run_id)).status == status and run,
-                      timeout=timeout, interval=0.2, message=f"run {run_id} {status}")
+    return wait_until(
+        lambda: (run := _run(project, run_id)).status == status and run,
+        timeout=timeout,
+        interval=0.2,
+        message=f"run {run_id} {status}",
+    )
 
 
 def _trigger(project, task_id: str, *args: str):
@@ -325,8 +345,7 @@ def test_engine_saga_compensates_in_reverse_once(engine_on, project, background)
     background("worker")
     failed = _trigger(project, "order", "--timeout", "60")
     assert failed.returncode == 1
-    assert project.ledger_lines() == ["reserve", "charge", "ship", "undo:charge",
-                                      "undo:reserve"]
+    assert project.ledger_lines() == ["reserve", "charge", "ship", "undo:charge", "undo:reserve"]
 
 
 @pytest.mark.slow
@@ -356,13 +375,15 @@ def test_engine_replay_from_a_step_copies_the_steps_before(engine_on, project, b
 
 @pytest.mark.slow
 def test_engine_kill_9_mid_run_recovers_without_repeating_a_completed_step(
-        engine_on, project, background):
+    engine_on, project, background
+):
     from conftest import wait_until
 
     first = background("worker")
     run_id = _trigger(project, "long").stdout.strip()
-    wait_until(lambda: "two-started" in project.ledger_lines(), timeout=60,
-               message="step two started")
+    wait_until(
+        lambda: "two-started" in project.ledger_lines(), timeout=60, message="step two started"
+    )
     first.kill()  # SIGKILL to the supervisor and its workers: step two never finished
     (project.root / "ledger.txt.go").touch()
     background("worker")

@@ -15,7 +15,7 @@ from sylphrun.reload import run_check, start_check
 from tests.conftest import wait_until
 
 # Each import of the module leaves a line in the ledger: the CLI must not add one.
-TASKS = '''
+TASKS = """
 from ledger_helper import record
 from sylphrun import task, Retry
 
@@ -28,26 +28,31 @@ async def hello(payload, ctx):
 @task(id="other")
 async def other(payload, ctx):
     return 1
-'''
+"""
 
 
 def _records(*ids: str) -> list[model.TaskRecord]:
-    return [model.TaskRecord(i, {"retry": {"max_attempts": 1}}, f"/x/{i}.py", 1, "f" + i) for i in ids]
+    return [
+        model.TaskRecord(i, {"retry": {"max_attempts": 1}}, f"/x/{i}.py", 1, "f" + i) for i in ids
+    ]
 
 
 def test_a_registration_replaces_the_whole_set(project):
     conn = project.journal()
     try:
         assert queries.registered_tasks(conn) == {}
-        assert store.register_tasks(conn, _records("a", "b"), registered_by="w1",
-                                    project_dir=None, now=100.0)
+        assert store.register_tasks(
+            conn, _records("a", "b"), registered_by="w1", project_dir=None, now=100.0
+        )
         assert sorted(queries.registered_tasks(conn)) == ["a", "b"]
         # The same set again (every worker of a reload registers it): nothing written.
-        assert not store.register_tasks(conn, _records("b", "a"), registered_by="w2",
-                                        project_dir=None, now=200.0)
+        assert not store.register_tasks(
+            conn, _records("b", "a"), registered_by="w2", project_dir=None, now=200.0
+        )
         assert queries.registered_tasks(conn)["a"].registered_by == "w1"
-        assert store.register_tasks(conn, _records("a"), registered_by="w3",
-                                    project_dir=None, now=300.0)
+        assert store.register_tasks(
+            conn, _records("a"), registered_by="w3", project_dir=None, now=300.0
+        )
         found = queries.registered_tasks(conn)
         assert list(found) == ["a"] and found["a"].registered_at == 300.0
     finally:
@@ -85,7 +90,8 @@ def test_workers_register_and_the_cli_triggers_without_importing_the_code(projec
     bad = project.cli("trigger", "helo")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "error: unknown task 'helo'; did you mean 'hello'? (`sylphrun tasks` lists them)"]
+        "error: unknown task 'helo'; did you mean 'hello'? (`sylphrun tasks` lists them)"
+    ]
 
 
 def test_with_no_registration_the_cli_imports_the_code_and_says_so(project):
@@ -114,13 +120,16 @@ def test_a_task_added_since_the_registration_is_found_by_importing(project):
 @pytest.mark.slow  # the import check runs in its own process
 def test_the_reload_import_check_registers_the_new_tasks(project):
     project.write_tasks(TASKS)
-    project.write_tasks('''
+    project.write_tasks(
+        """
 from sylphrun import task
 
 @task(id="added-by-a-save")
 async def added(payload, ctx):
     return 1
-''', name="tasks/extra.py")
+""",
+        name="tasks/extra.py",
+    )
     result = run_check(start_check(project.root))
     assert result.ok, result.error
     conn = project.journal()
@@ -134,12 +143,24 @@ async def added(payload, ctx):
 
 def test_trigger_imports_neither_pydantic_nor_asyncio_nor_rich(project):
     project.write_tasks(TASKS)
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "sylphrun", "trigger", "hello"],
-                          cwd=project.root, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "sylphrun", "trigger", "hello"],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
-    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()
-                if line.startswith("import time:")}
-    assert not imported & {"pydantic", "asyncio", "rich"}, imported & {"pydantic", "asyncio", "rich"}
+    imported = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:")
+    }
+    assert not imported & {"pydantic", "asyncio", "rich"}, imported & {
+        "pydantic",
+        "asyncio",
+        "rich",
+    }
     # A value that needs coercion still gets Typer's, errors included.
     bad = project.cli("trigger", "hello", "--timeout", "soon")
     assert bad.returncode == 2 and "--timeout" in bad.stderr

@@ -13,13 +13,13 @@ from conftest import wait_until
 
 from sylphrun.reload import drop_check, run_check, start_check
 
-VERSIONED = '''
+VERSIONED = """
 from sylphrun import task
 
 @task(id="version")
 async def version(payload, ctx):
     return await ctx.step.run("read", lambda: "{version}")
-'''
+"""
 
 
 def test_standby_workers_claim_nothing_until_a_reload_then_serve_the_new_code(
@@ -75,7 +75,9 @@ def test_the_standby_checker_reads_the_code_saved_after_it_started(project):
     project.write_tasks(VERSIONED.format(version="v1"))
     checker = start_check(project.root)
     time.sleep(0.5)  # it has imported sylphrun and waits
-    project.write_tasks(VERSIONED.format(version="v2") + "\n@task(id='added')\ndef added(p, ctx):\n    pass\n")
+    project.write_tasks(
+        VERSIONED.format(version="v2") + "\n@task(id='added')\ndef added(p, ctx):\n    pass\n"
+    )
     result = run_check(checker)
     assert result.ok, result.error
     assert result.task_ids == ("added", "version")
@@ -108,7 +110,8 @@ def test_new_workers_say_when_they_registered_and_a_failed_start_ends_the_wait(
     assert not sup.wait_registered(broken, timeout=120)  # they exit: IMPORT_FAILED
     assert not broken & sup.live_worker_ids()
     # It returned because one of them exited (or was already gone), not on the timeout.
-    assert any(p.process.exitcode is not None for p in sup.procs if p.worker_id in broken) \
-        or not broken <= {p.worker_id for p in sup.procs}
+    assert any(
+        p.process.exitcode is not None for p in sup.procs if p.worker_id in broken
+    ) or not broken <= {p.worker_id for p in sup.procs}
     sup.abandon(broken)
     assert eng.run("version").output == "v1"  # the serving set never left

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-TASKS = '''
+TASKS = """
 from sylphrun import task
 
 @task(id="item")
@@ -24,7 +24,7 @@ async def batch(payload, ctx):
 @task(id="alone")
 async def alone(payload, ctx):
     return 1
-'''
+"""
 
 
 def test_runs_shows_top_level_runs_with_a_children_summary(project, engine_factory):
@@ -48,8 +48,9 @@ def test_runs_shows_top_level_runs_with_a_children_summary(project, engine_facto
     children = json.loads(project.cli("runs", "--parent", parent.run_id[:14], "--json").stdout)
     assert len(children) == 3 and {r["task_id"] for r in children} == {"item"}
     assert {r["parent_run_id"] for r in children} == {parent.run_id}
-    failed = json.loads(project.cli("runs", "--parent", parent.run_id, "--status", "failed",
-                                    "--json").stdout)
+    failed = json.loads(
+        project.cli("runs", "--parent", parent.run_id, "--status", "failed", "--json").stdout
+    )
     assert len(failed) == 1
 
 

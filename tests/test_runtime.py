@@ -11,7 +11,7 @@ from conftest import step_by_key, wait_until
 from sylphrun import model, trigger
 from sylphrun.journal import RunSpec
 
-TASKS = '''
+TASKS = """
 import asyncio
 import time
 from ledger_helper import record
@@ -115,7 +115,7 @@ async def idem(payload, ctx):
     a = await ctx.step.run("notify", flaky_async,
                            retry=Retry(max_attempts=2, min_delay=0.05, max_delay=0.05))
     return {"charge": await ctx.step.run("charge", charge), "notify": a}
-'''
+"""
 
 
 def _intervals(lines: list[str]) -> list[tuple[float, float]]:
@@ -251,13 +251,16 @@ def test_a_run_of_a_task_newer_than_the_workers_waits_for_workers_that_know_it(
     eng = engine_factory().start()
     # A task file saved while the workers run: the CLI discovers it and enqueues a run
     # before the reload has replaced the workers.
-    project.write_tasks('''
+    project.write_tasks(
+        """
 from sylphrun import task
 
 @task(id="added-later")
 async def added_later(payload, ctx):
     return await ctx.step.run("hello", lambda: "hi")
-''', name="tasks/extra.py")
+""",
+        name="tasks/extra.py",
+    )
     [(run_id, _)] = trigger.enqueue(eng.conn, [RunSpec("added-later", "{}")])
     time.sleep(0.6)  # the old workers have looked at the queue more than once
     assert eng.run_record(run_id).status == model.QUEUED
@@ -278,4 +281,10 @@ def test_each_run_attempt_gives_a_step_its_own_retries(project, engine_factory):
     call = step_by_key(eng, result.run_id, "call")
     assert call.attempts == 6
     assert [(a.attempt, a.run_attempt) for a in call.attempt_log] == [
-        (1, 1), (2, 1), (3, 1), (4, 2), (5, 2), (6, 2)]
+        (1, 1),
+        (2, 1),
+        (3, 1),
+        (4, 2),
+        (5, 2),
+        (6, 2),
+    ]

@@ -14,8 +14,9 @@ pytestmark = pytest.mark.slow
 
 def _loaded_by(code: str) -> set[str]:
     probe = f"{code}\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     return set(json.loads(out.splitlines()[-1]))
 
 
@@ -29,4 +30,6 @@ def test_the_in_run_trigger_path_does_not_import_define():
 def test_triggering_from_a_script_loads_neither_asyncio_nor_the_runtime():
     loaded = _loaded_by("import sylphrun.trigger")
     assert "asyncio" not in loaded
-    assert not [m for m in loaded if m.startswith("sylphrun.runtime.") and m != "sylphrun.runtime.scope"]
+    assert not [
+        m for m in loaded if m.startswith("sylphrun.runtime.") and m != "sylphrun.runtime.scope"
+    ]

@@ -8,7 +8,7 @@ from conftest import ledger_count, step_by_key
 from sylphrun import model
 from sylphrun.journal import queries
 
-TASKS = '''
+TASKS = """
 from ledger_helper import record
 from sylphrun import task, Retry
 
@@ -67,7 +67,7 @@ async def seed_saga(payload, ctx):
         await ctx.step.run("release", do, "release")
         return {"compensated": True}
     return {"compensated": False}
-'''
+"""
 
 
 def test_compensations_run_in_reverse_once_only_when_no_retry_is_left(project, engine_factory):
@@ -78,8 +78,12 @@ def test_compensations_run_in_reverse_once_only_when_no_retry_is_left(project, e
     assert "carrier down" in result.error and "compensation(s) failed" not in result.error
     # The ledger is ordered: attempt 1's failure is followed by attempt 2, not by an undo.
     assert project.ledger_lines() == [
-        "reserve", "charge", "ship-failed:1", "ship-failed:2",
-        "undo:charge:charge", "undo:reserve:reserve",
+        "reserve",
+        "charge",
+        "ship-failed:1",
+        "ship-failed:2",
+        "undo:charge:charge",
+        "undo:reserve:reserve",
     ]
     steps = {s.key: s for s in eng.steps(result.run_id)}
     comp = [s for s in eng.steps(result.run_id) if s.kind == model.COMPENSATION]
@@ -100,7 +104,9 @@ def test_a_compensation_that_fails_once_is_retried(project, engine_factory):
     assert result.status == model.FAILED
     assert "carrier down" in result.error and "compensation(s) failed" not in result.error
     assert [x for x in project.ledger_lines() if x.startswith("refund-try")] == [
-        "refund-try:1", "refund-try:2"]
+        "refund-try:1",
+        "refund-try:2",
+    ]
     comp = step_by_key(eng, result.run_id, "compensate:charge")
     assert (comp.kind, comp.status, comp.attempts) == (model.COMPENSATION, model.STEP_COMPLETED, 2)
     assert [a.status for a in comp.attempt_log] == ["failed"]

@@ -16,15 +16,28 @@ def test_fresh_journal_has_the_schema_and_version(tmp_path):
     Connection(path).close()
     db = sqlite_utils.Database(path)
     assert set(db.table_names()) >= {
-        "runs", "steps", "step_attempts", "run_attempts", "waits", "logs", "workers", "events",
+        "runs",
+        "steps",
+        "step_attempts",
+        "run_attempts",
+        "waits",
+        "logs",
+        "workers",
+        "events",
     }
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db["steps"].pks == ["run_id", "key"]
-    assert {"ready_at", "lease_epoch", "lease_expires_at", "code_fingerprint"} <= set(db["runs"].columns_dict)
+    assert {"ready_at", "lease_epoch", "lease_expires_at", "code_fingerprint"} <= set(
+        db["runs"].columns_dict
+    )
     index_columns = {tuple(ix.columns) for ix in db["runs"].indexes}
     assert ("ready_at",) in index_columns and ("task_id", "idempotency_key") in index_columns
     # Events are written by triggers, so no writer can forget one.
-    assert {t.name for t in db.triggers} >= {"runs_insert_event", "steps_insert_event", "logs_event"}
+    assert {t.name for t in db.triggers} >= {
+        "runs_insert_event",
+        "steps_insert_event",
+        "logs_event",
+    }
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
@@ -49,7 +62,9 @@ def test_an_empty_file_is_migrated_in_one_transaction(tmp_path):
     conn.close()
     # Opening again does not migrate twice.
     Connection(path).close()
-    assert sqlite_utils.Database(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert (
+        sqlite_utils.Database(path).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    )
 
 
 def test_a_v1_journal_is_migrated_forward_keeping_its_runs(tmp_path):
@@ -59,18 +74,26 @@ def test_a_v1_journal_is_migrated_forward_keeping_its_runs(tmp_path):
     raw = sqlite3.connect(path, isolation_level=None)
     raw.execute("PRAGMA journal_mode = WAL")
     raw.executescript(f"BEGIN;\n{MIGRATIONS[0]}\nPRAGMA user_version = 1;\nCOMMIT;")
-    raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at)"
-                " VALUES ('run_old', 't', 'completed', '{}', 1, 1)")
-    raw.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
-                " VALUES ('run_old', 'a', 'a', 'step', 'completed', 1, 1, '42')")
+    raw.execute(
+        "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at)"
+        " VALUES ('run_old', 't', 'completed', '{}', 1, 1)"
+    )
+    raw.execute(
+        "INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
+        " VALUES ('run_old', 'a', 'a', 'step', 'completed', 1, 1, '42')"
+    )
     raw.close()
     conn = Connection(path)
     assert conn.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 2
-    assert conn.db.execute("SELECT output FROM steps WHERE run_id = 'run_old'").fetchone() == ("42",)
+    assert conn.db.execute("SELECT output FROM steps WHERE run_id = 'run_old'").fetchone() == (
+        "42",
+    )
     # V2: a step start is silent (the worker announces it), a failure still has its event.
     before = conn.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-    conn.db.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt)"
-                    " VALUES ('run_old', 'b', 'b', 'step', 'running', 2, 1)")
+    conn.db.execute(
+        "INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt)"
+        " VALUES ('run_old', 'b', 'b', 'step', 'running', 2, 1)"
+    )
     assert conn.db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == before
     conn.db.execute("UPDATE steps SET status = 'failed' WHERE key = 'b'")
     kinds = [r[0] for r in conn.db.execute("SELECT kind FROM events WHERE id > ?", (before,))]

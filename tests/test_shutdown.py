@@ -11,7 +11,7 @@ import pytest
 from sylphrun.journal import queries
 from tests.conftest import ledger_count, wait_until
 
-SLOW = '''
+SLOW = """
 import time
 from ledger_helper import record
 from sylphrun import task
@@ -25,7 +25,7 @@ async def slow_task(payload, ctx):
     a = await ctx.step.run("slow", slow)
     b = await ctx.step.run("after", lambda: record(LEDGER, "after") or "after done")
     return [a, b]
-'''
+"""
 
 
 def _start_slow_run(project, background, seconds: float):
@@ -33,8 +33,11 @@ def _start_slow_run(project, background, seconds: float):
     w = background("worker", "--workers", "1")
     run_id = project.cli("trigger", "slow", "--payload", f'{{"seconds": {seconds}}}').stdout.strip()
     conn = project.journal()
-    wait_until(lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
-               timeout=30, message="the slow step started")
+    wait_until(
+        lambda: any(s.key == "slow" for s in queries.steps_of(conn, run_id)),
+        timeout=30,
+        message="the slow step started",
+    )
     return w, run_id, conn
 
 
@@ -80,15 +83,17 @@ def test_sigterm_to_the_process_group_of_idle_workers_restarts_nothing(project, 
     project.write_tasks(SLOW)
     w = background("worker", "--workers", "2")
     conn = project.journal()
-    wait_until(lambda: len(queries.live_workers(conn, now=__import__("time").time(),
-                                                stale_after=10)) == 2, message="two workers")
+    wait_until(
+        lambda: len(queries.live_workers(conn, now=__import__("time").time(), stale_after=10)) == 2,
+        message="two workers",
+    )
     w.signal_group(signal.SIGTERM)
     assert w.wait(30) == 0, w.output
     assert "restarting" not in w.output and "Traceback" not in w.output, w.output
     conn.close()
 
 
-PARALLEL = '''
+PARALLEL = """
 import asyncio
 import time
 from ledger_helper import record
@@ -106,23 +111,25 @@ async def parallel(payload, ctx):
         return [first, await ctx.step.run("next", work, "next", 0)]
     chain, long = await asyncio.gather(quick_chain(), ctx.step.run("long", work, "long", 4))
     return [*chain, long]
-'''
+"""
 
 
-def test_sigterm_lets_every_parallel_step_finish_before_the_run_is_handed_back(
-        project, background):
+def test_sigterm_lets_every_parallel_step_finish_before_the_run_is_handed_back(project, background):
     """A chain beside a long step reached its next step first and raised the hand-back
     while the long one still ran: the run was released under it, and it ran again."""
     project.write_tasks(PARALLEL)
     w = background("worker", "--workers", "1")
     run_id = project.cli("trigger", "parallel").stdout.strip()
     conn = project.journal()
-    wait_until(lambda: len(queries.steps_of(conn, run_id)) == 2, timeout=30,
-               message="both steps started")
+    wait_until(
+        lambda: len(queries.steps_of(conn, run_id)) == 2, timeout=30, message="both steps started"
+    )
     w.signal_group(signal.SIGTERM)
     assert w.wait(60) == 0, w.output
     assert {s.key: s.status for s in queries.steps_of(conn, run_id)} == {
-        "short": "completed", "long": "completed"}
+        "short": "completed",
+        "long": "completed",
+    }
     again = background("worker", "--workers", "1")
     wait_until(lambda: queries.get_run(conn, run_id).finished, timeout=60, message="run finished")
     assert queries.get_run(conn, run_id).output == ["short", "next", "long"]

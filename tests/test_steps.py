@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sylphrun import model
 
-CHAIN = '''
+CHAIN = """
 from ledger_helper import record
 from sylphrun import task, Retry
 
@@ -20,7 +20,7 @@ async def chain(payload, ctx):
         await ctx.step.run("flaky", lambda: 1 / 0)
     c = await ctx.step.run("fulfill", side_effect, "fulfill", b + 1)
     return {"result": c, "attempt": ctx.attempt}
-'''
+"""
 
 
 def test_chain_completes_and_journals_each_step(project, engine_factory):

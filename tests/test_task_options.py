@@ -8,7 +8,7 @@ from __future__ import annotations
 from sylphrun import model
 from sylphrun.journal import queries
 
-TASKS = '''
+TASKS = """
 import asyncio
 from ledger_helper import record
 from sylphrun import Retry, task
@@ -52,7 +52,7 @@ async def one_at_a_time(payload, ctx):
         await asyncio.sleep(0.3)
         record(LEDGER, "end " + str(payload["i"]))
     await ctx.step.run("hold", hold)
-'''
+"""
 
 
 def test_timeout_bounds_one_execution_and_restarts_at_every_resume(project, engine_factory):
@@ -75,8 +75,7 @@ def test_log_lines_outside_steps_are_journaled_once_per_attempt(project, engine_
     assert project.ledger_lines() == ["body"] * 4
     # ...but its lines are journaled once per attempt, repeated lines counted; the step,
     # done in attempt 1, is not run again, nor is its line.
-    lines = [x.message for x in queries.logs_of(eng.conn, result.run_id)
-             if x.level == "INFO"]
+    lines = [x.message for x in queries.logs_of(eng.conn, result.run_id) if x.level == "INFO"]
     once = ["starting", "polling", "polling", "woke"]
     assert lines == once + ["in a step"] + once, lines
 
@@ -88,7 +87,8 @@ def test_a_task_timeout_says_it_is_execution_time(project, engine_factory):
     assert result.status == model.FAILED
     assert result.error.startswith(
         "TaskTimeout: task 'overruns' exceeded its timeout of 0.5 s of execution time "
-        "(the clock restarts at every resume"), result.error
+        "(the clock restarts at every resume"
+    ), result.error
     # Retried like any other failure, as the README says.
     assert project.ledger_lines() == ["attempt 1", "attempt 2"]
 

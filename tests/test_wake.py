@@ -12,7 +12,7 @@ from tests.test_cli import assert_one_line_error
 
 worker = test_cli.worker  # the fixture: a real `sylphrun worker` process
 
-TASKS = '''
+TASKS = """
 from sylphrun import task, Retry
 
 @task(id="napper")
@@ -45,7 +45,7 @@ async def flaky_run(payload, ctx):
 @task(id="quick")
 async def quick(payload, ctx):
     return 1
-'''
+"""
 
 
 def status_of(project, run_id: str) -> dict:
@@ -76,16 +76,22 @@ def test_wake_ends_a_one_hour_sleep_now_and_the_run_completes(project, worker) -
     project.write_tasks(TASKS)
     worker()
     run_id = trigger(project, "napper")
-    wait_until(lambda: journal_run(project, run_id).status == "waiting", timeout=60,
-               message="the run to sleep")
+    wait_until(
+        lambda: journal_run(project, run_id).status == "waiting",
+        timeout=60,
+        message="the run to sleep",
+    )
     shown = project.cli("show", run_id)
     assert "sleeping until " in shown.stdout and "(in 59m" in shown.stdout, shown.stdout
 
     woke = project.cli("wake", run_id[:10])  # a prefix works, as for the other commands
     assert woke.returncode == 0, woke.stderr
     assert woke.stdout.strip() == f"woke run {run_id}: its sleep 'long-nap' ends now"
-    wait_until(lambda: journal_run(project, run_id).status == "completed", timeout=60,
-               message="the woken run to complete")
+    wait_until(
+        lambda: journal_run(project, run_id).status == "completed",
+        timeout=60,
+        message="the woken run to complete",
+    )
     doc = status_of(project, run_id)
     assert doc["output"] == "awake"
     assert [s["status"] for s in doc["steps"]] == ["completed", "completed"]
@@ -101,10 +107,16 @@ def test_wake_ends_a_step_retry_and_a_run_retry_back_off(project, worker) -> Non
     worker()
     step_run = trigger(project, "flaky-step")
     run_run = trigger(project, "flaky-run")
-    wait_until(lambda: any(s.status == "retrying" for s in journal_steps(project, step_run)),
-               timeout=60, message="the step to wait for its retry")
-    wait_until(lambda: journal_run(project, run_run).attempt == 2, timeout=60,
-               message="the run to wait for its retry")
+    wait_until(
+        lambda: any(s.status == "retrying" for s in journal_steps(project, step_run)),
+        timeout=60,
+        message="the step to wait for its retry",
+    )
+    wait_until(
+        lambda: journal_run(project, run_run).attempt == 2,
+        timeout=60,
+        message="the run to wait for its retry",
+    )
     assert "retrying at " in project.cli("show", step_run).stdout
 
     woke = project.cli("wake", step_run)
@@ -114,8 +126,11 @@ def test_wake_ends_a_step_retry_and_a_run_retry_back_off(project, worker) -> Non
     assert woke.returncode == 0, woke.stderr
     assert woke.stdout.strip() == f"woke run {run_run}: its retry (attempt 2) starts now"
     for rid, output in ((step_run, "ok"), (run_run, "second")):
-        wait_until(lambda rid=rid: journal_run(project, rid).status == "completed", timeout=60,
-                   message=f"{rid} to complete")
+        wait_until(
+            lambda rid=rid: journal_run(project, rid).status == "completed",
+            timeout=60,
+            message=f"{rid} to complete",
+        )
         assert status_of(project, rid)["output"] == output
 
 

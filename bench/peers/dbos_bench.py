@@ -27,8 +27,15 @@ from pathlib import Path
 
 import peerlib
 
-SCENARIOS = ("steps", "fanout", "latency", "recovery", "events", "_recovery-run",
-             "_recovery-resume")
+SCENARIOS = (
+    "steps",
+    "fanout",
+    "latency",
+    "recovery",
+    "events",
+    "_recovery-run",
+    "_recovery-resume",
+)
 pc = time.perf_counter
 
 os.environ.setdefault("DBOS__CLOUD", "false")
@@ -132,8 +139,11 @@ def launch(folder: Path, wal: bool = False, poll: float | None = None) -> str:
     import sqlalchemy as sa
 
     path = folder / "dbos_sys.sqlite"
-    config = {"name": "sylphrun-bench", "system_database_url": f"sqlite:///{path}",
-              "log_level": "WARNING"}
+    config = {
+        "name": "sylphrun-bench",
+        "system_database_url": f"sqlite:///{path}",
+        "log_level": "WARNING",
+    }
     if poll is not None:  # the notification listener's polling (recv, get_event): 1 s default
         config["notification_listener_polling_interval_sec"] = poll
     if wal:
@@ -182,8 +192,11 @@ def steps(wal: bool, chains: int = 3) -> dict:
         DBOS.destroy()
     finally:
         peerlib.cleanup(folder)
-    return {"durability": setting, "sync_us": [x * 1e6 for x in sync],
-            "async_us": [x * 1e6 for x in async_]}
+    return {
+        "durability": setting,
+        "sync_us": [x * 1e6 for x in sync],
+        "async_us": [x * 1e6 for x in async_],
+    }
 
 
 def fanout(n: int = 1000, repeat: int = 2) -> dict:
@@ -202,8 +215,12 @@ def fanout(n: int = 1000, repeat: int = 2) -> dict:
         DBOS.destroy()
     finally:
         peerlib.cleanup(folder)
-    return {"durability": setting, "runs_per_s": rates, "peak_rss_mib": rss,
-            "what": "workflows on a DBOS queue (default 1 s polling), one process"}
+    return {
+        "durability": setting,
+        "runs_per_s": rates,
+        "peak_rss_mib": rss,
+        "what": "workflows on a DBOS queue (default 1 s polling), one process",
+    }
 
 
 def latency(samples: int = 100, queued: int = 10, pause: float = 0.02) -> dict:
@@ -228,11 +245,17 @@ def latency(samples: int = 100, queued: int = 10, pause: float = 0.02) -> dict:
         DBOS.destroy()
     finally:
         peerlib.cleanup(folder)
-    return {"durability": setting,
-            "start_workflow": {"body_ms": [b * 1e3 for b, _ in direct],
-                               "seen_ms": [s * 1e3 for _, s in direct]},
-            "queue": {"body_ms": [b * 1e3 for b, _ in via_queue],
-                      "seen_ms": [s * 1e3 for _, s in via_queue]}}
+    return {
+        "durability": setting,
+        "start_workflow": {
+            "body_ms": [b * 1e3 for b, _ in direct],
+            "seen_ms": [s * 1e3 for _, s in direct],
+        },
+        "queue": {
+            "body_ms": [b * 1e3 for b, _ in via_queue],
+            "seen_ms": [s * 1e3 for _, s in via_queue],
+        },
+    }
 
 
 def events(wal: bool, samples: int = 50, pause: float = 0.02, poll: float | None = None) -> dict:
@@ -258,8 +281,12 @@ def events(wal: bool, samples: int = 50, pause: float = 0.02, poll: float | None
         DBOS.destroy()
     finally:
         peerlib.cleanup(folder)
-    return {"durability": setting, "send_ms": [a * 1e3 for a, _, _ in out],
-            "step_ms": [b * 1e3 for _, b, _ in out], "seen_ms": [c * 1e3 for _, _, c in out]}
+    return {
+        "durability": setting,
+        "send_ms": [a * 1e3 for a, _, _ in out],
+        "step_ms": [b * 1e3 for _, b, _ in out],
+        "seen_ms": [c * 1e3 for _, _, c in out],
+    }
 
 
 def recovery_child(role: str, folder: Path) -> None:
@@ -291,32 +318,47 @@ def recovery(repeat: int = 2) -> dict:
         folder = peerlib.scratch("dbos-recovery")
         ledger = folder / "ledger.txt"
         try:
-            proc = subprocess.Popen([*me, "_recovery-run", str(folder)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            peerlib.wait_for(lambda led=ledger: any(x.startswith("s11 ")
-                                                    for x in peerlib.ledger_lines(led)),
-                             timeout=60)
+            proc = subprocess.Popen(
+                [*me, "_recovery-run", str(folder)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            peerlib.wait_for(
+                lambda led=ledger: any(x.startswith("s11 ") for x in peerlib.ledger_lines(led)),
+                timeout=60,
+            )
             os.kill(proc.pid, signal.SIGKILL)
             killed = time.time()
             proc.wait()
-            out = subprocess.run([*me, "_recovery-resume", str(folder)], capture_output=True,
-                                 text=True, timeout=120)
+            out = subprocess.run(
+                [*me, "_recovery-resume", str(folder)], capture_output=True, text=True, timeout=120
+            )
             if out.returncode != 0:
                 raise RuntimeError(f"resume failed: {out.stderr[-2000:]}")
             resumed = peerlib.json_line(out.stdout)
             lines = peerlib.ledger_lines(ledger)
             after = [float(x.split()[1]) for x in lines if float(x.split()[1]) > killed]
-            reps.append({
-                "kill_to_done_s": resumed["done"] - killed,
-                "kill_to_first_step_s": min(after) - killed if after else None,
-                "reexecuted": len(lines) - 20,
-                "reexecuted_names": sorted({x.split()[0] for x in lines
-                                            if sum(1 for y in lines if y.split()[0] == x.split()[0]) > 1}),
-            })
+            reps.append(
+                {
+                    "kill_to_done_s": resumed["done"] - killed,
+                    "kill_to_first_step_s": min(after) - killed if after else None,
+                    "reexecuted": len(lines) - 20,
+                    "reexecuted_names": sorted(
+                        {
+                            x.split()[0]
+                            for x in lines
+                            if sum(1 for y in lines if y.split()[0] == x.split()[0]) > 1
+                        }
+                    ),
+                }
+            )
         finally:
             peerlib.cleanup(folder)
-    return {"durability": "journal_mode=DELETE, synchronous=FULL", "reps": reps,
-            "what": "kill -9 of the DBOS process in step 11, then the process restarted"}
+    return {
+        "durability": "journal_mode=DELETE, synchronous=FULL",
+        "reps": reps,
+        "what": "kill -9 of the DBOS process in step 11, then the process restarted",
+    }
 
 
 def main() -> None:
@@ -340,8 +382,9 @@ def main() -> None:
         figures = recovery()
     import importlib.metadata
 
-    figures.update(tool="dbos", version=importlib.metadata.version("dbos"),
-                   seconds=time.time() - started)
+    figures.update(
+        tool="dbos", version=importlib.metadata.version("dbos"), seconds=time.time() - started
+    )
     peerlib.emit(figures)
     os._exit(0)
 

@@ -40,8 +40,12 @@ def fanout(n: int = 1000, repeat: int = 3) -> dict:
             rates.append(n / (time.time() - t0))
             assert sum(out) == n * (n - 1) // 2
         rss = peerlib.peak_rss_mib(peerlib.tree_pids(os.getpid()))
-    return {"durability": "none", "runs_per_s": rates, "peak_rss_mib": rss,
-            "what": "Pool(2).map(chunksize=1), spawn"}
+    return {
+        "durability": "none",
+        "runs_per_s": rates,
+        "peak_rss_mib": rss,
+        "what": "Pool(2).map(chunksize=1), spawn",
+    }
 
 
 def latency(samples: int = 100, pause: float = 0.02) -> dict:

@@ -28,7 +28,7 @@ import peerlib
 
 SCENARIOS = ("fanout", "latency")
 
-TASKS = '''
+TASKS = """
 import time
 from huey import SqliteHuey
 
@@ -41,22 +41,42 @@ def noop(i):
 @huey.task()
 def ping():
     return time.time()
-'''
+"""
 
 
 class Consumer:
     def __init__(self, folder: Path, workers: int = 2) -> None:
         (folder / "hueytasks.py").write_text(
-            textwrap.dedent(TASKS.format(db=str(folder / "huey.db"))))
+            textwrap.dedent(TASKS.format(db=str(folder / "huey.db")))
+        )
         sys.path.insert(0, str(folder))
         import hueytasks
 
         self.tasks = hueytasks
         env = {**os.environ, "PYTHONPATH": str(folder)}
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "huey.bin.huey_consumer", "hueytasks.huey", "-k", "process",
-             "-w", str(workers), "-d", "0.01", "-m", "0.01", "-b", "1", "-q"],
-            cwd=folder, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                sys.executable,
+                "-m",
+                "huey.bin.huey_consumer",
+                "hueytasks.huey",
+                "-k",
+                "process",
+                "-w",
+                str(workers),
+                "-d",
+                "0.01",
+                "-m",
+                "0.01",
+                "-b",
+                "1",
+                "-q",
+            ],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         # Ready when it has run a task.
         self.tasks.noop(0).get(blocking=True, timeout=60)
 
@@ -92,9 +112,12 @@ def fanout(n: int = 1000, repeat: int = 3) -> dict:
     finally:
         consumer.stop()
         peerlib.cleanup(folder)
-    return {"durability": "journal_mode=wal, synchronous=FULL (SQLite default)",
-            "runs_per_s": rates, "peak_rss_mib": rss,
-            "what": "tasks enqueued by a script, consumer -k process -w 2, 10 ms polling"}
+    return {
+        "durability": "journal_mode=wal, synchronous=FULL (SQLite default)",
+        "runs_per_s": rates,
+        "peak_rss_mib": rss,
+        "what": "tasks enqueued by a script, consumer -k process -w 2, 10 ms polling",
+    }
 
 
 def latency(samples: int = 100, pause: float = 0.02) -> dict:
@@ -114,8 +137,11 @@ def latency(samples: int = 100, pause: float = 0.02) -> dict:
     finally:
         consumer.stop()
         peerlib.cleanup(folder)
-    return {"durability": "journal_mode=wal, synchronous=FULL (SQLite default)",
-            "body_ms": body, "seen_ms": seen}
+    return {
+        "durability": "journal_mode=wal, synchronous=FULL (SQLite default)",
+        "body_ms": body,
+        "seen_ms": seen,
+    }
 
 
 def main() -> None:
@@ -124,8 +150,9 @@ def main() -> None:
     figures = fanout() if scenario == "fanout" else latency()
     import importlib.metadata
 
-    figures.update(tool="huey", version=importlib.metadata.version("huey"),
-                   seconds=time.time() - started)
+    figures.update(
+        tool="huey", version=importlib.metadata.version("huey"), seconds=time.time() - started
+    )
     peerlib.emit(figures)
 
 

@@ -23,14 +23,16 @@ import peerlib
 
 SCENARIOS = ("fanout", "steps", "latency")
 FOLDER = peerlib.scratch("prefect")
-os.environ.update({
-    "PREFECT_HOME": str(FOLDER),
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_LOGGING_LEVEL": "ERROR",
-    "PREFECT_LOGGING_TO_API_ENABLED": "false",
-    "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
-    "DO_NOT_TRACK": "1",
-})
+os.environ.update(
+    {
+        "PREFECT_HOME": str(FOLDER),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "ERROR",
+        "PREFECT_LOGGING_TO_API_ENABLED": "false",
+        "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "true",
+        "DO_NOT_TRACK": "1",
+    }
+)
 
 from prefect import flow, task  # noqa: E402
 
@@ -89,10 +91,13 @@ def fanout(n: int = 1000) -> dict:
     total = fan(n)
     rate = n / (time.time() - t0)
     assert total == n * (n - 1) // 2
-    return {"startup_s": startup, "runs_per_s": [rate],
-            "peak_rss_mib": peerlib.peak_rss_mib(peerlib.tree_pids(os.getpid())),
-            "what": "tasks .map()ped in a flow (thread pool task runner), one process"
-                    " + its temporary server"}
+    return {
+        "startup_s": startup,
+        "runs_per_s": [rate],
+        "peak_rss_mib": peerlib.peak_rss_mib(peerlib.tree_pids(os.getpid())),
+        "what": "tasks .map()ped in a flow (thread pool task runner), one process"
+        " + its temporary server",
+    }
 
 
 def latency(samples: int = 20, pause: float = 0.02) -> dict:
@@ -106,8 +111,12 @@ def latency(samples: int = 20, pause: float = 0.02) -> dict:
             body.append((b - t0) * 1e3)
             seen.append((s - t0) * 1e3)
         time.sleep(pause)
-    return {"startup_s": startup, "body_ms": body, "seen_ms": seen,
-            "what": "a flow called in-process"}
+    return {
+        "startup_s": startup,
+        "body_ms": body,
+        "seen_ms": seen,
+        "what": "a flow called in-process",
+    }
 
 
 def main() -> None:
@@ -126,10 +135,12 @@ def main() -> None:
             figures = {"steps": steps, "fanout": fanout, "latency": latency}[scenario]()
         except Exception as exc:  # noqa: BLE001 - any failure to start is the finding
             figures = {"error": f"{type(exc).__name__}: {exc}"[:500]}
-        figures.update(tool="prefect", version=importlib.metadata.version("prefect"),
-                       durability="server db: journal_mode=wal, synchronous=NORMAL;"
-                                  " results: local files",
-                       seconds=time.time() - started)
+        figures.update(
+            tool="prefect",
+            version=importlib.metadata.version("prefect"),
+            durability="server db: journal_mode=wal, synchronous=NORMAL; results: local files",
+            seconds=time.time() - started,
+        )
         out[scenario] = figures
     peerlib.emit(out)
     # Prefect's own shutdown of its temporary server is slow and noisy: end it (the

@@ -23,13 +23,17 @@ def main() -> None:
     result = fanout1000.measure(durability, repeat)
     workers = sum(result["rss"].values()) / 2**20
     supervisor = (peerlib.vm_hwm(os.getpid()) or 0) / 2**20
-    peerlib.emit({
-        "tool": "sylphrun", "durability": durability,
-        "runs_per_s": [r["runs_per_s"] for r in result["runs"]],
-        "peak_rss_mib": workers + supervisor, "workers_rss_mib": workers,
-        "supervisor_rss_mib": supervisor,
-        "fanout1000": {**result, "rss": {str(k): v for k, v in result["rss"].items()}},
-    })
+    peerlib.emit(
+        {
+            "tool": "sylphrun",
+            "durability": durability,
+            "runs_per_s": [r["runs_per_s"] for r in result["runs"]],
+            "peak_rss_mib": workers + supervisor,
+            "workers_rss_mib": workers,
+            "supervisor_rss_mib": supervisor,
+            "fanout1000": {**result, "rss": {str(k): v for k, v in result["rss"].items()}},
+        }
+    )
 
 
 if __name__ == "__main__":

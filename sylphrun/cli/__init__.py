@@ -41,7 +41,9 @@ def main() -> None:
         sys.exit(130)
     except Exception as exc:
         # By shape, not class: Typer 0.29 vendors its own click, older ones use click's.
-        if getattr(exc, "exit_code", None) != 2 or not callable(getattr(exc, "format_message", None)):
+        if getattr(exc, "exit_code", None) != 2 or not callable(
+            getattr(exc, "format_message", None)
+        ):
             raise
         ctx = getattr(exc, "ctx", None)
         if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
@@ -67,4 +69,3 @@ def _present_as_python_m() -> None:
     script = sys.modules.get("__main__")
     if script is not None and script.__spec__ is None and getattr(script, "main", None) is main:
         script.__spec__ = importlib.util.find_spec("sylphrun.__main__")
-

@@ -37,7 +37,13 @@ def retry(
 @_errors
 def replay(
     run: Annotated[str, typer.Argument(help="The run to replay.")],
-    from_step: Annotated[str | None, typer.Option("--from-step", help="Copy the steps before STEP from the old run; run STEP and later again.")] = None,
+    from_step: Annotated[
+        str | None,
+        typer.Option(
+            "--from-step",
+            help="Copy the steps before STEP from the old run; run STEP and later again.",
+        ),
+    ] = None,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
 ) -> None:

@@ -34,11 +34,23 @@ def check_replay(
     finally:
         handle.close()
     if as_json:
-        typer.echo(dumps({"checked": checked, "diverged": [
-            {"run_id": d.run_id, "task_id": d.task_id, "message": d.message} for d in found]}))
+        typer.echo(
+            dumps(
+                {
+                    "checked": checked,
+                    "diverged": [
+                        {"run_id": d.run_id, "task_id": d.task_id, "message": d.message}
+                        for d in found
+                    ],
+                }
+            )
+        )
     else:
         for d in found:
             typer.echo(f"DIVERGED {safe(str(d))}")
-        typer.echo(f"{checked} run(s) checked, {len(found)} diverged" if found
-                   else f"{checked} run(s) replay cleanly")
+        typer.echo(
+            f"{checked} run(s) checked, {len(found)} diverged"
+            if found
+            else f"{checked} run(s) replay cleanly"
+        )
     raise typer.Exit(1 if found else 0)

@@ -34,8 +34,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 ProjectOpt = Annotated[
     Path | None,
-    typer.Option("--project", "-p", help="Project folder (default: the current folder).",
-                 file_okay=False, show_default=False),
+    typer.Option(
+        "--project",
+        "-p",
+        help="Project folder (default: the current folder).",
+        file_okay=False,
+        show_default=False,
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
@@ -56,9 +61,12 @@ def _take_journal_override(value: str | None) -> str | None:
 
 JournalOpt = Annotated[
     str | None,
-    typer.Option("--journal", help="The journal: a file path or a postgresql:// URL "
-                 "(default: the config's `journal`).", callback=_take_journal_override,
-                 show_default=False),
+    typer.Option(
+        "--journal",
+        help="The journal: a file path or a postgresql:// URL (default: the config's `journal`).",
+        callback=_take_journal_override,
+        show_default=False,
+    ),
 ]
 
 
@@ -109,8 +117,10 @@ def _with_journal(config, value: str):
     from sylphrun.errors import ConfigError
 
     if "://" in value and not is_server_journal(value):
-        raise ConfigError(f"--journal {value.split('://')[0]}://...: not a journal; give a "
-                          "file path or a postgresql://user@host:5432/db URL")
+        raise ConfigError(
+            f"--journal {value.split('://')[0]}://...: not a journal; give a "
+            "file path or a postgresql://user@host:5432/db URL"
+        )
     if not value.strip():
         raise ConfigError("--journal is empty: give a file path or a postgresql:// URL")
     journal = journal_location(value, Path.cwd())
@@ -168,8 +178,12 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _main(
     project: ProjectOpt = None,
-    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
-                                          callback=_print_version, is_eager=True)] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
     global _global_project, _journal_override
     _global_project = project
@@ -180,10 +194,8 @@ def _note(message: str) -> None:
     typer.echo(f"note: {message}", err=True)
 
 
-
 def _existing_journal(project: Path | None):
     config = _config(project)
     if not _journal_exists(config):
         fail(f"there is no journal at {config.journal} yet: no run has been triggered")
     return _open_journal(config)
-

@@ -34,23 +34,33 @@ def _parse_data(text: str | None) -> dict:
         # One byte past the limit is enough to refuse it: never read an endless pipe whole.
         text = sys.stdin.buffer.read(MAX_EVENT_BYTES + 1).decode("utf-8", "surrogateescape")
     if not text.strip():
-        raise InvalidEvent("--data is empty: give a JSON object like '{\"order_id\": 42}', or "
-                           "leave --data out for {}")
-    if len(text) > MAX_EVENT_BYTES // 4 and len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"--data is over the limit of {MAX_EVENT_BYTES:,} bytes (send an id "
-                           "or a path instead of the data)")
+        raise InvalidEvent(
+            "--data is empty: give a JSON object like '{\"order_id\": 42}', or "
+            "leave --data out for {}"
+        )
+    if (
+        len(text) > MAX_EVENT_BYTES // 4
+        and len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
+    ):
+        raise InvalidEvent(
+            f"--data is over the limit of {MAX_EVENT_BYTES:,} bytes (send an id "
+            "or a path instead of the data)"
+        )
     if codec_clean(text) != text:
         raise InvalidEvent("--data is not valid UTF-8 text")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"--data is not valid JSON ({exc.msg} at line {exc.lineno} column "
-                           f"{exc.colno}); example: --data '{{\"order_id\": 42}}'") from None
+        raise InvalidEvent(
+            f"--data is not valid JSON ({exc.msg} at line {exc.lineno} column "
+            f"{exc.colno}); example: --data '{{\"order_id\": 42}}'"
+        ) from None
     except RecursionError:
         raise InvalidEvent("--data is nested too deeply to be read as JSON") from None
     if not isinstance(value, dict):
-        raise InvalidEvent(f"--data must be a JSON object like {{\"key\": \"value\"}}, not a "
-                           f"{type(value).__name__}")
+        raise InvalidEvent(
+            f'--data must be a JSON object like {{"key": "value"}}, not a {type(value).__name__}'
+        )
     return value
 
 
@@ -58,8 +68,13 @@ def _parse_data(text: str | None) -> dict:
 @_errors
 def send(
     event: Annotated[str, typer.Argument(help="The event name, e.g. order.approved.")],
-    data: Annotated[str | None, typer.Option("--data", help="The event's data, a JSON object ('-': read it from stdin).")] = None,
-    event_id: Annotated[str | None, typer.Option("--id", help="An id: sending it again does nothing more.")] = None,
+    data: Annotated[
+        str | None,
+        typer.Option("--data", help="The event's data, a JSON object ('-': read it from stdin)."),
+    ] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="An id: sending it again does nothing more.")
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
@@ -90,10 +105,13 @@ def _note_unregistered(journal) -> None:
     """`on_event` and `cancel_on` come from the tasks the workers registered: with none
     registered yet, say so rather than let the user wonder why no run started."""
     from sylphrun.cli.common import _note
+
     if not journal.registered_tasks():
-        _note("no worker has registered tasks in this journal yet, so no on_event or "
-              "cancel_on task acted on this event (start `sylphrun dev` or `sylphrun worker` "
-              "once)")
+        _note(
+            "no worker has registered tasks in this journal yet, so no on_event or "
+            "cancel_on task acted on this event (start `sylphrun dev` or `sylphrun worker` "
+            "once)"
+        )
 
 
 @app.command()
@@ -121,15 +139,38 @@ def events(
         finally:
             journal.close()
     if as_json:
-        typer.echo(dumps([{"event_id": r.event_id, "name": r.name, "data": json.loads(r.data),
-                           "sent_at": r.sent_at, "sent_by": r.sent_by,
-                           "matched_runs": r.matched_runs, "triggered_runs": r.triggered_runs,
-                           "cancelled_runs": r.cancelled_runs} for r in records], indent=None))
+        typer.echo(
+            dumps(
+                [
+                    {
+                        "event_id": r.event_id,
+                        "name": r.name,
+                        "data": json.loads(r.data),
+                        "sent_at": r.sent_at,
+                        "sent_by": r.sent_by,
+                        "matched_runs": r.matched_runs,
+                        "triggered_runs": r.triggered_runs,
+                        "cancelled_runs": r.cancelled_runs,
+                    }
+                    for r in records
+                ],
+                indent=None,
+            )
+        )
         return
     for r in records:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.sent_at))
-        what = "; ".join(f"{label} {', '.join(ids)}" for label, ids in (
-            ("matched", r.matched_runs), ("triggered", r.triggered_runs),
-            ("cancelled", r.cancelled_runs)) if ids) or "no run"
+        what = (
+            "; ".join(
+                f"{label} {', '.join(ids)}"
+                for label, ids in (
+                    ("matched", r.matched_runs),
+                    ("triggered", r.triggered_runs),
+                    ("cancelled", r.cancelled_runs),
+                )
+                if ids
+            )
+            or "no run"
+        )
         data = r.data if len(r.data) <= 120 else r.data[:119] + "…"
         typer.echo(safe(f"{r.event_id}  {when}  {r.name}  {data}  -> {what}"))

@@ -27,9 +27,15 @@ from sylphrun.cli.common import (
 def runs(
     status: Annotated[str | None, typer.Option("--status", help="Only runs in this state.")] = None,
     task: Annotated[str | None, typer.Option("--task", help="Only runs of this task.")] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)] = 50,
-    all_runs: Annotated[bool, typer.Option("--all", help="Child runs too (by default only the runs you triggered).")] = False,
-    parent: Annotated[str | None, typer.Option("--parent", help="Only the children of this run.")] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", help="At most this many (newest first).", min=1)
+    ] = 50,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Child runs too (by default only the runs you triggered).")
+    ] = False,
+    parent: Annotated[
+        str | None, typer.Option("--parent", help="Only the children of this run.")
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
@@ -51,9 +57,13 @@ def runs(
     journal = _open_journal(config)
     try:
         parent_id = journal.resolve_run_id(parent) if parent is not None else None
-        found = journal.list_runs(status=status, task_id=task, limit=limit,
-                                  parent_run_id=parent_id,
-                                  top_level_only=not all_runs and parent_id is None)
+        found = journal.list_runs(
+            status=status,
+            task_id=task,
+            limit=limit,
+            parent_run_id=parent_id,
+            top_level_only=not all_runs and parent_id is None,
+        )
     finally:
         journal.close()
     if not found and task is not None:
@@ -86,8 +96,13 @@ def show(
     try:
         run_id = journal.resolve_run_id(run)
         record = journal.get_run(run_id)
-        parts = (record, journal.steps_of(run_id), journal.children_of(run_id),
-                 journal.run_attempts(run_id), journal.logs_of(run_id))
+        parts = (
+            record,
+            journal.steps_of(run_id),
+            journal.children_of(run_id),
+            journal.run_attempts(run_id),
+            journal.logs_of(run_id),
+        )
         now = time.time()
         held = hold_text(journal.held_by(run_id, now=now), now)
     finally:
@@ -100,8 +115,9 @@ def show(
 
 @app.command()
 @_errors
-def tasks(as_json: JsonOpt = False, project: ProjectOpt = None,
-                journal_setting: JournalOpt = None) -> None:
+def tasks(
+    as_json: JsonOpt = False, project: ProjectOpt = None, journal_setting: JournalOpt = None
+) -> None:
     """The tasks the workers registered (the project's code is imported only if none did)."""
     from sylphrun import actions
     from sylphrun.views import task_rows, tasks_text

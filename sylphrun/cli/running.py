@@ -28,12 +28,35 @@ from sylphrun.cli.common import (
 @_errors
 def trigger(
     task: Annotated[str, typer.Argument(help="The task id.")],
-    payload: Annotated[str | None, typer.Option("--payload", help="The payload, a JSON object ('-': read it from stdin).")] = None,
-    idempotency_key: Annotated[str | None, typer.Option("--idempotency-key", help="Reuse the run already started with this key.")] = None,
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", help="The payload, a JSON object ('-': read it from stdin)."),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option("--idempotency-key", help="Reuse the run already started with this key."),
+    ] = None,
     # None, not 0: a default that is not None costs Typer's coercion (pydantic) at start-up.
-    priority: Annotated[int | None, typer.Option("--priority", help="Higher starts first among runs ready at the same time (default 0).")] = None,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Wait at most S seconds (implies --wait); the run goes on after.", min=0)] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority", help="Higher starts first among runs ready at the same time (default 0)."
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Wait for the run to finish; exit 0 if it completed, 1 if not."
+        ),
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--timeout",
+            help="Wait at most S seconds (implies --wait); the run goes on after.",
+            min=0,
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
@@ -53,9 +76,15 @@ def trigger(
         if journal is None:
             journal = _open_journal(config, create=True)
         flow = actions.flow_needing_code(config, tasks, task, notes.append)
-        run_id, created = actions.trigger_run(journal, tasks, task, data,
-                                              idempotency_key=idempotency_key,
-                                              priority=priority or 0, flow=flow)
+        run_id, created = actions.trigger_run(
+            journal,
+            tasks,
+            task,
+            data,
+            idempotency_key=idempotency_key,
+            priority=priority or 0,
+            flow=flow,
+        )
         # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
         # must say that it goes on, not exit silently.
         try:
@@ -69,20 +98,26 @@ def trigger(
                 if as_json:
                     from sylphrun.render import dumps  # rich: only where it is needed
 
-                    typer.echo(dumps({"run_id": run_id, "status": "queued" if created else _status(journal, run_id),
-                                      "created": created}, indent=None))
+                    typer.echo(
+                        dumps(
+                            {
+                                "run_id": run_id,
+                                "status": "queued" if created else _status(journal, run_id),
+                                "created": created,
+                            },
+                            indent=None,
+                        )
+                    )
                 else:
                     typer.echo(run_id)
                 return
             _wait_and_report(journal, run_id, timeout=timeout, as_json=as_json)
         except KeyboardInterrupt:
-            typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})",
-                       err=True)
+            typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})", err=True)
             raise typer.Exit(130) from None
     finally:
         if journal is not None:
             journal.close()
-
 
 
 def _payload_data(payload: str | None) -> dict:
@@ -93,8 +128,10 @@ def _payload_data(payload: str | None) -> dict:
         payload = _read_stdin_payload()
     if payload is not None and not payload.strip():
         # An empty value is a mistake (an unset shell variable), not a request for {}.
-        fail("--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
-             "--payload out for {}")
+        fail(
+            "--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
+            "--payload out for {}"
+        )
     return actions.parse_payload(payload)
 
 
@@ -121,21 +158,41 @@ def _wait_and_report(journal, run_id: str, *, timeout: float | None, as_json: bo
     def no_workers() -> None:
         typer.echo(
             f"waiting for {run_id}: no workers are running on this journal; start "
-            "`sylphrun dev` or `sylphrun worker` in another terminal", err=True)
+            "`sylphrun dev` or `sylphrun worker` in another terminal",
+            err=True,
+        )
 
     try:
-        result = asyncio.run(wait_for_result(journal, run_id, timeout=timeout, on_no_workers=no_workers))
+        result = asyncio.run(
+            wait_for_result(journal, run_id, timeout=timeout, on_no_workers=no_workers)
+        )
     except TimeoutError:
         run = journal.get_run(run_id)
         if as_json:
-            typer.echo(dumps({"run_id": run_id, "status": run.status, "output": None, "error": None},
-                             indent=None))
-        typer.echo(f"error: gave up waiting after {timeout:g} s; run {run_id} is {run.status} "
-                   f"(`sylphrun show {run_id}` follows it)", err=True)
+            typer.echo(
+                dumps(
+                    {"run_id": run_id, "status": run.status, "output": None, "error": None},
+                    indent=None,
+                )
+            )
+        typer.echo(
+            f"error: gave up waiting after {timeout:g} s; run {run_id} is {run.status} "
+            f"(`sylphrun show {run_id}` follows it)",
+            err=True,
+        )
         raise typer.Exit(1) from None
     if as_json:
-        typer.echo(dumps({"run_id": result.run_id, "status": result.status,
-                          "output": result.output, "error": result.error}, indent=None))
+        typer.echo(
+            dumps(
+                {
+                    "run_id": result.run_id,
+                    "status": result.status,
+                    "output": result.output,
+                    "error": result.error,
+                },
+                indent=None,
+            )
+        )
     elif result.ok:
         typer.echo(f"{run_id} completed")
         typer.echo(safe(json.dumps(result.output, indent=2, ensure_ascii=False)))
@@ -147,7 +204,12 @@ def _wait_and_report(journal, run_id: str, *, timeout: float | None, as_json: bo
 @app.command()
 @_errors
 def worker(
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1
+        ),
+    ] = None,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
 ) -> None:
@@ -162,8 +224,18 @@ def worker(
 @app.command()
 @_errors
 def dev(
-    no_tui: Annotated[bool, typer.Option("--no-tui", help="Print one line per run and step event instead of the dashboard.")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1)] = None,
+    no_tui: Annotated[
+        bool,
+        typer.Option(
+            "--no-tui", help="Print one line per run and step event instead of the dashboard."
+        ),
+    ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", "-w", help="Worker processes (default: config, else CPU count).", min=1
+        ),
+    ] = None,
     project: ProjectOpt = None,
     journal_setting: JournalOpt = None,
 ) -> None:
@@ -173,8 +245,9 @@ def dev(
 
     config = _config(project)
     try:
-        code = run_dev(config, workers=workers, tui=not no_tui,
-                       echo=lambda m: typer.echo(m, err=True))
+        code = run_dev(
+            config, workers=workers, tui=not no_tui, echo=lambda m: typer.echo(m, err=True)
+        )
     except DiscoveryError as exc:
         # In the development loop, the user's traceback (their frames only) helps more
         # than the one line the other commands give.
@@ -187,8 +260,7 @@ def dev(
 
 @app.command()
 @_errors
-def dashboard(project: ProjectOpt = None,
-                journal_setting: JournalOpt = None) -> None:
+def dashboard(project: ProjectOpt = None, journal_setting: JournalOpt = None) -> None:
     """The dashboard alone, attached to the journal (runs executed elsewhere show live)."""
     from sylphrun.dashboard.app import run_dashboard
     from sylphrun.errors import SylphrunError as _Err
@@ -205,7 +277,9 @@ def dashboard(project: ProjectOpt = None,
 @app.command()
 @_errors
 def init(
-    folder: Annotated[Path, typer.Argument(help="Where to create the project (default: here).", file_okay=False)] = Path("."),
+    folder: Annotated[
+        Path, typer.Argument(help="Where to create the project (default: here).", file_okay=False)
+    ] = Path("."),
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Write a sylphrun.toml and an example task (steps, a child run, a retry)."""

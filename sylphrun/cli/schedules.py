@@ -26,7 +26,9 @@ from sylphrun.cli.common import (
 )
 
 schedules_app = typer.Typer(
-    name="schedules", invoke_without_command=True, no_args_is_help=False,
+    name="schedules",
+    invoke_without_command=True,
+    no_args_is_help=False,
     help="Scheduled tasks: next fire time, last run; pause and resume them.",
     rich_markup_mode=None,
 )
@@ -37,8 +39,12 @@ TaskArg = Annotated[str, typer.Argument(help="A scheduled task's id.")]
 
 @schedules_app.callback()
 @_errors
-def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt = None,
-                journal_setting: JournalOpt = None) -> None:
+def schedules(
+    ctx: typer.Context,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
+) -> None:
     """List the scheduled tasks: schedule, next fire time, last run and its status."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = project  # `schedules --project DIR pause TASK` means that project too
@@ -60,23 +66,31 @@ def schedules(ctx: typer.Context, as_json: JsonOpt = False, project: ProjectOpt 
 
         typer.echo(dumps(rows))
     elif not rows:
-        typer.echo("no scheduled tasks (`@task(..., schedule=\"0 3 * * *\")` makes one)")
+        typer.echo('no scheduled tasks (`@task(..., schedule="0 3 * * *")` makes one)')
     else:
         _console().print(schedules_table(rows))
 
 
 @schedules_app.command()
 @_errors
-def pause(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None,
-                journal_setting: JournalOpt = None) -> None:
+def pause(
+    ctx: typer.Context,
+    task: TaskArg,
+    project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
+) -> None:
     """Stop firing a task's schedule until `resume` (kept in the journal)."""
     _set_paused(task, True, project or ctx.obj)
 
 
 @schedules_app.command()
 @_errors
-def resume(ctx: typer.Context, task: TaskArg, project: ProjectOpt = None,
-                journal_setting: JournalOpt = None) -> None:
+def resume(
+    ctx: typer.Context,
+    task: TaskArg,
+    project: ProjectOpt = None,
+    journal_setting: JournalOpt = None,
+) -> None:
     """Fire a paused schedule again, from its next slot (the paused ones are skipped)."""
     _set_paused(task, False, project or ctx.obj)
 
@@ -93,8 +107,10 @@ def _set_paused(task_id: str, paused: bool, project) -> None:
         tasks = actions.known_tasks(config, journal, want=task_id, note=_note)
         actions.require_task(tasks, task_id)
         if task_id not in scheduled(tasks):
-            raise ScheduleError(f"task {task_id!r} has no schedule; only tasks defined with "
-                                "`schedule=` can be paused (`sylphrun schedules` lists them)")
+            raise ScheduleError(
+                f"task {task_id!r} has no schedule; only tasks defined with "
+                "`schedule=` can be paused (`sylphrun schedules` lists them)"
+            )
         if journal is None:  # checked first: bad input writes nothing, not even a journal
             journal = _open_journal(config, create=True)
         changed = journal.set_schedule_paused(task_id, paused, now=time.time())

@@ -68,8 +68,12 @@ class DashboardApp(RunCommands, App[None]):
     ]
 
     def __init__(
-        self, config: Config, *, reload_status: Callable[[], ReloadStatus | None] | None = None,
-        tasks: Mapping[str, Any] | None = None, clock: Callable[[], float] = time.time,
+        self,
+        config: Config,
+        *,
+        reload_status: Callable[[], ReloadStatus | None] | None = None,
+        tasks: Mapping[str, Any] | None = None,
+        clock: Callable[[], float] = time.time,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         super().__init__()
@@ -274,9 +278,14 @@ class DashboardApp(RunCommands, App[None]):
         if not force and now < self._status_due:
             return
         self._status_due = now + 0.5
-        text = status_text(self.runs.counts(), workers=self.workers_alive, reload=self.reload,
-                           feed_error=self.feed_error, truncated=self.runs.truncated,
-                           now=self.clock())
+        text = status_text(
+            self.runs.counts(),
+            workers=self.workers_alive,
+            reload=self.reload,
+            feed_error=self.feed_error,
+            truncated=self.runs.truncated,
+            now=self.clock(),
+        )
         # A stopped process holding the journal's write lock freezes every writer: say so
         # first. One read of /proc/locks per refresh (every 0.5 s at most).
         reader = self.feed.reader
@@ -291,12 +300,18 @@ class DashboardApp(RunCommands, App[None]):
         for run in self.runs.by_id.values():
             total, failed = counts.get(run.task_id, (0, 0))
             counts[run.task_id] = (total + 1, failed + (run.status == "failed"))
-        status = reload_text(self.reload, discovery_error=self.discovery_error,
-                             dev=self.reload_provider is not None, now=self.clock(),
-                             project=", ".join(self.config.tasks) or str(self.config.project_dir))
+        status = reload_text(
+            self.reload,
+            discovery_error=self.discovery_error,
+            dev=self.reload_provider is not None,
+            now=self.clock(),
+            project=", ".join(self.config.tasks) or str(self.config.project_dir),
+        )
         for screen in self.screen_stack:
             for panel in screen.query(TasksPanel):
-                panel.show(self.task_ids(), self.tasks, counts, status, str(self.config.project_dir))
+                panel.show(
+                    self.task_ids(), self.tasks, counts, status, str(self.config.project_dir)
+                )
 
     def _tick(self) -> None:
         if not self.screen_stack:  # the app is closing: the timer outlived the last screen
@@ -348,7 +363,9 @@ class DashboardApp(RunCommands, App[None]):
 
 
 def run_dashboard(
-    config: Config, *, reload_status: Callable[[], ReloadStatus | None] | None = None,
+    config: Config,
+    *,
+    reload_status: Callable[[], ReloadStatus | None] | None = None,
     tasks: Mapping[str, Any] | None = None,
 ) -> None:
     """Show the dashboard in this terminal until the user quits."""

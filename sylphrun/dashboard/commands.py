@@ -39,18 +39,26 @@ class RunCommands(_Base):
         # Its own handle: the feed's stays read-only, and a write never waits behind a
         # read of 10,000 runs.
         if self._action_journal is None:
-            self._action_journal = open_journal(self.config.journal,
-                                                durability=self.config.durability)
+            self._action_journal = open_journal(
+                self.config.journal, durability=self.config.durability
+            )
         return self._action_journal
 
-    def _perform(self, what: str, fn: Callable[[Journal], Any],
-                 done: Callable[[Any], None]) -> None:
+    def _perform(
+        self, what: str, fn: Callable[[Journal], Any], done: Callable[[Any], None]
+    ) -> None:
         def job() -> None:
             try:
                 result = fn(self._journal())
             except SylphrunError as exc:
-                self.call_from_thread(self.notify, str(exc), title=f"{what} failed",
-                                      severity="error", markup=False, timeout=8)
+                self.call_from_thread(
+                    self.notify,
+                    str(exc),
+                    title=f"{what} failed",
+                    severity="error",
+                    markup=False,
+                    timeout=8,
+                )
                 return
             self.call_from_thread(done, result)
 
@@ -62,8 +70,9 @@ class RunCommands(_Base):
             return False
         return True
 
-    def open_trigger(self, task_id: str | None = None, *, payload: Any = None,
-                     from_run: str | None = None) -> None:
+    def open_trigger(
+        self, task_id: str | None = None, *, payload: Any = None, from_run: str | None = None
+    ) -> None:
         """The trigger dialog; with `payload` (a run's, `from_run`), that payload to edit."""
         ids = self.task_ids()
         note = None
@@ -77,11 +86,14 @@ class RunCommands(_Base):
             if result is not None:
                 self.trigger(*result)
 
-        self.push_screen(TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note,
-                                       payload=text), sent)
+        self.push_screen(
+            TriggerScreen(ids, initial=task_id, payloads=self.payloads, note=note, payload=text),
+            sent,
+        )
 
     def edit_and_rerun(self, run_id: str) -> None:
         """The trigger dialog with this run's task and payload, to run it again edited."""
+
         def opened(run: model.Run) -> None:
             self.open_trigger(run.task_id, payload=run.payload, from_run=run.id)
 
@@ -97,8 +109,7 @@ class RunCommands(_Base):
             message = f"{run_id} queued" if created else f"{run_id} already exists for that key"
             self.notify(message, title=f"Triggered {fmt.safe(task_id)}", markup=False)
 
-        self._perform("trigger",
-                      lambda j: actions.trigger_run(j, known, task_id, payload), done)
+        self._perform("trigger", lambda j: actions.trigger_run(j, known, task_id, payload), done)
 
     def _select_in_list(self, run_id: str) -> None:
         for screen in self.screen_stack:
@@ -110,13 +121,17 @@ class RunCommands(_Base):
             return
 
         def done(result: tuple[str, int]) -> None:
-            self.notify(f"{run_id} queued again as attempt {result[1]}; completed steps are kept",
-                        title="Retry", markup=False)
+            self.notify(
+                f"{run_id} queued again as attempt {result[1]}; completed steps are kept",
+                title="Retry",
+                markup=False,
+            )
 
         self._perform("retry", lambda j: actions.retry_run(j, run_id), done)
 
-    def confirm_replay(self, run_id: str | None, *, from_step: str | None = None,
-                       open_new: bool = False) -> None:
+    def confirm_replay(
+        self, run_id: str | None, *, from_step: str | None = None, open_new: bool = False
+    ) -> None:
         """Ask first, as for cancel: a replay runs the steps' side effects again. Without
         `from_step`, `e` opens the payload to edit instead."""
         if not self._need_run(run_id):
@@ -131,11 +146,17 @@ class RunCommands(_Base):
         if from_step is not None:
             question.append(" from step ", style="bold")
             question.append_text(fmt.literal(from_step, "bold"))
-            question.append("?\nThe steps before it are reused; it and every step after it run"
-                            " again,\nside effects included, in a new run.", style="dim")
+            question.append(
+                "?\nThe steps before it are reused; it and every step after it run"
+                " again,\nside effects included, in a new run.",
+                style="dim",
+            )
         else:
-            question.append("?\nA new run with the same payload: every step runs again,\n"
-                            "side effects included. e: edit the payload first.", style="dim")
+            question.append(
+                "?\nA new run with the same payload: every step runs again,\n"
+                "side effects included. e: edit the payload first.",
+                style="dim",
+            )
 
         def answered(answer: bool | str | None) -> None:
             if answer == "edit":
@@ -145,8 +166,9 @@ class RunCommands(_Base):
 
         self.push_screen(ConfirmScreen(question, edit=from_step is None), answered)
 
-    def replay(self, run_id: str | None, *, from_step: str | None = None,
-               open_new: bool = False) -> None:
+    def replay(
+        self, run_id: str | None, *, from_step: str | None = None, open_new: bool = False
+    ) -> None:
         if not self._need_run(run_id):
             return
 
@@ -158,16 +180,18 @@ class RunCommands(_Base):
             if open_new:
                 self.open_run(new_id)
 
-        self._perform("replay",
-                      lambda j: actions.replay_run(j, run_id, from_step=from_step), done)
+        self._perform("replay", lambda j: actions.replay_run(j, run_id, from_step=from_step), done)
 
     def cancel(self, run_id: str | None) -> None:
         if not self._need_run(run_id):
             return
         summary = self.runs.by_id.get(run_id)
         if summary is not None and summary.finished_at is not None:
-            self.notify(f"{run_id} is already {summary.status}; nothing to cancel",
-                        severity="warning", markup=False)
+            self.notify(
+                f"{run_id} is already {summary.status}; nothing to cancel",
+                severity="warning",
+                markup=False,
+            )
             return
         question = Text("Cancel ", style="bold")
         question.append(run_id, style="bold")
@@ -182,8 +206,7 @@ class RunCommands(_Base):
 
         def confirmed(yes: bool | None) -> None:
             if yes:
-                self._perform("cancel", lambda j: actions.cancel_run(j, run_id),
-                              cancelled)
+                self._perform("cancel", lambda j: actions.cancel_run(j, run_id), cancelled)
 
         def cancelled(ids: list[str]) -> None:
             extra = f" and {len(ids) - 1} child run(s)" if len(ids) > 1 else ""
@@ -218,8 +241,7 @@ class RunCommands(_Base):
         from sylphrun.events import deliver
 
         def done(sent: EventSent) -> None:
-            self.notify(sent_text(sent), title=f"Sent {fmt.safe(name)}", markup=False,
-                        timeout=8)
+            self.notify(sent_text(sent), title=f"Sent {fmt.safe(name)}", markup=False, timeout=8)
 
         self._perform("send the event", lambda j: deliver(j, name, data, None), done)
 
@@ -227,15 +249,21 @@ class RunCommands(_Base):
         if not self._need_run(run_id):
             return
         self.copy_to_clipboard(run_id)
-        self.notify(f"{run_id} (copied with OSC 52; terminals without it ignore the copy)",
-                    title="Copied", markup=False)
+        self.notify(
+            f"{run_id} (copied with OSC 52; terminals without it ignore the copy)",
+            title="Copied",
+            markup=False,
+        )
 
 
 def sent_text(sent: EventSent) -> str:
-    """"evt_... · matched run_a, run_b · triggered run_c", or "matched no run"."""
+    """ "evt_... · matched run_a, run_b · triggered run_c", or "matched no run"."""
     parts = [sent.event_id if sent.created else f"{sent.event_id} (sent before: nothing more done)"]
-    for what, ids in (("matched", sent.matched_runs), ("triggered", sent.triggered_runs),
-                      ("cancelled", sent.cancelled_runs)):
+    for what, ids in (
+        ("matched", sent.matched_runs),
+        ("triggered", sent.triggered_runs),
+        ("cancelled", sent.cancelled_runs),
+    ):
         if ids:
             shown = ", ".join(ids[:5]) + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
             parts.append(f"{what} {shown}")

@@ -87,9 +87,16 @@ class FeedUpdate:
 
     def __bool__(self) -> bool:
         return bool(
-            self.runs or self.full or self.detail or self.detail_missing or self.logs
-            or self.logs_reset or self.workers is not None or self.reload_changed
-            or self.payload_matches is not None or bool(self.notes)
+            self.runs
+            or self.full
+            or self.detail
+            or self.detail_missing
+            or self.logs
+            or self.logs_reset
+            or self.workers is not None
+            or self.reload_changed
+            or self.payload_matches is not None
+            or bool(self.notes)
         )
 
 
@@ -98,7 +105,10 @@ class JournalFeed:
     be called from any thread."""
 
     def __init__(
-        self, journal: Path, *, clock: Callable[[], float] = time.time,
+        self,
+        journal: Path,
+        *,
+        clock: Callable[[], float] = time.time,
         reload_status: Callable[[], ReloadStatus | None] | None = None,
         max_runs: int = MAX_RUNS,
     ) -> None:
@@ -191,8 +201,9 @@ class JournalFeed:
         if not self._loaded:
             watch_changed = self._load_runs(reader, update) or watch_changed
         elif self._follower.changed():
-            self._follow_changes(reader, update, changed, logged,
-                                 search=None if search_changed else search)
+            self._follow_changes(
+                reader, update, changed, logged, search=None if search_changed else search
+            )
         if search_changed:
             found = reader.runs_with_payload_text(search, limit=PAYLOAD_MATCHES) if search else []
             update.payload_matches = PayloadMatches(search, frozenset(found), True)
@@ -202,8 +213,7 @@ class JournalFeed:
             )
             if watch_changed or touches_watched:
                 self._read_detail(reader, watched, update)
-            if (watch_changed or self._log_run != watched or watched in logged
-                    or self._logs_pending):
+            if watch_changed or self._log_run != watched or watched in logged or self._logs_pending:
                 self._read_logs(reader, watched, update)
         self._read_workers(reader, update)
         self._read_reload(update)
@@ -241,8 +251,15 @@ class JournalFeed:
         self._loaded = not update.more
         return first
 
-    def _follow_changes(self, reader: JournalReader, update: FeedUpdate, changed: set[str],
-                        logged: set[str], *, search: str | None) -> None:
+    def _follow_changes(
+        self,
+        reader: JournalReader,
+        update: FeedUpdate,
+        changed: set[str],
+        logged: set[str],
+        *,
+        search: str | None,
+    ) -> None:
         """Read the changes committed since the last poll: the runs they name (in
         `changed`, those with new log lines in `logged`), and new runs matching `search`."""
         changes = self._follower.read(EVENT_BATCH)
@@ -284,7 +301,8 @@ class JournalFeed:
             steps=reader.steps_of(run_id),
             attempts=reader.run_attempts(run_id),
             children=reader.run_summaries(parent_run_id=run_id, limit=self.max_runs)
-            if run.children_total else [],
+            if run.children_total
+            else [],
             changes=tuple(self._state_changes(reader, run_id)),
         )
 

@@ -34,7 +34,7 @@ class RunNote(NamedTuple):
 
 
 def hold_line(hold: Any, now: float) -> str | None:
-    """"held: concurrency user_id=7 (2/2)", "rate limited until 12:00:05 (...)",
+    """ "held: concurrency user_id=7 (2/2)", "rate limited until 12:00:05 (...)",
     "debouncing, starts in 3.2s"; None when nothing holds the run."""
     text = hold_text(hold, now)
     if text is None:
@@ -43,10 +43,12 @@ def hold_line(hold: Any, now: float) -> str | None:
 
 
 def wait_lines(waits: Iterable[EventWait], now: float) -> list[str]:
-    """"waiting for event order.approved where order_id=42, times out in 23h05m", one per
+    """ "waiting for event order.approved where order_id=42, times out in 23h05m", one per
     open wait."""
-    return [waiting_for_text({"event": w.event, "match": w.match, "timeout_at": w.timeout_at},
-                             now) for w in waits]
+    return [
+        waiting_for_text({"event": w.event, "match": w.match, "timeout_at": w.timeout_at}, now)
+        for w in waits
+    ]
 
 
 def step_wait_lines(steps: Sequence[model.Step], now: float) -> list[str]:

@@ -42,7 +42,9 @@ def step_label(step: model.Step, now: float, key_width: int) -> Text:
     key.truncate(key_width - (2 if compensation else 0), overflow="ellipsis", pad=True)
     label.append_text(key)
     label.append("  ")
-    kind = Text(step.kind if step.kind != model.STEP else "", style=fmt.KIND_STYLE.get(step.kind, "dim"))
+    kind = Text(
+        step.kind if step.kind != model.STEP else "", style=fmt.KIND_STYLE.get(step.kind, "dim")
+    )
     kind.truncate(14, pad=True)
     label.append_text(kind)
     status = Text(step.status, style=style)
@@ -56,8 +58,12 @@ def step_label(step: model.Step, now: float, key_width: int) -> Text:
     wake_at = sleep_until(step)
     if step.status == model.STEP_WAITING and wake_at is not None:
         label.append(f"  ◐ {fmt.seconds(max(0.0, wake_at - now))}", style="blue")
-    elif step.status == model.STEP_WAITING and step.kind == model.WAIT and isinstance(
-            step.output, dict) and "event" in step.output:
+    elif (
+        step.status == model.STEP_WAITING
+        and step.kind == model.WAIT
+        and isinstance(step.output, dict)
+        and "event" in step.output
+    ):
         label.append("  ◐ ", style="blue")
         label.append_text(fmt.literal(step.output["event"], "blue"))
     if compensation and step.name.startswith("compensate:"):
@@ -75,8 +81,13 @@ def key_width(steps: list[model.Step]) -> int:
 
 
 def has_details(step: model.Step) -> bool:
-    return bool(step.attempt_log or step.child_run_ids or step.output is not None or step.error
-                or step.status == model.STEP_RETRYING)
+    return bool(
+        step.attempt_log
+        or step.child_run_ids
+        or step.output is not None
+        or step.error
+        or step.status == model.STEP_RETRYING
+    )
 
 
 def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
@@ -95,8 +106,10 @@ def attempt_line(a: model.StepAttempt, *, traceback_lines: int | None) -> Line:
         shown = lines if traceback_lines is None else lines[-traceback_lines:]
         if len(shown) < len(lines):
             tb.append(Line(Text(f"… {len(lines) - len(shown)} earlier lines", style="dim")))
-        tb.extend(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
-                       hang=True) for line in shown)
+        tb.extend(
+            Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"), hang=True)
+            for line in shown
+        )
     return Line(head, children=tuple(tb))
 
 
@@ -113,8 +126,10 @@ def run_attempt_lines(attempts: list[model.RunAttempt]) -> list[Line]:
             head.append(f" after {fmt.seconds(a.finished_at - a.started_at)}", style="dim")
         head.append(": ")
         head.append_text(fmt.literal(a.error or "", "red"))
-        tb = tuple(Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"),
-                        hang=True) for line in (a.traceback or "").rstrip("\n").splitlines())
+        tb = tuple(
+            Line(fmt.literal(line, "bright_red" if line.startswith("  File") else "red"), hang=True)
+            for line in (a.traceback or "").rstrip("\n").splitlines()
+        )
         out.append(Line(head, ("attempt", str(a.attempt)), tb, expand=n == len(failed)))
     return out
 
@@ -129,14 +144,27 @@ def json_lines(value: object, limit: int | None) -> list[Line]:
     if limit is None and len(lines) > PANE_JSON_LINES:
         shown = lines[:PANE_JSON_LINES]
         out = [Line(fmt.literal(line, "green")) for line in shown]
-        out.append(Line(Text(f"… {len(lines) - len(shown):,} more lines: `sylphrun show RUN "
-                             "--json` prints all of it", style="dim")))
+        out.append(
+            Line(
+                Text(
+                    f"… {len(lines) - len(shown):,} more lines: `sylphrun show RUN "
+                    "--json` prints all of it",
+                    style="dim",
+                )
+            )
+        )
         return out
     shown = lines if limit is None else lines[:limit]
     out = [Line(fmt.literal(line, "green")) for line in shown]
     if len(shown) < len(lines):
-        out.append(Line(Text(f"… {len(lines) - len(shown)} more lines (the pane on the side "
-                             "shows all)", style="dim")))
+        out.append(
+            Line(
+                Text(
+                    f"… {len(lines) - len(shown)} more lines (the pane on the side shows all)",
+                    style="dim",
+                )
+            )
+        )
     return out
 
 
@@ -159,12 +187,19 @@ def child_line(child: RunSummary | None, run_id: str, now: float) -> Line:
 # A fan-out shows this many children in the tree, failures first: the steps after it
 # stay on screen, and the whole list is one key away.
 TREE_CHILDREN = 8
-_CHILD_ORDER = {model.FAILED: 0, model.CANCELLED: 1, model.RUNNING: 2, model.WAITING: 3,
-                model.QUEUED: 4, model.COMPLETED: 5}
+_CHILD_ORDER = {
+    model.FAILED: 0,
+    model.CANCELLED: 1,
+    model.RUNNING: 2,
+    model.WAITING: 3,
+    model.QUEUED: 4,
+    model.COMPLETED: 5,
+}
 
 
 def notable_children(run_ids: list[str], children: dict[str, RunSummary], limit: int) -> list[str]:
     """Up to `limit` children, failed ones first, then unfinished, then completed."""
+
     def rank(pair: tuple[int, str]) -> tuple[int, int]:
         n, rid = pair
         c = children.get(rid)
@@ -186,7 +221,11 @@ def fanout_counts(step: model.Step, children: dict[str, RunSummary]) -> tuple[in
 
 
 def detail_lines(
-    step: model.Step, children: dict[str, RunSummary], now: float, *, full: bool,
+    step: model.Step,
+    children: dict[str, RunSummary],
+    now: float,
+    *,
+    full: bool,
 ) -> list[Line]:
     """What a step expands to: countdown, failed attempts, fan-out progress and children,
     output or error. `full=False` cuts long parts (the tree); True shows all (the pane)."""
@@ -201,29 +240,51 @@ def detail_lines(
         out.append(line)
     if step.child_run_ids:
         done, failed, total = fanout_counts(step, children)
-        cancelled = sum(1 for rid in step.child_run_ids
-                        if getattr(children.get(rid), "status", None) == model.CANCELLED)
-        out.append(Line(fmt.progress_line(done, failed - cancelled, total, cancelled=cancelled),
-                        ("progress", step.key)))
+        cancelled = sum(
+            1
+            for rid in step.child_run_ids
+            if getattr(children.get(rid), "status", None) == model.CANCELLED
+        )
+        out.append(
+            Line(
+                fmt.progress_line(done, failed - cancelled, total, cancelled=cancelled),
+                ("progress", step.key),
+            )
+        )
         if not full:
             shown = notable_children(step.child_run_ids, children, TREE_CHILDREN)
             for rid in shown:
                 out.append(child_line(children.get(rid), rid, now))
             if total > len(shown):
-                out.append(Line(Text(f"… {total - len(shown)} more: the step pane (d) and the "
-                                     "Children tab (4) list them all", style="dim")))
+                out.append(
+                    Line(
+                        Text(
+                            f"… {total - len(shown)} more: the step pane (d) and the "
+                            "Children tab (4) list them all",
+                            style="dim",
+                        )
+                    )
+                )
     elif sleep_until(step) is not None:
         if step.status == model.STEP_COMPLETED:  # its output is the wake time: said above
-            out.append(Line(Text(f"slept until {fmt.clock_time_ms(sleep_until(step))}",
-                                 style="blue")))
+            out.append(
+                Line(Text(f"slept until {fmt.clock_time_ms(sleep_until(step))}", style="blue"))
+            )
     elif step.output is not None and step.status == model.STEP_COMPLETED:
         out.append(Line(Text("output", style="bold green")))
         out.extend(json_lines(step.output, None if full else 40))
-    elif step.output is not None and step.kind in (model.SLEEP, model.WAIT) and not (
-            countdown is not None and step.kind == model.WAIT):  # an event wait: said above
+    elif (
+        step.output is not None
+        and step.kind in (model.SLEEP, model.WAIT)
+        and not (countdown is not None and step.kind == model.WAIT)
+    ):  # an event wait: said above
         out.append(Line(Text("waiting for", style="bold blue")))
         out.extend(json_lines(step.output, None if full else 10))
-    if step.error and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED) and not step.attempt_log:
+    if (
+        step.error
+        and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED)
+        and not step.attempt_log
+    ):
         out.append(Line(fmt.literal(step.error, "red")))
     if step.error and step.status == model.STEP_COMPLETED:
         # Where the code diverged from the journal (runtime.divergence): result kept.
@@ -242,12 +303,16 @@ def sleep_until(step: model.Step) -> float | None:
 def countdown_text(step: model.Step, now: float) -> Text | None:
     """The line that counts down to a step's retry or the end of its sleep (ticks)."""
     if step.status == model.STEP_RETRYING and step.retry_at:
-        return Text(f"↻ {fmt.countdown(step.retry_at, now)} (attempt {step.attempts + 1} next)"
-                    " · w retries now", style="bold magenta")
+        return Text(
+            f"↻ {fmt.countdown(step.retry_at, now)} (attempt {step.attempts + 1} next)"
+            " · w retries now",
+            style="bold magenta",
+        )
     wake_at = sleep_until(step)
     if step.status == model.STEP_WAITING and wake_at is not None:
-        return Text(f"◐ {fmt.wake_line('sleeping', wake_at, now)} · w wakes it now",
-                    style="bold blue")
+        return Text(
+            f"◐ {fmt.wake_line('sleeping', wake_at, now)} · w wakes it now", style="bold blue"
+        )
     if step.status == model.STEP_WAITING:
         for line in step_wait_lines([step], now):  # a wait_for_event: what, until when
             return fmt.literal(f"◐ {line}", "bold blue")
@@ -277,8 +342,9 @@ def step_header(step: model.Step, now: float) -> Text:
     return head
 
 
-def flatten(lines: list[Line], indent: str = "", *, console: Console | None = None,
-            width: int = 0) -> Text:
+def flatten(
+    lines: list[Line], indent: str = "", *, console: Console | None = None, width: int = 0
+) -> Text:
     """Lines (and their children, indented) as one block of text for the pane.
 
     With a `console` and a `width`, a traceback's line too long is wrapped here and its
@@ -295,8 +361,9 @@ def flatten(lines: list[Line], indent: str = "", *, console: Console | None = No
             out.append_text(line.text)
         out.append("\n")
         if line.children:
-            out.append_text(flatten(list(line.children), indent + "    ", console=console,
-                                    width=width))
+            out.append_text(
+                flatten(list(line.children), indent + "    ", console=console, width=width)
+            )
     return out
 
 
@@ -305,8 +372,11 @@ def _wrapped(text: Text, console: Console, room: int, indent: str) -> Text:
     lead = len(plain) - len(plain.lstrip(" "))
     hang = min(lead + 2, room // 2)  # continuation rows start this far in, under the text
     if plain.lstrip().startswith('File "'):
-        cuts = [i + 2 for i in range(len(plain)) if plain.startswith(", line ", i)
-                or plain.startswith(", in ", i)]
+        cuts = [
+            i + 2
+            for i in range(len(plain))
+            if plain.startswith(", line ", i) or plain.startswith(", in ", i)
+        ]
         parts = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(plain)], strict=True)]
     else:
         parts = [text]
@@ -319,8 +389,9 @@ def _wrapped(text: Text, console: Console, room: int, indent: str) -> Text:
     pieces: list[Text] = []
     for n, row in enumerate(rows):
         row.no_wrap = False
-        wrapped = list(row.wrap(console, room if n == 0 else room - hang, overflow="fold",
-                                no_wrap=False))
+        wrapped = list(
+            row.wrap(console, room if n == 0 else room - hang, overflow="fold", no_wrap=False)
+        )
         if n == 0 and len(wrapped) > 1:  # the first row's tail hangs too: narrower
             tail = Text("").join(wrapped[1:])
             wrapped[1:] = tail.wrap(console, room - hang, overflow="fold", no_wrap=False)

@@ -41,9 +41,12 @@ class Band:
 StateChange = tuple[int, float, str, str | None]
 
 
-def run_suspensions(run: model.Run, steps: Sequence[model.Step],
-                    attempts: Sequence[model.RunAttempt],
-                    changes: Sequence[StateChange]) -> list[Band]:
+def run_suspensions(
+    run: model.Run,
+    steps: Sequence[model.Step],
+    attempts: Sequence[model.RunAttempt],
+    changes: Sequence[StateChange],
+) -> list[Band]:
     """The times the run was parked or queued again after it first started, with why."""
     kinds = {s.key: s.kind for s in steps}
     bands: list[Band] = []
@@ -70,13 +73,21 @@ def run_suspensions(run: model.Run, steps: Sequence[model.Step],
     return bands
 
 
-def _band(parked: tuple[float, str, tuple[str, ...]], end: float | None,
-          steps: Sequence[model.Step], attempts: Sequence[model.RunAttempt],
-          kinds: dict[str, str]) -> Band:
+def _band(
+    parked: tuple[float, str, tuple[str, ...]],
+    end: float | None,
+    steps: Sequence[model.Step],
+    attempts: Sequence[model.RunAttempt],
+    kinds: dict[str, str],
+) -> Band:
     start, status, keys = parked
     if status == model.QUEUED:
-        retried = any(a.status == model.FAILED and a.finished_at is not None
-                      and abs(a.finished_at - start) < _SAME for a in attempts)
+        retried = any(
+            a.status == model.FAILED
+            and a.finished_at is not None
+            and abs(a.finished_at - start) < _SAME
+            for a in attempts
+        )
         return Band(start, end, RETRY if retried else QUEUED)
     parked_kinds = {kinds.get(k) for k in keys}
     if parked_kinds and parked_kinds <= {model.SLEEP}:
@@ -98,7 +109,9 @@ def _retry_covers(step: model.Step, start: float, end: float | None) -> bool:
 
 def retry_gaps(step: model.Step) -> list[tuple[float, float | None]]:
     """From each failed try of a step to its next try (None: the next has not begun)."""
-    tries = [(a.started_at, a.finished_at) for a in step.attempt_log if a.status == model.STEP_FAILED]
+    tries = [
+        (a.started_at, a.finished_at) for a in step.attempt_log if a.status == model.STEP_FAILED
+    ]
     starts = sorted(a.started_at for a in step.attempt_log if a.started_at is not None)
     if step.started_at is not None:
         starts.append(step.started_at)
@@ -123,8 +136,11 @@ def step_bands(step: model.Step, run_bands: Sequence[Band]) -> list[Band]:
         reason = SLEEPING if step.kind == model.SLEEP else WAITING
         return [Band(step.started_at, step.finished_at, reason, (step.key,))]
     out = [b for b in run_bands if step.key in b.step_keys]
-    if step.status == model.STEP_WAITING and step.started_at is not None and not any(
-            b.end is None for b in out):
+    if (
+        step.status == model.STEP_WAITING
+        and step.started_at is not None
+        and not any(b.end is None for b in out)
+    ):
         # Parked now, and the journal's events did not say when (an old journal).
         out.append(Band(step.started_at, None, WAITING, (step.key,)))
     out += [Band(a, b, RETRY, (step.key,)) for a, b in retry_gaps(step)]

@@ -105,8 +105,9 @@ def countdown(at: float, now: float) -> str:
 def children_text(done: int, total: int, failed: int, cancelled: int = 0) -> Text:
     if not total:
         return Text("")
-    out = Text(f"{done}/{total}",
-               style="green" if done == total and not failed and not cancelled else "")
+    out = Text(
+        f"{done}/{total}", style="green" if done == total and not failed and not cancelled else ""
+    )
     if failed:
         out.append(f" {failed}✗", style="red")
     if cancelled:
@@ -152,8 +153,12 @@ def first_line(text: str | None) -> str:
 
 
 def until(at: float, now: float) -> str:
-    """"12:41:03 (in 14m57s)": a wall time and how long until it."""
-    return f"{clock_time(at, now)} (in {seconds(at - now)})" if at > now else f"{clock_time(at, now)} (now)"
+    """ "12:41:03 (in 14m57s)": a wall time and how long until it."""
+    return (
+        f"{clock_time(at, now)} (in {seconds(at - now)})"
+        if at > now
+        else f"{clock_time(at, now)} (now)"
+    )
 
 
 def wake_line(what: str, at: float, now: float) -> str:

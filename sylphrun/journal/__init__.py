@@ -16,6 +16,14 @@ from sylphrun.journal.store import LeaseLost, RunSpec
 from sylphrun.journal.urls import redact as redact_url
 
 __all__ = [
-    "DURABILITY", "Connection", "Journal", "JournalReader", "LeaseLost", "RunSpec", "SqliteJournal",
-    "as_journal", "open_journal", "redact_url",
+    "DURABILITY",
+    "Connection",
+    "Journal",
+    "JournalReader",
+    "LeaseLost",
+    "RunSpec",
+    "SqliteJournal",
+    "as_journal",
+    "open_journal",
+    "redact_url",
 ]

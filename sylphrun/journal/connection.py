@@ -80,8 +80,9 @@ class Connection:
     file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, durability: str = "normal",
-                 create: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, durability: str = "normal", create: bool = True
+    ) -> None:
         self.path = Path(path)
         if durability not in DURABILITY:
             raise JournalError(
@@ -110,7 +111,9 @@ class Connection:
         self.busy_timeout_ms = _busy_timeout_ms()
         try:
             self.db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False,
+                str(self.path),
+                isolation_level=None,
+                check_same_thread=False,
                 timeout=self.busy_timeout_ms / 1000,
             )
             self._set_up()
@@ -320,8 +323,12 @@ def write_lock_holder(path: str | os.PathLike[str]) -> int | None:
     for line in table.splitlines():
         # "3: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; a waiter has "->" after "3:".
         parts = line.split()
-        if (len(parts) >= 6 and parts[1] == "FLOCK" and parts[3] == "WRITE"
-                and parts[5].rsplit(":", 1)[-1] == str(inode)):
+        if (
+            len(parts) >= 6
+            and parts[1] == "FLOCK"
+            and parts[3] == "WRITE"
+            and parts[5].rsplit(":", 1)[-1] == str(inode)
+        ):
             return int(parts[4])
     return None
 
@@ -352,4 +359,3 @@ def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
     if "readonly" in text or "unable to open" in text:
         return JournalError(f"cannot write {path} ({text}); check the file's permissions")
     return JournalError(f"journal error on {path}: {text}")
-

@@ -81,17 +81,21 @@ def debounce_into(db: sqlite3.Connection, spec: RunSpec, now: float) -> str | No
     if row is None:
         return None
     bound = row[1] + d.max_wait if d.max_wait is not None else math.inf
-    db.execute("UPDATE runs SET payload = ?, ready_at = ?, updated_at = ? WHERE id = ?",
-               (spec.payload, min(now + d.period, bound), now, row[0]))
+    db.execute(
+        "UPDATE runs SET payload = ?, ready_at = ?, updated_at = ? WHERE id = ?",
+        (spec.payload, min(now + d.period, bound), now, row[0]),
+    )
     return row[0]
 
 
 def copy_flow_keys(db: sqlite3.Connection, from_run: str, to_run: str) -> None:
     """A replay runs under its original's priority and keys (the same payload gives the
     same keys): a replay must not slip past its key's limits."""
-    db.execute("UPDATE runs SET (priority, concurrency_key, rate_key) = (SELECT priority,"
-               " concurrency_key, rate_key FROM runs WHERE id = ?) WHERE id = ?",
-               (from_run, to_run))
+    db.execute(
+        "UPDATE runs SET (priority, concurrency_key, rate_key) = (SELECT priority,"
+        " concurrency_key, rate_key FROM runs WHERE id = ?) WHERE id = ?",
+        (from_run, to_run),
+    )
 
 
 # -- claim time -------------------------------------------------------------------------
@@ -103,8 +107,11 @@ class Gate:
 
     def __init__(self, db: sqlite3.Connection, known: Mapping[str, TaskTerms], now: float):
         self.keyed = {t: k.key_concurrency for t, k in known.items() if k.key_concurrency}
-        self.rated = {t: (k.rate_limit, k.rate_period) for t, k in known.items()
-                      if k.rate_limit and k.rate_period}
+        self.rated = {
+            t: (k.rate_limit, k.rate_period)
+            for t, k in known.items()
+            if k.rate_limit and k.rate_period
+        }
         self.running: Counter[tuple[str, str]] = Counter()
         self.starts: Counter[tuple[str, str]] = Counter()
         self.now = now
@@ -113,12 +120,14 @@ class Gate:
             for task_id, key, n in db.execute(
                 "SELECT task_id, concurrency_key, COUNT(*) FROM runs WHERE status = 'running'"
                 " AND lease_expires_at >= ? AND concurrency_key IS NOT NULL"
-                " GROUP BY task_id, concurrency_key", (now,),
+                " GROUP BY task_id, concurrency_key",
+                (now,),
             ):
                 self.running[task_id, key] = n
         for task_id, (_, period) in self.rated.items():
-            db.execute("DELETE FROM run_starts WHERE task_id = ? AND at <= ?",
-                       (task_id, now - period))
+            db.execute(
+                "DELETE FROM run_starts WHERE task_id = ? AND at <= ?", (task_id, now - period)
+            )
             for key, n in db.execute(
                 "SELECT rate_key, COUNT(*) FROM run_starts WHERE task_id = ? GROUP BY rate_key",
                 (task_id,),
@@ -132,35 +141,60 @@ class Gate:
     def sql_filter(self) -> tuple[str, list[Any]]:
         """A WHERE fragment leaving out runs of full keys (so a backlog of one busy key
         cannot fill the candidate list and starve the runs behind it), and its params."""
-        full = [f"{t}{_SEP}{k}" for (t, k), n in self.running.items() if n >= self.keyed.get(t, n + 1)]
-        spent = [f"{t}{_SEP}{k}" for (t, k), n in self.starts.items()
-                 if n >= self.rated.get(t, (n + 1, 0))[0]]
+        full = [
+            f"{t}{_SEP}{k}" for (t, k), n in self.running.items() if n >= self.keyed.get(t, n + 1)
+        ]
+        spent = [
+            f"{t}{_SEP}{k}"
+            for (t, k), n in self.starts.items()
+            if n >= self.rated.get(t, (n + 1, 0))[0]
+        ]
         sql, params = "", []
         if full:
-            sql += (" AND (concurrency_key IS NULL OR task_id || char(31) || concurrency_key"
-                    " NOT IN (SELECT value FROM json_each(?)))")
+            sql += (
+                " AND (concurrency_key IS NULL OR task_id || char(31) || concurrency_key"
+                " NOT IN (SELECT value FROM json_each(?)))"
+            )
             params.append(codec.dumps(full, what="full keys"))
         if spent:
-            sql += (" AND (rate_key IS NULL OR started_at IS NOT NULL OR"
-                    " task_id || char(31) || rate_key NOT IN (SELECT value FROM json_each(?)))")
+            sql += (
+                " AND (rate_key IS NULL OR started_at IS NOT NULL OR"
+                " task_id || char(31) || rate_key NOT IN (SELECT value FROM json_each(?)))"
+            )
             params.append(codec.dumps(spent, what="spent keys"))
         return sql, params
 
     def admits(self, task_id: str, ckey: str | None, rkey: str | None, first: bool) -> bool:
-        if (ckey is not None and task_id in self.keyed
-                and self.running[task_id, ckey] >= self.keyed[task_id]):
+        if (
+            ckey is not None
+            and task_id in self.keyed
+            and self.running[task_id, ckey] >= self.keyed[task_id]
+        ):
             return False
-        return not (rkey is not None and first and task_id in self.rated
-                    and self.starts[task_id, rkey] >= self.rated[task_id][0])
+        return not (
+            rkey is not None
+            and first
+            and task_id in self.rated
+            and self.starts[task_id, rkey] >= self.rated[task_id][0]
+        )
 
-    def took(self, db: sqlite3.Connection, run_id: str, task_id: str, ckey: str | None,
-             rkey: str | None, first: bool) -> None:
+    def took(
+        self,
+        db: sqlite3.Connection,
+        run_id: str,
+        task_id: str,
+        ckey: str | None,
+        rkey: str | None,
+        first: bool,
+    ) -> None:
         if ckey is not None and task_id in self.keyed:
             self.running[task_id, ckey] += 1
         if rkey is not None and first and task_id in self.rated:
             self.starts[task_id, rkey] += 1
-            db.execute("INSERT INTO run_starts (task_id, rate_key, at, run_id) VALUES (?, ?, ?, ?)",
-                       (task_id, rkey, self.now, run_id))
+            db.execute(
+                "INSERT INTO run_starts (task_id, rate_key, at, run_id) VALUES (?, ?, ?, ?)",
+                (task_id, rkey, self.now, run_id),
+            )
 
 
 # -- why a run waits --------------------------------------------------------------------
@@ -178,7 +212,8 @@ def held_by(db: sqlite3.Connection, run_id: str, now: float) -> Hold | None:
     row = db.execute(
         "SELECT r.task_id, r.status, r.ready_at, r.started_at, r.concurrency_key, r.rate_key,"
         " r.debounce_key, t.options FROM runs r LEFT JOIN tasks t ON t.id = r.task_id"
-        " WHERE r.id = ?", (run_id,),
+        " WHERE r.id = ?",
+        (run_id,),
     ).fetchone()
     if row is None:
         return None
@@ -194,22 +229,33 @@ def held_by(db: sqlite3.Connection, run_id: str, now: float) -> Hold | None:
     if ckey is not None and isinstance(per_key.get("limit"), int):
         running = _running(db, task_id, now, ckey)
         if running >= per_key["limit"]:
-            return Hold("concurrency", f"{_key_name(per_key.get('key'))}={ckey} "
-                        f"({running}/{per_key['limit']})", None)
+            return Hold(
+                "concurrency",
+                f"{_key_name(per_key.get('key'))}={ckey} ({running}/{per_key['limit']})",
+                None,
+            )
     if isinstance(options.get("concurrency"), int):
         running = _running(db, task_id, now, None)
         if running >= options["concurrency"]:
             return Hold("concurrency", f"({running}/{options['concurrency']})", None)
     rate = options.get("rate_limit") or {}
     if rkey is not None and started_at is None and rate.get("limit") and rate.get("period"):
-        starts = [at for (at,) in db.execute(
-            "SELECT at FROM run_starts WHERE task_id = ? AND rate_key = ? AND at > ?"
-            " ORDER BY at", (task_id, rkey, now - rate["period"]))]
+        starts = [
+            at
+            for (at,) in db.execute(
+                "SELECT at FROM run_starts WHERE task_id = ? AND rate_key = ? AND at > ?"
+                " ORDER BY at",
+                (task_id, rkey, now - rate["period"]),
+            )
+        ]
         if len(starts) >= rate["limit"]:
             until = starts[len(starts) - rate["limit"]] + rate["period"]
             name = "" if rate.get("key") is None else f"{_key_name(rate['key'])}={rkey} "
-            return Hold("rate_limit", f"{name}({len(starts)}/{rate['limit']} per "
-                        f"{rate['period']:g}s)", until)
+            return Hold(
+                "rate_limit",
+                f"{name}({len(starts)}/{rate['limit']} per {rate['period']:g}s)",
+                until,
+            )
     return None
 
 
@@ -222,8 +268,10 @@ def _options(text: str | None) -> dict[str, Any]:
 
 
 def _running(db: sqlite3.Connection, task_id: str, now: float, key: str | None) -> int:
-    sql = ("SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?"
-           " AND lease_expires_at >= ?")
+    sql = (
+        "SELECT COUNT(*) FROM runs WHERE status = 'running' AND task_id = ?"
+        " AND lease_expires_at >= ?"
+    )
     if key is None:
         return db.execute(sql, (task_id, now)).fetchone()[0]
     return db.execute(sql + " AND concurrency_key = ?", (task_id, now, key)).fetchone()[0]

@@ -84,8 +84,13 @@ class Journal(JournalReader, Protocol):
         ...
 
     def claim_runs(
-        self, worker_id: str, limit: int, *, lease_seconds: float,
-        known_tasks: Mapping[str, TaskTerms], now: float,
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        lease_seconds: float,
+        known_tasks: Mapping[str, TaskTerms],
+        now: float,
     ) -> tuple[list[Claim], list[str]]:
         """Claim up to `limit` runs for `worker_id`, in one transaction: (claims, ids of
         runs failed as unknown tasks).
@@ -111,7 +116,12 @@ class Journal(JournalReader, Protocol):
         ...
 
     def suspend_run(
-        self, run_id: str, epoch: int, *, children: Sequence[str], wake_at: float | None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        children: Sequence[str],
+        wake_at: float | None,
         now: float,
     ) -> None:
         """Fenced. Park a run on `children` and/or until `wake_at`, freeing its lease. Waits
@@ -133,15 +143,28 @@ class Journal(JournalReader, Protocol):
         ...
 
     def finish_run(
-        self, run_id: str, epoch: int, *, status: str, output: str | None, error: str | None,
-        traceback: str | None, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        status: str,
+        output: str | None,
+        error: str | None,
+        traceback: str | None,
+        now: float,
     ) -> None:
         """Fenced. The run ends `status`; not completed: its attempt is kept in the run's
         attempt log. Wakes as every finish does (see the module's contracts)."""
         ...
 
     def schedule_retry(
-        self, run_id: str, epoch: int, *, error: str, traceback: str | None, retry_at: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        error: str,
+        traceback: str | None,
+        retry_at: float,
         now: float,
     ) -> None:
         """Fenced. A failed attempt with attempts left: the attempt is logged as failed,
@@ -151,8 +174,18 @@ class Journal(JournalReader, Protocol):
     # -- steps and logs of a running run (the hot path: no extra reads) --------------------
 
     def record_step_start(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        now: float,
+        notify: bool = True,
+        fn: str | None = None,
         args_hash: str | None = None,
     ) -> None:
         """Fenced, in the same statement. A step is about to run: created 'running', or
@@ -162,8 +195,15 @@ class Journal(JournalReader, Protocol):
         ...
 
     def record_step_result(
-        self, run_id: str, epoch: int, *, key: str, output: str, now: float,
-        compensate: str | None = None, notify: bool = True,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        output: str,
+        now: float,
+        compensate: str | None = None,
+        notify: bool = True,
     ) -> None:
         """Fenced. The started step completed with `output`; `compensate` names its undo.
         No start record for it: RuntimeError (a bug, not a lost lease)."""
@@ -177,8 +217,16 @@ class Journal(JournalReader, Protocol):
         ...
 
     def record_step_failure(
-        self, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
-        retry_at: float | None, fatal: bool = False, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        error: str,
+        traceback: str | None,
+        retry_at: float | None,
+        fatal: bool = False,
+        now: float,
     ) -> None:
         """Fenced. A failed attempt, kept in the step's attempt log: 'retrying' at
         `retry_at`, or 'failed' (None) for this run attempt."""
@@ -192,23 +240,51 @@ class Journal(JournalReader, Protocol):
         ...
 
     def record_step_waiting(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        now: float,
     ) -> None:
         """Fenced. A sleep or wait step begun; `output` says what it waits for (a sleep's
         `{"wake_at": t}`). An existing step of that key is left as it is."""
         ...
 
     def record_completed_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, started_at: float, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        started_at: float,
+        now: float,
     ) -> None:
         """Fenced. A step whose start and result are written together (a wait answered)."""
         ...
 
     def record_trigger_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, seq: int, run_attempt: int,
-        specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        specs: Sequence[RunSpec],
+        output_of: Callable[[list[str]], str],
+        now: float,
         list_children: bool = True,
     ) -> tuple[list[str], str]:
         """Fenced. A trigger step: its children (as `enqueue_children`) and the completed
@@ -229,7 +305,13 @@ class Journal(JournalReader, Protocol):
         ...
 
     def append_log(
-        self, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+        self,
+        run_id: str,
+        *,
+        level: str,
+        message: str,
+        step_key: str | None,
+        now: float,
         epoch: int | None = None,
     ) -> None:
         """A log line of a run, with its event. With `epoch`, fenced like the run's other
@@ -239,8 +321,14 @@ class Journal(JournalReader, Protocol):
     # -- workers and the tasks they run ----------------------------------------------------
 
     def register_worker(
-        self, worker_id: str, *, pid: int, host: str, supervisor_pid: int | None,
-        wake_addr: str | None, now: float,
+        self,
+        worker_id: str,
+        *,
+        pid: int,
+        host: str,
+        supervisor_pid: int | None,
+        wake_addr: str | None,
+        now: float,
     ) -> None:
         """A worker is alive (heartbeat `now`); workers stopped over a day ago are forgotten."""
         ...
@@ -272,16 +360,21 @@ class Journal(JournalReader, Protocol):
         listed as failed; past it, failed at once."""
         ...
 
-    def doom_run(self, run_id: str, *, error: str, now: float,
-                 worker_id: str | None = None) -> bool:
+    def doom_run(
+        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
+    ) -> bool:
         """A running run must fail with `error` at its next execution's stuck step (its
         worker is replaced for overrunning the timeout). With `worker_id`, only while that
         worker holds it. Returns whether the run was marked."""
         ...
 
     def register_tasks(
-        self, records: Sequence[model.TaskRecord], *, registered_by: str,
-        project_dir: str | None, now: float,
+        self,
+        records: Sequence[model.TaskRecord],
+        *,
+        registered_by: str,
+        project_dir: str | None,
+        now: float,
     ) -> bool:
         """Replace the registered tasks with `records` in one transaction. The same set
         registered already: False, nothing written."""
@@ -318,9 +411,16 @@ class Journal(JournalReader, Protocol):
 
     # -- user events (issue 14: send_event, wait_for_event, on_event, cancel_on) ----------
 
-    def send_event(self, *, event_id: str | None, name: str, data: str,
-                   derived_id: bool = False, sent_by: str | None = None,
-                   now: float) -> SentEvent:
+    def send_event(
+        self,
+        *,
+        event_id: str | None,
+        name: str,
+        data: str,
+        derived_id: bool = False,
+        sent_by: str | None = None,
+        now: float,
+    ) -> SentEvent:
         """Record the event `name` with `data` (a JSON object as text) and act on it, in
         ONE transaction: every run with an open wait it matches becomes ready at `now`
         (fan-out: all of them), each registered task whose `on_event` names it gets a run
@@ -332,15 +432,27 @@ class Journal(JournalReader, Protocol):
         grows."""
         ...
 
-    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-                   run_attempt: int, event: str, match: dict | None,
-                   timeout_at: float | None, now: float) -> TakenEvent:
+    def take_event(
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        event: str,
+        match: dict | None,
+        timeout_at: float | None,
+        now: float,
+    ) -> TakenEvent:
         """Fenced, ONE transaction. The wait step `key` consumes the first event named
         `event` whose data holds every key/value of `match`, among those sent after the
         run was created (not after the wait began: no race) and not consumed by another
         wait of the run; the step completes with it ("received"). Else, at or past
         `timeout_at`, it completes "timed_out". Else it is journaled 'waiting' with its
         wait open ("waiting"): a matching send makes the run ready."""
+
     # -- schedules (issue 15) ---------------------------------------------------------------
 
     def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
@@ -349,8 +461,9 @@ class Journal(JournalReader, Protocol):
         written, if the task has a schedule state already."""
         ...
 
-    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
-                      settled_through: float, now: float) -> list[Created]:
+    def fire_schedule(
+        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
+    ) -> list[Created]:
         """One transaction: the ticks whose slot is after the schedule's settled time are
         enqueued (ready at `now`; a tick's idempotency key hands back the run of a slot
         fired already, whatever its payload), and the schedule is settled through
@@ -378,8 +491,7 @@ class WorkListener(Protocol):
     """What `Journal.work_listener` returns: a descriptor readable when work may have been
     announced, so a worker's event loop can wait on it beside its other descriptors."""
 
-    def fileno(self) -> int:
-        ...
+    def fileno(self) -> int: ...
 
     def wait(self, timeout: float) -> bool:
         """Whether work was announced within `timeout` seconds (0: only what has arrived);
@@ -387,8 +499,7 @@ class WorkListener(Protocol):
         is lost."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 __all__ = ["Journal", "JournalReader", "WorkListener"]

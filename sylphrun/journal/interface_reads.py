@@ -57,7 +57,7 @@ class JournalReader(Protocol):
         ...
 
     def check_integrity(self) -> str:
-        """"ok", or what the backend's own consistency check found wrong."""
+        """ "ok", or what the backend's own consistency check found wrong."""
         ...
 
     # -- reads: runs -------------------------------------------------------------------------
@@ -73,8 +73,13 @@ class JournalReader(Protocol):
         ...
 
     def list_runs(
-        self, *, status: str | None = None, task_id: str | None = None,
-        parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+        self,
+        *,
+        status: str | None = None,
+        task_id: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+        top_level_only: bool = False,
     ) -> list[model.Run]:
         """Runs matching every filter given, newest first (created_at, then id)."""
         ...
@@ -143,8 +148,9 @@ class JournalReader(Protocol):
         """A run's log lines after log id `after_id`, in the order written."""
         ...
 
-    def log_lines_after(self, run_id: str, after_id: int = 0,
-                        limit: int = 5_000) -> list[tuple[int, model.LogLine]]:
+    def log_lines_after(
+        self, run_id: str, after_id: int = 0, limit: int = 5_000
+    ) -> list[tuple[int, model.LogLine]]:
         """(log id, line) of a run's lines after `after_id`: a follower's cursor read."""
         ...
 
@@ -164,8 +170,9 @@ class JournalReader(Protocol):
 
     # -- reads for the dashboard -----------------------------------------------------------
 
-    def run_summaries(self, *, limit: int = 50_000,
-                      parent_run_id: str | None = None) -> list[RunSummary]:
+    def run_summaries(
+        self, *, limit: int = 50_000, parent_run_id: str | None = None
+    ) -> list[RunSummary]:
         """Newest runs first without payloads (or one parent's children, oldest first)."""
         ...
 
@@ -173,8 +180,9 @@ class JournalReader(Protocol):
         """Summaries of these runs, unknown ids absent, in no particular order."""
         ...
 
-    def runs_with_payload_text(self, text: str, *, limit: int = 1_000,
-                               run_ids: Sequence[str] | None = None) -> list[str]:
+    def runs_with_payload_text(
+        self, text: str, *, limit: int = 1_000, run_ids: Sequence[str] | None = None
+    ) -> list[str]:
         """Ids of the newest runs (or of these) whose payload JSON text contains `text`,
         ASCII case ignored, taken literally (no wildcard characters)."""
         ...
@@ -236,11 +244,13 @@ class JournalReader(Protocol):
     def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
         """Sent events, newest first (only those named `name`), with the runs each matched
         (woke or was consumed by), triggered and cancelled."""
+
     # -- schedules (issue 15) ---------------------------------------------------------------
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Every schedule's state, by task id (a task never seen by a supervisor, nor
         paused, has none), with its last run's status read in the same snapshot."""
+
     # -- flow control (journal/flow.py) ------------------------------------------------------
 
     def held_by(self, run_id: str, *, now: float) -> Hold | None:
@@ -249,7 +259,6 @@ class JournalReader(Protocol):
         it is still debouncing (with when it starts). Judged by the limits the workers
         registered for its task. None: not held, not queued, or no such run."""
         ...
-
 
     # -- change feed (seams-feed) --------------------------------------------------------------
     #
@@ -285,8 +294,9 @@ class JournalReader(Protocol):
         the order they were made."""
         ...
 
-    def step_changes(self, run_id: str, after: FeedCursor, *,
-                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
+    def step_changes(
+        self, run_id: str, after: FeedCursor, *, until: FeedCursor | None = None
+    ) -> tuple[list[StepChange], FeedCursor]:
         """The run's steps changed after `after` and before `until` (a `Change.cursor`: what
         the run did before that change; None: up to now), oldest change first, and the
         cursor to pass as `after` next time. Each step once per call, in its state now: a

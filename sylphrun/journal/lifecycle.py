@@ -118,9 +118,10 @@ def claim_runs(
             skipped = False
             # With per-key limits, read further ahead each round: in a queue grouped by
             # key most of a batch belongs to keys this claim has just filled.
-            ahead = 4 ** round_ if gate.active else 1
-            candidates = _claim_candidates(db, known_tasks, quota, gate,
-                                           min((limit - len(claims)) * ahead, 5_000), now)
+            ahead = 4**round_ if gate.active else 1
+            candidates = _claim_candidates(
+                db, known_tasks, quota, gate, min((limit - len(claims)) * ahead, 5_000), now
+            )
             for run_id, task_id, crash_count, ckey, rkey, started in candidates:
                 if len(claims) >= limit:
                     break
@@ -137,8 +138,17 @@ def claim_runs(
                     quota[task_id] -= 1
                 gate.took(db, run_id, task_id, ckey, rkey, first)
                 holds_suspect = holds_suspect or crash_count > 0
-                claims.append(_take_run(db, run_id, task_id, worker_id, known_tasks[task_id],
-                                        lease_seconds=lease_seconds, now=now))
+                claims.append(
+                    _take_run(
+                        db,
+                        run_id,
+                        task_id,
+                        worker_id,
+                        known_tasks[task_id],
+                        lease_seconds=lease_seconds,
+                        now=now,
+                    )
+                )
             if not skipped or not candidates or len(claims) >= limit:
                 break
     return claims, unknown
@@ -149,17 +159,26 @@ def _holds_a_suspect(db: sqlite3.Connection, worker_id: str) -> bool:
     merely shared it. A worker holds at most one suspect, so two suspects never crash
     together again: an innocent run is blamed at most once per run that crashes its
     workers, and only that run reaches MAX_CRASHES."""
-    return db.execute(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = ? AND status = 'running'"
-        " AND crash_count > 0)",
-        (worker_id,),
-    ).fetchone()[0] == 1
+    return (
+        db.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = ? AND status = 'running'"
+            " AND crash_count > 0)",
+            (worker_id,),
+        ).fetchone()[0]
+        == 1
+    )
 
 
 def _fail_unknown_task(db: sqlite3.Connection, run_id: str, task_id: str, now: float) -> str:
-    finish(db, run_id, model.FAILED, None,
-           f"UnknownTask: no task {task_id!r} is defined in this project "
-           "(was it renamed or deleted?)", None, now)
+    finish(
+        db,
+        run_id,
+        model.FAILED,
+        None,
+        f"UnknownTask: no task {task_id!r} is defined in this project (was it renamed or deleted?)",
+        None,
+        now,
+    )
     return run_id
 
 
@@ -169,7 +188,9 @@ _CLAIM_ROUNDS = 8
 
 
 def _concurrency_quota(
-    db: sqlite3.Connection, known_tasks: Mapping[str, TaskTerms], now: float,
+    db: sqlite3.Connection,
+    known_tasks: Mapping[str, TaskTerms],
+    now: float,
 ) -> dict[str, int]:
     """Free slots of each task with a concurrency limit."""
     quota: dict[str, int] = {}
@@ -187,8 +208,12 @@ def _concurrency_quota(
 
 
 def _claim_candidates(
-    db: sqlite3.Connection, known_tasks: Mapping[str, TaskTerms], quota: dict[str, int],
-    gate: Gate, limit: int, now: float,
+    db: sqlite3.Connection,
+    known_tasks: Mapping[str, TaskTerms],
+    quota: dict[str, int],
+    gate: Gate,
+    limit: int,
+    now: float,
 ) -> list[tuple[str, str, int, str | None, str | None, float | None]]:
     """(run id, task id, crash count, concurrency key, rate key, started at) of up to
     `limit` runs to claim: ready ones first, highest priority first and oldest `ready_at`
@@ -217,35 +242,50 @@ def _claim_candidates(
             f"SELECT {cols} FROM runs WHERE status = 'running'"
             f" AND lease_expires_at < ?{skip} AND {mine.format(col='lease_expires_at')}"
             " LIMIT ?",
-            (now, *blocked, *keys_params, known, now - UNKNOWN_TASK_GRACE,
-             limit - len(candidates)),
+            (now, *blocked, *keys_params, known, now - UNKNOWN_TASK_GRACE, limit - len(candidates)),
         ).fetchall()
     return candidates
 
 
 def _take_run(
-    db: sqlite3.Connection, run_id: str, task_id: str, worker_id: str, terms: TaskTerms, *,
-    lease_seconds: float, now: float,
+    db: sqlite3.Connection,
+    run_id: str,
+    task_id: str,
+    worker_id: str,
+    terms: TaskTerms,
+    *,
+    lease_seconds: float,
+    now: float,
 ) -> Claim:
     """Lease one run to `worker_id`: a new lease epoch fences out its previous holder."""
     interrupt_running_steps(db, run_id, now)
-    previous = db.execute(
-        "SELECT code_fingerprint FROM runs WHERE id = ?", (run_id,)
-    ).fetchone()[0]
+    previous = db.execute("SELECT code_fingerprint FROM runs WHERE id = ?", (run_id,)).fetchone()[0]
     row = db.execute(
         "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1,"
         " lease_expires_at = ?, ready_at = NULL, deadline_at = ?, code_fingerprint = ?,"
         " started_at = COALESCE(started_at, ?), updated_at = ?"
         " WHERE id = ? RETURNING payload, attempt, lease_epoch, parent_run_id, crash_count, doom",
-        (worker_id, now + lease_seconds, now + terms.timeout if terms.timeout else None,
-         terms.fingerprint, now, now, run_id),
+        (
+            worker_id,
+            now + lease_seconds,
+            now + terms.timeout if terms.timeout else None,
+            terms.fingerprint,
+            now,
+            now,
+            run_id,
+        ),
     ).fetchone()
     return Claim(run_id, task_id, *row, previous_fingerprint=previous)
 
 
 def suspend_run(
-    conn: Connection, run_id: str, epoch: int, *, children: Sequence[str],
-    wake_at: float | None, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    children: Sequence[str],
+    wake_at: float | None,
+    now: float,
 ) -> None:
     """Park a run that waits on children and/or a time, freeing its worker slot.
 
@@ -305,13 +345,26 @@ def requeue_after_error(
             fence.check(db, run_id, epoch)
         except LeaseLost:
             return False
-        crashes = db.execute("SELECT crash_count FROM runs WHERE id = ?", (run_id,)).fetchone()[0] + 1
+        crashes = (
+            db.execute("SELECT crash_count FROM runs WHERE id = ?", (run_id,)).fetchone()[0] + 1
+        )
         if crashes >= MAX_CRASHES:
-            interrupt_running_steps(db, run_id, now, "interrupted: sylphrun failed while the step "
-                                     "ran; the run failed (InternalError)")
-            finish(db, run_id, model.FAILED, None,
-                    f"InternalError: executing this run failed {crashes} times inside sylphrun "
-                    f"(last: {error}); not retried again", None, now)
+            interrupt_running_steps(
+                db,
+                run_id,
+                now,
+                "interrupted: sylphrun failed while the step ran; the run failed (InternalError)",
+            )
+            finish(
+                db,
+                run_id,
+                model.FAILED,
+                None,
+                f"InternalError: executing this run failed {crashes} times inside sylphrun "
+                f"(last: {error}); not retried again",
+                None,
+                now,
+            )
             return True
         requeue(db, run_id, now, crashed=True)
         # A short pause, growing: no hot loop, and MAX_CRASHES bounds the tries anyway.
@@ -320,8 +373,15 @@ def requeue_after_error(
 
 
 def finish_run(
-    conn: Connection, run_id: str, epoch: int, *, status: str, output: str | None,
-    error: str | None, traceback: str | None, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    status: str,
+    output: str | None,
+    error: str | None,
+    traceback: str | None,
+    now: float,
 ) -> None:
     with conn.write() as db:
         fence.check(db, run_id, epoch)
@@ -329,8 +389,14 @@ def finish_run(
 
 
 def schedule_retry(
-    conn: Connection, run_id: str, epoch: int, *, error: str, traceback: str | None,
-    retry_at: float, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    error: str,
+    traceback: str | None,
+    retry_at: float,
+    now: float,
 ) -> None:
     """A failed attempt with attempts left: back to the queue, not before `retry_at`."""
     with conn.write() as db:
@@ -339,7 +405,11 @@ def schedule_retry(
 
 
 def _schedule_retry(
-    db: sqlite3.Connection, run_id: str, error: str, traceback: str | None, retry_at: float,
+    db: sqlite3.Connection,
+    run_id: str,
+    error: str,
+    traceback: str | None,
+    retry_at: float,
     now: float,
 ) -> None:
     row = db.execute("SELECT attempt, started_at FROM runs WHERE id = ?", (run_id,)).fetchone()

@@ -60,11 +60,11 @@ def _command(pid: int) -> str:
     if any("multiprocessing.spawn" in a for a in argv):
         # A worker (or another spawned child): its command line says nothing useful.
         return f"a spawned worker process of pid {_parent(pid)}"
-    if "-m" in argv and argv[argv.index("-m") + 1:argv.index("-m") + 2] == ["sylphrun"]:
-        argv = ["sylphrun", *argv[argv.index("-m") + 2:]]
+    if "-m" in argv and argv[argv.index("-m") + 1 : argv.index("-m") + 2] == ["sylphrun"]:
+        argv = ["sylphrun", *argv[argv.index("-m") + 2 :]]
     # Paths by their names: "python hold.py journal.db", not the temp folders they are in.
     text = " ".join(" ".join(Path(a).name if "/" in a else a for a in argv).split()) or "?"
-    return text if len(text) <= _COMMAND_CHARS else text[:_COMMAND_CHARS - 1] + "…"
+    return text if len(text) <= _COMMAND_CHARS else text[: _COMMAND_CHARS - 1] + "…"
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -103,8 +103,9 @@ class _Waiters:
         with self._lock:
             self._waiting[id(entry)] = entry
             if self._watcher is None:
-                self._watcher = threading.Thread(target=self._watch, daemon=True,
-                                                 name="sylphrun-lock-waiter")
+                self._watcher = threading.Thread(
+                    target=self._watch, daemon=True, name="sylphrun-lock-waiter"
+                )
                 self._watcher.start()
         return entry
 

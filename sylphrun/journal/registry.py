@@ -13,16 +13,19 @@ from sylphrun.journal.connection import Connection
 
 
 def register_tasks(
-    conn: Connection, records: Iterable[model.TaskRecord], *, registered_by: str,
-    project_dir: str | None, now: float,
+    conn: Connection,
+    records: Iterable[model.TaskRecord],
+    *,
+    registered_by: str,
+    project_dir: str | None,
+    now: float,
 ) -> bool:
     """Replace the registered tasks with `records`, in one transaction (a task removed from
     the code disappears). Returns False, writing nothing, when the same tasks are already
     registered: every worker of a reload registers the same set, and the write lock is
     better left to the runs."""
     rows = sorted(
-        (r.id, codec.canonical(r.options), r.source_file,
-         r.source_line, r.fingerprint)
+        (r.id, codec.canonical(r.options), r.source_file, r.source_line, r.fingerprint)
         for r in records
     )
     with conn.write() as db:

@@ -24,29 +24,39 @@ def schedule_states(conn: Connection) -> dict[str, ScheduleState]:
             " s.paused, s.updated_at FROM schedules s LEFT JOIN runs r ON r.id = s.last_run_id"
             " ORDER BY s.task_id"
         ).fetchall()
-    return {row[0]: ScheduleState(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
-            for row in rows}
+    return {
+        row[0]: ScheduleState(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+        for row in rows
+    }
 
 
-def start_schedule(conn: Connection, task_id: str, *, settled_through: float,
-                   now: float) -> bool:
+def start_schedule(conn: Connection, task_id: str, *, settled_through: float, now: float) -> bool:
     """A schedule seen for the first time starts settled through `settled_through` (its
     past slots are not missed ones: it did not exist then). False if it has a state."""
     with conn.write() as db:
         cur = db.execute(
             "INSERT INTO schedules (task_id, settled_through, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT DO NOTHING", (task_id, settled_through, now))
+            " ON CONFLICT DO NOTHING",
+            (task_id, settled_through, now),
+        )
         return cur.rowcount == 1
 
 
-def fire_schedule(conn: Connection, task_id: str, ticks: Sequence[ScheduleTick], *,
-                  settled_through: float, now: float) -> list[Created]:
+def fire_schedule(
+    conn: Connection,
+    task_id: str,
+    ticks: Sequence[ScheduleTick],
+    *,
+    settled_through: float,
+    now: float,
+) -> list[Created]:
     """Enqueue the ticks whose slot is after the settled time, and settle the schedule
     through `settled_through` (never backwards), in one transaction. A paused schedule
     fires nothing and stays as it is."""
     with conn.write() as db:
-        row = db.execute("SELECT settled_through, paused FROM schedules WHERE task_id = ?",
-                         (task_id,)).fetchone()
+        row = db.execute(
+            "SELECT settled_through, paused FROM schedules WHERE task_id = ?", (task_id,)
+        ).fetchone()
         settled, paused = (row[0], bool(row[1])) if row is not None else (float("-inf"), False)
         if paused:
             return []
@@ -59,7 +69,8 @@ def fire_schedule(conn: Connection, task_id: str, ticks: Sequence[ScheduleTick],
             " settled_through = MAX(settled_through, ?2),"
             " last_slot = COALESCE(?3, last_slot), last_run_id = COALESCE(?4, last_run_id),"
             " updated_at = ?5",
-            (task_id, max(settled_through, settled), *last, now))
+            (task_id, max(settled_through, settled), *last, now),
+        )
         return created
 
 
@@ -67,8 +78,7 @@ def set_schedule_paused(conn: Connection, task_id: str, paused: bool, *, now: fl
     """Pause or resume; returns whether that changed anything. Resuming settles the slots
     of the pause (they are skipped, not caught up: pausing meant "not now")."""
     with conn.write() as db:
-        row = db.execute("SELECT paused FROM schedules WHERE task_id = ?",
-                         (task_id,)).fetchone()
+        row = db.execute("SELECT paused FROM schedules WHERE task_id = ?", (task_id,)).fetchone()
         if row is not None and bool(row[0]) == paused:
             return False
         db.execute(
@@ -76,5 +86,6 @@ def set_schedule_paused(conn: Connection, task_id: str, paused: bool, *, now: fl
             " VALUES (?1, ?2, ?3, ?2) ON CONFLICT (task_id) DO UPDATE SET paused = ?3,"
             " settled_through = CASE WHEN ?3 THEN settled_through"
             " ELSE MAX(settled_through, ?2) END, updated_at = ?2",
-            (task_id, now, int(paused)))
+            (task_id, now, int(paused)),
+        )
         return True

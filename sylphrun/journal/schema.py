@@ -358,9 +358,18 @@ INSERT INTO sent_event_probes_from SELECT COALESCE(MAX(seq), 0) FROM sent_events
 # Each migration is one SQL script, run with the version bump in one transaction. V1 was
 # edited in place before the first release; from V2 on, a journal written by an earlier
 # version is migrated forward, never rewritten.
-MIGRATIONS: list[str] = [V1, V2, V3_STEP_CALLS, V4_TASK_REGISTRY, V5_CHILDREN_CANCELLED,
-                         V6_SENT_EVENTS, V7_SCHEDULES, V8_FLOW_CONTROL, V9_STEP_CHANGE_SEQ,
-                         V10_EVENT_WAIT_PROBE]
+MIGRATIONS: list[str] = [
+    V1,
+    V2,
+    V3_STEP_CALLS,
+    V4_TASK_REGISTRY,
+    V5_CHILDREN_CANCELLED,
+    V6_SENT_EVENTS,
+    V7_SCHEDULES,
+    V8_FLOW_CONTROL,
+    V9_STEP_CHANGE_SEQ,
+    V10_EVENT_WAIT_PROBE,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -373,8 +382,12 @@ def foreign_tables(db: sqlite3.Connection) -> list[str] | None:
     is empty, ours to set up). Read-only: a path naming another program's database (a
     typo in `journal`) was taken over: 8 tables added, WAL mode on, mode 0600."""
     version = db.execute("PRAGMA user_version").fetchone()[0]
-    tables = sorted(name for (name,) in db.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))
+    tables = sorted(
+        name
+        for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    )
     if not tables and version == 0:
         return None
     if version > 0 and CORE_TABLES.issubset(tables):

@@ -79,12 +79,15 @@ def data_probes(value: Any) -> list[str]:
     return [p for p in (probe(k, v) for k, v in value.items()) if p is not None]
 
 
-_NOT_CONSUMED = (" AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
-                 " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq")
+_NOT_CONSUMED = (
+    " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
+    " AND d.run_id = ?3 AND d.outcome = 'consumed') ORDER BY e.seq"
+)
 
 
-def _unconsumed(db: sqlite3.Connection, run_id: str, event: str,
-                match: dict | None) -> Iterator[tuple[int, str, str]]:
+def _unconsumed(
+    db: sqlite3.Connection, run_id: str, event: str, match: dict | None
+) -> Iterator[tuple[int, str, str]]:
     """(seq, id, data) of the events named `event` matching `match`, sent after the run was
     created and not consumed by a wait of this run yet, oldest first."""
     wanted = wait_probe(match)
@@ -121,8 +124,16 @@ def _loads(text: str | None) -> Any:
 # -- sending -------------------------------------------------------------------------
 
 
-def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
-               derived_id: bool = False, sent_by: str | None = None, now: float) -> SentEvent:
+def send_event(
+    conn: Connection,
+    *,
+    event_id: str | None,
+    name: str,
+    data: str,
+    derived_id: bool = False,
+    sent_by: str | None = None,
+    now: float,
+) -> SentEvent:
     """Record an event and act on it, in one transaction: wake the runs waiting for it,
     trigger the `on_event` tasks, cancel the `cancel_on` runs (the task registry says which
     tasks). An `event_id` sent before hands back that event (`created=False`); with other
@@ -130,22 +141,27 @@ def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
     whose replay may compute other data)."""
     with conn.write() as db:
         if event_id is not None:
-            found = db.execute("SELECT seq, name, data, sent_at FROM sent_events WHERE id = ?",
-                               (event_id,)).fetchone()
+            found = db.execute(
+                "SELECT seq, name, data, sent_at FROM sent_events WHERE id = ?", (event_id,)
+            ).fetchone()
             if found is not None:
-                if not derived_id and (found[1] != name or
-                                       codec.canonical(_loads(found[2])) !=
-                                       codec.canonical(_loads(data))):
+                if not derived_id and (
+                    found[1] != name
+                    or codec.canonical(_loads(found[2])) != codec.canonical(_loads(data))
+                ):
                     raise EventIdConflict(event_id)
                 return _existing(db, event_id, found)
         event_id = event_id or new_event_id()
         seq = db.execute(
             "INSERT INTO sent_events (id, name, data, sent_at, sent_by) VALUES (?, ?, ?, ?, ?)"
-            " RETURNING seq", (event_id, name, data, now, sent_by),
+            " RETURNING seq",
+            (event_id, name, data, now, sent_by),
         ).fetchone()[0]
         value = _loads(data)
-        db.executemany("INSERT OR IGNORE INTO sent_event_probes (name, probe, seq) VALUES (?, ?, ?)",
-                       [(name, p, seq) for p in data_probes(value)])
+        db.executemany(
+            "INSERT OR IGNORE INTO sent_event_probes (name, probe, seq) VALUES (?, ?, ?)",
+            [(name, p, seq) for p in data_probes(value)],
+        )
         matched = _wake_waiting_runs(db, seq, name, value, now)
         # Cancels before triggers: an event both ends a task's old run and starts a new one
         # ("order.updated" replacing the run of the order) without cancelling the new one.
@@ -157,18 +173,37 @@ def send_event(conn: Connection, *, event_id: str | None, name: str, data: str,
 def _existing(db: sqlite3.Connection, event_id: str, found: tuple) -> SentEvent:
     seq, name, data, sent_at = found
     by = _deliveries(db, [seq]).get(seq, {})
-    return SentEvent(event_id, seq, name, data, sent_at, False, by.get("matched", []),
-                     by.get("triggered", []), by.get("cancelled", []))
+    return SentEvent(
+        event_id,
+        seq,
+        name,
+        data,
+        sent_at,
+        False,
+        by.get("matched", []),
+        by.get("triggered", []),
+        by.get("cancelled", []),
+    )
 
 
-def _deliver(db: sqlite3.Connection, seq: int, run_id: str, outcome: str, now: float,
-             step_key: str | None = None) -> None:
-    db.execute("INSERT OR IGNORE INTO event_deliveries (event_seq, run_id, outcome, step_key, at)"
-               " VALUES (?, ?, ?, ?, ?)", (seq, run_id, outcome, step_key, now))
+def _deliver(
+    db: sqlite3.Connection,
+    seq: int,
+    run_id: str,
+    outcome: str,
+    now: float,
+    step_key: str | None = None,
+) -> None:
+    db.execute(
+        "INSERT OR IGNORE INTO event_deliveries (event_seq, run_id, outcome, step_key, at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (seq, run_id, outcome, step_key, now),
+    )
 
 
-def _wake_waiting_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
-                       now: float) -> list[str]:
+def _wake_waiting_runs(
+    db: sqlite3.Connection, seq: int, name: str, value: Any, now: float
+) -> list[str]:
     woken: list[str] = []
     # Candidates by index (`V10_EVENT_WAIT_PROBE`): the waits one of whose match fields the
     # data holds, and those without a probe; `matches` decides.
@@ -194,18 +229,24 @@ def _wake_waiting_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
 def _ready_now(db: sqlite3.Connection, run_id: str, now: float) -> None:
     db.execute(
         "UPDATE runs SET ready_at = ?, updated_at = ? WHERE id = ? AND status = 'waiting'"
-        " AND (ready_at IS NULL OR ready_at > ?)", (now, now, run_id, now),
+        " AND (ready_at IS NULL OR ready_at > ?)",
+        (now, now, run_id, now),
     )
 
 
-def _trigger_tasks(db: sqlite3.Connection, seq: int, event_id: str, name: str, data: str,
-                   now: float) -> list[str]:
+def _trigger_tasks(
+    db: sqlite3.Connection, seq: int, event_id: str, name: str, data: str, now: float
+) -> list[str]:
     """A run of each registered task whose `on_event` names the event, with the event's
     data as payload; keyed by the event, so one event never starts a task twice."""
-    tasks = [t for (t,) in db.execute(
-        "SELECT t.id FROM tasks t, json_each(t.options, '$.on_event') j WHERE j.value = ?"
-        " ORDER BY t.id", (name,),
-    )]
+    tasks = [
+        t
+        for (t,) in db.execute(
+            "SELECT t.id FROM tasks t, json_each(t.options, '$.on_event') j WHERE j.value = ?"
+            " ORDER BY t.id",
+            (name,),
+        )
+    ]
     specs = [RunSpec(t, data, f"event:{event_id}:{t}", derived_key=True) for t in tasks]
     created = [run_id for run_id, _ in insert_runs(db, specs, now)]
     for run_id in created:
@@ -213,8 +254,7 @@ def _trigger_tasks(db: sqlite3.Connection, seq: int, event_id: str, name: str, d
     return created
 
 
-def _cancel_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
-                 now: float) -> list[str]:
+def _cancel_runs(db: sqlite3.Connection, seq: int, name: str, value: Any, now: float) -> list[str]:
     """Runs of tasks with a `cancel_on` for this event whose payload's field equals the
     event's: cancelled with their unfinished descendants, as `sylphrun cancel` does."""
     if not isinstance(value, dict):
@@ -241,12 +281,15 @@ def _cancel_runs(db: sqlite3.Connection, seq: int, name: str, value: Any,
 
 def _cancel_tree(db: sqlite3.Connection, run_id: str, now: float) -> list[str]:
     """As `user_actions.cancel_run`, inside the send's transaction."""
-    tree = [r[0] for r in db.execute(
-        "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL"
-        " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
-        f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
-        (run_id,),
-    ).fetchall()]
+    tree = [
+        r[0]
+        for r in db.execute(
+            "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL"
+            " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
+            f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
+            (run_id,),
+        ).fetchall()
+    ]
     for rid in tree:
         cancel_open_steps(db, rid, now)
         finish(db, rid, model.CANCELLED, None, "cancelled", None, now)
@@ -257,9 +300,20 @@ def _cancel_tree(db: sqlite3.Connection, run_id: str, now: float) -> list[str]:
 # -- waiting ---------------------------------------------------------------------------
 
 
-def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-               run_attempt: int, event: str, match: dict | None, timeout_at: float | None,
-               now: float) -> TakenEvent:
+def take_event(
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    event: str,
+    match: dict | None,
+    timeout_at: float | None,
+    now: float,
+) -> TakenEvent:
     """Fenced, one transaction: the wait step `key` consumes the first matching event sent
     after its run was created and not consumed by the run yet (the step completes with it);
     or, past `timeout_at`, completes timed out; or is journaled waiting, its wait open
@@ -269,8 +323,15 @@ def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str
         found = next(_unconsumed(db, run_id, event, match), None)
         if found is not None:
             event_seq, event_id, data = found
-            output = ('{"event":' + codec.dumps(event) + ',"event_id":' + codec.dumps(event_id)
-                      + ',"data":' + data + "}")
+            output = (
+                '{"event":'
+                + codec.dumps(event)
+                + ',"event_id":'
+                + codec.dumps(event_id)
+                + ',"data":'
+                + data
+                + "}"
+            )
             _deliver(db, event_seq, run_id, "consumed", now, key)
             _complete_wait(db, run_id, key, name, seq, run_attempt, output, now)
             return TakenEvent("received", event_id, data, output)
@@ -290,14 +351,29 @@ def take_event(conn: Connection, run_id: str, epoch: int, *, key: str, name: str
         db.execute(
             "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since, probe)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, step_key) DO NOTHING",
-            (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now,
-             wait_probe(match)),
+            (
+                run_id,
+                key,
+                event,
+                None if match is None else codec.dumps(match),
+                timeout_at,
+                now,
+                wait_probe(match),
+            ),
         )
         return TakenEvent("waiting", None, None, output)
 
 
-def _complete_wait(db: sqlite3.Connection, run_id: str, key: str, name: str, seq: int,
-                   run_attempt: int, output: str, now: float) -> None:
+def _complete_wait(
+    db: sqlite3.Connection,
+    run_id: str,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    now: float,
+) -> None:
     db.execute(
         "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
         " output, started_at, finished_at) VALUES (?, ?, ?, 'wait', 'completed', ?, 1, ?, ?, ?, ?)"
@@ -313,10 +389,11 @@ def has_arrived_event(db: sqlite3.Connection, run_id: str) -> bool:
     """Inside the park's transaction (`lifecycle.suspend_run`): has one of the run's open
     waits an event already (sent between its `take_event` and the park)? One indexed read,
     empty for runs that wait on no event."""
-    waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?",
-                       (run_id,)).fetchall()
-    return any(next(_unconsumed(db, run_id, name, _loads(match)), None) is not None
-               for name, match in waits)
+    waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?", (run_id,)).fetchall()
+    return any(
+        next(_unconsumed(db, run_id, name, _loads(match)), None) is not None
+        for name, match in waits
+    )
 
 
 # -- reads -----------------------------------------------------------------------------
@@ -333,21 +410,33 @@ def event_waits_of(conn: Connection, run_id: str) -> list[EventWait]:
     return [EventWait(r, k, n, _loads(m), t, s) for r, k, n, m, t, s in rows]
 
 
-def recent_events(conn: Connection, *, name: str | None = None,
-                  limit: int = 50) -> list[EventRecord]:
+def recent_events(
+    conn: Connection, *, name: str | None = None, limit: int = 50
+) -> list[EventRecord]:
     with conn.read() as db:
         where, params = ("WHERE name = ?", [name]) if name is not None else ("", [])
         rows = db.execute(
             f"SELECT seq, id, name, data, sent_at, sent_by FROM sent_events {where}"
-            " ORDER BY seq DESC LIMIT ?", (*params, limit),
+            " ORDER BY seq DESC LIMIT ?",
+            (*params, limit),
         ).fetchall()
         by_seq = _deliveries(db, [r[0] for r in rows])
     out = []
     for seq, event_id, ename, data, sent_at, sent_by in rows:
         by = by_seq.get(seq, {})
-        out.append(EventRecord(event_id, seq, ename, data, sent_at, sent_by,
-                               by.get("matched", []), by.get("triggered", []),
-                               by.get("cancelled", [])))
+        out.append(
+            EventRecord(
+                event_id,
+                seq,
+                ename,
+                data,
+                sent_at,
+                sent_by,
+                by.get("matched", []),
+                by.get("triggered", []),
+                by.get("cancelled", []),
+            )
+        )
     return out
 
 
@@ -358,7 +447,8 @@ def _deliveries(db: sqlite3.Connection, seqs: list[int]) -> dict[int, dict[str, 
         return out
     rows = db.execute(
         "SELECT event_seq, run_id, outcome FROM event_deliveries WHERE event_seq IN"
-        " (SELECT value FROM json_each(?)) ORDER BY at, run_id", (codec.dumps(seqs),),
+        " (SELECT value FROM json_each(?)) ORDER BY at, run_id",
+        (codec.dumps(seqs),),
     ).fetchall()
     for seq, run_id, outcome in rows:
         kind = "matched" if outcome == "consumed" else outcome

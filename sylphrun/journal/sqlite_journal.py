@@ -37,8 +37,9 @@ from sylphrun.journal.types import (
 _SERVER_SCHEMES = ("postgresql://", "postgres://")
 
 
-def open_journal(target: str | os.PathLike[str], *, durability: str = "normal",
-                 create: bool = True) -> Journal:
+def open_journal(
+    target: str | os.PathLike[str], *, durability: str = "normal", create: bool = True
+) -> Journal:
     """The journal at `target`: a file path (created and migrated as needed, unless
     `create=False`), or a `postgresql://` URL (`journal.postgres`; psycopg is imported only
     then). `durability` is SQLite's; a PostgreSQL server's is its own (synchronous_commit)."""
@@ -82,17 +83,33 @@ class SqliteJournal(SqliteReads):
         return [Created(*r) for r in store.enqueue_children(self.conn, run_id, epoch, specs, now)]
 
     def claim_runs(
-        self, worker_id: str, limit: int, *, lease_seconds: float,
-        known_tasks: Mapping[str, TaskTerms], now: float,
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        lease_seconds: float,
+        known_tasks: Mapping[str, TaskTerms],
+        now: float,
     ) -> tuple[list[Claim], list[str]]:
-        return store.claim_runs(self.conn, worker_id, limit, lease_seconds=lease_seconds,
-                                known_tasks=known_tasks, now=now)
+        return store.claim_runs(
+            self.conn,
+            worker_id,
+            limit,
+            lease_seconds=lease_seconds,
+            known_tasks=known_tasks,
+            now=now,
+        )
 
     def keyed_batch_children(self, run_id: str, step_key: str) -> list[str]:
         return lifecycle.keyed_batch_children(self.conn, run_id, step_key)
 
     def suspend_run(
-        self, run_id: str, epoch: int, *, children: Sequence[str], wake_at: float | None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        children: Sequence[str],
+        wake_at: float | None,
         now: float,
     ) -> None:
         store.suspend_run(self.conn, run_id, epoch, children=children, wake_at=wake_at, now=now)
@@ -104,36 +121,94 @@ class SqliteJournal(SqliteReads):
         return store.requeue_after_error(self.conn, run_id, epoch, error=error, now=now)
 
     def finish_run(
-        self, run_id: str, epoch: int, *, status: str, output: str | None, error: str | None,
-        traceback: str | None, now: float,
-    ) -> None:
-        store.finish_run(self.conn, run_id, epoch, status=status, output=output, error=error,
-                         traceback=traceback, now=now)
-
-    def schedule_retry(
-        self, run_id: str, epoch: int, *, error: str, traceback: str | None, retry_at: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        status: str,
+        output: str | None,
+        error: str | None,
+        traceback: str | None,
         now: float,
     ) -> None:
-        store.schedule_retry(self.conn, run_id, epoch, error=error, traceback=traceback,
-                             retry_at=retry_at, now=now)
+        store.finish_run(
+            self.conn,
+            run_id,
+            epoch,
+            status=status,
+            output=output,
+            error=error,
+            traceback=traceback,
+            now=now,
+        )
+
+    def schedule_retry(
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        error: str,
+        traceback: str | None,
+        retry_at: float,
+        now: float,
+    ) -> None:
+        store.schedule_retry(
+            self.conn, run_id, epoch, error=error, traceback=traceback, retry_at=retry_at, now=now
+        )
 
     # -- steps and logs --------------------------------------------------------------------
 
     def record_step_start(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        now: float,
+        notify: bool = True,
+        fn: str | None = None,
         args_hash: str | None = None,
     ) -> None:
-        store.record_step_start(self.conn, run_id, epoch, key=key, name=name, kind=kind, seq=seq,
-                                run_attempt=run_attempt, now=now, notify=notify, fn=fn,
-                                args_hash=args_hash)
+        store.record_step_start(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            kind=kind,
+            seq=seq,
+            run_attempt=run_attempt,
+            now=now,
+            notify=notify,
+            fn=fn,
+            args_hash=args_hash,
+        )
 
     def record_step_result(
-        self, run_id: str, epoch: int, *, key: str, output: str, now: float,
-        compensate: str | None = None, notify: bool = True,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        output: str,
+        now: float,
+        compensate: str | None = None,
+        notify: bool = True,
     ) -> None:
-        store.record_step_result(self.conn, run_id, epoch, key=key, output=output, now=now,
-                                 compensate=compensate, notify=notify)
+        store.record_step_result(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            output=output,
+            now=now,
+            compensate=compensate,
+            notify=notify,
+        )
 
     def note_step_change(
         self, run_id: str, epoch: int, *, key: str, status: str, now: float
@@ -141,11 +216,28 @@ class SqliteJournal(SqliteReads):
         store.note_step_change(self.conn, run_id, epoch, key=key, status=status, now=now)
 
     def record_step_failure(
-        self, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
-        retry_at: float | None, fatal: bool = False, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        error: str,
+        traceback: str | None,
+        retry_at: float | None,
+        fatal: bool = False,
+        now: float,
     ) -> None:
-        store.record_step_failure(self.conn, run_id, epoch, key=key, error=error,
-                                  traceback=traceback, retry_at=retry_at, fatal=fatal, now=now)
+        store.record_step_failure(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            error=error,
+            traceback=traceback,
+            retry_at=retry_at,
+            fatal=fatal,
+            now=now,
+        )
 
     def record_step_interrupted(
         self, run_id: str, epoch: int, *, key: str, reason: str, now: float
@@ -153,29 +245,86 @@ class SqliteJournal(SqliteReads):
         store.record_step_interrupted(self.conn, run_id, epoch, key=key, reason=reason, now=now)
 
     def record_step_waiting(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        now: float,
     ) -> None:
-        store.record_step_waiting(self.conn, run_id, epoch, key=key, name=name, kind=kind,
-                                  seq=seq, run_attempt=run_attempt, output=output, now=now)
+        store.record_step_waiting(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            kind=kind,
+            seq=seq,
+            run_attempt=run_attempt,
+            output=output,
+            now=now,
+        )
 
     def record_completed_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, started_at: float, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        started_at: float,
+        now: float,
     ) -> None:
-        store.record_completed_step(self.conn, run_id, epoch, key=key, name=name, kind=kind,
-                                    seq=seq, run_attempt=run_attempt, output=output,
-                                    started_at=started_at, now=now)
+        store.record_completed_step(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            kind=kind,
+            seq=seq,
+            run_attempt=run_attempt,
+            output=output,
+            started_at=started_at,
+            now=now,
+        )
 
     def record_trigger_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, seq: int, run_attempt: int,
-        specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        specs: Sequence[RunSpec],
+        output_of: Callable[[list[str]], str],
+        now: float,
         list_children: bool = True,
     ) -> tuple[list[str], str]:
-        return store.record_trigger_step(self.conn, run_id, epoch, key=key, name=name, seq=seq,
-                                         run_attempt=run_attempt, specs=specs,
-                                         output_of=output_of, now=now,
-                                         list_children=list_children)
+        return store.record_trigger_step(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            seq=seq,
+            run_attempt=run_attempt,
+            specs=specs,
+            output_of=output_of,
+            now=now,
+            list_children=list_children,
+        )
 
     def mark_step_diverged(self, run_id: str, epoch: int, *, key: str, error: str | None) -> None:
         store.mark_step_diverged(self.conn, run_id, epoch, key=key, error=error)
@@ -186,20 +335,40 @@ class SqliteJournal(SqliteReads):
         store.record_divergence(self.conn, run_id, epoch, key=key, error=error, now=now)
 
     def append_log(
-        self, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+        self,
+        run_id: str,
+        *,
+        level: str,
+        message: str,
+        step_key: str | None,
+        now: float,
         epoch: int | None = None,
     ) -> None:
-        store.append_log(self.conn, run_id, level=level, message=message, step_key=step_key,
-                         now=now, epoch=epoch)
+        store.append_log(
+            self.conn, run_id, level=level, message=message, step_key=step_key, now=now, epoch=epoch
+        )
 
     # -- workers and tasks -----------------------------------------------------------------
 
     def register_worker(
-        self, worker_id: str, *, pid: int, host: str, supervisor_pid: int | None,
-        wake_addr: str | None, now: float,
+        self,
+        worker_id: str,
+        *,
+        pid: int,
+        host: str,
+        supervisor_pid: int | None,
+        wake_addr: str | None,
+        now: float,
     ) -> None:
-        store.register_worker(self.conn, worker_id, pid=pid, host=host,
-                              supervisor_pid=supervisor_pid, wake_addr=wake_addr, now=now)
+        store.register_worker(
+            self.conn,
+            worker_id,
+            pid=pid,
+            host=host,
+            supervisor_pid=supervisor_pid,
+            wake_addr=wake_addr,
+            now=now,
+        )
 
     def heartbeat(
         self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
@@ -207,8 +376,7 @@ class SqliteJournal(SqliteReads):
         return store.heartbeat(self.conn, worker_id, held, lease_seconds=lease_seconds, now=now)
 
     def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
-        return workers.renew_leases_for(self.conn, worker_id, lease_seconds=lease_seconds,
-                                        now=now)
+        return workers.renew_leases_for(self.conn, worker_id, lease_seconds=lease_seconds, now=now)
 
     def unregister_worker(self, worker_id: str, now: float) -> None:
         store.unregister_worker(self.conn, worker_id, now)
@@ -216,19 +384,26 @@ class SqliteJournal(SqliteReads):
     def release_worker_runs(
         self, worker_id: str, *, reason: str, crashed: bool, now: float
     ) -> tuple[list[str], list[str]]:
-        return store.release_worker_runs(self.conn, worker_id, reason=reason, crashed=crashed,
-                                         now=now)
+        return store.release_worker_runs(
+            self.conn, worker_id, reason=reason, crashed=crashed, now=now
+        )
 
-    def doom_run(self, run_id: str, *, error: str, now: float,
-                 worker_id: str | None = None) -> bool:
+    def doom_run(
+        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
+    ) -> bool:
         return store.doom_run(self.conn, run_id, error=error, now=now, worker_id=worker_id)
 
     def register_tasks(
-        self, records: Sequence[model.TaskRecord], *, registered_by: str,
-        project_dir: str | None, now: float,
+        self,
+        records: Sequence[model.TaskRecord],
+        *,
+        registered_by: str,
+        project_dir: str | None,
+        now: float,
     ) -> bool:
-        return store.register_tasks(self.conn, records, registered_by=registered_by,
-                                    project_dir=project_dir, now=now)
+        return store.register_tasks(
+            self.conn, records, registered_by=registered_by, project_dir=project_dir, now=now
+        )
 
     # -- user actions ----------------------------------------------------------------------
 
@@ -246,29 +421,67 @@ class SqliteJournal(SqliteReads):
 
     # -- user events (issue 14) ------------------------------------------------------------
 
-    def send_event(self, *, event_id: str | None, name: str, data: str,
-                   derived_id: bool = False, sent_by: str | None = None,
-                   now: float) -> SentEvent:
-        return sent_events.send_event(self.conn, event_id=event_id, name=name, data=data,
-                                      derived_id=derived_id, sent_by=sent_by, now=now)
+    def send_event(
+        self,
+        *,
+        event_id: str | None,
+        name: str,
+        data: str,
+        derived_id: bool = False,
+        sent_by: str | None = None,
+        now: float,
+    ) -> SentEvent:
+        return sent_events.send_event(
+            self.conn,
+            event_id=event_id,
+            name=name,
+            data=data,
+            derived_id=derived_id,
+            sent_by=sent_by,
+            now=now,
+        )
 
-    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-                   run_attempt: int, event: str, match: dict | None,
-                   timeout_at: float | None, now: float) -> TakenEvent:
-        return sent_events.take_event(self.conn, run_id, epoch, key=key, name=name, seq=seq,
-                                      run_attempt=run_attempt, event=event, match=match,
-                                      timeout_at=timeout_at, now=now)
+    def take_event(
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        event: str,
+        match: dict | None,
+        timeout_at: float | None,
+        now: float,
+    ) -> TakenEvent:
+        return sent_events.take_event(
+            self.conn,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            seq=seq,
+            run_attempt=run_attempt,
+            event=event,
+            match=match,
+            timeout_at=timeout_at,
+            now=now,
+        )
 
     # -- schedules (issue 15) ----------------------------------------------------------------
 
     def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
-        return schedules.start_schedule(self.conn, task_id, settled_through=settled_through,
-                                        now=now)
+        return schedules.start_schedule(
+            self.conn, task_id, settled_through=settled_through, now=now
+        )
 
-    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
-                      settled_through: float, now: float) -> list[Created]:
-        return schedules.fire_schedule(self.conn, task_id, ticks,
-                                       settled_through=settled_through, now=now)
+    def fire_schedule(
+        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
+    ) -> list[Created]:
+        return schedules.fire_schedule(
+            self.conn, task_id, ticks, settled_through=settled_through, now=now
+        )
 
     def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
         return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)

@@ -70,12 +70,22 @@ class SqliteReads:
         return queries.resolve_run_id(self.conn, prefix)
 
     def list_runs(
-        self, *, status: str | None = None, task_id: str | None = None,
-        parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+        self,
+        *,
+        status: str | None = None,
+        task_id: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+        top_level_only: bool = False,
     ) -> list[model.Run]:
-        return queries.list_runs(self.conn, status=status, task_id=task_id,
-                                 parent_run_id=parent_run_id, limit=limit,
-                                 top_level_only=top_level_only)
+        return queries.list_runs(
+            self.conn,
+            status=status,
+            task_id=task_id,
+            parent_run_id=parent_run_id,
+            limit=limit,
+            top_level_only=top_level_only,
+        )
 
     def children_of(self, run_id: str) -> list[model.Run]:
         return queries.children_of(self.conn, run_id)
@@ -123,8 +133,9 @@ class SqliteReads:
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         return queries.logs_of(self.conn, run_id, after_id=after_id)
 
-    def log_lines_after(self, run_id: str, after_id: int = 0,
-                        limit: int = 5_000) -> list[tuple[int, model.LogLine]]:
+    def log_lines_after(
+        self, run_id: str, after_id: int = 0, limit: int = 5_000
+    ) -> list[tuple[int, model.LogLine]]:
         return queries.log_lines_after(self.conn, run_id, after_id, limit)
 
     def body_lines_of_attempt(self, run_id: str, attempt: int) -> list[tuple[str, str]]:
@@ -136,15 +147,17 @@ class SqliteReads:
     def registered_tasks(self) -> dict[str, model.TaskRecord]:
         return queries.registered_tasks(self.conn)
 
-    def run_summaries(self, *, limit: int = 50_000,
-                      parent_run_id: str | None = None) -> list[RunSummary]:
+    def run_summaries(
+        self, *, limit: int = 50_000, parent_run_id: str | None = None
+    ) -> list[RunSummary]:
         return queries.run_summaries(self.conn, limit=limit, parent_run_id=parent_run_id)
 
     def run_summaries_by_ids(self, run_ids: Sequence[str]) -> list[RunSummary]:
         return queries.run_summaries_by_ids(self.conn, run_ids)
 
-    def runs_with_payload_text(self, text: str, *, limit: int = 1_000,
-                               run_ids: Sequence[str] | None = None) -> list[str]:
+    def runs_with_payload_text(
+        self, text: str, *, limit: int = 1_000, run_ids: Sequence[str] | None = None
+    ) -> list[str]:
         return queries.runs_with_payload_text(self.conn, text, limit=limit, run_ids=run_ids)
 
     def last_event_id(self) -> int:
@@ -154,8 +167,9 @@ class SqliteReads:
         return list(map(Event._make, queries.events_since(self.conn, after_id, limit)))
 
     def run_state_changes(self, run_id: str, *, up_to: int) -> list[StateChange]:
-        return list(map(StateChange._make, queries.run_state_changes(self.conn, run_id,
-                                                                     up_to=up_to)))
+        return list(
+            map(StateChange._make, queries.run_state_changes(self.conn, run_id, up_to=up_to))
+        )
 
     def last_log_id(self) -> int:
         return logs.last_log_id(self.conn)
@@ -200,13 +214,14 @@ class SqliteReads:
     def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
         rows = queries.events_since(self.conn, cursor.token[0], limit)
         changes = [Change(*row, FeedCursor((row[0],))) for row in rows]
-        return ChangePage(changes, changes[-1].cursor if changes else cursor,
-                          len(changes) == limit)
+        return ChangePage(changes, changes[-1].cursor if changes else cursor, len(changes) == limit)
 
-    def step_changes(self, run_id: str, after: FeedCursor, *,
-                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
-        steps, upto = queries.step_changes(self.conn, run_id, after.token[0],
-                                           None if until is None else until.token[0])
+    def step_changes(
+        self, run_id: str, after: FeedCursor, *, until: FeedCursor | None = None
+    ) -> tuple[list[StepChange], FeedCursor]:
+        steps, upto = queries.step_changes(
+            self.conn, run_id, after.token[0], None if until is None else until.token[0]
+        )
         return steps, FeedCursor((upto,))
 
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:

@@ -20,8 +20,17 @@ _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, 
 
 
 def record_trigger_step(
-    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-    run_attempt: int, specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    specs: Sequence[RunSpec],
+    output_of: Callable[[list[str]], str],
+    now: float,
     list_children: bool = True,
 ) -> tuple[list[str], str]:
     """A parent's trigger step: its children and the completed step, in one transaction.
@@ -46,8 +55,18 @@ def record_trigger_step(
             " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = excluded.output,"
             " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids,"
             " change_seq = excluded.change_seq",
-            (run_id, key, name, seq, run_attempt, output, now, now,
-             _json_list(child_ids) if list_children else None, change_seq),
+            (
+                run_id,
+                key,
+                name,
+                seq,
+                run_attempt,
+                output,
+                now,
+                now,
+                _json_list(child_ids) if list_children else None,
+                change_seq,
+            ),
         )
         return child_ids, output
 
@@ -76,8 +95,18 @@ def record_step_interrupted(
         )
 
 
-def _fenced_step_write(conn: Connection, sql: str, params: tuple, *, run_id: str, key: str,
-                       status: str, now: float, notify: bool, sync: bool = True) -> int:
+def _fenced_step_write(
+    conn: Connection,
+    sql: str,
+    params: tuple,
+    *,
+    run_id: str,
+    key: str,
+    status: str,
+    now: float,
+    notify: bool,
+    sync: bool = True,
+) -> int:
     """One fenced step write; with `notify`, its event row in the same commit (see schema V2:
     the two hot step writes announce themselves only when the worker asks)."""
     if not notify:
@@ -107,8 +136,18 @@ _START_STEP = (
 
 
 def record_step_start(
-    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-    run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    now: float,
+    notify: bool = True,
+    fn: str | None = None,
     args_hash: str | None = None,
 ) -> None:
     """Journal that a step is about to run, before its function is called, with the call
@@ -121,9 +160,15 @@ def record_step_start(
     instead of two. `notify=False` leaves the event to a coalesced `note_step_change`.
     """
     changed = _fenced_step_write(
-        conn, _START_STEP,
+        conn,
+        _START_STEP,
         (run_id, key, name, kind, seq, run_attempt, now, fn, args_hash, run_id, epoch),
-        run_id=run_id, key=key, status=model.STEP_RUNNING, now=now, notify=notify, sync=False,
+        run_id=run_id,
+        key=key,
+        status=model.STEP_RUNNING,
+        now=now,
+        notify=notify,
+        sync=False,
     )
     if not changed:
         raise LeaseLost(run_id)
@@ -136,12 +181,25 @@ _STEP_RESULT = (
 
 
 def record_step_result(
-    conn: Connection, run_id: str, epoch: int, *, key: str, output: str, now: float,
-    compensate: str | None = None, notify: bool = True,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    output: str,
+    now: float,
+    compensate: str | None = None,
+    notify: bool = True,
 ) -> None:
     changed = _fenced_step_write(
-        conn, _STEP_RESULT, (output, now, compensate, run_id, key, run_id, epoch),
-        run_id=run_id, key=key, status=model.STEP_COMPLETED, now=now, notify=notify,
+        conn,
+        _STEP_RESULT,
+        (output, now, compensate, run_id, key, run_id, epoch),
+        run_id=run_id,
+        key=key,
+        status=model.STEP_COMPLETED,
+        now=now,
+        notify=notify,
     )
     if not changed:
         with conn.read() as db:
@@ -149,44 +207,60 @@ def record_step_result(
         raise RuntimeError(f"step {key!r} of run {run_id} has no start record")
 
 
-def note_step_change(conn: Connection, run_id: str, epoch: int, *, key: str, status: str,
-                     now: float) -> None:
+def note_step_change(
+    conn: Connection, run_id: str, epoch: int, *, key: str, status: str, now: float
+) -> None:
     """The event for step changes written without one (the last of a burst). Not synced:
     it only tells readers to look at the run's steps again. Fenced all the same: a flush
     landing after the run was cancelled or taken over would announce stale steps after
     the run's own last event."""
     conn.write_one(
         f"INSERT INTO events (at, run_id, kind, step_key) SELECT ?, ?, ?, ? WHERE {fence.OWNED}",
-        (now, run_id, f"step.{status}", key, run_id, epoch), sync=False,
+        (now, run_id, f"step.{status}", key, run_id, epoch),
+        sync=False,
     )
 
 
-def mark_step_diverged(conn: Connection, run_id: str, epoch: int, *, key: str,
-                       error: str | None) -> None:
+def mark_step_diverged(
+    conn: Connection, run_id: str, epoch: int, *, key: str, error: str | None
+) -> None:
     """Mark a completed step as the one the code diverged at (`error`), or clear the mark
     once a retried run's code matches it again. Its journaled result stays."""
     with conn.write() as db:
         fence.check(db, run_id, epoch)
-        db.execute("UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
-                   (error, run_id, key))
+        db.execute(
+            "UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
+            (error, run_id, key),
+        )
 
 
-def record_divergence(conn: Connection, run_id: str, epoch: int, *, key: str, error: str,
-                      now: float) -> None:
+def record_divergence(
+    conn: Connection, run_id: str, epoch: int, *, key: str, error: str, now: float
+) -> None:
     """The run stops at step `key` as diverged, in one transaction: the step marked, steps
     left 'running' (the divergence passed through a step calling steps) interrupted, the
     run failed with `error`. No retry is scheduled: the same code would diverge again."""
     with conn.write() as db:
         fence.check(db, run_id, epoch)
-        db.execute("UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
-                   (error, run_id, key))
+        db.execute(
+            "UPDATE steps SET error = ? WHERE run_id = ? AND key = ? AND status = 'completed'",
+            (error, run_id, key),
+        )
         interrupt_running_steps(db, run_id, now, "interrupted: the run stopped as diverged")
         finish(db, run_id, model.FAILED, None, error, None, now)
 
 
 def record_step_failure(
-    conn: Connection, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
-    retry_at: float | None, fatal: bool = False, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    error: str,
+    traceback: str | None,
+    retry_at: float | None,
+    fatal: bool = False,
+    now: float,
 ) -> None:
     """A failed step attempt: 'retrying' if the step's own policy runs it again at
     `retry_at`, else 'failed' for this run attempt."""
@@ -205,8 +279,17 @@ def record_step_failure(
 
 
 def record_step_waiting(
-    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-    run_attempt: int, output: str, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    now: float,
 ) -> None:
     """A sleep or wait step that has begun: `output` holds what it waits for (a wake time).
     A step a cancel ended waits again once the run is retried (the same `output`): `wake`
@@ -223,8 +306,18 @@ def record_step_waiting(
 
 
 def record_completed_step(
-    conn: Connection, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-    run_attempt: int, output: str, started_at: float, now: float,
+    conn: Connection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    started_at: float,
+    now: float,
 ) -> None:
     """A step whose start and result are written together (a wait that found its answer)."""
     with conn.write() as db:
@@ -242,7 +335,13 @@ def record_completed_step(
 
 
 def append_log(
-    conn: Connection, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+    conn: Connection,
+    run_id: str,
+    *,
+    level: str,
+    message: str,
+    step_key: str | None,
+    now: float,
     epoch: int | None = None,
 ) -> None:
     """A log line of a run. From the run's code, `epoch` fences it like every other write:

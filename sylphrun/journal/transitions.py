@@ -48,7 +48,9 @@ class RunSpec:
 CLEAR_LEASE = "lease_owner = NULL, lease_expires_at = NULL, deadline_at = NULL"
 
 
-def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) -> list[tuple[str, bool]]:
+def insert_runs(
+    db: sqlite3.Connection, specs: Iterable[RunSpec], now: float
+) -> list[tuple[str, bool]]:
     """Insert runs, honouring idempotency keys: (run id, created) for each spec, in order."""
     out: list[tuple[str, bool]] = []
     # The events a run's waits may take are those sent after it was created (issue 14).
@@ -65,10 +67,23 @@ def insert_runs(db: sqlite3.Connection, specs: Iterable[RunSpec], now: float) ->
             " concurrency_key, rate_key, debounce_key)"
             " VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT DO NOTHING",
-            (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
-             spec.parent_step_key, spec.replay_of, now, now, flow.first_ready_at(spec, now),
-             event_mark, spec.priority, spec.concurrency_key, spec.rate_key,
-             spec.debounce.key if spec.debounce and not spec.idempotency_key else None),
+            (
+                run_id,
+                spec.task_id,
+                spec.payload,
+                spec.idempotency_key,
+                spec.parent_run_id,
+                spec.parent_step_key,
+                spec.replay_of,
+                now,
+                now,
+                flow.first_ready_at(spec, now),
+                event_mark,
+                spec.priority,
+                spec.concurrency_key,
+                spec.rate_key,
+                spec.debounce.key if spec.debounce and not spec.idempotency_key else None,
+            ),
         )
         if cur.rowcount == 1:
             out.append((run_id, True))
@@ -144,8 +159,13 @@ def cancel_open_steps(db: sqlite3.Connection, run_id: str, now: float) -> None:
     sleep or a step waiting for its retry would otherwise show 'waiting' with a growing
     time forever. A step cut off mid-flight keeps an attempt saying so; whatever its
     function returns later is refused by the fence (the cancel bumps the lease epoch)."""
-    interrupt_running_steps(db, run_id, now, "interrupted: the run was cancelled while the "
-                            "step ran; whatever it returns is not journaled")
+    interrupt_running_steps(
+        db,
+        run_id,
+        now,
+        "interrupted: the run was cancelled while the "
+        "step ran; whatever it returns is not journaled",
+    )
     # 'interrupted' too: cut off by a crash and not run again yet, it was still to come.
     db.execute(
         "UPDATE steps SET status = 'cancelled', finished_at = ?, retry_at = NULL"
@@ -165,8 +185,13 @@ def requeue(db: sqlite3.Connection, run_id: str, now: float, *, crashed: bool) -
 
 
 def finish(
-    db: sqlite3.Connection, run_id: str, status: str, output: str | None, error: str | None,
-    traceback: str | None, now: float,
+    db: sqlite3.Connection,
+    run_id: str,
+    status: str,
+    output: str | None,
+    error: str | None,
+    traceback: str | None,
+    now: float,
 ) -> None:
     # A step still 'running' at the end (a task the user started and never awaited) did
     # not finish: say so rather than leave it running forever.

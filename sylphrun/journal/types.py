@@ -121,6 +121,8 @@ class EventRecord(NamedTuple):
     matched_runs: list[str]
     triggered_runs: list[str]
     cancelled_runs: list[str]
+
+
 # -- schedules ------------------------------------------------------------------------
 
 
@@ -179,6 +181,7 @@ class ChangePage(NamedTuple):
     changes: list[Change]
     cursor: FeedCursor
     more: bool
+
 
 __all__ = [
     "MAX_CRASHES",

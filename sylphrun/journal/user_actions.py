@@ -45,12 +45,15 @@ def cancel_run(conn: Connection, run_id: str, now: float) -> list[str]:
         status, _ = _require_run(db, run_id)
         if status in model.TERMINAL_STATES:
             raise InvalidState(f"run {run_id} is already {status}; nothing to cancel")
-        ids = [r[0] for r in db.execute(
-            "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL"
-            " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
-            f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
-            (run_id,),
-        ).fetchall()]
+        ids = [
+            r[0]
+            for r in db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL"
+                " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
+                f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
+                (run_id,),
+            ).fetchall()
+        ]
         for rid in ids:
             cancel_open_steps(db, rid, now)
             finish(db, rid, model.CANCELLED, None, "cancelled", None, now)
@@ -63,7 +66,9 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
         status, _ = _require_run(db, run_id)
         if status not in (model.FAILED, model.CANCELLED):
             hint = "; use `sylphrun replay` to run it again" if status == model.COMPLETED else ""
-            raise InvalidState(f"run {run_id} is {status}: only a failed or cancelled run can be retried{hint}")
+            raise InvalidState(
+                f"run {run_id} is {status}: only a failed or cancelled run can be retried{hint}"
+            )
         compensated = db.execute(
             "SELECT 1 FROM steps WHERE run_id = ? AND kind = 'compensation' AND status = 'completed' LIMIT 1",
             (run_id,),
@@ -78,12 +83,20 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
             )
         # A cancel cascades to unfinished children; so does the retry that undoes it, or the
         # parent would resume only to collect the children's "cancelled" results.
-        revived = [run_id] + [r[0] for r in db.execute(
-            "WITH RECURSIVE tree(id) AS (SELECT id FROM runs WHERE parent_run_id = ? UNION ALL"
-            " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
-            " SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status = 'cancelled'",
-            (run_id,),
-        ).fetchall()] if status == model.CANCELLED else [run_id]
+        revived = (
+            [run_id]
+            + [
+                r[0]
+                for r in db.execute(
+                    "WITH RECURSIVE tree(id) AS (SELECT id FROM runs WHERE parent_run_id = ? UNION ALL"
+                    " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
+                    " SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status = 'cancelled'",
+                    (run_id,),
+                ).fetchall()
+            ]
+            if status == model.CANCELLED
+            else [run_id]
+        )
         for rid in revived:
             was = db.execute("SELECT status FROM runs WHERE id = ?", (rid,)).fetchone()[0]
             parent = db.execute(
@@ -127,10 +140,13 @@ def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: flo
         copy: list[_OldStep] = []
         skipped: list[str] = []
         if from_step is not None:
-            steps = [_OldStep(*r) for r in db.execute(
-                f"SELECT {', '.join(_OldStep._fields)} FROM steps WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            )]
+            steps = [
+                _OldStep(*r)
+                for r in db.execute(
+                    f"SELECT {', '.join(_OldStep._fields)} FROM steps WHERE run_id = ? ORDER BY seq",
+                    (run_id,),
+                )
+            ]
             copy, skipped = _steps_to_copy(run_id, steps, from_step)
         [(new_id, _)] = insert_runs(db, [RunSpec(task_id, payload, replay_of=run_id)], now)
         flow.copy_flow_keys(db, run_id, new_id)
@@ -139,19 +155,37 @@ def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: flo
                 "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
                 " output, started_at, finished_at, child_run_ids, fn, args_hash, copied)"
                 " VALUES (?, ?, ?, ?, 'completed', ?, 1, 1, ?, ?, ?, ?, ?, ?, 1)",
-                (new_id, s.key, s.name, s.kind, s.seq, s.output, s.started_at, s.finished_at,
-                 s.child_run_ids, s.fn, s.args_hash),
+                (
+                    new_id,
+                    s.key,
+                    s.name,
+                    s.kind,
+                    s.seq,
+                    s.output,
+                    s.started_at,
+                    s.finished_at,
+                    s.child_run_ids,
+                    s.fn,
+                    s.args_hash,
+                ),
             )
         if skipped:
             db.execute(
                 "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, ?, ?, NULL)",
-                (new_id, now, "WARNING", f"replay of run {run_id} from step {from_step!r}: not "
-                 f"copied, so they run again: {'; '.join(skipped)}"),
+                (
+                    new_id,
+                    now,
+                    "WARNING",
+                    f"replay of run {run_id} from step {from_step!r}: not "
+                    f"copied, so they run again: {'; '.join(skipped)}",
+                ),
             )
         return new_id
 
 
-def _steps_to_copy(run_id: str, steps: list[_OldStep], from_step: str) -> tuple[list[_OldStep], list[str]]:
+def _steps_to_copy(
+    run_id: str, steps: list[_OldStep], from_step: str
+) -> tuple[list[_OldStep], list[str]]:
     """The completed steps before `from_step` that a replay may take as done, and why the
     others among them were left out.
 
@@ -174,12 +208,23 @@ def _steps_to_copy(run_id: str, steps: list[_OldStep], from_step: str) -> tuple[
             f"step {from_step!r} of run {run_id} is a compensation (it undid other steps); "
             "replay from a forward step, or without --from-step"
         )
-    undone = {s.key[len(COMPENSATE_PREFIX):] for s in steps
-              if s.kind == model.COMPENSATION and s.status == model.STEP_COMPLETED
-              and s.key.startswith(COMPENSATE_PREFIX)}
-    first_seed_undo = min((s.seq for s in steps if s.kind == model.COMPENSATION
-                           and s.status == model.STEP_COMPLETED
-                           and not s.key.startswith(COMPENSATE_PREFIX)), default=None)
+    undone = {
+        s.key[len(COMPENSATE_PREFIX) :]
+        for s in steps
+        if s.kind == model.COMPENSATION
+        and s.status == model.STEP_COMPLETED
+        and s.key.startswith(COMPENSATE_PREFIX)
+    }
+    first_seed_undo = min(
+        (
+            s.seq
+            for s in steps
+            if s.kind == model.COMPENSATION
+            and s.status == model.STEP_COMPLETED
+            and not s.key.startswith(COMPENSATE_PREFIX)
+        ),
+        default=None,
+    )
     copy: list[_OldStep] = []
     skipped: list[str] = []
     for s in steps:
@@ -188,8 +233,9 @@ def _steps_to_copy(run_id: str, steps: list[_OldStep], from_step: str) -> tuple[
         if s.key in undone:
             skipped.append(f"{s.key!r} (undone by {COMPENSATE_PREFIX + s.key!r})")
         elif first_seed_undo is not None and s.seq < first_seed_undo:
-            skipped.append(f"{s.key!r} (a compensation step ran after it; what it undid "
-                           "is not recorded)")
+            skipped.append(
+                f"{s.key!r} (a compensation step ran after it; what it undid is not recorded)"
+            )
         else:
             copy.append(s)
     return copy, skipped
@@ -206,32 +252,42 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
     with conn.write() as db:
         status, _ = _require_run(db, run_id)
         ready_at, attempt = db.execute(
-            "SELECT ready_at, attempt FROM runs WHERE id = ?", (run_id,)).fetchone()
+            "SELECT ready_at, attempt FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
         if status not in (model.WAITING, model.QUEUED) or ready_at is None or ready_at <= now:
-            raise InvalidState(_waits_for_an_event(db, run_id, status)
-                               or _nothing_to_wake(run_id, status, ready_at))
+            raise InvalidState(
+                _waits_for_an_event(db, run_id, status)
+                or _nothing_to_wake(run_id, status, ready_at)
+            )
         woken: list[str] = []
         for key, output in db.execute(
             "SELECT key, output FROM steps WHERE run_id = ? AND kind = 'sleep'"
-            " AND status = 'waiting'", (run_id,),
+            " AND status = 'waiting'",
+            (run_id,),
         ).fetchall():
             try:
                 wake_at = codec.loads(output)["wake_at"] if output else None
             except (ValueError, TypeError, KeyError):
                 wake_at = None  # a damaged row: the run's ready_at still moves
             if wake_at is not None and wake_at > now:
-                db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
-                           (codec.dumps({"wake_at": now}), run_id, key))
+                db.execute(
+                    "UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
+                    (codec.dumps({"wake_at": now}), run_id, key),
+                )
                 woken.append(f"its sleep {key!r} ends now")
         woken += _time_out_event_waits(db, run_id, now)
         for (key,) in db.execute(
             "UPDATE steps SET retry_at = ? WHERE run_id = ? AND status = 'retrying'"
-            " AND retry_at > ? RETURNING key", (now, run_id, now),
+            " AND retry_at > ? RETURNING key",
+            (now, run_id, now),
         ).fetchall():
             woken.append(f"its step {key!r} is retried now")
         if not woken:
-            woken.append(f"its retry (attempt {attempt}) starts now" if status == model.QUEUED
-                         else "it resumes now")
+            woken.append(
+                f"its retry (attempt {attempt}) starts now"
+                if status == model.QUEUED
+                else "it resumes now"
+            )
         db.execute("UPDATE runs SET ready_at = ?, updated_at = ? WHERE id = ?", (now, now, run_id))
         what = "; ".join(woken)
         # A log line journals the user's action (and its event tells the dashboards).
@@ -248,17 +304,23 @@ def _time_out_event_waits(db: sqlite3.Connection, run_id: str, now: float) -> li
     woken = []
     for key, name in db.execute(
         "SELECT step_key, name FROM event_waits WHERE run_id = ?"
-        " AND timeout_at > ? ORDER BY since, step_key", (run_id, now),
+        " AND timeout_at > ? ORDER BY since, step_key",
+        (run_id, now),
     ).fetchall():
-        row = db.execute("SELECT output FROM steps WHERE run_id = ? AND key = ?"
-                         " AND status = 'waiting'", (run_id, key)).fetchone()
+        row = db.execute(
+            "SELECT output FROM steps WHERE run_id = ? AND key = ? AND status = 'waiting'",
+            (run_id, key),
+        ).fetchone()
         output = _timed_out_now(row[0] if row else None, now)
         if output is None:
             continue  # a damaged row: the run's ready_at still moves
-        db.execute("UPDATE steps SET output = ? WHERE run_id = ? AND key = ?",
-                   (output, run_id, key))
-        db.execute("UPDATE event_waits SET timeout_at = ? WHERE run_id = ? AND step_key = ?",
-                   (now, run_id, key))
+        db.execute(
+            "UPDATE steps SET output = ? WHERE run_id = ? AND key = ?", (output, run_id, key)
+        )
+        db.execute(
+            "UPDATE event_waits SET timeout_at = ? WHERE run_id = ? AND step_key = ?",
+            (now, run_id, key),
+        )
         woken.append(f"its wait {key!r} for event {name} times out now")
     return woken
 
@@ -279,8 +341,9 @@ def _timed_out_now(output_text: str | None, now: float) -> str | None:
 def _waits_for_an_event(db: sqlite3.Connection, run_id: str, status: str) -> str | None:
     if status != model.WAITING:
         return None
-    waits = db.execute("SELECT name, match FROM event_waits WHERE run_id = ?"
-                       " ORDER BY since, step_key", (run_id,)).fetchall()
+    waits = db.execute(
+        "SELECT name, match FROM event_waits WHERE run_id = ? ORDER BY since, step_key", (run_id,)
+    ).fetchall()
     return _event_wait_refusal(run_id, waits)
 
 
@@ -301,15 +364,18 @@ def _event_wait_refusal(run_id: str, waits: list[tuple[str, str | None]]) -> str
         texts.append(f"event {name}" + (f" where {where}" if where else ""))
         data = f" --data {shlex.quote(codec.dumps(match))}" if match else ""
         sends.append(f"sylphrun send {shlex.quote(name)}{data}")
-    return (f"run {run_id} is waiting for {' and '.join(texts)}, not sleeping: nothing to "
-            f"wake; send it: {'; '.join(sends)}")
+    return (
+        f"run {run_id} is waiting for {' and '.join(texts)}, not sleeping: nothing to "
+        f"wake; send it: {'; '.join(sends)}"
+    )
 
 
 def _nothing_to_wake(run_id: str, status: str, ready_at: float | None) -> str:
     if status == model.WAITING:
-        return (f"run {run_id} is waiting for its child runs, not sleeping: nothing to wake "
-                "(it resumes when they finish)")
+        return (
+            f"run {run_id} is waiting for its child runs, not sleeping: nothing to wake "
+            "(it resumes when they finish)"
+        )
     if status == model.QUEUED:
         return f"run {run_id} is queued and due now: nothing to wake (is a worker running?)"
-    return (f"run {run_id} is {status}: only a sleeping run or one waiting for a retry "
-            "can be woken")
+    return f"run {run_id} is {status}: only a sleeping run or one waiting for a retry can be woken"

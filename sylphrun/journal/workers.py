@@ -16,8 +16,14 @@ from sylphrun.journal.transitions import MAX_CRASHES, finish, interrupt_running_
 
 
 def register_worker(
-    conn: Connection, worker_id: str, *, pid: int, host: str, supervisor_pid: int | None,
-    wake_addr: str | None, now: float,
+    conn: Connection,
+    worker_id: str,
+    *,
+    pid: int,
+    host: str,
+    supervisor_pid: int | None,
+    wake_addr: str | None,
+    now: float,
 ) -> None:
     with conn.write() as db:
         # Every reload and restart registers new workers: forget those stopped a day ago.
@@ -53,8 +59,7 @@ def heartbeat(
     return lost
 
 
-def renew_leases_for(conn: Connection, worker_id: str, *, lease_seconds: float,
-                     now: float) -> int:
+def renew_leases_for(conn: Connection, worker_id: str, *, lease_seconds: float, now: float) -> int:
     """The supervisor's renewal for a live worker whose own heartbeat has gone quiet: a
     step holding the GIL (`sum(range(10**9))`, a C call that does not release it) starves
     the worker's heartbeat thread, and the run was taken over and run again and again.
@@ -95,20 +100,38 @@ def release_worker_runs(
         ).fetchall()
         for run_id, crash_count in rows:
             crashes = crash_count + 1
-            error = (f"WorkerCrashed: this run's worker process died {MAX_CRASHES} times while "
-                     f"running it (last: {reason}); not retried again. "
-                     "`sylphrun show` names the step it was in")
+            error = (
+                f"WorkerCrashed: this run's worker process died {MAX_CRASHES} times while "
+                f"running it (last: {reason}); not retried again. "
+                "`sylphrun show` names the step it was in"
+            )
             if crashed and crashes > MAX_CRASHES:
-                interrupt_running_steps(db, run_id, now, f"interrupted: the worker died ({reason})"
-                                         " while the step ran; the run failed (WorkerCrashed)")
-                finish(db, run_id, model.FAILED, None, error.replace(
-                    f"{MAX_CRASHES} times", f"{crashes} times", 1)
+                interrupt_running_steps(
+                    db,
+                    run_id,
+                    now,
+                    f"interrupted: the worker died ({reason})"
+                    " while the step ran; the run failed (WorkerCrashed)",
+                )
+                finish(
+                    db,
+                    run_id,
+                    model.FAILED,
+                    None,
+                    error.replace(f"{MAX_CRASHES} times", f"{crashes} times", 1)
                     + "; the last time while failing, so its compensations did not all run",
-                    None, now)
+                    None,
+                    now,
+                )
                 failed.append(run_id)
             elif crashed and crashes == MAX_CRASHES:
-                interrupt_running_steps(db, run_id, now, f"interrupted: the worker died ({reason})"
-                                         " while the step ran; the run fails here (WorkerCrashed)")
+                interrupt_running_steps(
+                    db,
+                    run_id,
+                    now,
+                    f"interrupted: the worker died ({reason})"
+                    " while the step ran; the run fails here (WorkerCrashed)",
+                )
                 db.execute("UPDATE runs SET doom = ? WHERE id = ?", (error, run_id))
                 requeue(db, run_id, now, crashed=True)
                 failed.append(run_id)
@@ -118,15 +141,19 @@ def release_worker_runs(
     return requeued, failed
 
 
-def doom_run(conn: Connection, run_id: str, *, error: str, now: float,
-             worker_id: str | None = None) -> bool:
+def doom_run(
+    conn: Connection, run_id: str, *, error: str, now: float, worker_id: str | None = None
+) -> bool:
     """Mark a run whose worker is about to be replaced because a step overran the task's
     timeout: its next execution replays the completed steps, then fails with `error` at
     the step that was stuck, so its compensations and retry policy still apply. With
     `worker_id`, only while that worker still holds it (it may have finished meanwhile)."""
     owner = " AND lease_owner = ?" if worker_id else ""
     with conn.write() as db:
-        return db.execute(
-            f"UPDATE runs SET doom = ?, updated_at = ? WHERE id = ? AND status = 'running'{owner}",
-            (error, now, run_id, *((worker_id,) if worker_id else ())),
-        ).rowcount == 1
+        return (
+            db.execute(
+                f"UPDATE runs SET doom = ?, updated_at = ? WHERE id = ? AND status = 'running'{owner}",
+                (error, now, run_id, *((worker_id,) if worker_id else ())),
+            ).rowcount
+            == 1
+        )

@@ -24,7 +24,8 @@ class Children:
 
     def exists(self, run_id: str) -> bool:
         return bool(self._results and run_id in self._results) or bool(
-            self._journal.lease_states([run_id]))
+            self._journal.lease_states([run_id])
+        )
 
     def created(self) -> None:
         """New children exist: the next `result` reads them all again in one query."""

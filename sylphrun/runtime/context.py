@@ -37,8 +37,11 @@ class RunLog:
         if self._replayed is None:
             ex = self._ex
             first = ex.claim.previous_fingerprint is None  # the run's first execution
-            self._replayed = Counter() if first else Counter(
-                ex.store.body_lines_of_attempt(ex.run_id, ex.attempt))
+            self._replayed = (
+                Counter()
+                if first
+                else Counter(ex.store.body_lines_of_attempt(ex.run_id, ex.attempt))
+            )
         if self._replayed[(level, text)] > 0:
             self._replayed[(level, text)] -= 1
             return True
@@ -57,8 +60,14 @@ class RunLog:
         with journal_guard():
             if step_key is None and self._replays_a_journaled_line(level_name, text):
                 return
-            ex.store.append_log(ex.run_id, level=level_name, message=text,
-                                step_key=step_key, now=ex.now(), epoch=ex.epoch)
+            ex.store.append_log(
+                ex.run_id,
+                level=level_name,
+                message=text,
+                step_key=step_key,
+                now=ex.now(),
+                epoch=ex.epoch,
+            )
         if _python_log.isEnabledFor(level):
             _python_log.log(level, "[%s %s] %s", ex.task.id, ex.run_id, text)
 

@@ -98,8 +98,9 @@ def bound_values(fn: Callable[..., Any]) -> list[Any]:
     return bound
 
 
-def call_of(fn: Callable[..., Any], args: tuple, kwargs: dict,
-            run_id: str) -> tuple[str, str | None]:
+def call_of(
+    fn: Callable[..., Any], args: tuple, kwargs: dict, run_id: str
+) -> tuple[str, str | None]:
     if type(fn) is types.FunctionType and fn.__closure__ is None:
         return fn_identity(fn), args_hash(args, kwargs, run_id)
     bound = bound_values(fn)
@@ -108,8 +109,15 @@ def call_of(fn: Callable[..., Any], args: tuple, kwargs: dict,
     return fn_identity(fn), args_hash(args, kwargs, run_id)
 
 
-def check_replay(ex: Execution, key: str, rec: JournaledStep, fn: Callable[..., Any],
-                 args: tuple, kwargs: dict, caller: FrameType) -> None:
+def check_replay(
+    ex: Execution,
+    key: str,
+    rec: JournaledStep,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    caller: FrameType,
+) -> None:
     """Raise `StepDiverged` if the completed step `rec` was journaled for another call."""
     called_fn, called_args = call_of(fn, args, kwargs, ex.run_id)
     same_args = rec.args_hash is None or called_args is None or rec.args_hash == called_args

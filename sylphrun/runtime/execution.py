@@ -40,9 +40,15 @@ class Execution:
     probe: Any = None
 
     def __init__(
-        self, store: Journal, claim: Claim, task: Task, *,
-        threads: Executor, on_ready_work: Callable[..., None] = lambda peers=False: None,
-        clock: Callable[[], float] = time.time, max_output: int = codec.DEFAULT_MAX_OUTPUT,
+        self,
+        store: Journal,
+        claim: Claim,
+        task: Task,
+        *,
+        threads: Executor,
+        on_ready_work: Callable[..., None] = lambda peers=False: None,
+        clock: Callable[[], float] = time.time,
+        max_output: int = codec.DEFAULT_MAX_OUTPUT,
     ) -> None:
         # The journal this execution reads and writes; `journal` below is what it held of
         # the run's steps when the execution began (the replay state).
@@ -87,7 +93,8 @@ class Execution:
             and claim.previous_fingerprint != task.source_fingerprint()
         )
         self.journal_order = [
-            k for k, s in sorted(self.journal.items(), key=lambda kv: kv[1].seq)
+            k
+            for k, s in sorted(self.journal.items(), key=lambda kv: kv[1].seq)
             if s.status == model.STEP_COMPLETED and s.kind in (model.STEP, model.COMPENSATION)
         ]
         self.called: set[str] = set()
@@ -134,16 +141,22 @@ class Execution:
 
     def warn(self, message: str) -> None:
         with journal_guard():
-            self.store.append_log(self.run_id, level="WARNING",
-                                  message=codec.clean_text(message), step_key=None,
-                                  now=self.now(), epoch=self.epoch)
+            self.store.append_log(
+                self.run_id,
+                level="WARNING",
+                message=codec.clean_text(message),
+                step_key=None,
+                now=self.now(),
+                epoch=self.epoch,
+            )
         # INFO: the journaled line is the warning (`dev --no-tui` prints it in its format).
         log.info("run %s: %s", self.run_id, message)
 
     def _note_step_change(self, key: str, status: str) -> None:
         try:
-            self.store.note_step_change(self.run_id, self.epoch, key=key, status=status,
-                                        now=self.now())
+            self.store.note_step_change(
+                self.run_id, self.epoch, key=key, status=status, now=self.now()
+            )
         except JournalError:
             pass  # only a hint to readers: the run's next event makes them look again
 

@@ -30,7 +30,8 @@ _NOT_USER_CODE = (
 def user_traceback(exc: BaseException) -> str:
     """The traceback without sylphrun's own frames: the user's code is what they debug."""
     frames = [
-        f for f in traceback.extract_tb(exc.__traceback__)
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
         if not f.filename.startswith(_NOT_USER_CODE)
     ]
     lines = traceback.format_list(frames)

@@ -24,29 +24,47 @@ from sylphrun.runtime.scope import Scope
 from sylphrun.runtime.signals import journal_guard
 
 
-def trigger_in_run(scope: Scope, task_id: str, encoded: list[str],
-                   idempotency_key: str | None, batch: bool,
-                   fields: Sequence[Mapping[str, Any]] | None = None) -> list[str]:
+def trigger_in_run(
+    scope: Scope,
+    task_id: str,
+    encoded: list[str],
+    idempotency_key: str | None,
+    batch: bool,
+    fields: Sequence[Mapping[str, Any]] | None = None,
+) -> list[str]:
     """The new (or, replayed, the earlier) children's run ids, in payload order. `fields`:
     each run's extra `RunSpec` fields (priority, flow-control keys), in payload order."""
     fields = fields or [{}] * len(encoded)
     with journal_guard():
         if scope.step_key is not None:
-            return _trigger_in_step(scope.execution, scope.step_key, task_id, encoded,
-                                    idempotency_key, fields)
+            return _trigger_in_step(
+                scope.execution, scope.step_key, task_id, encoded, idempotency_key, fields
+            )
         return _trigger_step(scope.execution, task_id, encoded, idempotency_key, batch, fields)
 
 
-def _trigger_in_step(ex: Execution, step_key: str, task_id: str, encoded: list[str],
-                     idempotency_key: str | None,
-                     fields: Sequence[Mapping[str, Any]]) -> list[str]:
+def _trigger_in_step(
+    ex: Execution,
+    step_key: str,
+    task_id: str,
+    encoded: list[str],
+    idempotency_key: str | None,
+    fields: Sequence[Mapping[str, Any]],
+) -> list[str]:
     """Inside a step function: no step record of its own, so derive idempotency keys
     from the step; a re-executed step finds the children it already created."""
     base = f"{ex.run_id}:{step_key}:{ex.triggers_in_step[step_key]}"
     ex.triggers_in_step[step_key] += 1
     specs = [
-        RunSpec(task_id, p, idempotency_key or f"{base}:{i}", ex.run_id, step_key,
-                derived_key=idempotency_key is None, **fields[i])
+        RunSpec(
+            task_id,
+            p,
+            idempotency_key or f"{base}:{i}",
+            ex.run_id,
+            step_key,
+            derived_key=idempotency_key is None,
+            **fields[i],
+        )
         for i, p in enumerate(encoded)
     ]
     results = []
@@ -59,9 +77,14 @@ def _trigger_in_step(ex: Execution, step_key: str, task_id: str, encoded: list[s
     return [rid for rid, _ in results]
 
 
-def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
-                  idempotency_key: str | None, batch: bool,
-                  fields: Sequence[Mapping[str, Any]]) -> list[str]:
+def _trigger_step(
+    ex: Execution,
+    task_id: str,
+    encoded: list[str],
+    idempotency_key: str | None,
+    batch: bool,
+    fields: Sequence[Mapping[str, Any]],
+) -> list[str]:
     """In the task body: the `trigger:<task>` step, journaled with its children."""
     name = f"{'batch-trigger' if batch else 'trigger'}:{task_id}"
     key = ex.next_key(name)
@@ -71,12 +94,19 @@ def _trigger_step(ex: Execution, task_id: str, encoded: list[str],
         if "run_ids" in done:
             return done["run_ids"]
         return ex.store.keyed_batch_children(ex.run_id, key)
-    specs = [RunSpec(task_id, p, idempotency_key, ex.run_id, key, **f)
-             for p, f in zip(encoded, fields, strict=True)]
+    specs = [
+        RunSpec(task_id, p, idempotency_key, ex.run_id, key, **f)
+        for p, f in zip(encoded, fields, strict=True)
+    ]
     if len(chunks_of(specs)) == 1:
         child_ids, _ = ex.store.record_trigger_step(
-            ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-            run_attempt=ex.attempt, specs=specs,
+            ex.run_id,
+            ex.epoch,
+            key=key,
+            name=name,
+            seq=ex.seq_for(key),
+            run_attempt=ex.attempt,
+            specs=specs,
             output_of=lambda ids: codec.dumps({"run_ids": ids}, what="a trigger step's child ids"),
             now=ex.now(),
         )
@@ -94,8 +124,10 @@ def _trigger_in_chunks(ex: Execution, key: str, name: str, specs: Sequence[RunSp
     only the rest; the last chunk and the completed step then commit together, as a small
     batch does. The step keeps the count, not the ids (1M ids were 46 MB in the last
     commit): a replay finds the children by their keys."""
-    specs = [dataclasses.replace(spec, idempotency_key=f"{ex.run_id}:{key}:{i}", derived_key=True)
-             for i, spec in enumerate(specs)]
+    specs = [
+        dataclasses.replace(spec, idempotency_key=f"{ex.run_id}:{key}:{i}", derived_key=True)
+        for i, spec in enumerate(specs)
+    ]
     chunks = chunks_of(specs)
     earlier: list[str] = []
     for n, chunk in enumerate(chunks):
@@ -105,12 +137,19 @@ def _trigger_in_chunks(ex: Execution, key: str, name: str, specs: Sequence[RunSp
             crash_point("between-chunks", key)
         if n == len(chunks) - 1:
             break
-        earlier += [rid for rid, _ in ex.store.enqueue_children(
-            ex.run_id, ex.epoch, chunk, ex.now())]
+        earlier += [
+            rid for rid, _ in ex.store.enqueue_children(ex.run_id, ex.epoch, chunk, ex.now())
+        ]
         ex.on_ready_work(peers=True)
     last, _ = ex.store.record_trigger_step(
-        ex.run_id, ex.epoch, key=key, name=name, seq=ex.seq_for(key),
-        run_attempt=ex.attempt, specs=chunks[-1], list_children=False,
+        ex.run_id,
+        ex.epoch,
+        key=key,
+        name=name,
+        seq=ex.seq_for(key),
+        run_attempt=ex.attempt,
+        specs=chunks[-1],
+        list_children=False,
         output_of=lambda ids: codec.dumps({"run_count": len(specs), "by_key": True}),
         now=ex.now(),
     )
@@ -124,21 +163,41 @@ async def journaled_wait(ex: Execution, task_id: str, run_id: str) -> model.RunR
     rec = ex.journal.get(key)
     if rec is not None and rec.status == model.STEP_COMPLETED:
         data = json.loads(rec.output)  # type: ignore[arg-type]
-        return model.RunResult(data["run_id"], data["status"], data["ok"], data["output"], data["error"])
+        return model.RunResult(
+            data["run_id"], data["status"], data["ok"], data["output"], data["error"]
+        )
     with journal_guard():
         return await _wait_step(ex, key, name, rec, run_id)
 
 
-async def _wait_step(ex: Execution, key: str, name: str, rec: JournaledStep | None,
-                     run_id: str) -> model.RunResult:
+async def _wait_step(
+    ex: Execution, key: str, name: str, rec: JournaledStep | None, run_id: str
+) -> model.RunResult:
     seq = ex.seq_for(key)
     started = ex.now()
     if rec is None:
-        ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
-                                     kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                     output=codec.dumps({"run_id": run_id}), now=started)
+        ex.store.record_step_waiting(
+            ex.run_id,
+            ex.epoch,
+            key=key,
+            name=name,
+            kind=model.WAIT,
+            seq=seq,
+            run_attempt=ex.attempt,
+            output=codec.dumps({"run_id": run_id}),
+            now=started,
+        )
     result = await wait_for_run(ex, run_id)
-    ex.store.record_completed_step(ex.run_id, ex.epoch, key=key, name=name,
-                                   kind=model.WAIT, seq=seq, run_attempt=ex.attempt,
-                                   output=codec.dumps(result), started_at=started, now=ex.now())
+    ex.store.record_completed_step(
+        ex.run_id,
+        ex.epoch,
+        key=key,
+        name=name,
+        kind=model.WAIT,
+        seq=seq,
+        run_attempt=ex.attempt,
+        output=codec.dumps(result),
+        started_at=started,
+        now=ex.now(),
+    )
     return result

@@ -44,8 +44,9 @@ def watch_write_lock(sup: Supervisor, stop: threading.Event) -> None:
             continue
         if held < lease and not stopped(pid):
             continue
-        sup.on_event(f"worker {wp.index} held the journal's write lock for {held:.1f} s "
-                     "without progress (stopped or frozen); replacing it")
+        sup.on_event(
+            f"worker {wp.index} held the journal's write lock for {held:.1f} s "
+            "without progress (stopped or frozen); replacing it"
+        )
         wp.kill()
         holder = None
-

@@ -18,8 +18,12 @@ class Notices:
     status)` journals the late event of a burst; `is_lost()` says the run is no longer
     ours (nothing more may be written)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, write: Callable[[str, str], None],
-                 is_lost: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        write: Callable[[str, str], None],
+        is_lost: Callable[[], bool],
+    ) -> None:
         self._loop = loop
         self._write = write
         self._is_lost = is_lost

@@ -107,8 +107,11 @@ class ProcessTable:
         settings = replace(self.template, worker_id=worker_id)
         gate_out, gate = self.mp.Pipe(duplex=False) if gated else (None, None)
         registered, registered_out = self.mp.Pipe(duplex=False)
-        proc = self.mp.Process(target=worker_main, args=(settings, gate_out, registered_out),
-                               name=f"sylphrun-worker-{index}")
+        proc = self.mp.Process(
+            target=worker_main,
+            args=(settings, gate_out, registered_out),
+            name=f"sylphrun-worker-{index}",
+        )
         # Ctrl-C reaches the whole process group. A child still starting (importing, before
         # worker_main ignores SIGINT) died of it with a KeyboardInterrupt traceback on the
         # user's terminal: save, then Ctrl-C, hit the standby set. The child inherits this
@@ -122,8 +125,15 @@ class ProcessTable:
             gate_out.close()  # the child holds it now; our copy would hide our death from it
         registered_out.close()  # and ours of this one would hide the child's death from us
         state = WorkerState.STANDBY if gated else WorkerState.SERVING
-        return WorkerProcess(index, worker_id, proc, time.monotonic(), state=state, gate=gate,
-                             registered_pipe=registered)
+        return WorkerProcess(
+            index,
+            worker_id,
+            proc,
+            time.monotonic(),
+            state=state,
+            gate=gate,
+            registered_pipe=registered,
+        )
 
     def add(self, index: int) -> None:
         """Start a serving worker in slot `index`."""
@@ -152,8 +162,11 @@ class ProcessTable:
             if not pending or remaining <= 0:
                 return not pending
             try:
-                wait_objects([wp.registered_pipe for wp in pending if wp.registered_pipe]
-                             + [wp.process.sentinel for wp in pending], remaining)
+                wait_objects(
+                    [wp.registered_pipe for wp in pending if wp.registered_pipe]
+                    + [wp.process.sentinel for wp in pending],
+                    remaining,
+                )
             except (OSError, ValueError):
                 continue  # a pipe closed under us: that worker exited; look again
 
@@ -257,9 +270,12 @@ class ProcessTable:
     def serving_set(self, *, running_only: bool = False) -> set[str]:
         """The ids of the serving set: every worker not retiring (nor running, if asked)."""
         with self.lock:
-            return {p.worker_id for p in self.procs
-                    if p.state is not WorkerState.RETIRING
-                    and not (running_only and p.process.exitcode is not None)}
+            return {
+                p.worker_id
+                for p in self.procs
+                if p.state is not WorkerState.RETIRING
+                and not (running_only and p.process.exitcode is not None)
+            }
 
 
 def describe_exit(code: int | None) -> str:

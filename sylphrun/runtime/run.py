@@ -57,8 +57,9 @@ async def execute(ex: Execution) -> str:
             output = await _call_task_and_drain(ex, ctx)
             if ex.suspending:
                 raise Suspend()
-            output_json = codec.dumps(output, what=f"the output of task {ex.task.id!r}",
-                                      limit=ex.max_output)
+            output_json = codec.dumps(
+                output, what=f"the output of task {ex.task.id!r}", limit=ex.max_output
+            )
         except NotJSONSerializable as exc:
             return await _fail_attempt(ex, exc, fatal=True)
         except StepDiverged as exc:
@@ -79,8 +80,15 @@ async def execute(ex: Execution) -> str:
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
         note_finished(ex)
-        ex.store.finish_run(ex.run_id, ex.epoch, status=model.COMPLETED,
-                            output=output_json, error=None, traceback=None, now=ex.now())
+        ex.store.finish_run(
+            ex.run_id,
+            ex.epoch,
+            status=model.COMPLETED,
+            output=output_json,
+            error=None,
+            traceback=None,
+            now=ex.now(),
+        )
         return "completed"
     except LeaseLost:
         return "lost"
@@ -102,8 +110,7 @@ def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:
     again, with the same idempotency key); failed after MAX_CRASHES. If this write fails
     too, the lease runs out: the heartbeat renews only what executes."""
     log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
-    ex.store.requeue_after_error(ex.run_id, ex.epoch, error=f"JournalError: {exc}",
-                                 now=ex.now())
+    ex.store.requeue_after_error(ex.run_id, ex.epoch, error=f"JournalError: {exc}", now=ex.now())
     return "journal-error"
 
 
@@ -130,8 +137,10 @@ async def _call_task(ex: Execution, ctx: Context) -> Any:
     try:
         payload = json.loads(ex.claim.payload)
     except ValueError as exc:
-        raise CorruptRecord(f"the run's payload in the journal is not valid JSON ({exc}); the "
-                            "row was damaged or edited by hand") from None
+        raise CorruptRecord(
+            f"the run's payload in the journal is not valid JSON ({exc}); the "
+            "row was damaged or edited by hand"
+        ) from None
     ctx.payload = payload
     if ex.task.is_async:
         return await fn(payload, ctx)
@@ -159,15 +168,17 @@ def _is_fatal(exc: BaseException) -> bool:
 def _stop_diverged(ex: Execution, exc: StepDiverged) -> str:
     """Failed at the step, no retry, no compensations: see `runtime.divergence`."""
     log.warning("run %s: %s", ex.run_id, exc.message)
-    ex.store.record_divergence(ex.run_id, ex.epoch, key=exc.key,
-                               error=f"StepDiverged: {exc.message}", now=ex.now())
+    ex.store.record_divergence(
+        ex.run_id, ex.epoch, key=exc.key, error=f"StepDiverged: {exc.message}", now=ex.now()
+    )
     return "diverged"
 
 
 def _suspend(ex: Execution) -> str:
     wake_at = min(ex.wake_times) if ex.wake_times else None
-    ex.store.suspend_run(ex.run_id, ex.epoch, children=sorted(ex.pending_children),
-                         wake_at=wake_at, now=ex.now())
+    ex.store.suspend_run(
+        ex.run_id, ex.epoch, children=sorted(ex.pending_children), wake_at=wake_at, now=ex.now()
+    )
     if ex.pending_children and not wake_at:
         ex.on_ready_work()  # if every child had already finished, the run is ready again
     return "suspended"
@@ -184,22 +195,36 @@ async def _fail_attempt(ex: Execution, exc: BaseException, *, fatal: bool) -> st
         fatal = True
     if not fatal and ex.attempt < policy.max_attempts:
         now = ex.now()
-        ex.store.schedule_retry(ex.run_id, ex.epoch, error=error, traceback=tb,
-                                retry_at=now + policy.delay(ex.attempt), now=now)
+        ex.store.schedule_retry(
+            ex.run_id,
+            ex.epoch,
+            error=error,
+            traceback=tb,
+            retry_at=now + policy.delay(ex.attempt),
+            now=now,
+        )
         return "retry"
     # Final failure: no retry is coming, so it is now safe to undo (a compensation that ran
     # while a retry was still due could refund a payment the retry then ships against).
     failures = await _run_compensations(ex)
     if failures:
         error += f" (and {len(failures)} compensation(s) failed: {'; '.join(failures)})"
-    ex.store.finish_run(ex.run_id, ex.epoch, status=model.FAILED, output=None,
-                        error=error, traceback=tb, now=ex.now())
+    ex.store.finish_run(
+        ex.run_id,
+        ex.epoch,
+        status=model.FAILED,
+        output=None,
+        error=error,
+        traceback=tb,
+        now=ex.now(),
+    )
     return "failed"
 
 
 def _compensated_this_attempt(ex: Execution) -> bool:
     return any(
-        s.kind == model.COMPENSATION and s.status == model.STEP_COMPLETED
+        s.kind == model.COMPENSATION
+        and s.status == model.STEP_COMPLETED
         and s.run_attempt == ex.attempt
         for s in ex.journal.values()
     )
@@ -227,8 +252,17 @@ async def _run_compensations(ex: Execution) -> list[str]:
     for _, key, name, undo, value in sorted(todo, key=lambda t: t[0], reverse=True):
         comp_key = f"compensate:{key}"
         try:
-            await run_step(ex, comp_key, f"compensate:{name}", model.COMPENSATION, undo,
-                           (value,), {}, COMPENSATION_RETRY, None)
+            await run_step(
+                ex,
+                comp_key,
+                f"compensate:{name}",
+                model.COMPENSATION,
+                undo,
+                (value,),
+                {},
+                COMPENSATION_RETRY,
+                None,
+            )
         except StepFailed as exc:
             failures.append(f"{comp_key}: {exc.error_type}: {exc.message}")
     return failures

@@ -81,8 +81,10 @@ class ScheduleTicker:
                 fired += self._fire_due(task_id, schedule, state.settled_through, now)
             wake_at = min(wake_at, schedule.next_slot(now))
         if fired:
-            wake.poke(w.wake_addr for w in self.journal.live_workers(
-                now=now, stale_after=WORKER_STALE_AFTER))
+            wake.poke(
+                w.wake_addr
+                for w in self.journal.live_workers(now=now, stale_after=WORKER_STALE_AFTER)
+            )
         return wake_at
 
     def scheduled_tasks(self) -> dict[str, Schedule]:
@@ -103,8 +105,7 @@ class ScheduleTicker:
         if not due.slots and due.through <= settled:
             return 0
         ticks = [ScheduleTick(slot, tick_run(task_id, slot)) for slot in due.slots]
-        created = self.journal.fire_schedule(task_id, ticks, settled_through=due.through,
-                                             now=now)
+        created = self.journal.fire_schedule(task_id, ticks, settled_through=due.through, now=now)
         return sum(c.created for c in created)
 
 

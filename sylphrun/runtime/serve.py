@@ -36,8 +36,9 @@ class StopSignals:
     `dev --no-tui`): the first asks for a graceful stop (says so, sets `stop`); any later
     one kills the workers now (their runs are released when `stop` sees them dead)."""
 
-    def __init__(self, supervisor: Supervisor, stop: threading.Event,
-                 echo: Callable[[str], None]) -> None:
+    def __init__(
+        self, supervisor: Supervisor, stop: threading.Event, echo: Callable[[str], None]
+    ) -> None:
         self.supervisor = supervisor
         self.stop = stop
         self.echo = echo
@@ -48,8 +49,10 @@ class StopSignals:
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.presses += 1
         if self.presses == 1:
-            self.echo("stopping: in-flight runs are handed back at their next step "
-                      "(Ctrl-C again to stop now)")
+            self.echo(
+                "stopping: in-flight runs are handed back at their next step "
+                "(Ctrl-C again to stop now)"
+            )
             self.stop.set()
         else:
             self.supervisor.stop_now()

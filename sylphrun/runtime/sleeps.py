@@ -27,9 +27,17 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
     if rec is not None and rec.output:
         wake_at = json.loads(rec.output)["wake_at"]
         if rec.status == model.STEP_CANCELLED:  # a retried cancelled run: it sleeps again
-            ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
-                                         kind=model.SLEEP, seq=rec.seq, run_attempt=ex.attempt,
-                                         output=rec.output, now=ex.now())
+            ex.store.record_step_waiting(
+                ex.run_id,
+                ex.epoch,
+                key=key,
+                name=name,
+                kind=model.SLEEP,
+                seq=rec.seq,
+                run_attempt=ex.attempt,
+                output=rec.output,
+                now=ex.now(),
+            )
             ex.journal[key] = rec._replace(status=model.STEP_WAITING)
     elif ex.draining:
         raise Settled()
@@ -37,13 +45,23 @@ async def _durable_sleep(ex: Execution, key: str, name: str, seconds: float) -> 
         wake_at = ex.now() + max(0.0, seconds)
         output = codec.dumps({"wake_at": wake_at})
         seq = ex.seq_for(key)
-        ex.store.record_step_waiting(ex.run_id, ex.epoch, key=key, name=name,
-                                     kind=model.SLEEP, seq=seq, run_attempt=ex.attempt,
-                                     output=output, now=ex.now())
-        ex.journal[key] = JournaledStep(model.STEP_WAITING, model.SLEEP, output, None, 1,
-                                        ex.attempt, seq, None, False)
+        ex.store.record_step_waiting(
+            ex.run_id,
+            ex.epoch,
+            key=key,
+            name=name,
+            kind=model.SLEEP,
+            seq=seq,
+            run_attempt=ex.attempt,
+            output=output,
+            now=ex.now(),
+        )
+        ex.journal[key] = JournaledStep(
+            model.STEP_WAITING, model.SLEEP, output, None, 1, ex.attempt, seq, None, False
+        )
     if ex.now() < wake_at:
         ex.wake_times.append(wake_at)
         await ex.barrier.block(current_step_key())
-    ex.store.record_step_result(ex.run_id, ex.epoch, key=key,
-                                output=codec.dumps({"wake_at": wake_at}), now=ex.now())
+    ex.store.record_step_result(
+        ex.run_id, ex.epoch, key=key, output=codec.dumps({"wake_at": wake_at}), now=ex.now()
+    )

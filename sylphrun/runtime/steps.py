@@ -59,8 +59,12 @@ class Steps:
         self._ex = execution
 
     def run(
-        self, name: str, fn: Callable[..., Any], *args: Any,
-        retry: Retry | None = None, compensate: Callable[[Any], Any] | None = None,
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        retry: Retry | None = None,
+        compensate: Callable[[Any], Any] | None = None,
         **kwargs: Any,
     ) -> Awaitable[Any]:
         """Run `fn(*args, **kwargs)` as the durable step `name`, or return its journaled result.
@@ -84,8 +88,9 @@ class Steps:
         key = ex.next_key(name)
         await durable_sleep(ex, key, name, float(seconds))
 
-    async def wait_for_event(self, name: str, event: str, *, match: dict | None = None,
-                             timeout: float | None = None) -> dict | None:
+    async def wait_for_event(
+        self, name: str, event: str, *, match: dict | None = None, timeout: float | None = None
+    ) -> dict | None:
         """Suspend until an event named `event` whose data holds every key/value of
         `match` arrives (sent after the run was triggered: before this wait began counts
         too), and return its data; None once `timeout` seconds passed first. Journaled: a
@@ -134,8 +139,9 @@ class SyncSteps:
         coro = durable_sleep(ex, key, name, float(seconds))
         return asyncio.run_coroutine_threadsafe(coro, ex.loop).result()
 
-    def wait_for_event(self, name: str, event: str, *, match: dict | None = None,
-                       timeout: float | None = None) -> dict | None:
+    def wait_for_event(
+        self, name: str, event: str, *, match: dict | None = None, timeout: float | None = None
+    ) -> dict | None:
         coro = self._steps.wait_for_event(name, event, match=match, timeout=timeout)
         return asyncio.run_coroutine_threadsafe(coro, self._steps._ex.loop).result()
 
@@ -148,8 +154,9 @@ class SyncSteps:
         return self._steps.idempotency_key
 
 
-def _take_key(ex: Execution, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict,
-              caller: FrameType) -> tuple[str, str]:
+def _take_key(
+    ex: Execution, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict, caller: FrameType
+) -> tuple[str, str]:
     """The step's key and kind, at call time; a replayed call is checked against the
     call it was journaled for (`runtime.divergence`)."""
     key = ex.next_key(name)
@@ -163,8 +170,15 @@ def _take_key(ex: Execution, name: str, fn: Callable[..., Any], args: tuple, kwa
 
 
 async def run_step(
-    ex: Execution, key: str, name: str, kind: str, fn: Callable[..., Any], args: tuple,
-    kwargs: dict, retry: Retry | None, compensate: Callable[[Any], Any] | None,
+    ex: Execution,
+    key: str,
+    name: str,
+    kind: str,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    retry: Retry | None,
+    compensate: Callable[[Any], Any] | None,
 ) -> Any:
     """Replay-or-record for one step. The step function's own errors (even a JournalError
     of its own) become StepFailed inside; a journal error out here is the journal's.
@@ -174,8 +188,9 @@ async def run_step(
         if rec is not None and rec.status == model.STEP_COMPLETED:
             return _replayed(ex, key, name, rec, compensate)
         await _may_start(ex, key, kind, rec)
-        if ex.doom is not None and (kind == model.STEP or (
-                rec is not None and rec.status == model.STEP_INTERRUPTED)):
+        if ex.doom is not None and (
+            kind == model.STEP or (rec is not None and rec.status == model.STEP_INTERRUPTED)
+        ):
             # Doomed: fail at the first unfinished step. Compensations still run, except
             # the one that was in flight when the worker was replaced: it is what got stuck.
             _fail_doomed_step(ex, key, name, kind)
@@ -184,8 +199,9 @@ async def run_step(
         raise JournalFailed(str(exc)) from None
 
 
-def _replayed(ex: Execution, key: str, name: str, rec: JournaledStep,
-              compensate: Callable[[Any], Any] | None) -> Any:
+def _replayed(
+    ex: Execution, key: str, name: str, rec: JournaledStep, compensate: Callable[[Any], Any] | None
+) -> Any:
     value = _journaled_value(key, rec.output)
     if compensate is not None and not rec.copied:
         # A step `replay --from-step` copied is the original run's effect: a failed
@@ -209,14 +225,26 @@ async def _may_start(ex: Execution, key: str, kind: str, rec: JournaledStep | No
         raise Suspend()
     if ex.draining and kind == model.STEP and current_step_key() is None:
         raise Settled()
-    if rec is not None and rec.status == model.STEP_RETRYING and rec.retry_at and rec.retry_at > ex.now():
+    if (
+        rec is not None
+        and rec.status == model.STEP_RETRYING
+        and rec.retry_at
+        and rec.retry_at > ex.now()
+    ):
         ex.wake_times.append(rec.retry_at)
         await ex.barrier.block(current_step_key())
 
 
 async def _attempt(
-    ex: Execution, key: str, name: str, kind: str, fn: Callable[..., Any], args: tuple,
-    kwargs: dict, retry: Retry | None, compensate: Callable[[Any], Any] | None,
+    ex: Execution,
+    key: str,
+    name: str,
+    kind: str,
+    fn: Callable[..., Any],
+    args: tuple,
+    kwargs: dict,
+    retry: Retry | None,
+    compensate: Callable[[Any], Any] | None,
     rec: JournaledStep | None,
 ) -> Any:
     """Journal the start, call the step function, journal its outcome."""
@@ -230,16 +258,27 @@ async def _attempt(
         crash_point("before-start", key)
     if ex.probe is not None:  # the test harness only (sylphrun.testing): after `call_of`,
         fn = ex.probe.starting(key, name, fn)  # so a mock is checked as the user's function
-    ex.store.record_step_start(ex.run_id, ex.epoch, key=key, name=name, kind=kind,
-                               seq=seq, run_attempt=ex.attempt, now=ex.now(),
-                               notify=ex.notices.due(key, model.STEP_RUNNING), fn=call[0],
-                               args_hash=call[1])
+    ex.store.record_step_start(
+        ex.run_id,
+        ex.epoch,
+        key=key,
+        name=name,
+        kind=kind,
+        seq=seq,
+        run_attempt=ex.attempt,
+        now=ex.now(),
+        notify=ex.notices.due(key, model.STEP_RUNNING),
+        fn=call[0],
+        args_hash=call[1],
+    )
     parent = current_step_key()
     token: contextvars.Token | None = current_scope.set(Scope(ex, key))
     ex.barrier.step_started(key, asyncio.current_task(), parent)
     try:
         # An async fn is awaited right here: one coroutine frame less per step.
-        result = await (fn(*args, **kwargs) if _is_async(fn) else _call_in_thread(ex, fn, args, kwargs))
+        result = await (
+            fn(*args, **kwargs) if _is_async(fn) else _call_in_thread(ex, fn, args, kwargs)
+        )
         while type(result) not in _SELF_JSON and inspect.isawaitable(result):
             result = await result
         if ex.suspending:
@@ -272,12 +311,14 @@ def _on_cancelled(ex: Execution, key: str, name: str, kind: str) -> None:
     if not ex.suspending and not ex.lost:
         # Cancelled by the user's own code (asyncio.wait_for, a TaskGroup): the attempt
         # ended without a result; a replay that calls the step again runs it again.
-        ex.store.record_step_interrupted(ex.run_id, ex.epoch, key=key,
-                                         reason="cancelled before it returned", now=ex.now())
+        ex.store.record_step_interrupted(
+            ex.run_id, ex.epoch, key=key, reason="cancelled before it returned", now=ex.now()
+        )
 
 
-def _record_failure(ex: Execution, key: str, kind: str, exc: Exception,
-                    retry: Retry | None) -> None:
+def _record_failure(
+    ex: Execution, key: str, kind: str, exc: Exception, retry: Retry | None
+) -> None:
     """Journal the step function's failure: with a retry time when its policy allows one
     more try (the time is then in `ex.wake_times`), or for good (raises `StepFailed`)."""
     fatal = isinstance(exc, (NonRetriableError, NotJSONSerializable))
@@ -291,33 +332,74 @@ def _record_failure(ex: Execution, key: str, kind: str, exc: Exception,
         tries = 1 + ex.store.step_tries_in_attempt(ex.run_id, key, ex.attempt)
     if tries and tries < policy.max_attempts:  # type: ignore[union-attr]
         retry_at = now + policy.delay(tries)  # type: ignore[union-attr]
-        ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=error_text(exc),
-                                     traceback=user_traceback(exc), retry_at=retry_at, now=now)
+        ex.store.record_step_failure(
+            ex.run_id,
+            ex.epoch,
+            key=key,
+            error=error_text(exc),
+            traceback=user_traceback(exc),
+            retry_at=retry_at,
+            now=now,
+        )
         ex.wake_times.append(retry_at)
         return
-    ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=error_text(exc),
-                                 traceback=user_traceback(exc), retry_at=None, fatal=fatal, now=now)
+    ex.store.record_step_failure(
+        ex.run_id,
+        ex.epoch,
+        key=key,
+        error=error_text(exc),
+        traceback=user_traceback(exc),
+        retry_at=None,
+        fatal=fatal,
+        now=now,
+    )
     raise StepFailed(key, type(exc).__name__, str(exc), non_retriable=fatal) from exc
 
 
-def _record_result(ex: Execution, key: str, name: str, kind: str, result: Any, output: str,
-                   compensate: Callable[[Any], Any] | None, attempt_no: int, seq: int,
-                   call: tuple[str, str | None]) -> Any:
+def _record_result(
+    ex: Execution,
+    key: str,
+    name: str,
+    kind: str,
+    result: Any,
+    output: str,
+    compensate: Callable[[Any], Any] | None,
+    attempt_no: int,
+    seq: int,
+    call: tuple[str, str | None],
+) -> Any:
     undo_ref = _qualified_name(compensate) if compensate is not None else None
     if CRASH_AT:
         crash_point("after-effect", key)
     if ex.probe is not None:
         ex.probe.at("after-effect", key)
-    ex.store.record_step_result(ex.run_id, ex.epoch, key=key, output=output, now=ex.now(),
-                                compensate=undo_ref,
-                                notify=ex.notices.due(key, model.STEP_COMPLETED))
+    ex.store.record_step_result(
+        ex.run_id,
+        ex.epoch,
+        key=key,
+        output=output,
+        now=ex.now(),
+        compensate=undo_ref,
+        notify=ex.notices.due(key, model.STEP_COMPLETED),
+    )
     if CRASH_AT:
         crash_point("after-commit", key)
     if ex.probe is not None:
         ex.probe.at("after-commit", key)
     value = result if type(result) in _SELF_JSON else json.loads(output)
-    ex.journal[key] = JournaledStep(model.STEP_COMPLETED, kind, output, None, attempt_no,
-                                    ex.attempt, seq, None, False, undo_ref, *call)
+    ex.journal[key] = JournaledStep(
+        model.STEP_COMPLETED,
+        kind,
+        output,
+        None,
+        attempt_no,
+        ex.attempt,
+        seq,
+        None,
+        False,
+        undo_ref,
+        *call,
+    )
     if compensate is not None:
         ex.compensations.append((key, name, compensate, value))
     return value
@@ -327,8 +409,10 @@ def _journaled_value(key: str, output: str | None) -> Any:
     try:
         return json.loads(output) if output is not None else None
     except ValueError as exc:
-        raise CorruptRecord(f"the journaled result of step {key!r} is not valid JSON ({exc}); "
-                            "the row was damaged or edited by hand") from None
+        raise CorruptRecord(
+            f"the journaled result of step {key!r} is not valid JSON ({exc}); "
+            "the row was damaged or edited by hand"
+        ) from None
 
 
 def _qualified_name(fn: Callable[..., Any]) -> str:
@@ -340,10 +424,19 @@ def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, started: bo
     completed, fails with it."""
     now = ex.now()
     if not started:
-        ex.store.record_step_start(ex.run_id, ex.epoch, key=key, name=name, kind=kind,
-                                   seq=ex.seq_for(key), run_attempt=ex.attempt, now=now)
-    ex.store.record_step_failure(ex.run_id, ex.epoch, key=key, error=ex.doom or "",
-                                 traceback=None, retry_at=None, now=now)
+        ex.store.record_step_start(
+            ex.run_id,
+            ex.epoch,
+            key=key,
+            name=name,
+            kind=kind,
+            seq=ex.seq_for(key),
+            run_attempt=ex.attempt,
+            now=now,
+        )
+    ex.store.record_step_failure(
+        ex.run_id, ex.epoch, key=key, error=ex.doom or "", traceback=None, retry_at=None, now=now
+    )
     error_type, message = split_error_text(ex.doom or "TaskTimeout")
     raise StepFailed(key, error_type, message, non_retriable=doom_is_fatal(ex.doom or ""))
 

@@ -59,17 +59,26 @@ NOT_RESTARTED = (WorkerState.RETIRING, WorkerState.PROBATION, WorkerState.DISCAR
 
 class Supervisor:
     def __init__(
-        self, config: Config, *, workers: int | None = None, lease_seconds: float = 10.0,
-        heartbeat_seconds: float = 2.0, on_event: Callable[[str], None] | None = None,
+        self,
+        config: Config,
+        *,
+        workers: int | None = None,
+        lease_seconds: float = 10.0,
+        heartbeat_seconds: float = 2.0,
+        on_event: Callable[[str], None] | None = None,
         output_path: str | None = None,
     ) -> None:
         self.config = config
         self.count = workers or config.worker_count
-        self.template = WorkerSettings(config=config, worker_id="", supervisor_pid=os.getpid(),
-                                       lease_seconds=lease_seconds,
-                                       heartbeat_seconds=heartbeat_seconds,
-                                       grace_seconds=config.shutdown_grace,
-                                       output_path=output_path)
+        self.template = WorkerSettings(
+            config=config,
+            worker_id="",
+            supervisor_pid=os.getpid(),
+            lease_seconds=lease_seconds,
+            heartbeat_seconds=heartbeat_seconds,
+            grace_seconds=config.shutdown_grace,
+            output_path=output_path,
+        )
         self.on_event = on_event or (lambda msg: log.info(msg))
         # The one owner of the worker processes (serving and standby sets, their states).
         self.table = ProcessTable(self.template, self.count)
@@ -104,8 +113,12 @@ class Supervisor:
         for i in range(self.count):
             self.table.add(i)
         self._watch_stop = threading.Event()
-        threading.Thread(target=watch_write_lock, args=(self, self._watch_stop), daemon=True,
-                         name="sylphrun-lock-watch").start()
+        threading.Thread(
+            target=watch_write_lock,
+            args=(self, self._watch_stop),
+            daemon=True,
+            name="sylphrun-lock-watch",
+        ).start()
 
     def prepare_standby(self) -> None:
         """Spawn the next reload's workers now, waiting at their gate (see
@@ -135,7 +148,8 @@ class Supervisor:
                 continue
             if w.host == host and not pid_alive(w.pid):
                 requeued, failed = self.journal.release_worker_runs(
-                    w.id, reason="its worker vanished", crashed=True, now=time.time())
+                    w.id, reason="its worker vanished", crashed=True, now=time.time()
+                )
                 self.journal.unregister_worker(w.id, time.time())
                 if requeued or failed:
                     self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
@@ -147,17 +161,24 @@ class Supervisor:
         stopped (SIGSTOP, a debugger), is fenced out when its leases run out, as before."""
         beat = self.template.heartbeat_seconds
         now = time.time()
-        quiet = {w.id for w in self.journal.live_workers(now=now, stale_after=math.inf)
-                 if now - w.heartbeat_at > 1.5 * beat}
+        quiet = {
+            w.id
+            for w in self.journal.live_workers(now=now, stale_after=math.inf)
+            if now - w.heartbeat_at > 1.5 * beat
+        }
         for wp in self.procs:
-            if (wp.worker_id not in quiet or wp.killed_on_purpose
-                    or wp.process.exitcode is not None or not pid_alive(wp.process.pid)
-                    or stopped(wp.process.pid)):
+            if (
+                wp.worker_id not in quiet
+                or wp.killed_on_purpose
+                or wp.process.exitcode is not None
+                or not pid_alive(wp.process.pid)
+                or stopped(wp.process.pid)
+            ):
                 continue
             try:
-                self.journal.renew_leases_for(wp.worker_id,
-                                              lease_seconds=self.template.lease_seconds,
-                                              now=now)
+                self.journal.renew_leases_for(
+                    wp.worker_id, lease_seconds=self.template.lease_seconds, now=now
+                )
             except JournalError as exc:
                 # A full or failing disk starves the worker's heartbeat the same way: it
                 # logs that itself; we must not die of it (a supervisor that exits
@@ -209,8 +230,9 @@ class Supervisor:
                 return []
             if config is not None:
                 self.config = config
-                self.template = replace(self.template, config=config,
-                                        grace_seconds=config.shutdown_grace)
+                self.template = replace(
+                    self.template, config=config, grace_seconds=config.shutdown_grace
+                )
                 self.table.template = self.template
             return self.table.start_replacement()
 
@@ -243,8 +265,9 @@ class Supervisor:
             if remaining <= 0:
                 return
             # A slice at a time: `stop` is a threading.Event, which a wait cannot include.
-            if self.table.wait_registered(self.table.serving_set(running_only=True),
-                                          min(remaining, 0.25)):
+            if self.table.wait_registered(
+                self.table.serving_set(running_only=True), min(remaining, 0.25)
+            ):
                 return
 
     def live_worker_ids(self) -> set[str]:
@@ -257,12 +280,17 @@ class Supervisor:
         on_purpose = self.stopping or wp.state not in (WorkerState.SERVING, WorkerState.PROBATION)
         crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
         requeued, failed = self.journal.release_worker_runs(
-            wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time())
+            wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time()
+        )
         self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
             # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
-            wake.poke(w.wake_addr for w in self.journal.live_workers(
-                now=time.time(), stale_after=3 * self.template.heartbeat_seconds))
+            wake.poke(
+                w.wake_addr
+                for w in self.journal.live_workers(
+                    now=time.time(), stale_after=3 * self.template.heartbeat_seconds
+                )
+            )
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
         if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
@@ -270,8 +298,10 @@ class Supervisor:
         if wp.process.exitcode == IMPORT_FAILED:
             # The code on disk does not import (saved broken while this worker restarted):
             # restarting would only fail again. The next good save reloads a full set.
-            self.on_event(f"worker {wp.index} cannot import the task modules; fix the error "
-                          "and save: the reload starts it again")
+            self.on_event(
+                f"worker {wp.index} cannot import the task modules; fix the error "
+                "and save: the reload starts it again"
+            )
             return
         if wp.process.exitcode == REPLACE_ME:
             # It said why on its own output (a cancelled run's thread would not return).
@@ -282,9 +312,14 @@ class Supervisor:
             # systemd, a terminal closing) reaches the workers a moment before our own
             # handler runs (a worker still starting dies of it). Restart only if no
             # shutdown follows.
-            self._deferred.append((time.monotonic() + DEFERRED_RESTART, wp.index,
-                                   f"worker {wp.index} was stopped by a signal that did not "
-                                   "come from this supervisor; restarting it"))
+            self._deferred.append(
+                (
+                    time.monotonic() + DEFERRED_RESTART,
+                    wp.index,
+                    f"worker {wp.index} was stopped by a signal that did not "
+                    "come from this supervisor; restarting it",
+                )
+            )
             return
         detail = f"; released {len(requeued)} run(s)" if requeued else ""
         if failed:
@@ -320,11 +355,19 @@ class Supervisor:
             wp = by_id.get(worker_id)
             if wp is None or wp.killed_on_purpose:
                 continue
-            if not self.journal.doom_run(run_id, worker_id=worker_id, error=(
+            if not self.journal.doom_run(
+                run_id,
+                worker_id=worker_id,
+                error=(
                     f"{timeout_error(task_id)}; its worker was replaced to stop code that "
-                    "did not return"), now=time.time()):
+                    "did not return"
+                ),
+                now=time.time(),
+            ):
                 continue  # it finished (or moved on) since we looked
-            self.on_event(f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}")
+            self.on_event(
+                f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}"
+            )
             wp.kill()
 
     def serve(self, stop: threading.Event, interval: float = 0.1) -> None:

@@ -44,8 +44,11 @@ JOURNAL_GONE = 5
 
 
 def journal_gone_message(path: object) -> str:
-    return (f"the journal {path} was deleted or replaced while the workers ran on it; "
-            "stopping (start again to use a new journal)")
+    return (
+        f"the journal {path} was deleted or replaced while the workers ran on it; "
+        "stopping (start again to use a new journal)"
+    )
+
 
 # Set to "0" in the environment: run logs (`ctx.log`) are journaled only, not also
 # echoed to the worker's stderr.
@@ -73,16 +76,22 @@ class WorkerSettings:
 
 
 class Worker:
-    def __init__(self, settings: WorkerSettings, tasks: dict[str, Task], *,
-                 registered: multiprocessing.connection.Connection | None = None) -> None:
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        tasks: dict[str, Task],
+        *,
+        registered: multiprocessing.connection.Connection | None = None,
+    ) -> None:
         self.settings = settings
         self._registered = registered
         self.tasks = tasks
         self.id = settings.worker_id
         self.slots = settings.config.slots
         self.known = {
-            t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint(),
-                            **t.flow.claim_terms())
+            t.id: TaskTerms(
+                t.concurrency, t.timeout, t.source_fingerprint(), **t.flow.claim_terms()
+            )
             for t in tasks.values()
         }
         self.active: dict[str, tuple[Execution, asyncio.Task]] = {}
@@ -104,9 +113,14 @@ class Worker:
         self.sock, self.addr = wake.bind_wake_socket(self.id)
         # Before registering: a SIGTERM to the process group right after would kill us.
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
-        self.journal.register_worker(self.id, pid=os.getpid(), host=socket.gethostname(),
-                                     supervisor_pid=self.settings.supervisor_pid,
-                                     wake_addr=self.addr, now=time.time())
+        self.journal.register_worker(
+            self.id,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            supervisor_pid=self.settings.supervisor_pid,
+            wake_addr=self.addr,
+            now=time.time(),
+        )
         register_tasks(self.journal, cfg, self.tasks, by=self.id)  # what `sylphrun trigger` reads
         self._say_registered()
         self.loop.add_reader(self.sock.fileno(), self._on_poke)
@@ -171,15 +185,20 @@ class Worker:
             now = time.time()
             try:
                 if free > 0 and self.journal.has_ready_work(now):
-                    claims, _ = self.journal.claim_runs(self.id, free,
-                                                        lease_seconds=s.lease_seconds,
-                                                        known_tasks=self.known, now=now)
+                    claims, _ = self.journal.claim_runs(
+                        self.id,
+                        free,
+                        lease_seconds=s.lease_seconds,
+                        known_tasks=self.known,
+                        now=now,
+                    )
                     for claim in claims:
                         self._start(claim)
                     if claims and len(claims) < free:
                         continue
-                timeout = (s.listening_poll_seconds if self.journal_wakeups.listening
-                           else s.poll_seconds)
+                timeout = (
+                    s.listening_poll_seconds if self.journal_wakeups.listening else s.poll_seconds
+                )
                 nxt = self.journal.next_ready_at()
                 if nxt is not None and nxt > now:
                     timeout = min(timeout, nxt - now)
@@ -198,22 +217,32 @@ class Worker:
     def _start(self, claim: Claim) -> None:
         task = self.tasks[claim.task_id]
         try:
-            ex = Execution(self.journal, claim, task, threads=RunThreads(self.step_threads),
-                           on_ready_work=self._ready_work,
-                           max_output=self.settings.config.max_step_output)
+            ex = Execution(
+                self.journal,
+                claim,
+                task,
+                threads=RunThreads(self.step_threads),
+                on_ready_work=self._ready_work,
+                max_output=self.settings.config.max_step_output,
+            )
         except JournalError:
             log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
-            self.journal.requeue_after_error(claim.run_id, claim.epoch,
-                                             error="the journal could not be read",
-                                             now=time.time())
+            self.journal.requeue_after_error(
+                claim.run_id, claim.epoch, error="the journal could not be read", now=time.time()
+            )
             return
         except Exception as exc:  # a row this code cannot make sense of: fail it, once
             log.exception("run %s: unreadable journal records", claim.run_id)
             self.journal.finish_run(
-                claim.run_id, claim.epoch, status="failed", output=None,
+                claim.run_id,
+                claim.epoch,
+                status="failed",
+                output=None,
                 error=f"CorruptRecord: this run's steps in the journal cannot be "
                 f"read ({error_text(exc)}); the row was damaged or edited by hand",
-                traceback=None, now=time.time())
+                traceback=None,
+                now=time.time(),
+            )
             return
         ex.body_threads = RunThreads(self.run_threads)
         t = asyncio.create_task(self._execute(ex), name=f"run {claim.run_id}")
@@ -234,11 +263,16 @@ class Worker:
             else:
                 log.exception("run %s: internal error; handing it back", ex.run_id)
             try:
-                self.journal.requeue_after_error(ex.run_id, ex.epoch,
-                                                 error=error_text(exc), now=time.time())
+                self.journal.requeue_after_error(
+                    ex.run_id, ex.epoch, error=error_text(exc), now=time.time()
+                )
             except JournalError as again:
-                log.error("run %s: could not hand it back (%s); it is claimed again when "
-                          "its lease runs out", ex.run_id, again)
+                log.error(
+                    "run %s: could not hand it back (%s); it is claimed again when "
+                    "its lease runs out",
+                    ex.run_id,
+                    again,
+                )
             except Exception:
                 log.exception("run %s: could not hand it back", ex.run_id)
         finally:
@@ -258,9 +292,13 @@ class Worker:
             now = time.time()
             if now - self._peers_at > 1.0:
                 self._peers_at = now
-                self._peers = [w.wake_addr for w in self.journal.live_workers(
-                    now=now, stale_after=3 * self.settings.heartbeat_seconds)
-                    if w.id != self.id and w.wake_addr]
+                self._peers = [
+                    w.wake_addr
+                    for w in self.journal.live_workers(
+                        now=now, stale_after=3 * self.settings.heartbeat_seconds
+                    )
+                    if w.id != self.id and w.wake_addr
+                ]
             wake.poke(self._peers)
 
     def _on_poke(self) -> None:
@@ -271,8 +309,11 @@ class Worker:
 
     def _lost_runs(self) -> list[tuple[str, int]]:
         states = self.journal.lease_states(list(self.active))
-        return [(rid, ex.epoch) for rid, (ex, _) in self.active.items()
-                if states.get(rid, (None, None)) != (ex.epoch, "running")]
+        return [
+            (rid, ex.epoch)
+            for rid, (ex, _) in self.active.items()
+            if states.get(rid, (None, None)) != (ex.epoch, "running")
+        ]
 
     def _drop_lost(self, lost: list[tuple[str, int]]) -> None:
         """Runs cancelled or taken over: stop executing them now, write nothing more.
@@ -299,22 +340,25 @@ class Worker:
             while not stop.wait(s.heartbeat_seconds):
                 held = {rid: ex.epoch for rid, (ex, _) in dict(self.active).items()}
                 try:
-                    lost = journal.heartbeat(self.id, held, lease_seconds=s.lease_seconds,
-                                             now=time.time())
+                    lost = journal.heartbeat(
+                        self.id, held, lease_seconds=s.lease_seconds, now=time.time()
+                    )
                     if failing:
                         log.warning("heartbeat: the journal is writable again")
                     failing = False
                 except JournalError as exc:  # a full or failing disk: once, not every beat
                     if not failing:
-                        log.error("heartbeat failed (retrying every %g s): %s",
-                                  s.heartbeat_seconds, exc)
+                        log.error(
+                            "heartbeat failed (retrying every %g s): %s", s.heartbeat_seconds, exc
+                        )
                     failing, lost = True, []
                 except Exception:
                     log.exception("heartbeat failed")
                     lost = []
                 if lost:
                     self.loop.call_soon_threadsafe(
-                        self._drop_lost, [(rid, held[rid]) for rid in lost])
+                        self._drop_lost, [(rid, held[rid]) for rid in lost]
+                    )
                 if journal.replaced():
                     self.loop.call_soon_threadsafe(self._journal_gone)
                     return
@@ -334,9 +378,13 @@ class Worker:
         if overdue is None or self.replace_me:
             return
         self.replace_me = True
-        print(f"sylphrun worker: run {overdue} ended (cancelled or taken over) but a step of "
-              f"it still runs in a thread {self.stragglers.grace:g} s later; replacing this "
-              "worker to free the thread", file=sys.stderr, flush=True)
+        print(
+            f"sylphrun worker: run {overdue} ended (cancelled or taken over) but a step of "
+            f"it still runs in a thread {self.stragglers.grace:g} s later; replacing this "
+            "worker to free the thread",
+            file=sys.stderr,
+            flush=True,
+        )
         self.stop()
 
     def _journal_gone(self) -> None:
@@ -344,8 +392,11 @@ class Worker:
         reads. Stop now, without the grace: there is nothing to hand back to."""
         if not self.journal_gone:
             self.journal_gone = True
-            print(f"sylphrun worker: {journal_gone_message(self.settings.config.journal)}",
-                  file=sys.stderr, flush=True)
+            print(
+                f"sylphrun worker: {journal_gone_message(self.settings.config.journal)}",
+                file=sys.stderr,
+                flush=True,
+            )
         self.stop()
 
     async def _drain(self) -> None:
@@ -368,17 +419,27 @@ class Worker:
             if self.journal_gone:
                 t.cancel()
                 continue
-            stuck = (f"step {', '.join(repr(k) for k in ex.running)}" if ex.running
-                     else "its task function")
+            stuck = (
+                f"step {', '.join(repr(k) for k in ex.running)}"
+                if ex.running
+                else "its task function"
+            )
             try:
                 self.journal.release_run(rid, ex.epoch, time.time())
             except JournalError as exc:
-                print(f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
-                      "claimed again when its lease runs out", file=sys.stderr, flush=True)
-            print(f"sylphrun worker: run {rid}: {stuck} still running after the "
-                  f"{grace:g} s shutdown grace (`shutdown_grace` in the config); abandoned: the "
-                  "run is handed back and the step runs again, with the same idempotency key",
-                  file=sys.stderr, flush=True)
+                print(
+                    f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
+                    "claimed again when its lease runs out",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            print(
+                f"sylphrun worker: run {rid}: {stuck} still running after the "
+                f"{grace:g} s shutdown grace (`shutdown_grace` in the config); abandoned: the "
+                "run is handed back and the step runs again, with the same idempotency key",
+                file=sys.stderr,
+                flush=True,
+            )
             t.cancel()
         tasks = [t for _, t in self.active.values()]
         if tasks:

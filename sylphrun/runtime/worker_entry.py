@@ -23,8 +23,11 @@ from sylphrun.runtime.worker import (
 )
 
 
-def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Connection | None = None,
-                registered: multiprocessing.connection.Connection | None = None) -> None:
+def worker_main(
+    settings: WorkerSettings,
+    gate: multiprocessing.connection.Connection | None = None,
+    registered: multiprocessing.connection.Connection | None = None,
+) -> None:
     """Entry point of a worker process (the target the supervisor spawns).
 
     With a `gate`, a standby started ahead of a reload: the runtime is imported (this
@@ -52,8 +55,10 @@ def worker_main(settings: WorkerSettings, gate: multiprocessing.connection.Conne
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
-    logging.basicConfig(level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
-                        format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("SYLPHRUN_LOG", "WARNING"),
+        format="%(asctime)s worker %(process)d %(levelname)s %(message)s",
+    )
     if os.environ.get(ECHO_RUN_LOGS) == "0":
         # `dev --no-tui` prints the journaled run logs in its own line format already.
         logging.getLogger("sylphrun.run").disabled = True

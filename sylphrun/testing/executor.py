@@ -43,8 +43,15 @@ SLOTS = 1_000
 
 
 class InProcessExecutor:
-    def __init__(self, journal: Journal, clock: VirtualClock, probe: StepProbe,
-                 tasks: dict[str, Task], *, max_output: int) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        clock: VirtualClock,
+        probe: StepProbe,
+        tasks: dict[str, Task],
+        *,
+        max_output: int,
+    ) -> None:
         self.journal = journal
         self.clock = clock
         self.probe = probe
@@ -64,6 +71,7 @@ class InProcessExecutor:
         """Execute what is ready, moving the clock to each next ready time, until `done()`
         holds with nothing executing, nothing is left that could ever run, or (with
         `until`) the next ready time is past `until` (the clock then stops at `until`)."""
+
         def run() -> None:
             with asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(self.clock)) as runner:
                 runner.run(self._drive(done, until))
@@ -117,30 +125,39 @@ class InProcessExecutor:
             if until is not None:
                 self.clock.advance_to(until)
 
-    def _claim(self, active: dict[asyncio.Task, Execution],
-               ready: asyncio.Event) -> tuple[bool, bool]:
+    def _claim(
+        self, active: dict[asyncio.Task, Execution], ready: asyncio.Event
+    ) -> tuple[bool, bool]:
         """Claim and start what is ready: (anything claimed, any run failed as UnknownTask)."""
         now = self.clock.now()
         if not self.journal.has_ready_work(now):
             return False, False
-        known = {t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
-                 for t in self.tasks.values()}
+        known = {
+            t.id: TaskTerms(t.concurrency, t.timeout, t.source_fingerprint())
+            for t in self.tasks.values()
+        }
         claimed = failed = False
         while len(active) < SLOTS:
             self._claims += 1
             worker_id = f"sylph-test-{self._claims}"
-            claims, unknown = self.journal.claim_runs(worker_id, 1, lease_seconds=LEASE_SECONDS,
-                                                      known_tasks=known, now=now)
+            claims, unknown = self.journal.claim_runs(
+                worker_id, 1, lease_seconds=LEASE_SECONDS, known_tasks=known, now=now
+            )
             failed = failed or bool(unknown)
             if not claims:
                 if unknown:
                     continue
                 break
             claimed = True
-            ex = Execution(self.journal, claims[0], self.tasks[claims[0].task_id],
-                           threads=RunThreads(self.step_threads),
-                           on_ready_work=lambda peers=False: ready.set(),
-                           clock=self.clock.now, max_output=self.max_output)
+            ex = Execution(
+                self.journal,
+                claims[0],
+                self.tasks[claims[0].task_id],
+                threads=RunThreads(self.step_threads),
+                on_ready_work=lambda peers=False: ready.set(),
+                clock=self.clock.now,
+                max_output=self.max_output,
+            )
             ex.body_threads = RunThreads(self.run_threads)
             ex.probe = self.probe
             task = asyncio.create_task(execute(ex), name=f"run {ex.run_id}")
@@ -148,12 +165,12 @@ class InProcessExecutor:
             self._worker_of[ex] = worker_id
         return claimed, failed
 
-    async def _wait_for_any(self, active: dict[asyncio.Task, Execution],
-                            ready: asyncio.Event) -> None:
+    async def _wait_for_any(
+        self, active: dict[asyncio.Task, Execution], ready: asyncio.Event
+    ) -> None:
         waiter = asyncio.ensure_future(ready.wait())
         try:
-            finished, _ = await asyncio.wait([*active, waiter],
-                                             return_when=asyncio.FIRST_COMPLETED)
+            finished, _ = await asyncio.wait([*active, waiter], return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         for task in finished:
@@ -173,5 +190,5 @@ class InProcessExecutor:
         crash, and is claimed again by the next turn of the loop."""
         self.crashes.append(crash)
         self.journal.release_worker_runs(
-            worker_id, reason=f"sylph crash_at: {crash}", crashed=True,
-            now=self.clock.now())
+            worker_id, reason=f"sylph crash_at: {crash}", crashed=True, now=self.clock.now()
+        )

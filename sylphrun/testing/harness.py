@@ -54,8 +54,9 @@ class SylphBase:
     journal read back for assertions. `Sylph` executes in process; `workers.WorkerSylph`
     on real worker processes (`--sylphrun-workers`)."""
 
-    def __init__(self, journal_path: str | os.PathLike[str],
-                 tasks: dict[str, Task] | None = None) -> None:
+    def __init__(
+        self, journal_path: str | os.PathLike[str], tasks: dict[str, Task] | None = None
+    ) -> None:
         self.journal_path = Path(journal_path)
         self.journal = open_journal(self.journal_path)
         self.tasks: dict[str, Task] = dict(tasks or {})
@@ -96,14 +97,17 @@ class SylphBase:
             raise TypeError(f"expected a task or a task id, not {task!r:.60}")
         if task not in self.tasks:
             known = ", ".join(sorted(self.tasks)) or "none"
-            raise UnknownTask(f"no task {task!r} is registered with sylph (known: {known}); "
-                              "list its module in the config's `tasks` or call sylph.register")
+            raise UnknownTask(
+                f"no task {task!r} is registered with sylph (known: {known}); "
+                "list its module in the config's `tasks` or call sylph.register"
+            )
         return task
 
     # -- running ---------------------------------------------------------------------------
 
-    def trigger(self, task: Task | str, payload: dict | None = None, *,
-                idempotency_key: str | None = None) -> SylphHandle:
+    def trigger(
+        self, task: Task | str, payload: dict | None = None, *, idempotency_key: str | None = None
+    ) -> SylphHandle:
         """Enqueue a run, as `sylphrun trigger` does, without executing anything."""
         task_id = self._task_id(task)
         spec = RunSpec(task_id, encode_payload(payload), check_idempotency_key(idempotency_key))
@@ -120,9 +124,15 @@ class SylphBase:
             from sylphrun.events import check_event_id, check_event_name, encode_event_data
         except ImportError:  # events (issue 14) are not in this build
             raise NotImplementedError("this sylphrun has no user events") from None
-        sent = self.journal.send_event(event_id=check_event_id(id), name=check_event_name(event),
-                                       data=encode_event_data(data), now=self.now())
-        self.triggered += [r for r in getattr(sent, "triggered_runs", ()) if r not in self.triggered]
+        sent = self.journal.send_event(
+            event_id=check_event_id(id),
+            name=check_event_name(event),
+            data=encode_event_data(data),
+            now=self.now(),
+        )
+        self.triggered += [
+            r for r in getattr(sent, "triggered_runs", ()) if r not in self.triggered
+        ]
         return sent
 
     # -- the journal, for assertions -------------------------------------------------------
@@ -153,8 +163,10 @@ class SylphBase:
         run_id = result if isinstance(result, str) else result.run_id
         record = self.get_run(run_id)
         if record.status != model.COMPLETED:
-            raise AssertionError(f"run {run_id} is {record.status}, not completed: "
-                                 f"{record.error or ''}\n\n{self.show(run_id)}")
+            raise AssertionError(
+                f"run {run_id} is {record.status}, not completed: "
+                f"{record.error or ''}\n\n{self.show(run_id)}"
+            )
         return record.output
 
     def assert_failed(self, result: model.RunResult | str, match: str | None = None) -> str:
@@ -162,10 +174,14 @@ class SylphBase:
         run's step tree."""
         run_id = result if isinstance(result, str) else result.run_id
         record = self.get_run(run_id)
-        if record.status != model.FAILED or (match is not None and match not in (record.error or "")):
+        if record.status != model.FAILED or (
+            match is not None and match not in (record.error or "")
+        ):
             want = "failed" + (f" with {match!r} in its error" if match else "")
-            raise AssertionError(f"run {run_id} is {record.status} ({record.error}), expected "
-                                 f"{want}\n\n{self.show(run_id)}")
+            raise AssertionError(
+                f"run {run_id} is {record.status} ({record.error}), expected "
+                f"{want}\n\n{self.show(run_id)}"
+            )
         return record.error or ""
 
     def check_replay(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> list[Any]:
@@ -175,16 +191,20 @@ class SylphBase:
         diverged (`replay_check.Divergence`), empty when all replay cleanly."""
         from sylphrun.testing.replay_check import check_journal
 
-        _, found = check_journal(self.journal, tasks if tasks is not None else self.tasks,
-                                 run_ids=list(run_ids) if run_ids else None)
+        _, found = check_journal(
+            self.journal,
+            tasks if tasks is not None else self.tasks,
+            run_ids=list(run_ids) if run_ids else None,
+        )
         return found
 
     def assert_replays(self, *run_ids: str, tasks: dict[str, Task] | None = None) -> None:
         """Fail, naming each divergence, unless the runs replay cleanly."""
         found = self.check_replay(*run_ids, tasks=tasks)
         if found:
-            raise AssertionError("runs no longer replay against the code:\n" + "\n".join(
-                f"  {d}" for d in found))
+            raise AssertionError(
+                "runs no longer replay against the code:\n" + "\n".join(f"  {d}" for d in found)
+            )
 
     def describe_runs(self) -> str:
         """The step trees of the runs this test triggered (the plugin prints them under a
@@ -195,23 +215,38 @@ class SylphBase:
 class Sylph(SylphBase):
     """An isolated journal and an in-process executor for one test (see the module)."""
 
-    def __init__(self, journal_path: str | os.PathLike[str], tasks: dict[str, Task] | None = None,
-                 *, max_output: int | None = None) -> None:
+    def __init__(
+        self,
+        journal_path: str | os.PathLike[str],
+        tasks: dict[str, Task] | None = None,
+        *,
+        max_output: int | None = None,
+    ) -> None:
         from sylphrun.codec import DEFAULT_MAX_OUTPUT
 
         super().__init__(journal_path, tasks)
         self.clock = VirtualClock()
         self.probe = StepProbe()
-        self._executor = InProcessExecutor(self.journal, self.clock, self.probe, self.tasks,
-                                           max_output=max_output or DEFAULT_MAX_OUTPUT)
+        self._executor = InProcessExecutor(
+            self.journal,
+            self.clock,
+            self.probe,
+            self.tasks,
+            max_output=max_output or DEFAULT_MAX_OUTPUT,
+        )
 
     def close(self) -> None:
         self._executor.close()
         super().close()
 
-    def run(self, task: Task | str, payload: dict | None = None, *,
-            crash_at: tuple[str, str] | None = None,
-            idempotency_key: str | None = None) -> model.RunResult:
+    def run(
+        self,
+        task: Task | str,
+        payload: dict | None = None,
+        *,
+        crash_at: tuple[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> model.RunResult:
         """Trigger a run and execute it to its end, children included, waits skipped on the
         virtual clock. `crash_at=(point, step)` (point: "before-start", "after-effect" or
         "after-commit") kills the in-process worker there once, then recovers the run as
@@ -224,7 +259,8 @@ class Sylph(SylphBase):
             if crash_at is not None and self.probe.crash is not None:
                 raise AssertionError(
                     f"crash_at={crash_at!r}: the run never reached {crash_at[0]} of a step "
-                    f"named {crash_at[1]!r}\n\n{self.show(handle.run_id)}")
+                    f"named {crash_at[1]!r}\n\n{self.show(handle.run_id)}"
+                )
             return result
         finally:
             self.probe.crash = None
@@ -236,8 +272,10 @@ class Sylph(SylphBase):
         self._executor.run_until(lambda: self._finished(run_id))
         record = self.journal.get_run(run_id)
         if not record.finished:
-            raise RunNotFinished(f"run {run_id} is {record.status} and nothing left can "
-                                 f"finish it\n\n{self.show(run_id)}")
+            raise RunNotFinished(
+                f"run {run_id} is {record.status} and nothing left can "
+                f"finish it\n\n{self.show(run_id)}"
+            )
         return record.result()
 
     def _finished(self, run_id: str) -> bool:
@@ -261,8 +299,9 @@ class Sylph(SylphBase):
 
     # -- mocks -----------------------------------------------------------------------------
 
-    def mock_step(self, name: str, return_value: Any = None, *,
-                  side_effect: Any = None) -> StepMock:
+    def mock_step(
+        self, name: str, return_value: Any = None, *, side_effect: Any = None
+    ) -> StepMock:
         """Replace the function of every step named `name` (in every run of this test):
         it returns `return_value`, or raises `side_effect` (an exception or its class), or
         returns `side_effect(*args, **kwargs)`; a list gives one side effect per call

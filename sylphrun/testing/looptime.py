@@ -42,7 +42,9 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._vclock.now()
 
-    def run_in_executor(self, executor: Any, func: Callable[..., Any], *args: Any) -> asyncio.Future:
+    def run_in_executor(
+        self, executor: Any, func: Callable[..., Any], *args: Any
+    ) -> asyncio.Future:
         # Counted by the asyncio future, whose done callbacks run on this loop: when the
         # count drops to 0 the code waiting on the result is already queued to run, so no
         # timer can be skipped to ahead of it.

@@ -20,16 +20,20 @@ _tasks_key = pytest.StashKey[dict]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sylphrun")
     group.addoption(
-        WORKERS_OPTION, action="store_true", default=False,
+        WORKERS_OPTION,
+        action="store_true",
+        default=False,
         help="run `sylph` tests on real `sylphrun worker` processes instead of in process "
-             "(tests using mocks, crash_at or the virtual clock are skipped)",
+        "(tests using mocks, crash_at or the virtual clock are skipped)",
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "sylphrun_workers: run this test's `sylph` on real worker processes "
-        f"(as {WORKERS_OPTION} does for every test)")
+        "markers",
+        "sylphrun_workers: run this test's `sylph` on real worker processes "
+        f"(as {WORKERS_OPTION} does for every test)",
+    )
 
 
 def _project_tasks(config: pytest.Config) -> dict:
@@ -54,13 +58,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def on_workers(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("sylphrun_workers", False)
-                or request.node.get_closest_marker("sylphrun_workers"))
+    return bool(
+        request.config.getoption("sylphrun_workers", False)
+        or request.node.get_closest_marker("sylphrun_workers")
+    )
 
 
 @pytest.fixture
-def sylph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def sylph(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Any]:
     """An isolated journal and an executor for the project's tasks: `sylph.run(task,
     payload)` runs a task to its end and returns its `RunResult`. See
     `sylphrun.testing.harness.Sylph`."""
@@ -77,8 +86,7 @@ def sylph(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if on_workers(request):
         from sylphrun.testing.workers import WorkerSylph
 
-        harness: Any = WorkerSylph(path, tasks, max_output=max_output,
-                                   root=request.config.rootpath)
+        harness: Any = WorkerSylph(path, tasks, max_output=max_output, root=request.config.rootpath)
     else:
         from sylphrun.testing.harness import Sylph
 

@@ -48,13 +48,18 @@ class StepMock:
                 try:
                     effect = next(effect)
                 except StopIteration:
-                    raise AssertionError(f"step {self.name!r} was called more times than "
-                                         "its mock's side_effect has items") from None
-                if not (isinstance(effect, BaseException) or (
-                        isinstance(effect, type) and issubclass(effect, BaseException))):
+                    raise AssertionError(
+                        f"step {self.name!r} was called more times than "
+                        "its mock's side_effect has items"
+                    ) from None
+                if not (
+                    isinstance(effect, BaseException)
+                    or (isinstance(effect, type) and issubclass(effect, BaseException))
+                ):
                     return effect
             if isinstance(effect, BaseException) or (
-                    isinstance(effect, type) and issubclass(effect, BaseException)):
+                isinstance(effect, type) and issubclass(effect, BaseException)
+            ):
                 raise effect
             if callable(effect):
                 result = effect(*args, **kwargs)

@@ -91,16 +91,23 @@ class ReplayExecution(Execution):
         if key.startswith("compensate:"):
             return key
         if key in self.journal_order and key != expected:
-            raise ReplayStop(f"expected step {expected!r} next, but the code called {key!r} "
-                             f"at {_user_frame()} (steps out of order)", diverged=True)
+            raise ReplayStop(
+                f"expected step {expected!r} next, but the code called {key!r} "
+                f"at {_user_frame()} (steps out of order)",
+                diverged=True,
+            )
         if key not in self.journal:
             if expected is not None:
-                raise ReplayStop(f"expected step {expected!r} next, but the code called "
-                                 f"{key!r} at {_user_frame()}, which the run never ran",
-                                 diverged=True)
+                raise ReplayStop(
+                    f"expected step {expected!r} next, but the code called "
+                    f"{key!r} at {_user_frame()}, which the run never ran",
+                    diverged=True,
+                )
             if self.finished:
-                raise ReplayStop(f"the run had finished, but the code now calls step {key!r} "
-                                 f"at {_user_frame()}", diverged=True)
+                raise ReplayStop(
+                    f"the run had finished, but the code now calls step {key!r} at {_user_frame()}",
+                    diverged=True,
+                )
             raise ReplayStop(f"reached {key!r}, where the run stopped", diverged=False)
         return key
 
@@ -112,9 +119,11 @@ class ReplayProbe:
         self.finished = finished
 
     def starting(self, key: str, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        raise ReplayStop(f"step {key!r} would run again (the journal has no result for it "
-                         f"in this attempt) at {_user_frame()}",
-                         diverged=self.finished)
+        raise ReplayStop(
+            f"step {key!r} would run again (the journal has no result for it "
+            f"in this attempt) at {_user_frame()}",
+            diverged=self.finished,
+        )
 
     def at(self, point: str, key: str, name: str | None = None) -> None:
         pass
@@ -129,18 +138,23 @@ class _QuietLog:
     debug = info = warning = warn = error = exception = critical = log
 
 
-def check_journal(journal: Any, tasks: dict[str, Task], *,
-                  run_ids: list[str] | None = None) -> tuple[int, list[Divergence]]:
+def check_journal(
+    journal: Any, tasks: dict[str, Task], *, run_ids: list[str] | None = None
+) -> tuple[int, list[Divergence]]:
     """Replay every run of `journal` that has steps (or those of `run_ids`) against
     `tasks`: (runs checked, the first divergence of each run that diverged)."""
-    runs = ([journal.get_run(r) for r in run_ids] if run_ids is not None
-            else journal.list_runs(limit=10**9))
+    runs = (
+        [journal.get_run(r) for r in run_ids]
+        if run_ids is not None
+        else journal.list_runs(limit=10**9)
+    )
     with ThreadPoolExecutor(8, thread_name_prefix="sylph-replay") as threads:
         return asyncio.run(_check_runs(journal, runs, tasks, threads))
 
 
-async def _check_runs(journal: Any, runs: list[model.Run], tasks: dict[str, Task],
-                      threads: ThreadPoolExecutor) -> tuple[int, list[Divergence]]:
+async def _check_runs(
+    journal: Any, runs: list[model.Run], tasks: dict[str, Task], threads: ThreadPoolExecutor
+) -> tuple[int, list[Divergence]]:
     found: list[Divergence] = []
     checked = 0
     for run in sorted(runs, key=lambda r: (r.created_at, r.id)):
@@ -149,8 +163,9 @@ async def _check_runs(journal: Any, runs: list[model.Run], tasks: dict[str, Task
         checked += 1
         task = tasks.get(run.task_id)
         if task is None:
-            found.append(Divergence(run.id, run.task_id,
-                                    f"task {run.task_id!r} is no longer defined"))
+            found.append(
+                Divergence(run.id, run.task_id, f"task {run.task_id!r} is no longer defined")
+            )
             continue
         message = await replay_run(journal, run, task, threads)
         if message is not None:
@@ -158,12 +173,22 @@ async def _check_runs(journal: Any, runs: list[model.Run], tasks: dict[str, Task
     return checked, found
 
 
-async def replay_run(journal: Any, run: model.Run, task: Task,
-                     threads: ThreadPoolExecutor) -> str | None:
+async def replay_run(
+    journal: Any, run: model.Run, task: Task, threads: ThreadPoolExecutor
+) -> str | None:
     """Replay one recorded run; the first divergence, or None."""
     finished = run.status in model.TERMINAL_STATES
-    claim = Claim(run.id, run.task_id, codec.dumps(run.payload), max(run.attempt, 1), -1,
-                  run.parent_run_id, 0, None, None)
+    claim = Claim(
+        run.id,
+        run.task_id,
+        codec.dumps(run.payload),
+        max(run.attempt, 1),
+        -1,
+        run.parent_run_id,
+        0,
+        None,
+        None,
+    )
     ex = ReplayExecution(journal, claim, task, threads=threads)
     ex.finished = finished
     ex.probe = ReplayProbe(finished)
@@ -177,16 +202,19 @@ async def replay_run(journal: Any, run: model.Run, task: Task,
             await task.fn(run.payload, ctx)
         else:
             ctx.step = ctx.sync_step
-            await ex.loop.run_in_executor(threads, contextvars.copy_context().run, task.fn,
-                                          run.payload, ctx)
+            await ex.loop.run_in_executor(
+                threads, contextvars.copy_context().run, task.fn, run.payload, ctx
+            )
     except StepDiverged as exc:
         return exc.message
     except ReplayStop as stop:
         return stop.message if stop.diverged else None
     except (Suspend, LeaseLost, JournalFailed) as exc:
         if finished:
-            return (f"the run had finished, but its replay waits or writes "
-                    f"({type(exc).__name__}): the code now does something the run never did")
+            return (
+                f"the run had finished, but its replay waits or writes "
+                f"({type(exc).__name__}): the code now does something the run never did"
+            )
         return None
     except Exception as exc:  # the task function's own failure, replayed
         raised = exc
@@ -194,8 +222,9 @@ async def replay_run(journal: Any, run: model.Run, task: Task,
         current_scope.reset(token)
     if run.status == model.COMPLETED and raised is not None:
         return f"the run completed, but its replay raised {type(raised).__name__}: {raised}"
-    missing = [k for k in ex.journal_order if k not in ex._issued and not k.startswith("compensate:")]
+    missing = [
+        k for k in ex.journal_order if k not in ex._issued and not k.startswith("compensate:")
+    ]
     if run.status == model.COMPLETED and missing:
         return f"journaled step {missing[0]!r} is no longer called by the code"
     return None
-

@@ -20,9 +20,15 @@ def run_tree_text(journal: JournalReader, run_id: str) -> str:
 
     from sylphrun.render import show_text
 
-    parts = (journal.get_run(run_id), journal.steps_of(run_id), journal.children_of(run_id),
-             journal.run_attempts(run_id), journal.logs_of(run_id))
+    parts = (
+        journal.get_run(run_id),
+        journal.steps_of(run_id),
+        journal.children_of(run_id),
+        journal.run_attempts(run_id),
+        journal.logs_of(run_id),
+    )
     out = io.StringIO()
-    Console(file=out, width=120, color_system=None, highlight=False,
-            soft_wrap=True).print(show_text(*parts))
+    Console(file=out, width=120, color_system=None, highlight=False, soft_wrap=True).print(
+        show_text(*parts)
+    )
     return out.getvalue().rstrip()

@@ -36,8 +36,14 @@ def _unsupported(what: str) -> None:
 
 
 class WorkerSylph(SylphBase):
-    def __init__(self, journal_path: str | os.PathLike[str], tasks: dict[str, Task] | None = None,
-                 *, max_output: int | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        journal_path: str | os.PathLike[str],
+        tasks: dict[str, Task] | None = None,
+        *,
+        max_output: int | None = None,
+        root: Path | None = None,
+    ) -> None:
         super().__init__(journal_path, tasks)
         self.max_output = max_output
         self.root = Path(root or os.getcwd())
@@ -57,26 +63,40 @@ class WorkerSylph(SylphBase):
         self._modules = modules
         folder = self.journal_path.parent / "workers"
         folder.mkdir(exist_ok=True)
-        lines = [f"tasks = [{', '.join(repr(m) for m in modules)}]",
-                 f"journal = {str(self.journal_path)!r}", "workers = 2"]
+        lines = [
+            f"tasks = [{', '.join(repr(m) for m in modules)}]",
+            f"journal = {str(self.journal_path)!r}",
+            "workers = 2",
+        ]
         if self.max_output:
             lines.append(f"max_step_output = {self.max_output}")
         (folder / "sylphrun.toml").write_text("\n".join(lines) + "\n")
         paths = [str(self.root)] + [
             str(Path(sys.modules[m].__file__).resolve().parent)  # type: ignore[arg-type]
-            for m in modules if getattr(sys.modules.get(m), "__file__", None)]
-        env = {**os.environ, "SYLPHRUN_ECHO_RUN_LOGS": "0",
-               "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")])}
+            for m in modules
+            if getattr(sys.modules.get(m), "__file__", None)
+        ]
+        env = {
+            **os.environ,
+            "SYLPHRUN_ECHO_RUN_LOGS": "0",
+            "PYTHONPATH": os.pathsep.join([*paths, os.environ.get("PYTHONPATH", "")]),
+        }
         self._log = open(folder / "workers.log", "wb")  # noqa: SIM115 - closed in close()
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "sylphrun", "worker", "--project", str(folder)],
-            cwd=folder, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
+            cwd=folder,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while not self.journal.live_workers(now=time.time(), stale_after=10.0):
             if self._proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("sylphrun worker did not start:\n"
-                                   + (folder / "workers.log").read_text(errors="replace")[-2000:])
+                raise RuntimeError(
+                    "sylphrun worker did not start:\n"
+                    + (folder / "workers.log").read_text(errors="replace")[-2000:]
+                )
             time.sleep(0.05)
 
     def _stop_workers(self) -> None:
@@ -98,9 +118,14 @@ class WorkerSylph(SylphBase):
 
     # -- running -----------------------------------------------------------------------------
 
-    def run(self, task: Task | str, payload: dict | None = None, *,
-            crash_at: tuple[str, str] | None = None,
-            idempotency_key: str | None = None) -> model.RunResult:
+    def run(
+        self,
+        task: Task | str,
+        payload: dict | None = None,
+        *,
+        crash_at: tuple[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> model.RunResult:
         if crash_at is not None:
             _unsupported("crash_at")
         handle = self.trigger(task, payload, idempotency_key=idempotency_key)
@@ -123,6 +148,9 @@ class WorkerSylph(SylphBase):
     def calls(self, step_name: str) -> int:
         """Attempts of the steps named `step_name`, over every run of this test (from the
         journal: the functions ran in the worker processes)."""
-        return sum(s.attempts for run in self.journal.list_runs(limit=10**9)
-                   for s in self.journal.steps_of(run.id, with_attempts=False)
-                   if s.name == step_name)
+        return sum(
+            s.attempts
+            for run in self.journal.list_runs(limit=10**9)
+            for s in self.journal.steps_of(run.id, with_attempts=False)
+            if s.name == step_name
+        )

@@ -7,8 +7,12 @@ def test_order_goes_through_every_step(sylph):
 
     assert result.ok
     assert [s.name for s in sylph.steps(result.run_id)] == [
-        "validate", "reserve-inventory", "process-payment", "create-shipment",
-        "send-confirmation"]
+        "validate",
+        "reserve-inventory",
+        "process-payment",
+        "create-shipment",
+        "send-confirmation",
+    ]
     assert result.output["payment_id"].startswith("pay_")
 
 

@@ -13,7 +13,6 @@ def test_a_partial_failure_is_reported_not_raised(sylph):
 
 
 def test_too_many_failures_fail_the_report(sylph):
-    result = sylph.run("batch-report", {"count": 5, "fail_items": [1, 2],
-                                        "max_failure_rate": 0.2})
+    result = sylph.run("batch-report", {"count": 5, "fail_items": [1, 2], "max_failure_rate": 0.2})
 
     sylph.assert_failed(result, match="2 of 5 items failed")

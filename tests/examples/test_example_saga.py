@@ -6,7 +6,9 @@ def test_a_failed_shipment_is_compensated_in_reverse_order(sylph):
 
     assert not result.ok
     assert [s.name for s in sylph.compensations(result.run_id)] == [
-        "refund-payment", "release-inventory"]
+        "refund-payment",
+        "release-inventory",
+    ]
 
 
 def test_a_crash_after_charge_payment_charges_once(sylph):
@@ -36,4 +38,6 @@ def test_a_carrier_outage_mocked(sylph):
 
     sylph.assert_failed(result, match="carrier down")
     assert [s.name for s in sylph.compensations(result.run_id)] == [
-        "refund-payment", "release-inventory"]
+        "refund-payment",
+        "release-inventory",
+    ]

@@ -41,22 +41,28 @@ class SqliteBackend:
     def open(self) -> Journal:
         return open_journal(self.path)
 
-    def build_at_version(self, version: int, *, run_id: str, task_id: str, payload: str,
-                         step_output: str) -> None:
+    def build_at_version(
+        self, version: int, *, run_id: str, task_id: str, payload: str, step_output: str
+    ) -> None:
         """A journal written by an older (or newer) sylphrun: the schema at `version`, one
         queued run with one completed step, as that version would have stored them."""
         from sylphrun.journal.schema import MIGRATIONS
 
         raw = sqlite3.connect(self.path, isolation_level=None)
         raw.execute("PRAGMA journal_mode = WAL")
-        scripts = "\n".join(MIGRATIONS[:min(version, len(MIGRATIONS))])
+        scripts = "\n".join(MIGRATIONS[: min(version, len(MIGRATIONS))])
         raw.executescript(f"BEGIN;\n{scripts}\nPRAGMA user_version = {version};\nCOMMIT;")
-        raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
-                    " ready_at) VALUES (?, ?, 'queued', ?, 1, 1, 1)", (run_id, task_id, payload))
-        raw.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
-                    " VALUES (?, 'a', 'a', 'step', 'completed', 1, 1, ?)", (run_id, step_output))
+        raw.execute(
+            "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+            " ready_at) VALUES (?, ?, 'queued', ?, 1, 1, 1)",
+            (run_id, task_id, payload),
+        )
+        raw.execute(
+            "INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
+            " VALUES (?, 'a', 'a', 'step', 'completed', 1, 1, ?)",
+            (run_id, step_output),
+        )
         raw.close()
-
 
     @classmethod
     def create(cls, request: pytest.FixtureRequest, tmp_path: Path) -> SqliteBackend:
@@ -93,8 +99,9 @@ class PostgresBackend:
     def open(self) -> Journal:
         return open_journal(self.url)
 
-    def build_at_version(self, version: int, *, run_id: str, task_id: str, payload: str,
-                         step_output: str) -> None:
+    def build_at_version(
+        self, version: int, *, run_id: str, task_id: str, payload: str, step_output: str
+    ) -> None:
         """As `SqliteBackend.build_at_version`, in PostgreSQL's schema at `version`."""
         import psycopg
 
@@ -104,19 +111,24 @@ class PostgresBackend:
         with psycopg.connect(self.url) as db, db.transaction():
             db.execute("DROP SCHEMA public CASCADE")
             db.execute("CREATE SCHEMA public")
-            for script in MIGRATIONS[:min(version, len(MIGRATIONS))]:
+            for script in MIGRATIONS[: min(version, len(MIGRATIONS))]:
                 db.execute(script)
             db.execute(VERSION_TABLE)
             db.execute("INSERT INTO sylphrun_schema VALUES (%s)", (version,))
-            db.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
-                       " ready_at) VALUES (%s, %s, 'queued', %s, 1, 1, 1)",
-                       (run_id, task_id, payload))
-            db.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt,"
-                       " output) VALUES (%s, 'a', 'a', 'step', 'completed', 1, 1, %s)",
-                       (run_id, step_output))
+            db.execute(
+                "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+                " ready_at) VALUES (%s, %s, 'queued', %s, 1, 1, 1)",
+                (run_id, task_id, payload),
+            )
+            db.execute(
+                "INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt,"
+                " output) VALUES (%s, 'a', 'a', 'step', 'completed', 1, 1, %s)",
+                (run_id, step_output),
+            )
 
 
 BACKENDS = {"sqlite": SqliteBackend, "postgres": PostgresBackend}
+
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path):
@@ -136,11 +148,18 @@ def journal(backend) -> Iterator[Journal]:
 def claimed(journal: Journal):
     """A function: enqueue one run at `now` and claim it for `worker`; returns its Claim."""
 
-    def make(task_id: str = "t", payload: str = "{}", *, now: float = 10.0,
-             worker: str = "w1", key: str | None = None) -> Claim:
+    def make(
+        task_id: str = "t",
+        payload: str = "{}",
+        *,
+        now: float = 10.0,
+        worker: str = "w1",
+        key: str | None = None,
+    ) -> Claim:
         [(run_id, _)] = journal.enqueue_runs([RunSpec(task_id, payload, key)], now)
-        claims, _ = journal.claim_runs(worker, 100, lease_seconds=LEASE,
-                                       known_tasks=terms(task_id), now=now)
+        claims, _ = journal.claim_runs(
+            worker, 100, lease_seconds=LEASE, known_tasks=terms(task_id), now=now
+        )
         [claim] = [c for c in claims if c.run_id == run_id]
         return claim
 

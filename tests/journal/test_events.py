@@ -14,15 +14,24 @@ from sylphrun.journal import RunSpec
 
 
 def send(journal, name, data=None, *, now, event_id=None):
-    return journal.send_event(event_id=event_id, name=name, data=json.dumps(data or {}),
-                              now=now)
+    return journal.send_event(event_id=event_id, name=name, data=json.dumps(data or {}), now=now)
 
 
-def wait(journal, claim, key="w", *, now, event="order.approved", match=None,
-         timeout_at=None, seq=1):
-    return journal.take_event(claim.run_id, claim.epoch, key=key, name=key, seq=seq,
-                              run_attempt=claim.attempt, event=event, match=match,
-                              timeout_at=timeout_at, now=now)
+def wait(
+    journal, claim, key="w", *, now, event="order.approved", match=None, timeout_at=None, seq=1
+):
+    return journal.take_event(
+        claim.run_id,
+        claim.epoch,
+        key=key,
+        name=key,
+        seq=seq,
+        run_attempt=claim.attempt,
+        event=event,
+        match=match,
+        timeout_at=timeout_at,
+        now=now,
+    )
 
 
 def park(journal, claim, *, now, wake_at=None):
@@ -30,14 +39,12 @@ def park(journal, claim, *, now, wake_at=None):
 
 
 def reclaim(journal, run_id, *, now):
-    claims, _ = journal.claim_runs("w2", 100, lease_seconds=LEASE, known_tasks=terms("t"),
-                                   now=now)
+    claims, _ = journal.claim_runs("w2", 100, lease_seconds=LEASE, known_tasks=terms("t"), now=now)
     return next(c for c in claims if c.run_id == run_id)
 
 
 def register(journal, **options_by_task):
-    records = [model.TaskRecord(t, opts, "tasks.py", 1, "f") for t, opts in
-               options_by_task.items()]
+    records = [model.TaskRecord(t, opts, "tasks.py", 1, "f") for t, opts in options_by_task.items()]
     journal.register_tasks(records, registered_by="test", project_dir=None, now=1)
 
 
@@ -61,16 +68,17 @@ def test_two_waits_take_two_events_in_send_order(journal, claimed):
     a = wait(journal, c, "a", event="ping", now=13)
     b = wait(journal, c, "b", event="ping", now=13, seq=2)
     third = wait(journal, c, "c", event="ping", now=13, seq=3)
-    assert (a.event_id, b.event_id, third.outcome) == (first.event_id, second.event_id,
-                                                       "waiting")
+    assert (a.event_id, b.event_id, third.outcome) == (first.event_id, second.event_id, "waiting")
 
 
 def test_match_is_equality_on_top_level_fields_true_is_not_one(journal, claimed):
     c = claimed(now=10)
     send(journal, "ok", {"order_id": 2, "approved": True}, now=11)
     send(journal, "ok", {"order_id": 1, "approved": 1}, now=12)
-    assert wait(journal, c, "a", event="ok", match={"order_id": 1, "approved": True},
-                now=13).outcome == "waiting"
+    assert (
+        wait(journal, c, "a", event="ok", match={"order_id": 1, "approved": True}, now=13).outcome
+        == "waiting"
+    )
     taken = wait(journal, c, "b", event="ok", match={"approved": True}, now=13, seq=2)
     assert json.loads(taken.data)["order_id"] == 2
 
@@ -84,8 +92,7 @@ def test_a_send_wakes_every_run_waiting_for_it_and_each_takes_it(journal, claime
     assert [w.event for w in journal.event_waits_of(runs[0].run_id)] == ["order.approved"]
     sent = send(journal, "order.approved", {"order_id": 7}, now=20)
     assert sorted(sent.matched_runs) == sorted(c.run_id for c in runs)
-    claims, _ = journal.claim_runs("w2", 100, lease_seconds=LEASE, known_tasks=terms("t"),
-                                   now=21)
+    claims, _ = journal.claim_runs("w2", 100, lease_seconds=LEASE, known_tasks=terms("t"), now=21)
     assert len(claims) == 3
     for again in claims:
         assert wait(journal, again, now=21, match={"order_id": 7}).event_id == sent.event_id
@@ -139,8 +146,9 @@ def test_cancel_on_cancels_the_runs_whose_payload_field_equals_the_events(journa
     register(journal, t={"cancel_on": [{"event": "order.cancelled", "match": "order_id"}]})
     keep = claimed(payload='{"order_id": 1}', now=10)
     stop = claimed(payload='{"order_id": 2}', now=10)
-    [child] = journal.enqueue_children(stop.run_id, stop.epoch,
-                                       [RunSpec("t", "{}", parent_run_id=stop.run_id)], now=11)
+    [child] = journal.enqueue_children(
+        stop.run_id, stop.epoch, [RunSpec("t", "{}", parent_run_id=stop.run_id)], now=11
+    )
     wait(journal, stop, now=11)
     sent = send(journal, "order.cancelled", {"order_id": 2}, now=12)
     assert sent.cancelled_runs == [stop.run_id, child.run_id]
@@ -169,8 +177,13 @@ def test_a_wait_cancelled_and_retried_waits_again_and_takes_its_event(journal, c
 
 
 def test_an_event_that_cancels_a_tasks_run_and_starts_one_spares_the_new_run(journal, claimed):
-    register(journal, t={"on_event": ["order.updated"],
-                         "cancel_on": [{"event": "order.updated", "match": "order_id"}]})
+    register(
+        journal,
+        t={
+            "on_event": ["order.updated"],
+            "cancel_on": [{"event": "order.updated", "match": "order_id"}],
+        },
+    )
     old = claimed(payload='{"order_id": 4}', now=10)
     sent = send(journal, "order.updated", {"order_id": 4}, now=11)
     assert sent.cancelled_runs == [old.run_id]
@@ -212,9 +225,16 @@ def test_waking_a_run_whose_event_wait_has_a_timeout_times_it_out_now(journal, c
 def test_a_send_wakes_exactly_the_waits_its_data_matches_among_many(journal, claimed):
     """The sender looks its candidates up by one field of each wait's match (an index):
     every field must still match, 1 is 1.0, true is not 1, a wait with no match takes all."""
-    matches = {"n1": {"n": 1}, "n2": {"n": 2}, "both": {"n": 1, "kind": "a"},
-               "other-kind": {"n": 1, "kind": "b"}, "float": {"x": 1.0},
-               "bool": {"flag": True}, "none": None, "null": {"gone": None}}
+    matches = {
+        "n1": {"n": 1},
+        "n2": {"n": 2},
+        "both": {"n": 1, "kind": "a"},
+        "other-kind": {"n": 1, "kind": "b"},
+        "float": {"x": 1.0},
+        "bool": {"flag": True},
+        "none": None,
+        "null": {"gone": None},
+    }
     runs = {}
     for label, match in matches.items():
         c = claimed(now=10, payload=json.dumps({"label": label}))
@@ -224,7 +244,12 @@ def test_a_send_wakes_exactly_the_waits_its_data_matches_among_many(journal, cla
     for i in range(50):  # waits for other orders: not candidates
         c = claimed(now=10, payload=json.dumps({"i": i}))
         wait(journal, c, now=11, match={"n": 100 + i})
-    sent = send(journal, "order.approved", {"n": 1, "kind": "a", "x": 1, "flag": 1,
-                                            "gone": None, "deep": {"n": 2}}, now=20)
-    assert sorted(sent.matched_runs) == sorted(runs[k] for k in ("n1", "both", "float",
-                                                                 "none", "null"))
+    sent = send(
+        journal,
+        "order.approved",
+        {"n": 1, "kind": "a", "x": 1, "flag": 1, "gone": None, "deep": {"n": 2}},
+        now=20,
+    )
+    assert sorted(sent.matched_runs) == sorted(
+        runs[k] for k in ("n1", "both", "float", "none", "null")
+    )

@@ -18,8 +18,12 @@ def enqueue(journal, *specs, now):
 
 
 def register(journal, task_id, options, now=0.0):
-    journal.register_tasks([model.TaskRecord(task_id, options, "f.py", 1, "fp")],
-                           registered_by="test", project_dir=None, now=now)
+    journal.register_tasks(
+        [model.TaskRecord(task_id, options, "f.py", 1, "fp")],
+        registered_by="test",
+        project_dir=None,
+        now=now,
+    )
 
 
 # -- priority ---------------------------------------------------------------------------

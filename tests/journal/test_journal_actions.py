@@ -24,9 +24,17 @@ def test_cancel_ends_the_run_its_children_and_their_open_steps(journal, claimed)
     kids = [r.run_id for r in journal.enqueue_children(parent.run_id, parent.epoch, specs, 12)]
     claims, _ = journal.claim_runs("w2", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=13)
     [running_kid] = claims
-    journal.record_step_waiting(running_kid.run_id, running_kid.epoch, key="nap", name="nap",
-                                kind=model.SLEEP, seq=1, run_attempt=1,
-                                output='{"wake_at": 99}', now=14)
+    journal.record_step_waiting(
+        running_kid.run_id,
+        running_kid.epoch,
+        key="nap",
+        name="nap",
+        kind=model.SLEEP,
+        seq=1,
+        run_attempt=1,
+        output='{"wake_at": 99}',
+        now=14,
+    )
     cancelled = journal.cancel_run(parent.run_id, now=20)
     assert sorted(cancelled) == sorted([parent.run_id, *kids])
     for rid in cancelled:
@@ -39,8 +47,9 @@ def test_cancel_ends_the_run_its_children_and_their_open_steps(journal, claimed)
     # Their workers are fenced out at their next write.
     with pytest.raises(LeaseLost):
         journal.record_step_result(parent.run_id, parent.epoch, key="busy", output="1", now=21)
-    assert journal.heartbeat("w2", {running_kid.run_id: running_kid.epoch},
-                             lease_seconds=LEASE, now=21) == [running_kid.run_id]
+    assert journal.heartbeat(
+        "w2", {running_kid.run_id: running_kid.epoch}, lease_seconds=LEASE, now=21
+    ) == [running_kid.run_id]
     assert not journal.has_ready_work(now=1000)
     with pytest.raises(InvalidState, match="already cancelled"):
         journal.cancel_run(parent.run_id, now=22)
@@ -50,8 +59,12 @@ def test_cancel_ends_the_run_its_children_and_their_open_steps(journal, claimed)
 
 def test_cancel_leaves_finished_children_alone(journal, claimed):
     parent = claimed(now=10)
-    [done] = [r.run_id for r in journal.enqueue_children(
-        parent.run_id, parent.epoch, [RunSpec("t", "{}", parent_run_id=parent.run_id)], 11)]
+    [done] = [
+        r.run_id
+        for r in journal.enqueue_children(
+            parent.run_id, parent.epoch, [RunSpec("t", "{}", parent_run_id=parent.run_id)], 11
+        )
+    ]
     [kid], _ = journal.claim_runs("w2", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=12)
     finish(journal, kid, now=13)
     assert journal.cancel_run(parent.run_id, now=14) == [parent.run_id]
@@ -67,8 +80,7 @@ def test_retry_resumes_a_failed_run_keeping_its_steps(journal, claimed):
     journal.retry_run(c.run_id, now=13)
     run = journal.get_run(c.run_id)
     assert (run.status, run.attempt, run.ready_at, run.error) == (model.QUEUED, 2, 13, None)
-    [again], _ = journal.claim_runs("w1", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                    now=14)
+    [again], _ = journal.claim_runs("w1", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=14)
     assert again.attempt == 2 and journal.replay_state(c.run_id)["a"].output == '"done"'
     finish(journal, again, now=15)
     with pytest.raises(InvalidState, match="sylphrun replay"):
@@ -77,8 +89,12 @@ def test_retry_resumes_a_failed_run_keeping_its_steps(journal, claimed):
 
 def test_retrying_a_cancelled_parent_revives_its_cancelled_children(journal, claimed):
     parent = claimed(now=10)
-    kids = [r.run_id for r in journal.enqueue_children(
-        parent.run_id, parent.epoch, [RunSpec("t", "{}", parent_run_id=parent.run_id)] * 2, 11)]
+    kids = [
+        r.run_id
+        for r in journal.enqueue_children(
+            parent.run_id, parent.epoch, [RunSpec("t", "{}", parent_run_id=parent.run_id)] * 2, 11
+        )
+    ]
     journal.cancel_run(parent.run_id, now=12)
     assert journal.get_run(parent.run_id).children_cancelled == 2
     journal.retry_run(parent.run_id, now=13)
@@ -104,7 +120,12 @@ def test_replay_starts_a_new_run_copying_the_steps_before_the_one_named(journal,
     new_id = journal.replay_run(c.run_id, from_step="c", now=21)
     new = journal.get_run(new_id)
     assert (new.status, new.task_id, new.payload, new.replay_of, new.attempt) == (
-        model.QUEUED, "t", {"order": 1}, c.run_id, 1)
+        model.QUEUED,
+        "t",
+        {"order": 1},
+        c.run_id,
+        1,
+    )
     steps = journal.steps_of(new_id)
     assert [(s.key, s.output, s.copied) for s in steps] == [("a", "a", True), ("b", "b", True)]
     fresh = journal.replay_run(c.run_id, from_step=None, now=22)
@@ -125,7 +146,8 @@ def test_replay_does_not_copy_an_undone_step_and_says_so(journal, claimed):
     assert journal.steps_of(new_id) == []
     [warning] = journal.logs_of(new_id)
     assert warning.level == "WARNING" and "'charge' (undone by 'compensate:charge')" in (
-        warning.message)
+        warning.message
+    )
 
 
 def test_user_actions_on_an_unknown_run(journal):
@@ -150,8 +172,7 @@ def test_the_same_key_and_payload_returns_the_run_created_first(journal):
 def test_the_same_key_with_another_payload_conflicts_and_writes_nothing(journal):
     [first] = journal.enqueue_runs([RunSpec("t", '{"a": 1}', "k")], now=1)
     with pytest.raises(IdempotencyConflict) as err:
-        journal.enqueue_runs([RunSpec("t", "{}", "fresh"), RunSpec("t", '{"a": 1.0}', "k")],
-                             now=2)
+        journal.enqueue_runs([RunSpec("t", "{}", "fresh"), RunSpec("t", '{"a": 1.0}', "k")], now=2)
     assert err.value.args and first.run_id in str(err.value)
     # The whole batch was refused: the first spec of it was not created either.
     assert [r.id for r in journal.list_runs()] == [first.run_id]

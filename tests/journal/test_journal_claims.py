@@ -12,13 +12,16 @@ from sylphrun.journal.types import MAX_CRASHES, UNKNOWN_TASK_GRACE, LeaseLost, T
 
 
 def claim(journal, worker="w1", limit=100, *, now, known=None, lease=LEASE):
-    return journal.claim_runs(worker, limit, lease_seconds=lease,
-                              known_tasks=known or terms("t"), now=now)
+    return journal.claim_runs(
+        worker, limit, lease_seconds=lease, known_tasks=known or terms("t"), now=now
+    )
 
 
 def test_runs_are_claimed_oldest_ready_first_up_to_the_limit(journal):
-    ids = [journal.enqueue_runs([RunSpec("t", f'{{"n": {i}}}')], now=float(i))[0].run_id
-           for i in (3, 1, 2)]
+    ids = [
+        journal.enqueue_runs([RunSpec("t", f'{{"n": {i}}}')], now=float(i))[0].run_id
+        for i in (3, 1, 2)
+    ]
     claims, unknown = claim(journal, limit=2, now=10)
     assert [c.run_id for c in claims] == [ids[1], ids[2]] and unknown == []
     first = claims[0]
@@ -42,8 +45,10 @@ def test_a_run_is_not_claimed_before_it_is_ready(journal):
 
 
 def test_a_concurrency_limit_caps_live_leases_of_a_task(journal):
-    journal.enqueue_runs([RunSpec("one", "{}"), RunSpec("one", "{}"), RunSpec("free", "{}"),
-                          RunSpec("free", "{}")], now=1)
+    journal.enqueue_runs(
+        [RunSpec("one", "{}"), RunSpec("one", "{}"), RunSpec("free", "{}"), RunSpec("free", "{}")],
+        now=1,
+    )
     known = terms("free", one=TaskTerms(concurrency=1))
     claims, _ = claim(journal, now=10, known=known)
     assert sorted(c.task_id for c in claims) == ["free", "free", "one"]
@@ -76,19 +81,22 @@ def test_an_expired_lease_is_taken_over_and_fences_out_the_old_holder(journal, c
     assert [a.status for a in step.attempt_log] == ["interrupted"]
     # Every write of the stale epoch is refused, and changes nothing.
     with pytest.raises(LeaseLost):
-        journal.record_step_start(old.run_id, old.epoch, key="b", name="b", kind=model.STEP,
-                                  seq=2, run_attempt=1, now=50)
+        journal.record_step_start(
+            old.run_id, old.epoch, key="b", name="b", kind=model.STEP, seq=2, run_attempt=1, now=50
+        )
     with pytest.raises(LeaseLost):
         journal.record_step_result(old.run_id, old.epoch, key="a", output="1", now=50)
     with pytest.raises(LeaseLost):
-        journal.append_log(old.run_id, level="INFO", message="late", step_key=None, now=50,
-                           epoch=old.epoch)
+        journal.append_log(
+            old.run_id, level="INFO", message="late", step_key=None, now=50, epoch=old.epoch
+        )
     with pytest.raises(LeaseLost):
         finish(journal, old, now=50)
     with pytest.raises(LeaseLost):
         journal.suspend_run(old.run_id, old.epoch, children=[], wake_at=99, now=50)
     assert journal.heartbeat("w1", {old.run_id: old.epoch}, lease_seconds=LEASE, now=50) == [
-        old.run_id]
+        old.run_id
+    ]
     journal.release_run(old.run_id, old.epoch, now=50)  # a stale release: silently nothing
     assert journal.requeue_after_error(old.run_id, old.epoch, error="x", now=50) is False
     assert [s.key for s in journal.steps_of(old.run_id)] == ["a"]
@@ -105,8 +113,10 @@ def test_a_heartbeat_renews_only_the_leases_it_names(journal, claimed):
     kept = claimed(now=10, worker="w1")
     dropped = claimed(now=10, worker="w1")
     journal.register_worker("w1", pid=1, host="h", supervisor_pid=None, wake_addr=None, now=10)
-    assert journal.heartbeat("w1", {kept.run_id: kept.epoch}, lease_seconds=LEASE,
-                             now=10 + LEASE - 1) == []
+    assert (
+        journal.heartbeat("w1", {kept.run_id: kept.epoch}, lease_seconds=LEASE, now=10 + LEASE - 1)
+        == []
+    )
     [taken], _ = claim(journal, "w2", now=10 + LEASE + 1)
     assert taken.run_id == dropped.run_id
     assert journal.lease_holder(kept.run_id) == ("w1", 1, kept.epoch)
@@ -144,11 +154,16 @@ def test_internal_errors_requeue_with_a_pause_then_fail_the_run(journal, claimed
 def test_a_scheduled_retry_is_a_new_attempt_ready_at_its_time(journal, claimed):
     c = claimed(now=10)
     complete_step(journal, c, "a", '"kept"', seq=1, now=11)
-    journal.schedule_retry(c.run_id, c.epoch, error="ValueError: x", traceback="tb",
-                           retry_at=100, now=12)
+    journal.schedule_retry(
+        c.run_id, c.epoch, error="ValueError: x", traceback="tb", retry_at=100, now=12
+    )
     run = journal.get_run(c.run_id)
     assert (run.status, run.attempt, run.ready_at, run.error) == (
-        model.QUEUED, 2, 100, "ValueError: x")
+        model.QUEUED,
+        2,
+        100,
+        "ValueError: x",
+    )
     [attempt] = journal.run_attempts(c.run_id)
     assert (attempt.attempt, attempt.status, attempt.traceback) == (1, model.FAILED, "tb")
     assert claim(journal, now=99) == ([], [])

@@ -15,24 +15,49 @@ def test_the_feed_gives_what_changed_after_a_cursor_in_order(journal, claimed):
     assert journal.last_event_id() == 0 and journal.events_since(0) == []
     c = claimed(now=10)
     events = journal.events_since(0)
-    assert [(e.run_id, e.kind) for e in events] == [(c.run_id, "run.queued"),
-                                                    (c.run_id, "run.running")]
+    assert [(e.run_id, e.kind) for e in events] == [
+        (c.run_id, "run.queued"),
+        (c.run_id, "run.running"),
+    ]
     cursor = journal.last_event_id()
     assert cursor == events[-1].id and [e.id for e in events] == sorted({e.id for e in events})
     journal.append_log(c.run_id, level="INFO", message="hi", step_key="s", now=11, epoch=c.epoch)
     # A step's start and result are silent unless the worker asks (notify); a failure is not.
-    journal.record_step_start(c.run_id, c.epoch, key="s", name="s", kind=model.STEP, seq=1,
-                              run_attempt=1, now=12, notify=False)
-    journal.record_step_failure(c.run_id, c.epoch, key="s", error="E", traceback=None,
-                                retry_at=13, now=12)
-    journal.record_step_start(c.run_id, c.epoch, key="s", name="s", kind=model.STEP, seq=1,
-                              run_attempt=1, now=13, notify=False)
+    journal.record_step_start(
+        c.run_id,
+        c.epoch,
+        key="s",
+        name="s",
+        kind=model.STEP,
+        seq=1,
+        run_attempt=1,
+        now=12,
+        notify=False,
+    )
+    journal.record_step_failure(
+        c.run_id, c.epoch, key="s", error="E", traceback=None, retry_at=13, now=12
+    )
+    journal.record_step_start(
+        c.run_id,
+        c.epoch,
+        key="s",
+        name="s",
+        kind=model.STEP,
+        seq=1,
+        run_attempt=1,
+        now=13,
+        notify=False,
+    )
     journal.record_step_result(c.run_id, c.epoch, key="s", output="1", now=14, notify=False)
     journal.note_step_change(c.run_id, c.epoch, key="s", status=model.STEP_COMPLETED, now=14)
     finish(journal, c, now=15)
     new = journal.events_since(cursor)
     assert [(e.kind, e.step_key) for e in new] == [
-        ("log", "s"), ("step.retrying", "s"), ("step.completed", "s"), ("run.completed", None)]
+        ("log", "s"),
+        ("step.retrying", "s"),
+        ("step.completed", "s"),
+        ("run.completed", None),
+    ]
     assert new[-1].at == 15 and new[0].id > cursor
     assert journal.events_since(journal.last_event_id()) == []
     assert [e.kind for e in journal.events_since(cursor, limit=2)] == ["log", "step.retrying"]
@@ -60,7 +85,10 @@ def test_a_runs_state_changes_up_to_an_event(journal, claimed):
     journal.cancel_run(c.run_id, now=12)
     changes = journal.run_state_changes(c.run_id, up_to=up_to)
     assert [(ch.kind, ch.at) for ch in changes] == [
-        ("run.queued", 10), ("run.running", 10), ("run.waiting", 11)]
+        ("run.queued", 10),
+        ("run.running", 10),
+        ("run.waiting", 11),
+    ]
     assert changes[-1].event_id <= up_to
 
 
@@ -84,16 +112,18 @@ def test_notable_logs_across_runs_after_a_cursor(journal, claimed):
     journal.append_log(b.run_id, level="ERROR", message="broke", step_key="x", now=13)
     notable = journal.notable_logs_since(0)
     assert [(r.run_id, r.level, r.message) for r in notable] == [
-        (a.run_id, "WARNING", "careful"), (b.run_id, "ERROR", "broke")]
+        (a.run_id, "WARNING", "careful"),
+        (b.run_id, "ERROR", "broke"),
+    ]
     assert journal.notable_logs_since(notable[0].id) == notable[1:]
     assert journal.last_log_id() == notable[-1].id
 
 
 def test_lists_and_summaries_newest_first_with_filters(journal, claimed):
     top = claimed("t", '{"Name": "Alice"}', now=10)
-    [kid] = journal.enqueue_children(top.run_id, top.epoch,
-                                     [RunSpec("u", '{"name": "bob"}', parent_run_id=top.run_id)],
-                                     11)
+    [kid] = journal.enqueue_children(
+        top.run_id, top.epoch, [RunSpec("u", '{"name": "bob"}', parent_run_id=top.run_id)], 11
+    )
     [other] = journal.enqueue_runs([RunSpec("u", '{"x": "100%_"}')], now=12)
     finish(journal, top, model.FAILED, output=None, error="E" * 600, now=13)
     assert [r.id for r in journal.list_runs()][0] == other.run_id
@@ -124,7 +154,7 @@ def test_run_ids_resolve_from_a_unique_prefix(journal):
     common = len(ids[0])
     while ids[0][:common] != ids[1][:common]:
         common -= 1
-    assert journal.resolve_run_id(ids[0][:common + 1]) == ids[0]
+    assert journal.resolve_run_id(ids[0][: common + 1]) == ids[0]
     with pytest.raises(UnknownRun, match="ambiguous"):
         journal.resolve_run_id(ids[0][:common])
     for bad in ("run_zzzz", "  "):

@@ -12,13 +12,23 @@ NOW = 10.0
 
 
 def _result(journal, claim, key, *, notify=False):
-    journal.record_step_result(claim.run_id, claim.epoch, key=key, output="1", now=NOW,
-                               notify=notify)
+    journal.record_step_result(
+        claim.run_id, claim.epoch, key=key, output="1", now=NOW, notify=notify
+    )
 
 
 def _silent_start(journal, claim, key, *, seq):
-    journal.record_step_start(claim.run_id, claim.epoch, key=key, name=key, kind=model.STEP,
-                              seq=seq, run_attempt=1, now=NOW, notify=False)
+    journal.record_step_start(
+        claim.run_id,
+        claim.epoch,
+        key=key,
+        name=key,
+        kind=model.STEP,
+        seq=seq,
+        run_attempt=1,
+        now=NOW,
+        notify=False,
+    )
 
 
 def _keys(steps):
@@ -80,8 +90,9 @@ def test_rare_step_changes_come_before_their_own_change(journal, claimed):
     c = claimed(now=NOW)
     after = journal.feed_cursor()
     _silent_start(journal, c, "a", seq=1)
-    journal.record_step_failure(c.run_id, c.epoch, key="a", error="E", traceback=None,
-                                retry_at=NOW + 1, now=NOW)
+    journal.record_step_failure(
+        c.run_id, c.epoch, key="a", error="E", traceback=None, retry_at=NOW + 1, now=NOW
+    )
     [retrying] = journal.changes_since(after).changes
     assert retrying.kind == "step.retrying"
     steps, after = journal.step_changes(c.run_id, after, until=retrying.cursor)
@@ -98,9 +109,17 @@ def test_rare_step_changes_come_before_their_own_change(journal, claimed):
 def test_a_trigger_step_comes_before_the_children_it_queued(journal, claimed):
     c = claimed(now=NOW)
     after = journal.feed_cursor()
-    journal.record_trigger_step(c.run_id, c.epoch, key="fan", name="fan", seq=1, run_attempt=1,
-                                specs=[RunSpec("kid", "{}", parent_run_id=c.run_id)],
-                                output_of=lambda ids: "[]", now=NOW)
+    journal.record_trigger_step(
+        c.run_id,
+        c.epoch,
+        key="fan",
+        name="fan",
+        seq=1,
+        run_attempt=1,
+        specs=[RunSpec("kid", "{}", parent_run_id=c.run_id)],
+        output_of=lambda ids: "[]",
+        now=NOW,
+    )
     changes = journal.changes_since(after).changes
     assert [ch.kind for ch in changes] == ["step.completed", "run.queued"]
     steps, _ = journal.step_changes(c.run_id, after, until=changes[0].cursor)
@@ -113,7 +132,10 @@ def test_state_changes_up_to_a_cursor(journal, claimed):
     until = journal.feed_cursor()
     journal.cancel_run(c.run_id, now=NOW + 2)
     assert [ch.kind for ch in journal.run_state_changes_until(c.run_id, until)] == [
-        "run.queued", "run.running", "run.waiting"]
+        "run.queued",
+        "run.running",
+        "run.waiting",
+    ]
     later = journal.changes_since(until).changes
     assert [ch.kind for ch in later if ch.run_id == c.run_id] == ["run.cancelled"]
 
@@ -128,8 +150,9 @@ def test_steps_journaled_before_the_feed_had_a_cursor_read_as_oldest(backend):
         start = journal.feed_cursor(from_start=True)
         assert _keys(journal.step_changes("run_old", start)[0]) == [("a", model.STEP_COMPLETED)]
         assert journal.step_changes("run_old", now)[0] == []
-        [claim], _ = journal.claim_runs("w1", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                        now=NOW)
+        [claim], _ = journal.claim_runs(
+            "w1", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=NOW
+        )
         complete_step(journal, claim, "b", seq=2, now=NOW)
         finish(journal, claim, now=NOW)
         assert _keys(journal.step_changes("run_old", now)[0]) == [("b", model.STEP_COMPLETED)]
@@ -154,14 +177,23 @@ def test_a_reader_polling_between_random_writes_sees_each_step_state_once_in_ord
         key = f"s{rng.randrange(6)}"
         state = journal.replay_state(c.run_id).get(key)
         if state is None or state.status in (model.STEP_COMPLETED, model.STEP_RETRYING):
-            journal.record_step_start(c.run_id, c.epoch, key=key, name=key, kind=model.STEP,
-                                      seq=int(key[1:]), run_attempt=1, now=NOW,
-                                      notify=rng.random() < 0.2)
+            journal.record_step_start(
+                c.run_id,
+                c.epoch,
+                key=key,
+                name=key,
+                kind=model.STEP,
+                seq=int(key[1:]),
+                run_attempt=1,
+                now=NOW,
+                notify=rng.random() < 0.2,
+            )
         elif rng.random() < 0.7:
             _result(journal, c, key, notify=rng.random() < 0.2)
         else:
-            journal.record_step_failure(c.run_id, c.epoch, key=key, error="E", traceback=None,
-                                        retry_at=NOW, now=NOW)
+            journal.record_step_failure(
+                c.run_id, c.epoch, key=key, error="E", traceback=None, retry_at=NOW, now=NOW
+            )
         step = journal.replay_state(c.run_id)[key]
         history.setdefault((c.run_id, key), []).append((step.status, step.attempts))
         if rng.random() < 0.1:
@@ -203,6 +235,7 @@ class _Reader:
 
     def _steps(self, run_id, until) -> None:
         steps, self.floors[run_id] = self.journal.step_changes(
-            run_id, self.floors.get(run_id, self.cursor), until=until)
+            run_id, self.floors.get(run_id, self.cursor), until=until
+        )
         for s in steps:
             self.seen.setdefault((run_id, s.key), []).append((s.status, s.attempts))

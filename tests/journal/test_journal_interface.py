@@ -12,15 +12,23 @@ from sylphrun.journal import Journal, JournalReader, SqliteJournal, open_journal
 from sylphrun.journal.interface import Journal as JournalProtocol
 
 MEMBERS = sorted(
-    name for name, _ in inspect.getmembers(JournalProtocol)
-    if not name.startswith("_")
+    name for name, _ in inspect.getmembers(JournalProtocol) if not name.startswith("_")
 )
 
 
 def test_the_protocol_names_the_operations_in_domain_terms():
     # Enough to keep the list honest if a method disappears by accident.
-    assert {"claim_runs", "record_step_start", "suspend_run", "cancel_run", "events_since",
-            "heartbeat", "wake_run", "replay_run", "change_token"} <= set(MEMBERS)
+    assert {
+        "claim_runs",
+        "record_step_start",
+        "suspend_run",
+        "cancel_run",
+        "events_since",
+        "heartbeat",
+        "wake_run",
+        "replay_run",
+        "change_token",
+    } <= set(MEMBERS)
     assert len(MEMBERS) >= 60
 
 
@@ -80,8 +88,13 @@ def test_nothing_outside_the_journal_package_imports_sqlite3():
         if path.is_relative_to(root / "journal"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
             if any(n == "sqlite3" or n.startswith("sqlite3.") for n in names):
                 offenders.append(str(path.relative_to(root)))
     assert offenders == []

@@ -14,8 +14,9 @@ from sylphrun.errors import JournalError
 def test_an_older_journal_is_migrated_and_its_runs_go_on(backend, version):
     if version >= backend.latest_version:
         pytest.skip("not older than this backend's schema")
-    backend.build_at_version(version, run_id="run_old", task_id="t", payload='{"n": 1}',
-                             step_output='"kept"')
+    backend.build_at_version(
+        version, run_id="run_old", task_id="t", payload='{"n": 1}', step_output='"kept"'
+    )
     journal = backend.open()
     try:
         assert journal.schema_version() == backend.latest_version
@@ -24,8 +25,9 @@ def test_an_older_journal_is_migrated_and_its_runs_go_on(backend, version):
         [step] = journal.steps_of("run_old")
         assert (step.output, step.fn, step.copied) == ("kept", None, False)
         assert journal.replay_state("run_old")["a"].output == '"kept"'
-        [claim], _ = journal.claim_runs("w1", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                        now=10)
+        [claim], _ = journal.claim_runs(
+            "w1", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=10
+        )
         assert claim.run_id == "run_old"
         finish(journal, claim, now=11)
         assert journal.get_run("run_old").status == model.COMPLETED
@@ -43,7 +45,8 @@ def test_an_older_journal_is_migrated_and_its_runs_go_on(backend, version):
 
 
 def test_a_journal_from_a_newer_sylphrun_is_refused(backend):
-    backend.build_at_version(backend.latest_version + 1, run_id="run_new", task_id="t",
-                             payload="{}", step_output="1")
+    backend.build_at_version(
+        backend.latest_version + 1, run_id="run_new", task_id="t", payload="{}", step_output="1"
+    )
     with pytest.raises(JournalError, match="newer sylphrun"):
         backend.open()

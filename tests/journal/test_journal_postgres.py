@@ -73,8 +73,9 @@ def test_another_programs_database_is_refused_untouched(postgres_cluster):
         with pytest.raises(NotAJournal, match="invoices"):
             open_journal(url)
         with psycopg.connect(url) as db:
-            tables = db.execute("SELECT tablename FROM pg_tables"
-                                " WHERE schemaname = 'public'").fetchall()
+            tables = db.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
         assert tables == [("invoices",)]
         empty = postgres_cluster.new_database()
         with pytest.raises(JournalError, match="no journal at"):
@@ -112,8 +113,9 @@ def test_workers_claiming_at_once_never_take_the_same_run(pg):
         def drain(i):
             mine = []
             while True:
-                claims, _ = handles[i].claim_runs(f"w{i}", 3, lease_seconds=LEASE,
-                                                  known_tasks=terms("t"), now=10)
+                claims, _ = handles[i].claim_runs(
+                    f"w{i}", 3, lease_seconds=LEASE, known_tasks=terms("t"), now=10
+                )
                 if not claims:
                     return mine
                 mine += [c.run_id for c in claims]
@@ -131,8 +133,12 @@ def test_a_concurrency_limit_holds_under_concurrent_claims(pg):
     try:
         handles[0].enqueue_runs([RunSpec("one", "{}")] * 8, now=1)
         known = {"one": TaskTerms(concurrency=2)}
-        taken = _in_threads(4, lambda i: handles[i].claim_runs(
-            f"w{i}", 5, lease_seconds=LEASE, known_tasks=known, now=10)[0])
+        taken = _in_threads(
+            4,
+            lambda i: handles[i].claim_runs(
+                f"w{i}", 5, lease_seconds=LEASE, known_tasks=known, now=10
+            )[0],
+        )
         assert sum(len(claims) for claims in taken) == 2
     finally:
         for h in handles:
@@ -151,8 +157,7 @@ def test_feed_ids_become_visible_in_commit_order(pg):
         cursor = journal.last_event_id()
         assert [e.kind for e in journal.events_since(0)] == ["run.queued"]
         slow.commit()  # numbered at its commit, whoever wrote it
-        assert [(e.run_id, e.kind) for e in journal.events_since(cursor)] == [
-            ("run_slow", "log")]
+        assert [(e.run_id, e.kind) for e in journal.events_since(cursor)] == [("run_slow", "log")]
     finally:
         slow.close()
         journal.close()
@@ -167,16 +172,27 @@ def test_children_finishing_at_once_wake_their_parent(pg):
     try:
         for attempt in range(5):
             [(parent_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
-            [parent], _ = journal.claim_runs("wp", 1, lease_seconds=LEASE,
-                                             known_tasks=terms("t"), now=2)
+            [parent], _ = journal.claim_runs(
+                "wp", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2
+            )
             specs = [RunSpec("c", "{}", parent_run_id=parent_id) for _ in range(2)]
             kids = [r.run_id for r in journal.enqueue_children(parent_id, parent.epoch, specs, 3)]
             journal.suspend_run(parent_id, parent.epoch, children=kids, wake_at=None, now=4)
-            claims, _ = journal.claim_runs("wc", 2, lease_seconds=LEASE,
-                                           known_tasks=terms("c"), now=5)
-            _in_threads(2, lambda i, claims=claims: journal.finish_run(
-                claims[i].run_id, claims[i].epoch, status="completed", output="null",
-                error=None, traceback=None, now=6))
+            claims, _ = journal.claim_runs(
+                "wc", 2, lease_seconds=LEASE, known_tasks=terms("c"), now=5
+            )
+            _in_threads(
+                2,
+                lambda i, claims=claims: journal.finish_run(
+                    claims[i].run_id,
+                    claims[i].epoch,
+                    status="completed",
+                    output="null",
+                    error=None,
+                    traceback=None,
+                    now=6,
+                ),
+            )
             run = journal.get_run(parent_id)
             assert (run.ready_at, run.children_done) == (6, 2), attempt
     finally:
@@ -191,11 +207,11 @@ def test_a_listener_wakes_when_a_run_becomes_claimable_from_another_handle(pg):
         other.enqueue_runs([RunSpec("t", "{}")] * 3, now=1)  # one transaction: one wake-up
         assert listener.wait(timeout=30) is True
         assert listener.wait(timeout=0) is False
-        [claim], _ = other.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                      now=2)
+        [claim], _ = other.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2)
         # Ready later (a retry's back-off): the timed poll finds it, no wake-up now.
-        other.schedule_retry(claim.run_id, claim.epoch, error="E", traceback=None,
-                             retry_at=100, now=3)
+        other.schedule_retry(
+            claim.run_id, claim.epoch, error="E", traceback=None, retry_at=100, now=3
+        )
         other.append_log(claim.run_id, level="INFO", message="x", step_key=None, now=4)
         assert listener.wait(timeout=0.2) is False
         other.wake_run(claim.run_id, now=5)  # due now: a wake-up
@@ -215,12 +231,14 @@ def test_a_cancel_racing_children_that_finish_ends_consistent(pg):
         for attempt in range(4):
             journal = handles[0]
             [(parent_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=1)
-            [parent], _ = journal.claim_runs("wp", 1, lease_seconds=LEASE,
-                                             known_tasks=terms("t"), now=2)
+            [parent], _ = journal.claim_runs(
+                "wp", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2
+            )
             specs = [RunSpec("c", "{}", parent_run_id=parent_id) for _ in range(6)]
             kids = [r.run_id for r in journal.enqueue_children(parent_id, parent.epoch, specs, 3)]
-            claims, _ = journal.claim_runs("wc", 6, lease_seconds=LEASE,
-                                           known_tasks=terms("c"), now=4)
+            claims, _ = journal.claim_runs(
+                "wc", 6, lease_seconds=LEASE, known_tasks=terms("c"), now=4
+            )
 
             def act(i, claims=claims, parent_id=parent_id):
                 if i == 0:
@@ -228,8 +246,15 @@ def test_a_cancel_racing_children_that_finish_ends_consistent(pg):
                     return
                 for c in claims:
                     try:
-                        handles[1].finish_run(c.run_id, c.epoch, status="completed",
-                                              output="null", error=None, traceback=None, now=5)
+                        handles[1].finish_run(
+                            c.run_id,
+                            c.epoch,
+                            status="completed",
+                            output="null",
+                            error=None,
+                            traceback=None,
+                            now=5,
+                        )
                     except LeaseLost:
                         pass  # the cancel got there first: fenced out, as it should be
 
@@ -260,11 +285,14 @@ def test_a_server_restart_costs_a_running_run_nothing(pg):
         pg.cluster.restart()
         assert journal.get_run(run_id).status == "running"  # a read
         pg.cluster.restart()
-        journal.finish_run(run_id, c.epoch, status="completed", output="null", error=None,
-                           traceback=None, now=6)  # a transaction
+        journal.finish_run(
+            run_id, c.epoch, status="completed", output="null", error=None, traceback=None, now=6
+        )  # a transaction
         steps = journal.steps_of(run_id)
         assert [(s.key, s.status, s.attempts) for s in steps] == [
-            ("before", "completed", 1), ("after", "completed", 1)]
+            ("before", "completed", 1),
+            ("after", "completed", 1),
+        ]
         assert journal.get_run(run_id).status == "completed"
     finally:
         journal.close()
@@ -275,11 +303,14 @@ def test_a_sqlite_journal_never_imports_psycopg(tmp_path):
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom sylphrun.journal import open_journal\n"
-             f"open_journal({str(tmp_path / 'j.db')!r}).close()\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sylphrun.journal.postgres'))))")
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
+    probe = (
+        "import sys\nfrom sylphrun.journal import open_journal\n"
+        f"open_journal({str(tmp_path / 'j.db')!r}).close()\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sylphrun.journal.postgres'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     assert out.strip() == "[]"
 
 
@@ -293,18 +324,28 @@ def test_per_key_limits_hold_under_concurrent_claims(pg):
     handles = [pg.open() for _ in range(4)]
     try:
         specs = [RunSpec("k", "{}", concurrency_key=key) for key in "abc" for _ in range(6)]
-        key_of = {c.run_id: s.concurrency_key
-                  for c, s in zip(handles[0].enqueue_runs(specs, now=1), specs, strict=True)}
+        key_of = {
+            c.run_id: s.concurrency_key
+            for c, s in zip(handles[0].enqueue_runs(specs, now=1), specs, strict=True)
+        }
         known = {"k": TaskTerms(key_concurrency=2)}
-        taken = _in_threads(4, lambda i: handles[i].claim_runs(
-            f"w{i}", 4, lease_seconds=LEASE, known_tasks=known, now=10)[0])
+        taken = _in_threads(
+            4,
+            lambda i: handles[i].claim_runs(
+                f"w{i}", 4, lease_seconds=LEASE, known_tasks=known, now=10
+            )[0],
+        )
         ids = [c.run_id for claims in taken for c in claims]
         assert len(ids) == len(set(ids))
         per_key = {key: sum(key_of[r] == key for r in ids) for key in "abc"}
         assert per_key == {"a": 2, "b": 2, "c": 2}  # each key full, none over
         # A second race with every key full takes nothing.
-        again = _in_threads(4, lambda i: handles[i].claim_runs(
-            f"w{i}", 4, lease_seconds=LEASE, known_tasks=known, now=11)[0])
+        again = _in_threads(
+            4,
+            lambda i: handles[i].claim_runs(
+                f"w{i}", 4, lease_seconds=LEASE, known_tasks=known, now=11
+            )[0],
+        )
         assert again == [[]] * 4
     finally:
         for h in handles:
@@ -316,8 +357,12 @@ def test_a_rate_limit_holds_under_concurrent_claims(pg):
     try:
         handles[0].enqueue_runs([RunSpec("r", "{}", rate_key="u1")] * 10, now=1)
         known = {"r": TaskTerms(rate_limit=3, rate_period=60)}
-        taken = _in_threads(4, lambda i: handles[i].claim_runs(
-            f"w{i}", 5, lease_seconds=LEASE, known_tasks=known, now=10)[0])
+        taken = _in_threads(
+            4,
+            lambda i: handles[i].claim_runs(
+                f"w{i}", 5, lease_seconds=LEASE, known_tasks=known, now=10
+            )[0],
+        )
         assert sum(len(claims) for claims in taken) == 3
     finally:
         for h in handles:
@@ -333,10 +378,13 @@ def test_two_supervisors_firing_one_slot_at_once_create_one_run(pg):
             task = f"nightly{n}"
             handles[0].start_schedule(task, settled_through=100, now=100)
             # Without its key, only the schedule's lock keeps the second firing out.
-            spec = RunSpec(task, "{}", f"schedule:{task}:110" if keyed else None,
-                           derived_key=keyed)
-            fired = _in_threads(2, lambda i, spec=spec, task=task: handles[i].fire_schedule(
-                task, [ScheduleTick(110, spec)], settled_through=110, now=110 + i / 10))
+            spec = RunSpec(task, "{}", f"schedule:{task}:110" if keyed else None, derived_key=keyed)
+            fired = _in_threads(
+                2,
+                lambda i, spec=spec, task=task: handles[i].fire_schedule(
+                    task, [ScheduleTick(110, spec)], settled_through=110, now=110 + i / 10
+                ),
+            )
             created = [c for f in fired for c in f if c.created]
             assert len(created) == 1, (keyed, fired)
             assert len(handles[0].list_runs(task_id=task)) == 1
@@ -356,38 +404,75 @@ def test_two_senders_racing_a_wait_and_its_park_lose_no_event(pg):
         for attempt in range(6):
             name = f"paid{attempt}"
             [(run_id, _)] = runner.enqueue_runs([RunSpec("t", "{}")], now=1)
-            [c], _ = runner.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                       now=2)
+            [c], _ = runner.claim_runs("w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=2)
 
             def act(i, c=c, name=name):
                 if i == 0:
-                    taken = runner.take_event(c.run_id, c.epoch, key="w1", name="w1", seq=1,
-                                              run_attempt=1, event=name, match=None,
-                                              timeout_at=None, now=3)
+                    taken = runner.take_event(
+                        c.run_id,
+                        c.epoch,
+                        key="w1",
+                        name="w1",
+                        seq=1,
+                        run_attempt=1,
+                        event=name,
+                        match=None,
+                        timeout_at=None,
+                        now=3,
+                    )
                     if taken.outcome == "waiting":
                         runner.suspend_run(c.run_id, c.epoch, children=[], wake_at=None, now=3)
                     return taken.outcome
                 sender = s1 if i == 1 else s2
-                return sender.send_event(event_id=None, name=name, data=f'{{"n": {i}}}',
-                                         now=3).event_id
+                return sender.send_event(
+                    event_id=None, name=name, data=f'{{"n": {i}}}', now=3
+                ).event_id
 
             outcome, *sent = _in_threads(3, act)
             if outcome == "waiting":
                 run = runner.get_run(run_id)
                 assert run.status == "waiting" and run.ready_at is not None, attempt
-                [c], _ = runner.claim_runs("w", 1, lease_seconds=LEASE,
-                                           known_tasks=terms("t"), now=4)
-                first = runner.take_event(c.run_id, c.epoch, key="w1", name="w1", seq=1,
-                                          run_attempt=1, event=name, match=None,
-                                          timeout_at=None, now=4)
+                [c], _ = runner.claim_runs(
+                    "w", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=4
+                )
+                first = runner.take_event(
+                    c.run_id,
+                    c.epoch,
+                    key="w1",
+                    name="w1",
+                    seq=1,
+                    run_attempt=1,
+                    event=name,
+                    match=None,
+                    timeout_at=None,
+                    now=4,
+                )
             else:  # sent before the look: taken at once
                 first = type("Taken", (), {"event_id": _event_of(runner, run_id, "w1")})
-            second = runner.take_event(c.run_id, c.epoch, key="w2", name="w2", seq=2,
-                                       run_attempt=1, event=name, match=None, timeout_at=None,
-                                       now=5)
-            third = runner.take_event(c.run_id, c.epoch, key="w3", name="w3", seq=3,
-                                      run_attempt=1, event=name, match=None, timeout_at=None,
-                                      now=5)
+            second = runner.take_event(
+                c.run_id,
+                c.epoch,
+                key="w2",
+                name="w2",
+                seq=2,
+                run_attempt=1,
+                event=name,
+                match=None,
+                timeout_at=None,
+                now=5,
+            )
+            third = runner.take_event(
+                c.run_id,
+                c.epoch,
+                key="w3",
+                name="w3",
+                seq=3,
+                run_attempt=1,
+                event=name,
+                match=None,
+                timeout_at=None,
+                now=5,
+            )
             assert sorted([first.event_id, second.event_id]) == sorted(sent), attempt
             assert third.outcome == "waiting"
     finally:
@@ -424,9 +509,14 @@ def test_a_send_caught_between_its_look_and_its_commit_still_wakes_the_parked_ru
         blocker.execute("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
 
         def waiting(kind: str) -> bool:
-            return watcher.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE"
-                                   " wait_event_type = 'Lock' AND wait_event = %s",
-                                   (kind,)).fetchone()[0] > 0
+            return (
+                watcher.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE"
+                    " wait_event_type = 'Lock' AND wait_event = %s",
+                    (kind,),
+                ).fetchone()[0]
+                > 0
+            )
 
         done: dict[str, object] = {}
 
@@ -434,9 +524,18 @@ def test_a_send_caught_between_its_look_and_its_commit_still_wakes_the_parked_ru
             done["sent"] = sender.send_event(event_id=None, name="paid", data="{}", now=3)
 
         def look_and_park():
-            taken = runner.take_event(c.run_id, c.epoch, key="w1", name="w1", seq=1,
-                                      run_attempt=1, event="paid", match=None,
-                                      timeout_at=None, now=3)
+            taken = runner.take_event(
+                c.run_id,
+                c.epoch,
+                key="w1",
+                name="w1",
+                seq=1,
+                run_attempt=1,
+                event="paid",
+                match=None,
+                timeout_at=None,
+                now=3,
+            )
             if taken.outcome == "waiting":
                 runner.suspend_run(c.run_id, c.epoch, children=[], wake_at=None, now=3)
             done["taken"] = taken.outcome
@@ -446,8 +545,10 @@ def test_a_send_caught_between_its_look_and_its_commit_still_wakes_the_parked_ru
         _wait_until(lambda: waiting("relation"), "the send to stall on the tasks table")
         threads.append(threading.Thread(target=look_and_park))
         threads[1].start()
-        _wait_until(lambda: "taken" in done or waiting("advisory"),
-                    "the look to park or to wait for the send")
+        _wait_until(
+            lambda: "taken" in done or waiting("advisory"),
+            "the look to park or to wait for the send",
+        )
         blocker.commit()
         for t in threads:
             t.join(60)
@@ -462,7 +563,7 @@ def test_a_send_caught_between_its_look_and_its_commit_still_wakes_the_parked_ru
 
 # -- the CLI on a Postgres journal (config `journal = "postgresql://..."`) ------------------
 
-_SMOKE_TASKS = '''
+_SMOKE_TASKS = """
 from sylphrun import task
 from ledger_helper import record
 
@@ -473,7 +574,7 @@ async def hello(payload, ctx):
     got = await ctx.step.run("greet", greet)
     record(LEDGER, got)
     return got
-'''
+"""
 
 
 @pytest.mark.slow  # real worker processes
@@ -517,8 +618,9 @@ def test_a_follower_sees_every_step_of_concurrent_writers_once_and_finally_compl
     try:
         specs = [RunSpec("t", "{}")] * len(writers)
         writers[0].enqueue_runs(specs, now=1)
-        claims, _ = writers[0].claim_runs("w", 3, lease_seconds=LEASE, known_tasks=terms("t"),
-                                          now=2)
+        claims, _ = writers[0].claim_runs(
+            "w", 3, lease_seconds=LEASE, known_tasks=terms("t"), now=2
+        )
         stop = threading.Event()
         seen: dict[tuple[str, str], list[str]] = {}
         after = {c.run_id: reader.feed_cursor(from_start=True) for c in claims}
@@ -539,10 +641,20 @@ def test_a_follower_sees_every_step_of_concurrent_writers_once_and_finally_compl
         def write(i):
             j, c = writers[i], claims[i]
             for k in range(40):
-                j.record_step_start(c.run_id, c.epoch, key=f"s{k}", name="s", kind="step",
-                                    seq=k + 1, run_attempt=1, now=3, notify=k % 4 == 0)
-                j.record_step_result(c.run_id, c.epoch, key=f"s{k}", output="1", now=3,
-                                     notify=False)
+                j.record_step_start(
+                    c.run_id,
+                    c.epoch,
+                    key=f"s{k}",
+                    name="s",
+                    kind="step",
+                    seq=k + 1,
+                    run_attempt=1,
+                    now=3,
+                    notify=k % 4 == 0,
+                )
+                j.record_step_result(
+                    c.run_id, c.epoch, key=f"s{k}", output="1", now=3, notify=False
+                )
                 if k % 5 == 0:
                     j.append_log(c.run_id, level="INFO", message="x", step_key=None, now=3)
 
@@ -552,8 +664,7 @@ def test_a_follower_sees_every_step_of_concurrent_writers_once_and_finally_compl
             stop.set()
             follower.join(60)
         # A last read needs an event after the last stamp (a cursor ends at the newest one).
-        writers[0].append_log(claims[0].run_id, level="INFO", message="end", step_key=None,
-                              now=4)
+        writers[0].append_log(claims[0].run_id, level="INFO", message="end", step_key=None, now=4)
         follow_once()
         for c in claims:
             for k in range(40):
@@ -577,25 +688,45 @@ def test_an_event_committed_after_a_later_send_still_counts_for_a_run_created_be
     blocker = psycopg.connect(pg.url)
     watcher = psycopg.connect(pg.url, autocommit=True)
     try:
-        journal.register_tasks([model.TaskRecord(
-            "c", {"cancel_on": [{"event": "x", "match": "order"}]}, "tasks.py", 1, "f")],
-            registered_by="test", project_dir=None, now=1)
+        journal.register_tasks(
+            [
+                model.TaskRecord(
+                    "c", {"cancel_on": [{"event": "x", "match": "order"}]}, "tasks.py", 1, "f"
+                )
+            ],
+            registered_by="test",
+            project_dir=None,
+            now=1,
+        )
         [(victim, _)] = journal.enqueue_runs([RunSpec("c", '{"order": 1}')], now=1)
         blocker.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (victim,))
 
         def waiting(kind: str) -> bool:
-            return watcher.execute("SELECT COUNT(*) FROM pg_stat_activity WHERE"
-                                   " wait_event_type = 'Lock' AND wait_event = %s",
-                                   (kind,)).fetchone()[0] > 0
+            return (
+                watcher.execute(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE"
+                    " wait_event_type = 'Lock' AND wait_event = %s",
+                    (kind,),
+                ).fetchone()[0]
+                > 0
+            )
 
         done: dict[str, object] = {}
-        a = threading.Thread(target=lambda: done.setdefault("a", a_side.send_event(
-            event_id=None, name="x", data='{"order": 1}', now=2)))
-        b = threading.Thread(target=lambda: done.setdefault("b", b_side.send_event(
-            event_id=None, name="y", data="{}", now=2)))
+        a = threading.Thread(
+            target=lambda: done.setdefault(
+                "a", a_side.send_event(event_id=None, name="x", data='{"order": 1}', now=2)
+            )
+        )
+        b = threading.Thread(
+            target=lambda: done.setdefault(
+                "b", b_side.send_event(event_id=None, name="y", data="{}", now=2)
+            )
+        )
         a.start()
-        _wait_until(lambda: waiting("transactionid") or waiting("tuple"),
-                    "send A to stall on the run it cancels")
+        _wait_until(
+            lambda: waiting("transactionid") or waiting("tuple"),
+            "send A to stall on the run it cancels",
+        )
         b.start()
         _wait_until(lambda: "b" in done or waiting("advisory"), "send B to commit or wait")
         [(run_id, _)] = journal.enqueue_runs([RunSpec("t", "{}")], now=3)
@@ -603,8 +734,18 @@ def test_an_event_committed_after_a_later_send_still_counts_for_a_run_created_be
         blocker.commit()
         a.join(60)
         b.join(60)
-        taken = journal.take_event(c.run_id, c.epoch, key="w1", name="w1", seq=1,
-                                   run_attempt=1, event="x", match=None, timeout_at=None, now=4)
+        taken = journal.take_event(
+            c.run_id,
+            c.epoch,
+            key="w1",
+            name="w1",
+            seq=1,
+            run_attempt=1,
+            event="x",
+            match=None,
+            timeout_at=None,
+            now=4,
+        )
         assert (taken.outcome, taken.event_id) == ("received", done["a"].event_id)
     finally:
         blocker.close()
@@ -613,7 +754,7 @@ def test_an_event_committed_after_a_later_send_still_counts_for_a_run_created_be
             h.close()
 
 
-_FANOUT_TASKS = '''
+_FANOUT_TASKS = """
 import asyncio
 from ledger_helper import record
 from sylphrun import task, Retry
@@ -636,7 +777,7 @@ async def parent(payload, ctx):
     total = sum(r["output"] for r in results if r["ok"])
     record(LEDGER, f"sum {total}")
     return total
-'''
+"""
 
 
 @pytest.mark.slow  # real worker processes
@@ -648,7 +789,8 @@ def test_a_fan_out_with_a_retried_child_completes_on_postgres(pg, project, backg
     project.write_config(f'journal = "{pg.url}"\n')
     background("worker", "--workers", "1")
     background("worker", "--workers", "1")
-    done = project.cli("trigger", "parent", "--payload", '{"n": 12}', "--timeout", "120",
-                       timeout=150)
+    done = project.cli(
+        "trigger", "parent", "--payload", '{"n": 12}', "--timeout", "120", timeout=150
+    )
     assert done.returncode == 0, (done.stdout, done.stderr)
     assert project.ledger_lines() == [f"sum {sum(i * 2 for i in range(12))}"]

@@ -9,8 +9,9 @@ from sylphrun.journal.types import ScheduleTick
 
 def tick(slot: float, task: str = "nightly") -> ScheduleTick:
     key = f"schedule:{task}:{slot:g}"
-    return ScheduleTick(slot, RunSpec(task, f'{{"scheduled_at": "{slot:g}"}}', key,
-                                      derived_key=True))
+    return ScheduleTick(
+        slot, RunSpec(task, f'{{"scheduled_at": "{slot:g}"}}', key, derived_key=True)
+    )
 
 
 def test_a_new_schedule_starts_settled_and_only_once(journal):
@@ -18,8 +19,13 @@ def test_a_new_schedule_starts_settled_and_only_once(journal):
     assert journal.start_schedule("nightly", settled_through=100, now=100.5)
     assert not journal.start_schedule("nightly", settled_through=200, now=200)
     [state] = journal.schedule_states().values()
-    assert (state.task_id, state.settled_through, state.last_slot, state.last_run_id,
-            state.paused) == ("nightly", 100, None, None, False)
+    assert (
+        state.task_id,
+        state.settled_through,
+        state.last_slot,
+        state.last_run_id,
+        state.paused,
+    ) == ("nightly", 100, None, None, False)
 
 
 def test_a_slot_fires_once_whoever_fires_it(journal, backend):
@@ -43,8 +49,7 @@ def test_the_idempotency_key_hands_back_a_slot_settled_elsewhere(journal):
     # Even a write that got past the settled check (a state dropped by hand) finds the run.
     [first] = journal.fire_schedule("nightly", [tick(110)], settled_through=110, now=110)
     journal.set_schedule_paused("other", True, now=1)  # unrelated state is left alone
-    [again] = journal.fire_schedule("nightly", [tick(110), tick(120)], settled_through=120,
-                                    now=120)
+    [again] = journal.fire_schedule("nightly", [tick(110), tick(120)], settled_through=120, now=120)
     assert again.created and again.run_id != first.run_id  # 110 is settled: only 120 fired
     assert journal.schedule_states()["nightly"].last_slot == 120
 
@@ -60,8 +65,9 @@ def test_settled_time_never_moves_backwards(journal):
 
 def test_catch_up_of_all_slots_in_one_transaction(journal):
     journal.start_schedule("nightly", settled_through=100, now=100)
-    created = journal.fire_schedule("nightly", [tick(130), tick(110), tick(120)],
-                                    settled_through=130, now=135)
+    created = journal.fire_schedule(
+        "nightly", [tick(130), tick(110), tick(120)], settled_through=130, now=135
+    )
     assert len(created) == 3 and all(c.created for c in created)
     state = journal.schedule_states()["nightly"]
     assert state.last_slot == 130 and state.last_run_id == created[-1].run_id

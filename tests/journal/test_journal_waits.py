@@ -18,8 +18,9 @@ def children(journal, parent, n, *, now):
 
 def claim_all(journal, *, now, worker="w9"):
     """Every claimable run, by id."""
-    claims, _ = journal.claim_runs(worker, 100, lease_seconds=LEASE,
-                                   known_tasks=terms("t", "child"), now=now)
+    claims, _ = journal.claim_runs(
+        worker, 100, lease_seconds=LEASE, known_tasks=terms("t", "child"), now=now
+    )
     return {c.run_id: c for c in claims}
 
 
@@ -31,8 +32,16 @@ def test_a_parent_parked_on_children_wakes_when_the_last_finishes(journal, claim
     parent = claimed(now=10)
     kids = children(journal, parent, 2, now=11)
     assert journal.get_run(parent.run_id).children_total == 2
-    journal.record_step_start(parent.run_id, parent.epoch, key="gather", name="gather",
-                              kind=model.STEP, seq=1, run_attempt=1, now=12)
+    journal.record_step_start(
+        parent.run_id,
+        parent.epoch,
+        key="gather",
+        name="gather",
+        kind=model.STEP,
+        seq=1,
+        run_attempt=1,
+        now=12,
+    )
     journal.suspend_run(parent.run_id, parent.epoch, children=kids, wake_at=None, now=12)
     run = journal.get_run(parent.run_id)
     assert (run.status, run.ready_at) == (model.WAITING, None)
@@ -45,15 +54,27 @@ def test_a_parent_parked_on_children_wakes_when_the_last_finishes(journal, claim
     finish(journal, running[kids[1]], model.FAILED, output=None, error="boom", now=16)
     run = journal.get_run(parent.run_id)
     assert (run.status, run.ready_at, run.children_done, run.children_failed) == (
-        model.WAITING, 16, 2, 1)
+        model.WAITING,
+        16,
+        2,
+        1,
+    )
     results = journal.children_results(parent.run_id)
     assert results[kids[0]].ok and results[kids[1]].error == "boom"
     assert journal.run_results(kids) == results
     # Claimed again, the parked step resumes: not a new attempt.
     again = claim_run(journal, parent.run_id, now=17, worker="w1")
     assert again.epoch > parent.epoch
-    journal.record_step_start(again.run_id, again.epoch, key="gather", name="gather",
-                              kind=model.STEP, seq=1, run_attempt=1, now=17)
+    journal.record_step_start(
+        again.run_id,
+        again.epoch,
+        key="gather",
+        name="gather",
+        kind=model.STEP,
+        seq=1,
+        run_attempt=1,
+        now=17,
+    )
     assert journal.steps_of(parent.run_id)[0].attempts == 1
 
 
@@ -69,22 +90,41 @@ def test_parking_on_children_already_finished_is_ready_at_once(journal, claimed)
 
 def test_a_sleep_wakes_at_its_time(journal, claimed):
     c = claimed(now=10)
-    journal.record_step_waiting(c.run_id, c.epoch, key="nap", name="nap", kind=model.SLEEP,
-                                seq=1, run_attempt=1, output='{"wake_at": 100}', now=11)
+    journal.record_step_waiting(
+        c.run_id,
+        c.epoch,
+        key="nap",
+        name="nap",
+        kind=model.SLEEP,
+        seq=1,
+        run_attempt=1,
+        output='{"wake_at": 100}',
+        now=11,
+    )
     journal.suspend_run(c.run_id, c.epoch, children=[], wake_at=100, now=11)
     assert journal.next_ready_at() == 100
     assert not journal.has_ready_work(now=99)
-    assert journal.claim_runs("w2", 10, lease_seconds=LEASE, known_tasks=terms("t"),
-                              now=99) == ([], [])
-    [woken], _ = journal.claim_runs("w2", 10, lease_seconds=LEASE, known_tasks=terms("t"),
-                                    now=100)
+    assert journal.claim_runs("w2", 10, lease_seconds=LEASE, known_tasks=terms("t"), now=99) == (
+        [],
+        [],
+    )
+    [woken], _ = journal.claim_runs("w2", 10, lease_seconds=LEASE, known_tasks=terms("t"), now=100)
     assert woken.run_id == c.run_id and woken.epoch == c.epoch + 1
 
 
 def test_a_user_wakes_a_sleeping_run_now(journal, claimed):
     c = claimed(now=10)
-    journal.record_step_waiting(c.run_id, c.epoch, key="nap", name="nap", kind=model.SLEEP,
-                                seq=1, run_attempt=1, output='{"wake_at": 100}', now=11)
+    journal.record_step_waiting(
+        c.run_id,
+        c.epoch,
+        key="nap",
+        name="nap",
+        kind=model.SLEEP,
+        seq=1,
+        run_attempt=1,
+        output='{"wake_at": 100}',
+        now=11,
+    )
     journal.suspend_run(c.run_id, c.epoch, children=[], wake_at=100, now=11)
     what = journal.wake_run(c.run_id, now=50)
     assert "nap" in what
@@ -98,10 +138,12 @@ def test_a_user_wakes_a_sleeping_run_now(journal, claimed):
 
 def test_a_user_wakes_a_step_waiting_for_its_retry(journal, claimed):
     c = claimed(now=10)
-    journal.record_step_start(c.run_id, c.epoch, key="s", name="s", kind=model.STEP, seq=1,
-                              run_attempt=1, now=11)
-    journal.record_step_failure(c.run_id, c.epoch, key="s", error="E", traceback=None,
-                                retry_at=500, now=12)
+    journal.record_step_start(
+        c.run_id, c.epoch, key="s", name="s", kind=model.STEP, seq=1, run_attempt=1, now=11
+    )
+    journal.record_step_failure(
+        c.run_id, c.epoch, key="s", error="E", traceback=None, retry_at=500, now=12
+    )
     journal.suspend_run(c.run_id, c.epoch, children=[], wake_at=500, now=12)
     assert "'s' is retried now" in journal.wake_run(c.run_id, now=20)
     assert journal.steps_of(c.run_id)[0].retry_at == 20
@@ -123,8 +165,13 @@ def test_children_are_counted_by_how_they_ended(journal, claimed):
     finish(journal, running[bad], model.FAILED, output=None, error="x", now=13)
     journal.cancel_run(gone, now=14)
     run = journal.get_run(parent.run_id)
-    assert (run.children_total, run.children_done, run.children_failed,
-            run.children_cancelled, run.children_completed) == (4, 3, 1, 1, 1)
+    assert (
+        run.children_total,
+        run.children_done,
+        run.children_failed,
+        run.children_cancelled,
+        run.children_completed,
+    ) == (4, 3, 1, 1, 1)
     assert journal.children_results(parent.run_id)[busy] is None
     summary = {s.id: s for s in journal.run_summaries()}[parent.run_id]
     assert (summary.children_done, summary.children_cancelled) == (3, 1)

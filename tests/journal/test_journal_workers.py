@@ -9,8 +9,7 @@ from sylphrun.journal.types import MAX_CRASHES
 
 
 def register(journal, worker_id, *, now, pid=100):
-    journal.register_worker(worker_id, pid=pid, host="h", supervisor_pid=1, wake_addr="/s",
-                            now=now)
+    journal.register_worker(worker_id, pid=pid, host="h", supervisor_pid=1, wake_addr="/s", now=now)
 
 
 def test_live_workers_are_the_registered_ones_with_a_recent_heartbeat(journal):
@@ -43,15 +42,15 @@ def test_a_run_that_keeps_crashing_its_workers_is_doomed_then_failed(journal, cl
     c = claimed(now=10, worker="w0")
     for n in range(1, MAX_CRASHES):
         journal.release_worker_runs(f"w{n - 1}", reason="segfault", crashed=True, now=10 * n)
-        [c], _ = journal.claim_runs(f"w{n}", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                    now=10 * n + 1)
+        [c], _ = journal.claim_runs(
+            f"w{n}", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=10 * n + 1
+        )
         assert c.doom is None
     last = f"w{MAX_CRASHES - 1}"
     requeued, failed = journal.release_worker_runs(last, reason="segfault", crashed=True, now=100)
     assert (requeued, failed) == ([], [c.run_id])
     # Doomed, not failed yet: its next execution replays, then fails where it crashed.
-    [doomed], _ = journal.claim_runs("wx", 1, lease_seconds=LEASE, known_tasks=terms("t"),
-                                     now=101)
+    [doomed], _ = journal.claim_runs("wx", 1, lease_seconds=LEASE, known_tasks=terms("t"), now=101)
     assert "WorkerCrashed" in doomed.doom and journal.get_run(c.run_id).status == model.RUNNING
     requeued, failed = journal.release_worker_runs("wx", reason="segfault", crashed=True, now=102)
     assert (requeued, failed) == ([], [c.run_id])
@@ -68,6 +67,9 @@ def test_tasks_are_registered_as_a_set(journal):
     tasks = journal.registered_tasks()
     assert sorted(tasks) == ["a", "b"]
     assert (tasks["a"].options, tasks["a"].source_line, tasks["a"].registered_by) == (
-        {"concurrency": 2}, 3, "w1")
+        {"concurrency": 2},
+        3,
+        "w1",
+    )
     assert journal.register_tasks([b], registered_by="w3", project_dir="/p", now=3) is True
     assert list(journal.registered_tasks()) == ["b"]

@@ -23,9 +23,17 @@ def test_a_writer_inside_its_transaction_is_named_by_pid(journal, backend, claim
         return "{}"
 
     try:
-        journal.record_trigger_step(parent.run_id, parent.epoch, key="trigger:t", name="trigger:t",
-                                    seq=1, run_attempt=1, specs=[RunSpec("t", "{}")],
-                                    output_of=output_of, now=11)
+        journal.record_trigger_step(
+            parent.run_id,
+            parent.epoch,
+            key="trigger:t",
+            name="trigger:t",
+            seq=1,
+            run_attempt=1,
+            specs=[RunSpec("t", "{}")],
+            output_of=output_of,
+            now=11,
+        )
     finally:
         other.close()
     # A backend whose writers are not local processes says None (the contract allows it).

@@ -23,8 +23,14 @@ from harness import REPO, make_project  # noqa: E402
 
 
 def cli(root: Path, env: dict, *args: str, stdin: bytes | None = None) -> tuple[int, str]:
-    proc = subprocess.run([sys.executable, "-m", "sylphrun", *args], cwd=root, env=env,
-                          input=stdin, capture_output=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sylphrun", *args],
+        cwd=root,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=60,
+    )
     return proc.returncode, proc.stderr.decode("utf-8", "replace").strip()
 
 
@@ -58,16 +64,26 @@ def main() -> None:
     fs.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(fs)], check=True)
     make_project(root)
-    (root / "sylphrun.toml").write_text('tasks = ["tasks"]\nworkers = 1\njournal = "fs/journal.db"\n')
+    (root / "sylphrun.toml").write_text(
+        'tasks = ["tasks"]\nworkers = 1\njournal = "fs/journal.db"\n'
+    )
     journal = fs / "journal.db"
-    env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": os.pathsep.join(
-        [str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "NO_COLOR": "1",
+        "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     report: dict = {"triggers": []}
     code, err = cli(root, env, "trigger", "chain", "--payload", '{"n": 2}')
     assert code == 0, err
     sup_log = open(root / "supervisor.log", "wb")  # noqa: SIM115
-    sup = subprocess.Popen([sys.executable, str(HERE / "supervise.py"), str(root), "1.5", "0.3",
-                            "1"], cwd=root, env=env, stderr=sup_log, start_new_session=True)
+    sup = subprocess.Popen(
+        [sys.executable, str(HERE / "supervise.py"), str(root), "1.5", "0.3", "1"],
+        cwd=root,
+        env=env,
+        stderr=sup_log,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while count(journal, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") < 1:
@@ -90,18 +106,31 @@ def main() -> None:
         os.unlink(fs / "filler")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and count(
-                journal, "SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed', 'failed')"):
+            journal, "SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed', 'failed')"
+        ):
             time.sleep(0.1)
-        code, err = cli(root, env, "trigger", "chain", "--payload", '{"n": 2}', "--wait",
-                        "--timeout", "20")
+        code, err = cli(
+            root, env, "trigger", "chain", "--payload", '{"n": 2}', "--wait", "--timeout", "20"
+        )
         report["after_freeing"] = [code, err]
-        report["workers_registered"] = count(journal, "SELECT COUNT(*) FROM workers") - workers_before
-        report["runs"] = {status: n for status, n in sqlite3.connect(str(journal)).execute(
-            "SELECT status, COUNT(*) FROM runs GROUP BY 1")}
-        report["errors"] = [r[0] for r in sqlite3.connect(str(journal)).execute(
-            "SELECT error FROM runs WHERE status = 'failed'")]
-        report["integrity"] = sqlite3.connect(str(journal)).execute(
-            "PRAGMA integrity_check").fetchone()[0]
+        report["workers_registered"] = (
+            count(journal, "SELECT COUNT(*) FROM workers") - workers_before
+        )
+        report["runs"] = {
+            status: n
+            for status, n in sqlite3.connect(str(journal)).execute(
+                "SELECT status, COUNT(*) FROM runs GROUP BY 1"
+            )
+        }
+        report["errors"] = [
+            r[0]
+            for r in sqlite3.connect(str(journal)).execute(
+                "SELECT error FROM runs WHERE status = 'failed'"
+            )
+        ]
+        report["integrity"] = (
+            sqlite3.connect(str(journal)).execute("PRAGMA integrity_check").fetchone()[0]
+        )
         report["supervisor_alive"] = sup.poll() is None
     finally:
         sup.terminate()

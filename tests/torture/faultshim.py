@@ -22,6 +22,9 @@ needs_shim = pytest.mark.skipif(
 @pytest.fixture(scope="session", name="shim")
 def build_shim(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("shim") / "faultfs.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultfs.c"),
-                    "-ldl"], check=True, capture_output=True)
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-O2", "-o", str(out), str(HERE / "faultfs.c"), "-ldl"],
+        check=True,
+        capture_output=True,
+    )
     return out

@@ -52,7 +52,7 @@ import psutil
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-LEDGER_HELPER = '''
+LEDGER_HELPER = """
 import os
 def record(ledger, line):
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -61,9 +61,9 @@ def record(ledger, line):
         os.fsync(fd)
     finally:
         os.close(fd)
-'''
+"""
 
-WORKLOAD = '''
+WORKLOAD = """
 import asyncio
 import os
 import time
@@ -197,7 +197,7 @@ async def retrying(payload, ctx):
         raise RuntimeError("a run-level retry")
     await step(ctx, "done", work, 0.01)
     return "done"
-'''
+"""
 
 # The step keys each task's code gives its steps: anything else in the journal is a replay
 # that went astray.
@@ -206,8 +206,14 @@ EXPECTED_KEYS = {
     "fanout": {"prepare", "batch-trigger:leaf", "collect", "trigger:leaf", "wait:leaf"},
     "saga": {"reserve", "charge", "ship", "compensate:reserve", "compensate:charge"},
     "saga-seed": {"reserve", "pay", "release"},
-    "gather-saga": {"charge", "reserve", "check", "ship", "compensate:charge",
-                    "compensate:reserve"},
+    "gather-saga": {
+        "charge",
+        "reserve",
+        "check",
+        "ship",
+        "compensate:charge",
+        "compensate:reserve",
+    },
     "sleepy": {"before", "nap", "after"},
     "retrying": {"flaky", "done"},
 }
@@ -223,7 +229,8 @@ def make_project(root: Path, *, durability: str = "normal", workers: int = 2) ->
     """A project folder with the workload's tasks; returns it."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "sylphrun.toml").write_text(
-        f'tasks = ["tasks"]\nworkers = {workers}\ndurability = "{durability}"\n')
+        f'tasks = ["tasks"]\nworkers = {workers}\ndurability = "{durability}"\n'
+    )
     (root / "ledger_helper.py").write_text(LEDGER_HELPER)
     (root / "tasks").mkdir(exist_ok=True)
     ledger = root / "ledger.txt"
@@ -243,8 +250,10 @@ def random_payload(rng: random.Random) -> tuple[str, dict]:
     if pick < 0.57:
         return "saga-seed", {"fail": rng.random() < 0.6}
     if pick < 0.72:
-        return "gather-saga", {"mode": rng.choice(["fail", "fail", "flaky", "ok"]),
-                               "t": rng.choice([0.02, 0.05, 0.1])}
+        return "gather-saga", {
+            "mode": rng.choice(["fail", "fail", "flaky", "ok"]),
+            "t": rng.choice([0.02, 0.05, 0.1]),
+        }
     if pick < 0.86:
         return "sleepy", {"s": rng.choice([0.1, 0.3, 0.6])}
     return "retrying", {}
@@ -262,10 +271,16 @@ def expected_outcome(task_id: str, payload: dict) -> tuple[str, object]:
         return "failed", "card declined"
     if task_id == "gather-saga" and payload.get("mode") == "fail":
         return "failed", "card declined"
-    outputs = {"chain": payload.get("n"), "leaf": payload.get("i"), "saga": "shipped",
-               "saga-seed": "paid", "sleepy": "rested", "retrying": "done",
-               "gather-saga": "shipped",
-               "fanout": sum(range(payload.get("k", 0))) + 1000}
+    outputs = {
+        "chain": payload.get("n"),
+        "leaf": payload.get("i"),
+        "saga": "shipped",
+        "saga-seed": "paid",
+        "sleepy": "rested",
+        "retrying": "done",
+        "gather-saga": "shipped",
+        "fanout": sum(range(payload.get("k", 0))) + 1000,
+    }
     return "completed", outputs[task_id]
 
 
@@ -308,15 +323,36 @@ def read_journal(path: Path) -> Snapshot:
             "SELECT id, task_id, status, payload, output, error, parent_run_id, parent_step_key,"
             " idempotency_key, lease_owner, attempt FROM runs"
         ):
-            runs[row[0]] = dict(zip(("id", "task_id", "status", "payload", "output", "error",
-                                     "parent", "parent_step", "idem", "owner", "attempt"), row,
-                                    strict=True))
+            runs[row[0]] = dict(
+                zip(
+                    (
+                        "id",
+                        "task_id",
+                        "status",
+                        "payload",
+                        "output",
+                        "error",
+                        "parent",
+                        "parent_step",
+                        "idem",
+                        "owner",
+                        "attempt",
+                    ),
+                    row,
+                    strict=True,
+                )
+            )
         steps = {}
         for row in db.execute(
             "SELECT run_id, key, kind, status, attempts, finished_at, output FROM steps"
         ):
-            steps[(row[0], row[1])] = dict(zip(("run_id", "key", "kind", "status", "attempts",
-                                                "finished_at", "output"), row, strict=True))
+            steps[(row[0], row[1])] = dict(
+                zip(
+                    ("run_id", "key", "kind", "status", "attempts", "finished_at", "output"),
+                    row,
+                    strict=True,
+                )
+            )
         attempt_log: dict[tuple[str, str], Counter] = defaultdict(Counter)
         for run_id, key, status, n in db.execute(
             "SELECT run_id, step_key, status, COUNT(*) FROM step_attempts GROUP BY 1, 2, 3"
@@ -328,16 +364,21 @@ def read_journal(path: Path) -> Snapshot:
     return Snapshot(integrity, runs, steps, attempt_log)
 
 
-def check_invariants(journal: Path, ledger: Path, *, final: bool,
-                     top_level: dict[str, tuple[str, dict]] | None = None,
-                     killed: dict[int, float] | None = None) -> dict:
+def check_invariants(
+    journal: Path,
+    ledger: Path,
+    *,
+    final: bool,
+    top_level: dict[str, tuple[str, dict]] | None = None,
+    killed: dict[int, float] | None = None,
+) -> dict:
     """Check every invariant on the journal and ledger as they are now; raise
     AssertionError listing what is wrong. Returns counts for the figures. `killed` maps
     the pids of workers the torture SIGKILLed to when: work done there before the kill
     may be unknown to the journal (the at-least-once window), so it is not owed an undo."""
     returned = read_ledger(ledger)  # before the snapshot: an R line means committed before it
     snap = read_journal(journal)
-    lines = read_ledger(ledger)     # after it: E lines of steps completed in the snapshot
+    lines = read_ledger(ledger)  # after it: E lines of steps completed in the snapshot
     bad: list[str] = []
     if snap.integrity != "ok":
         bad.append(f"integrity_check: {snap.integrity}")
@@ -347,8 +388,10 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
             continue
         s = snap.steps.get((line.run_id, line.key))
         if s is None or s["status"] != "completed":
-            bad.append(f"LOST: step.run returned for {line.run_id}:{line.key} but the journal has "
-                       f"{s and s['status']}")
+            bad.append(
+                f"LOST: step.run returned for {line.run_id}:{line.key} but the journal has "
+                f"{s and s['status']}"
+            )
 
     effects: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
     undos: dict[tuple[str, str], list[LedgerLine]] = defaultdict(list)
@@ -368,13 +411,16 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         effects_at = [x.at for x in effects.get((run_id, key), [])]
         first_undo = min(x.at for x in ran)
         if not effects_at or max(effects_at) > first_undo:
-            bad.append(f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
-                       f"its effects at {[f'{t:.6f}' for t in effects_at]}")
+            bad.append(
+                f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
+                f"its effects at {[f'{t:.6f}' for t in effects_at]}"
+            )
         s = snap.steps.get((run_id, key))
-        if s is not None and s["status"] == "completed" and (
-                first_undo < s["finished_at"] - 1e-3):
-            bad.append(f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
-                       f"its completion committed at {s['finished_at']:.6f}")
+        if s is not None and s["status"] == "completed" and (first_undo < s["finished_at"] - 1e-3):
+            bad.append(
+                f"UNDO BEFORE ITS STEP: {run_id}:{key} undone at {first_undo:.6f}, "
+                f"its completion committed at {s['finished_at']:.6f}"
+            )
 
     reexecuted = 0
     completed_steps = 0
@@ -403,15 +449,19 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         if not ran:
             bad.append(f"completed step {run_id}:{key} has no side effect in the ledger")
         if len(ran) > s["attempts"]:
-            bad.append(f"step {run_id}:{key} ran {len(ran)} times for {s['attempts']} journaled "
-                       "attempt(s)")
+            bad.append(
+                f"step {run_id}:{key} ran {len(ran)} times for {s['attempts']} journaled attempt(s)"
+            )
         if s["attempts"] - 1 != log["interrupted"] + log["failed"]:
-            bad.append(f"step {run_id}:{key}: {s['attempts']} attempts but the attempt log has "
-                       f"{dict(log)}")
+            bad.append(
+                f"step {run_id}:{key}: {s['attempts']} attempts but the attempt log has {dict(log)}"
+            )
         late = [x for x in ran if x.at > s["finished_at"] + 1e-3]
         if late:
-            bad.append(f"RAN TWICE: {run_id}:{key} ran again (pid {late[0].pid}) after its "
-                       "completion was committed")
+            bad.append(
+                f"RAN TWICE: {run_id}:{key} ran again (pid {late[0].pid}) after its "
+                "completion was committed"
+            )
         reexecuted += max(0, len(ran) - 1 - log["failed"])
 
     children: Counter = Counter()
@@ -426,7 +476,9 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         k = json.loads(prun["payload"]).get("k", 0)
         want = k if step_key.startswith("batch-trigger") else 1
         if n > want:
-            bad.append(f"CHILD TWICE: {parent} step {step_key} has {n} children, the code made {want}")
+            bad.append(
+                f"CHILD TWICE: {parent} step {step_key} has {n} children, the code made {want}"
+            )
         if final and n != want:
             bad.append(f"{parent} step {step_key} has {n} children, the code made {want}")
 
@@ -439,18 +491,27 @@ def check_invariants(journal: Path, ledger: Path, *, final: bool,
         shown = "\n  ".join(bad[:15])
         more = f"\n  ... and {len(bad) - 15} more" if len(bad) > 15 else ""
         raise AssertionError(f"{len(bad)} invariant violation(s):\n  {shown}{more}")
-    return {"runs": len(snap.runs), "completed_steps": completed_steps,
-            "returned": len({(x.run_id, x.key) for x in returned if x.kind == "R"}),
-            "reexecuted": reexecuted, "interrupted": interrupted, "outcomes": outcomes,
-            "effects": sum(1 for x in lines if x.kind in "EC"),
-            "compensations": sum(1 for (r, k), s in snap.steps.items()
-                                 if k.startswith("compensate:") and s["status"] == "completed"),
-            "late_siblings_undone": _late_siblings_undone(snap, undos),
-            "by_task": Counter(f"{r['task_id']} {r['status']}" for r in snap.runs.values())}
+    return {
+        "runs": len(snap.runs),
+        "completed_steps": completed_steps,
+        "returned": len({(x.run_id, x.key) for x in returned if x.kind == "R"}),
+        "reexecuted": reexecuted,
+        "interrupted": interrupted,
+        "outcomes": outcomes,
+        "effects": sum(1 for x in lines if x.kind in "EC"),
+        "compensations": sum(
+            1
+            for (r, k), s in snap.steps.items()
+            if k.startswith("compensate:") and s["status"] == "completed"
+        ),
+        "late_siblings_undone": _late_siblings_undone(snap, undos),
+        "by_task": Counter(f"{r['task_id']} {r['status']}" for r in snap.runs.values()),
+    }
 
 
-def _check_undone_work(run: dict, done: dict, undos: dict, killed: dict[int, float],
-                       bad: list[str]) -> None:
+def _check_undone_work(
+    run: dict, done: dict, undos: dict, killed: dict[int, float], bad: list[str]
+) -> None:
     """By the ledger alone: a run that failed for good undid each compensable step's work
     that got done (unless its worker was killed after, before the journal may have heard
     of it); a completed run undid nothing."""
@@ -465,9 +526,11 @@ def _check_undone_work(run: dict, done: dict, undos: dict, killed: dict[int, flo
             if d.pid in killed and killed[d.pid] > d.at:
                 continue
             if not any(c.at > d.at for c in undone):
-                bad.append(f"NOT UNDONE: {run['task_id']} {rid} failed "
-                           f"({(run['error'] or '')[:60]}) but {key}'s work done at "
-                           f"{d.at:.6f} (pid {d.pid}) has no undo after it")
+                bad.append(
+                    f"NOT UNDONE: {run['task_id']} {rid} failed "
+                    f"({(run['error'] or '')[:60]}) but {key}'s work done at "
+                    f"{d.at:.6f} (pid {d.pid}) has no undo after it"
+                )
 
 
 def _late_siblings_undone(snap: Snapshot, undos: dict) -> int:
@@ -479,8 +542,13 @@ def _late_siblings_undone(snap: Snapshot, undos: dict) -> int:
         if run is None or run["task_id"] != "gather-saga" or key not in COMPENSATED["gather-saga"]:
             continue
         check = snap.steps.get((rid, "check"))
-        if (check and check["status"] == "failed" and s["status"] == "completed"
-                and (check["finished_at"] or 0) < (s["finished_at"] or 0) and undos.get((rid, key))):
+        if (
+            check
+            and check["status"] == "failed"
+            and s["status"] == "completed"
+            and (check["finished_at"] or 0) < (s["finished_at"] or 0)
+            and undos.get((rid, key))
+        ):
             n += 1
     return n
 
@@ -504,8 +572,10 @@ def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: lis
             if steps.get(key, {}).get("status") == "completed":
                 comp = steps.get(f"compensate:{key}")
                 if comp is None or comp["status"] != "completed" or not undos.get((rid, key)):
-                    bad.append(f"{run['task_id']} {rid} failed ({(run['error'] or '')[:60]}) "
-                               f"but its completed step {key} was not compensated")
+                    bad.append(
+                        f"{run['task_id']} {rid} failed ({(run['error'] or '')[:60]}) "
+                        f"but its completed step {key} was not compensated"
+                    )
     if crashed:
         return "failed: WorkerCrashed (killed 3 times)"
     if status != want_status:
@@ -513,8 +583,9 @@ def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: lis
         return status
     if status == "completed":
         output = json.loads(run["output"])
-        children_ok = all(r["status"] == "completed" for r in snap.runs.values()
-                          if r["parent"] == rid)
+        children_ok = all(
+            r["status"] == "completed" for r in snap.runs.values() if r["parent"] == rid
+        )
         if output != want and children_ok:
             bad.append(f"run {rid} ({run['task_id']}) output {output!r}, expected {want!r}")
         if any(s["status"] != "completed" for s in steps.values()):
@@ -537,8 +608,16 @@ class Figures:
 class Torture:
     """A project, a supervisor process, a mixed workload, and the kills."""
 
-    def __init__(self, root: Path, *, seed: int = 0, lease: float = 2.0, heartbeat: float = 0.5,
-                 workers: int = 2, durability: str = "normal") -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        seed: int = 0,
+        lease: float = 2.0,
+        heartbeat: float = 0.5,
+        workers: int = 2,
+        durability: str = "normal",
+    ) -> None:
         self.root = make_project(root, durability=durability, workers=workers)
         self.journal = self.root / ".sylphrun" / "journal.db"
         self.ledger = self.root / "ledger.txt"
@@ -550,18 +629,32 @@ class Torture:
         self.top_level: dict[str, tuple[str, dict]] = {}
         self.cli_keys: dict[str, dict] = {}
         self.figures = Figures()
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            [str(self.root), str(REPO), os.environ.get("PYTHONPATH", "")]), "NO_COLOR": "1"}
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                [str(self.root), str(REPO), os.environ.get("PYTHONPATH", "")]
+            ),
+            "NO_COLOR": "1",
+        }
         self._conn = None
 
     # -- processes ---------------------------------------------------------------------
 
     def start_supervisor(self) -> None:
         self.sup = subprocess.Popen(
-            [sys.executable, str(HERE / "supervise.py"), str(self.root), str(self.lease),
-             str(self.heartbeat), str(self.workers)],
-            cwd=self.root, env=self.env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=open(self.root / "supervisor.log", "ab"),  # noqa: SIM115
+            [
+                sys.executable,
+                str(HERE / "supervise.py"),
+                str(self.root),
+                str(self.lease),
+                str(self.heartbeat),
+                str(self.workers),
+            ],
+            cwd=self.root,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.root / "supervisor.log", "ab"),  # noqa: SIM115
         )
 
     def worker_pids(self) -> list[int]:
@@ -613,16 +706,27 @@ class Torture:
         key = f"cli-{len(self.cli_keys)}"
         payload = {"n": self.rng.randint(2, 4), "t": 0.01}
         self.cli_keys[key] = payload
-        cmd = [sys.executable, "-m", "sylphrun", "trigger", "chain", "--payload",
-               json.dumps(payload), "--idempotency-key", key]
-        proc = subprocess.Popen(cmd, cwd=self.root, env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        cmd = [
+            sys.executable,
+            "-m",
+            "sylphrun",
+            "trigger",
+            "chain",
+            "--payload",
+            json.dumps(payload),
+            "--idempotency-key",
+            key,
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=self.root, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         time.sleep(self.rng.uniform(0.1, 1.2))
         proc.kill()
         proc.wait()
         self.figures.kills["cli trigger"] += 1
-        again = subprocess.run(cmd, cwd=self.root, env=self.env, capture_output=True, text=True,
-                               timeout=60)
+        again = subprocess.run(
+            cmd, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=60
+        )
         if again.returncode != 0:
             raise AssertionError(f"trigger after a killed trigger failed: {again.stderr}")
         self.figures.cli_triggers += 2
@@ -645,8 +749,9 @@ class Torture:
         self.figures.triggered += len(runs)
 
     def check(self, *, final: bool = False) -> dict:
-        result = check_invariants(self.journal, self.ledger, final=final,
-                                  top_level=self.top_level, killed=self.killed)
+        result = check_invariants(
+            self.journal, self.ledger, final=final, top_level=self.top_level, killed=self.killed
+        )
         self.figures.checks += 1
         self.figures.last = result
         return result
@@ -654,16 +759,25 @@ class Torture:
     def unfinished(self) -> int:
         db = sqlite3.connect(str(self.journal), timeout=30)
         try:
-            return db.execute("SELECT COUNT(*) FROM runs WHERE status NOT IN"
-                              " ('completed','failed','cancelled')").fetchone()[0]
+            return db.execute(
+                "SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed','failed','cancelled')"
+            ).fetchone()[0]
         finally:
             db.close()
 
     # -- the whole thing ---------------------------------------------------------------
 
-    def run(self, kills: int, *, initial_runs: int = 12, runs_per_kill: float = 0.6,
-            pause: tuple[float, float] = (0.05, 0.5), weights: tuple[float, float, float] = (
-                0.8, 0.1, 0.1), progress=None, finish_timeout: float = 90.0) -> Figures:
+    def run(
+        self,
+        kills: int,
+        *,
+        initial_runs: int = 12,
+        runs_per_kill: float = 0.6,
+        pause: tuple[float, float] = (0.05, 0.5),
+        weights: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        progress=None,
+        finish_timeout: float = 90.0,
+    ) -> Figures:
         started = time.monotonic()
         self.start_supervisor()
         self.wait_for_workers()
@@ -705,8 +819,9 @@ class Torture:
         db = sqlite3.connect(str(self.journal), timeout=30)
         try:
             for key in self.cli_keys:
-                n = db.execute("SELECT COUNT(*) FROM runs WHERE idempotency_key = ?",
-                               (key,)).fetchone()[0]
+                n = db.execute(
+                    "SELECT COUNT(*) FROM runs WHERE idempotency_key = ?", (key,)
+                ).fetchone()[0]
                 if n != 1:
                     raise AssertionError(f"idempotency key {key}: {n} runs")
         finally:
@@ -748,7 +863,7 @@ def dedent(text: str) -> str:
 
 # -- concurrency: many processes triggering while workers drain --------------------------
 
-ONCE_TASK = '''
+ONCE_TASK = """
 import os
 from sylphrun import task
 
@@ -764,9 +879,9 @@ def effect(ctx):
 async def once(payload, ctx):
     await ctx.step.run("do", effect, ctx)
     return payload["i"]
-'''
+"""
 
-TRIGGER_SCRIPT = '''
+TRIGGER_SCRIPT = """
 import asyncio, json, sys, time
 from sylphrun.trigger import trigger
 
@@ -786,13 +901,14 @@ async def main(index, count, keys):
     print(json.dumps({"errors": errors, "worst": waits[-1], "median": waits[len(waits) // 2]}))
 
 asyncio.run(main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])))
-'''
+"""
 
 
 def make_once_project(root: Path, *, durability: str = "normal") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     (root / "sylphrun.toml").write_text(
-        f'tasks = ["tasks"]\nworkers = 2\ndurability = "{durability}"\n')
+        f'tasks = ["tasks"]\nworkers = 2\ndurability = "{durability}"\n'
+    )
     (root / "tasks").mkdir(exist_ok=True)
     (root / "ledger.txt").touch()
     (root / "tasks" / "once.py").write_text(f"LEDGER = {str(root / 'ledger.txt')!r}\n" + ONCE_TASK)
@@ -803,13 +919,23 @@ def make_once_project(root: Path, *, durability: str = "normal") -> Path:
 def trigger_concurrently(root: Path, *, procs: int, per_proc: int, keys: int = 0) -> dict:
     """`procs` processes each calling the public `trigger()` `per_proc` times at once
     (with `keys`, over that many idempotency keys). Returns errors and worst waits."""
-    env = {**os.environ, "SYLPHRUN_JOURNAL": str(root / ".sylphrun" / "journal.db"),
-           "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "SYLPHRUN_JOURNAL": str(root / ".sylphrun" / "journal.db"),
+        "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     started = time.monotonic()
-    children = [subprocess.Popen([sys.executable, str(root / "trigger_many.py"), str(i),
-                                  str(per_proc), str(keys)], cwd=root, env=env,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for i in range(procs)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(root / "trigger_many.py"), str(i), str(per_proc), str(keys)],
+            cwd=root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(procs)
+    ]
     reports, stderr = [], []
     for child in children:
         out, err = child.communicate(timeout=600)
@@ -837,11 +963,19 @@ def kill_at_point(root: Path, point: str, *, timeout: float = 60.0) -> dict:
     make_project(root)
     journal = root / ".sylphrun" / "journal.db"
     marker = root / "crashed"
-    env = {**os.environ, "SYLPHRUN_TEST_CRASH_AT": f"{point}:s1:{marker}",
-           "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    sup = subprocess.Popen([sys.executable, str(HERE / "supervise.py"), str(root), "2", "0.5", "2"],
-                           cwd=root, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "SYLPHRUN_TEST_CRASH_AT": f"{point}:s1:{marker}",
+        "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    sup = subprocess.Popen(
+        [sys.executable, str(HERE / "supervise.py"), str(root), "2", "0.5", "2"],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         from sylphrun.journal import Connection, RunSpec
         from sylphrun.trigger import enqueue
@@ -853,7 +987,8 @@ def kill_at_point(root: Path, point: str, *, timeout: float = 60.0) -> dict:
         db = sqlite3.connect(str(journal), timeout=30)
         try:
             while db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] != (
-                    "completed"):
+                "completed"
+            ):
                 assert time.monotonic() < deadline, f"the run did not complete after {point}"
                 time.sleep(0.05)
         finally:

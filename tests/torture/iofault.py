@@ -30,7 +30,7 @@ import time
 import traceback
 from pathlib import Path
 
-CHAIN = '''
+CHAIN = """
 import os
 from ledger_helper import record
 from sylphrun import task
@@ -46,9 +46,9 @@ async def chain(payload, ctx):
         out.append(await ctx.step.run(name, effect, ctx, name))
     ctx.log.info("done")
     return out
-'''
+"""
 
-LEDGER_HELPER = '''
+LEDGER_HELPER = """
 import os
 def record(ledger, line):
     fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -56,7 +56,7 @@ def record(ledger, line):
         os.write(fd, (line + "\\n").encode())
     finally:
         os.close(fd)
-'''
+"""
 
 MODES = {"off": 0, "once": 1, "persist": 2}
 
@@ -102,7 +102,8 @@ def make_project(root: Path, durability: str = "full") -> Path:
     """The project; its pristine journal is kept in root/pristine.db."""
     (root / "tasks").mkdir(parents=True, exist_ok=True)
     (root / "sylphrun.toml").write_text(
-        f'tasks = ["tasks"]\nworkers = 1\ndurability = "{durability}"\n')
+        f'tasks = ["tasks"]\nworkers = 1\ndurability = "{durability}"\n'
+    )
     (root / "ledger_helper.py").write_text(LEDGER_HELPER)
     (root / "tasks" / "chain.py").write_text(f"LEDGER = {str(root / 'ledger.txt')!r}\n" + CHAIN)
     return root
@@ -138,8 +139,14 @@ def _worker(config, tasks, worker_id: str):
     from sylphrun.runtime.worker import Worker, WorkerSettings
 
     # A heartbeat that never fires: the calls counted are then the same on every run.
-    settings = WorkerSettings(config=config, worker_id=worker_id, lease_seconds=60,
-                              heartbeat_seconds=3600, poll_seconds=0.02, grace_seconds=0.5)
+    settings = WorkerSettings(
+        config=config,
+        worker_id=worker_id,
+        lease_seconds=60,
+        heartbeat_seconds=3600,
+        poll_seconds=0.02,
+        grace_seconds=0.5,
+    )
     return Worker(settings, tasks)
 
 
@@ -160,8 +167,14 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
         Path(str(journal) + suffix).unlink(missing_ok=True)
     shutil.copy(root / "pristine.db", journal)
     (root / "ledger.txt").write_text("")
-    out: dict = {"n": n, "mode": mode, "errno": err, "trigger_error": None,
-                 "worker_error": None, "bad": []}
+    out: dict = {
+        "n": n,
+        "mode": mode,
+        "errno": err,
+        "trigger_error": None,
+        "worker_error": None,
+        "bad": [],
+    }
     if left:
         out["bad"].append(f"the last N's journal handles still open after 10 s: {left}")
 
@@ -182,8 +195,11 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
         except Exception as exc:  # noqa: BLE001
             out["trigger_error"] = f"{type(exc).__name__}: {exc}"
         # Persistent: the run cannot finish; long enough to see the worker wait, not spin.
-        out["worker_error"] = asyncio.run(_serve_until(
-            _worker(config, tasks, worker_id), conn, run_id, 3.0 if mode == "once" else 0.5))
+        out["worker_error"] = asyncio.run(
+            _serve_until(
+                _worker(config, tasks, worker_id), conn, run_id, 3.0 if mode == "once" else 0.5
+            )
+        )
         conn.close()
     # Every handle of the faulted phase is closed (under the fault) before it is lifted.
     left = _settle(journal)
@@ -203,7 +219,8 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
             half = db.execute(
                 "SELECT run_id, key, status FROM steps WHERE (status = 'completed' AND"
                 " (output IS NULL OR finished_at IS NULL)) OR status NOT IN ('running',"
-                " 'completed', 'failed', 'retrying', 'waiting', 'interrupted')").fetchall()
+                " 'completed', 'failed', 'retrying', 'waiting', 'interrupted')"
+            ).fetchall()
             if run_id is None:  # the trigger failed: did it leave a run anyway?
                 row = db.execute("SELECT id FROM runs").fetchone()
                 run_id = row[0] if row else None
@@ -214,11 +231,15 @@ def one(root: Path, ctl: Control, n: int, mode: str, err: int) -> dict:
             return out
         out["status_after_fault"] = queries.get_run(conn, run_id).status
         # The worker has gone; its supervisor would release what it held.
-        store.release_worker_runs(conn, worker_id, reason="worker exited", crashed=False,
-                                  now=time.time())
+        store.release_worker_runs(
+            conn, worker_id, reason="worker exited", crashed=False, now=time.time()
+        )
         if queries.get_run(conn, run_id).status not in model.TERMINAL_STATES:
-            error = asyncio.run(_serve_until(_worker(config, tasks, f"w_clean_{os.getpid()}_{n}"), conn,
-                                             run_id, 10.0))
+            error = asyncio.run(
+                _serve_until(
+                    _worker(config, tasks, f"w_clean_{os.getpid()}_{n}"), conn, run_id, 10.0
+                )
+            )
             if error:
                 out["bad"].append(f"the clean worker failed: {error}")
         run = queries.get_run(conn, run_id)
@@ -299,9 +320,14 @@ def main() -> None:
         try:
             result = one(root, ctl, n, mode, err)
         except BaseException as exc:  # noqa: BLE001 - a crash of the driver is a finding
-            result = {"n": n, "mode": mode, "bad": [
-                f"driver crashed: {type(exc).__name__}: {exc}",
-                traceback.format_exc()[-1500:]]}
+            result = {
+                "n": n,
+                "mode": mode,
+                "bad": [
+                    f"driver crashed: {type(exc).__name__}: {exc}",
+                    traceback.format_exc()[-1500:],
+                ],
+            }
         print(json.dumps(result), flush=True)
 
 

@@ -28,14 +28,14 @@ sys.path.insert(0, str(HERE))
 
 from harness import REPO, make_project, read_ledger  # noqa: E402
 
-TRIGGER = '''
+TRIGGER = """
 import json, sys
 from sylphrun.journal import Connection, RunSpec
 from sylphrun.trigger import enqueue
 conn = Connection(sys.argv[1])
 enqueue(conn, [RunSpec("chain", json.dumps({"n": 6, "t": 0.05})) for _ in range(int(sys.argv[2]))])
 conn.close()
-'''
+"""
 
 
 def read_log(path: Path) -> list[tuple[str, str, int, int, bytes]]:
@@ -43,13 +43,13 @@ def read_log(path: Path) -> list[tuple[str, str, int, int, bytes]]:
     raw = path.read_bytes()
     out, i = [], 0
     while i < len(raw):
-        assert raw[i:i + 1] == b"R", f"log record {len(out)} is damaged"
+        assert raw[i : i + 1] == b"R", f"log record {len(out)} is damaged"
         kind = chr(raw[i + 1])
         (plen,) = struct.unpack_from("<H", raw, i + 2)
-        name = raw[i + 4:i + 4 + plen].decode()
+        name = raw[i + 4 : i + 4 + plen].decode()
         off, length = struct.unpack_from("<qq", raw, i + 4 + plen)
         start = i + 20 + plen
-        data = raw[start:start + length] if kind == "W" else b""
+        data = raw[start : start + length] if kind == "W" else b""
         out.append((kind, name, off, length, data))
         i = start + len(data)
     return out
@@ -59,15 +59,16 @@ def _apply(image: bytearray, kind: str, off: int, data: bytes) -> None:
     if kind == "W":
         if len(image) < off:
             image.extend(b"\0" * (off - len(image)))
-        image[off:off + len(data)] = data
+        image[off : off + len(data)] = data
     elif kind == "T":
         del image[off:]
         if len(image) < off:
             image.extend(b"\0" * (off - len(image)))
 
 
-def disk_after_power_cut(log, start: dict[str, bytes], variant: str,
-                         rng: random.Random) -> dict[str, bytes]:
+def disk_after_power_cut(
+    log, start: dict[str, bytes], variant: str, rng: random.Random
+) -> dict[str, bytes]:
     """Each file as a power cut leaves it. `cut`: as of its last fsync. `torn`: plus the
     unsynced writes, the last one half-done. `garbage`: plus the unsynced writes, with
     random bytes where their data should be (sectors the disk never finished)."""
@@ -97,16 +98,21 @@ def read_recovered(folder: Path) -> dict:
     try:
         return {
             "integrity": db.execute("PRAGMA integrity_check").fetchone()[0],
-            "events": db.execute("SELECT id, run_id, kind, step_key FROM events ORDER BY id").fetchall(),
-            "completed": {(r, k) for r, k in db.execute(
-                "SELECT run_id, key FROM steps WHERE status = 'completed'")},
+            "events": db.execute(
+                "SELECT id, run_id, kind, step_key FROM events ORDER BY id"
+            ).fetchall(),
+            "completed": {
+                (r, k)
+                for r, k in db.execute("SELECT run_id, key FROM steps WHERE status = 'completed'")
+            },
         }
     finally:
         db.close()
 
 
-def power_cut(root: Path, shim: Path, durability: str, *, runs: int = 100,
-              returned: int = 60, seed: int = 0) -> dict:
+def power_cut(
+    root: Path, shim: Path, durability: str, *, runs: int = 100, returned: int = 60, seed: int = 0
+) -> dict:
     """One workload cut by a power loss; the recovered journals, compared with what the
     processes had committed (the page cache) and with the steps whose `step.run` returned."""
     rng = random.Random(seed)
@@ -120,19 +126,33 @@ def power_cut(root: Path, shim: Path, durability: str, *, runs: int = 100,
     start = {str(journal): journal.read_bytes()}
     (root / "ctl").write_bytes(b"\0" * 4096)
     log_path = root / "io.log"
-    env = {**os.environ, "LD_PRELOAD": str(shim), "FAULTFS_DIR": f"{journal.parent}/",
-           "FAULTFS_CTL": str(root / "ctl"), "FAULTFS_LOG": str(log_path),
-           "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    sup = subprocess.Popen([sys.executable, str(HERE / "supervise.py"), str(root), "5", "1", "2"],
-                           cwd=root, env=env, start_new_session=True,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(shim),
+        "FAULTFS_DIR": f"{journal.parent}/",
+        "FAULTFS_CTL": str(root / "ctl"),
+        "FAULTFS_LOG": str(log_path),
+        "PYTHONPATH": os.pathsep.join([str(root), str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    sup = subprocess.Popen(
+        [sys.executable, str(HERE / "supervise.py"), str(root), "5", "1", "2"],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while _count(journal, "SELECT COUNT(*) FROM workers") < 2:
             assert time.monotonic() < deadline, "workers did not start"
             time.sleep(0.05)
-        subprocess.run([sys.executable, "-c", TRIGGER, str(journal), str(runs)], env=env,
-                       check=True, timeout=60)
+        subprocess.run(
+            [sys.executable, "-c", TRIGGER, str(journal), str(runs)],
+            env=env,
+            check=True,
+            timeout=60,
+        )
         deadline = time.monotonic() + 30
         ledger = root / "ledger.txt"
         while sum(1 for x in read_ledger(ledger) if x.kind == "R") < returned:
@@ -153,12 +173,16 @@ def power_cut(root: Path, shim: Path, durability: str, *, runs: int = 100,
     log = read_log(log_path)
     wal = str(journal) + "-wal"
     returned_steps = {(x.run_id, x.key) for x in read_ledger(ledger) if x.kind == "R"}
-    report = {"durability": durability, "steps_in_workload": 6 * runs,
-              "committed_events": len(committed["events"]),
-              "returned_steps": len(returned_steps), "logged_calls": len(log),
-              "wal_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == wal),
-              "db_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == str(journal)),
-              "variants": {}}
+    report = {
+        "durability": durability,
+        "steps_in_workload": 6 * runs,
+        "committed_events": len(committed["events"]),
+        "returned_steps": len(returned_steps),
+        "logged_calls": len(log),
+        "wal_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == wal),
+        "db_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == str(journal)),
+        "variants": {},
+    }
     for variant in ("cut", "torn", "garbage"):
         disk = disk_after_power_cut(log, start, variant, rng)
         folder = root / variant
@@ -171,7 +195,7 @@ def power_cut(root: Path, shim: Path, durability: str, *, runs: int = 100,
         report["variants"][variant] = {
             "integrity": got["integrity"],
             # Recovered history is exactly the first len(kept) committed events.
-            "prefix": kept == committed["events"][:len(kept)],
+            "prefix": kept == committed["events"][: len(kept)],
             "events_kept": len(kept),
             "events_lost": len(committed["events"]) - len(kept),
             "returned_steps_lost": len(returned_steps - got["completed"]),

@@ -25,17 +25,22 @@ def test_eight_processes_trigger_while_two_workers_drain(engine_factory, project
 
     db = sqlite3.connect(str(root / ".sylphrun" / "journal.db"), timeout=30)
     try:
-        keys = db.execute("SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM runs"
-                          " WHERE idempotency_key IS NOT NULL").fetchone()
+        keys = db.execute(
+            "SELECT COUNT(*), COUNT(DISTINCT idempotency_key) FROM runs"
+            " WHERE idempotency_key IS NOT NULL"
+        ).fetchone()
         assert keys == (KEYS, KEYS)
         total = PROCS * PER_PROC + KEYS
         assert db.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == total
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and db.execute(
-                "SELECT COUNT(*) FROM runs WHERE status != 'completed'").fetchone()[0]:
+        while (
+            time.monotonic() < deadline
+            and db.execute("SELECT COUNT(*) FROM runs WHERE status != 'completed'").fetchone()[0]
+        ):
             time.sleep(0.1)
         assert dict(db.execute("SELECT status, COUNT(*) FROM runs GROUP BY 1")) == {
-            "completed": total}
+            "completed": total
+        }
         run_ids = {r[0] for r in db.execute("SELECT id FROM runs")}
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     finally:

@@ -76,8 +76,13 @@ def _count(project, sql: str, *args) -> int:
         db.close()
 
 
-def _kill_one(rng: random.Random, workers: list[Background], retired: list[Background],
-              kills: dict[str, int], root) -> None:
+def _kill_one(
+    rng: random.Random,
+    workers: list[Background],
+    retired: list[Background],
+    kills: dict[str, int],
+    root,
+) -> None:
     i = rng.randrange(len(workers))
     if rng.random() < 0.6:
         workers[i].kill()
@@ -99,23 +104,36 @@ def test_every_waiting_run_gets_exactly_its_event_while_workers_are_killed(proje
     kills = {"group": 0, "supervisor": 0}
     senders: list[subprocess.Popen] = []
     try:
-        wait_until(lambda: _count(project, "SELECT COUNT(*) FROM tasks WHERE id = 'await-n'"),
-                   timeout=60, message="a worker to register the task")
+        wait_until(
+            lambda: _count(project, "SELECT COUNT(*) FROM tasks WHERE id = 'await-n'"),
+            timeout=60,
+            message="a worker to register the task",
+        )
         handle = asyncio.run(batch_trigger("await-n", [{"n": n} for n in range(RUNS)]))
         run_of = dict(enumerate(handle.run_ids))
-        wait_until(lambda: _count(project, "SELECT COUNT(*) FROM event_waits") >= RUNS // 2,
-                   timeout=120, message="half the runs to wait")
+        wait_until(
+            lambda: _count(project, "SELECT COUNT(*) FROM event_waits") >= RUNS // 2,
+            timeout=120,
+            message="half the runs to wait",
+        )
         started = time.monotonic()
-        senders = [subprocess.Popen([sys.executable, "-c", SENDER, str(k), str(RUNS), str(SEED)],
-                                    cwd=project.root) for k in range(SENDERS)]
+        senders = [
+            subprocess.Popen(
+                [sys.executable, "-c", SENDER, str(k), str(RUNS), str(SEED)], cwd=project.root
+            )
+            for k in range(SENDERS)
+        ]
         while any(p.poll() is None for p in senders) or sum(kills.values()) < 6:
             time.sleep(rng.uniform(0.1, 0.8))  # when the next kill lands: the torture's dice
             _kill_one(rng, workers, retired, kills, project.root)
         assert [p.wait(60) for p in senders] == [0] * SENDERS
         sent_in = time.monotonic() - started  # to the kill loop's granularity (< 1 s)
-        wait_until(lambda: _count(project, "SELECT COUNT(*) FROM runs WHERE status ="
-                                  " 'completed'") == RUNS, timeout=240, interval=0.2,
-                   message=f"all {RUNS} runs to complete (kills: {kills})")
+        wait_until(
+            lambda: _count(project, "SELECT COUNT(*) FROM runs WHERE status = 'completed'") == RUNS,
+            timeout=240,
+            interval=0.2,
+            message=f"all {RUNS} runs to complete (kills: {kills})",
+        )
     finally:
         for p in senders:
             if p.poll() is None:
@@ -128,9 +146,11 @@ def test_every_waiting_run_gets_exactly_its_event_while_workers_are_killed(proje
         for w in workers + retired:
             w.kill()
     assert sum(kills.values()) >= 6, kills
-    print(f"\nevent torture: {RUNS} runs, {RUNS} events from {SENDERS} processes in "
-          f"{sent_in:.1f} s, all done {time.monotonic() - started:.1f} s after the first "
-          f"send; kills {kills}")
+    print(
+        f"\nevent torture: {RUNS} runs, {RUNS} events from {SENDERS} processes in "
+        f"{sent_in:.1f} s, all done {time.monotonic() - started:.1f} s after the first "
+        f"send; kills {kills}"
+    )
     _check_journal(project, run_of)
     _check_ledger(project, run_of)
 
@@ -139,17 +159,22 @@ def _check_journal(project, run_of: dict[int, str]) -> None:
     db = _db(project)
     try:
         outputs = dict(db.execute("SELECT id, output FROM runs WHERE task_id = 'await-n'"))
-        waits = dict(db.execute("SELECT run_id, output FROM steps WHERE key = 'go'"
-                                " AND status = 'completed'"))
+        waits = dict(
+            db.execute("SELECT run_id, output FROM steps WHERE key = 'go' AND status = 'completed'")
+        )
         sent = dict(db.execute("SELECT id, seq FROM sent_events WHERE name = 'torture.go'"))
-        consumed = db.execute("SELECT event_seq, run_id FROM event_deliveries"
-                              " WHERE outcome = 'consumed'").fetchall()
+        consumed = db.execute(
+            "SELECT event_seq, run_id FROM event_deliveries WHERE outcome = 'consumed'"
+        ).fetchall()
         open_waits = db.execute("SELECT COUNT(*) FROM event_waits").fetchone()[0]
     finally:
         db.close()
     assert len(outputs) == len(run_of) and len(sent) == len(run_of)
-    wrong = {n: outputs[r] for n, r in run_of.items()
-             if json.loads(outputs[r]) != {"n": n, "from": n % SENDERS}}
+    wrong = {
+        n: outputs[r]
+        for n, r in run_of.items()
+        if json.loads(outputs[r]) != {"n": n, "from": n % SENDERS}
+    }
     assert not wrong, f"runs with another event's data: {dict(list(wrong.items())[:5])}"
     took = {n: json.loads(waits[r])["event_id"] for n, r in run_of.items()}
     assert took == {n: f"go-{n}" for n in run_of}, "a wait step took another event"
@@ -172,7 +197,10 @@ def _check_ledger(project, run_of: dict[int, str]) -> None:
         lines[run_id].append((n, got, sender))
     missing = [n for n, r in run_of.items() if not lines.get(r)]
     assert not missing, f"runs whose step after the wait never ran: {missing[:10]}"
-    wrong = {r: seen for r, seen in lines.items()
-             if any(n != got or int(sender) != int(n) % SENDERS for n, got, sender in seen)}
+    wrong = {
+        r: seen
+        for r, seen in lines.items()
+        if any(n != got or int(sender) != int(n) % SENDERS for n, got, sender in seen)
+    }
     assert not wrong, f"a step saw another run's event: {dict(list(wrong.items())[:5])}"
     assert set(lines) == set(run_of.values())

@@ -22,7 +22,7 @@ from sylphrun.journal.connection import write_lock_holder
 LEASE = 1.0
 HEARTBEAT = 0.25
 
-TASKS = '''
+TASKS = """
 import os
 import time
 from ledger_helper import record
@@ -51,12 +51,15 @@ async def hot(payload, ctx):
 @task(id="quick")
 async def quick(payload, ctx):
     return await ctx.step.run("one", lambda: 1)
-'''
+"""
 
 
 def _lines(project, kind: str, key: str) -> list[int]:
-    return [int(x.split("|")[2]) for x in project.ledger_lines()
-            if x.startswith(f"{kind}|") and x.split("|")[1].endswith(f":{key}")]
+    return [
+        int(x.split("|")[2])
+        for x in project.ledger_lines()
+        if x.startswith(f"{kind}|") and x.split("|")[1].endswith(f":{key}")
+    ]
 
 
 def test_a_worker_stopped_past_its_lease_is_fenced_out_when_it_wakes(project, engine_factory):
@@ -69,8 +72,12 @@ def test_a_worker_stopped_past_its_lease_is_fenced_out_when_it_wakes(project, en
     os.kill(stale, signal.SIGSTOP)
     stopped_at = time.monotonic()
     try:
-        wait_until(lambda: queries.lease_states(eng.conn, [run_id])[run_id][0] > epoch,
-                   timeout=10, interval=0.01, message="another worker to take the run")
+        wait_until(
+            lambda: queries.lease_states(eng.conn, [run_id])[run_id][0] > epoch,
+            timeout=10,
+            interval=0.01,
+            message="another worker to take the run",
+        )
         taken_after = time.monotonic() - stopped_at
         result = eng.wait(run_id, timeout=20)
         assert result.ok, result.error
@@ -112,8 +119,11 @@ def test_a_worker_stopped_inside_a_write_is_replaced_so_nothing_stalls(project, 
         if pid not in workers:
             continue
         os.kill(pid, signal.SIGSTOP)
-        wait_until(lambda pid=pid: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
-                   interval=0.001, message="SIGSTOP")
+        wait_until(
+            lambda pid=pid: psutil.Process(pid).status() == psutil.STATUS_STOPPED,
+            interval=0.001,
+            message="SIGSTOP",
+        )
         if write_lock_holder(journal) == pid:
             frozen = pid
             break
@@ -147,8 +157,11 @@ def test_a_worker_stopped_inside_a_write_is_replaced_so_nothing_stalls(project, 
     # Both hot runs go on (the frozen worker's was released when it was killed), and no
     # step was committed twice.
     progress = {rid: len(eng.steps(rid)) for rid in hot}
-    wait_until(lambda: all(len(eng.steps(rid)) > progress[rid] + 50 for rid in hot),
-               timeout=20, message="both hot runs to go on")
+    wait_until(
+        lambda: all(len(eng.steps(rid)) > progress[rid] + 50 for rid in hot),
+        timeout=20,
+        message="both hot runs to go on",
+    )
     for rid in hot:
         store.cancel_run(eng.conn, rid, time.time())
         assert all(s.attempts <= 2 for s in eng.steps(rid))

@@ -14,19 +14,24 @@ from pathlib import Path
 
 import sylphrun
 
-TASKS = '''
+TASKS = """
 from sylphrun import task
 
 @task(id="hello")
 async def hello(payload, ctx):
     return await ctx.step.run("greet", lambda: "hi")
-'''
+"""
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sylphrun", *args], cwd=root,
-                          capture_output=True, text=True, timeout=60,
-                          preexec_fn=lambda: os.umask(0o022))
+    return subprocess.run(
+        [sys.executable, "-m", "sylphrun", *args],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=lambda: os.umask(0o022),
+    )
 
 
 def _modes(journal: Path) -> dict[str, int]:
@@ -43,8 +48,13 @@ def test_journal_files_are_private_on_create_and_on_reopen(tmp_path):
     (root / "sylphrun.toml").write_text('tasks = ["tasks"]\n')
     (root / "tasks" / "main.py").write_text(TASKS)
     journal = root / ".sylphrun" / "journal.db"
-    private = {".sylphrun/": 0o700, "journal.db": 0o600, "journal.db-wal": 0o600,
-               "journal.db-shm": 0o600, "journal.db.lock": 0o600}
+    private = {
+        ".sylphrun/": 0o700,
+        "journal.db": 0o600,
+        "journal.db-wal": 0o600,
+        "journal.db-shm": 0o600,
+        "journal.db.lock": 0o600,
+    }
 
     assert _cli(root, "trigger", "hello").returncode == 0
     # The CLI's last connection checkpointed and removed -wal/-shm; a reader brings them
@@ -66,8 +76,17 @@ def test_journal_files_are_private_on_create_and_on_reopen(tmp_path):
         held.close()
 
 
-BANNED_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle",
-                  "jsonpickle", "yaml"}
+BANNED_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "jsonpickle",
+    "yaml",
+}
 BANNED_CALLS = {"eval", "exec", "compile", "__import__"}
 # Importing by name is how task modules are discovered (names from the project's config,
 # never from the journal), and how `sylph.register("pkg.tasks")` adds a module (a name in
@@ -91,16 +110,25 @@ def test_no_pickle_eval_exec_or_import_of_journal_data_in_the_source():
             found += [f"{where}:{node.lineno} imports {n}" for n in names if n in BANNED_MODULES]
             if isinstance(node, ast.Call):
                 fn = node.func
-                name = fn.id if isinstance(fn, ast.Name) else fn.attr if isinstance(
-                    fn, ast.Attribute) else ""
+                name = (
+                    fn.id
+                    if isinstance(fn, ast.Name)
+                    else fn.attr
+                    if isinstance(fn, ast.Attribute)
+                    else ""
+                )
                 called = ast.unparse(fn)
                 # The builtins, bare or through `builtins.` (not `re.compile`).
                 if name in BANNED_CALLS and called in (name, f"builtins.{name}"):
                     found.append(f"{where}:{node.lineno} calls {called}()")
                 if (name in ("import_module", "exec_module") or called == "importlib.reload") and (
-                        path.name not in IMPORTERS):
+                    path.name not in IMPORTERS
+                ):
                     found.append(f"{where}:{node.lineno} imports by name ({called})")
-                if name == "loads" and isinstance(fn, ast.Attribute) and getattr(
-                        fn.value, "id", "") not in ("json", "codec"):
+                if (
+                    name == "loads"
+                    and isinstance(fn, ast.Attribute)
+                    and getattr(fn.value, "id", "") not in ("json", "codec")
+                ):
                     found.append(f"{where}:{node.lineno} calls {ast.unparse(fn)}()")
     assert found == []

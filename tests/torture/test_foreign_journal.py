@@ -15,7 +15,8 @@ def test_a_journal_path_naming_another_programs_database_is_refused_untouched(tm
     (root / "tasks").mkdir(parents=True)
     (root / "tasks" / "main.py").write_text(
         "from sylphrun import task\n\n@task(id='hello')\nasync def hello(payload, ctx):\n"
-        "    return 1\n")
+        "    return 1\n"
+    )
     (root / "sylphrun.toml").write_text('tasks = ["tasks"]\njournal = "app.db"\n')
     other = root / "app.db"
     db = sqlite3.connect(str(other))
@@ -25,9 +26,20 @@ def test_a_journal_path_naming_another_programs_database_is_refused_untouched(tm
     db.close()
     os.chmod(other, 0o644)
     before = (other.read_bytes(), os.stat(other).st_mode)
-    for argv in (["trigger", "hello"], ["runs"], ["show", "run_x"], ["worker"], ["dev", "--no-tui"]):
-        result = subprocess.run([sys.executable, "-m", "sylphrun", *argv], cwd=root,
-                                capture_output=True, text=True, timeout=60)
+    for argv in (
+        ["trigger", "hello"],
+        ["runs"],
+        ["show", "run_x"],
+        ["worker"],
+        ["dev", "--no-tui"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-m", "sylphrun", *argv],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode == 2, (argv, result.stdout, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
@@ -35,5 +47,8 @@ def test_a_journal_path_naming_another_programs_database_is_refused_untouched(tm
         assert (other.read_bytes(), os.stat(other).st_mode) == before
         # No WAL, no shared memory, no lock file of ours beside it (`dev` keeps its own
         # single-session lock file, which says nothing about the database).
-        assert not [p for p in os.listdir(root) if p.startswith("app.db") and p != "app.db"
-                    and not p.endswith(".dev.lock")]
+        assert not [
+            p
+            for p in os.listdir(root)
+            if p.startswith("app.db") and p != "app.db" and not p.endswith(".dev.lock")
+        ]

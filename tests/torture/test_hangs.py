@@ -23,7 +23,7 @@ from sylphrun.journal.lock_holder import stopped_lock_holder
 from sylphrun.runtime.worker import Worker, WorkerSettings
 from sylphrun.trigger import enqueue, wait_for_result
 
-GATED = '''
+GATED = """
 import os
 import time
 from pathlib import Path
@@ -40,7 +40,7 @@ def wait_for_gate(path):
 @task(id="gated")
 async def gated(payload, ctx):
     return await ctx.step.run("gate", wait_for_gate, payload["gate"])
-'''
+"""
 
 
 def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp_path):
@@ -56,9 +56,12 @@ def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp
     # A heartbeat too slow to act in this test, and a lease too long to run out in it (it
     # would hide the bug): the stale report is delivered by hand,
     # exactly as the heartbeat thread delivers it (`call_soon_threadsafe(_drop_lost, ...)`).
-    worker = Worker(WorkerSettings(config=config, worker_id="w-stale", heartbeat_seconds=3600,
-                                   lease_seconds=3600),
-                    tasks)
+    worker = Worker(
+        WorkerSettings(
+            config=config, worker_id="w-stale", heartbeat_seconds=3600, lease_seconds=3600
+        ),
+        tasks,
+    )
 
     def holder_epoch(run_id: str) -> int | None:
         found = queries.lease_holder(conn, run_id)
@@ -68,14 +71,16 @@ def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp
         serving = asyncio.create_task(worker.serve())
         try:
             [(run_id, _)] = await asyncio.to_thread(
-                enqueue, conn, [RunSpec("gated", f'{{"gate": "{gate}"}}')])
+                enqueue, conn, [RunSpec("gated", f'{{"gate": "{gate}"}}')]
+            )
             first = await asyncio.to_thread(wait_until, lambda: holder_epoch(run_id))
             await asyncio.to_thread(actions.cancel_run, conn, run_id)
             await asyncio.to_thread(wait_until, lambda: run_id not in worker.active)
             await asyncio.to_thread(actions.retry_run, conn, run_id)
             await asyncio.to_thread(
-                wait_until, lambda: (holder_epoch(run_id) or first) != first
-                and run_id in worker.active)
+                wait_until,
+                lambda: (holder_epoch(run_id) or first) != first and run_id in worker.active,
+            )
             worker._drop_lost([(run_id, first)])  # the stale report, old epoch
             gate.touch()
             result = await wait_for_result(conn, run_id, timeout=30)
@@ -88,7 +93,7 @@ def test_a_stale_lost_report_does_not_cancel_the_runs_new_execution(project, tmp
     conn.close()
 
 
-CPU_BOUND = '''
+CPU_BOUND = """
 from ledger_helper import record
 from sylphrun import task
 
@@ -99,7 +104,7 @@ def crunch(n):
 @task(id="crunch")
 async def crunch_task(payload, ctx):
     return await ctx.step.run("crunch", crunch, payload["n"])
-'''
+"""
 
 
 def _n_for_seconds(seconds: float) -> int:
@@ -126,18 +131,25 @@ def test_a_step_holding_the_gil_past_the_lease_runs_once(project, engine_factory
     assert run.attempt == 1
 
 
-@pytest.mark.parametrize("command", [("worker", "--workers", "2"), ("dev", "--no-tui", "--workers", "1")],
-                         ids=["worker", "dev"])
+@pytest.mark.parametrize(
+    "command",
+    [("worker", "--workers", "2"), ("dev", "--no-tui", "--workers", "1")],
+    ids=["worker", "dev"],
+)
 def test_deleting_the_journal_under_running_workers_stops_them_with_one_line(
-        project, background, command):
+    project, background, command
+):
     """Workers kept writing to the deleted file, and `trigger --wait` on the new one said
     no workers run."""
     project.write_tasks(CPU_BOUND)
     proc = background(*command)
     journal = project.config().journal
     conn = Connection(journal)
-    wait_until(lambda: queries.live_workers(conn, now=time.time(), stale_after=10),
-               timeout=30, message="a live worker")
+    wait_until(
+        lambda: queries.live_workers(conn, now=time.time(), stale_after=10),
+        timeout=30,
+        message="a live worker",
+    )
     conn.close()
     for suffix in ("", "-wal", "-shm"):
         Path(str(journal) + suffix).unlink(missing_ok=True)
@@ -147,14 +159,14 @@ def test_deleting_the_journal_under_running_workers_stops_them_with_one_line(
     assert str(journal) in line, proc.output
 
 
-HOLD_AND_STOP = '''
+HOLD_AND_STOP = """
 import os, signal, sys
 from sylphrun.journal import Connection
 conn = Connection(sys.argv[1])
 with conn.write():
     print("holding", flush=True)
     os.kill(os.getpid(), signal.SIGSTOP)  # Ctrl-Z in the middle of a write
-'''
+"""
 
 
 def test_a_writer_waiting_on_a_stopped_lock_holder_says_who_after_2s(project, tmp_path):
@@ -164,21 +176,31 @@ def test_a_writer_waiting_on_a_stopped_lock_holder_says_who_after_2s(project, tm
     Connection(journal).close()
     script = tmp_path / "hold.py"
     script.write_text(HOLD_AND_STOP)
-    holder = subprocess.Popen([sys.executable, str(script), str(journal)], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(script), str(journal)], stdout=subprocess.PIPE, text=True
+    )
     waiter = None
     try:
         assert holder.stdout.readline().strip() == "holding"
-        wait_until(lambda: psutil.Process(holder.pid).status() == psutil.STATUS_STOPPED,
-                   message="holder stopped")
+        wait_until(
+            lambda: psutil.Process(holder.pid).status() == psutil.STATUS_STOPPED,
+            message="holder stopped",
+        )
         assert stopped_lock_holder(journal).startswith(f"journal locked by pid {holder.pid}")
-        waiter = subprocess.Popen([sys.executable, "-m", "sylphrun", "trigger", "crunch",
-                                   "--payload", '{"n": 1}'], cwd=project.root, text=True,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        waiter = subprocess.Popen(
+            [sys.executable, "-m", "sylphrun", "trigger", "crunch", "--payload", '{"n": 1}'],
+            cwd=project.root,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         lines: list[str] = []
         threading.Thread(target=lambda: lines.extend(waiter.stderr), daemon=True).start()
-        line = wait_until(lambda: next((x for x in lines if "journal locked" in x), None),
-                          timeout=30, message="the waiter's notice")
+        line = wait_until(
+            lambda: next((x for x in lines if "journal locked" in x), None),
+            timeout=30,
+            message="the waiter's notice",
+        )
         assert f"pid {holder.pid} (python" in line and "hold.py" in line, line
         assert "stopped (Ctrl-Z?)" in line and line.rstrip().endswith("waiting"), line
         os.kill(holder.pid, signal.SIGCONT)
@@ -203,8 +225,9 @@ def test_the_dashboard_status_line_names_a_stopped_lock_holder(project, tmp_path
     Connection(config.journal).close()
     script = tmp_path / "hold.py"
     script.write_text(HOLD_AND_STOP)
-    holder = subprocess.Popen([sys.executable, str(script), str(config.journal)],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, str(script), str(config.journal)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "holding"
         app = DashboardApp(config, tasks=discover(config))
@@ -212,8 +235,12 @@ def test_the_dashboard_status_line_names_a_stopped_lock_holder(project, tmp_path
         async def scenario(pilot) -> None:
             def status() -> str:
                 return str(app.screen.query_one(StatusLine).render())
-            await until(pilot, lambda: f"journal locked by pid {holder.pid}" in status(),
-                        what="the lock holder in the status line")
+
+            await until(
+                pilot,
+                lambda: f"journal locked by pid {holder.pid}" in status(),
+                what="the lock holder in the status line",
+            )
             assert "stopped (Ctrl-Z?)" in status()
 
         drive(app, scenario)
@@ -222,7 +249,7 @@ def test_the_dashboard_status_line_names_a_stopped_lock_holder(project, tmp_path
         holder.wait(10)
 
 
-STUCK = '''
+STUCK = """
 import time
 from sylphrun import task
 
@@ -233,11 +260,12 @@ async def stuck(payload, ctx):
 @task(id="quick")
 async def quick(payload, ctx):
     return await ctx.step.run("one", lambda: 1)
-'''
+"""
 
 
 def test_a_cancelled_runs_stuck_thread_gets_a_grace_then_its_worker_is_replaced(
-        project, engine_factory):
+    project, engine_factory
+):
     """Each cancel of a run stuck in a sync step leaked a thread of the step pool: 32 of
     them and no step of any run could start again in that worker."""
     project.write_config("shutdown_grace = 1\n")
@@ -245,16 +273,21 @@ def test_a_cancelled_runs_stuck_thread_gets_a_grace_then_its_worker_is_replaced(
     eng = engine_factory(workers=1).start()
     [old_pid] = eng.worker_pids()
     run_id = eng.trigger("stuck")
-    wait_until(lambda: any(s.status == "running" for s in eng.steps(run_id)),
-               message="the stuck step running")
+    wait_until(
+        lambda: any(s.status == "running" for s in eng.steps(run_id)),
+        message="the stuck step running",
+    )
     actions.cancel_run(eng.conn, run_id)
-    wait_until(lambda: eng.worker_pids() and eng.worker_pids() != [old_pid], timeout=30,
-               message="the worker replaced")
+    wait_until(
+        lambda: eng.worker_pids() and eng.worker_pids() != [old_pid],
+        timeout=30,
+        message="the worker replaced",
+    )
     assert eng.run_record(run_id).status == "cancelled"
     assert eng.run("quick", timeout=60).ok
 
 
-FANOUT = '''
+FANOUT = """
 import asyncio
 from sylphrun import task
 
@@ -269,11 +302,12 @@ async def parent(payload, ctx):
         results = await asyncio.gather(*(h.wait_for_completion() for h in handles.runs))
         return [r.output for r in results]
     return await ctx.step.run("collect", collect)
-'''
+"""
 
 
 def test_a_large_batch_is_inserted_in_chunks_and_a_crash_between_them_creates_none_twice(
-        project, engine_factory, tmp_path, monkeypatch):
+    project, engine_factory, tmp_path, monkeypatch
+):
     """300k children in one transaction held the write lock >10 s: the supervisor's
     watchdog replaced the worker six times in 90 s. Chunks of $SYLPHRUN_BATCH_CHUNK (5 here,
     5,000 by default), the worker SIGKILLed after the first."""
@@ -296,16 +330,19 @@ def test_a_large_batch_is_inserted_in_chunks_and_a_crash_between_them_creates_no
 
 
 def test_back_to_back_chunks_are_not_mistaken_for_a_frozen_lock_holder(
-        project, engine_factory, monkeypatch):
+    project, engine_factory, monkeypatch
+):
     """The supervisor's watchdog sampled only the lock holder's pid: a worker committing
     chunk after chunk looked like one holding the lock for a whole lease, and was killed
     (the 300k batch: six workers replaced in 90 s). A commit (the WAL moving) is progress."""
-    project.write_tasks(FANOUT.replace("return await ctx.step.run(\"collect\", collect)",
-                                       "return len(handles)"))
+    project.write_tasks(
+        FANOUT.replace('return await ctx.step.run("collect", collect)', "return len(handles)")
+    )
     monkeypatch.setenv("SYLPHRUN_BATCH_CHUNK", "2000")
     events: list[str] = []
-    eng = engine_factory(workers=1, lease_seconds=1.0, heartbeat_seconds=0.25,
-                         on_event=events.append).start()
+    eng = engine_factory(
+        workers=1, lease_seconds=1.0, heartbeat_seconds=0.25, on_event=events.append
+    ).start()
     n = 40_000
     result = eng.run("parent", {"n": n}, timeout=300)
     assert result.ok and result.output == n, result.error

@@ -21,7 +21,7 @@ import pytest
 
 from sylphrun.journal.schema import SCHEMA_VERSION
 
-TASKS = r'''
+TASKS = r"""
 import os
 from sylphrun import task, Retry
 
@@ -50,7 +50,7 @@ async def surrogate(payload, ctx):
 @task(id="set-result", retry=Retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
 async def set_result(payload, ctx):
     return await ctx.step.run("make-set", lambda: {1, 2})
-'''
+"""
 
 # Raw control characters that must never reach a terminal from user data: C0 (but tab and
 # newline), DEL, C1.
@@ -66,11 +66,19 @@ class Hostile:
     def journal(self) -> Path:
         return self.root / ".sylphrun" / "journal.db"
 
-    def cli(self, *args: str, stdin: bytes | None = None, env: dict | None = None,
-            root: Path | None = None) -> subprocess.CompletedProcess:
+    def cli(
+        self,
+        *args: str,
+        stdin: bytes | None = None,
+        env: dict | None = None,
+        root: Path | None = None,
+    ) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "sylphrun", *args], cwd=root or self.root, input=stdin,
-            capture_output=True, timeout=60,
+            [sys.executable, "-m", "sylphrun", *args],
+            cwd=root or self.root,
+            input=stdin,
+            capture_output=True,
+            timeout=60,
             env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200", **(env or {})},
         )
 
@@ -105,15 +113,20 @@ def hostile(tmp_path_factory) -> Hostile:
     db.execute("UPDATE runs SET payload = '{\"name\": ' WHERE id = ?", (h.runs["poisoned"],))
     db.commit()
     db.close()
-    worker = subprocess.Popen([sys.executable, "-m", "sylphrun", "worker"], cwd=root,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              start_new_session=True)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "sylphrun", "worker"],
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             db = sqlite3.connect(str(h.journal))
-            left = db.execute("SELECT COUNT(*) FROM runs WHERE status NOT IN "
-                              "('completed', 'failed')").fetchone()[0]
+            left = db.execute(
+                "SELECT COUNT(*) FROM runs WHERE status NOT IN ('completed', 'failed')"
+            ).fetchone()[0]
             db.close()
             if not left:
                 break
@@ -146,28 +159,61 @@ REFUSED = [
     ("invalid-json", ["trigger", "hello", "--payload", "{not json"], None, ["not valid JSON"]),
     ("payload-array", ["trigger", "hello", "--payload", "[1, 2]"], None, ["JSON object"]),
     ("payload-string", ["trigger", "hello", "--payload", '"hi"'], None, ["JSON object"]),
-    ("payload-nan", ["trigger", "hello", "--payload", '{"a": NaN}'], None, ["not JSON-serializable"]),
-    ("payload-infinite", ["trigger", "hello", "--payload", '{"a": 1e999}'], None,
-     ["not JSON-serializable"]),
-    ("payload-lone-surrogate", ["trigger", "hello", "--payload", '{"a": "\\udcff"}'], None,
-     ["lone surrogate"]),
-    ("payload-not-utf8", ["trigger", "hello", "--payload", '{"a": "caf\udce9"}'], None,
-     ["not valid UTF-8"]),
+    (
+        "payload-nan",
+        ["trigger", "hello", "--payload", '{"a": NaN}'],
+        None,
+        ["not JSON-serializable"],
+    ),
+    (
+        "payload-infinite",
+        ["trigger", "hello", "--payload", '{"a": 1e999}'],
+        None,
+        ["not JSON-serializable"],
+    ),
+    (
+        "payload-lone-surrogate",
+        ["trigger", "hello", "--payload", '{"a": "\\udcff"}'],
+        None,
+        ["lone surrogate"],
+    ),
+    (
+        "payload-not-utf8",
+        ["trigger", "hello", "--payload", '{"a": "caf\udce9"}'],
+        None,
+        ["not valid UTF-8"],
+    ),
     ("payload-nested-50000", ["trigger", "hello", "--payload", DEEP], None, ["nested too deeply"]),
     # Readable here, but deeper than a resumed run could read back (issue 11 item 7).
-    ("payload-nested-600", ["trigger", "hello", "--payload", '{"a": ' + "[" * 600 + "]" * 600 + "}"],
-     None, ["nested more than 512 levels"]),
+    (
+        "payload-nested-600",
+        ["trigger", "hello", "--payload", '{"a": ' + "[" * 600 + "]" * 600 + "}"],
+        None,
+        ["nested more than 512 levels"],
+    ),
     ("payload-empty", ["trigger", "hello", "--payload", ""], None, ["--payload is empty"]),
     ("payload-empty-stdin", ["trigger", "hello", "--payload", "-"], b"", ["--payload is empty"]),
     ("runs-unknown-task", ["runs", "--task", "helo"], None, ["unknown task 'helo'"]),
-    ("payload-2mb-stdin", ["trigger", "hello", "--payload", "-"],
-     b'{"a": "' + b"x" * 2_000_000 + b'"}', ["limit is 1,000,000"]),
-    ("payload-stdin-not-json", ["trigger", "hello", "--payload", "-"], b"\xff\xfe{",
-     ["not valid UTF-8"]),
+    (
+        "payload-2mb-stdin",
+        ["trigger", "hello", "--payload", "-"],
+        b'{"a": "' + b"x" * 2_000_000 + b'"}',
+        ["limit is 1,000,000"],
+    ),
+    (
+        "payload-stdin-not-json",
+        ["trigger", "hello", "--payload", "-"],
+        b"\xff\xfe{",
+        ["not valid UTF-8"],
+    ),
     ("timeout-negative", ["trigger", "hello", "--timeout", "-1"], None, ["--timeout"]),
     ("timeout-not-a-number", ["trigger", "hello", "--timeout", "soon"], None, ["--timeout"]),
-    ("idempotency-key-100kb", ["trigger", "hello", "--idempotency-key", "k" * 100_000], None,
-     ["at most 1,000"]),
+    (
+        "idempotency-key-100kb",
+        ["trigger", "hello", "--idempotency-key", "k" * 100_000],
+        None,
+        ["at most 1,000"],
+    ),
     ("unknown-task", ["trigger", "helo"], None, ["unknown task 'helo'", "did you mean 'hello'"]),
     ("task-id-escapes", ["trigger", "\x1b]0;pwned\x07\x1b[2J"], None, ["unknown task"]),
     ("unknown-run", ["show", "run_nope"], None, ["no run 'run_nope'"]),
@@ -175,8 +221,12 @@ REFUSED = [
     ("empty-run-id", ["show", ""], None, ["no run id given"]),
     ("retry-completed", ["retry", "{completed}"], None, ["completed", "replay"]),
     ("cancel-completed", ["cancel", "{completed}"], None, ["already completed"]),
-    ("replay-unknown-step", ["replay", "{completed}", "--from-step", "nope"], None,
-     ["has no step 'nope'"]),
+    (
+        "replay-unknown-step",
+        ["replay", "{completed}", "--from-step", "nope"],
+        None,
+        ["has no step 'nope'"],
+    ),
     ("unknown-status", ["runs", "--status", "sleeping"], None, ["unknown status"]),
     ("limit-zero", ["runs", "--limit", "0"], None, ["--limit"]),
     ("unknown-option", ["show", "--bogus", "x"], None, ["No such option"]),
@@ -185,9 +235,12 @@ REFUSED = [
 ]
 
 
-@pytest.mark.parametrize(("case", "argv", "stdin", "fragments"), REFUSED,
-                         ids=[c[0] for c in REFUSED])
-def test_refused_input_is_one_line_exit_2_and_changes_nothing(hostile, case, argv, stdin, fragments):
+@pytest.mark.parametrize(
+    ("case", "argv", "stdin", "fragments"), REFUSED, ids=[c[0] for c in REFUSED]
+)
+def test_refused_input_is_one_line_exit_2_and_changes_nothing(
+    hostile, case, argv, stdin, fragments
+):
     argv = [a.replace("{completed}", hostile.runs["hello"]) for a in argv]
     before = _dump(hostile.journal)
     assert_one_line_error(hostile.cli(*argv, stdin=stdin), *fragments)
@@ -247,18 +300,25 @@ def test_task_module_that_raises_at_import(hostile, tmp_path):
     root = _journal_copy(hostile, tmp_path)
     shutil.rmtree(root / ".sylphrun")
     (root / "tasks" / "broken.py").write_text("raise RuntimeError('no config \\x1b[2J here')\n")
-    line = assert_one_line_error(hostile.cli("trigger", "hello", root=root),
-                                 "cannot import task module", "broken.py:1", "RuntimeError")
+    line = assert_one_line_error(
+        hostile.cli("trigger", "hello", root=root),
+        "cannot import task module",
+        "broken.py:1",
+        "RuntimeError",
+    )
     assert "\\x1b[2J" in line
     assert not (root / ".sylphrun").exists()
 
 
-@pytest.mark.parametrize(("setting", "fragment"), [
-    ('workers = "two"', "'workers' must be int"),
-    ('tasks = "tasks"', "'tasks' must be a list"),
-    ('max_step_output = "lots"', "'max_step_output' must be a size"),
-    ("max_step_output = 10", "between 1KB and 512MB"),
-])
+@pytest.mark.parametrize(
+    ("setting", "fragment"),
+    [
+        ('workers = "two"', "'workers' must be int"),
+        ('tasks = "tasks"', "'tasks' must be a list"),
+        ('max_step_output = "lots"', "'max_step_output' must be a size"),
+        ("max_step_output = 10", "between 1KB and 512MB"),
+    ],
+)
 def test_config_with_a_wrong_type(hostile, tmp_path, setting, fragment):
     root = _journal_copy(hostile, tmp_path)
     before = _dump(root / ".sylphrun" / "journal.db")
@@ -283,11 +343,14 @@ def _attempts(hostile: Hostile, run_id: str) -> int:
         db.close()
 
 
-@pytest.mark.parametrize(("name", "fragment"), [
-    ("poisoned", "CorruptRecord: the run's payload in the journal is not valid JSON"),
-    ("surrogate", "lone surrogate"),
-    ("set-result", "not JSON-serializable"),
-])
+@pytest.mark.parametrize(
+    ("name", "fragment"),
+    [
+        ("poisoned", "CorruptRecord: the run's payload in the journal is not valid JSON"),
+        ("surrogate", "lone surrogate"),
+        ("set-result", "not JSON-serializable"),
+    ],
+)
 def test_bad_data_in_a_run_fails_it_once_with_the_error_journaled(hostile, name, fragment):
     doc = _run(hostile, name)
     assert doc["status"] == "failed", doc
@@ -305,16 +368,29 @@ def test_markup_and_escape_sequences_never_reach_the_terminal_raw(hostile):
     assert doc["status"] == "completed"
     nasty = doc["output"]["text"]
     assert "\x1b]0;pwned\x07" in nasty and "\x9b31m" in nasty  # kept as data, escaped as JSON
-    for argv in (["show", run_id], ["show", hostile.runs["nasty-fail"]], ["runs"],
-                 ["runs", "--json"], ["show", run_id, "--json"]):
+    for argv in (
+        ["show", run_id],
+        ["show", hostile.runs["nasty-fail"]],
+        ["runs"],
+        ["runs", "--json"],
+        ["show", run_id, "--json"],
+    ):
         result = hostile.cli(*argv)
         out = result.stdout.decode() + result.stderr.decode()
         assert result.returncode == 0, out
         assert not RAW.search(out), (argv, RAW.search(out))
     text = hostile.cli("show", run_id).stdout.decode()
     # Markup is shown as written, not interpreted or lost.
-    for literal in ("[/nasty]", "[/]", "[0]", "[bold]b[/bold]", "[@click=app.quit]q[/]",
-                    "\\x1b[31mred", "\\x1b]0;pwned\\x07", "\\x9b31m"):
+    for literal in (
+        "[/nasty]",
+        "[/]",
+        "[0]",
+        "[bold]b[/bold]",
+        "[@click=app.quit]q[/]",
+        "\\x1b[31mred",
+        "\\x1b]0;pwned\\x07",
+        "\\x9b31m",
+    ):
         assert literal in text, literal
     failed = hostile.cli("show", hostile.runs["nasty-fail"]).stdout.decode()
     assert "ValueError: [/] [0]" in failed

@@ -24,11 +24,20 @@ pytestmark = needs_shim
 
 def sweep(shim: Path, root: Path, mode: str, err: int, ns) -> list[dict]:
     """Run the driver under the shim for each N; one result per N."""
-    env = {**os.environ, "LD_PRELOAD": str(shim), "FAULTFS_DIR": f"{root}/.sylphrun/",
-           "FAULTFS_CTL": str(root / "ctl"),
-           "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(HERE / "iofault.py"), str(root), mode, str(err),
-                           *map(str, ns)], env=env, capture_output=True, text=True, timeout=600)
+    env = {
+        **os.environ,
+        "LD_PRELOAD": str(shim),
+        "FAULTFS_DIR": f"{root}/.sylphrun/",
+        "FAULTFS_CTL": str(root / "ctl"),
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "iofault.py"), str(root), mode, str(err), *map(str, ns)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and len(rows) == len(list(ns)), proc.stderr[-3000:]
     return rows
@@ -48,12 +57,17 @@ def project(tmp_path) -> Path:
 
 
 def _clear(error: str | None) -> bool:
-    return error is not None and "\n" not in error and error.startswith("JournalError: ") and (
-        "disk I/O error" in error or "disk is full" in error)
+    return (
+        error is not None
+        and "\n" not in error
+        and error.startswith("JournalError: ")
+        and ("disk I/O error" in error or "disk is full" in error)
+    )
 
 
-@pytest.mark.parametrize(("mode", "err"), [("once", errno.EIO), ("persist", errno.EIO),
-                                           ("persist", errno.ENOSPC)])
+@pytest.mark.parametrize(
+    ("mode", "err"), [("once", errno.EIO), ("persist", errno.EIO), ("persist", errno.ENOSPC)]
+)
 def test_the_nth_journal_write_fails_for_every_n(shim, project, mode, err):
     [probe] = sweep(shim, project, "once", err, [10**9])
     assert probe["bad"] == [] and probe["status_after_fault"] == "completed", probe
@@ -78,8 +92,12 @@ def test_the_nth_journal_write_fails_for_every_n(shim, project, mode, err):
         # A clear outcome: the run completed anyway, or the trigger (or the worker, at
         # its start or stop) reported a one-line journal error.
         ok = r.get("status_after_fault") == "completed"
-        assert ok or _clear(r["trigger_error"]) or _clear(r["worker_error"]) or (
-            r.get("status_after_fault") in ("queued", "running")), r
+        assert (
+            ok
+            or _clear(r["trigger_error"])
+            or _clear(r["worker_error"])
+            or (r.get("status_after_fault") in ("queued", "running"))
+        ), r
     if mode == "once":
         # A glitch costs at most the in-flight step's re-execution and the run always
         # completes. The time bound only catches a hang or a restart loop (seconds are
@@ -92,16 +110,22 @@ def test_the_nth_journal_write_fails_for_every_n(shim, project, mode, err):
 def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=1m t /mnt"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-Urm", "sh", "-c", "mount -t tmpfs -o size=1m t /mnt"], capture_output=True
+    )
     return probe.returncode == 0
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(),
-                    reason="needs a private mount namespace (unshare -Urm) for a 2 MB tmpfs")
+@pytest.mark.skipif(
+    not _can_mount_tmpfs(), reason="needs a private mount namespace (unshare -Urm) for a 2 MB tmpfs"
+)
 def test_a_full_disk_gives_clear_errors_and_everything_completes_once_space_is_freed(tmp_path):
-    proc = subprocess.run(["unshare", "-Urm", sys.executable, str(HERE / "diskfull.py"),
-                           str(tmp_path / "df")], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        ["unshare", "-Urm", sys.executable, str(HERE / "diskfull.py"), str(tmp_path / "df")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     # Triggers on the full disk: each refused with one line (or, had the WAL room, taken).

@@ -13,7 +13,7 @@ from conftest import step_by_key
 
 from sylphrun import model
 
-TASKS = '''
+TASKS = """
 import os
 from ledger_helper import record
 from sylphrun import task
@@ -28,7 +28,7 @@ async def three(payload, ctx):
     for name in ("a", "b", "c"):
         out.append(await ctx.step.run(name, effect, ctx, name))
     return out
-'''
+"""
 
 
 @pytest.mark.parametrize("point", ["before-start", "after-effect", "after-commit"])
@@ -74,8 +74,13 @@ def _assert_show_says_interrupted(project, run_id: str) -> None:
     text = project.cli("show", run_id)
     assert text.returncode == 0, text.stderr
     flat = " ".join(part.strip("│├└─ ") for part in text.stdout.splitlines())
-    assert flat.count("attempt 1 interrupted: the worker stopped before the step finished; "
-                      "it runs again with the same idempotency key") == 1, text.stdout
+    assert (
+        flat.count(
+            "attempt 1 interrupted: the worker stopped before the step finished; "
+            "it runs again with the same idempotency key"
+        )
+        == 1
+    ), text.stdout
     doc = json.loads(project.cli("show", run_id, "--json").stdout)
     [b] = [s for s in doc["steps"] if s["key"] == "b"]
     assert b["status"] == "completed" and b["attempts"] == 2
@@ -92,7 +97,7 @@ def _assert_dashboard_says_interrupted(eng, run_id: str) -> None:
     assert "same idempotency key" in line
 
 
-SAGA = '''
+SAGA = """
 import os
 from ledger_helper import record
 from sylphrun import task, Retry
@@ -113,12 +118,10 @@ async def poisoned_saga(payload, ctx):
     await ctx.step.run("reserve", effect, "reserve", compensate=undo)
     await ctx.step.run("charge", effect, "charge", compensate=undo)
     await ctx.step.run("ship", kill_my_worker)
-'''
+"""
 
 
-def test_a_saga_failed_for_killing_its_worker_still_runs_its_compensations(
-    project, engine_factory
-):
+def test_a_saga_failed_for_killing_its_worker_still_runs_its_compensations(project, engine_factory):
     # Found by the torture: a run failed as WorkerCrashed was finished by the supervisor
     # directly, so a saga that charged a card never refunded it.
     project.write_tasks(SAGA)
@@ -127,12 +130,20 @@ def test_a_saga_failed_for_killing_its_worker_still_runs_its_compensations(
     result = eng.wait(run_id, timeout=30)
     assert result.status == model.FAILED
     assert result.error.startswith("WorkerCrashed:"), result.error
-    assert project.ledger_lines() == ["reserve", "charge", "ship", "ship", "ship",
-                                      "undo charge", "undo reserve"]
+    assert project.ledger_lines() == [
+        "reserve",
+        "charge",
+        "ship",
+        "ship",
+        "ship",
+        "undo charge",
+        "undo reserve",
+    ]
     ship = step_by_key(eng, run_id, "ship")
     assert ship.status == model.STEP_FAILED
     assert [a.status for a in ship.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
-        model.STEP_FAILED]
+        model.STEP_FAILED
+    ]
     for key in ("compensate:charge", "compensate:reserve"):
         comp = step_by_key(eng, run_id, key)
         assert (comp.kind, comp.status) == (model.COMPENSATION, model.STEP_COMPLETED)
@@ -143,8 +154,12 @@ def test_a_saga_failed_for_killing_its_worker_still_runs_its_compensations(
 def test_a_poisoned_saga_whose_undo_kills_its_worker_too_is_failed_not_looped(
     project, engine_factory
 ):
-    project.write_tasks(SAGA.replace('record(LEDGER, f"undo {name}")',
-                                     'record(LEDGER, f"undo {name}")\n    os.kill(os.getpid(), 9)'))
+    project.write_tasks(
+        SAGA.replace(
+            'record(LEDGER, f"undo {name}")',
+            'record(LEDGER, f"undo {name}")\n    os.kill(os.getpid(), 9)',
+        )
+    )
     eng = engine_factory().start()
     run_id = eng.trigger("poisoned-saga")
     result = eng.wait(run_id, timeout=30)

@@ -11,7 +11,7 @@ from sylphrun import codec, model
 from sylphrun.config import load_config
 from sylphrun.errors import ConfigError, NotJSONSerializable, ValueTooLarge
 
-TASKS = '''
+TASKS = """
 from ledger_helper import record
 from sylphrun import task, Retry
 
@@ -49,7 +49,7 @@ async def colliding_keys(payload, ctx):
 async def large_output(payload, ctx):
     record(LEDGER, "body")
     return "y" * 5000
-'''
+"""
 
 
 def _failed_once(eng, run_id: str, ledger_line: str | None, project) -> str:
@@ -76,7 +76,7 @@ def test_a_step_result_over_the_limit_fails_at_once_naming_the_step(project, eng
 
 
 def test_a_task_output_over_the_limit_fails_the_run_once(project, engine_factory):
-    project.write_config('max_step_output = 4096\n')
+    project.write_config("max_step_output = 4096\n")
     project.write_tasks(TASKS)
     eng = engine_factory().start()
     error = _failed_once(eng, eng.trigger("large-output"), "body", project)
@@ -100,12 +100,15 @@ def test_keys_that_collide_as_json_are_refused_naming_them(project, engine_facto
     assert "step 'keys' result has keys 1 and '1'" in error
 
 
-@pytest.mark.parametrize(("value", "fragment"), [
-    ({1: "a", "1": "b"}, "keys 1 and '1'"),
-    ([{"x": {True: 1, "true": 2}}], "keys True and 'true'"),
-    (({None: 1, "null": 2},), "keys None and 'null'"),
-    ({1.5: 1, "1.5": 2}, "keys 1.5 and '1.5'"),
-])
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ({1: "a", "1": "b"}, "keys 1 and '1'"),
+        ([{"x": {True: 1, "true": 2}}], "keys True and 'true'"),
+        (({None: 1, "null": 2},), "keys None and 'null'"),
+        ({1.5: 1, "1.5": 2}, "keys 1.5 and '1.5'"),
+    ],
+)
 def test_codec_refuses_colliding_keys(value, fragment):
     with pytest.raises(NotJSONSerializable, match="same key"):
         codec.dumps(value, what="step 'k' result")
@@ -117,7 +120,7 @@ def test_codec_refuses_colliding_keys(value, fragment):
 def test_codec_keeps_what_it_can_read_back():
     # Non-str keys that do not collide, brackets inside strings, exactly MAX_DEPTH levels.
     assert codec.dumps({1: "a", 2: "b", "x": {3: []}}) == '{"1":"a","2":"b","x":{"3":[]}}'
-    assert codec.loads(codec.dumps(["[" * 5000, {"]]\\\"": "{{" * 800}]))
+    assert codec.loads(codec.dumps(["[" * 5000, {']]\\"': "{{" * 800}]))
     deepest = []
     for _ in range(codec.MAX_DEPTH - 1):
         deepest = [deepest]
@@ -129,10 +132,19 @@ def test_codec_keeps_what_it_can_read_back():
     assert codec.dumps("é" * 511, limit=1024)
 
 
-@pytest.mark.parametrize(("setting", "expected"), [
-    ('"16MB"', 16 * 1024 * 1024), ('"512kb"', 512 * 1024), ("2048", 2048), ('"1 GB"', None),
-    ('"lots"', None), ("100", None), ("true", None), ('"2048B"', 2048),
-])
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ('"16MB"', 16 * 1024 * 1024),
+        ('"512kb"', 512 * 1024),
+        ("2048", 2048),
+        ('"1 GB"', None),
+        ('"lots"', None),
+        ("100", None),
+        ("true", None),
+        ('"2048B"', 2048),
+    ],
+)
 def test_max_step_output_setting(tmp_path, setting, expected):
     (tmp_path / "sylphrun.toml").write_text(f'tasks = ["tasks"]\nmax_step_output = {setting}\n')
     if expected is None:

@@ -19,7 +19,7 @@ from test_cli import assert_one_line_error
 from sylphrun import model
 from sylphrun.journal import queries
 
-SIBLINGS = '''
+SIBLINGS = """
 import asyncio, os, time
 from ledger_helper import record
 from sylphrun import task, Retry, NonRetriableError
@@ -120,13 +120,11 @@ async def sibling_retries(payload, ctx):
         ctx.step.run("reserve", reserve, tag, "timeout"),
     )
     return {"charge": charge, "reserve": reserved, "attempt": ctx.attempt}
-'''
+"""
 
 
 @pytest.mark.parametrize("charge", ["async", "thread", "flaky"])
-def test_a_sibling_completing_after_the_run_failed_is_compensated(
-    project, engine_factory, charge
-):
+def test_a_sibling_completing_after_the_run_failed_is_compensated(project, engine_factory, charge):
     project.write_tasks(SIBLINGS)
     eng = engine_factory().start()
     result = eng.run("sibling-fails", {"charge": charge})
@@ -167,7 +165,7 @@ def test_a_branch_starts_no_new_step_once_the_run_has_failed(project, engine_fac
     assert "notify" not in {s.key for s in eng.steps(result.run_id)}
 
 
-SAGAS = '''
+SAGAS = """
 import os
 from ledger_helper import record
 from sylphrun import task
@@ -205,7 +203,7 @@ async def seed_saga(payload, ctx):
     except Exception:
         await ctx.step.run("refund", refund, paid)
         raise
-'''
+"""
 
 
 def _replay(project, eng, run_id: str, step: str) -> str:
@@ -283,7 +281,7 @@ def test_replay_from_a_compensation_step_is_refused(project, engine_factory, ste
     assert len(queries.list_runs(eng.conn)) == before
 
 
-FETCHER = '''
+FETCHER = """
 import os
 from ledger_helper import record
 from sylphrun import task
@@ -303,24 +301,24 @@ async def fetcher(payload, ctx):
 %s
     await ctx.step.run("finish", finish)
     return got
-'''
-THREE_FETCHES = '''
+"""
+THREE_FETCHES = """
     for i in range(3):
         got.append(await ctx.step.run("fetch", fetch, i))
-'''
-ONE_MORE_FETCH = '''
+"""
+ONE_MORE_FETCH = """
     got.append(await ctx.step.run("fetch", fetch, 99))
     for i in range(3):
         got.append(await ctx.step.run("fetch", fetch, i))
-'''
-TWO_STEPS = '''
+"""
+TWO_STEPS = """
     got.append(await ctx.step.run("a", fetch, "a"))
     got.append(await ctx.step.run("b", fetch, "b"))
-'''
-SWAPPED = '''
+"""
+SWAPPED = """
     got.append(await ctx.step.run("b", fetch, "b"))
     got.append(await ctx.step.run("a", fetch, "a"))
-'''
+"""
 
 
 def _fetcher(body: str) -> str:
@@ -340,9 +338,7 @@ def _retry(project, eng, run_id: str):
     return eng.wait(run_id)
 
 
-def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
-    project, engine_factory
-):
+def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(project, engine_factory):
     path = project.write_tasks(_fetcher(THREE_FETCHES))
     eng = engine_factory().start()
     first = eng.run("fetcher")
@@ -354,8 +350,15 @@ def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
     _reload(eng)
     diverged = _retry(project, eng, first.run_id)
     assert diverged.status == model.FAILED
-    line = path.read_text().splitlines().index("    got.append(await ctx.step.run(\"fetch\", fetch, 99))") + 1
-    assert diverged.error.startswith("StepDiverged: step 'fetch' was recorded as tasks.main:fetch with args ")
+    line = (
+        path.read_text()
+        .splitlines()
+        .index('    got.append(await ctx.step.run("fetch", fetch, 99))')
+        + 1
+    )
+    assert diverged.error.startswith(
+        "StepDiverged: step 'fetch' was recorded as tasks.main:fetch with args "
+    )
     assert "but the code now calls tasks.main:fetch with args " in diverged.error
     assert f"at tasks/main.py:{line}" in diverged.error, diverged.error
     assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]  # fetch(99) never ran
@@ -388,15 +391,15 @@ def test_an_inserted_call_stops_the_run_as_diverged_until_the_code_matches(
     assert step_by_key(eng, first.run_id, "fetch").error is None  # the mark is cleared
 
 
-THREE_LAMBDA_FETCHES = '''
+THREE_LAMBDA_FETCHES = """
     for i in range(3):
         got.append(await ctx.step.run("fetch", lambda: fetch(i)))
-'''
-ONE_MORE_LAMBDA_FETCH = '''
+"""
+ONE_MORE_LAMBDA_FETCH = """
     got.append(await ctx.step.run("fetch", lambda: fetch(99)))
     for i in range(3):
         got.append(await ctx.step.run("fetch", lambda: fetch(i)))
-'''
+"""
 
 
 def test_an_inserted_call_is_caught_through_what_a_lambda_captures(project, engine_factory):
@@ -410,7 +413,8 @@ def test_an_inserted_call_is_caught_through_what_a_lambda_captures(project, engi
     _reload(eng)
     diverged = _retry(project, eng, first.run_id)
     assert diverged.error.startswith("StepDiverged: step 'fetch' was recorded as tasks.main:"), (
-        diverged.error)
+        diverged.error
+    )
     assert "fetcher.<locals>.<lambda> with args" in diverged.error
     assert project.ledger_lines() == ["fetch:0", "fetch:1", "fetch:2"]  # fetch(99) never ran
 
@@ -437,8 +441,9 @@ def test_swapped_steps_keep_their_results_and_warn(project, engine_factory):
     assert resumed.output == [{"item": "b"}, {"item": "a"}]
     assert project.ledger_lines() == ["fetch:a", "fetch:b"]
     warnings = [x.message for x in queries.logs_of(eng.conn, first.run_id) if x.level == "WARNING"]
-    assert any("expected step 'a' next" in m and "called 'b'" in m and "reordered" in m
-               for m in warnings), warnings
+    assert any(
+        "expected step 'a' next" in m and "called 'b'" in m and "reordered" in m for m in warnings
+    ), warnings
 
 
 def test_steps_journaled_before_calls_were_recorded_are_not_checked(project, engine_factory):
@@ -489,8 +494,11 @@ def test_what_a_partial_binds_and_a_closure_captures_is_part_of_the_call():
         return lambda: fetch(i)
 
     assert call_of(functools.partial(fetch, 1), (), {}, "r1") != call_of(
-        functools.partial(fetch, 2), (), {}, "r1")
+        functools.partial(fetch, 2), (), {}, "r1"
+    )
     assert call_of(closure(1), (), {}, "r1") != call_of(closure(2), (), {}, "r1")
     assert call_of(closure(1), (), {}, "r1") == call_of(closure(1), (), {}, "r1")
     # The run's own id stands for itself: a replay (a new id) sees the same call.
-    assert call_of(closure("r1:charge"), (), {}, "r1") == call_of(closure("r2:charge"), (), {}, "r2")
+    assert call_of(closure("r1:charge"), (), {}, "r1") == call_of(
+        closure("r2:charge"), (), {}, "r2"
+    )

@@ -41,8 +41,11 @@ def test_schedules_fire_once_per_slot_while_workers_are_killed(tmp_path):
     retired: list[Background] = []  # groups whose supervisor alone was killed
     kills = {"group": 0, "supervisor": 0}
     try:
-        wait_until(lambda: len(slot_counts(project, "tick-all")) >= 2, timeout=60,
-                   message="the first ticks")
+        wait_until(
+            lambda: len(slot_counts(project, "tick-all")) >= 2,
+            timeout=60,
+            message="the first ticks",
+        )
         end = time.monotonic() + SECONDS
         while time.monotonic() < end:
             time.sleep(rng.uniform(0.2, 1.5))  # when the next kill lands: the torture's dice
@@ -58,8 +61,11 @@ def test_schedules_fire_once_per_slot_while_workers_are_killed(tmp_path):
                 kills["supervisor"] += 1
             workers[i] = Background(project.root, "worker", "--workers", "1")
         settled = int(time.time())
-        wait_until(lambda: max(slot_seconds(slot_counts(project, "tick-all"))) > settled + 2,
-                   timeout=60, message="ticks after the last kill")
+        wait_until(
+            lambda: max(slot_seconds(slot_counts(project, "tick-all"))) > settled + 2,
+            timeout=60,
+            message="ticks after the last kill",
+        )
     finally:
         for w in workers + retired:
             if w in retired:

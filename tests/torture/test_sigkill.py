@@ -42,8 +42,13 @@ def test_parallel_siblings_of_a_failing_step_finish_before_the_run_settles(tmp_p
     try:
         torture.start_supervisor()
         torture.wait_for_workers()
-        torture.trigger_payloads([("gather-saga", {"mode": mode, "t": t})
-                                  for mode in ("fail", "flaky", "ok") for t in (0.05, 0.5)])
+        torture.trigger_payloads(
+            [
+                ("gather-saga", {"mode": mode, "t": t})
+                for mode in ("fail", "flaky", "ok")
+                for t in (0.05, 0.5)
+            ]
+        )
         torture.finish(120)
     finally:
         torture.close()

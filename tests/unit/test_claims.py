@@ -12,8 +12,9 @@ from sylphrun.journal import RunSpec, queries, store
 
 
 def test_a_claim_leases_the_run_and_bumps_its_epoch(conn):
-    store.register_worker(conn, "w1", pid=4242, host="h", supervisor_pid=None, wake_addr=None,
-                          now=T0)
+    store.register_worker(
+        conn, "w1", pid=4242, host="h", supervisor_pid=None, wake_addr=None, now=T0
+    )
     run_id = enqueue(conn)
     [c] = claim(conn, now=T0 + 1)
     assert (c.run_id, c.attempt, c.crash_count) == (run_id, 1, 0)
@@ -55,10 +56,26 @@ def test_an_expired_lease_is_taken_over_and_fences_the_old_holder(conn):
     [new] = claim(conn, "w2", now=T0 + LEASE + 1)
     assert new.run_id == run_id and new.epoch > old.epoch
     with pytest.raises(store.LeaseLost):
-        store.finish_run(conn, run_id, old.epoch, status=model.COMPLETED, output="1",
-                         error=None, traceback=None, now=T0 + LEASE + 2)
-    store.finish_run(conn, run_id, new.epoch, status=model.COMPLETED, output="2",
-                     error=None, traceback=None, now=T0 + LEASE + 2)
+        store.finish_run(
+            conn,
+            run_id,
+            old.epoch,
+            status=model.COMPLETED,
+            output="1",
+            error=None,
+            traceback=None,
+            now=T0 + LEASE + 2,
+        )
+    store.finish_run(
+        conn,
+        run_id,
+        new.epoch,
+        status=model.COMPLETED,
+        output="2",
+        error=None,
+        traceback=None,
+        now=T0 + LEASE + 2,
+    )
     assert queries.get_run(conn, run_id).status == model.COMPLETED
 
 
@@ -66,8 +83,9 @@ def test_heartbeat_renews_held_leases_and_reports_the_lost(conn):
     a, b = enqueue(conn), enqueue(conn)
     ca, cb = claim(conn)
     store.cancel_run(conn, b, now=T0 + 1)
-    lost = store.heartbeat(conn, "w1", {a: ca.epoch, b: cb.epoch}, lease_seconds=LEASE,
-                           now=T0 + LEASE - 1)
+    lost = store.heartbeat(
+        conn, "w1", {a: ca.epoch, b: cb.epoch}, lease_seconds=LEASE, now=T0 + LEASE - 1
+    )
     assert lost == [b]
     # Renewed: still held past the first lease's end.
     assert claim(conn, "w2", now=T0 + LEASE + 1) == []
@@ -76,10 +94,13 @@ def test_heartbeat_renews_held_leases_and_reports_the_lost(conn):
 def test_an_unknown_task_waits_out_the_grace_then_fails(conn):
     run_id = enqueue(conn, task_id="gone")
     known = {"t": store.TaskTerms()}
-    assert store.claim_runs(conn, "w1", 5, lease_seconds=LEASE, known_tasks=known,
-                            now=T0 + 1) == ([], [])
-    claims, unknown = store.claim_runs(conn, "w1", 5, lease_seconds=LEASE, known_tasks=known,
-                                       now=T0 + store.UNKNOWN_TASK_GRACE + 1)
+    assert store.claim_runs(conn, "w1", 5, lease_seconds=LEASE, known_tasks=known, now=T0 + 1) == (
+        [],
+        [],
+    )
+    claims, unknown = store.claim_runs(
+        conn, "w1", 5, lease_seconds=LEASE, known_tasks=known, now=T0 + store.UNKNOWN_TASK_GRACE + 1
+    )
     assert (claims, unknown) == ([], [run_id])
     run = queries.get_run(conn, run_id)
     assert run.status == model.FAILED and "UnknownTask" in run.error
@@ -95,8 +116,9 @@ def test_a_timeout_sets_the_deadline_at_the_claim(conn):
 def test_schedule_retry_records_the_attempt_and_requeues_later(conn):
     run_id = enqueue(conn)
     [c] = claim(conn)
-    store.schedule_retry(conn, run_id, c.epoch, error="ValueError: x", traceback="tb",
-                         retry_at=T0 + 30, now=T0 + 1)
+    store.schedule_retry(
+        conn, run_id, c.epoch, error="ValueError: x", traceback="tb", retry_at=T0 + 30, now=T0 + 1
+    )
     run = queries.get_run(conn, run_id)
     assert (run.status, run.attempt) == (model.QUEUED, 2)
     [attempt] = queries.run_attempts(conn, run_id)
@@ -105,8 +127,9 @@ def test_schedule_retry_records_the_attempt_and_requeues_later(conn):
     [again] = claim(conn, now=T0 + 30)
     assert again.attempt == 2 and again.epoch > c.epoch
     with pytest.raises(store.LeaseLost):  # the failed attempt's epoch is fenced out
-        store.schedule_retry(conn, run_id, c.epoch, error="e", traceback=None,
-                             retry_at=T0, now=T0 + 31)
+        store.schedule_retry(
+            conn, run_id, c.epoch, error="e", traceback=None, retry_at=T0, now=T0 + 31
+        )
 
 
 def test_release_hands_back_without_a_crash_and_ignores_a_lost_lease(conn):
@@ -135,8 +158,17 @@ def test_internal_errors_back_off_then_fail_at_max_crashes(conn):
 
 def kids_of(parent: str, *keys: str) -> list[RunSpec]:
     """Specs of children as a step of `parent` creates them (keyed `run:step:i`)."""
-    return [RunSpec("t", "{}", f"{parent}:s:{k}", parent_run_id=parent, parent_step_key="s",
-                    derived_key=True) for k in keys]
+    return [
+        RunSpec(
+            "t",
+            "{}",
+            f"{parent}:s:{k}",
+            parent_run_id=parent,
+            parent_step_key="s",
+            derived_key=True,
+        )
+        for k in keys
+    ]
 
 
 def test_a_parked_parent_wakes_when_its_last_child_finishes(conn):
@@ -149,8 +181,16 @@ def test_a_parked_parent_wakes_when_its_last_child_finishes(conn):
     claims = {c.run_id: c for c in claim(conn, "w2", now=T0 + 2)}
     assert set(claims) == set(kid_ids)  # the parked parent is not claimable
     for n, kid in enumerate(kid_ids):
-        store.finish_run(conn, kid, claims[kid].epoch, status=model.COMPLETED, output="1",
-                         error=None, traceback=None, now=T0 + 3 + n)
+        store.finish_run(
+            conn,
+            kid,
+            claims[kid].epoch,
+            status=model.COMPLETED,
+            output="1",
+            error=None,
+            traceback=None,
+            now=T0 + 3 + n,
+        )
         ready = [c.run_id for c in claim(conn, "w3", now=T0 + 10)]
         assert ready == ([] if n == 0 else [parent])
     run = queries.get_run(conn, parent)
@@ -162,8 +202,9 @@ def test_suspending_on_finished_children_makes_the_run_ready_now(conn):
     [p] = claim(conn)
     [(kid, _)] = store.enqueue_children(conn, parent, p.epoch, kids_of(parent, "0"), T0)
     [k] = claim(conn, "w2")
-    store.finish_run(conn, kid, k.epoch, status=model.FAILED, output=None, error="e",
-                     traceback=None, now=T0 + 1)
+    store.finish_run(
+        conn, kid, k.epoch, status=model.FAILED, output=None, error="e", traceback=None, now=T0 + 1
+    )
     store.suspend_run(conn, parent, p.epoch, children=[kid], wake_at=T0 + 999, now=T0 + 2)
     assert [c.run_id for c in claim(conn, now=T0 + 2)] == [parent]
     assert queries.get_run(conn, parent).children_failed == 1
@@ -184,11 +225,20 @@ def test_a_sleep_parks_until_its_wake_time_and_wake_moves_it(conn):
 def test_cancel_cascades_to_unfinished_children_and_retry_revives_them(conn):
     parent = enqueue(conn)
     [p] = claim(conn)
-    kids = [k for k, _ in store.enqueue_children(conn, parent, p.epoch,
-                                                 kids_of(parent, "0", "1"), T0)]
+    kids = [
+        k for k, _ in store.enqueue_children(conn, parent, p.epoch, kids_of(parent, "0", "1"), T0)
+    ]
     [first] = claim(conn, "w2", limit=1, now=T0 + 1)
-    store.finish_run(conn, first.run_id, first.epoch, status=model.COMPLETED, output="1",
-                     error=None, traceback=None, now=T0 + 2)
+    store.finish_run(
+        conn,
+        first.run_id,
+        first.epoch,
+        status=model.COMPLETED,
+        output="1",
+        error=None,
+        traceback=None,
+        now=T0 + 2,
+    )
     cancelled = store.cancel_run(conn, parent, now=T0 + 3)
     other = next(k for k in kids if k != first.run_id)
     assert set(cancelled) == {parent, other}
@@ -199,7 +249,9 @@ def test_cancel_cascades_to_unfinished_children_and_retry_revives_them(conn):
     assert queries.get_run(conn, parent).children_cancelled == 1
     store.retry_run(conn, parent, now=T0 + 5)
     assert {r.id: r.status for r in queries.children_of(conn, parent)} == {
-        first.run_id: model.COMPLETED, other: model.QUEUED}
+        first.run_id: model.COMPLETED,
+        other: model.QUEUED,
+    }
     run = queries.get_run(conn, parent)
     assert (run.status, run.attempt, run.children_cancelled) == (model.QUEUED, 2, 0)
 
@@ -233,6 +285,14 @@ def test_a_child_finishing_wakes_a_parent_parked_with_a_later_wake_time(conn):
     store.suspend_run(conn, parent, p.epoch, children=[kid], wake_at=T0 + 999, now=T0 + 1)
     [k] = claim(conn, "w2", now=T0 + 2)
     assert k.run_id == kid
-    store.finish_run(conn, kid, k.epoch, status=model.COMPLETED, output="1", error=None,
-                     traceback=None, now=T0 + 3)
+    store.finish_run(
+        conn,
+        kid,
+        k.epoch,
+        status=model.COMPLETED,
+        output="1",
+        error=None,
+        traceback=None,
+        now=T0 + 3,
+    )
     assert [c.run_id for c in claim(conn, now=T0 + 3)] == [parent]

@@ -29,13 +29,16 @@ def test_round_trip_of_plain_values_dataclasses_and_to_json():
     assert codec.loads(None) is None
 
 
-@pytest.mark.parametrize(("value", "says"), [
-    ({"s": {1, 2}}, "at"),
-    (object(), "not JSON-serializable"),
-    (float("nan"), "not JSON-serializable"),
-    ({1: "a", "1": "b"}, "1"),
-    ("\udcff", "lone surrogate"),
-])
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ({"s": {1, 2}}, "at"),
+        (object(), "not JSON-serializable"),
+        (float("nan"), "not JSON-serializable"),
+        ({1: "a", "1": "b"}, "1"),
+        ("\udcff", "lone surrogate"),
+    ],
+)
 def test_values_json_cannot_hold_faithfully_are_refused(value, says):
     with pytest.raises(NotJSONSerializable, match=says):
         codec.dumps(value, what="step 'x' result")

@@ -30,28 +30,37 @@ def test_pyproject_tool_table_is_read(tmp_path):
     assert (cfg.tasks, cfg.workers) == (["jobs"], 3)
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ('"16MB"', 16 * 1024 ** 2), ('"512KB"', 512 * 1024), ("4096", 4096), ('"256mb"', 256 * 1024 ** 2),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('"16MB"', 16 * 1024**2),
+        ('"512KB"', 512 * 1024),
+        ("4096", 4096),
+        ('"256mb"', 256 * 1024**2),
+    ],
+)
 def test_max_step_output_takes_sizes_or_bytes(tmp_path, value, expected):
     assert load_config(write(tmp_path, f"max_step_output = {value}\n")).max_step_output == expected
 
 
-@pytest.mark.parametrize(("body", "says"), [
-    ('tasks = "tasks"\n', "'tasks' must be a list"),
-    ("tasks = [1]\n", "'tasks' must be a list"),
-    ("colour = 1\n", "unknown key 'colour'"),
-    ('workers = "2"\n', "'workers' must be"),
-    ("workers = true\n", "'workers' must be"),
-    ("workers = -1\n", "'workers' must be 0"),
-    ("slots = 0\n", "'slots' must be at least 1"),
-    ('durability = "extra"\n', "'durability' must be"),
-    ('shutdown_grace = "30"\n', "'shutdown_grace' must be a number"),
-    ("shutdown_grace = -1\n", "between 0 and 86400"),
-    ('max_step_output = "lots"\n', "must be a size like"),
-    ("max_step_output = 10\n", "between 1KB and 512MB"),
-    ('max_step_output = "1TB"\n', "must be a size like"),
-])
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ('tasks = "tasks"\n', "'tasks' must be a list"),
+        ("tasks = [1]\n", "'tasks' must be a list"),
+        ("colour = 1\n", "unknown key 'colour'"),
+        ('workers = "2"\n', "'workers' must be"),
+        ("workers = true\n", "'workers' must be"),
+        ("workers = -1\n", "'workers' must be 0"),
+        ("slots = 0\n", "'slots' must be at least 1"),
+        ('durability = "extra"\n', "'durability' must be"),
+        ('shutdown_grace = "30"\n', "'shutdown_grace' must be a number"),
+        ("shutdown_grace = -1\n", "between 0 and 86400"),
+        ('max_step_output = "lots"\n', "must be a size like"),
+        ("max_step_output = 10\n", "between 1KB and 512MB"),
+        ('max_step_output = "1TB"\n', "must be a size like"),
+    ],
+)
 def test_bad_values_are_one_line_errors_naming_the_file(tmp_path, body, says):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, body))

@@ -18,10 +18,14 @@ def journal_at(path, version: int) -> None:
     raw.execute("PRAGMA journal_mode = WAL")
     scripts = "\n".join(MIGRATIONS[:version])
     raw.executescript(f"BEGIN;\n{scripts}\nPRAGMA user_version = {version};\nCOMMIT;")
-    raw.execute("INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
-                " ready_at) VALUES ('run_old', 't', 'queued', '{\"a\": 1}', 1, 1, 1)")
-    raw.execute("INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
-                " VALUES ('run_old', 'a', 'a', 'step', 'completed', 1, 1, '42')")
+    raw.execute(
+        "INSERT INTO runs (id, task_id, status, payload, created_at, updated_at,"
+        " ready_at) VALUES ('run_old', 't', 'queued', '{\"a\": 1}', 1, 1, 1)"
+    )
+    raw.execute(
+        "INSERT INTO steps (run_id, key, name, kind, status, seq, run_attempt, output)"
+        " VALUES ('run_old', 'a', 'a', 'step', 'completed', 1, 1, '42')"
+    )
     raw.close()
 
 
@@ -37,8 +41,16 @@ def test_a_journal_at_every_version_migrates_forward_and_works(tmp_path, version
         assert [s.output for s in queries.steps_of(conn, "run_old")] == [42]
         [c] = claim(conn, now=T0)
         assert c.run_id == "run_old"
-        store.finish_run(conn, "run_old", c.epoch, status=model.COMPLETED, output="1",
-                         error=None, traceback=None, now=T0 + 1)
+        store.finish_run(
+            conn,
+            "run_old",
+            c.epoch,
+            status=model.COMPLETED,
+            output="1",
+            error=None,
+            traceback=None,
+            now=T0 + 1,
+        )
         assert queries.get_run(conn, "run_old").status == model.COMPLETED
     finally:
         conn.close()

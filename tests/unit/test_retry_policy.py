@@ -30,11 +30,14 @@ def test_the_default_is_to_run_once_without_waiting():
     assert NO_RETRY.delay(1) == 0.0
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"max_attempts": 0},
-    {"min_delay": -1.0},
-    {"min_delay": 5.0, "max_delay": 1.0},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_attempts": 0},
+        {"min_delay": -1.0},
+        {"min_delay": 5.0, "max_delay": 1.0},
+    ],
+)
 def test_impossible_policies_are_refused(kwargs):
     with pytest.raises(ValueError, match="Retry"):
         Retry(**kwargs)
@@ -42,4 +45,9 @@ def test_impossible_policies_are_refused(kwargs):
 
 def test_to_json_names_every_field():
     assert Retry(max_attempts=4, min_delay=0.5).to_json() == {
-        "max_attempts": 4, "min_delay": 0.5, "max_delay": 60.0, "factor": 2.0, "jitter": 0.1}
+        "max_attempts": 4,
+        "min_delay": 0.5,
+        "max_delay": 60.0,
+        "factor": 2.0,
+        "jitter": 0.1,
+    }

@@ -6,10 +6,18 @@ from sylphrun.dashboard.runs_model import RunFilter, RunsModel
 from sylphrun.journal.queries import RunSummary
 
 
-def summary(run_id: str, created: float, *, task: str = "t", status: str = "queued",
-            parent: str | None = None, error: str | None = None) -> RunSummary:
-    return RunSummary(run_id, task, status, 1, parent, created, None, None, None, 0, 0, 0,
-                      error, None)
+def summary(
+    run_id: str,
+    created: float,
+    *,
+    task: str = "t",
+    status: str = "queued",
+    parent: str | None = None,
+    error: str | None = None,
+) -> RunSummary:
+    return RunSummary(
+        run_id, task, status, 1, parent, created, None, None, None, 0, 0, 0, error, None
+    )
 
 
 def ids(model: RunsModel) -> list[str]:
@@ -18,8 +26,14 @@ def ids(model: RunsModel) -> list[str]:
 
 def loaded() -> RunsModel:
     model = RunsModel()
-    model.load([summary("a", 1), summary("c", 3, task="mail", status="failed", error="Boom"),
-                summary("b", 2), summary("kid", 4, parent="a")])
+    model.load(
+        [
+            summary("a", 1),
+            summary("c", 3, task="mail", status="failed", error="Boom"),
+            summary("b", 2),
+            summary("kid", 4, parent="a"),
+        ]
+    )
     return model
 
 

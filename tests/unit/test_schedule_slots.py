@@ -52,8 +52,7 @@ def test_interval_slots_are_aligned_to_the_epoch_so_every_process_agrees():
 
 
 def test_a_tick_is_keyed_by_its_slot():
-    assert slot_key("nightly", at("2026-11-29T03:00:00")) == \
-        "schedule:nightly:2026-11-29T03:00:00Z"
+    assert slot_key("nightly", at("2026-11-29T03:00:00")) == "schedule:nightly:2026-11-29T03:00:00Z"
     assert slot_iso(1.5) == "1970-01-01T00:00:01.500Z"
 
 
@@ -79,11 +78,15 @@ def test_catchup_all_fires_every_missed_slot_a_batch_at_a_time():
 
 def test_catchup_none_skips_missed_slots_but_fires_a_current_one():
     hourly = Schedule("0 * * * *", catchup="none")
-    late = due_slots(hourly, settled_through=at("2026-11-29T10:00:00"),
-                     now=at("2026-11-29T13:20:00"))
+    late = due_slots(
+        hourly, settled_through=at("2026-11-29T10:00:00"), now=at("2026-11-29T13:20:00")
+    )
     assert (late.slots, late.through) == ([], at("2026-11-29T13:00:00"))
-    on_time = due_slots(hourly, settled_through=at("2026-11-29T10:00:00"),
-                        now=at("2026-11-29T13:00:00") + ON_TIME_WINDOW / 2)
+    on_time = due_slots(
+        hourly,
+        settled_through=at("2026-11-29T10:00:00"),
+        now=at("2026-11-29T13:00:00") + ON_TIME_WINDOW / 2,
+    )
     assert on_time.slots == [at("2026-11-29T13:00:00")]
     # A fast schedule's latest slot is always current: after downtime it goes on at once.
     assert due_slots(Schedule(1, catchup="none"), settled_through=1000, now=1500.5).slots == [1500]
@@ -96,23 +99,28 @@ def test_registry_json_round_trip():
     assert Schedule.from_json({"expression": "nonsense"}) is None
 
 
-@pytest.mark.parametrize(("options", "says"), [
-    ({"schedule": "*/5 * * *"}, "not a 5-field cron expression"),
-    ({"schedule": "0 0 * * * *"}, "not a 5-field cron expression"),
-    ({"schedule": "61 * * * *"}, "not a valid cron expression (Bad minute)"),
-    ({"schedule": "0 3 * * *", "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
-    ({"schedule": 0}, "at least 1 second"),
-    ({"schedule": True}, "5-field cron expression"),
-    ({"schedule": 10, "tz": "Europe/Paris"}, "tz= applies to a cron schedule"),
-    ({"schedule": 10, "catchup": "some"}, "catchup must be one of 'latest', 'all', 'none'"),
-    ({"tz": "UTC"}, "need a schedule="),
-])
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"schedule": "*/5 * * *"}, "not a 5-field cron expression"),
+        ({"schedule": "0 0 * * * *"}, "not a 5-field cron expression"),
+        ({"schedule": "61 * * * *"}, "not a valid cron expression (Bad minute)"),
+        ({"schedule": "0 3 * * *", "tz": "Mars/Olympus"}, "unknown time zone 'Mars/Olympus'"),
+        ({"schedule": 0}, "at least 1 second"),
+        ({"schedule": True}, "5-field cron expression"),
+        ({"schedule": 10, "tz": "Europe/Paris"}, "tz= applies to a cron schedule"),
+        ({"schedule": 10, "catchup": "some"}, "catchup must be one of 'latest', 'all', 'none'"),
+        ({"tz": "UTC"}, "need a schedule="),
+    ],
+)
 def test_a_bad_schedule_fails_at_decoration_with_one_line(options, says):
     clear_registry()
     with pytest.raises(ScheduleError) as info:
+
         @task(id="nightly", **options)
         async def nightly(payload, ctx):
             return None
+
     message = str(info.value)
     assert says in message and "\n" not in message and message.startswith("task 'nightly'")
 
@@ -136,11 +144,15 @@ def test_the_listing_rows_say_next_fire_last_run_and_paused():
     def record(task_id, options):
         return model.TaskRecord(task_id, options, "tasks/a.py", 1, "f")
 
-    tasks = {"plain": record("plain", {}),
-             "ten": record("ten", {"schedule": Schedule(10).to_json()}),
-             "held": record("held", {"schedule": Schedule(60, catchup="none").to_json()})}
-    states = {"ten": ScheduleState("ten", 1000, 1000, "run_1", "completed", False, 1000),
-              "held": ScheduleState("held", 960, None, None, None, True, 990)}
+    tasks = {
+        "plain": record("plain", {}),
+        "ten": record("ten", {"schedule": Schedule(10).to_json()}),
+        "held": record("held", {"schedule": Schedule(60, catchup="none").to_json()}),
+    }
+    states = {
+        "ten": ScheduleState("ten", 1000, 1000, "run_1", "completed", False, 1000),
+        "held": ScheduleState("held", 960, None, None, None, True, 990),
+    }
     rows = schedule_rows(tasks, states, now=1003)
     assert [r["task"] for r in rows] == ["held", "ten"]
     held, ten = rows
@@ -148,4 +160,7 @@ def test_the_listing_rows_say_next_fire_last_run_and_paused():
     assert held["catchup"] == "none" and held["expression"] == 60
     assert ten["next_fire_at"] == "1970-01-01T00:16:50.000Z"
     assert (ten["last_scheduled_at"], ten["last_run_id"], ten["last_run_status"]) == (
-        "1970-01-01T00:16:40.000Z", "run_1", "completed")
+        "1970-01-01T00:16:40.000Z",
+        "run_1",
+        "completed",
+    )

@@ -14,8 +14,9 @@ from sylphrun.journal import queries, store
 
 
 def start(conn, run_id, epoch, key, seq, now, kind=model.STEP):
-    store.record_step_start(conn, run_id, epoch, key=key, name=key, kind=kind, seq=seq,
-                            run_attempt=1, now=now)
+    store.record_step_start(
+        conn, run_id, epoch, key=key, name=key, kind=kind, seq=seq, run_attempt=1, now=now
+    )
 
 
 def test_a_step_result_is_journaled_and_read_back_for_replay(conn):
@@ -25,7 +26,12 @@ def test_a_step_result_is_journaled_and_read_back_for_replay(conn):
     store.record_step_result(conn, run_id, c.epoch, key="a", output='{"n":1}', now=T0 + 2)
     [step] = queries.steps_of(conn, run_id)
     assert (step.key, step.status, step.output, step.started_at, step.finished_at) == (
-        "a", model.STEP_COMPLETED, {"n": 1}, T0 + 1, T0 + 2)
+        "a",
+        model.STEP_COMPLETED,
+        {"n": 1},
+        T0 + 1,
+        T0 + 2,
+    )
     assert set(queries.replay_state(conn, run_id)) == {"a"}
 
 
@@ -44,8 +50,16 @@ def test_a_failed_step_with_a_retry_waits_and_wake_brings_it_forward(conn):
     run_id = enqueue(conn)
     [c] = claim(conn)
     start(conn, run_id, c.epoch, "fetch", 0, T0 + 1)
-    store.record_step_failure(conn, run_id, c.epoch, key="fetch", error="ConnectionError: x",
-                              traceback=None, retry_at=T0 + 3600, now=T0 + 2)
+    store.record_step_failure(
+        conn,
+        run_id,
+        c.epoch,
+        key="fetch",
+        error="ConnectionError: x",
+        traceback=None,
+        retry_at=T0 + 3600,
+        now=T0 + 2,
+    )
     store.suspend_run(conn, run_id, c.epoch, children=[], wake_at=T0 + 3600, now=T0 + 2)
     [step] = queries.steps_of(conn, run_id)
     assert (step.status, step.retry_at) == (model.STEP_RETRYING, T0 + 3600)
@@ -59,9 +73,18 @@ def test_a_failed_step_with_a_retry_waits_and_wake_brings_it_forward(conn):
 def test_wake_ends_a_durable_sleep_in_the_step_and_the_run(conn):
     run_id = enqueue(conn)
     [c] = claim(conn)
-    store.record_step_waiting(conn, run_id, c.epoch, key="nap", name="nap", kind=model.SLEEP,
-                              seq=0, run_attempt=1, output=json.dumps({"wake_at": T0 + 3600}),
-                              now=T0 + 1)
+    store.record_step_waiting(
+        conn,
+        run_id,
+        c.epoch,
+        key="nap",
+        name="nap",
+        kind=model.SLEEP,
+        seq=0,
+        run_attempt=1,
+        output=json.dumps({"wake_at": T0 + 3600}),
+        now=T0 + 1,
+    )
     store.suspend_run(conn, run_id, c.epoch, children=[], wake_at=T0 + 3600, now=T0 + 1)
     assert store.wake_run(conn, run_id, now=T0 + 5) == "its sleep 'nap' ends now"
     assert queries.steps_of(conn, run_id)[0].output == {"wake_at": T0 + 5}
@@ -74,8 +97,16 @@ def test_replay_from_a_step_copies_the_steps_before_it(conn):
     for seq, key in enumerate(["a", "b", "c"]):
         start(conn, run_id, c.epoch, key, seq, T0 + seq)
         store.record_step_result(conn, run_id, c.epoch, key=key, output=str(seq), now=T0 + seq)
-    store.finish_run(conn, run_id, c.epoch, status=model.COMPLETED, output="null", error=None,
-                     traceback=None, now=T0 + 5)
+    store.finish_run(
+        conn,
+        run_id,
+        c.epoch,
+        status=model.COMPLETED,
+        output="null",
+        error=None,
+        traceback=None,
+        now=T0 + 5,
+    )
     with pytest.raises(InvalidState, match="replay"):
         store.retry_run(conn, run_id, now=T0 + 6)
     new_id = store.replay_run(conn, run_id, from_step="b", now=T0 + 6)
@@ -83,5 +114,4 @@ def test_replay_from_a_step_copies_the_steps_before_it(conn):
     assert (new.status, new.payload, new.replay_of) == (model.QUEUED, {"order": 7}, run_id)
     copied = queries.steps_of(conn, new_id)
     assert [(s.key, s.output, s.copied) for s in copied] == [("a", 0, True)]
-    assert queries.steps_of(conn, store.replay_run(conn, run_id, from_step=None,
-                                                   now=T0 + 7)) == []
+    assert queries.steps_of(conn, store.replay_run(conn, run_id, from_step=None, now=T0 + 7)) == []

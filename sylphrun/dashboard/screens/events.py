@@ -43,17 +43,21 @@ class Touched(NamedTuple):
 
 
 def touched_runs(event: EventRecord) -> list[Touched]:
-    return ([Touched(r, "matched") for r in event.matched_runs]
-            + [Touched(r, "triggered") for r in event.triggered_runs]
-            + [Touched(r, "cancelled") for r in event.cancelled_runs])
+    return (
+        [Touched(r, "matched") for r in event.matched_runs]
+        + [Touched(r, "triggered") for r in event.triggered_runs]
+        + [Touched(r, "cancelled") for r in event.cancelled_runs]
+    )
 
 
 def runs_cell(event: EventRecord) -> Text:
-    """"matched run_a · triggered run_b, run_c", or "none" (dim)."""
+    """ "matched run_a · triggered run_b, run_c", or "none" (dim)."""
     out = Text()
-    for how, ids, style in (("matched", event.matched_runs, "blue"),
-                            ("triggered", event.triggered_runs, "cyan"),
-                            ("cancelled", event.cancelled_runs, "bright_black")):
+    for how, ids, style in (
+        ("matched", event.matched_runs, "blue"),
+        ("triggered", event.triggered_runs, "cyan"),
+        ("cancelled", event.cancelled_runs, "bright_black"),
+    ):
         if not ids:
             continue
         if out:
@@ -74,9 +78,12 @@ def data_summary(data: str) -> str:
 
 def event_cells(event: EventRecord, now: float) -> tuple[Text, Text, Text, Text]:
     """One row's cells; user text (names, data) as `Text`, never markup."""
-    return (Text(fmt.clock_time(event.sent_at, now), style="dim"),
-            fmt.literal(event.name, "bold"), fmt.literal(data_summary(event.data), "dim"),
-            runs_cell(event))
+    return (
+        Text(fmt.clock_time(event.sent_at, now), style="dim"),
+        fmt.literal(event.name, "bold"),
+        fmt.literal(data_summary(event.data), "dim"),
+        runs_cell(event),
+    )
 
 
 class EventsScreen(ModalScreen[None]):
@@ -110,10 +117,12 @@ class EventsScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="events-dialog") as box:
-            box.border_title = ("Events  enter opens a run it touched · e sends one · "
-                                "esc closes")
-            yield Input(placeholder="event name (exact), enter applies, empty: all",
-                        id="events-name", compact=True)
+            box.border_title = "Events  enter opens a run it touched · e sends one · esc closes"
+            yield Input(
+                placeholder="event name (exact), enter applies, empty: all",
+                id="events-name",
+                compact=True,
+            )
             table: DataTable = DataTable(id="events-table", cursor_type="row")
             for col in COLUMNS:
                 table.add_column(col, key=col)
@@ -178,11 +187,16 @@ class EventsScreen(ModalScreen[None]):
         if error:
             note.update(fmt.literal(error, "red"))
         elif not self.events and self.name_filter is not None:
-            note.update(fmt.literal(f"no events named {self.name_filter} (/ changes the name)",
-                                    "dim"))
+            note.update(
+                fmt.literal(f"no events named {self.name_filter} (/ changes the name)", "dim")
+            )
         elif not self.events:
-            note.update(Text("no events yet: e sends one, as `sylphrun send NAME --data JSON` "
-                             "does", style="dim"))
+            note.update(
+                Text(
+                    "no events yet: e sends one, as `sylphrun send NAME --data JSON` does",
+                    style="dim",
+                )
+            )
         else:
             note.update("")
 
@@ -233,8 +247,11 @@ class EventsScreen(ModalScreen[None]):
             options.focus()
             options.highlighted = 0
         else:
-            self.app.notify("this event matched, triggered and cancelled no run",
-                            severity="warning", markup=False)
+            self.app.notify(
+                "this event matched, triggered and cancelled no run",
+                severity="warning",
+                markup=False,
+            )
 
     @on(OptionList.OptionSelected, "#events-runs")
     def _run_chosen(self, event: OptionList.OptionSelected) -> None:

@@ -16,42 +16,70 @@ from sylphrun.dashboard import text as fmt
 from sylphrun.render import STEP_STYLE
 
 KEYS = [
-    ("Everywhere", [
-        ("?", "this help"), ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
-        ("t", "trigger a task (JSON payload editor)"),
-        ("S", "schedules: next fire time, last run; p pauses or resumes, enter opens the run"),
-        ("E", "events: the events sent lately and the runs each matched, triggered or "
-              "cancelled; enter opens such a run, / shows one event name"),
-        ("e", "send an event (name and JSON data, checked before sending), as `sylphrun send`"),
-        ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
-    ]),
-    ("Runs list", [
-        ("↑ ↓ pgup pgdn home end", "move"), ("enter / double click", "open the run"),
-        ("/", "search run id, task, error or payload (escape clears)"),
-        ("s", "cycle the status filter"), ("a", "cycle the task filter"),
-        ("h", "show or hide child runs (a search or task filter always shows them)"),
-        ("r", "retry a failed or cancelled run (completed steps are kept)"),
-        ("R", "replay: a new run with the same payload (asks first; e edits the payload)"),
-        ("x", "cancel the run and its unfinished children"), ("c", "copy the run id"),
-        ("w", "wake: end the run's sleep or retry back-off now"),
-        ("1 / 2", "Runs / Tasks tab (enter on a task triggers it)"),
-    ]),
-    ("One run", [
-        ("escape / backspace", "back"), ("enter", "expand a step, or open a child run"),
-        ("f", "replay from the step under the cursor (asks first; earlier steps are reused)"),
-        ("t", "trigger this run's task with its payload, to edit and run again"),
-        ("o", "open the run this one replays"),
-        ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
-        ("r R x c w", "retry, replay, cancel, copy id, wake"), ("p", "open the parent run"),
-        ("1 2 3 4", "Steps / Timeline / Logs / Children tab (the keys go to it)"),
-        ("v", "the payload and the output (or error) whole, as JSON"),
-    ]),
-    ("Trigger dialog", [
-        ("↑ ↓", "choose the task"), ("ctrl+s", "trigger"), ("escape", "close"),
-    ]),
-    ("Send-event dialog", [
-        ("tab", "event name / data"), ("ctrl+s", "send"), ("escape", "close"),
-    ]),
+    (
+        "Everywhere",
+        [
+            ("?", "this help"),
+            ("q / ctrl+c", "quit (in `sylphrun dev`, the workers stop too)"),
+            ("t", "trigger a task (JSON payload editor)"),
+            ("S", "schedules: next fire time, last run; p pauses or resumes, enter opens the run"),
+            (
+                "E",
+                "events: the events sent lately and the runs each matched, triggered or "
+                "cancelled; enter opens such a run, / shows one event name",
+            ),
+            ("e", "send an event (name and JSON data, checked before sending), as `sylphrun send`"),
+            ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
+        ],
+    ),
+    (
+        "Runs list",
+        [
+            ("↑ ↓ pgup pgdn home end", "move"),
+            ("enter / double click", "open the run"),
+            ("/", "search run id, task, error or payload (escape clears)"),
+            ("s", "cycle the status filter"),
+            ("a", "cycle the task filter"),
+            ("h", "show or hide child runs (a search or task filter always shows them)"),
+            ("r", "retry a failed or cancelled run (completed steps are kept)"),
+            ("R", "replay: a new run with the same payload (asks first; e edits the payload)"),
+            ("x", "cancel the run and its unfinished children"),
+            ("c", "copy the run id"),
+            ("w", "wake: end the run's sleep or retry back-off now"),
+            ("1 / 2", "Runs / Tasks tab (enter on a task triggers it)"),
+        ],
+    ),
+    (
+        "One run",
+        [
+            ("escape / backspace", "back"),
+            ("enter", "expand a step, or open a child run"),
+            ("f", "replay from the step under the cursor (asks first; earlier steps are reused)"),
+            ("t", "trigger this run's task with its payload, to edit and run again"),
+            ("o", "open the run this one replays"),
+            ("d", "show or hide the step pane (beside the tree when wide, under it when narrow)"),
+            ("r R x c w", "retry, replay, cancel, copy id, wake"),
+            ("p", "open the parent run"),
+            ("1 2 3 4", "Steps / Timeline / Logs / Children tab (the keys go to it)"),
+            ("v", "the payload and the output (or error) whole, as JSON"),
+        ],
+    ),
+    (
+        "Trigger dialog",
+        [
+            ("↑ ↓", "choose the task"),
+            ("ctrl+s", "trigger"),
+            ("escape", "close"),
+        ],
+    ),
+    (
+        "Send-event dialog",
+        [
+            ("tab", "event name / data"),
+            ("ctrl+s", "send"),
+            ("escape", "close"),
+        ],
+    ),
 ]
 
 
@@ -79,10 +107,14 @@ def help_renderable() -> Group:
     legend.append("  ▒ in the timeline: a failed attempt; gaps between are retry back-off\n")
     legend.append("\nWhy a run is not running", style="bold underline")
     legend.append(" (the list's last column, the run's heading)\n")
-    legend.append("  ◐ waiting for event order.approved where order_id=42, times out in 23h\n",
-                  style="blue")
-    legend.append("  held: concurrency user_id=7 (2/2) · rate limited until 12:00:05 · "
-                  "debouncing, starts in 3.2s\n", style="yellow")
+    legend.append(
+        "  ◐ waiting for event order.approved where order_id=42, times out in 23h\n", style="blue"
+    )
+    legend.append(
+        "  held: concurrency user_id=7 (2/2) · rate limited until 12:00:05 · "
+        "debouncing, starts in 3.2s\n",
+        style="yellow",
+    )
     parts.append(legend)
     return Group(*parts)
 

@@ -32,8 +32,13 @@ def json_block(value: Any) -> RenderableType:
     block = Syntax(text, "json", theme="ansi_dark", word_wrap=True, background_color="default")
     if not cut:
         return block
-    return Group(block, Text(f"… cut at {MAX_CHARS:,} characters: `sylphrun show RUN --json` "
-                             "prints all of it", style="dim"))
+    return Group(
+        block,
+        Text(
+            f"… cut at {MAX_CHARS:,} characters: `sylphrun show RUN --json` prints all of it",
+            style="dim",
+        ),
+    )
 
 
 def run_json_view(run: model.Run) -> Group:

@@ -85,11 +85,18 @@ class RunScreen(Screen):
             with TabPane("Timeline", id="timeline"):
                 yield Timeline(clock=clock, id="run-timeline")
             with TabPane("Logs", id="logs"):
-                yield RichLog(id="run-logs", wrap=True, markup=False, highlight=False,
-                              max_lines=20_000, auto_scroll=True)
+                yield RichLog(
+                    id="run-logs",
+                    wrap=True,
+                    markup=False,
+                    highlight=False,
+                    max_lines=20_000,
+                    auto_scroll=True,
+                )
             with TabPane("Children", id="children"):
-                yield RunsTable(clock=clock, id="children-table", child_arrow=False,
-                                empty_text="no child runs")
+                yield RunsTable(
+                    clock=clock, id="children-table", child_arrow=False, empty_text="no child runs"
+                )
         yield StatusLine(id="status-line")
         yield Footer()
 
@@ -108,7 +115,7 @@ class RunScreen(Screen):
         if fresh:
             self.history = [run_id]
         elif run_id in self.history:
-            del self.history[self.history.index(run_id) + 1:]
+            del self.history[self.history.index(run_id) + 1 :]
         else:
             self.history.append(run_id)
         if self.ready:
@@ -152,15 +159,15 @@ class RunScreen(Screen):
         tree.show_steps(detail.steps, detail.children, empty_text=self._no_steps_text(detail.run))
         tree.show_attempts(detail.attempts)
         self._show_selected_step()
-        self.query_one(Timeline).show(detail.run, detail.steps, detail.attempts,
-                                         detail.changes)
+        self.query_one(Timeline).show(detail.run, detail.steps, detail.attempts, detail.changes)
         tabs = self.query_one(TabbedContent)
         if detail.run.children_total:
             tabs.show_tab("children")
             table = self.query_one("#children-table", RunsTable)
             if [r.id for r in table.rows] == [c.id for c in detail.children]:
-                table.update_rows(c for c, old in zip(detail.children, table.rows, strict=True)
-                                  if c != old)
+                table.update_rows(
+                    c for c, old in zip(detail.children, table.rows, strict=True) if c != old
+                )
             else:
                 table.set_rows(detail.children)
 
@@ -177,7 +184,8 @@ class RunScreen(Screen):
         if not self.ready:
             return
         self.query_one(RunHeading).update(
-            Text(f"no run {self.run_id} in this journal", style="bold red"))
+            Text(f"no run {self.run_id} in this journal", style="bold red")
+        )
 
     def add_logs(self, lines: list[model.LogLine], reset: bool) -> None:
         if not self.ready:
@@ -255,8 +263,12 @@ class RunScreen(Screen):
     def _focus_tab(self, tab: str) -> None:
         # The keys go to what is shown: PageUp scrolls the log, Enter opens a child; the
         # focus left on the hidden tree took them before.
-        target = {"steps": StepTree, "timeline": Timeline, "logs": RichLog,
-                  "children": RunsTable}.get(tab)
+        target = {
+            "steps": StepTree,
+            "timeline": Timeline,
+            "logs": RichLog,
+            "children": RunsTable,
+        }.get(tab)
         if target is None:
             return
         widget = self.query_one(f"#{tab}").query(target).first()
@@ -279,8 +291,11 @@ class RunScreen(Screen):
     def action_replay_from_step(self) -> None:
         step = self.query_one(StepTree).selected_step()
         if step is None:
-            self.app.notify("Move the cursor to a step in the Steps tab first.",
-                            severity="warning", markup=False)
+            self.app.notify(
+                "Move the cursor to a step in the Steps tab first.",
+                severity="warning",
+                markup=False,
+            )
             return
         self.app.confirm_replay(self.run_id, from_step=step.key, open_new=True)
 

@@ -64,12 +64,15 @@ class RunsScreen(Screen):
                     yield Input(placeholder="/ search id, task, payload", id="search", compact=True)
                     yield Select(
                         [(fmt.run_status(s), s) for s in model.RUN_STATES],
-                        prompt="any status", id="status-filter", compact=True,
+                        prompt="any status",
+                        id="status-filter",
+                        compact=True,
                     )
                     yield Select([], prompt="any task", id="task-filter", compact=True)
                     yield Checkbox("child runs", id="show-children", compact=True)
-                yield RunsTable(clock=self.app.clock, id="runs-table",
-                                empty_text="loading the journal…")
+                yield RunsTable(
+                    clock=self.app.clock, id="runs-table", empty_text="loading the journal…"
+                )
             with TabPane("Tasks", id="tasks"):
                 yield TasksPanel(id="tasks-panel")
         yield StatusLine(id="status-line")

@@ -75,8 +75,9 @@ class SchedulesScreen(ModalScreen[None]):
                 try:
                     if journal is None:
                         journal = open_journal(self.app.config.journal, create=False)
-                    rows = schedule_rows(journal.registered_tasks(), journal.schedule_states(),
-                                         self.app.clock())
+                    rows = schedule_rows(
+                        journal.registered_tasks(), journal.schedule_states(), self.app.clock()
+                    )
                     self.app.call_from_thread(self.show_rows, rows, None)
                 except SylphrunError as exc:  # no journal yet, or a locked one: say so
                     self.app.call_from_thread(self.show_rows, None, str(exc))
@@ -108,8 +109,11 @@ class SchedulesScreen(ModalScreen[None]):
         if error:
             note.update(fmt.literal(error, "red"))
         elif not self.rows:
-            note.update(Text("no scheduled tasks: `@task(..., schedule=\"0 3 * * *\")` makes one",
-                             style="dim"))
+            note.update(
+                Text(
+                    'no scheduled tasks: `@task(..., schedule="0 3 * * *")` makes one', style="dim"
+                )
+            )
         else:
             note.update("")
 
@@ -158,10 +162,14 @@ def schedule_cells(row: dict[str, Any]) -> tuple[Text, Text, Text, Text, Text]:
     what = Schedule(row["expression"], row["tz"], row["catchup"]).describe()
     if row["catchup"] != "latest":
         what += f", catchup={row['catchup']}"
-    upcoming = Text("paused", style="yellow") if row["paused"] else \
-        Text(_stamp(row["next_fire_at"]) or "never", style="")
-    last = Text(f"{_stamp(row['last_scheduled_at'])}  {row['last_run_id']}"
-                if row["last_run_id"] else "-")
+    upcoming = (
+        Text("paused", style="yellow")
+        if row["paused"]
+        else Text(_stamp(row["next_fire_at"]) or "never", style="")
+    )
+    last = Text(
+        f"{_stamp(row['last_scheduled_at'])}  {row['last_run_id']}" if row["last_run_id"] else "-"
+    )
     status = fmt.run_status(row["last_run_status"]) if row["last_run_status"] else Text("-")
     return (fmt.literal(row["task"]), fmt.literal(what), upcoming, last, status)
 

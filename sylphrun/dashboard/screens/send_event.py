@@ -28,13 +28,15 @@ def parse_event(name: str, data: str) -> tuple[str, str]:
     try:
         value = json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InvalidEvent(f"data is not valid JSON ({exc.msg} at line {exc.lineno} column "
-                           f"{exc.colno})") from None
+        raise InvalidEvent(
+            f"data is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except RecursionError:
         raise InvalidEvent("data is nested too deeply to be read as JSON") from None
     if not isinstance(value, dict):
-        raise InvalidEvent(f"data must be a JSON object like {{\"order_id\": 42}}, not a "
-                           f"{type(value).__name__}")
+        raise InvalidEvent(
+            f'data must be a JSON object like {{"order_id": 42}}, not a {type(value).__name__}'
+        )
     return name, encode_event_data(value)
 
 
@@ -71,15 +73,21 @@ class SendEventScreen(ModalScreen[tuple[str, str] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="event-dialog"):
             yield Label(Text("Send an event", style="bold"), id="event-title")
-            yield Input(self.first_name, placeholder="event name, e.g. order.approved",
-                        id="event-name", compact=True)
+            yield Input(
+                self.first_name,
+                placeholder="event name, e.g. order.approved",
+                id="event-name",
+                compact=True,
+            )
             yield Label("data (a JSON object)", classes="dim")
-            yield TextArea(self.first_data, id="event-data", tab_behavior="indent",
-                           show_line_numbers=False)
+            yield TextArea(
+                self.first_data, id="event-data", tab_behavior="indent", show_line_numbers=False
+            )
             yield Static("", id="event-error")
             with Horizontal(id="event-buttons"):
-                yield Static(Text("tab name/data · ctrl+s sends · esc closes", style="dim"),
-                             id="event-hint")
+                yield Static(
+                    Text("tab name/data · ctrl+s sends · esc closes", style="dim"), id="event-hint"
+                )
                 yield Button("Send", id="send", variant="primary", compact=True)
                 yield Button("Cancel", id="close", compact=True)
 
@@ -101,8 +109,10 @@ class SendEventScreen(ModalScreen[tuple[str, str] | None]):
         error = self.query_one("#event-error", Static)
         send = self.query_one("#send", Button)
         try:
-            found = parse_event(self.query_one("#event-name", Input).value,
-                                self.query_one("#event-data", TextArea).text)
+            found = parse_event(
+                self.query_one("#event-name", Input).value,
+                self.query_one("#event-data", TextArea).text,
+            )
         except InvalidEvent as exc:
             error.update(fmt.literal(str(exc), "red"))
             send.disabled = True

@@ -27,9 +27,15 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
         Binding("ctrl+s", "send", "Trigger", priority=True),
     ]
 
-    def __init__(self, task_ids: list[str], *, initial: str | None = None,
-                 payloads: dict[str, str] | None = None, note: str | None = None,
-                 payload: str | None = None) -> None:
+    def __init__(
+        self,
+        task_ids: list[str],
+        *,
+        initial: str | None = None,
+        payloads: dict[str, str] | None = None,
+        note: str | None = None,
+        payload: str | None = None,
+    ) -> None:
         """`payload`: the editor's text to start with (a run's payload, to run it again
         edited), instead of the last one sent for the task."""
         super().__init__()
@@ -43,19 +49,26 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
         with Vertical(id="trigger-dialog"):
             yield Label("Trigger a run", id="trigger-title")
             with Horizontal(id="trigger-body"):
-                yield OptionList(*[Option(fmt.literal(t), id=t) for t in self.task_ids],
-                                 id="trigger-tasks")
+                yield OptionList(
+                    *[Option(fmt.literal(t), id=t) for t in self.task_ids], id="trigger-tasks"
+                )
                 with Vertical(id="trigger-editor"):
                     yield Label("payload (a JSON object)", classes="dim")
                     text = self.first_payload
                     if text is None:
                         text = self.payloads.get(self.initial or "", "{}")
-                    yield TextArea(text, id="payload",
-                                   tab_behavior="indent", show_line_numbers=False)
+                    yield TextArea(
+                        text, id="payload", tab_behavior="indent", show_line_numbers=False
+                    )
                     yield Static("", id="payload-error")
             with Horizontal(id="trigger-buttons"):
-                yield Static(Text(self.note or "↑↓ task · enter/tab payload · ctrl+s triggers · esc closes",
-                                  style="dim"), id="trigger-hint")
+                yield Static(
+                    Text(
+                        self.note or "↑↓ task · enter/tab payload · ctrl+s triggers · esc closes",
+                        style="dim",
+                    ),
+                    id="trigger-hint",
+                )
                 yield Button("Trigger", id="send", variant="primary", compact=True)
                 yield Button("Cancel", id="close", compact=True)
 
@@ -68,7 +81,8 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
             options.highlighted = self.task_ids.index(self.initial)
         if not self.task_ids:
             self.query_one("#payload-error", Static).update(
-                Text("no tasks known: nothing to trigger", style="red"))
+                Text("no tasks known: nothing to trigger", style="red")
+            )
             self.query_one("#send", Button).disabled = True
         # The task list first (↑↓, enter goes on to the payload); the title names the task.
         if self.first_payload is not None:
@@ -142,4 +156,3 @@ class TriggerScreen(ModalScreen[tuple[str, dict[str, Any]] | None]):
     @on(Button.Pressed, "#close")
     def _close_pressed(self) -> None:
         self.dismiss(None)
-

@@ -32,17 +32,24 @@ def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None 
     if run.started_at is not None:
         out.append(f" · started {fmt.clock_time(run.started_at, now)}", style="dim")
         took = fmt.span(run.started_at, run.finished_at, now)
-        out.append(f" · took {took}" if run.finished_at is not None else f" · {took} so far",
-                   style="dim")
+        out.append(
+            f" · took {took}" if run.finished_at is not None else f" · {took} so far", style="dim"
+        )
     else:
         out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
     out.append_text(parked_text(detail, now))
     out.append_text(why_text(detail, now, note))
     if run.children_total:
         out.append("\nchildren ", style="dim")
-        out.append_text(fmt.progress_line(run.children_done, run.children_failed,
-                                          run.children_total, width=16,
-                                          cancelled=run.children_cancelled))
+        out.append_text(
+            fmt.progress_line(
+                run.children_done,
+                run.children_failed,
+                run.children_total,
+                width=16,
+                cancelled=run.children_cancelled,
+            )
+        )
     if run.parent_run_id:
         out.append("\nchild of ", style="dim")
         out.append(run.parent_run_id)
@@ -59,7 +66,9 @@ def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None 
     elif run.error:
         out.append("\nerror   ", style="dim")
         out.append_text(_clip(fmt.first_line(run.error), width - 9, "red"))
-    failed = [a for a in detail.attempts if a.status != model.COMPLETED and a.attempt != run.attempt]
+    failed = [
+        a for a in detail.attempts if a.status != model.COMPLETED and a.attempt != run.attempt
+    ]
     if failed:
         out.append(f"\nearlier attempts: {len(failed)} failed", style="dim")
         out.append(" (last: ", style="dim")
@@ -80,8 +89,11 @@ def parked_text(detail: RunDetail, now: float) -> Text:
         out.append(f" · {symbol} {fmt.wake_line(what, at, now)}", style=style)
         out.append(" (w wakes it now)", style="dim")
     elif run.status == model.WAITING and run.children_total > run.children_done:
-        out.append(f" · ◐ waiting for {run.children_total - run.children_done:,} of "
-                   f"{run.children_total:,} children", style="blue")
+        out.append(
+            f" · ◐ waiting for {run.children_total - run.children_done:,} of "
+            f"{run.children_total:,} children",
+            style="blue",
+        )
     return out
 
 
@@ -168,10 +180,16 @@ class StepDetail(Vertical):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="step-text"):
-            yield Static(Text("move the cursor to a step to see it here", style="dim"),
-                         id="step-body")
-        yield RunsTable(clock=self.clock, id="step-children", error_column=True,
-                        child_arrow=False, empty_text="no children yet")
+            yield Static(
+                Text("move the cursor to a step to see it here", style="dim"), id="step-body"
+            )
+        yield RunsTable(
+            clock=self.clock,
+            id="step-children",
+            error_column=True,
+            child_arrow=False,
+            empty_text="no children yet",
+        )
 
     def show(self, step: model.Step | None, children: dict[str, RunSummary]) -> None:
         self.step = step
@@ -185,9 +203,13 @@ class StepDetail(Vertical):
         self.set_class(False, "-fanout")
         text = Text("the run's failed attempts", style="bold red")
         text.append("\n\n")
-        text.append_text(steps_view.flatten(
-            steps_view.run_attempt_lines(attempts), console=self.app.console,
-            width=self.query_one("#step-text").scrollable_content_region.width))
+        text.append_text(
+            steps_view.flatten(
+                steps_view.run_attempt_lines(attempts),
+                console=self.app.console,
+                width=self.query_one("#step-text").scrollable_content_region.width,
+            )
+        )
         self.query_one("#step-body", Static).update(text)
 
     def render_step(self) -> None:
@@ -199,24 +221,34 @@ class StepDetail(Vertical):
             body.update(Text("move the cursor to a step to see it here", style="dim"))
             self.set_class(False, "-fanout")
             return
-        sig = (step, self.size.width, step.status == model.STEP_RETRYING and int(now * 4),
-               step.finished_at is None and int(now),
-               steps_view.fanout_counts(step, self.children_by_id) if step.child_run_ids else None)
+        sig = (
+            step,
+            self.size.width,
+            step.status == model.STEP_RETRYING and int(now * 4),
+            step.finished_at is None and int(now),
+            steps_view.fanout_counts(step, self.children_by_id) if step.child_run_ids else None,
+        )
         if sig == self._shown:
             return
         self._shown = sig
         text = steps_view.step_header(step, now)
         text.append("\n\n")
-        text.append_text(steps_view.flatten(
-            steps_view.detail_lines(step, self.children_by_id, now, full=True),
-            console=self.app.console, width=self.query_one("#step-text").scrollable_content_region.width))
+        text.append_text(
+            steps_view.flatten(
+                steps_view.detail_lines(step, self.children_by_id, now, full=True),
+                console=self.app.console,
+                width=self.query_one("#step-text").scrollable_content_region.width,
+            )
+        )
         body.update(text)
         self.set_class(bool(step.child_run_ids), "-fanout")
         if step.child_run_ids:
             table = self.query_one("#step-children", RunsTable)
             rows = [self.children_by_id[r] for r in step.child_run_ids if r in self.children_by_id]
             if [r.id for r in rows] == [r.id for r in table.rows]:
-                changed = [r for r, old in zip(rows, table.rows, strict=True) if r is not old and r != old]
+                changed = [
+                    r for r, old in zip(rows, table.rows, strict=True) if r is not old and r != old
+                ]
                 table.update_rows(changed)
             else:
                 table.set_rows(rows)
@@ -227,5 +259,8 @@ class StepDetail(Vertical):
 
     def tick(self) -> None:
         if self.step is not None and self.step.status in (
-                model.STEP_RETRYING, model.STEP_RUNNING, model.STEP_WAITING):
+            model.STEP_RETRYING,
+            model.STEP_RUNNING,
+            model.STEP_WAITING,
+        ):
             self.render_step()

@@ -35,8 +35,14 @@ class Column:
     right: bool = False
 
 
-def layout(width: int, *, error_column: bool = True, task_width: int = 28,
-           children_column: bool = True, errors: bool = False) -> list[Column]:
+def layout(
+    width: int,
+    *,
+    error_column: bool = True,
+    task_width: int = 28,
+    children_column: bool = True,
+    errors: bool = False,
+) -> list[Column]:
     """Columns that fit `width`. When some run shown has an error (`errors`), the error
     column gets a third of the width (at least 20 cells): the start time, the attempt and
     the duration give way to it, in that order; without errors they give way to the task.
@@ -69,8 +75,14 @@ def layout(width: int, *, error_column: bool = True, task_width: int = 28,
     return columns
 
 
-def row_cells(run: RunSummary, columns: list[Column], now: float, *,
-              child_arrow: bool = True, note: RunNote | None = None) -> list[Text]:
+def row_cells(
+    run: RunSummary,
+    columns: list[Column],
+    now: float,
+    *,
+    child_arrow: bool = True,
+    note: RunNote | None = None,
+) -> list[Text]:
     """`note`: what the run waits for or is held by, shown where a failed run's error is."""
     cells: list[Text] = []
     for col in columns:
@@ -90,8 +102,14 @@ def row_cells(run: RunSummary, columns: list[Column], now: float, *,
         elif title == "DURATION":
             cells.append(Text(fmt.span(run.started_at, run.finished_at, now)))
         elif title == "CHILDREN":
-            cells.append(fmt.children_text(run.children_done, run.children_total,
-                                           run.children_failed, run.children_cancelled))
+            cells.append(
+                fmt.children_text(
+                    run.children_done,
+                    run.children_total,
+                    run.children_failed,
+                    run.children_cancelled,
+                )
+            )
         elif title in ("ERROR", NOTE_TITLE):
             why = note_line(note, now) if note and run.status in NOTED_STATUSES else None
             if why and not run.error:
@@ -163,8 +181,14 @@ class RunsTable(ScrollView, can_focus=True):
             return self.table
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.time, empty_text: str = "no runs",
-        error_column: bool = True, child_arrow: bool = True, name: str | None = None, id: str | None = None,
+        self,
+        *,
+        clock: Callable[[], float] = time.time,
+        empty_text: str = "no runs",
+        error_column: bool = True,
+        child_arrow: bool = True,
+        name: str | None = None,
+        id: str | None = None,
         classes: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes)
@@ -202,8 +226,9 @@ class RunsTable(ScrollView, can_focus=True):
         tasks = {r.task_id for r in rows}
         self._any_children = any(r.children_total for r in rows)
         self._any_errors = any(r.error for r in rows)
-        self._longest_task = max((len(t) for t in tasks), default=8) + (2 if self.child_arrow and any(
-            r.parent_run_id for r in rows) else 0)
+        self._longest_task = max((len(t) for t in tasks), default=8) + (
+            2 if self.child_arrow and any(r.parent_run_id for r in rows) else 0
+        )
         target = self._index[keep] if keep in self._index else min(self.cursor, len(rows) - 1)
         self._update_virtual_size()
         self.set_reactive(RunsTable.cursor, max(0, target))
@@ -222,7 +247,9 @@ class RunsTable(ScrollView, can_focus=True):
             if i is None:
                 continue
             self.rows[i] = run
-            if (run.error and not self._any_errors) or (run.children_total and not self._any_children):
+            if (run.error and not self._any_errors) or (
+                run.children_total and not self._any_children
+            ):
                 # The first error or child shown adds its column: every line changes.
                 self._any_errors = self._any_errors or bool(run.error)
                 self._any_children = self._any_children or bool(run.children_total)
@@ -242,14 +269,15 @@ class RunsTable(ScrollView, can_focus=True):
     def noted_rows(self) -> dict[str, str]:
         """The runs on screen that may wait for an event or be held: id -> status."""
         top = self.scroll_offset.y
-        rows = self.rows[top:top + max(1, self.scrollable_content_region.height)]
+        rows = self.rows[top : top + max(1, self.scrollable_content_region.height)]
         return {r.id: r.status for r in rows if r.status in NOTED_STATUSES}
 
     def notes_changed(self, run_ids: Iterable[str]) -> None:
         """New notes for these runs: redraw their lines (and the header, which names them)."""
         self.refresh(Region(0, 0, self.size.width, 1))
-        self.update_rows([self.rows[i] for i in (self._index.get(r) for r in run_ids)
-                          if i is not None])
+        self.update_rows(
+            [self.rows[i] for i in (self._index.get(r) for r in run_ids) if i is not None]
+        )
 
     def select_id(self, run_id: str) -> bool:
         i = self._index.get(run_id)
@@ -316,10 +344,13 @@ class RunsTable(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         key = (width, self._longest_task, self._any_children, self._any_errors)
         if key != self._columns_key:
-            self._columns = layout(width, error_column=self.error_column,
-                                   task_width=self._longest_task,
-                                   children_column=self._any_children,
-                                   errors=self._any_errors)
+            self._columns = layout(
+                width,
+                error_column=self.error_column,
+                task_width=self._longest_task,
+                children_column=self._any_children,
+                errors=self._any_errors,
+            )
             self._columns_key = key
             self._cache.clear()
         return self._columns
@@ -329,9 +360,13 @@ class RunsTable(ScrollView, can_focus=True):
         columns = self._layout()
         base = self.rich_style
         if y == 0:
-            noted = any(self.notes.get(r.id) for r in self.rows[self.scroll_offset.y:][:self.size.height])
-            header = join_cells((Text(NOTE_TITLE if c.title == "ERROR" and noted else c.title)
-                                 for c in columns), columns)
+            noted = any(
+                self.notes.get(r.id) for r in self.rows[self.scroll_offset.y :][: self.size.height]
+            )
+            header = join_cells(
+                (Text(NOTE_TITLE if c.title == "ERROR" and noted else c.title) for c in columns),
+                columns,
+            )
             style = base + self.get_component_rich_style("runs-table--header")
             return self._strip(header, width, style)
         index = self.scroll_offset.y + y - 1

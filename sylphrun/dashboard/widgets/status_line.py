@@ -12,8 +12,13 @@ from sylphrun.render import STATUS_STYLE
 
 
 def status_text(
-    counts: dict[str, int], *, workers: int | None, reload: ReloadStatus | None,
-    feed_error: str | None, truncated: bool, now: float,
+    counts: dict[str, int],
+    *,
+    workers: int | None,
+    reload: ReloadStatus | None,
+    feed_error: str | None,
+    truncated: bool,
+    now: float,
 ) -> Text:
     if feed_error:
         return fmt.literal(f"✗ cannot read the journal: {feed_error}", "bold red")

@@ -59,8 +59,13 @@ class StepTree(Tree[Ref]):
 
     # -- data ------------------------------------------------------------------------------
 
-    def show_steps(self, steps: list[model.Step], children: list[RunSummary], *,
-                   empty_text: str = "no steps yet") -> None:
+    def show_steps(
+        self,
+        steps: list[model.Step],
+        children: list[RunSummary],
+        *,
+        empty_text: str = "no steps yet",
+    ) -> None:
         if not steps:
             label = Text(empty_text, style="dim italic")
             if self._placeholder is None:
@@ -85,8 +90,9 @@ class StepTree(Tree[Ref]):
         for i, ref in enumerate(order):
             if ref == COMPENSATION_HEAD:
                 if i >= known:
-                    self.root.add_leaf(self._compensation_heading(), data=ref,
-                                       before=self._attempts_node)
+                    self.root.add_leaf(
+                        self._compensation_heading(), data=ref, before=self._attempts_node
+                    )
                 continue
             step = by_key[ref[1]]
             old = self.steps.get(step.key)
@@ -182,11 +188,17 @@ class StepTree(Tree[Ref]):
         return label
 
     def _compensation_heading(self) -> Text:
-        return Text("↩ compensating: undo steps, newest first", style=f"bold {fmt.COMPENSATION_STYLE}")
+        return Text(
+            "↩ compensating: undo steps, newest first", style=f"bold {fmt.COMPENSATION_STYLE}"
+        )
 
     def _add_step_node(self, step: model.Step, now: float) -> TreeNode[Ref]:
-        node = self.root.add(self._label(step, now), data=("step", step.key),
-                             allow_expand=steps_view.has_details(step), before=self._attempts_node)
+        node = self.root.add(
+            self._label(step, now),
+            data=("step", step.key),
+            allow_expand=steps_view.has_details(step),
+            before=self._attempts_node,
+        )
         self._step_nodes[step.key] = node
         self.steps[step.key] = step
         self._fanout_sig[step.key] = self._fanout_signature(step)
@@ -197,7 +209,8 @@ class StepTree(Tree[Ref]):
     def _maybe_auto_expand(self, step: model.Step, node: TreeNode[Ref]) -> None:
         """Show a failure or a pending retry without a key press (once per step)."""
         wanted = step.status in (model.STEP_FAILED, model.STEP_RETRYING) or (
-            step.child_run_ids and step.key not in self._auto_expanded)
+            step.child_run_ids and step.key not in self._auto_expanded
+        )
         if wanted and step.key not in self._auto_expanded and steps_view.has_details(step):
             self._auto_expanded.add(step.key)
             self._fill(node, step)
@@ -208,8 +221,9 @@ class StepTree(Tree[Ref]):
             return ()
         kids = self.children_by_id
         shown = steps_view.notable_children(step.child_run_ids, kids, steps_view.TREE_CHILDREN)
-        return tuple((rid, kids[rid].status, kids[rid].error) if rid in kids else (rid,)
-                     for rid in shown) + steps_view.fanout_counts(step, kids)
+        return tuple(
+            (rid, kids[rid].status, kids[rid].error) if rid in kids else (rid,) for rid in shown
+        ) + steps_view.fanout_counts(step, kids)
 
     def _fill(self, node: TreeNode[Ref], step: model.Step) -> None:
         self._stale.discard(step.key)

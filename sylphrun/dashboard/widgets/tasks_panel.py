@@ -16,17 +16,27 @@ from sylphrun.dashboard.status import ReloadStatus
 
 
 def reload_text(
-    reload: ReloadStatus | None, *, discovery_error: str | None, dev: bool, now: float,
+    reload: ReloadStatus | None,
+    *,
+    discovery_error: str | None,
+    dev: bool,
+    now: float,
     project: str,
 ) -> Text:
     if reload is not None and reload.error:
-        out = Text("✗ reload failed: the workers keep running the previous code until this "
-                   "is fixed and saved\n\n", style="bold red")
+        out = Text(
+            "✗ reload failed: the workers keep running the previous code until this "
+            "is fixed and saved\n\n",
+            style="bold red",
+        )
         out.append_text(fmt.block(reload.error, "red"))
         return out
     if discovery_error:
-        out = Text("✗ cannot import the project's tasks (triggering is off until this is "
-                   "fixed; restart the dashboard after)\n\n", style="bold red")
+        out = Text(
+            "✗ cannot import the project's tasks (triggering is off until this is "
+            "fixed; restart the dashboard after)\n\n",
+            style="bold red",
+        )
         out.append_text(fmt.block(discovery_error, "red"))
         return out
     if reload is not None and reload.at is not None:
@@ -70,8 +80,12 @@ class TasksPanel(Vertical):
         self.app.refresh_tasks()
 
     def show(
-        self, task_ids: list[str], tasks: Mapping[str, Any], run_counts: dict[str, tuple[int, int]],
-        status: Text, project_dir: str,
+        self,
+        task_ids: list[str],
+        tasks: Mapping[str, Any],
+        run_counts: dict[str, tuple[int, int]],
+        status: Text,
+        project_dir: str,
     ) -> None:
         if not self.ready:
             return
@@ -91,9 +105,15 @@ class TasksPanel(Vertical):
                 except ValueError:
                     where = str(task.source_file)
                 source = fmt.literal(f"{where}:{task.source_line}", "dim")
-            table.add_row(fmt.literal(task_id, "bold"), Text(f"{runs:,}"),
-                          Text(f"{failed:,}", style="red" if failed else "dim"),
-                          retries, timeout, source, key=task_id)
+            table.add_row(
+                fmt.literal(task_id, "bold"),
+                Text(f"{runs:,}"),
+                Text(f"{failed:,}", style="red" if failed else "dim"),
+                retries,
+                timeout,
+                source,
+                key=task_id,
+            )
         if task_ids:
             table.move_cursor(row=min(cursor, len(task_ids) - 1))
 

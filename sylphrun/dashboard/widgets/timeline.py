@@ -37,8 +37,9 @@ BAND_STYLE = {
 }
 
 
-def _span(steps: list[model.Step], run: model.Run | None, now: float,
-          bands: Sequence[Band] = ()) -> tuple[float, float]:
+def _span(
+    steps: list[model.Step], run: model.Run | None, now: float, bands: Sequence[Band] = ()
+) -> tuple[float, float]:
     starts = [s.started_at for s in steps if s.started_at is not None]
     starts += [a.started_at for s in steps for a in s.attempt_log if a.started_at is not None]
     if run is not None and run.started_at is not None:
@@ -61,7 +62,7 @@ def axis(begin: float, end: float, width: int) -> Text:
     step = max(12, width // 6)
     for x in range(0, max(1, width - 6), step):
         label = "│" + fmt.seconds(total * x / width)
-        line = line[:x] + Text(label, style="dim") + line[x + len(label):]
+        line = line[:x] + Text(label, style="dim") + line[x + len(label) :]
     return line[:width]
 
 
@@ -104,8 +105,9 @@ class _Canvas:
         return out
 
 
-def bar(step: model.Step, begin: float, end: float, width: int, now: float,
-        bands: Sequence[Band] = ()) -> Text:
+def bar(
+    step: model.Step, begin: float, end: float, width: int, now: float, bands: Sequence[Band] = ()
+) -> Text:
     canvas = _Canvas(begin, end, width)
     paint = canvas.paint
     for band in bands:
@@ -127,8 +129,9 @@ def bar(step: model.Step, begin: float, end: float, width: int, now: float,
     return canvas.text()
 
 
-def run_lane(run: model.Run, bands: Sequence[Band], begin: float, end: float, width: int,
-             now: float) -> Text:
+def run_lane(
+    run: model.Run, bands: Sequence[Band], begin: float, end: float, width: int, now: float
+) -> Text:
     """The run's own line: a thin rule while it was claimed by a worker, a band for each
     stretch it spent parked or queued again."""
     canvas = _Canvas(begin, end, width)
@@ -157,8 +160,13 @@ class Timeline(ScrollView, can_focus=True):
         """Lines above the steps: the suspended line, when the run was ever suspended."""
         return 1 if self.suspended else 0
 
-    def show(self, run: model.Run, steps: list[model.Step],
-             attempts: Sequence[model.RunAttempt] = (), changes: Sequence[StateChange] = ()) -> None:
+    def show(
+        self,
+        run: model.Run,
+        steps: list[model.Step],
+        attempts: Sequence[model.RunAttempt] = (),
+        changes: Sequence[StateChange] = (),
+    ) -> None:
         self.run = run
         self.steps = [s for s in steps if s.started_at is not None or s.attempt_log]
         self.suspended = sus.run_suspensions(run, steps, attempts, changes)
@@ -176,7 +184,8 @@ class Timeline(ScrollView, can_focus=True):
 
     def tick(self) -> None:
         if any(s.finished_at is None for s in self.steps) or any(
-                b.end is None for b in self.suspended):
+            b.end is None for b in self.suspended
+        ):
             self.refresh()
 
     def suspended_seconds(self, now: float) -> float:
@@ -210,15 +219,20 @@ class Timeline(ScrollView, can_focus=True):
                 step = self.steps[index]
                 compensation = step.kind == model.COMPENSATION
                 name = Text("↩ " if compensation else "  ", style=fmt.COMPENSATION_STYLE)
-                name.append_text(fmt.literal(step.key, fmt.COMPENSATION_STYLE if compensation else ""))
+                name.append_text(
+                    fmt.literal(step.key, fmt.COMPENSATION_STYLE if compensation else "")
+                )
                 name.truncate(NAME_WIDTH, overflow="ellipsis", pad=True)
                 line = Text(" ")
                 line.append_text(name)
                 line.append(" ")
-                line.append_text(bar(step, begin, end, bar_width, now,
-                                     self.step_bands.get(step.key, [])))
-                line.append(fmt.span(step.started_at, step.finished_at, now).rjust(DURATION_WIDTH),
-                            style="dim")
+                line.append_text(
+                    bar(step, begin, end, bar_width, now, self.step_bands.get(step.key, []))
+                )
+                line.append(
+                    fmt.span(step.started_at, step.finished_at, now).rjust(DURATION_WIDTH),
+                    style="dim",
+                )
         line.truncate(width, pad=True)
         segments = [s for s in line.render(self.app.console) if s.text != "\n"]
         return Strip(Segment.apply_style(segments, base), width).crop_extend(0, width, base)

@@ -36,14 +36,20 @@ def journal_error(location: str, exc: BaseException) -> JournalError:
     """One line for a driver error: what went wrong, and what to check."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     if "password" in text or "authentication" in text:
-        return JournalError(f"the PostgreSQL journal at {location} refused the login ({text}); "
-                            "check the user and password in the journal URL")
+        return JournalError(
+            f"the PostgreSQL journal at {location} refused the login ({text}); "
+            "check the user and password in the journal URL"
+        )
     if "does not exist" in text and "database" in text:
-        return JournalError(f"the database of the PostgreSQL journal at {location} does not "
-                            f"exist ({text}); create it (`createdb`) or fix the journal URL")
+        return JournalError(
+            f"the database of the PostgreSQL journal at {location} does not "
+            f"exist ({text}); create it (`createdb`) or fix the journal URL"
+        )
     if isinstance(exc, psycopg.OperationalError):
-        return JournalError(f"cannot reach the PostgreSQL journal at {location} ({text}); "
-                            "check the journal URL and that the server is up")
+        return JournalError(
+            f"cannot reach the PostgreSQL journal at {location} ({text}); "
+            "check the journal URL and that the server is up"
+        )
     return JournalError(f"journal error on {location}: {text}")
 
 
@@ -55,18 +61,26 @@ class PgConnection:
         self.location = redact(url)
         self._closed = threading.Event()
         self.pool = ConnectionPool(
-            url, min_size=1, max_size=POOL_SIZE, open=False, name="sylphrun-journal",
+            url,
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            name="sylphrun-journal",
             # Autocommit: a single statement (the hot step writes, most reads) is one round
             # trip; `transaction()` wraps the rest in BEGIN ... COMMIT.
-            kwargs={"connect_timeout": CONNECT_TIMEOUT, "application_name": "sylphrun",
-                    "autocommit": True},
+            kwargs={
+                "connect_timeout": CONNECT_TIMEOUT,
+                "application_name": "sylphrun",
+                "autocommit": True,
+            },
         )
 
     def connect_once(self) -> psycopg.Connection:
         """A connection outside the pool (opening, migrations): errors as `JournalError`."""
         try:
-            return psycopg.connect(self.url, connect_timeout=CONNECT_TIMEOUT,
-                                   application_name="sylphrun")
+            return psycopg.connect(
+                self.url, connect_timeout=CONNECT_TIMEOUT, application_name="sylphrun"
+            )
         except psycopg.Error as exc:
             raise journal_error(self.location, exc) from None
 
@@ -88,8 +102,10 @@ class PgConnection:
                 return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if last:
-                    raise JournalError(f"journal error on {self.location}: a write kept "
-                                       "deadlocking with others; try again") from None
+                    raise JournalError(
+                        f"journal error on {self.location}: a write kept "
+                        "deadlocking with others; try again"
+                    ) from None
             except psycopg.Error as exc:
                 raise journal_error(self.location, exc) from None
         raise AssertionError("unreachable")

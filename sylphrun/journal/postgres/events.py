@@ -38,14 +38,16 @@ def lock_names(cur: Cursor, names: Sequence[str]) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sylphrun.event:{name}",))
 
 
-def _unconsumed(cur: Cursor, run_id: str, event: str,
-                match: dict | None) -> Iterator[tuple[int, str, str]]:
+def _unconsumed(
+    cur: Cursor, run_id: str, event: str, match: dict | None
+) -> Iterator[tuple[int, str, str]]:
     cur.execute(
         "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = %s"
         " AND e.seq > (SELECT event_mark FROM runs WHERE id = %s)"
         " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
         " AND d.run_id = %s AND d.outcome = 'consumed') ORDER BY e.seq",
-        (event, run_id, run_id))
+        (event, run_id, run_id),
+    )
     for seq, event_id, data in cur.fetchall():
         if matches(_loads(data), match):
             yield seq, event_id, data
@@ -54,8 +56,16 @@ def _unconsumed(cur: Cursor, run_id: str, event: str,
 # -- sending -------------------------------------------------------------------------
 
 
-def send_event(cur: Cursor, *, event_id: str | None, name: str, data: str,
-               derived_id: bool = False, sent_by: str | None = None, now: float) -> SentEvent:
+def send_event(
+    cur: Cursor,
+    *,
+    event_id: str | None,
+    name: str,
+    data: str,
+    derived_id: bool = False,
+    sent_by: str | None = None,
+    now: float,
+) -> SentEvent:
     # Sends take their seq one at a time (before their name's lock: no writer holds a name
     # and waits for this one): an uncommitted send's seq is then above every committed
     # one, so a run's `event_mark` (the largest committed seq) never hides a send that
@@ -64,24 +74,31 @@ def send_event(cur: Cursor, *, event_id: str | None, name: str, data: str,
     lock_names(cur, [name])
     if event_id is not None:
         # Two sends of one id: the unique index makes the second wait for the first.
-        cur.execute("INSERT INTO sent_events (id, name, data, sent_at, sent_by)"
-                    " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING seq",
-                    (event_id, name, data, now, sent_by))
+        cur.execute(
+            "INSERT INTO sent_events (id, name, data, sent_at, sent_by)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING seq",
+            (event_id, name, data, now, sent_by),
+        )
         row = cur.fetchone()
         if row is None:
-            cur.execute("SELECT seq, name, data, sent_at FROM sent_events WHERE id = %s",
-                        (event_id,))
+            cur.execute(
+                "SELECT seq, name, data, sent_at FROM sent_events WHERE id = %s", (event_id,)
+            )
             found = cur.fetchone()
-            if not derived_id and (found[1] != name or codec.canonical(_loads(found[2]))
-                                   != codec.canonical(_loads(data))):
+            if not derived_id and (
+                found[1] != name
+                or codec.canonical(_loads(found[2])) != codec.canonical(_loads(data))
+            ):
                 raise EventIdConflict(event_id)
             return _existing(cur, event_id, found)
         seq = row[0]
     else:
         event_id = new_event_id()
-        cur.execute("INSERT INTO sent_events (id, name, data, sent_at, sent_by)"
-                    " VALUES (%s, %s, %s, %s, %s) RETURNING seq",
-                    (event_id, name, data, now, sent_by))
+        cur.execute(
+            "INSERT INTO sent_events (id, name, data, sent_at, sent_by)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING seq",
+            (event_id, name, data, now, sent_by),
+        )
         seq = cur.fetchone()[0]
     value = _loads(data)
     matched = _wake_waiting_runs(cur, seq, name, value, now)
@@ -93,21 +110,36 @@ def send_event(cur: Cursor, *, event_id: str | None, name: str, data: str,
 def _existing(cur: Cursor, event_id: str, found: tuple) -> SentEvent:
     seq, name, data, sent_at = found
     by = _deliveries(cur, [seq]).get(seq, {})
-    return SentEvent(event_id, seq, name, data, sent_at, False, by.get("matched", []),
-                     by.get("triggered", []), by.get("cancelled", []))
+    return SentEvent(
+        event_id,
+        seq,
+        name,
+        data,
+        sent_at,
+        False,
+        by.get("matched", []),
+        by.get("triggered", []),
+        by.get("cancelled", []),
+    )
 
 
-def _deliver(cur: Cursor, seq: int, run_id: str, outcome: str, now: float,
-             step_key: str | None = None) -> None:
-    cur.execute("INSERT INTO event_deliveries (event_seq, run_id, outcome, step_key, at)"
-                " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                (seq, run_id, outcome, step_key, now))
+def _deliver(
+    cur: Cursor, seq: int, run_id: str, outcome: str, now: float, step_key: str | None = None
+) -> None:
+    cur.execute(
+        "INSERT INTO event_deliveries (event_seq, run_id, outcome, step_key, at)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        (seq, run_id, outcome, step_key, now),
+    )
 
 
 def _wake_waiting_runs(cur: Cursor, seq: int, name: str, value: Any, now: float) -> list[str]:
     woken: list[str] = []
-    cur.execute("SELECT w.run_id, w.match, r.status FROM event_waits w"
-                " JOIN runs r ON r.id = w.run_id WHERE w.name = %s ORDER BY w.run_id", (name,))
+    cur.execute(
+        "SELECT w.run_id, w.match, r.status FROM event_waits w"
+        " JOIN runs r ON r.id = w.run_id WHERE w.name = %s ORDER BY w.run_id",
+        (name,),
+    )
     for run_id, match, status in cur.fetchall():
         if status in model.TERMINAL_STATES:
             cur.execute("DELETE FROM event_waits WHERE run_id = %s", (run_id,))
@@ -116,9 +148,11 @@ def _wake_waiting_runs(cur: Cursor, seq: int, name: str, value: Any, now: float)
             continue
         woken.append(run_id)
         _deliver(cur, seq, run_id, "matched", now)
-        cur.execute("UPDATE runs SET ready_at = %s, updated_at = %s WHERE id = %s"
-                    " AND status = 'waiting' AND (ready_at IS NULL OR ready_at > %s)",
-                    (now, now, run_id, now))
+        cur.execute(
+            "UPDATE runs SET ready_at = %s, updated_at = %s WHERE id = %s"
+            " AND status = 'waiting' AND (ready_at IS NULL OR ready_at > %s)",
+            (now, now, run_id, now),
+        )
     return woken
 
 
@@ -132,8 +166,9 @@ def _task_options(cur: Cursor) -> list[tuple[str, dict]]:
     return out
 
 
-def _trigger_tasks(cur: Cursor, seq: int, event_id: str, name: str, data: str,
-                   now: float) -> list[str]:
+def _trigger_tasks(
+    cur: Cursor, seq: int, event_id: str, name: str, data: str, now: float
+) -> list[str]:
     tasks = []
     for task_id, options in _task_options(cur):
         names = options.get("on_event")
@@ -150,15 +185,21 @@ def _trigger_tasks(cur: Cursor, seq: int, event_id: str, name: str, data: str,
 def _cancel_runs(cur: Cursor, seq: int, name: str, value: Any, now: float) -> list[str]:
     if not isinstance(value, dict):
         return []
-    rules = [(task_id, rule.get("match")) for task_id, options in _task_options(cur)
-             for rule in options.get("cancel_on") or []
-             if isinstance(rule, dict) and rule.get("event") == name]
+    rules = [
+        (task_id, rule.get("match"))
+        for task_id, options in _task_options(cur)
+        for rule in options.get("cancel_on") or []
+        if isinstance(rule, dict) and rule.get("event") == name
+    ]
     cancelled: list[str] = []
     for task_id, field in rules:
         if not isinstance(field, str) or field not in value:
             continue
-        cur.execute(f"SELECT id, payload FROM runs WHERE task_id = %s AND status NOT IN"
-                    f" {TERMINAL} ORDER BY id", (task_id,))
+        cur.execute(
+            f"SELECT id, payload FROM runs WHERE task_id = %s AND status NOT IN"
+            f" {TERMINAL} ORDER BY id",
+            (task_id,),
+        )
         for run_id, payload in cur.fetchall():
             if run_id in cancelled or not matches(_loads(payload), {field: value[field]}):
                 continue
@@ -169,10 +210,11 @@ def _cancel_runs(cur: Cursor, seq: int, name: str, value: Any, now: float) -> li
 
 def _cancel_tree(cur: Cursor, run_id: str, now: float) -> list[str]:
     cur.execute(
-        "WITH RECURSIVE tree(id) AS (SELECT %s::text COLLATE \"C\" UNION ALL"
+        'WITH RECURSIVE tree(id) AS (SELECT %s::text COLLATE "C" UNION ALL'
         " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
         f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
-        (run_id,))
+        (run_id,),
+    )
     tree = [r[0] for r in cur.fetchall()]
     for rid in tree:
         cur.execute("SELECT 1 FROM runs WHERE id = %s FOR NO KEY UPDATE", (rid,))
@@ -185,16 +227,34 @@ def _cancel_tree(cur: Cursor, run_id: str, now: float) -> list[str]:
 # -- waiting ---------------------------------------------------------------------------
 
 
-def take_event(cur: Cursor, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-               run_attempt: int, event: str, match: dict | None, timeout_at: float | None,
-               now: float) -> TakenEvent:
+def take_event(
+    cur: Cursor,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    event: str,
+    match: dict | None,
+    timeout_at: float | None,
+    now: float,
+) -> TakenEvent:
     lock_names(cur, [event])
     check(cur, run_id, epoch)
     found = next(_unconsumed(cur, run_id, event, match), None)
     if found is not None:
         event_seq, event_id, data = found
-        output = ('{"event":' + codec.dumps(event) + ',"event_id":' + codec.dumps(event_id)
-                  + ',"data":' + data + "}")
+        output = (
+            '{"event":'
+            + codec.dumps(event)
+            + ',"event_id":'
+            + codec.dumps(event_id)
+            + ',"data":'
+            + data
+            + "}"
+        )
         _deliver(cur, event_seq, run_id, "consumed", now, key)
         _complete_wait(cur, run_id, key, name, seq, run_attempt, output, now)
         return TakenEvent("received", event_id, data, output)
@@ -208,23 +268,34 @@ def take_event(cur: Cursor, run_id: str, epoch: int, *, key: str, name: str, seq
         " output, started_at) VALUES (%s, %s, %s, 'wait', 'waiting', %s, 1, %s, %s, %s)"
         " ON CONFLICT (run_id, key) DO UPDATE SET status = 'waiting', finished_at = NULL"
         " WHERE steps.status <> 'waiting'",
-        (run_id, key, name, seq, run_attempt, output, now))
+        (run_id, key, name, seq, run_attempt, output, now),
+    )
     cur.execute(
         "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since)"
         " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, step_key) DO NOTHING",
-        (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now))
+        (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now),
+    )
     return TakenEvent("waiting", None, None, output)
 
 
-def _complete_wait(cur: Cursor, run_id: str, key: str, name: str, seq: int, run_attempt: int,
-                   output: str, now: float) -> None:
+def _complete_wait(
+    cur: Cursor,
+    run_id: str,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    now: float,
+) -> None:
     cur.execute(
         "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
         " output, started_at, finished_at)"
         " VALUES (%s, %s, %s, 'wait', 'completed', %s, 1, %s, %s, %s, %s)"
         " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed',"
         " output = excluded.output, finished_at = excluded.finished_at",
-        (run_id, key, name, seq, run_attempt, output, now, now))
+        (run_id, key, name, seq, run_attempt, output, now, now),
+    )
     cur.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
     cur.execute("DELETE FROM event_waits WHERE run_id = %s AND step_key = %s", (run_id, key))
 
@@ -239,8 +310,10 @@ def lock_waits_of(cur: Cursor, run_id: str) -> list[tuple[str, str | None]]:
 
 
 def has_arrived_event(cur: Cursor, run_id: str, waits: list[tuple[str, str | None]]) -> bool:
-    return any(next(_unconsumed(cur, run_id, name, _loads(match)), None) is not None
-               for name, match in waits)
+    return any(
+        next(_unconsumed(cur, run_id, name, _loads(match)), None) is not None
+        for name, match in waits
+    )
 
 
 # -- reads -----------------------------------------------------------------------------
@@ -251,22 +324,36 @@ def event_waits_of(cur: Cursor, run_id: str) -> list[EventWait]:
         "SELECT w.run_id, step_key, name, match, timeout_at, since FROM event_waits w"
         " JOIN runs r ON r.id = w.run_id"
         f" WHERE w.run_id = %s AND r.status NOT IN {TERMINAL} ORDER BY since, step_key",
-        (run_id,))
+        (run_id,),
+    )
     return [EventWait(r, k, n, _loads(m), t, s) for r, k, n, m, t, s in cur.fetchall()]
 
 
 def recent_events(cur: Cursor, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
     where, params = ("WHERE name = %s", [name]) if name is not None else ("", [])
-    cur.execute(f"SELECT seq, id, name, data, sent_at, sent_by FROM sent_events {where}"
-                " ORDER BY seq DESC LIMIT %s", (*params, limit))
+    cur.execute(
+        f"SELECT seq, id, name, data, sent_at, sent_by FROM sent_events {where}"
+        " ORDER BY seq DESC LIMIT %s",
+        (*params, limit),
+    )
     rows = cur.fetchall()
     by_seq = _deliveries(cur, [r[0] for r in rows])
     out = []
     for seq, event_id, ename, data, sent_at, sent_by in rows:
         by = by_seq.get(seq, {})
-        out.append(EventRecord(event_id, seq, ename, data, sent_at, sent_by,
-                               by.get("matched", []), by.get("triggered", []),
-                               by.get("cancelled", [])))
+        out.append(
+            EventRecord(
+                event_id,
+                seq,
+                ename,
+                data,
+                sent_at,
+                sent_by,
+                by.get("matched", []),
+                by.get("triggered", []),
+                by.get("cancelled", []),
+            )
+        )
     return out
 
 
@@ -274,8 +361,11 @@ def _deliveries(cur: Cursor, seqs: list[int]) -> dict[int, dict[str, list[str]]]
     out: dict[int, dict[str, list[str]]] = {}
     if not seqs:
         return out
-    cur.execute("SELECT event_seq, run_id, outcome FROM event_deliveries"
-                " WHERE event_seq = ANY(%s) ORDER BY at, run_id", (seqs,))
+    cur.execute(
+        "SELECT event_seq, run_id, outcome FROM event_deliveries"
+        " WHERE event_seq = ANY(%s) ORDER BY at, run_id",
+        (seqs,),
+    )
     for seq, run_id, outcome in cur.fetchall():
         kind = "matched" if outcome == "consumed" else outcome
         runs = out.setdefault(seq, {}).setdefault(kind, [])

@@ -10,8 +10,9 @@ from sylphrun.journal.postgres.transitions import Cursor
 from sylphrun.journal.queries.steps import StepChange
 
 
-def step_changes(cur: Cursor, run_id: str, after: int,
-                 until: int | None) -> tuple[list[StepChange], int]:
+def step_changes(
+    cur: Cursor, run_id: str, after: int, until: int | None
+) -> tuple[list[StepChange], int]:
     if until is None:
         cur.execute("SELECT COALESCE(MAX(id), 0) FROM events")
         until = cur.fetchone()[0]
@@ -21,5 +22,6 @@ def step_changes(cur: Cursor, run_id: str, after: int,
         "SELECT key, kind, status, attempts, started_at, finished_at, error FROM steps"
         " WHERE run_id = %s AND change_seq >= %s AND change_seq < %s"
         " ORDER BY change_seq, GREATEST(COALESCE(started_at, 0), COALESCE(finished_at, 0)), seq",
-        (run_id, after, until))
+        (run_id, after, until),
+    )
     return [StepChange._make(r) for r in cur.fetchall()], until

@@ -58,148 +58,343 @@ class PostgresJournal(PostgresReads):
     def enqueue_children(
         self, run_id: str, epoch: int, specs: Sequence[RunSpec], now: float
     ) -> list[Created]:
-        return [Created(*r) for r in self.pg.write(
-            lambda cur: insert_children(cur, run_id, epoch, specs, now))]
+        return [
+            Created(*r)
+            for r in self.pg.write(lambda cur: insert_children(cur, run_id, epoch, specs, now))
+        ]
 
     def claim_runs(
-        self, worker_id: str, limit: int, *, lease_seconds: float,
-        known_tasks: Mapping[str, TaskTerms], now: float,
+        self,
+        worker_id: str,
+        limit: int,
+        *,
+        lease_seconds: float,
+        known_tasks: Mapping[str, TaskTerms],
+        now: float,
     ) -> tuple[list[Claim], list[str]]:
-        return self.pg.write(lambda cur: lifecycle.claim_runs(
-            cur, worker_id, limit, lease_seconds=lease_seconds, known_tasks=known_tasks,
-            now=now))
+        return self.pg.write(
+            lambda cur: lifecycle.claim_runs(
+                cur, worker_id, limit, lease_seconds=lease_seconds, known_tasks=known_tasks, now=now
+            )
+        )
 
     def keyed_batch_children(self, run_id: str, step_key: str) -> list[str]:
         return self.pg.read(lambda cur: lifecycle.keyed_batch_children(cur, run_id, step_key))
 
     def suspend_run(
-        self, run_id: str, epoch: int, *, children: Sequence[str], wake_at: float | None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        children: Sequence[str],
+        wake_at: float | None,
         now: float,
     ) -> None:
-        self.pg.write(lambda cur: lifecycle.suspend_run(cur, run_id, epoch, children=children,
-                                                        wake_at=wake_at, now=now))
+        self.pg.write(
+            lambda cur: lifecycle.suspend_run(
+                cur, run_id, epoch, children=children, wake_at=wake_at, now=now
+            )
+        )
 
     def release_run(self, run_id: str, epoch: int, now: float) -> None:
         self.pg.write(lambda cur: lifecycle.release_run(cur, run_id, epoch, now))
 
     def requeue_after_error(self, run_id: str, epoch: int, *, error: str, now: float) -> bool:
-        return self.pg.write(lambda cur: lifecycle.requeue_after_error(cur, run_id, epoch,
-                                                                       error=error, now=now))
+        return self.pg.write(
+            lambda cur: lifecycle.requeue_after_error(cur, run_id, epoch, error=error, now=now)
+        )
 
     def finish_run(
-        self, run_id: str, epoch: int, *, status: str, output: str | None, error: str | None,
-        traceback: str | None, now: float,
-    ) -> None:
-        self.pg.write(lambda cur: lifecycle.finish_run(
-            cur, run_id, epoch, status=status, output=output, error=error, traceback=traceback,
-            now=now))
-
-    def schedule_retry(
-        self, run_id: str, epoch: int, *, error: str, traceback: str | None, retry_at: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        status: str,
+        output: str | None,
+        error: str | None,
+        traceback: str | None,
         now: float,
     ) -> None:
-        self.pg.write(lambda cur: lifecycle.schedule_retry(
-            cur, run_id, epoch, error=error, traceback=traceback, retry_at=retry_at, now=now))
+        self.pg.write(
+            lambda cur: lifecycle.finish_run(
+                cur,
+                run_id,
+                epoch,
+                status=status,
+                output=output,
+                error=error,
+                traceback=traceback,
+                now=now,
+            )
+        )
+
+    def schedule_retry(
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        error: str,
+        traceback: str | None,
+        retry_at: float,
+        now: float,
+    ) -> None:
+        self.pg.write(
+            lambda cur: lifecycle.schedule_retry(
+                cur, run_id, epoch, error=error, traceback=traceback, retry_at=retry_at, now=now
+            )
+        )
 
     # -- steps and logs --------------------------------------------------------------------
 
     def record_step_start(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, now: float, notify: bool = True, fn: str | None = None,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        now: float,
+        notify: bool = True,
+        fn: str | None = None,
         args_hash: str | None = None,
     ) -> None:
-        steps.record_step_start(self.pg, run_id, epoch, key=key, name=name, kind=kind, seq=seq,
-                                run_attempt=run_attempt, now=now, notify=notify, fn=fn,
-                                args_hash=args_hash)
+        steps.record_step_start(
+            self.pg,
+            run_id,
+            epoch,
+            key=key,
+            name=name,
+            kind=kind,
+            seq=seq,
+            run_attempt=run_attempt,
+            now=now,
+            notify=notify,
+            fn=fn,
+            args_hash=args_hash,
+        )
 
     def record_step_result(
-        self, run_id: str, epoch: int, *, key: str, output: str, now: float,
-        compensate: str | None = None, notify: bool = True,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        output: str,
+        now: float,
+        compensate: str | None = None,
+        notify: bool = True,
     ) -> None:
-        steps.record_step_result(self.pg, run_id, epoch, key=key, output=output, now=now,
-                                 compensate=compensate, notify=notify)
+        steps.record_step_result(
+            self.pg,
+            run_id,
+            epoch,
+            key=key,
+            output=output,
+            now=now,
+            compensate=compensate,
+            notify=notify,
+        )
 
     def note_step_change(
         self, run_id: str, epoch: int, *, key: str, status: str, now: float
     ) -> None:
-        self.pg.write(lambda cur: steps.note_step_change(cur, run_id, epoch, key=key,
-                                                         status=status, now=now))
+        self.pg.write(
+            lambda cur: steps.note_step_change(cur, run_id, epoch, key=key, status=status, now=now)
+        )
 
     def record_step_failure(
-        self, run_id: str, epoch: int, *, key: str, error: str, traceback: str | None,
-        retry_at: float | None, fatal: bool = False, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        error: str,
+        traceback: str | None,
+        retry_at: float | None,
+        fatal: bool = False,
+        now: float,
     ) -> None:
-        self.pg.write(lambda cur: steps.record_step_failure(
-            cur, run_id, epoch, key=key, error=error, traceback=traceback, retry_at=retry_at,
-            fatal=fatal, now=now))
+        self.pg.write(
+            lambda cur: steps.record_step_failure(
+                cur,
+                run_id,
+                epoch,
+                key=key,
+                error=error,
+                traceback=traceback,
+                retry_at=retry_at,
+                fatal=fatal,
+                now=now,
+            )
+        )
 
     def record_step_interrupted(
         self, run_id: str, epoch: int, *, key: str, reason: str, now: float
     ) -> None:
-        self.pg.write(lambda cur: steps.record_step_interrupted(cur, run_id, epoch, key=key,
-                                                                reason=reason, now=now))
+        self.pg.write(
+            lambda cur: steps.record_step_interrupted(
+                cur, run_id, epoch, key=key, reason=reason, now=now
+            )
+        )
 
     def record_step_waiting(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        now: float,
     ) -> None:
-        self.pg.write(lambda cur: steps.record_step_waiting(
-            cur, run_id, epoch, key=key, name=name, kind=kind, seq=seq, run_attempt=run_attempt,
-            output=output, now=now))
+        self.pg.write(
+            lambda cur: steps.record_step_waiting(
+                cur,
+                run_id,
+                epoch,
+                key=key,
+                name=name,
+                kind=kind,
+                seq=seq,
+                run_attempt=run_attempt,
+                output=output,
+                now=now,
+            )
+        )
 
     def record_completed_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, kind: str, seq: int,
-        run_attempt: int, output: str, started_at: float, now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        kind: str,
+        seq: int,
+        run_attempt: int,
+        output: str,
+        started_at: float,
+        now: float,
     ) -> None:
-        self.pg.write(lambda cur: steps.record_completed_step(
-            cur, run_id, epoch, key=key, name=name, kind=kind, seq=seq, run_attempt=run_attempt,
-            output=output, started_at=started_at, now=now))
+        self.pg.write(
+            lambda cur: steps.record_completed_step(
+                cur,
+                run_id,
+                epoch,
+                key=key,
+                name=name,
+                kind=kind,
+                seq=seq,
+                run_attempt=run_attempt,
+                output=output,
+                started_at=started_at,
+                now=now,
+            )
+        )
 
     def record_trigger_step(
-        self, run_id: str, epoch: int, *, key: str, name: str, seq: int, run_attempt: int,
-        specs: Sequence[RunSpec], output_of: Callable[[list[str]], str], now: float,
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        specs: Sequence[RunSpec],
+        output_of: Callable[[list[str]], str],
+        now: float,
         list_children: bool = True,
     ) -> tuple[list[str], str]:
-        return self.pg.write(lambda cur: steps.record_trigger_step(
-            cur, run_id, epoch, key=key, name=name, seq=seq, run_attempt=run_attempt,
-            specs=specs, output_of=output_of, now=now, list_children=list_children))
+        return self.pg.write(
+            lambda cur: steps.record_trigger_step(
+                cur,
+                run_id,
+                epoch,
+                key=key,
+                name=name,
+                seq=seq,
+                run_attempt=run_attempt,
+                specs=specs,
+                output_of=output_of,
+                now=now,
+                list_children=list_children,
+            )
+        )
 
     def mark_step_diverged(self, run_id: str, epoch: int, *, key: str, error: str | None) -> None:
-        self.pg.write(lambda cur: steps.mark_step_diverged(cur, run_id, epoch, key=key,
-                                                           error=error))
+        self.pg.write(
+            lambda cur: steps.mark_step_diverged(cur, run_id, epoch, key=key, error=error)
+        )
 
     def record_divergence(
         self, run_id: str, epoch: int, *, key: str, error: str, now: float
     ) -> None:
-        self.pg.write(lambda cur: steps.record_divergence(cur, run_id, epoch, key=key,
-                                                          error=error, now=now))
+        self.pg.write(
+            lambda cur: steps.record_divergence(cur, run_id, epoch, key=key, error=error, now=now)
+        )
 
     def append_log(
-        self, run_id: str, *, level: str, message: str, step_key: str | None, now: float,
+        self,
+        run_id: str,
+        *,
+        level: str,
+        message: str,
+        step_key: str | None,
+        now: float,
         epoch: int | None = None,
     ) -> None:
-        self.pg.write(lambda cur: steps.append_log(cur, run_id, level=level, message=message,
-                                                   step_key=step_key, now=now, epoch=epoch))
+        self.pg.write(
+            lambda cur: steps.append_log(
+                cur, run_id, level=level, message=message, step_key=step_key, now=now, epoch=epoch
+            )
+        )
 
     # -- workers and tasks -----------------------------------------------------------------
 
     def register_worker(
-        self, worker_id: str, *, pid: int, host: str, supervisor_pid: int | None,
-        wake_addr: str | None, now: float,
+        self,
+        worker_id: str,
+        *,
+        pid: int,
+        host: str,
+        supervisor_pid: int | None,
+        wake_addr: str | None,
+        now: float,
     ) -> None:
-        self.pg.write(lambda cur: workers.register_worker(
-            cur, worker_id, pid=pid, host=host, supervisor_pid=supervisor_pid,
-            wake_addr=wake_addr, now=now))
+        self.pg.write(
+            lambda cur: workers.register_worker(
+                cur,
+                worker_id,
+                pid=pid,
+                host=host,
+                supervisor_pid=supervisor_pid,
+                wake_addr=wake_addr,
+                now=now,
+            )
+        )
 
     def heartbeat(
         self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
     ) -> list[str]:
-        return self.pg.write(lambda cur: workers.heartbeat(
-            cur, worker_id, held, lease_seconds=lease_seconds, now=now))
+        return self.pg.write(
+            lambda cur: workers.heartbeat(
+                cur, worker_id, held, lease_seconds=lease_seconds, now=now
+            )
+        )
 
     def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
-        return self.pg.write(lambda cur: workers.renew_leases_for(
-            cur, worker_id, lease_seconds=lease_seconds, now=now))
+        return self.pg.write(
+            lambda cur: workers.renew_leases_for(
+                cur, worker_id, lease_seconds=lease_seconds, now=now
+            )
+        )
 
     def unregister_worker(self, worker_id: str, now: float) -> None:
         self.pg.write(lambda cur: workers.unregister_worker(cur, worker_id, now))
@@ -207,20 +402,32 @@ class PostgresJournal(PostgresReads):
     def release_worker_runs(
         self, worker_id: str, *, reason: str, crashed: bool, now: float
     ) -> tuple[list[str], list[str]]:
-        return self.pg.write(lambda cur: workers.release_worker_runs(
-            cur, worker_id, reason=reason, crashed=crashed, now=now))
+        return self.pg.write(
+            lambda cur: workers.release_worker_runs(
+                cur, worker_id, reason=reason, crashed=crashed, now=now
+            )
+        )
 
-    def doom_run(self, run_id: str, *, error: str, now: float,
-                 worker_id: str | None = None) -> bool:
-        return self.pg.write(lambda cur: workers.doom_run(
-            cur, run_id, error=error, now=now, worker_id=worker_id))
+    def doom_run(
+        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
+    ) -> bool:
+        return self.pg.write(
+            lambda cur: workers.doom_run(cur, run_id, error=error, now=now, worker_id=worker_id)
+        )
 
     def register_tasks(
-        self, records: Sequence[model.TaskRecord], *, registered_by: str,
-        project_dir: str | None, now: float,
+        self,
+        records: Sequence[model.TaskRecord],
+        *,
+        registered_by: str,
+        project_dir: str | None,
+        now: float,
     ) -> bool:
-        return self.pg.write(lambda cur: workers.register_tasks(
-            cur, records, registered_by=registered_by, project_dir=project_dir, now=now))
+        return self.pg.write(
+            lambda cur: workers.register_tasks(
+                cur, records, registered_by=registered_by, project_dir=project_dir, now=now
+            )
+        )
 
     # -- user actions ----------------------------------------------------------------------
 
@@ -231,8 +438,9 @@ class PostgresJournal(PostgresReads):
         self.pg.write(lambda cur: actions.retry_run(cur, run_id, now))
 
     def replay_run(self, run_id: str, *, from_step: str | None, now: float) -> str:
-        return self.pg.write(lambda cur: actions.replay_run(cur, run_id, from_step=from_step,
-                                                            now=now))
+        return self.pg.write(
+            lambda cur: actions.replay_run(cur, run_id, from_step=from_step, now=now)
+        )
 
     def wake_run(self, run_id: str, now: float) -> str:
         return self.pg.write(lambda cur: actions.wake_run(cur, run_id, now))
@@ -240,32 +448,76 @@ class PostgresJournal(PostgresReads):
     # -- schedules (issue 15) -----------------------------------------------------------------
 
     def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
-        return self.pg.write(lambda cur: schedules.start_schedule(
-            cur, task_id, settled_through=settled_through, now=now))
+        return self.pg.write(
+            lambda cur: schedules.start_schedule(
+                cur, task_id, settled_through=settled_through, now=now
+            )
+        )
 
-    def fire_schedule(self, task_id: str, ticks: Sequence[ScheduleTick], *,
-                      settled_through: float, now: float) -> list[Created]:
-        return self.pg.write(lambda cur: schedules.fire_schedule(
-            cur, task_id, ticks, settled_through=settled_through, now=now))
+    def fire_schedule(
+        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
+    ) -> list[Created]:
+        return self.pg.write(
+            lambda cur: schedules.fire_schedule(
+                cur, task_id, ticks, settled_through=settled_through, now=now
+            )
+        )
 
     def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
-        return self.pg.write(lambda cur: schedules.set_schedule_paused(cur, task_id, paused,
-                                                                       now=now))
+        return self.pg.write(
+            lambda cur: schedules.set_schedule_paused(cur, task_id, paused, now=now)
+        )
 
     # -- user events (issue 14) -------------------------------------------------------------
 
-    def send_event(self, *, event_id: str | None, name: str, data: str,
-                   derived_id: bool = False, sent_by: str | None = None,
-                   now: float) -> SentEvent:
-        return self.pg.write(lambda cur: events.send_event(
-            cur, event_id=event_id, name=name, data=data, derived_id=derived_id,
-            sent_by=sent_by, now=now))
+    def send_event(
+        self,
+        *,
+        event_id: str | None,
+        name: str,
+        data: str,
+        derived_id: bool = False,
+        sent_by: str | None = None,
+        now: float,
+    ) -> SentEvent:
+        return self.pg.write(
+            lambda cur: events.send_event(
+                cur,
+                event_id=event_id,
+                name=name,
+                data=data,
+                derived_id=derived_id,
+                sent_by=sent_by,
+                now=now,
+            )
+        )
 
-    def take_event(self, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-                   run_attempt: int, event: str, match: dict | None,
-                   timeout_at: float | None, now: float) -> TakenEvent:
-        return self.pg.write(lambda cur: events.take_event(
-            cur, run_id, epoch, key=key, name=name, seq=seq, run_attempt=run_attempt,
-            event=event, match=match, timeout_at=timeout_at, now=now))
-
-
+    def take_event(
+        self,
+        run_id: str,
+        epoch: int,
+        *,
+        key: str,
+        name: str,
+        seq: int,
+        run_attempt: int,
+        event: str,
+        match: dict | None,
+        timeout_at: float | None,
+        now: float,
+    ) -> TakenEvent:
+        return self.pg.write(
+            lambda cur: events.take_event(
+                cur,
+                run_id,
+                epoch,
+                key=key,
+                name=name,
+                seq=seq,
+                run_attempt=run_attempt,
+                event=event,
+                match=match,
+                timeout_at=timeout_at,
+                now=now,
+            )
+        )

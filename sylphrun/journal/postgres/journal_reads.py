@@ -70,12 +70,24 @@ class PostgresReads:
         return self.pg.read(lambda cur: reads.resolve_run_id(cur, prefix))
 
     def list_runs(
-        self, *, status: str | None = None, task_id: str | None = None,
-        parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+        self,
+        *,
+        status: str | None = None,
+        task_id: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+        top_level_only: bool = False,
     ) -> list[model.Run]:
-        return self.pg.read(lambda cur: reads.list_runs(
-            cur, status=status, task_id=task_id, parent_run_id=parent_run_id, limit=limit,
-            top_level_only=top_level_only))
+        return self.pg.read(
+            lambda cur: reads.list_runs(
+                cur,
+                status=status,
+                task_id=task_id,
+                parent_run_id=parent_run_id,
+                limit=limit,
+                top_level_only=top_level_only,
+            )
+        )
 
     def children_of(self, run_id: str) -> list[model.Run]:
         return self.pg.read(lambda cur: reads.children_of(cur, run_id))
@@ -109,60 +121,74 @@ class PostgresReads:
         return None if found is None else LeaseHolder(*found)
 
     def overdue_runs(self, worker_ids: Sequence[str], *, now: float) -> list[OverdueRun]:
-        return [OverdueRun(*r) for r in self.pg.read(
-            lambda cur: reads.overdue_runs(cur, worker_ids, now=now))]
+        return [
+            OverdueRun(*r)
+            for r in self.pg.read(lambda cur: reads.overdue_runs(cur, worker_ids, now=now))
+        ]
 
     def steps_of(self, run_id: str, *, with_attempts: bool = True) -> list[model.Step]:
-        return self.pg.read(lambda cur: reads.steps_of(cur, run_id, with_attempts=with_attempts),
-                            snapshot=with_attempts)
+        return self.pg.read(
+            lambda cur: reads.steps_of(cur, run_id, with_attempts=with_attempts),
+            snapshot=with_attempts,
+        )
 
     def replay_state(self, run_id: str) -> dict[str, JournaledStep]:
         return self.pg.read(lambda cur: reads.replay_state(cur, run_id))
 
     def step_tries_in_attempt(self, run_id: str, step_key: str, run_attempt: int) -> int:
-        return self.pg.read(lambda cur: reads.step_tries_in_attempt(cur, run_id, step_key,
-                                                                    run_attempt))
+        return self.pg.read(
+            lambda cur: reads.step_tries_in_attempt(cur, run_id, step_key, run_attempt)
+        )
 
     def logs_of(self, run_id: str, *, after_id: int = 0) -> list[model.LogLine]:
         return self.pg.read(lambda cur: reads.logs_of(cur, run_id, after_id=after_id))
 
-    def log_lines_after(self, run_id: str, after_id: int = 0,
-                        limit: int = 5_000) -> list[tuple[int, model.LogLine]]:
+    def log_lines_after(
+        self, run_id: str, after_id: int = 0, limit: int = 5_000
+    ) -> list[tuple[int, model.LogLine]]:
         return self.pg.read(lambda cur: reads.log_lines_after(cur, run_id, after_id, limit))
 
     def body_lines_of_attempt(self, run_id: str, attempt: int) -> list[tuple[str, str]]:
         return self.pg.read(lambda cur: reads.body_lines_of_attempt(cur, run_id, attempt))
 
     def live_workers(self, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
-        return self.pg.read(lambda cur: reads.live_workers(cur, now=now,
-                                                           stale_after=stale_after))
+        return self.pg.read(lambda cur: reads.live_workers(cur, now=now, stale_after=stale_after))
 
     def registered_tasks(self) -> dict[str, model.TaskRecord]:
         return self.pg.read(reads.registered_tasks)
 
-    def run_summaries(self, *, limit: int = 50_000,
-                      parent_run_id: str | None = None) -> list[RunSummary]:
-        return self.pg.read(lambda cur: reads.run_summaries(cur, limit=limit,
-                                                            parent_run_id=parent_run_id))
+    def run_summaries(
+        self, *, limit: int = 50_000, parent_run_id: str | None = None
+    ) -> list[RunSummary]:
+        return self.pg.read(
+            lambda cur: reads.run_summaries(cur, limit=limit, parent_run_id=parent_run_id)
+        )
 
     def run_summaries_by_ids(self, run_ids: Sequence[str]) -> list[RunSummary]:
         return self.pg.read(lambda cur: reads.run_summaries_by_ids(cur, run_ids))
 
-    def runs_with_payload_text(self, text: str, *, limit: int = 1_000,
-                               run_ids: Sequence[str] | None = None) -> list[str]:
-        return self.pg.read(lambda cur: reads.runs_with_payload_text(cur, text, limit=limit,
-                                                                     run_ids=run_ids))
+    def runs_with_payload_text(
+        self, text: str, *, limit: int = 1_000, run_ids: Sequence[str] | None = None
+    ) -> list[str]:
+        return self.pg.read(
+            lambda cur: reads.runs_with_payload_text(cur, text, limit=limit, run_ids=run_ids)
+        )
 
     def last_event_id(self) -> int:
         return self.pg.read(reads.last_event_id)
 
     def events_since(self, after_id: int, limit: int = 10_000) -> list[Event]:
-        return list(map(Event._make, self.pg.read(
-            lambda cur: reads.events_since(cur, after_id, limit))))
+        return list(
+            map(Event._make, self.pg.read(lambda cur: reads.events_since(cur, after_id, limit)))
+        )
 
     def run_state_changes(self, run_id: str, *, up_to: int) -> list[StateChange]:
-        return list(map(StateChange._make, self.pg.read(
-            lambda cur: reads.run_state_changes(cur, run_id, up_to=up_to))))
+        return list(
+            map(
+                StateChange._make,
+                self.pg.read(lambda cur: reads.run_state_changes(cur, run_id, up_to=up_to)),
+            )
+        )
 
     def last_log_id(self) -> int:
         return self.pg.read(reads.last_log_id)
@@ -194,14 +220,17 @@ class PostgresReads:
     def changes_since(self, cursor: FeedCursor, *, limit: int = 10_000) -> ChangePage:
         rows = self.pg.read(lambda cur: reads.events_since(cur, cursor.token[0], limit))
         changes = [Change(*row, FeedCursor((row[0],))) for row in rows]
-        return ChangePage(changes, changes[-1].cursor if changes else cursor,
-                          len(changes) == limit)
+        return ChangePage(changes, changes[-1].cursor if changes else cursor, len(changes) == limit)
 
-    def step_changes(self, run_id: str, after: FeedCursor, *,
-                     until: FeedCursor | None = None) -> tuple[list[StepChange], FeedCursor]:
-        found, upto = self.pg.read(lambda cur: feed.step_changes(
-            cur, run_id, after.token[0], None if until is None else until.token[0]),
-            snapshot=True)
+    def step_changes(
+        self, run_id: str, after: FeedCursor, *, until: FeedCursor | None = None
+    ) -> tuple[list[StepChange], FeedCursor]:
+        found, upto = self.pg.read(
+            lambda cur: feed.step_changes(
+                cur, run_id, after.token[0], None if until is None else until.token[0]
+            ),
+            snapshot=True,
+        )
         return found, FeedCursor((upto,))
 
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
@@ -211,5 +240,6 @@ class PostgresReads:
         return self.pg.read(lambda cur: events.event_waits_of(cur, run_id))
 
     def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
-        return self.pg.read(lambda cur: events.recent_events(cur, name=name, limit=limit),
-                            snapshot=True)
+        return self.pg.read(
+            lambda cur: events.recent_events(cur, name=name, limit=limit), snapshot=True
+        )

@@ -26,8 +26,12 @@ class WorkListener:
     def __init__(self, url: str) -> None:
         self.location = redact(url)
         try:
-            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-                                        application_name="sylphrun-listen")
+            self.conn = psycopg.connect(
+                url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT,
+                application_name="sylphrun-listen",
+            )
             self.conn.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
             raise journal_error(self.location, exc) from None

@@ -34,7 +34,8 @@ def _migrate(pg: PgConnection, *, create: bool) -> None:
                     raise JournalError(
                         f"{pg.location} was written by a newer sylphrun (schema {version}, this "
                         f"one knows {schema.SCHEMA_VERSION}); upgrade sylphrun or use another "
-                        "journal")
+                        "journal"
+                    )
                 for number in range(version, schema.SCHEMA_VERSION):
                     cur.execute(schema.MIGRATIONS[number])
                     cur.execute("UPDATE sylphrun_schema SET version = %s", (number + 1,))
@@ -50,14 +51,18 @@ def _refuse_unless_empty(cur: Any, location: str, *, create: bool) -> None:
         shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
         raise NotAJournal(
             f"{location} holds tables of another program ({shown}), not a sylphrun journal; "
-            "left untouched: point `journal` at an empty database")
+            "left untouched: point `journal` at an empty database"
+        )
     if not create:
-        raise JournalError(f"no journal at {location}: start `sylphrun dev` or `sylphrun "
-                           "worker`, or trigger a run, to create it")
+        raise JournalError(
+            f"no journal at {location}: start `sylphrun dev` or `sylphrun "
+            "worker`, or trigger a run, to create it"
+        )
 
 
 def _foreign_tables(cur: Any) -> list[str]:
     """The tables of the connection's current schema, when it holds no journal."""
-    cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-                " ORDER BY tablename")
+    cur.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+    )
     return [r[0] for r in cur.fetchall()]

@@ -33,8 +33,9 @@ def resolve_run_id(cur: Cursor, prefix: str) -> str:
     if cur.fetchone():
         return prefix
     # `runs.id` is COLLATE "C": a bytewise range on the primary key, as on SQLite.
-    cur.execute("SELECT id FROM runs WHERE id >= %s AND id < %s LIMIT 2",
-                (prefix, prefix + "\uffff"))
+    cur.execute(
+        "SELECT id FROM runs WHERE id >= %s AND id < %s LIMIT 2", (prefix, prefix + "\uffff")
+    )
     rows = cur.fetchall()
     if len(rows) == 1:
         return rows[0][0]
@@ -43,25 +44,39 @@ def resolve_run_id(cur: Cursor, prefix: str) -> str:
     raise UnknownRun(f"run id prefix {prefix!r} is ambiguous; give more characters")
 
 
-def list_runs(cur: Cursor, *, status: str | None, task_id: str | None,
-              parent_run_id: str | None, limit: int, top_level_only: bool) -> list[model.Run]:
+def list_runs(
+    cur: Cursor,
+    *,
+    status: str | None,
+    task_id: str | None,
+    parent_run_id: str | None,
+    limit: int,
+    top_level_only: bool,
+) -> list[model.Run]:
     where, args = [], []
-    for column, value in (("status", status), ("task_id", task_id),
-                          ("parent_run_id", parent_run_id)):
+    for column, value in (
+        ("status", status),
+        ("task_id", task_id),
+        ("parent_run_id", parent_run_id),
+    ):
         if value:
             where.append(f"{column} = %s")
             args.append(value)
     if top_level_only:
         where.append("parent_run_id IS NULL")
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    cur.execute(f"SELECT {_RUN_COLUMNS} FROM runs{clause}"
-                " ORDER BY created_at DESC, id DESC LIMIT %s", (*args, limit))
+    cur.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs{clause} ORDER BY created_at DESC, id DESC LIMIT %s",
+        (*args, limit),
+    )
     return [_run(r) for r in cur.fetchall()]
 
 
 def children_of(cur: Cursor, run_id: str) -> list[model.Run]:
-    cur.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_run_id = %s"
-                " ORDER BY created_at, id", (run_id,))
+    cur.execute(
+        f"SELECT {_RUN_COLUMNS} FROM runs WHERE parent_run_id = %s ORDER BY created_at, id",
+        (run_id,),
+    )
     return [_run(r) for r in cur.fetchall()]
 
 
@@ -70,21 +85,26 @@ def _result(rid: str, status: str, output: str | None, error: str | None) -> mod
 
 
 def run_results(cur: Cursor, run_ids: Sequence[str]) -> dict[str, model.RunResult]:
-    cur.execute(f"SELECT id, status, output, error FROM runs WHERE id = ANY(%s)"
-                f" AND status IN {_FINISHED}", (list(run_ids),))
+    cur.execute(
+        f"SELECT id, status, output, error FROM runs WHERE id = ANY(%s) AND status IN {_FINISHED}",
+        (list(run_ids),),
+    )
     return {r[0]: _result(*r) for r in cur.fetchall()}
 
 
 def children_results(cur: Cursor, parent_run_id: str) -> dict[str, model.RunResult | None]:
-    cur.execute("SELECT id, status, output, error FROM runs WHERE parent_run_id = %s",
-                (parent_run_id,))
-    return {r[0]: (_result(*r) if r[1] in model.TERMINAL_STATES else None)
-            for r in cur.fetchall()}
+    cur.execute(
+        "SELECT id, status, output, error FROM runs WHERE parent_run_id = %s", (parent_run_id,)
+    )
+    return {r[0]: (_result(*r) if r[1] in model.TERMINAL_STATES else None) for r in cur.fetchall()}
 
 
 def run_attempts(cur: Cursor, run_id: str) -> list[model.RunAttempt]:
-    cur.execute("SELECT attempt, status, error, traceback, started_at, finished_at"
-                " FROM run_attempts WHERE run_id = %s ORDER BY attempt", (run_id,))
+    cur.execute(
+        "SELECT attempt, status, error, traceback, started_at, finished_at"
+        " FROM run_attempts WHERE run_id = %s ORDER BY attempt",
+        (run_id,),
+    )
     return [model.RunAttempt(*r) for r in cur.fetchall()]
 
 
@@ -107,9 +127,11 @@ def next_ready_at(cur: Cursor) -> float | None:
 
 
 def has_ready_work(cur: Cursor, now: float) -> bool:
-    cur.execute("SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at <= %s) OR EXISTS"
-                " (SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at < %s)",
-                (now, now))
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at <= %s) OR EXISTS"
+        " (SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at < %s)",
+        (now, now),
+    )
     return bool(cur.fetchone()[0])
 
 
@@ -121,18 +143,25 @@ def lease_states(cur: Cursor, run_ids: Sequence[str]) -> dict[str, tuple[int, st
 
 
 def lease_holder(cur: Cursor, run_id: str) -> tuple[str, int, int] | None:
-    cur.execute("SELECT r.lease_owner, w.pid, r.lease_epoch FROM runs r JOIN workers w"
-                " ON w.id = r.lease_owner WHERE r.id = %s AND r.status = 'running'", (run_id,))
+    cur.execute(
+        "SELECT r.lease_owner, w.pid, r.lease_epoch FROM runs r JOIN workers w"
+        " ON w.id = r.lease_owner WHERE r.id = %s AND r.status = 'running'",
+        (run_id,),
+    )
     row = cur.fetchone()
     return None if row is None else (row[0], row[1], row[2])
 
 
-def overdue_runs(cur: Cursor, worker_ids: Sequence[str], *,
-                 now: float) -> list[tuple[str, str, str]]:
+def overdue_runs(
+    cur: Cursor, worker_ids: Sequence[str], *, now: float
+) -> list[tuple[str, str, str]]:
     if not worker_ids:
         return []
-    cur.execute("SELECT id, task_id, lease_owner FROM runs WHERE status = 'running'"
-                " AND deadline_at < %s AND lease_owner = ANY(%s)", (now, list(worker_ids)))
+    cur.execute(
+        "SELECT id, task_id, lease_owner FROM runs WHERE status = 'running'"
+        " AND deadline_at < %s AND lease_owner = ANY(%s)",
+        (now, list(worker_ids)),
+    )
     return cur.fetchall()
 
 
@@ -140,60 +169,97 @@ def overdue_runs(cur: Cursor, worker_ids: Sequence[str], *,
 
 
 def steps_of(cur: Cursor, run_id: str, *, with_attempts: bool) -> list[model.Step]:
-    cur.execute("SELECT run_id, key, name, kind, status, seq, attempts, output, error,"
-                " started_at, finished_at, child_run_ids, retry_at, fn, args_hash, copied"
-                " FROM steps WHERE run_id = %s ORDER BY seq", (run_id,))
+    cur.execute(
+        "SELECT run_id, key, name, kind, status, seq, attempts, output, error,"
+        " started_at, finished_at, child_run_ids, retry_at, fn, args_hash, copied"
+        " FROM steps WHERE run_id = %s ORDER BY seq",
+        (run_id,),
+    )
     rows = cur.fetchall()
     attempts: dict[str, list[model.StepAttempt]] = {}
     if with_attempts:
-        cur.execute("SELECT step_key, attempt, run_attempt, status, error, traceback,"
-                    " started_at, finished_at FROM step_attempts WHERE run_id = %s"
-                    " ORDER BY step_key, attempt", (run_id,))
+        cur.execute(
+            "SELECT step_key, attempt, run_attempt, status, error, traceback,"
+            " started_at, finished_at FROM step_attempts WHERE run_id = %s"
+            " ORDER BY step_key, attempt",
+            (run_id,),
+        )
         for key, attempt, run_attempt, status, error, tb, started, finished in cur.fetchall():
             attempts.setdefault(key, []).append(
-                model.StepAttempt(attempt, status, error, tb, started, finished, run_attempt))
+                model.StepAttempt(attempt, status, error, tb, started, finished, run_attempt)
+            )
     return [
         model.Step(
-            run_id=r[0], key=r[1], name=r[2], kind=r[3], status=r[4], seq=r[5], attempts=r[6],
-            output=_loads(r[7]), error=r[8], started_at=r[9], finished_at=r[10],
-            child_run_ids=_loads(r[11]) or [], retry_at=r[12], attempt_log=attempts.get(r[1], []),
-            fn=r[13], args_hash=r[14], copied=bool(r[15]),
+            run_id=r[0],
+            key=r[1],
+            name=r[2],
+            kind=r[3],
+            status=r[4],
+            seq=r[5],
+            attempts=r[6],
+            output=_loads(r[7]),
+            error=r[8],
+            started_at=r[9],
+            finished_at=r[10],
+            child_run_ids=_loads(r[11]) or [],
+            retry_at=r[12],
+            attempt_log=attempts.get(r[1], []),
+            fn=r[13],
+            args_hash=r[14],
+            copied=bool(r[15]),
         )
         for r in rows
     ]
 
 
 def replay_state(cur: Cursor, run_id: str) -> dict[str, JournaledStep]:
-    cur.execute("SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at,"
-                " fatal, compensate, fn, args_hash, copied FROM steps WHERE run_id = %s",
-                (run_id,))
-    return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10], r[11], r[12], bool(r[13]))
-            for r in cur.fetchall()}
+    cur.execute(
+        "SELECT key, status, kind, output, error, attempts, run_attempt, seq, retry_at,"
+        " fatal, compensate, fn, args_hash, copied FROM steps WHERE run_id = %s",
+        (run_id,),
+    )
+    return {
+        r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10], r[11], r[12], bool(r[13]))
+        for r in cur.fetchall()
+    }
 
 
 def step_tries_in_attempt(cur: Cursor, run_id: str, step_key: str, run_attempt: int) -> int:
-    cur.execute("SELECT COUNT(*) FROM step_attempts WHERE run_id = %s AND step_key = %s"
-                " AND run_attempt = %s", (run_id, step_key, run_attempt))
+    cur.execute(
+        "SELECT COUNT(*) FROM step_attempts WHERE run_id = %s AND step_key = %s"
+        " AND run_attempt = %s",
+        (run_id, step_key, run_attempt),
+    )
     return cur.fetchone()[0]
 
 
 def logs_of(cur: Cursor, run_id: str, *, after_id: int) -> list[model.LogLine]:
-    cur.execute("SELECT run_id, at, level, message, step_key FROM logs WHERE run_id = %s"
-                " AND id > %s ORDER BY id", (run_id, after_id))
+    cur.execute(
+        "SELECT run_id, at, level, message, step_key FROM logs WHERE run_id = %s"
+        " AND id > %s ORDER BY id",
+        (run_id, after_id),
+    )
     return [model.LogLine(*r) for r in cur.fetchall()]
 
 
-def log_lines_after(cur: Cursor, run_id: str, after_id: int,
-                    limit: int) -> list[tuple[int, model.LogLine]]:
-    cur.execute("SELECT id, run_id, at, level, message, step_key FROM logs WHERE run_id = %s"
-                " AND id > %s ORDER BY id LIMIT %s", (run_id, after_id, limit))
+def log_lines_after(
+    cur: Cursor, run_id: str, after_id: int, limit: int
+) -> list[tuple[int, model.LogLine]]:
+    cur.execute(
+        "SELECT id, run_id, at, level, message, step_key FROM logs WHERE run_id = %s"
+        " AND id > %s ORDER BY id LIMIT %s",
+        (run_id, after_id, limit),
+    )
     return [(r[0], model.LogLine(*r[1:])) for r in cur.fetchall()]
 
 
 def body_lines_of_attempt(cur: Cursor, run_id: str, attempt: int) -> list[tuple[str, str]]:
-    cur.execute("SELECT level, message FROM logs WHERE run_id = %s AND step_key IS NULL"
-                " AND at > COALESCE((SELECT finished_at FROM run_attempts WHERE run_id = %s"
-                " AND attempt = %s), 0) ORDER BY id", (run_id, run_id, attempt - 1))
+    cur.execute(
+        "SELECT level, message FROM logs WHERE run_id = %s AND step_key IS NULL"
+        " AND at > COALESCE((SELECT finished_at FROM run_attempts WHERE run_id = %s"
+        " AND attempt = %s), 0) ORDER BY id",
+        (run_id, run_id, attempt - 1),
+    )
     return [tuple(r) for r in cur.fetchall()]
 
 
@@ -201,19 +267,31 @@ def body_lines_of_attempt(cur: Cursor, run_id: str, attempt: int) -> list[tuple[
 
 
 def live_workers(cur: Cursor, *, now: float, stale_after: float) -> list[model.WorkerInfo]:
-    cur.execute("SELECT id, pid, host, started_at, heartbeat_at, wake_addr FROM workers"
-                " WHERE stopped_at IS NULL AND heartbeat_at >= %s", (now - stale_after,))
+    cur.execute(
+        "SELECT id, pid, host, started_at, heartbeat_at, wake_addr FROM workers"
+        " WHERE stopped_at IS NULL AND heartbeat_at >= %s",
+        (now - stale_after,),
+    )
     return [model.WorkerInfo(*r) for r in cur.fetchall()]
 
 
 def registered_tasks(cur: Cursor) -> dict[str, model.TaskRecord]:
-    cur.execute("SELECT id, options, source_file, source_line, fingerprint, registered_by,"
-                " registered_at FROM tasks ORDER BY id COLLATE \"C\"")
+    cur.execute(
+        "SELECT id, options, source_file, source_line, fingerprint, registered_by,"
+        ' registered_at FROM tasks ORDER BY id COLLATE "C"'
+    )
     out = {}
     for tid, options, source_file, source_line, fingerprint, by, at in cur.fetchall():
         opts = _loads(options)
-        out[tid] = model.TaskRecord(tid, opts if isinstance(opts, dict) else {}, source_file,
-                                    source_line, fingerprint, by, at)
+        out[tid] = model.TaskRecord(
+            tid,
+            opts if isinstance(opts, dict) else {},
+            source_file,
+            source_line,
+            fingerprint,
+            by,
+            at,
+        )
     return out
 
 
@@ -225,11 +303,15 @@ _SUMMARY = _SUMMARY_COLUMNS
 
 def run_summaries(cur: Cursor, *, limit: int, parent_run_id: str | None) -> list[RunSummary]:
     if parent_run_id is None:
-        cur.execute(f"SELECT {_SUMMARY} FROM runs ORDER BY created_at DESC, id DESC LIMIT %s",
-                    (limit,))
+        cur.execute(
+            f"SELECT {_SUMMARY} FROM runs ORDER BY created_at DESC, id DESC LIMIT %s", (limit,)
+        )
     else:
-        cur.execute(f"SELECT {_SUMMARY} FROM runs WHERE parent_run_id = %s"
-                    " ORDER BY created_at, id LIMIT %s", (parent_run_id, limit))
+        cur.execute(
+            f"SELECT {_SUMMARY} FROM runs WHERE parent_run_id = %s"
+            " ORDER BY created_at, id LIMIT %s",
+            (parent_run_id, limit),
+        )
     return [RunSummary._make(r) for r in cur.fetchall()]
 
 
@@ -238,16 +320,22 @@ def run_summaries_by_ids(cur: Cursor, run_ids: Sequence[str]) -> list[RunSummary
     return [RunSummary._make(r) for r in cur.fetchall()]
 
 
-def runs_with_payload_text(cur: Cursor, text: str, *, limit: int,
-                           run_ids: Sequence[str] | None) -> list[str]:
+def runs_with_payload_text(
+    cur: Cursor, text: str, *, limit: int, run_ids: Sequence[str] | None
+) -> list[str]:
     pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     # ILIKE folds case as SQLite's LIKE does (beyond ASCII too, where the locale knows how).
     if run_ids is None:
-        cur.execute("SELECT id FROM runs WHERE payload ILIKE %s ESCAPE '\\'"
-                    " ORDER BY created_at DESC LIMIT %s", (pattern, limit))
+        cur.execute(
+            "SELECT id FROM runs WHERE payload ILIKE %s ESCAPE '\\'"
+            " ORDER BY created_at DESC LIMIT %s",
+            (pattern, limit),
+        )
     else:
-        cur.execute("SELECT id FROM runs WHERE id = ANY(%s) AND payload ILIKE %s ESCAPE '\\'",
-                    (list(run_ids), pattern))
+        cur.execute(
+            "SELECT id FROM runs WHERE id = ANY(%s) AND payload ILIKE %s ESCAPE '\\'",
+            (list(run_ids), pattern),
+        )
     return [r[0] for r in cur.fetchall()]
 
 
@@ -257,15 +345,19 @@ def last_event_id(cur: Cursor) -> int:
 
 
 def events_since(cur: Cursor, after_id: int, limit: int) -> list[tuple]:
-    cur.execute("SELECT id, at, run_id, kind, step_key FROM events WHERE id > %s"
-                " ORDER BY id LIMIT %s", (after_id, limit))
+    cur.execute(
+        "SELECT id, at, run_id, kind, step_key FROM events WHERE id > %s ORDER BY id LIMIT %s",
+        (after_id, limit),
+    )
     return cur.fetchall()
 
 
 def run_state_changes(cur: Cursor, run_id: str, *, up_to: int) -> list[tuple]:
-    cur.execute("SELECT id, at, kind, step_key FROM events WHERE run_id = %s AND id <= %s"
-                " AND (kind LIKE 'run.%%' OR kind = 'step.waiting') ORDER BY id",
-                (run_id, up_to))
+    cur.execute(
+        "SELECT id, at, kind, step_key FROM events WHERE run_id = %s AND id <= %s"
+        " AND (kind LIKE 'run.%%' OR kind = 'step.waiting') ORDER BY id",
+        (run_id, up_to),
+    )
     return cur.fetchall()
 
 
@@ -275,9 +367,11 @@ def last_log_id(cur: Cursor) -> int:
 
 
 def notable_logs_since(cur: Cursor, after_id: int, limit: int) -> list[LogRecord]:
-    cur.execute("SELECT id, run_id, at, level, message FROM logs WHERE id > %s"
-                " AND level = ANY(%s) ORDER BY id LIMIT %s",
-                (after_id, list(NOTABLE_LEVELS), limit))
+    cur.execute(
+        "SELECT id, run_id, at, level, message FROM logs WHERE id > %s"
+        " AND level = ANY(%s) ORDER BY id LIMIT %s",
+        (after_id, list(NOTABLE_LEVELS), limit),
+    )
     return [LogRecord(*r) for r in cur.fetchall()]
 
 

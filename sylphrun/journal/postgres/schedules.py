@@ -19,25 +19,36 @@ def schedule_states(cur: Cursor) -> dict[str, ScheduleState]:
     cur.execute(
         "SELECT s.task_id, s.settled_through, s.last_slot, s.last_run_id, r.status,"
         " s.paused, s.updated_at FROM schedules s LEFT JOIN runs r ON r.id = s.last_run_id"
-        " ORDER BY s.task_id")
-    return {row[0]: ScheduleState(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
-            for row in cur.fetchall()}
+        " ORDER BY s.task_id"
+    )
+    return {
+        row[0]: ScheduleState(row[0], row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+        for row in cur.fetchall()
+    }
 
 
 def start_schedule(cur: Cursor, task_id: str, *, settled_through: float, now: float) -> bool:
-    cur.execute("INSERT INTO schedules (task_id, settled_through, updated_at)"
-                " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING", (task_id, settled_through, now))
+    cur.execute(
+        "INSERT INTO schedules (task_id, settled_through, updated_at)"
+        " VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+        (task_id, settled_through, now),
+    )
     return cur.rowcount == 1
 
 
-def fire_schedule(cur: Cursor, task_id: str, ticks: Sequence[ScheduleTick], *,
-                  settled_through: float, now: float) -> list[Created]:
+def fire_schedule(
+    cur: Cursor, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
+) -> list[Created]:
     # A missing state is created settled at -infinity (as SQLite reads a missing row) so
     # that there is a row to lock; the upsert at the end gives it its real values.
-    cur.execute("INSERT INTO schedules (task_id, settled_through, updated_at)"
-                " VALUES (%s, '-infinity', %s) ON CONFLICT DO NOTHING", (task_id, now))
-    cur.execute("SELECT settled_through, paused FROM schedules WHERE task_id = %s FOR UPDATE",
-                (task_id,))
+    cur.execute(
+        "INSERT INTO schedules (task_id, settled_through, updated_at)"
+        " VALUES (%s, '-infinity', %s) ON CONFLICT DO NOTHING",
+        (task_id, now),
+    )
+    cur.execute(
+        "SELECT settled_through, paused FROM schedules WHERE task_id = %s FOR UPDATE", (task_id,)
+    )
     settled, paused = cur.fetchone()
     if paused:
         return []
@@ -48,14 +59,17 @@ def fire_schedule(cur: Cursor, task_id: str, ticks: Sequence[ScheduleTick], *,
         "UPDATE schedules SET settled_through = GREATEST(settled_through, %s),"
         " last_slot = COALESCE(%s, last_slot), last_run_id = COALESCE(%s, last_run_id),"
         " updated_at = %s WHERE task_id = %s",
-        (max(settled_through, settled), *last, now, task_id))
+        (max(settled_through, settled), *last, now, task_id),
+    )
     return created
 
 
 def set_schedule_paused(cur: Cursor, task_id: str, paused: bool, *, now: float) -> bool:
-    cur.execute("INSERT INTO schedules (task_id, settled_through, paused, updated_at)"
-                " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-                (task_id, now, int(paused), now))
+    cur.execute(
+        "INSERT INTO schedules (task_id, settled_through, paused, updated_at)"
+        " VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
+        (task_id, now, int(paused), now),
+    )
     if cur.fetchone() is not None:
         return True
     cur.execute("SELECT paused FROM schedules WHERE task_id = %s FOR UPDATE", (task_id,))
@@ -64,5 +78,6 @@ def set_schedule_paused(cur: Cursor, task_id: str, paused: bool, *, now: float) 
     cur.execute(
         "UPDATE schedules SET paused = %s, settled_through = CASE WHEN %s THEN settled_through"
         " ELSE GREATEST(settled_through, %s) END, updated_at = %s WHERE task_id = %s",
-        (int(paused), paused, now, now, task_id))
+        (int(paused), paused, now, now, task_id),
+    )
     return True

@@ -41,8 +41,17 @@ _STEP_RESULT = (
 )
 
 
-def _fenced_step_write(pg: PgConnection, sql: str, params: tuple, *, run_id: str, key: str,
-                       status: str, now: float, notify: bool) -> int:
+def _fenced_step_write(
+    pg: PgConnection,
+    sql: str,
+    params: tuple,
+    *,
+    run_id: str,
+    key: str,
+    status: str,
+    now: float,
+    notify: bool,
+) -> int:
     if not notify:
         return pg.write_one(sql.format(stamp="-1"), params)
 
@@ -56,23 +65,55 @@ def _fenced_step_write(pg: PgConnection, sql: str, params: tuple, *, run_id: str
     return pg.write(write)
 
 
-def record_step_start(pg: PgConnection, run_id: str, epoch: int, *, key: str, name: str,
-                      kind: str, seq: int, run_attempt: int, now: float, notify: bool,
-                      fn: str | None, args_hash: str | None) -> None:
+def record_step_start(
+    pg: PgConnection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    now: float,
+    notify: bool,
+    fn: str | None,
+    args_hash: str | None,
+) -> None:
     changed = _fenced_step_write(
-        pg, _START_STEP,
+        pg,
+        _START_STEP,
         (run_id, key, name, kind, seq, run_attempt, now, fn, args_hash, run_id, epoch),
-        run_id=run_id, key=key, status=model.STEP_RUNNING, now=now, notify=notify,
+        run_id=run_id,
+        key=key,
+        status=model.STEP_RUNNING,
+        now=now,
+        notify=notify,
     )
     if not changed:
         raise LeaseLost(run_id)
 
 
-def record_step_result(pg: PgConnection, run_id: str, epoch: int, *, key: str, output: str,
-                       now: float, compensate: str | None, notify: bool) -> None:
+def record_step_result(
+    pg: PgConnection,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    output: str,
+    now: float,
+    compensate: str | None,
+    notify: bool,
+) -> None:
     changed = _fenced_step_write(
-        pg, _STEP_RESULT, (output, now, compensate, run_id, key, run_id, epoch),
-        run_id=run_id, key=key, status=model.STEP_COMPLETED, now=now, notify=notify,
+        pg,
+        _STEP_RESULT,
+        (output, now, compensate, run_id, key, run_id, epoch),
+        run_id=run_id,
+        key=key,
+        status=model.STEP_COMPLETED,
+        now=now,
+        notify=notify,
     )
     if not changed:
         pg.read(lambda cur: check_read(cur, run_id, epoch))
@@ -86,16 +127,29 @@ def check_read(cur: Cursor, run_id: str, epoch: int) -> None:
         raise LeaseLost(run_id)
 
 
-def note_step_change(cur: Cursor, run_id: str, epoch: int, *, key: str, status: str,
-                     now: float) -> None:
-    cur.execute(f"INSERT INTO events (at, run_id, kind, step_key) SELECT %s, %s, %s, %s"
-                f" WHERE {OWNED}", (now, run_id, f"step.{status}", key, run_id, epoch))
+def note_step_change(
+    cur: Cursor, run_id: str, epoch: int, *, key: str, status: str, now: float
+) -> None:
+    cur.execute(
+        f"INSERT INTO events (at, run_id, kind, step_key) SELECT %s, %s, %s, %s WHERE {OWNED}",
+        (now, run_id, f"step.{status}", key, run_id, epoch),
+    )
 
 
-def record_trigger_step(cur: Cursor, run_id: str, epoch: int, *, key: str, name: str, seq: int,
-                        run_attempt: int, specs: Sequence[RunSpec],
-                        output_of: Callable[[list[str]], str], now: float,
-                        list_children: bool) -> tuple[list[str], str]:
+def record_trigger_step(
+    cur: Cursor,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    seq: int,
+    run_attempt: int,
+    specs: Sequence[RunSpec],
+    output_of: Callable[[list[str]], str],
+    now: float,
+    list_children: bool,
+) -> tuple[list[str], str]:
     check(cur, run_id, epoch)
     cur.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
     child_ids = [rid for rid, _ in insert_children(cur, run_id, epoch, specs, now)]
@@ -107,14 +161,24 @@ def record_trigger_step(cur: Cursor, run_id: str, epoch: int, *, key: str, name:
         " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed',"
         " output = excluded.output, finished_at = excluded.finished_at,"
         " child_run_ids = excluded.child_run_ids",
-        (run_id, key, name, seq, run_attempt, output, now, now,
-         codec.dumps(list(child_ids), what="the child run ids") if list_children else None),
+        (
+            run_id,
+            key,
+            name,
+            seq,
+            run_attempt,
+            output,
+            now,
+            now,
+            codec.dumps(list(child_ids), what="the child run ids") if list_children else None,
+        ),
     )
     return child_ids, output
 
 
-def record_step_interrupted(cur: Cursor, run_id: str, epoch: int, *, key: str, reason: str,
-                            now: float) -> None:
+def record_step_interrupted(
+    cur: Cursor, run_id: str, epoch: int, *, key: str, reason: str, now: float
+) -> None:
     check(cur, run_id, epoch)
     cur.execute(
         "INSERT INTO step_attempts (run_id, step_key, attempt, run_attempt, status, error,"
@@ -125,27 +189,43 @@ def record_step_interrupted(cur: Cursor, run_id: str, epoch: int, *, key: str, r
         " error = excluded.error, traceback = NULL, finished_at = excluded.finished_at",
         (f"interrupted: {reason}", now, run_id, key),
     )
-    cur.execute("UPDATE steps SET status = 'interrupted', finished_at = %s"
-                " WHERE run_id = %s AND key = %s AND status = 'running'", (now, run_id, key))
+    cur.execute(
+        "UPDATE steps SET status = 'interrupted', finished_at = %s"
+        " WHERE run_id = %s AND key = %s AND status = 'running'",
+        (now, run_id, key),
+    )
 
 
-def mark_step_diverged(cur: Cursor, run_id: str, epoch: int, *, key: str,
-                       error: str | None) -> None:
+def mark_step_diverged(
+    cur: Cursor, run_id: str, epoch: int, *, key: str, error: str | None
+) -> None:
     check(cur, run_id, epoch)
-    cur.execute("UPDATE steps SET error = %s WHERE run_id = %s AND key = %s"
-                " AND status = 'completed'", (error, run_id, key))
+    cur.execute(
+        "UPDATE steps SET error = %s WHERE run_id = %s AND key = %s AND status = 'completed'",
+        (error, run_id, key),
+    )
 
 
-def record_divergence(cur: Cursor, run_id: str, epoch: int, *, key: str, error: str,
-                      now: float) -> None:
+def record_divergence(
+    cur: Cursor, run_id: str, epoch: int, *, key: str, error: str, now: float
+) -> None:
     mark_step_diverged(cur, run_id, epoch, key=key, error=error)
     interrupt_running_steps(cur, run_id, now, "interrupted: the run stopped as diverged")
     finish(cur, run_id, model.FAILED, None, error, None, now)
 
 
-def record_step_failure(cur: Cursor, run_id: str, epoch: int, *, key: str, error: str,
-                        traceback: str | None, retry_at: float | None, fatal: bool,
-                        now: float) -> None:
+def record_step_failure(
+    cur: Cursor,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    error: str,
+    traceback: str | None,
+    retry_at: float | None,
+    fatal: bool,
+    now: float,
+) -> None:
     status = model.STEP_RETRYING if retry_at is not None else model.STEP_FAILED
     check(cur, run_id, epoch)
     cur.execute(
@@ -165,8 +245,19 @@ def record_step_failure(cur: Cursor, run_id: str, epoch: int, *, key: str, error
     )
 
 
-def record_step_waiting(cur: Cursor, run_id: str, epoch: int, *, key: str, name: str,
-                        kind: str, seq: int, run_attempt: int, output: str, now: float) -> None:
+def record_step_waiting(
+    cur: Cursor,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    now: float,
+) -> None:
     check(cur, run_id, epoch)
     cur.execute(
         "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
@@ -177,9 +268,20 @@ def record_step_waiting(cur: Cursor, run_id: str, epoch: int, *, key: str, name:
     )
 
 
-def record_completed_step(cur: Cursor, run_id: str, epoch: int, *, key: str, name: str,
-                          kind: str, seq: int, run_attempt: int, output: str,
-                          started_at: float, now: float) -> None:
+def record_completed_step(
+    cur: Cursor,
+    run_id: str,
+    epoch: int,
+    *,
+    key: str,
+    name: str,
+    kind: str,
+    seq: int,
+    run_attempt: int,
+    output: str,
+    started_at: float,
+    now: float,
+) -> None:
     check(cur, run_id, epoch)
     cur.execute(
         "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
@@ -192,14 +294,26 @@ def record_completed_step(cur: Cursor, run_id: str, epoch: int, *, key: str, nam
     cur.execute(_STEP_EVENT, (now, run_id, "step.completed", key))
 
 
-def append_log(cur: Cursor, run_id: str, *, level: str, message: str, step_key: str | None,
-               now: float, epoch: int | None) -> None:
+def append_log(
+    cur: Cursor,
+    run_id: str,
+    *,
+    level: str,
+    message: str,
+    step_key: str | None,
+    now: float,
+    epoch: int | None,
+) -> None:
     if epoch is None:
-        cur.execute("INSERT INTO logs (run_id, at, level, message, step_key)"
-                    " VALUES (%s, %s, %s, %s, %s)", (run_id, now, level, message, step_key))
+        cur.execute(
+            "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (%s, %s, %s, %s, %s)",
+            (run_id, now, level, message, step_key),
+        )
         return
-    cur.execute(f"INSERT INTO logs (run_id, at, level, message, step_key)"
-                f" SELECT %s, %s, %s, %s, %s WHERE {OWNED}",
-                (run_id, now, level, message, step_key, run_id, epoch))
+    cur.execute(
+        f"INSERT INTO logs (run_id, at, level, message, step_key)"
+        f" SELECT %s, %s, %s, %s, %s WHERE {OWNED}",
+        (run_id, now, level, message, step_key, run_id, epoch),
+    )
     if not cur.rowcount:
         raise LeaseLost(run_id)

@@ -21,14 +21,15 @@ from sylphrun.journal.transitions import _RUNS_AGAIN, CLEAR_LEASE, RunSpec, _can
 
 Cursor = Any  # a psycopg cursor; not named in signatures so nothing imports psycopg for it
 TERMINAL = "('completed','failed','cancelled')"
-OWNED = ("EXISTS (SELECT 1 FROM runs WHERE id = %s AND lease_epoch = %s AND status = 'running'"
-         " FOR SHARE)")
+OWNED = (
+    "EXISTS (SELECT 1 FROM runs WHERE id = %s AND lease_epoch = %s AND status = 'running'"
+    " FOR SHARE)"
+)
 
 
 def check(cur: Cursor, run_id: str, epoch: int) -> None:
     """Raise LeaseLost unless the run is running under this epoch; lock it till commit."""
-    cur.execute("SELECT lease_epoch, status FROM runs WHERE id = %s FOR NO KEY UPDATE",
-                (run_id,))
+    cur.execute("SELECT lease_epoch, status FROM runs WHERE id = %s FOR NO KEY UPDATE", (run_id,))
     row = cur.fetchone()
     if row is None or row[0] != epoch or row[1] != model.RUNNING:
         raise LeaseLost(run_id)
@@ -62,17 +63,31 @@ def insert_runs(cur: Cursor, specs: Iterable[RunSpec], now: float) -> list[tuple
             " concurrency_key, rate_key, debounce_key)"
             " VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
             " ON CONFLICT DO NOTHING",
-            (run_id, spec.task_id, spec.payload, spec.idempotency_key, spec.parent_run_id,
-             spec.parent_step_key, spec.replay_of, now, now,
-             sqlite_flow.first_ready_at(spec, now), event_mark, spec.priority,
-             spec.concurrency_key, spec.rate_key,
-             spec.debounce.key if spec.debounce and not spec.idempotency_key else None),
+            (
+                run_id,
+                spec.task_id,
+                spec.payload,
+                spec.idempotency_key,
+                spec.parent_run_id,
+                spec.parent_step_key,
+                spec.replay_of,
+                now,
+                now,
+                sqlite_flow.first_ready_at(spec, now),
+                event_mark,
+                spec.priority,
+                spec.concurrency_key,
+                spec.rate_key,
+                spec.debounce.key if spec.debounce and not spec.idempotency_key else None,
+            ),
         )
         if cur.rowcount == 1:
             out.append((run_id, True))
             continue
-        cur.execute("SELECT id, payload FROM runs WHERE task_id = %s AND idempotency_key = %s",
-                    (spec.task_id, spec.idempotency_key))
+        cur.execute(
+            "SELECT id, payload FROM runs WHERE task_id = %s AND idempotency_key = %s",
+            (spec.task_id, spec.idempotency_key),
+        )
         existing = cur.fetchone()
         if existing is None:  # pragma: no cover - a random id collision
             raise RuntimeError("run id collision; try again")
@@ -82,14 +97,16 @@ def insert_runs(cur: Cursor, specs: Iterable[RunSpec], now: float) -> list[tuple
     return out
 
 
-def insert_children(cur: Cursor, run_id: str, epoch: int, specs: Sequence[RunSpec],
-                    now: float) -> list[tuple[str, bool]]:
+def insert_children(
+    cur: Cursor, run_id: str, epoch: int, specs: Sequence[RunSpec], now: float
+) -> list[tuple[str, bool]]:
     check(cur, run_id, epoch)
     results = insert_runs(cur, specs, now)
     created = sum(1 for _, c in results if c)
     if created:
-        cur.execute("UPDATE runs SET children_total = children_total + %s WHERE id = %s",
-                    (created, run_id))
+        cur.execute(
+            "UPDATE runs SET children_total = children_total + %s WHERE id = %s", (created, run_id)
+        )
     return results
 
 
@@ -104,13 +121,21 @@ def interrupt_running_steps(cur: Cursor, run_id: str, now: float, why: str = _RU
         " traceback = NULL, started_at = excluded.started_at, finished_at = excluded.finished_at",
         (why, now, run_id),
     )
-    cur.execute("UPDATE steps SET status = 'interrupted', finished_at = %s"
-                " WHERE run_id = %s AND status = 'running'", (now, run_id))
+    cur.execute(
+        "UPDATE steps SET status = 'interrupted', finished_at = %s"
+        " WHERE run_id = %s AND status = 'running'",
+        (now, run_id),
+    )
 
 
 def cancel_open_steps(cur: Cursor, run_id: str, now: float) -> None:
-    interrupt_running_steps(cur, run_id, now, "interrupted: the run was cancelled while the "
-                            "step ran; whatever it returns is not journaled")
+    interrupt_running_steps(
+        cur,
+        run_id,
+        now,
+        "interrupted: the run was cancelled while the "
+        "step ran; whatever it returns is not journaled",
+    )
     cur.execute(
         "UPDATE steps SET status = 'cancelled', finished_at = %s, retry_at = NULL"
         " WHERE run_id = %s AND status IN ('interrupted', 'waiting', 'retrying')",
@@ -128,8 +153,16 @@ def requeue(cur: Cursor, run_id: str, now: float, *, crashed: bool) -> None:
     )
 
 
-def record_attempt(cur: Cursor, run_id: str, attempt: int, status: str, error: str | None,
-                   traceback: str | None, started_at: float | None, now: float) -> None:
+def record_attempt(
+    cur: Cursor,
+    run_id: str,
+    attempt: int,
+    status: str,
+    error: str | None,
+    traceback: str | None,
+    started_at: float | None,
+    now: float,
+) -> None:
     cur.execute(
         "INSERT INTO run_attempts (run_id, attempt, status, error, traceback, started_at,"
         " finished_at, code_fingerprint)"
@@ -142,8 +175,15 @@ def record_attempt(cur: Cursor, run_id: str, attempt: int, status: str, error: s
     )
 
 
-def finish(cur: Cursor, run_id: str, status: str, output: str | None, error: str | None,
-           traceback: str | None, now: float) -> None:
+def finish(
+    cur: Cursor,
+    run_id: str,
+    status: str,
+    output: str | None,
+    error: str | None,
+    traceback: str | None,
+    now: float,
+) -> None:
     interrupt_running_steps(cur, run_id, now, "interrupted: the run ended while it ran")
     cur.execute(
         "UPDATE runs SET status = %s, output = %s, error = %s, finished_at = %s, ready_at = NULL,"
@@ -158,8 +198,9 @@ def finish(cur: Cursor, run_id: str, status: str, output: str | None, error: str
     _wake_waiters(cur, run_id, parent, status=status, now=now)
 
 
-def _wake_waiters(cur: Cursor, run_id: str, parent_run_id: str | None, *, status: str,
-                  now: float) -> None:
+def _wake_waiters(
+    cur: Cursor, run_id: str, parent_run_id: str | None, *, status: str, now: float
+) -> None:
     if parent_run_id:
         cur.execute(
             "UPDATE runs SET children_done = children_done + 1,"

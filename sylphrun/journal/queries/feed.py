@@ -42,7 +42,10 @@ class JournalCursor:
         self._behind = len(events) == limit
         return events
 
-def events_since(conn: Connection, after_id: int, limit: int = 10_000) -> list[tuple[int, float, str, str, str | None]]:
+
+def events_since(
+    conn: Connection, after_id: int, limit: int = 10_000
+) -> list[tuple[int, float, str, str, str | None]]:
     """(id, at, run_id, kind, step_key) of events after `after_id`: what changed since."""
     with conn.read() as db:
         return db.execute(
@@ -66,8 +69,9 @@ def last_event_id(conn: Connection) -> int:
 # through the run (its rows share the primary key's prefix), never by a scan of `steps`.
 
 
-def step_changes(conn: Connection, run_id: str, after: int,
-                 until: int | None) -> tuple[list[StepChange], int]:
+def step_changes(
+    conn: Connection, run_id: str, after: int, until: int | None
+) -> tuple[list[StepChange], int]:
     """A run's steps whose row was last written in [after, until) of the feed (`until`
     None: up to the newest event, read in the same snapshot), and the place to read from
     next. Each row once, with its state now; one written again at or after `until` is left
@@ -84,7 +88,6 @@ def step_changes(conn: Connection, run_id: str, after: int,
             (run_id, after, until),
         ).fetchall()
     return [StepChange._make(r) for r in rows], until
-
 
 
 # -- reads for the dashboard: lists of thousands of runs, and what changed ----------------
@@ -122,7 +125,10 @@ _SUMMARY_COLUMNS = (
 
 
 def run_summaries(
-    conn: Connection, *, limit: int = 50_000, parent_run_id: str | None = None,
+    conn: Connection,
+    *,
+    limit: int = 50_000,
+    parent_run_id: str | None = None,
 ) -> list[RunSummary]:
     """Summaries of the newest runs (or of one parent's children, oldest first)."""
     with conn.read() as db:
@@ -146,7 +152,7 @@ def run_summaries_by_ids(conn: Connection, run_ids: Sequence[str]) -> list[RunSu
     ids = list(run_ids)
     with conn.read() as db:
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
+            chunk = ids[start : start + 500]
             rows = db.execute(
                 f"SELECT {_SUMMARY_COLUMNS} FROM runs WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
@@ -156,7 +162,10 @@ def run_summaries_by_ids(conn: Connection, run_ids: Sequence[str]) -> list[RunSu
 
 
 def log_lines_after(
-    conn: Connection, run_id: str, after_id: int = 0, limit: int = 5_000,
+    conn: Connection,
+    run_id: str,
+    after_id: int = 0,
+    limit: int = 5_000,
 ) -> list[tuple[int, model.LogLine]]:
     """(log id, line) of a run's log lines after `after_id`: a follower reads only what is new."""
     with conn.read() as db:
@@ -174,7 +183,10 @@ STATE_CHANGE_KINDS = ("run.", "step.waiting")
 
 
 def run_state_changes(
-    conn: Connection, run_id: str, *, up_to: int,
+    conn: Connection,
+    run_id: str,
+    *,
+    up_to: int,
 ) -> list[tuple[int, float, str, str | None]]:
     """(event id, at, kind, step key) of a run's status changes (`run.*`) and of its steps
     that went 'waiting' (parked with it, or a sleep or wait begun), up to event `up_to`:
@@ -192,7 +204,11 @@ def run_state_changes(
 
 
 def runs_with_payload_text(
-    conn: Connection, text: str, *, limit: int = 1_000, run_ids: Sequence[str] | None = None,
+    conn: Connection,
+    text: str,
+    *,
+    limit: int = 1_000,
+    run_ids: Sequence[str] | None = None,
 ) -> list[str]:
     """Ids of the newest runs (or of the given ones) whose payload's JSON text contains
     `text`, ignoring ASCII case: the dashboard's search, which holds runs without payloads.
@@ -216,10 +232,13 @@ def runs_with_payload_text(
         out: list[str] = []
         ids = list(run_ids)
         for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            out += [r[0] for r in db.execute(
-                f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
-                " AND payload LIKE ? ESCAPE '\\'",
-                (*chunk, pattern),
-            )]
+            chunk = ids[start : start + 500]
+            out += [
+                r[0]
+                for r in db.execute(
+                    f"SELECT id FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+                    " AND payload LIKE ? ESCAPE '\\'",
+                    (*chunk, pattern),
+                )
+            ]
         return out

@@ -31,11 +31,25 @@ def _loads(text: str | None):
 
 def _run(row: sqlite3.Row | tuple) -> model.Run:
     return model.Run(
-        id=row[0], task_id=row[1], status=row[2], payload=_loads(row[3]), output=_loads(row[4]),
-        error=row[5], attempt=row[6], parent_run_id=row[7], idempotency_key=row[8],
-        created_at=row[9], started_at=row[10], finished_at=row[11], ready_at=row[12],
-        children_total=row[13], children_done=row[14], children_failed=row[15], replay_of=row[16],
-        children_cancelled=row[17], priority=row[18],
+        id=row[0],
+        task_id=row[1],
+        status=row[2],
+        payload=_loads(row[3]),
+        output=_loads(row[4]),
+        error=row[5],
+        attempt=row[6],
+        parent_run_id=row[7],
+        idempotency_key=row[8],
+        created_at=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        ready_at=row[12],
+        children_total=row[13],
+        children_done=row[14],
+        children_failed=row[15],
+        replay_of=row[16],
+        children_cancelled=row[17],
+        priority=row[18],
     )
 
 
@@ -65,8 +79,13 @@ def resolve_run_id(conn: Connection, prefix: str) -> str:
 
 
 def list_runs(
-    conn: Connection, *, status: str | None = None, task_id: str | None = None,
-    parent_run_id: str | None = None, limit: int = 100, top_level_only: bool = False,
+    conn: Connection,
+    *,
+    status: str | None = None,
+    task_id: str | None = None,
+    parent_run_id: str | None = None,
+    limit: int = 100,
+    top_level_only: bool = False,
 ) -> list[model.Run]:
     where, args = [], []
     if status:
@@ -103,14 +122,16 @@ def run_results(conn: Connection, run_ids: Sequence[str]) -> dict[str, model.Run
     out: dict[str, model.RunResult] = {}
     with conn.read() as db:
         for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start:start + 500]
+            chunk = run_ids[start : start + 500]
             rows = db.execute(
                 f"SELECT id, status, output, error FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
                 " AND status IN ('completed','failed','cancelled')",
                 chunk,
             ).fetchall()
             for rid, status, output, error in rows:
-                out[rid] = model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+                out[rid] = model.RunResult(
+                    rid, status, status == model.COMPLETED, _loads(output), error
+                )
     return out
 
 
@@ -123,8 +144,11 @@ def children_results(conn: Connection, parent_run_id: str) -> dict[str, model.Ru
             (parent_run_id,),
         ).fetchall()
     return {
-        rid: (model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
-              if status in model.TERMINAL_STATES else None)
+        rid: (
+            model.RunResult(rid, status, status == model.COMPLETED, _loads(output), error)
+            if status in model.TERMINAL_STATES
+            else None
+        )
         for rid, status, output, error in rows
     }
 
@@ -167,8 +191,11 @@ def next_ready_at(conn: Connection) -> float | None:
 def has_ready_work(conn: Connection, now: float) -> bool:
     """Is any run claimable now? A read-only check before taking the write lock."""
     with conn.read() as db:
-        return db.execute(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at <= ?)"
-            " OR EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at < ?)",
-            (now, now),
-        ).fetchone()[0] == 1
+        return (
+            db.execute(
+                "SELECT EXISTS (SELECT 1 FROM runs WHERE ready_at <= ?)"
+                " OR EXISTS (SELECT 1 FROM runs WHERE status = 'running' AND lease_expires_at < ?)",
+                (now, now),
+            ).fetchone()[0]
+            == 1
+        )

@@ -30,10 +30,23 @@ def steps_of(conn: Connection, run_id: str, *, with_attempts: bool = True) -> li
                 )
     return [
         model.Step(
-            run_id=r[0], key=r[1], name=r[2], kind=r[3], status=r[4], seq=r[5], attempts=r[6],
-            output=_loads(r[7]), error=r[8], started_at=r[9], finished_at=r[10],
-            child_run_ids=_loads(r[11]) or [], retry_at=r[12], attempt_log=attempts.get(r[1], []),
-            fn=r[13], args_hash=r[14], copied=bool(r[15]),
+            run_id=r[0],
+            key=r[1],
+            name=r[2],
+            kind=r[3],
+            status=r[4],
+            seq=r[5],
+            attempts=r[6],
+            output=_loads(r[7]),
+            error=r[8],
+            started_at=r[9],
+            finished_at=r[10],
+            child_run_ids=_loads(r[11]) or [],
+            retry_at=r[12],
+            attempt_log=attempts.get(r[1], []),
+            fn=r[13],
+            args_hash=r[14],
+            copied=bool(r[15]),
         )
         for r in rows
     ]
@@ -81,8 +94,9 @@ def replay_state(conn: Connection, run_id: str) -> dict[str, JournaledStep]:
             " compensate, fn, args_hash, copied FROM steps WHERE run_id = ?",
             (run_id,),
         ).fetchall()
-    return {r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10], r[11], r[12], bool(r[13]))
-            for r in rows}
+    return {
+        r[0]: JournaledStep(*r[1:9], bool(r[9]), r[10], r[11], r[12], bool(r[13])) for r in rows
+    }
 
 
 def step_tries_in_attempt(conn: Connection, run_id: str, step_key: str, run_attempt: int) -> int:

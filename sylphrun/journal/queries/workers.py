@@ -30,12 +30,21 @@ def registered_tasks(conn: Connection) -> dict[str, model.TaskRecord]:
     out = {}
     for tid, options, source_file, source_line, fingerprint, by, at in rows:
         opts = _loads(options)
-        out[tid] = model.TaskRecord(tid, opts if isinstance(opts, dict) else {}, source_file,
-                                    source_line, fingerprint, by, at)
+        out[tid] = model.TaskRecord(
+            tid,
+            opts if isinstance(opts, dict) else {},
+            source_file,
+            source_line,
+            fingerprint,
+            by,
+            at,
+        )
     return out
 
 
-def overdue_runs(conn: Connection, worker_ids: Sequence[str], *, now: float) -> list[tuple[str, str, str]]:
+def overdue_runs(
+    conn: Connection, worker_ids: Sequence[str], *, now: float
+) -> list[tuple[str, str, str]]:
     """(run id, task id, worker id) of running runs past their timeout deadline."""
     if not worker_ids:
         return []
