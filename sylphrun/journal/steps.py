@@ -52,7 +52,8 @@ def record_trigger_step(
             "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt,"
             " output, started_at, finished_at, child_run_ids, change_seq)"
             " VALUES (?, ?, ?, 'trigger', 'completed', ?, 1, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed', output = excluded.output,"
+            " ON CONFLICT (run_id, key) DO UPDATE SET status = 'completed',"
+            " output = excluded.output,"
             " finished_at = excluded.finished_at, child_run_ids = excluded.child_run_ids,"
             " change_seq = excluded.change_seq",
             (

@@ -145,7 +145,8 @@ def interrupt_running_steps(
     ).fetchall()
     for key, attempts, run_attempt, started_at in rows:
         db.execute(
-            "INSERT OR REPLACE INTO step_attempts VALUES (?, ?, ?, ?, 'interrupted', ?, NULL, ?, ?)",
+            "INSERT OR REPLACE INTO step_attempts"
+            " VALUES (?, ?, ?, ?, 'interrupted', ?, NULL, ?, ?)",
             (run_id, key, attempts, run_attempt, why, started_at, now),
         )
         db.execute(

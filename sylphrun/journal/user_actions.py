@@ -50,7 +50,8 @@ def cancel_run(conn: Connection, run_id: str, now: float) -> list[str]:
             for r in db.execute(
                 "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL"
                 " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
-                f" SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status NOT IN {TERMINAL}",
+                " SELECT tree.id FROM tree JOIN runs USING (id)"
+                f" WHERE runs.status NOT IN {TERMINAL}",
                 (run_id,),
             ).fetchall()
         ]
@@ -70,7 +71,8 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
                 f"run {run_id} is {status}: only a failed or cancelled run can be retried{hint}"
             )
         compensated = db.execute(
-            "SELECT 1 FROM steps WHERE run_id = ? AND kind = 'compensation' AND status = 'completed' LIMIT 1",
+            "SELECT 1 FROM steps WHERE run_id = ? AND kind = 'compensation'"
+            " AND status = 'completed' LIMIT 1",
             (run_id,),
         ).fetchone()
         if compensated:
@@ -88,9 +90,11 @@ def retry_run(conn: Connection, run_id: str, now: float) -> None:
             + [
                 r[0]
                 for r in db.execute(
-                    "WITH RECURSIVE tree(id) AS (SELECT id FROM runs WHERE parent_run_id = ? UNION ALL"
+                    "WITH RECURSIVE tree(id) AS"
+                    " (SELECT id FROM runs WHERE parent_run_id = ? UNION ALL"
                     " SELECT r.id FROM runs r JOIN tree t ON r.parent_run_id = t.id)"
-                    " SELECT tree.id FROM tree JOIN runs USING (id) WHERE runs.status = 'cancelled'",
+                    " SELECT tree.id FROM tree JOIN runs USING (id)"
+                    " WHERE runs.status = 'cancelled'",
                     (run_id,),
                 ).fetchall()
             ]
@@ -143,7 +147,8 @@ def replay_run(conn: Connection, run_id: str, *, from_step: str | None, now: flo
             steps = [
                 _OldStep(*r)
                 for r in db.execute(
-                    f"SELECT {', '.join(_OldStep._fields)} FROM steps WHERE run_id = ? ORDER BY seq",
+                    f"SELECT {', '.join(_OldStep._fields)} FROM steps"
+                    " WHERE run_id = ? ORDER BY seq",
                     (run_id,),
                 )
             ]
@@ -292,7 +297,8 @@ def wake_run(conn: Connection, run_id: str, now: float) -> str:
         what = "; ".join(woken)
         # A log line journals the user's action (and its event tells the dashboards).
         db.execute(
-            "INSERT INTO logs (run_id, at, level, message, step_key) VALUES (?, ?, 'INFO', ?, NULL)",
+            "INSERT INTO logs (run_id, at, level, message, step_key)"
+            " VALUES (?, ?, 'INFO', ?, NULL)",
             (run_id, now, f"woken by user: {what}"),
         )
         return what

@@ -152,7 +152,8 @@ def doom_run(
     with conn.write() as db:
         return (
             db.execute(
-                f"UPDATE runs SET doom = ?, updated_at = ? WHERE id = ? AND status = 'running'{owner}",
+                "UPDATE runs SET doom = ?, updated_at = ?"
+                f" WHERE id = ? AND status = 'running'{owner}",
                 (error, now, run_id, *((worker_id,) if worker_id else ())),
             ).rowcount
             == 1

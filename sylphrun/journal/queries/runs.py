@@ -124,7 +124,8 @@ def run_results(conn: Connection, run_ids: Sequence[str]) -> dict[str, model.Run
         for start in range(0, len(run_ids), 500):
             chunk = run_ids[start : start + 500]
             rows = db.execute(
-                f"SELECT id, status, output, error FROM runs WHERE id IN ({','.join('?' * len(chunk))})"
+                "SELECT id, status, output, error FROM runs"
+                f" WHERE id IN ({','.join('?' * len(chunk))})"
                 " AND status IN ('completed','failed','cancelled')",
                 chunk,
             ).fetchall()

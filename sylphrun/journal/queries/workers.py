@@ -62,7 +62,8 @@ def lease_states(conn: Connection, run_ids: Sequence[str]) -> dict[str, tuple[in
         return {}
     with conn.read() as db:
         rows = db.execute(
-            f"SELECT id, lease_epoch, status FROM runs WHERE id IN ({','.join('?' * len(run_ids))})",
+            "SELECT id, lease_epoch, status FROM runs"
+            f" WHERE id IN ({','.join('?' * len(run_ids))})",
             list(run_ids),
         ).fetchall()
     return {r[0]: (r[1], r[2]) for r in rows}
