@@ -3,6 +3,8 @@
 A `Journal` speaks the domain (claim runs, record a step's result, park a run on its
 children, cancel, the change feed since a cursor); no SQL and no driver type crosses it.
 Its reads are `interface_reads.JournalReader`, for code that only follows the journal.
+Its writes for workers and for features (user actions, events, schedules) are declared
+in `interface_workers.py` and `interface_features.py`; `Journal` extends both.
 `sqlite_journal.SqliteJournal` is the first implementation; a PostgreSQL one must honour
 the same contracts, and `tests/journal/` is the suite both run.
 
@@ -42,24 +44,23 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
-from sylphrun import model
+from sylphrun.journal.interface_features import JournalFeatures
 from sylphrun.journal.interface_reads import JournalReader
+from sylphrun.journal.interface_workers import JournalWorkers
 from sylphrun.journal.types import (
     Claim,
     Created,
     RunSpec,
-    ScheduleTick,
-    SentEvent,
-    TakenEvent,
     TaskTerms,
 )
 
 
 @runtime_checkable
-class Journal(JournalReader, Protocol):
+class Journal(JournalReader, JournalWorkers, JournalFeatures, Protocol):
     """The journal of one project: its reads (`JournalReader`: runs, steps, logs, workers,
     the feed, the handle) and every write, grouped as the runs, the steps and logs of a
-    running run, the workers, and the user's actions."""
+    running run (here), the workers (`JournalWorkers`), and the user's actions, events
+    and schedules (`JournalFeatures`)."""
 
     # -- runs: created, claimed, parked, finished ------------------------------------------
 
@@ -316,165 +317,6 @@ class Journal(JournalReader, Protocol):
     ) -> None:
         """A log line of a run, with its event. With `epoch`, fenced like the run's other
         writes; without (a user action, the supervisor), written whoever holds the run."""
-        ...
-
-    # -- workers and the tasks they run ----------------------------------------------------
-
-    def register_worker(
-        self,
-        worker_id: str,
-        *,
-        pid: int,
-        host: str,
-        supervisor_pid: int | None,
-        wake_addr: str | None,
-        now: float,
-    ) -> None:
-        """A worker is alive (heartbeat `now`); workers stopped over a day ago are forgotten."""
-        ...
-
-    def heartbeat(
-        self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
-    ) -> list[str]:
-        """Renew the worker's heartbeat and the leases of the runs it executes (`held`:
-        run id -> epoch) to `now + lease_seconds`, in one transaction. Returns the held
-        runs it no longer owns (cancelled, taken over), so it stops executing them. Runs
-        not in `held` are not renewed, even if their lease names this worker."""
-        ...
-
-    def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
-        """The supervisor's renewal for a live worker whose heartbeat starves (a step
-        holding the GIL): every running run it holds. Returns how many were renewed."""
-        ...
-
-    def unregister_worker(self, worker_id: str, now: float) -> None:
-        """The worker stopped at `now`; no longer listed as live."""
-        ...
-
-    def release_worker_runs(
-        self, worker_id: str, *, reason: str, crashed: bool, now: float
-    ) -> tuple[list[str], list[str]]:
-        """Every running run a dead or killed worker held, in one transaction: (requeued,
-        failed). With `crashed`, each counts a crash; at `MAX_CRASHES` it is requeued doomed
-        (it fails at the step in flight, after replaying, so its compensations run) and
-        listed as failed; past it, failed at once."""
-        ...
-
-    def doom_run(
-        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
-    ) -> bool:
-        """A running run must fail with `error` at its next execution's stuck step (its
-        worker is replaced for overrunning the timeout). With `worker_id`, only while that
-        worker holds it. Returns whether the run was marked."""
-        ...
-
-    def register_tasks(
-        self,
-        records: Sequence[model.TaskRecord],
-        *,
-        registered_by: str,
-        project_dir: str | None,
-        now: float,
-    ) -> bool:
-        """Replace the registered tasks with `records` in one transaction. The same set
-        registered already: False, nothing written."""
-        ...
-
-    # -- user actions (not fenced: they fence out the run's worker instead) ---------------
-
-    def cancel_run(self, run_id: str, now: float) -> list[str]:
-        """Cancel a run and its unfinished descendants in one transaction; returns their
-        ids. Their open steps end 'cancelled' (a running one keeps an interrupted attempt),
-        and each finishes as every finish does: the epoch bump fences out their workers.
-        `UnknownRun`; `InvalidState` if it already finished."""
-        ...
-
-    def retry_run(self, run_id: str, now: float) -> None:
-        """A failed or cancelled run queued again as a new attempt, ready at `now`,
-        completed steps kept; a cancelled one revives its cancelled descendants, and each
-        parent's counters forget them. `InvalidState`: not failed or cancelled, or it ran
-        compensations (resuming would build on undone effects)."""
-        ...
-
-    def replay_run(self, run_id: str, *, from_step: str | None, now: float) -> str:
-        """A new run of the same task and payload (`replay_of` = run_id); returns its id.
-        With `from_step`, the completed steps before it are copied (`copied`), except those
-        a compensation undid, which a WARNING log line of the new run names. `InvalidState`
-        for a step the run does not have; `ReplayFromCompensation` for a compensation."""
-        ...
-
-    def wake_run(self, run_id: str, now: float) -> str:
-        """A sleeping run, or one waiting for a retry, becomes ready at `now` (its sleeps
-        end and its retrying steps are due at `now`), with an INFO log line saying so;
-        returns what was woken. `InvalidState` when there is nothing to wake."""
-        ...
-
-    # -- user events (issue 14: send_event, wait_for_event, on_event, cancel_on) ----------
-
-    def send_event(
-        self,
-        *,
-        event_id: str | None,
-        name: str,
-        data: str,
-        derived_id: bool = False,
-        sent_by: str | None = None,
-        now: float,
-    ) -> SentEvent:
-        """Record the event `name` with `data` (a JSON object as text) and act on it, in
-        ONE transaction: every run with an open wait it matches becomes ready at `now`
-        (fan-out: all of them), each registered task whose `on_event` names it gets a run
-        with `data` as payload (keyed by the event: never twice), and every unfinished run
-        of a task whose `cancel_on` names it and whose payload field equals the event's is
-        cancelled as `cancel_run` does. An `event_id` sent before hands it back
-        (`created=False`, nothing done again); with another name or data
-        `EventIdConflict`, unless `derived_id`. Events are ordered by `seq`, which only
-        grows."""
-        ...
-
-    def take_event(
-        self,
-        run_id: str,
-        epoch: int,
-        *,
-        key: str,
-        name: str,
-        seq: int,
-        run_attempt: int,
-        event: str,
-        match: dict | None,
-        timeout_at: float | None,
-        now: float,
-    ) -> TakenEvent:
-        """Fenced, ONE transaction. The wait step `key` consumes the first event named
-        `event` whose data holds every key/value of `match`, among those sent after the
-        run was created (not after the wait began: no race) and not consumed by another
-        wait of the run; the step completes with it ("received"). Else, at or past
-        `timeout_at`, it completes "timed_out". Else it is journaled 'waiting' with its
-        wait open ("waiting"): a matching send makes the run ready."""
-
-    # -- schedules (issue 15) ---------------------------------------------------------------
-
-    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
-        """A schedule seen for the first time: its state starts settled through
-        `settled_through` (no catch-up of slots from before it existed). False, nothing
-        written, if the task has a schedule state already."""
-        ...
-
-    def fire_schedule(
-        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
-    ) -> list[Created]:
-        """One transaction: the ticks whose slot is after the schedule's settled time are
-        enqueued (ready at `now`; a tick's idempotency key hands back the run of a slot
-        fired already, whatever its payload), and the schedule is settled through
-        `settled_through` (never moved backwards), its last slot and run updated. A paused
-        schedule fires nothing and is left as it is. Returns the runs of the ticks fired."""
-        ...
-
-    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
-        """Pause or resume a schedule (kept until changed; a task never seen gets a state
-        settled through `now`). Resuming settles through `now`: slots of the pause are
-        skipped, not caught up. Returns whether anything changed."""
         ...
 
     # -- wake-ups from the journal itself (issue 17: PostgreSQL's LISTEN/NOTIFY) ------------
