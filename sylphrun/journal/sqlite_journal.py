@@ -11,25 +11,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping, Sequence
 
-from sylphrun import model
 from sylphrun.errors import JournalError
 from sylphrun.journal import (
     lifecycle,
-    schedules,
-    sent_events,
     store,
-    workers,
 )
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.interface import Journal, WorkListener
+from sylphrun.journal.sqlite_features import SqliteFeatures
 from sylphrun.journal.sqlite_reads import SqliteReads
+from sylphrun.journal.sqlite_workers import SqliteWorkers
 from sylphrun.journal.types import (
     Claim,
     Created,
     RunSpec,
-    ScheduleTick,
-    SentEvent,
-    TakenEvent,
     TaskTerms,
 )
 
@@ -68,9 +63,11 @@ def _open_postgres(url: str, *, create: bool) -> Journal:
     return open_postgres(url, create=create)
 
 
-class SqliteJournal(SqliteReads):
+class SqliteJournal(SqliteReads, SqliteWorkers, SqliteFeatures):
     """A `Journal` on one SQLite file, through one `Connection` (thread-safe, see there):
-    the writes here, the reads in `SqliteReads` (as `Journal` extends `JournalReader`)."""
+    the runs' and steps' writes here, the reads in `SqliteReads`, the workers' writes in
+    `SqliteWorkers`, user actions, events and schedules in `SqliteFeatures` (as `Journal`
+    extends `JournalReader`, `JournalWorkers` and `JournalFeatures`)."""
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -347,144 +344,6 @@ class SqliteJournal(SqliteReads):
         store.append_log(
             self.conn, run_id, level=level, message=message, step_key=step_key, now=now, epoch=epoch
         )
-
-    # -- workers and tasks -----------------------------------------------------------------
-
-    def register_worker(
-        self,
-        worker_id: str,
-        *,
-        pid: int,
-        host: str,
-        supervisor_pid: int | None,
-        wake_addr: str | None,
-        now: float,
-    ) -> None:
-        store.register_worker(
-            self.conn,
-            worker_id,
-            pid=pid,
-            host=host,
-            supervisor_pid=supervisor_pid,
-            wake_addr=wake_addr,
-            now=now,
-        )
-
-    def heartbeat(
-        self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
-    ) -> list[str]:
-        return store.heartbeat(self.conn, worker_id, held, lease_seconds=lease_seconds, now=now)
-
-    def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
-        return workers.renew_leases_for(self.conn, worker_id, lease_seconds=lease_seconds, now=now)
-
-    def unregister_worker(self, worker_id: str, now: float) -> None:
-        store.unregister_worker(self.conn, worker_id, now)
-
-    def release_worker_runs(
-        self, worker_id: str, *, reason: str, crashed: bool, now: float
-    ) -> tuple[list[str], list[str]]:
-        return store.release_worker_runs(
-            self.conn, worker_id, reason=reason, crashed=crashed, now=now
-        )
-
-    def doom_run(
-        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
-    ) -> bool:
-        return store.doom_run(self.conn, run_id, error=error, now=now, worker_id=worker_id)
-
-    def register_tasks(
-        self,
-        records: Sequence[model.TaskRecord],
-        *,
-        registered_by: str,
-        project_dir: str | None,
-        now: float,
-    ) -> bool:
-        return store.register_tasks(
-            self.conn, records, registered_by=registered_by, project_dir=project_dir, now=now
-        )
-
-    # -- user actions ----------------------------------------------------------------------
-
-    def cancel_run(self, run_id: str, now: float) -> list[str]:
-        return store.cancel_run(self.conn, run_id, now)
-
-    def retry_run(self, run_id: str, now: float) -> None:
-        store.retry_run(self.conn, run_id, now)
-
-    def replay_run(self, run_id: str, *, from_step: str | None, now: float) -> str:
-        return store.replay_run(self.conn, run_id, from_step=from_step, now=now)
-
-    def wake_run(self, run_id: str, now: float) -> str:
-        return store.wake_run(self.conn, run_id, now)
-
-    # -- user events (issue 14) ------------------------------------------------------------
-
-    def send_event(
-        self,
-        *,
-        event_id: str | None,
-        name: str,
-        data: str,
-        derived_id: bool = False,
-        sent_by: str | None = None,
-        now: float,
-    ) -> SentEvent:
-        return sent_events.send_event(
-            self.conn,
-            event_id=event_id,
-            name=name,
-            data=data,
-            derived_id=derived_id,
-            sent_by=sent_by,
-            now=now,
-        )
-
-    def take_event(
-        self,
-        run_id: str,
-        epoch: int,
-        *,
-        key: str,
-        name: str,
-        seq: int,
-        run_attempt: int,
-        event: str,
-        match: dict | None,
-        timeout_at: float | None,
-        now: float,
-    ) -> TakenEvent:
-        return sent_events.take_event(
-            self.conn,
-            run_id,
-            epoch,
-            key=key,
-            name=name,
-            seq=seq,
-            run_attempt=run_attempt,
-            event=event,
-            match=match,
-            timeout_at=timeout_at,
-            now=now,
-        )
-
-    # -- schedules (issue 15) ----------------------------------------------------------------
-
-    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
-        return schedules.start_schedule(
-            self.conn, task_id, settled_through=settled_through, now=now
-        )
-
-    def fire_schedule(
-        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
-    ) -> list[Created]:
-        return schedules.fire_schedule(
-            self.conn, task_id, ticks, settled_through=settled_through, now=now
-        )
-
-    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
-        return schedules.set_schedule_paused(self.conn, task_id, paused, now=now)
 
     # -- wake-ups from the journal itself (issue 17) -------------------------------------
 
