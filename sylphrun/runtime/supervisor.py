@@ -284,7 +284,8 @@ class Supervisor:
         )
         self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
-            # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
+            # Released runs (and doomed ones, which fail at their next execution) are new
+            # work: wake the idle workers now, not at their next poll.
             wake.poke(
                 w.wake_addr
                 for w in self.journal.live_workers(
