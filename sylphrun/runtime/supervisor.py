@@ -226,14 +226,7 @@ class Supervisor:
         )
         self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
-            # Released runs (and doomed ones, which fail at their next execution) are new
-            # work: wake the idle workers now, not at their next poll.
-            wake.poke(
-                w.wake_addr
-                for w in self.journal.live_workers(
-                    now=time.time(), stale_after=3 * self.template.heartbeat_seconds
-                )
-            )
+            self._wake_workers()
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
         if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
@@ -276,6 +269,16 @@ class Supervisor:
             self._deferred.append((now + CRASH_LOOP_PAUSE, wp.index, None))
         else:
             self.table.add(wp.index)
+
+    def _wake_workers(self) -> None:
+        # Released runs (and doomed ones, which fail at their next execution) are new
+        # work: wake the idle workers now, not at their next poll.
+        wake.poke(
+            w.wake_addr
+            for w in self.journal.live_workers(
+                now=time.time(), stale_after=3 * self.template.heartbeat_seconds
+            )
+        )
 
     def _journal_gone(self) -> None:
         if self.journal_gone is None:
