@@ -86,8 +86,13 @@ class Execution:
         # Set once the task function has ended: see `runtime.drain`.
         self.draining = False
         self.drained: asyncio.Future[None] | None = None
-        # Divergence notes (`runtime.divergence`): only when the code changed since the run
-        # last executed.
+        self._start_divergence_notes(claim, task)
+        self.thread_steps = 0
+        self.notices = Notices(self.loop, self._note_step_change, lambda: self.lost)
+
+    def _start_divergence_notes(self, claim: Claim, task: Task) -> None:
+        """The state of the divergence notes (`runtime.divergence`): taken only when the
+        code changed since the run last executed."""
         self.code_changed = (
             claim.previous_fingerprint is not None
             and claim.previous_fingerprint != task.source_fingerprint()
@@ -99,8 +104,6 @@ class Execution:
         ]
         self.called: set[str] = set()
         self.diverged = False
-        self.thread_steps = 0
-        self.notices = Notices(self.loop, self._note_step_change, lambda: self.lost)
 
     # -- keys and sequence --------------------------------------------------------------
 

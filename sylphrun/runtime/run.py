@@ -48,12 +48,7 @@ async def execute(ex: Execution) -> str:
     timer = _arm_timeout(ex)
     try:
         try:
-            if ex.doom is not None and not any(
-                s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
-            ):
-                # Its worker was replaced (or died) while the task function itself, not a
-                # step, was stuck: replaying it would only get stuck there again.
-                raise doom_error(ex.doom)
+            _refuse_stuck_body(ex)  # returns before the task function runs: no frame more
             output = await _call_task_and_drain(ex, ctx)
             if ex.suspending:
                 raise Suspend()
@@ -79,17 +74,7 @@ async def execute(ex: Execution) -> str:
             if ex.suspending:  # user code swallowed the suspension and failed otherwise
                 return _suspend(ex)
             return await _fail_attempt(ex, exc, fatal=_is_fatal(exc))
-        note_finished(ex)
-        ex.store.finish_run(
-            ex.run_id,
-            ex.epoch,
-            status=model.COMPLETED,
-            output=output_json,
-            error=None,
-            traceback=None,
-            now=ex.now(),
-        )
-        return "completed"
+        return _complete(ex, output_json)
     except LeaseLost:
         return "lost"
     except Suspend:
@@ -103,6 +88,30 @@ async def execute(ex: Execution) -> str:
             timer.cancel()
         ex.notices.end()
         current_scope.reset(token)
+
+
+def _refuse_stuck_body(ex: Execution) -> None:
+    """A doomed run with no interrupted step: its worker was replaced (or died) while the
+    task function itself, not a step, was stuck; replaying it would only get stuck there
+    again, so it fails now."""
+    if ex.doom is not None and not any(
+        s.status == model.STEP_INTERRUPTED for s in ex.journal.values()
+    ):
+        raise doom_error(ex.doom)
+
+
+def _complete(ex: Execution, output_json: str) -> str:
+    note_finished(ex)
+    ex.store.finish_run(
+        ex.run_id,
+        ex.epoch,
+        status=model.COMPLETED,
+        output=output_json,
+        error=None,
+        traceback=None,
+        now=ex.now(),
+    )
+    return "completed"
 
 
 def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:

@@ -2,9 +2,9 @@
 
 Each `step.run` either returns the journaled result of a completed step at once
 (`_replayed`), or checks the step may start (`_may_start`), calls the step function
-(`_attempt`) and journals its result (`_record_result`) before returning. A run that needs
-to wait suspends through `runtime.barrier`; a step run while a step failure is handled is
-an undo (`runtime.compensation_kind`).
+(`_attempt`) and journals its result (`runtime.step_outcomes`) before returning. A run
+that needs to wait suspends through `runtime.barrier`; a step run while a step failure is
+handled is an undo (`runtime.compensation_kind`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import asyncio
 import contextvars
 import functools
 import inspect
-import json
 import sys
 import types
 from collections.abc import Awaitable, Callable
@@ -22,34 +21,25 @@ from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.define import Retry
-from sylphrun.errors import (
-    CorruptRecord,
-    JournalError,
-    NonRetriableError,
-    NotJSONSerializable,
-    StepFailed,
-    doom_is_fatal,
-    split_error_text,
-)
+from sylphrun.errors import JournalError, StepFailed, split_error_text
 from sylphrun.journal.types import JournaledStep, LeaseLost
 from sylphrun.runtime.compensation_kind import handling_failure
-from sylphrun.runtime.crash_points import CRASH_AT, crash_point
 from sylphrun.runtime.divergence import call_of, check_replay, note_step_call
 from sylphrun.runtime.execution import Execution
-from sylphrun.runtime.failures import error_text, user_traceback
 from sylphrun.runtime.notices import NOTICE_EVERY  # noqa: F401 - read by tests/test_eventlog
 from sylphrun.runtime.scope import Scope, current_scope, current_step_key
 from sylphrun.runtime.signals import JournalFailed, Release, Settled, Suspend
 from sylphrun.runtime.sleeps import durable_sleep
-
-# Compensations get a few quick retries of their own: an undo that fails once (a flaky
-# refund API) should not leave the saga half-compensated.
-COMPENSATION_RETRY = Retry(max_attempts=3, min_delay=0.5, max_delay=5.0)
-
-# Values whose JSON round trip is the value itself (equal, same type): a step returning
-# one skips `json.loads` of what it just serialized. A float too: json writes repr(),
-# which reads back exactly, and NaN/inf were refused by `codec.dumps` already.
-_SELF_JSON = frozenset({type(None), bool, int, float, str})
+from sylphrun.runtime.step_outcomes import (  # COMPENSATION_RETRY: re-exported for run.py
+    COMPENSATION_RETRY,  # noqa: F401
+    SELF_JSON,
+    fail_doomed_step,
+    journaled_value,
+    on_cancelled,
+    record_failure,
+    record_result,
+    record_start,
+)
 
 
 class Steps:
@@ -193,7 +183,7 @@ async def run_step(
         ):
             # Doomed: fail at the first unfinished step. Compensations still run, except
             # the one that was in flight when the worker was replaced: it is what got stuck.
-            _fail_doomed_step(ex, key, name, kind)
+            fail_doomed_step(ex, key, name, kind)
         return await _attempt(ex, key, name, kind, fn, args, kwargs, retry, compensate, rec)
     except JournalError as exc:
         raise JournalFailed(str(exc)) from None
@@ -202,7 +192,7 @@ async def run_step(
 def _replayed(
     ex: Execution, key: str, name: str, rec: JournaledStep, compensate: Callable[[Any], Any] | None
 ) -> Any:
-    value = _journaled_value(key, rec.output)
+    value = journaled_value(key, rec.output)
     if compensate is not None and not rec.copied:
         # A step `replay --from-step` copied is the original run's effect: a failed
         # replay must not undo what that run (perhaps completed) relies on.
@@ -254,23 +244,7 @@ async def _attempt(
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
     seq = ex.seq_for(key)
     call = call_of(fn, args, kwargs, ex.run_id)
-    if CRASH_AT:
-        crash_point("before-start", key)
-    if ex.probe is not None:  # the test harness only (sylphrun.testing): after `call_of`,
-        fn = ex.probe.starting(key, name, fn)  # so a mock is checked as the user's function
-    ex.store.record_step_start(
-        ex.run_id,
-        ex.epoch,
-        key=key,
-        name=name,
-        kind=kind,
-        seq=seq,
-        run_attempt=ex.attempt,
-        now=ex.now(),
-        notify=ex.notices.due(key, model.STEP_RUNNING),
-        fn=call[0],
-        args_hash=call[1],
-    )
+    fn = record_start(ex, key, name, kind, fn, seq, call)
     parent = current_step_key()
     token: contextvars.Token | None = current_scope.set(Scope(ex, key))
     ex.barrier.step_started(key, asyncio.current_task(), parent)
@@ -279,20 +253,20 @@ async def _attempt(
         result = await (
             fn(*args, **kwargs) if _is_async(fn) else _call_in_thread(ex, fn, args, kwargs)
         )
-        while type(result) not in _SELF_JSON and inspect.isawaitable(result):
+        while type(result) not in SELF_JSON and inspect.isawaitable(result):
             result = await result
         if ex.suspending:
             raise Suspend()
         output = codec.dumps(result, what=f"step {key!r} result", limit=ex.max_output)
     except asyncio.CancelledError:
-        _on_cancelled(ex, key, name, kind)
+        on_cancelled(ex, key, name, kind)
         raise
     except (Suspend, Release, LeaseLost):
         raise
     except Exception as exc:
         if ex.suspending:
             raise Suspend() from None  # the step swallowed a suspension (gather return_exceptions)
-        _record_failure(ex, key, kind, exc, retry)  # raises StepFailed unless a retry is due
+        record_failure(ex, key, kind, exc, retry)  # raises StepFailed unless a retry is due
         current_scope.reset(token)
         token = None
         ex.step_finished(key)
@@ -301,144 +275,7 @@ async def _attempt(
         if token is not None:
             current_scope.reset(token)
         ex.step_finished(key)
-    return _record_result(ex, key, name, kind, result, output, compensate, attempt_no, seq, call)
-
-
-def _on_cancelled(ex: Execution, key: str, name: str, kind: str) -> None:
-    if ex.doom is not None and not ex.suspending:
-        # The run hit its timeout while this async step ran: the step fails with it.
-        _fail_doomed_step(ex, key, name, kind, started=True)
-    if not ex.suspending and not ex.lost:
-        # Cancelled by the user's own code (asyncio.wait_for, a TaskGroup): the attempt
-        # ended without a result; a replay that calls the step again runs it again.
-        ex.store.record_step_interrupted(
-            ex.run_id, ex.epoch, key=key, reason="cancelled before it returned", now=ex.now()
-        )
-
-
-def _record_failure(
-    ex: Execution, key: str, kind: str, exc: Exception, retry: Retry | None
-) -> None:
-    """Journal the step function's failure: with a retry time when its policy allows one
-    more try (the time is then in `ex.wake_times`), or for good (raises `StepFailed`)."""
-    fatal = isinstance(exc, (NonRetriableError, NotJSONSerializable))
-    policy = retry or (COMPENSATION_RETRY if kind == model.COMPENSATION else None)
-    now = ex.now()
-    # The step's policy counts tries within this run attempt, this one included (not the
-    # step's attempt number): a run-level retry re-executes the function, and its steps get
-    # their own retries again instead of a single shot.
-    tries = 0
-    if policy is not None and not fatal and ex.doom is None:
-        tries = 1 + ex.store.step_tries_in_attempt(ex.run_id, key, ex.attempt)
-    if tries and tries < policy.max_attempts:  # type: ignore[union-attr]
-        retry_at = now + policy.delay(tries)  # type: ignore[union-attr]
-        ex.store.record_step_failure(
-            ex.run_id,
-            ex.epoch,
-            key=key,
-            error=error_text(exc),
-            traceback=user_traceback(exc),
-            retry_at=retry_at,
-            now=now,
-        )
-        ex.wake_times.append(retry_at)
-        return
-    ex.store.record_step_failure(
-        ex.run_id,
-        ex.epoch,
-        key=key,
-        error=error_text(exc),
-        traceback=user_traceback(exc),
-        retry_at=None,
-        fatal=fatal,
-        now=now,
-    )
-    raise StepFailed(key, type(exc).__name__, str(exc), non_retriable=fatal) from exc
-
-
-def _record_result(
-    ex: Execution,
-    key: str,
-    name: str,
-    kind: str,
-    result: Any,
-    output: str,
-    compensate: Callable[[Any], Any] | None,
-    attempt_no: int,
-    seq: int,
-    call: tuple[str, str | None],
-) -> Any:
-    undo_ref = _qualified_name(compensate) if compensate is not None else None
-    if CRASH_AT:
-        crash_point("after-effect", key)
-    if ex.probe is not None:
-        ex.probe.at("after-effect", key)
-    ex.store.record_step_result(
-        ex.run_id,
-        ex.epoch,
-        key=key,
-        output=output,
-        now=ex.now(),
-        compensate=undo_ref,
-        notify=ex.notices.due(key, model.STEP_COMPLETED),
-    )
-    if CRASH_AT:
-        crash_point("after-commit", key)
-    if ex.probe is not None:
-        ex.probe.at("after-commit", key)
-    value = result if type(result) in _SELF_JSON else json.loads(output)
-    ex.journal[key] = JournaledStep(
-        model.STEP_COMPLETED,
-        kind,
-        output,
-        None,
-        attempt_no,
-        ex.attempt,
-        seq,
-        None,
-        False,
-        undo_ref,
-        *call,
-    )
-    if compensate is not None:
-        ex.compensations.append((key, name, compensate, value))
-    return value
-
-
-def _journaled_value(key: str, output: str | None) -> Any:
-    try:
-        return json.loads(output) if output is not None else None
-    except ValueError as exc:
-        raise CorruptRecord(
-            f"the journaled result of step {key!r} is not valid JSON ({exc}); "
-            "the row was damaged or edited by hand"
-        ) from None
-
-
-def _qualified_name(fn: Callable[..., Any]) -> str:
-    return f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', repr(fn))}"
-
-
-def _fail_doomed_step(ex: Execution, key: str, name: str, kind: str, started: bool = False) -> None:
-    """The run overran its timeout (or crashed its workers): this step, the first not
-    completed, fails with it."""
-    now = ex.now()
-    if not started:
-        ex.store.record_step_start(
-            ex.run_id,
-            ex.epoch,
-            key=key,
-            name=name,
-            kind=kind,
-            seq=ex.seq_for(key),
-            run_attempt=ex.attempt,
-            now=now,
-        )
-    ex.store.record_step_failure(
-        ex.run_id, ex.epoch, key=key, error=ex.doom or "", traceback=None, retry_at=None, now=now
-    )
-    error_type, message = split_error_text(ex.doom or "TaskTimeout")
-    raise StepFailed(key, error_type, message, non_retriable=doom_is_fatal(ex.doom or ""))
+    return record_result(ex, key, name, kind, result, output, compensate, attempt_no, seq, call)
 
 
 async def _call_in_thread(ex: Execution, fn: Callable[..., Any], args: tuple, kwargs: dict) -> Any:

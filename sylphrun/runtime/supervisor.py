@@ -9,10 +9,8 @@ supervisor replaces that worker's process.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +18,6 @@ from dataclasses import replace
 from multiprocessing.connection import wait as wait_sentinels
 
 from sylphrun.config import Config
-from sylphrun.errors import JournalError, timeout_error
 from sylphrun.journal import open_journal
 from sylphrun.journal.types import MAX_CRASHES
 from sylphrun.runtime import wake
@@ -30,8 +27,6 @@ from sylphrun.runtime.process_table import (
     WorkerProcess,
     WorkerState,
     describe_exit,
-    pid_alive,
-    stopped,
 )
 from sylphrun.runtime.scheduler import ScheduleTicker
 from sylphrun.runtime.worker import (
@@ -41,11 +36,10 @@ from sylphrun.runtime.worker import (
     WorkerSettings,
     journal_gone_message,
 )
+from sylphrun.runtime.worker_sweeps import enforce_timeouts, release_vanished, renew_for_busy
 
 log = logging.getLogger("sylphrun.supervisor")
 
-# A run past its deadline by this much is stuck in a thread: replace its worker.
-TIMEOUT_GRACE = 2.0
 # A worker that exited cleanly without our asking is restarted this much later, unless
 # the supervisor is stopping by then.
 DEFERRED_RESTART = 1.0
@@ -128,62 +122,10 @@ class Supervisor:
             self.table.prepare_standby(stopping=self.stopping)
 
     def recover_vanished_workers(self, *, quiet_for: float = 0.0) -> None:
-        """Runs held by workers of this host that died with their supervisor (kill -9 of
-        everything, a reboot) are released now instead of when their leases expire.
-
-        At start, every registered worker, however fresh its heartbeat: on this host a pid
-        that no longer exists is conclusive. A pid that exists is left alone (a worker of
-        another supervisor, or a reused pid): the lease covers that case. `poll` sweeps
-        again every heartbeat (`quiet_for`: only workers silent that long, so a worker
-        that just died is left to its own supervisor, which knows whether it meant it):
-        a worker still dying at start, or orphaned by a killed supervisor and killed
-        later, is released within a few heartbeats, not a lease.
-        """
-        host = socket.gethostname()
-        now = time.time()
-        registered = self.journal.live_workers(now=now, stale_after=math.inf)
+        """Release the runs of workers of this host that died with their supervisor (see
+        `runtime.worker_sweeps.release_vanished`)."""
         ours = {p.worker_id for p in self.procs}
-        for w in registered:
-            if w.id in ours or now - w.heartbeat_at < quiet_for:
-                continue
-            if w.host == host and not pid_alive(w.pid):
-                requeued, failed = self.journal.release_worker_runs(
-                    w.id, reason="its worker vanished", crashed=True, now=time.time()
-                )
-                self.journal.unregister_worker(w.id, time.time())
-                if requeued or failed:
-                    self.on_event(f"recovered {len(requeued)} run(s) from vanished worker {w.id}")
-
-    def _renew_for_busy_workers(self) -> None:
-        """Renew the leases of a worker of ours whose heartbeat went quiet while its
-        process runs: a step holding the GIL starves its heartbeat thread, not the worker.
-        Alive and not stopped is what we can see from here; a worker that is gone, or
-        stopped (SIGSTOP, a debugger), is fenced out when its leases run out, as before."""
-        beat = self.template.heartbeat_seconds
-        now = time.time()
-        quiet = {
-            w.id
-            for w in self.journal.live_workers(now=now, stale_after=math.inf)
-            if now - w.heartbeat_at > 1.5 * beat
-        }
-        for wp in self.procs:
-            if (
-                wp.worker_id not in quiet
-                or wp.killed_on_purpose
-                or wp.process.exitcode is not None
-                or not pid_alive(wp.process.pid)
-                or stopped(wp.process.pid)
-            ):
-                continue
-            try:
-                self.journal.renew_leases_for(
-                    wp.worker_id, lease_seconds=self.template.lease_seconds, now=now
-                )
-            except JournalError as exc:
-                # A full or failing disk starves the worker's heartbeat the same way: it
-                # logs that itself; we must not die of it (a supervisor that exits
-                # takes its workers with it).
-                log.warning("renewing worker %s's leases failed: %s", wp.index, exc)
+        release_vanished(self.journal, ours, self.on_event, quiet_for=quiet_for)
 
     def wait_ready(self, timeout: float = 30.0) -> bool:
         """Block until every worker has registered in the journal (for tests and benches)."""
@@ -209,7 +151,7 @@ class Supervisor:
                 self._handle_exit(wp)
             if not self.stopping:
                 self._restart_deferred()
-                self._enforce_timeouts()
+                enforce_timeouts(self.journal, self.procs, self.on_event)
                 beat = self.template.heartbeat_seconds
                 if time.monotonic() - self._swept_at > beat:
                     self._swept_at = time.monotonic()
@@ -217,7 +159,7 @@ class Supervisor:
                         self._journal_gone()
                         return
                     self.recover_vanished_workers(quiet_for=1.5 * beat)
-                    self._renew_for_busy_workers()
+                    renew_for_busy(self.journal, self.procs, self.template)
         if not self.stopping and self.journal_gone is None:
             self.schedules.tick(time.time())  # outside the lock: the reloader waits on it
 
@@ -284,13 +226,7 @@ class Supervisor:
         )
         self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
-            # Released runs (and doomed ones, which fail at their next execution) are new work: wake the idle workers now, not at their next poll.
-            wake.poke(
-                w.wake_addr
-                for w in self.journal.live_workers(
-                    now=time.time(), stale_after=3 * self.template.heartbeat_seconds
-                )
-            )
+            self._wake_workers()
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
         if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
@@ -334,6 +270,16 @@ class Supervisor:
         else:
             self.table.add(wp.index)
 
+    def _wake_workers(self) -> None:
+        # Released runs (and doomed ones, which fail at their next execution) are new
+        # work: wake the idle workers now, not at their next poll.
+        wake.poke(
+            w.wake_addr
+            for w in self.journal.live_workers(
+                now=time.time(), stale_after=3 * self.template.heartbeat_seconds
+            )
+        )
+
     def _journal_gone(self) -> None:
         if self.journal_gone is None:
             self.journal_gone = journal_gone_message(self.config.journal)
@@ -347,28 +293,6 @@ class Supervisor:
             if line is not None:
                 self.on_event(line)
             self.table.add(index)
-
-    def _enforce_timeouts(self) -> None:
-        by_id = {p.worker_id: p for p in self.procs}
-        overdue = self.journal.overdue_runs(list(by_id), now=time.time() - TIMEOUT_GRACE)
-        for run_id, task_id, worker_id in overdue:
-            wp = by_id.get(worker_id)
-            if wp is None or wp.killed_on_purpose:
-                continue
-            if not self.journal.doom_run(
-                run_id,
-                worker_id=worker_id,
-                error=(
-                    f"{timeout_error(task_id)}; its worker was replaced to stop code that "
-                    "did not return"
-                ),
-                now=time.time(),
-            ):
-                continue  # it finished (or moved on) since we looked
-            self.on_event(
-                f"run {run_id} overran its timeout in a blocking step; replacing worker {wp.index}"
-            )
-            wp.kill()
 
     def serve(self, stop: threading.Event, interval: float = 0.1) -> None:
         """Supervise until `stop` is set (from a signal handler or another thread)."""

@@ -15,9 +15,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
-from sylphrun.config import Config
 from sylphrun.define import Task
 from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
@@ -26,53 +24,20 @@ from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
+from sylphrun.runtime.heartbeat import renew_leases
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
+from sylphrun.runtime.worker_settings import (  # re-exported: imported from here elsewhere
+    ECHO_RUN_LOGS,  # noqa: F401
+    IMPORT_FAILED,  # noqa: F401
+    JOURNAL_GONE,  # noqa: F401
+    REPLACE_ME,  # noqa: F401
+    WorkerSettings,
+    journal_gone_message,
+)
 
 log = logging.getLogger("sylphrun.worker")
-
-# The exit code of a worker that could not import the task modules: the supervisor does
-# not restart it in a loop (the code on disk is broken; the next good save reloads).
-IMPORT_FAILED = 3
-# The exit code of a worker that asks to be replaced: a thread of a run it no longer
-# executes (cancelled, taken over) still runs the user's code after the grace.
-REPLACE_ME = 6
-# The exit code of a worker whose journal file was deleted or replaced under it: the
-# supervisor restarts nothing and stops (a new worker would open a new, empty journal).
-JOURNAL_GONE = 5
-
-
-def journal_gone_message(path: object) -> str:
-    return (
-        f"the journal {path} was deleted or replaced while the workers ran on it; "
-        "stopping (start again to use a new journal)"
-    )
-
-
-# Set to "0" in the environment: run logs (`ctx.log`) are journaled only, not also
-# echoed to the worker's stderr.
-ECHO_RUN_LOGS = "SYLPHRUN_ECHO_RUN_LOGS"
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    config: Config
-    worker_id: str
-    supervisor_pid: int | None = None
-    lease_seconds: float = 10.0
-    heartbeat_seconds: float = 2.0
-    # Fallback poll when no wake-up datagram arrives (another tool wrote the journal).
-    poll_seconds: float = 0.25
-    # The fallback poll where the journal announces work itself (PostgreSQL's NOTIFY,
-    # from every host): slower, each poll being a round trip to the server per worker.
-    listening_poll_seconds: float = 1.0
-    # How long a stopping worker lets in-flight steps finish before it abandons them (the
-    # config's `shutdown_grace`); a step finished within it is journaled and kept.
-    grace_seconds: float = 30.0
-    # Where the worker's stdout/stderr go (user prints, log records). None: inherit the
-    # terminal. `sylphrun dev` points them at a file while the dashboard owns the screen.
-    output_path: str | None = None
 
 
 class Worker:
@@ -331,42 +296,8 @@ class Worker:
     # -- heartbeat ----------------------------------------------------------------------
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        """Renews leases from a thread of its own, so a user's step that blocks the event
-        loop does not make this worker's runs look abandoned."""
-        s = self.settings
-        journal = open_journal(s.config.journal, durability=s.config.durability)
-        failing = False
-        try:
-            while not stop.wait(s.heartbeat_seconds):
-                held = {rid: ex.epoch for rid, (ex, _) in dict(self.active).items()}
-                try:
-                    lost = journal.heartbeat(
-                        self.id, held, lease_seconds=s.lease_seconds, now=time.time()
-                    )
-                    if failing:
-                        log.warning("heartbeat: the journal is writable again")
-                    failing = False
-                except JournalError as exc:  # a full or failing disk: once, not every beat
-                    if not failing:
-                        log.error(
-                            "heartbeat failed (retrying every %g s): %s", s.heartbeat_seconds, exc
-                        )
-                    failing, lost = True, []
-                except Exception:
-                    log.exception("heartbeat failed")
-                    lost = []
-                if lost:
-                    self.loop.call_soon_threadsafe(
-                        self._drop_lost, [(rid, held[rid]) for rid in lost]
-                    )
-                if journal.replaced():
-                    self.loop.call_soon_threadsafe(self._journal_gone)
-                    return
-                if s.supervisor_pid and os.getppid() != s.supervisor_pid:
-                    # Our supervisor died (kill -9): stop, handing our runs back.
-                    self.loop.call_soon_threadsafe(self.stop)
-        finally:
-            journal.close()
+        # A method (the thread is named after it: tests/torture/iofault looks for it).
+        renew_leases(self, stop)
 
     # -- stopping -----------------------------------------------------------------------
 

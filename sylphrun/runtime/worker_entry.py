@@ -31,8 +31,9 @@ def worker_main(
     """Entry point of a worker process (the target the supervisor spawns).
 
     With a `gate`, a standby started ahead of a reload: the runtime is imported (this
-    module's imports, `worker`'s among them), the task modules not yet. It waits for the config to serve; the
-    gate closing (the supervisor dropped the standby, or died) means exit.
+    module's imports, `worker`'s among them), the task modules not yet. It waits for the
+    config to serve; the gate closing (the supervisor dropped the standby, or died) means
+    exit.
     On `registered` it says once that it is registered (and its tasks), so the supervisor
     waits for an event rather than polling the journal.
     """

@@ -6,12 +6,13 @@ function a worker process runs (replay-or-record steps, suspension, retries, chi
 compensations); only the loop around it is the harness's. When nothing is ready it moves
 the virtual clock to the next time something is (a sleep's wake-up, a retry), so waits
 cost no real time; the event loop runs on the same clock (`looptime`), so a task's
-`timeout=` and asyncio timers in step code do not wait either. Each execution is claimed under a worker id of its own, as if every run
-had a worker process to itself: a simulated crash (`WorkerDied` from the probe) then kills
-the run that hit it and no other (siblings sharing a real worker would die too, which
-would make a test's outcome depend on timing). The dead "worker's" run is released through
-the journal exactly as the supervisor releases a dead worker's (`release_worker_runs`,
-counted as a crash), then claimed again, and resumes from its journaled steps.
+`timeout=` and asyncio timers in step code do not wait either. Each execution is claimed
+under a worker id of its own, as if every run had a worker process to itself: a simulated
+crash (`WorkerDied` from the probe) then kills the run that hit it and no other (siblings
+sharing a real worker would die too, which would make a test's outcome depend on timing).
+The dead "worker's" run is released through the journal exactly as the supervisor releases
+a dead worker's (`release_worker_runs`, counted as a crash), then claimed again, and
+resumes from its journaled steps.
 """
 
 from __future__ import annotations

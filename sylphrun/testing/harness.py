@@ -305,8 +305,9 @@ class Sylph(SylphBase):
         """Replace the function of every step named `name` (in every run of this test):
         it returns `return_value`, or raises `side_effect` (an exception or its class), or
         returns `side_effect(*args, **kwargs)`; a list gives one side effect per call
-        (`[ConnectionError("down"), {"id": 1}]`: fails once, then answers). The user's function is not touched, and
-        the step is journaled as usual (a replay returns the journaled value)."""
+        (`[ConnectionError("down"), {"id": 1}]`: fails once, then answers). The user's
+        function is not touched, and the step is journaled as usual (a replay returns the
+        journaled value)."""
         mock = StepMock(name, return_value, side_effect)
         self.probe.mocks[name] = mock
         return mock
