@@ -91,6 +91,7 @@ def report(results: list[dict]) -> None:
     for r in results:
         runs = r["runs"]
         rate = statistics.median(x["runs_per_s"] for x in runs)
+        rates = [x["runs_per_s"] for x in runs]
         mid = sorted(runs, key=lambda x: x["runs_per_s"])[len(runs) // 2]
         rss = r["rss"]
         rows.append(
@@ -98,7 +99,7 @@ def report(results: list[dict]) -> None:
                 r["durability"],
                 f"{len(runs)}",
                 f"{rate:,.0f}",
-                f"{min(x['runs_per_s'] for x in runs):,.0f}-{max(x['runs_per_s'] for x in runs):,.0f}",
+                f"{min(rates):,.0f}-{max(rates):,.0f}",
                 ms(mid["seconds"], 0),
                 ms(mid["to_first_child"], 1),
                 ms(mid["children_span"], 0),

@@ -304,8 +304,14 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             [
                 "",
                 "  completed / failed as asked / WorkerCrashed (3 kills)",
-                f"{s['outcomes'].get('completed', 0)} / {s['outcomes'].get('failed (as asked)', 0)} / "
-                f"{s['outcomes'].get('failed: WorkerCrashed (killed 3 times)', 0)}",
+                " / ".join(
+                    str(s["outcomes"].get(k, 0))
+                    for k in (
+                        "completed",
+                        "failed (as asked)",
+                        "failed: WorkerCrashed (killed 3 times)",
+                    )
+                ),
             ],
             [
                 "",
@@ -328,7 +334,8 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
                 "",
                 "  saga / gather-saga (parallel steps) runs: completed / failed",
                 " / ".join(
-                    f"{s['by_task'].get(t + ' completed', 0)} / {s['by_task'].get(t + ' failed', 0)}"
+                    f"{s['by_task'].get(t + ' completed', 0)} / "
+                    f"{s['by_task'].get(t + ' failed', 0)}"
                     for t in ("saga", "gather-saga")
                 ),
             ],
@@ -372,8 +379,10 @@ def report(fig: dict, facts: dict, seconds: float) -> None:
             rows.append(
                 [
                     "disk full",
-                    "2 MB tmpfs: triggers refused (one line) / worker restarts / runs completed after",
-                    f"{refused}/{len(d['triggers'])} / {d['restarts']} / {d['runs'].get('completed', 0)}",
+                    "2 MB tmpfs: triggers refused (one line) / worker restarts"
+                    " / runs completed after",
+                    f"{refused}/{len(d['triggers'])} / {d['restarts']}"
+                    f" / {d['runs'].get('completed', 0)}",
                 ]
             )
         else:

@@ -1,4 +1,4 @@
-"""Runs and steps as JSON documents (the CLI's contract) and as terminal text.
+"""Runs and steps as terminal text (the JSON documents are in render_json, re-exported here).
 
 User data (payloads, outputs, errors, step names) is never interpreted: it is rendered as
 `rich.text.Text`, not markup, and control characters are made visible, so a step output
@@ -11,7 +11,6 @@ import json
 import re
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -20,6 +19,35 @@ from rich.text import Text
 from rich.tree import Tree
 
 from sylphrun import model
+
+# The JSON documents and the time formats live in their own modules (no rich there); they
+# are re-exported so `from sylphrun.render import X` keeps working everywhere.
+from sylphrun.render_json import dumps, run_json, show_json, step_json
+from sylphrun.render_time import duration, iso, local_time, until
+
+__all__ = [
+    "STATUS_STYLE",
+    "STEP_STYLE",
+    "UNLIMITED_WIDTH",
+    "children_summary",
+    "console",
+    "dumps",
+    "duration",
+    "hold_text",
+    "iso",
+    "local_time",
+    "one_line",
+    "run_json",
+    "runs_table",
+    "safe",
+    "show_json",
+    "show_text",
+    "status_text",
+    "step_json",
+    "until",
+    "wake_text",
+    "wake_time",
+]
 
 # C0 controls except tab/newline, DEL, and C1 controls (0x80-0x9f: 8-bit CSI/OSC).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -80,135 +108,6 @@ def console(*, stderr: bool = False, soft_wrap: bool = False) -> Console:
         soft_wrap=soft_wrap or not tty,
         width=None if tty else UNLIMITED_WIDTH,
     )
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def duration(start: float | None, end: float | None, now: float | None = None) -> str:
-    if start is None:
-        return ""
-    seconds = (end if end is not None else (now or time.time())) - start
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def local_time(ts: float | None) -> str:
-    if ts is None:
-        return ""
-    return datetime.fromtimestamp(ts).strftime("%H:%M:%S")
-
-
-# -- JSON documents ----------------------------------------------------------------------
-
-
-def run_json(run: model.Run) -> dict[str, Any]:
-    return {
-        "run_id": run.id,
-        "task_id": run.task_id,
-        "status": run.status,
-        "attempt": run.attempt,
-        "payload": run.payload,
-        "output": run.output,
-        "error": run.error,
-        "parent_run_id": run.parent_run_id,
-        "idempotency_key": run.idempotency_key,
-        "replay_of": run.replay_of,
-        "priority": run.priority,
-        "created_at": iso(run.created_at),
-        "started_at": iso(run.started_at),
-        "finished_at": iso(run.finished_at),
-        "children": {
-            "total": run.children_total,
-            "done": run.children_done,
-            "failed": run.children_failed,
-            "cancelled": run.children_cancelled,
-        },
-    }
-
-
-def step_json(step: model.Step) -> dict[str, Any]:
-    return {
-        "key": step.key,
-        "name": step.name,
-        "kind": step.kind,
-        "status": step.status,
-        "attempts": step.attempts,
-        "output": step.output,
-        "error": step.error,
-        "started_at": iso(step.started_at),
-        "finished_at": iso(step.finished_at),
-        "retry_at": iso(step.retry_at),
-        "child_run_ids": step.child_run_ids,
-        # The call the result belongs to (see runtime.divergence); null on old rows.
-        "fn": step.fn,
-        "args_hash": step.args_hash,
-        "copied": step.copied,
-        "attempt_log": [
-            {
-                "attempt": a.attempt,
-                "status": a.status,
-                "error": a.error,
-                "traceback": a.traceback,
-                "started_at": iso(a.started_at),
-                "finished_at": iso(a.finished_at),
-            }
-            for a in step.attempt_log
-        ],
-    }
-
-
-def show_json(
-    run: model.Run,
-    steps: list[model.Step],
-    children: list[model.Run],
-    attempts: list[model.RunAttempt],
-    logs: list[model.LogLine],
-) -> dict[str, Any]:
-    doc = run_json(run)
-    doc["steps"] = [step_json(s) for s in steps]
-    from sylphrun.events import open_event_waits
-
-    doc["waiting_for"] = [
-        {**w, "timeout_at": iso(w["timeout_at"])} for w in open_event_waits(steps)
-    ]
-    doc["child_runs"] = [
-        {"run_id": c.id, "task_id": c.task_id, "status": c.status, "error": c.error}
-        for c in children
-    ]
-    doc["attempts"] = [
-        {
-            "attempt": a.attempt,
-            "status": a.status,
-            "error": a.error,
-            "traceback": a.traceback,
-            "started_at": iso(a.started_at),
-            "finished_at": iso(a.finished_at),
-        }
-        for a in attempts
-    ]
-    doc["logs"] = [
-        {"at": iso(line.at), "level": line.level, "message": line.message, "step": line.step_key}
-        for line in logs
-    ]
-    return doc
-
-
-# JSON escapes C0 controls itself; with ensure_ascii=False it leaves DEL and the C1
-# controls raw, and a terminal takes U+009B as CSI just as it takes ESC [.
-_RAW_IN_JSON = re.compile(r"[\x7f-\x9f]")
-
-
-def dumps(doc: Any, *, indent: int | None = 2) -> str:
-    """A JSON document for stdout: readable non-ASCII text, no raw control character."""
-    text = json.dumps(doc, indent=indent, ensure_ascii=False)
-    return _RAW_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 # -- terminal text ---------------------------------------------------------------------
@@ -430,14 +329,3 @@ def hold_text(hold: Any, now: float) -> str | None:
     if hold.kind == "rate_limit":
         return f"rate limited until {local_time(hold.until)} ({hold.detail})"
     return f"{hold.kind} {hold.detail}".strip()
-
-
-def until(at: float, now: float) -> str:
-    """ "in 14m57s", "in 2h05m" or "in 3.4s": how long until `at`; "now" once it is due
-    (a reader's clock can pass a wake time before the run is claimed)."""
-    left = at - now
-    if left <= 0:
-        return "now"
-    if left >= 3600:
-        return f"in {int(left // 3600)}h{int(left % 3600 // 60):02d}m"
-    return f"in {duration(0.0, left)}"

@@ -26,7 +26,8 @@ async def send_email(payload, ctx):
     """A child task: each email is a run of its own, retried and shown on its own."""
     to = payload.get("to", "someone@example.com")
     ctx.log.info("sending to %s", to)
-    return await ctx.step.run("send", lambda: {"sent_to": to, "message_id": f"msg-{zlib.crc32(to.encode()) % 10_000}"})
+    message_id = f"msg-{zlib.crc32(to.encode()) % 10_000}"
+    return await ctx.step.run("send", lambda: {"sent_to": to, "message_id": message_id})
 
 
 def flaky_lookup(name: str, attempt: int, fail: bool) -> dict:
@@ -39,8 +40,11 @@ def flaky_lookup(name: str, attempt: int, fail: bool) -> dict:
 @task(id="welcome", retry=Retry(max_attempts=3, min_delay=0.5))
 async def welcome(payload, ctx):
     name = payload.get("name", "friend")
-    account = await ctx.step.run("create-account", lambda: {"id": f"acct-{name.lower()}", "name": name})
-    profile = await ctx.step.run("lookup-profile", flaky_lookup, name, ctx.attempt, payload.get("fail", False))
+    account = await ctx.step.run(
+        "create-account", lambda: {"id": f"acct-{name.lower()}", "name": name}
+    )
+    fail = payload.get("fail", False)
+    profile = await ctx.step.run("lookup-profile", flaky_lookup, name, ctx.attempt, fail)
     email = await send_email.trigger_and_wait({"to": f"{name.lower()}@example.com"})
     return {"account": account["id"], "plan": profile["plan"], "email": email.unwrap()}
 '''

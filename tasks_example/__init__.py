@@ -5,16 +5,14 @@ Each module shows one pattern of the seed (`seed-tasks-sdk.txt`), and every task
 payload `{}`. Failures are chosen from the payload, so each pattern can be shown on
 demand from the CLI or the dashboard:
 
-| task                    | pattern                         | try                                    |
-|-------------------------|---------------------------------|----------------------------------------|
-| `process-order`         | step chaining + run retries     | `{"flaky": "process-payment"}`         |
-| `process-item`          | the child of the fan-out tasks  | `{"item_id": 3, "fail": true}`         |
-| `batch-process`         | fan-out, fan-in, stats          | `{"count": 20, "fail_items": [3, 7]}`  |
-| `batch-report`          | fan-in tolerating failures      | `{"fail_items": [2]}`                  |
-| `order-saga`            | saga with try/except undo       | `{"fail_at": "create-shipment"}`       |
-| `order-saga-registered` | saga with `compensate=`         | `{"fail_at": "create-shipment"}`       |
-| `nightly-report`        | a schedule (03:00 Europe/Paris) | `{"scheduled_at": "2026-11-29T02:00:00Z"}` |
-| `sync-customer`         | one run at a time per customer  | `{"customer_id": "acme"}`              |
+- `process-order`: step chaining + run retries. Try `{"flaky": "process-payment"}`.
+- `process-item`: the child of the fan-out tasks. Try `{"item_id": 3, "fail": true}`.
+- `batch-process`: fan-out, fan-in, stats. Try `{"count": 20, "fail_items": [3, 7]}`.
+- `batch-report`: fan-in tolerating failures. Try `{"fail_items": [2]}`.
+- `order-saga`: saga with try/except undo. Try `{"fail_at": "create-shipment"}`.
+- `order-saga-registered`: saga with `compensate=`. Try `{"fail_at": "create-shipment"}`.
+- `nightly-report`: a schedule (03:00 Europe/Paris). Try `{"scheduled_at": "2026-11-29T02:00:00Z"}`.
+- `sync-customer`: one run at a time per customer. Try `{"customer_id": "acme"}`.
 
     sylphrun trigger order-saga --payload '{"fail_at": "create-shipment"}' --wait
 

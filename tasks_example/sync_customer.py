@@ -12,7 +12,9 @@ Payloads:
 - `{"customer_id": "acme"}`: pulls the customer, pushes it, completes with both ids.
 - `{"customer_id": "acme", "fields": ["email"]}`: syncs only those fields.
 
-    for c in acme acme globex; do sylphrun trigger sync-customer --payload "{\"customer_id\": \"$c\"}"; done
+    for c in acme acme globex; do
+        sylphrun trigger sync-customer --payload "{\"customer_id\": \"$c\"}"
+    done
     sylphrun trigger sync-customer --payload '{"customer_id": "initech"}' --priority 5
 """
 

@@ -202,7 +202,8 @@ def test_concurrent_senders_give_each_waiting_run_exactly_its_event(project, eng
         "import asyncio, sys, sylphrun\n"
         "async def main():\n"
         "    for i in range(int(sys.argv[1]), 24, 3):\n"
-        "        await sylphrun.send_event('order.approved', {'order_id': i, 'from': sys.argv[1]})\n"
+        "        event = {'order_id': i, 'from': sys.argv[1]}\n"
+        "        await sylphrun.send_event('order.approved', event)\n"
         "asyncio.run(main())\n"
     )
     senders = [

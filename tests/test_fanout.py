@@ -64,7 +64,8 @@ async def step_trigger(payload, ctx):
             open(LEDGER + ".tried", "w").close()
             raise RuntimeError("flaky after triggering")
         return handles.run_ids
-    ids = await ctx.step.run("spawn", spawn, retry=Retry(max_attempts=3, min_delay=0.05, max_delay=0.05))
+    retry = Retry(max_attempts=3, min_delay=0.05, max_delay=0.05)
+    ids = await ctx.step.run("spawn", spawn, retry=retry)
     return ids
 
 @task(id="fan-in-retry")

@@ -5,7 +5,8 @@ process, one JSON line on stdout.
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py fanout
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py latency
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py recovery
-    bench/.venv-peers/bin/python bench/peers/dbos_bench.py events [--wal] [--samples 50] [--poll 0.01]
+    bench/.venv-peers/bin/python bench/peers/dbos_bench.py events [--wal] [--samples 50] \\
+        [--poll 0.01]
 
 DBOS runs workflows in the process that launched it (threads; no separate workers). Its
 SQLite system database is opened as DBOS opens it: the default rollback journal

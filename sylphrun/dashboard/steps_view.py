@@ -15,6 +15,7 @@ from rich.text import Text
 from sylphrun import model
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.run_notes import step_wait_lines
+from sylphrun.dashboard.traceback_wrap import hanging_wrap
 from sylphrun.journal.types import RunSummary
 from sylphrun.render import STEP_STYLE
 
@@ -220,6 +221,61 @@ def fanout_counts(step: model.Step, children: dict[str, RunSummary]) -> tuple[in
     return done, failed, len(step.child_run_ids)
 
 
+def _fanout_lines(
+    step: model.Step, children: dict[str, RunSummary], now: float, *, full: bool
+) -> list[Line]:
+    """A trigger step's progress line and, in the tree, its notable children."""
+    out: list[Line] = []
+    done, failed, total = fanout_counts(step, children)
+    cancelled = sum(
+        1
+        for rid in step.child_run_ids
+        if getattr(children.get(rid), "status", None) == model.CANCELLED
+    )
+    out.append(
+        Line(
+            fmt.progress_line(done, failed - cancelled, total, cancelled=cancelled),
+            ("progress", step.key),
+        )
+    )
+    if not full:
+        shown = notable_children(step.child_run_ids, children, TREE_CHILDREN)
+        for rid in shown:
+            out.append(child_line(children.get(rid), rid, now))
+        if total > len(shown):
+            out.append(
+                Line(
+                    Text(
+                        f"… {total - len(shown)} more: the step pane (d) and the "
+                        "Children tab (4) list them all",
+                        style="dim",
+                    )
+                )
+            )
+    return out
+
+
+def _result_lines(step: model.Step, countdown: Text | None, *, full: bool) -> list[Line]:
+    """A step's wake time, output or awaited event (a trigger step shows its children)."""
+    out: list[Line] = []
+    if sleep_until(step) is not None:
+        if step.status == model.STEP_COMPLETED:  # its output is the wake time: said above
+            out.append(
+                Line(Text(f"slept until {fmt.clock_time_ms(sleep_until(step))}", style="blue"))
+            )
+    elif step.output is not None and step.status == model.STEP_COMPLETED:
+        out.append(Line(Text("output", style="bold green")))
+        out.extend(json_lines(step.output, None if full else 40))
+    elif (
+        step.output is not None
+        and step.kind in (model.SLEEP, model.WAIT)
+        and not (countdown is not None and step.kind == model.WAIT)
+    ):  # an event wait: said above
+        out.append(Line(Text("waiting for", style="bold blue")))
+        out.extend(json_lines(step.output, None if full else 10))
+    return out
+
+
 def detail_lines(
     step: model.Step,
     children: dict[str, RunSummary],
@@ -239,47 +295,9 @@ def detail_lines(
             line = dataclasses.replace(line, expand=True)
         out.append(line)
     if step.child_run_ids:
-        done, failed, total = fanout_counts(step, children)
-        cancelled = sum(
-            1
-            for rid in step.child_run_ids
-            if getattr(children.get(rid), "status", None) == model.CANCELLED
-        )
-        out.append(
-            Line(
-                fmt.progress_line(done, failed - cancelled, total, cancelled=cancelled),
-                ("progress", step.key),
-            )
-        )
-        if not full:
-            shown = notable_children(step.child_run_ids, children, TREE_CHILDREN)
-            for rid in shown:
-                out.append(child_line(children.get(rid), rid, now))
-            if total > len(shown):
-                out.append(
-                    Line(
-                        Text(
-                            f"… {total - len(shown)} more: the step pane (d) and the "
-                            "Children tab (4) list them all",
-                            style="dim",
-                        )
-                    )
-                )
-    elif sleep_until(step) is not None:
-        if step.status == model.STEP_COMPLETED:  # its output is the wake time: said above
-            out.append(
-                Line(Text(f"slept until {fmt.clock_time_ms(sleep_until(step))}", style="blue"))
-            )
-    elif step.output is not None and step.status == model.STEP_COMPLETED:
-        out.append(Line(Text("output", style="bold green")))
-        out.extend(json_lines(step.output, None if full else 40))
-    elif (
-        step.output is not None
-        and step.kind in (model.SLEEP, model.WAIT)
-        and not (countdown is not None and step.kind == model.WAIT)
-    ):  # an event wait: said above
-        out.append(Line(Text("waiting for", style="bold blue")))
-        out.extend(json_lines(step.output, None if full else 10))
+        out.extend(_fanout_lines(step, children, now, full=full))
+    else:
+        out.extend(_result_lines(step, countdown, full=full))
     if (
         step.error
         and step.status in (model.STEP_FAILED, model.STEP_INTERRUPTED)
@@ -348,15 +366,16 @@ def flatten(
     """Lines (and their children, indented) as one block of text for the pane.
 
     With a `console` and a `width`, a traceback's line too long is wrapped here and its
-    continuation indented under it (other lines wrap where the pane wraps them). A traceback's `File "...", line 41, in fn` breaks only between
-    those three parts (and a path longer than the pane alone is folded), never at the
-    first space that happens to reach the edge."""
+    continuation indented under it (other lines wrap where the pane wraps them). A
+    traceback's `File "...", line 41, in fn` breaks only between those three parts (and a
+    path longer than the pane alone is folded), never at the first space that happens to
+    reach the edge."""
     out = Text()
     for line in lines:
         out.append(indent)
         room = width - len(indent)
         if line.hang and console is not None and room > 12 and line.text.cell_len > room:
-            out.append_text(_wrapped(line.text, console, room, indent))
+            out.append_text(hanging_wrap(line.text, console, room, indent))
         else:
             out.append_text(line.text)
         out.append("\n")
@@ -364,42 +383,4 @@ def flatten(
             out.append_text(
                 flatten(list(line.children), indent + "    ", console=console, width=width)
             )
-    return out
-
-
-def _wrapped(text: Text, console: Console, room: int, indent: str) -> Text:
-    plain = text.plain
-    lead = len(plain) - len(plain.lstrip(" "))
-    hang = min(lead + 2, room // 2)  # continuation rows start this far in, under the text
-    if plain.lstrip().startswith('File "'):
-        cuts = [
-            i + 2
-            for i in range(len(plain))
-            if plain.startswith(", line ", i) or plain.startswith(", in ", i)
-        ]
-        parts = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(plain)], strict=True)]
-    else:
-        parts = [text]
-    rows: list[Text] = []
-    for part in parts:
-        if rows and rows[-1].cell_len + part.cell_len <= (room if len(rows) == 1 else room - hang):
-            rows[-1].append_text(part)
-        else:
-            rows.append(part.copy())
-    pieces: list[Text] = []
-    for n, row in enumerate(rows):
-        row.no_wrap = False
-        wrapped = list(
-            row.wrap(console, room if n == 0 else room - hang, overflow="fold", no_wrap=False)
-        )
-        if n == 0 and len(wrapped) > 1:  # the first row's tail hangs too: narrower
-            tail = Text("").join(wrapped[1:])
-            wrapped[1:] = tail.wrap(console, room - hang, overflow="fold", no_wrap=False)
-        pieces.extend(wrapped)
-    out = Text()
-    for n, piece in enumerate(pieces):
-        if n:
-            out.append("\n" + indent + " " * hang)
-        piece.rstrip()
-        out.append_text(piece)
     return out

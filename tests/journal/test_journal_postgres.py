@@ -306,7 +306,8 @@ def test_a_sqlite_journal_never_imports_psycopg(tmp_path):
     probe = (
         "import sys\nfrom sylphrun.journal import open_journal\n"
         f"open_journal({str(tmp_path / 'j.db')!r}).close()\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('psycopg', 'sylphrun.journal.postgres'))))"
+        "prefixes = ('psycopg', 'sylphrun.journal.postgres')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
