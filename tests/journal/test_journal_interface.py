@@ -51,9 +51,17 @@ def test_each_backend_satisfies_the_protocol(journal):
 
 
 def test_no_sqlite_type_or_sql_in_the_protocol():
-    from sylphrun.journal import interface, interface_reads
+    from sylphrun.journal import (
+        interface,
+        interface_features,
+        interface_reads,
+        interface_workers,
+    )
 
-    source = inspect.getsource(interface) + inspect.getsource(interface_reads)
+    source = "".join(
+        inspect.getsource(m)
+        for m in (interface, interface_reads, interface_workers, interface_features)
+    )
     assert "sqlite3" not in source and "Connection" not in source
     for word in ("SELECT ", "UPDATE ", "INSERT ", " WHERE "):
         assert word not in source
