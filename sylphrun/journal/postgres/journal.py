@@ -2,9 +2,9 @@
 
 Each method runs one operation of `lifecycle`, `steps`, `actions`, `workers` or `reads` in
 one transaction of the pool (`connection.PgConnection`); the writes of the feature blocks
-(workers, user actions, schedules, user events) are mixed in from `journal_writes`. The contracts are in
-`journal.interface`; the SQLite implementation's semantics are the spec, and
-`tests/journal/` runs the same suite on both.
+(workers, user actions, schedules, user events) are mixed in from `journal_writes`. The
+contracts are in `journal.interface`; the SQLite implementation's semantics are the spec,
+and `tests/journal/` runs the same suite on both.
 """
 
 from __future__ import annotations
