@@ -103,31 +103,7 @@ def load_config(
     source, table = found
     if not isinstance(table, dict):
         raise ConfigError(f"{source}: the sylphrun config must be a table")
-    for key, value in table.items():
-        if key not in KEYS:
-            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
-        expected = KEYS[key]
-        if key == "tasks":
-            # A string is refused, not read as a list of one: the README promises an
-            # error for a wrong type, and `tasks = "a, b"` would silently find nothing.
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ConfigError(
-                    f"{source}: 'tasks' must be a list of module names or folders, like "
-                    f'tasks = ["tasks"], not {type(value).__name__}'
-                )
-        elif key == "shutdown_grace":
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                raise ConfigError(
-                    f"{source}: 'shutdown_grace' must be a number of seconds, "
-                    f"not {type(value).__name__}"
-                )
-        elif not isinstance(value, expected) or isinstance(value, bool):
-            names = (
-                " or ".join(t.__name__ for t in expected)
-                if isinstance(expected, tuple)
-                else expected.__name__
-            )
-            raise ConfigError(f"{source}: {key!r} must be {names}, not {type(value).__name__}")
+    _check_types(table, source)
     tasks = table.get("tasks", [])
     durability = table.get("durability", "normal")
     if durability not in ("normal", "full"):
@@ -156,6 +132,35 @@ def load_config(
         shutdown_grace=shutdown_grace,
         max_step_output=max_output,
     )
+
+
+def _check_types(table: dict[str, Any], source: Path) -> None:
+    """Refuse an unknown key or a value of the wrong type, naming the file."""
+    for key, value in table.items():
+        if key not in KEYS:
+            raise ConfigError(f"{source}: unknown key {key!r} (known: {', '.join(KEYS)})")
+        expected = KEYS[key]
+        if key == "tasks":
+            # A string is refused, not read as a list of one: the README promises an
+            # error for a wrong type, and `tasks = "a, b"` would silently find nothing.
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(
+                    f"{source}: 'tasks' must be a list of module names or folders, like "
+                    f'tasks = ["tasks"], not {type(value).__name__}'
+                )
+        elif key == "shutdown_grace":
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ConfigError(
+                    f"{source}: 'shutdown_grace' must be a number of seconds, "
+                    f"not {type(value).__name__}"
+                )
+        elif not isinstance(value, expected) or isinstance(value, bool):
+            names = (
+                " or ".join(t.__name__ for t in expected)
+                if isinstance(expected, tuple)
+                else expected.__name__
+            )
+            raise ConfigError(f"{source}: {key!r} must be {names}, not {type(value).__name__}")
 
 
 def _step_output_limit(value: int | str, source: Path) -> int:

@@ -75,49 +75,69 @@ def trigger(
         actions.require_task(tasks, task)
         if journal is None:
             journal = _open_journal(config, create=True)
-        flow = actions.flow_needing_code(config, tasks, task, notes.append)
-        run_id, created = actions.trigger_run(
-            journal,
-            tasks,
-            task,
-            data,
-            idempotency_key=idempotency_key,
-            priority=priority or 0,
-            flow=flow,
+        run_id, created = _trigger_run(
+            config, journal, tasks, task, data, idempotency_key, priority, notes
         )
-        # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
-        # must say that it goes on, not exit silently.
-        try:
-            if not created and idempotency_key is None:  # a debounced task
-                notes.append(f"debounced: run {run_id}, not started yet, takes this payload")
-            elif not created:  # every time, --wait and --json too: the run may be hours old
-                notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
-            for message in notes:
-                _note(message)
-            if not wait and timeout is None:
-                if as_json:
-                    from sylphrun.render import dumps  # rich: only where it is needed
-
-                    typer.echo(
-                        dumps(
-                            {
-                                "run_id": run_id,
-                                "status": "queued" if created else _status(journal, run_id),
-                                "created": created,
-                            },
-                            indent=None,
-                        )
-                    )
-                else:
-                    typer.echo(run_id)
-                return
-            _wait_and_report(journal, run_id, timeout=timeout, as_json=as_json)
-        except KeyboardInterrupt:
-            typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})", err=True)
-            raise typer.Exit(130) from None
+        _report_triggered(journal, run_id, created, notes, idempotency_key, wait, timeout, as_json)
     finally:
         if journal is not None:
             journal.close()
+
+
+def _trigger_run(
+    config, journal, tasks, task: str, data: dict, idempotency_key, priority, notes: list[str]
+) -> tuple[str, bool]:
+    """`trigger`'s run: its id, and whether it was created (not an existing or debounced one)."""
+    from sylphrun import actions
+
+    flow = actions.flow_needing_code(config, tasks, task, notes.append)
+    return actions.trigger_run(
+        journal,
+        tasks,
+        task,
+        data,
+        idempotency_key=idempotency_key,
+        priority=priority or 0,
+        flow=flow,
+    )
+
+
+def _report_triggered(
+    journal,
+    run_id: str,
+    created: bool,
+    notes: list[str],
+    idempotency_key: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> None:
+    """What `trigger` says once the run exists: its notes, then the id (or the JSON), or
+    with --wait the result."""
+    # From here the run exists: Ctrl-C anywhere below (a note being printed, the wait)
+    # must say that it goes on, not exit silently.
+    try:
+        if not created and idempotency_key is None:  # a debounced task
+            notes.append(f"debounced: run {run_id}, not started yet, takes this payload")
+        elif not created:  # every time, --wait and --json too: the run may be hours old
+            notes.append(f"idempotency key {idempotency_key!r}: existing run {run_id}")
+        for message in notes:
+            _note(message)
+        if not wait and timeout is None:
+            if as_json:
+                from sylphrun.render import dumps  # rich: only where it is needed
+
+                status = "queued" if created else _status(journal, run_id)
+                typer.echo(
+                    dumps({"run_id": run_id, "status": status, "created": created}, indent=None)
+                )
+            else:
+                typer.echo(run_id)
+            return
+        _wait_and_report(journal, run_id, timeout=timeout, as_json=as_json)
+    except KeyboardInterrupt:
+        typer.echo(f"stopped waiting; run {run_id} goes on (sylphrun show {run_id})", err=True)
+        raise typer.Exit(130) from None
 
 
 def _payload_data(payload: str | None) -> dict:

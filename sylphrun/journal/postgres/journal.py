@@ -1,41 +1,34 @@
 """`PostgresJournal`: the `Journal` interface on a PostgreSQL database (`opening` opens one).
 
 Each method runs one operation of `lifecycle`, `steps`, `actions`, `workers` or `reads` in
-one transaction of the pool (`connection.PgConnection`). The contracts are in
-`journal.interface`; the SQLite implementation's semantics are the spec, and
-`tests/journal/` runs the same suite on both.
+one transaction of the pool (`connection.PgConnection`); the writes of the feature blocks
+(workers, user actions, schedules, user events) are mixed in from `journal_writes`. The
+contracts are in `journal.interface`; the SQLite implementation's semantics are the spec,
+and `tests/journal/` runs the same suite on both.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from sylphrun import model
 from sylphrun.journal.interface import WorkListener
-from sylphrun.journal.postgres import (
-    actions,
-    events,
-    lifecycle,
-    schedules,
-    steps,
-    workers,
-)
+from sylphrun.journal.postgres import lifecycle, steps
 from sylphrun.journal.postgres.journal_reads import PostgresReads
-from sylphrun.journal.postgres.transitions import insert_children, insert_runs
-from sylphrun.journal.types import (
-    Claim,
-    Created,
-    RunSpec,
-    ScheduleTick,
-    SentEvent,
-    TakenEvent,
-    TaskTerms,
+from sylphrun.journal.postgres.journal_writes import (
+    ActionWrites,
+    EventWrites,
+    ScheduleWrites,
+    WorkerWrites,
 )
+from sylphrun.journal.postgres.transitions import insert_children, insert_runs
+from sylphrun.journal.types import Claim, Created, RunSpec, TaskTerms
 
 
-class PostgresJournal(PostgresReads):
-    """A `Journal` on one PostgreSQL database, through a pool of connections: the writes
-    here, the reads in `PostgresReads` (as `Journal` extends `JournalReader`)."""
+class PostgresJournal(WorkerWrites, ActionWrites, ScheduleWrites, EventWrites, PostgresReads):
+    """A `Journal` on one PostgreSQL database, through a pool of connections: the writes of
+    runs and steps here, those of workers, user actions, schedules and user events in the
+    mixins of `journal_writes`, the reads in `PostgresReads` (as `Journal` extends
+    `JournalReader`)."""
 
     # -- the handle ----------------------------------------------------------------------
 
@@ -353,171 +346,5 @@ class PostgresJournal(PostgresReads):
         self.pg.write(
             lambda cur: steps.append_log(
                 cur, run_id, level=level, message=message, step_key=step_key, now=now, epoch=epoch
-            )
-        )
-
-    # -- workers and tasks -----------------------------------------------------------------
-
-    def register_worker(
-        self,
-        worker_id: str,
-        *,
-        pid: int,
-        host: str,
-        supervisor_pid: int | None,
-        wake_addr: str | None,
-        now: float,
-    ) -> None:
-        self.pg.write(
-            lambda cur: workers.register_worker(
-                cur,
-                worker_id,
-                pid=pid,
-                host=host,
-                supervisor_pid=supervisor_pid,
-                wake_addr=wake_addr,
-                now=now,
-            )
-        )
-
-    def heartbeat(
-        self, worker_id: str, held: Mapping[str, int], *, lease_seconds: float, now: float
-    ) -> list[str]:
-        return self.pg.write(
-            lambda cur: workers.heartbeat(
-                cur, worker_id, held, lease_seconds=lease_seconds, now=now
-            )
-        )
-
-    def renew_leases_for(self, worker_id: str, *, lease_seconds: float, now: float) -> int:
-        return self.pg.write(
-            lambda cur: workers.renew_leases_for(
-                cur, worker_id, lease_seconds=lease_seconds, now=now
-            )
-        )
-
-    def unregister_worker(self, worker_id: str, now: float) -> None:
-        self.pg.write(lambda cur: workers.unregister_worker(cur, worker_id, now))
-
-    def release_worker_runs(
-        self, worker_id: str, *, reason: str, crashed: bool, now: float
-    ) -> tuple[list[str], list[str]]:
-        return self.pg.write(
-            lambda cur: workers.release_worker_runs(
-                cur, worker_id, reason=reason, crashed=crashed, now=now
-            )
-        )
-
-    def doom_run(
-        self, run_id: str, *, error: str, now: float, worker_id: str | None = None
-    ) -> bool:
-        return self.pg.write(
-            lambda cur: workers.doom_run(cur, run_id, error=error, now=now, worker_id=worker_id)
-        )
-
-    def register_tasks(
-        self,
-        records: Sequence[model.TaskRecord],
-        *,
-        registered_by: str,
-        project_dir: str | None,
-        now: float,
-    ) -> bool:
-        return self.pg.write(
-            lambda cur: workers.register_tasks(
-                cur, records, registered_by=registered_by, project_dir=project_dir, now=now
-            )
-        )
-
-    # -- user actions ----------------------------------------------------------------------
-
-    def cancel_run(self, run_id: str, now: float) -> list[str]:
-        return self.pg.write(lambda cur: actions.cancel_run(cur, run_id, now))
-
-    def retry_run(self, run_id: str, now: float) -> None:
-        self.pg.write(lambda cur: actions.retry_run(cur, run_id, now))
-
-    def replay_run(self, run_id: str, *, from_step: str | None, now: float) -> str:
-        return self.pg.write(
-            lambda cur: actions.replay_run(cur, run_id, from_step=from_step, now=now)
-        )
-
-    def wake_run(self, run_id: str, now: float) -> str:
-        return self.pg.write(lambda cur: actions.wake_run(cur, run_id, now))
-
-    # -- schedules (issue 15) -----------------------------------------------------------------
-
-    def start_schedule(self, task_id: str, *, settled_through: float, now: float) -> bool:
-        return self.pg.write(
-            lambda cur: schedules.start_schedule(
-                cur, task_id, settled_through=settled_through, now=now
-            )
-        )
-
-    def fire_schedule(
-        self, task_id: str, ticks: Sequence[ScheduleTick], *, settled_through: float, now: float
-    ) -> list[Created]:
-        return self.pg.write(
-            lambda cur: schedules.fire_schedule(
-                cur, task_id, ticks, settled_through=settled_through, now=now
-            )
-        )
-
-    def set_schedule_paused(self, task_id: str, paused: bool, *, now: float) -> bool:
-        return self.pg.write(
-            lambda cur: schedules.set_schedule_paused(cur, task_id, paused, now=now)
-        )
-
-    # -- user events (issue 14) -------------------------------------------------------------
-
-    def send_event(
-        self,
-        *,
-        event_id: str | None,
-        name: str,
-        data: str,
-        derived_id: bool = False,
-        sent_by: str | None = None,
-        now: float,
-    ) -> SentEvent:
-        return self.pg.write(
-            lambda cur: events.send_event(
-                cur,
-                event_id=event_id,
-                name=name,
-                data=data,
-                derived_id=derived_id,
-                sent_by=sent_by,
-                now=now,
-            )
-        )
-
-    def take_event(
-        self,
-        run_id: str,
-        epoch: int,
-        *,
-        key: str,
-        name: str,
-        seq: int,
-        run_attempt: int,
-        event: str,
-        match: dict | None,
-        timeout_at: float | None,
-        now: float,
-    ) -> TakenEvent:
-        return self.pg.write(
-            lambda cur: events.take_event(
-                cur,
-                run_id,
-                epoch,
-                key=key,
-                name=name,
-                seq=seq,
-                run_attempt=run_attempt,
-                event=event,
-                match=match,
-                timeout_at=timeout_at,
-                now=now,
             )
         )

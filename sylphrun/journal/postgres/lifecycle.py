@@ -42,12 +42,7 @@ def claim_runs(
         return claims, unknown
     quota = _concurrency_quota(cur, known_tasks, now)
     gate = Gate(cur, known_tasks, now)
-    cur.execute(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = %s AND status = 'running'"
-        " AND crash_count > 0)",
-        (worker_id,),
-    )
-    holds_suspect = cur.fetchone()[0]
+    holds_suspect = _holds_suspect(cur, worker_id)
     # As on SQLite: a batch that skipped runs of a key it just filled asks again.
     for round_ in range(_CLAIM_ROUNDS):
         skipped = False
@@ -60,16 +55,7 @@ def claim_runs(
                 break
             if task_id not in known_tasks:
                 unknown.append(run_id)
-                finish(
-                    cur,
-                    run_id,
-                    model.FAILED,
-                    None,
-                    f"UnknownTask: no task {task_id!r} is defined in this project "
-                    "(was it renamed or deleted?)",
-                    None,
-                    now,
-                )
+                _fail_unknown_task(cur, run_id, task_id, now)
                 continue
             first = started is None
             if quota.get(task_id, 1) <= 0 or not gate.admits(task_id, ckey, rkey, first):
@@ -95,6 +81,28 @@ def claim_runs(
         if not skipped or not candidates or len(claims) >= limit:
             break
     return claims, unknown
+
+
+def _holds_suspect(cur: Cursor, worker_id: str) -> bool:
+    """Whether the worker already runs a run that crashed a worker before."""
+    cur.execute(
+        "SELECT EXISTS (SELECT 1 FROM runs WHERE lease_owner = %s AND status = 'running'"
+        " AND crash_count > 0)",
+        (worker_id,),
+    )
+    return cur.fetchone()[0]
+
+
+def _fail_unknown_task(cur: Cursor, run_id: str, task_id: str, now: float) -> None:
+    finish(
+        cur,
+        run_id,
+        model.FAILED,
+        None,
+        f"UnknownTask: no task {task_id!r} is defined in this project (was it renamed or deleted?)",
+        None,
+        now,
+    )
 
 
 _CLAIM_ROUNDS = 8
