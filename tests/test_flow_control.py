@@ -47,6 +47,11 @@ async def rated(payload, ctx):
 async def debounced(payload, ctx):
     record(LEDGER, "debounced " + str(payload["n"]))
     return payload["n"]
+
+# A window no CLI start can outlast on a loaded machine: the CLI test needs no worker.
+@task(id="debounced-long", debounce=Debounce(period=600.0))
+async def debounced_long(payload, ctx):
+    return payload["n"]
 """
 
 
@@ -143,9 +148,9 @@ def test_cli_priority_held_by_and_a_missing_key(project, engine_factory, tmp_pat
 
 def test_cli_trigger_of_a_debounced_task_hands_back_the_pending_run(project):
     project.write_tasks(TASKS)
-    first = project.cli("trigger", "debounced", "--payload", '{"n": 1}')
+    first = project.cli("trigger", "debounced-long", "--payload", '{"n": 1}')
     assert first.returncode == 0, first.stderr
-    again = project.cli("trigger", "debounced", "--payload", '{"n": 2}')
+    again = project.cli("trigger", "debounced-long", "--payload", '{"n": 2}')
     run_id = first.stdout.strip()
     assert again.stdout.strip() == run_id and "debounced" in again.stderr
     shown = json.loads(project.cli("show", run_id, "--json").stdout)
