@@ -103,7 +103,7 @@ async def warns(payload, ctx):
         ]
         wait_until(
             lambda: all(queries.get_run(conn, i).finished for i in ids),
-            timeout=30,
+            timeout=90,  # a loaded CI machine: dev's import check, workers, 3 CLI starts
             message="runs finished",
         )
         conn.close()
