@@ -7,16 +7,16 @@ changes nothing, then makes one journal write and wakes the workers.
 from __future__ import annotations
 
 import difflib
-import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sylphrun import codec, model
+from sylphrun import model
 from sylphrun.errors import InvalidPayload, SylphrunError, UnknownTask
 from sylphrun.flow import FlowOptions
 from sylphrun.journal import Journal, JournalReader, as_journal
 from sylphrun.journal.types import RunSpec
+from sylphrun.json_input import load_json_object
 from sylphrun.trigger import (
     MAX_PAYLOAD_BYTES,
     check_idempotency_key,
@@ -32,32 +32,18 @@ if TYPE_CHECKING:
     from sylphrun.config import Config
 
 
-def parse_payload(text: str | None) -> dict[str, Any]:
-    """A JSON object from the command line, or a one-line error saying what is wrong."""
+def parse_payload(text: str | None, *, example: str = """'{"order_id": 42}'""") -> dict[str, Any]:
+    """A JSON object typed by a person, or a one-line error saying what is wrong, with
+    `example` (how the CLI or the dialog wants it written)."""
     if text is None or text.strip() == "":
         return {}
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_PAYLOAD_BYTES:
-        raise InvalidPayload(
-            f"payload is {size:,} bytes; the limit is {MAX_PAYLOAD_BYTES:,} "
-            "(pass a file path or an id instead of the data)"
-        )
-    if codec.clean_text(text) != text:  # bytes that are not UTF-8, kept as surrogates
-        raise InvalidPayload("payload is not valid UTF-8 text")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidPayload(
-            f"payload is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
-            """example: --payload '{"order_id": 42}'"""
-        ) from None
-    except RecursionError:
-        raise InvalidPayload("payload is nested too deeply to be read as JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidPayload(
-            f'payload must be a JSON object like {{"key": "value"}}, not a {type(value).__name__}'
-        )
-    return value
+    return load_json_object(
+        text,
+        what="payload",
+        example=example,
+        error=InvalidPayload,
+        limit=MAX_PAYLOAD_BYTES,
+    )
 
 
 def known_tasks(

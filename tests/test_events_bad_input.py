@@ -71,7 +71,7 @@ def test_bad_sends_from_the_cli_are_one_line_exit_2_and_write_nothing(project):
         assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, (args, out.stderr)
         assert words in out.stderr, (args, out.stderr)
     huge = project.cli("send", "e", "--data", "-", "--json", input=json.dumps(HUGE))
-    assert huge.returncode == 2 and "limit of 1,000,000 bytes" in huge.stderr
+    assert huge.returncode == 2 and "the limit is 1,000,000" in huge.stderr
     assert huge.stdout == ""  # --json prints nothing on an error
     assert no_events_written(project)
 

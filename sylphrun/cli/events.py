@@ -20,11 +20,9 @@ from sylphrun.cli.common import (
 
 def _parse_data(text: str | None) -> dict:
     """`--data`: a JSON object, or a one-line error saying what is wrong."""
-    import json
-
-    from sylphrun.codec import clean_text as codec_clean
     from sylphrun.errors import InvalidEvent
     from sylphrun.events import MAX_EVENT_BYTES
+    from sylphrun.json_input import load_json_object
 
     if text is None:
         return {}
@@ -38,30 +36,13 @@ def _parse_data(text: str | None) -> dict:
             "--data is empty: give a JSON object like '{\"order_id\": 42}', or "
             "leave --data out for {}"
         )
-    if (
-        len(text) > MAX_EVENT_BYTES // 4
-        and len(text.encode("utf-8", "surrogatepass")) > MAX_EVENT_BYTES
-    ):
-        raise InvalidEvent(
-            f"--data is over the limit of {MAX_EVENT_BYTES:,} bytes (send an id "
-            "or a path instead of the data)"
-        )
-    if codec_clean(text) != text:
-        raise InvalidEvent("--data is not valid UTF-8 text")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(
-            f"--data is not valid JSON ({exc.msg} at line {exc.lineno} column "
-            f"{exc.colno}); example: --data '{{\"order_id\": 42}}'"
-        ) from None
-    except RecursionError:
-        raise InvalidEvent("--data is nested too deeply to be read as JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidEvent(
-            f'--data must be a JSON object like {{"key": "value"}}, not a {type(value).__name__}'
-        )
-    return value
+    return load_json_object(
+        text,
+        what="--data",
+        example="""'{"order_id": 42}'""",
+        error=InvalidEvent,
+        limit=MAX_EVENT_BYTES,
+    )
 
 
 @app.command()

@@ -152,7 +152,7 @@ def _payload_data(payload: str | None) -> dict:
             "--payload is empty: give a JSON object like '{\"order_id\": 42}', or leave "
             "--payload out for {}"
         )
-    return actions.parse_payload(payload)
+    return actions.parse_payload(payload, example="""--payload '{"order_id": 42}'""")
 
 
 def _read_stdin_payload() -> str:

@@ -4,8 +4,6 @@ under the editor and nothing is sent."""
 
 from __future__ import annotations
 
-import json
-
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -17,6 +15,7 @@ from textual.widgets import Button, Input, Label, Static, TextArea
 from sylphrun.dashboard import text as fmt
 from sylphrun.errors import InvalidEvent
 from sylphrun.events import check_event_name, encode_event_data
+from sylphrun.json_input import load_json_object
 
 
 def parse_event(name: str, data: str) -> tuple[str, str]:
@@ -25,18 +24,7 @@ def parse_event(name: str, data: str) -> tuple[str, str]:
     name = check_event_name(name.strip())
     if not data.strip():
         return name, encode_event_data(None)
-    try:
-        value = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise InvalidEvent(
-            f"data is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    except RecursionError:
-        raise InvalidEvent("data is nested too deeply to be read as JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidEvent(
-            f'data must be a JSON object like {{"order_id": 42}}, not a {type(value).__name__}'
-        )
+    value = load_json_object(data, what="data", example='{"order_id": 42}', error=InvalidEvent)
     return name, encode_event_data(value)
 
 
@@ -108,9 +96,15 @@ class SendEventScreen(ModalScreen[tuple[str, str] | None]):
     def _validate(self) -> tuple[str, str] | None:
         error = self.query_one("#event-error", Static)
         send = self.query_one("#send", Button)
+        name = self.query_one("#event-name", Input).value
+        if not name.strip():
+            # Nothing typed yet is not a mistake: a hint, not a red error.
+            error.update(Text("type the event's name to send it", style="dim"))
+            send.disabled = True
+            return None
         try:
             found = parse_event(
-                self.query_one("#event-name", Input).value,
+                name,
                 self.query_one("#event-data", TextArea).text,
             )
         except InvalidEvent as exc:
