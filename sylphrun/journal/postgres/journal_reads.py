@@ -32,6 +32,7 @@ from sylphrun.journal.types import (
     ScheduleState,
     StateChange,
     StepChange,
+    WorkerLoad,
 )
 
 
@@ -243,3 +244,8 @@ class PostgresReads:
         return self.pg.read(
             lambda cur: events.recent_events(cur, name=name, limit=limit), snapshot=True
         )
+
+    # -- workers and their hosts (issue 17) -------------------------------------------
+
+    def worker_loads(self, *, now: float, stale_after: float) -> list[WorkerLoad]:
+        return self.pg.read(lambda cur: reads.worker_loads(cur, now=now, stale_after=stale_after))
