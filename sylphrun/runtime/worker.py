@@ -19,8 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from sylphrun.define import Task
 from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
-from sylphrun.journal import open_journal
 from sylphrun.journal.types import Claim, TaskTerms
+from sylphrun.journal.waiting_open import open_journal_waiting
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
@@ -72,7 +72,8 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.loop.set_task_factory(task_factory)
         self.wake_event = asyncio.Event()
-        self.journal = open_journal(cfg.journal, durability=cfg.durability)
+        # A server with no connection slot left: wait for one, not crash-loop (issue 17).
+        self.journal = open_journal_waiting(cfg.journal, durability=cfg.durability)
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)
