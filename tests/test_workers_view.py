@@ -118,7 +118,7 @@ def test_the_workers_view_shows_each_workers_host_and_opens_its_run(
                 "the workers view",
             )
             assert cells(0)[:3] == ["w-alpha-1", "alpha", "101"]
-            assert cells(0)[4] == "2.0s ago" and cells(0)[5] == f"1  {run_id}"
+            assert cells(0)[4] == "2s ago" and cells(0)[5] == f"1  {run_id}"
             assert [cells(n)[:2] for n in (1, 2)] == [["w-alpha-2", "alpha"], ["w-beta-1", "beta"]]
             note = str(app.screen.query_one("#workers-note", Static).render())
             assert note == "3 workers on 2 hosts, 1 run running"

@@ -132,7 +132,9 @@ class WorkersScreen(ModalScreen[None]):
 def worker_cells(load: WorkerLoad, now: float) -> tuple[Text, Text, Text, Text, Text, Text]:
     """One row's cells; user text (worker ids, host names) as `Text`, never markup."""
     age = max(0.0, now - load.heartbeat_at)
-    heartbeat = Text(f"{fmt.seconds(age)} ago", style="yellow" if age > LATE_HEARTBEAT else "")
+    # Whole seconds: heartbeats come every second, so "343ms ago" would only flicker.
+    ago = f"{int(age)}s" if age < 60 else fmt.seconds(age)
+    heartbeat = Text(f"{ago} ago", style="yellow" if age > LATE_HEARTBEAT else "")
     runs = Text(str(len(load.runs)), style="bold" if load.runs else "dim")
     if load.runs:
         shown = ", ".join(load.runs[:2]) + (f" +{len(load.runs) - 2}" if len(load.runs) > 2 else "")
