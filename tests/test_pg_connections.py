@@ -16,7 +16,7 @@ from conftest import wait_until
 
 from sylphrun.errors import JournalBusy, JournalError
 from sylphrun.journal import open_journal
-from sylphrun.journal.waiting_open import open_journal_waiting
+from sylphrun.runtime.waiting_open import open_journal_waiting
 
 pytest.importorskip("psycopg")
 

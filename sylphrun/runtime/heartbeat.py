@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sylphrun.errors import JournalError
-from sylphrun.journal.waiting_open import open_journal_waiting
+from sylphrun.runtime.waiting_open import open_journal_waiting
 
 if TYPE_CHECKING:
     from sylphrun.runtime.worker import Worker

@@ -20,7 +20,6 @@ from sylphrun.define import Task
 from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
 from sylphrun.journal.types import Claim, TaskTerms
-from sylphrun.journal.waiting_open import open_journal_waiting
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
@@ -28,6 +27,7 @@ from sylphrun.runtime.heartbeat import renew_leases
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
+from sylphrun.runtime.waiting_open import open_journal_waiting
 from sylphrun.runtime.worker_settings import (  # re-exported: imported from here elsewhere
     ECHO_RUN_LOGS,  # noqa: F401
     IMPORT_FAILED,  # noqa: F401

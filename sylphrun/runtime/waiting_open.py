@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from sylphrun.errors import JournalBusy
-from sylphrun.journal.sqlite_journal import open_journal
+from sylphrun.journal import open_journal
 
 FIRST_WAIT = 0.5
 LONGEST_WAIT = 30.0
