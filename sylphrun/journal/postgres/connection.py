@@ -36,9 +36,11 @@ CONNECT_TIMEOUT = 10
 # LISTEN connection: 3 connections idle, `pool_max + 2` busy. So a machine running N
 # workers holds about 3N idle and N x (pool_max + 2) at most, plus its supervisor's
 # pool. The server's default `max_connections` is 100: 16 busy workers at the default
-# of 4, 25 at `pool_max=2`. Was 8 (10 per busy worker); 4 still serves a worker's
-# bursts, since a journal write holds its connection about a millisecond, and a thread
-# beyond them waits its turn in the pool instead of failing. `?pool_max=N` in the
+# of 4, 25 at `pool_max=2`, 10 at the 8 it was. A thread beyond the pool's connections
+# waits its turn instead of failing. Measured (one worker, load ~11, medians of 3): runs
+# of sequential steps do not care (50 runs x 20 steps: 9.2 s at 2, 10.4 s at 4, 12.6 s at
+# 8, all noise); a burst of parallel sync steps does (10 runs x 100 gathered steps: 4.0 s
+# at 4, 2.3 s at 8): a project made of those sets `?pool_max=8`. `?pool_max=N` in the
 # journal URL sets it (as Prisma's `?connection_limit=`), taken out of the URL before
 # libpq sees it (libpq refuses parameters it does not know).
 POOL_MAX = 4
