@@ -24,13 +24,7 @@ from sylphrun import model
 from sylphrun.config import Config, journal_label
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
-from sylphrun.dashboard.feed import (
-    FeedUpdate,
-    JournalFeed,
-    PayloadMatches,
-    RunDetail,
-    WorkerPlaces,
-)
+from sylphrun.dashboard.feed import FeedUpdate, JournalFeed, PayloadMatches, RunDetail, WorkerPlaces
 from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
 from sylphrun.dashboard.run_notes import NOTED_STATUSES, RunNote
 from sylphrun.dashboard.runs_model import ModelChange, RunsModel

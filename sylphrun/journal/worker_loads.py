@@ -11,14 +11,14 @@ from sylphrun.journal.types import WorkerLoad
 WORKER_LOADS_SQL = (
     "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, r.id FROM workers w"
     " LEFT JOIN runs r ON r.lease_owner = w.id AND r.status = 'running'"
-    " WHERE w.stopped_at IS NULL AND w.heartbeat_at >= {param}"
+    " WHERE w.stopped_at IS NULL AND w.heartbeat_at >= ?"
     " ORDER BY w.host, w.started_at, w.id, r.id"
 )
 
 
 def worker_loads(conn: Connection, *, now: float, stale_after: float) -> list[WorkerLoad]:
     with conn.read() as db:
-        rows = db.execute(WORKER_LOADS_SQL.format(param="?"), (now - stale_after,)).fetchall()
+        rows = db.execute(WORKER_LOADS_SQL, (now - stale_after,)).fetchall()
     return loads_from_rows(rows)
 
 

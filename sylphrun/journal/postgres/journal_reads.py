@@ -14,6 +14,7 @@ from sylphrun.journal.postgres import (
     reads,
     schedules,
     schema,
+    worker_loads,
 )
 from sylphrun.journal.postgres.connection import PgConnection
 from sylphrun.journal.types import (
@@ -248,4 +249,6 @@ class PostgresReads:
     # -- workers and their hosts (issue 17) -------------------------------------------
 
     def worker_loads(self, *, now: float, stale_after: float) -> list[WorkerLoad]:
-        return self.pg.read(lambda cur: reads.worker_loads(cur, now=now, stale_after=stale_after))
+        return self.pg.read(
+            lambda cur: worker_loads.worker_loads(cur, now=now, stale_after=stale_after)
+        )

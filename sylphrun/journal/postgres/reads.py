@@ -12,8 +12,6 @@ from sylphrun.journal.postgres.transitions import Cursor
 from sylphrun.journal.queries.feed import _SUMMARY_COLUMNS, RunSummary
 from sylphrun.journal.queries.runs import _RUN_COLUMNS, _loads, _run
 from sylphrun.journal.queries.steps import JournaledStep
-from sylphrun.journal.types import WorkerLoad
-from sylphrun.journal.worker_loads import loads_from_rows
 
 _FINISHED = "('completed','failed','cancelled')"
 
@@ -382,18 +380,3 @@ def change_token(cur: Cursor) -> int:
     # that wrote anything commits, ours or another's: SQLite's `data_version` in one read.
     cur.execute("SELECT hashtext(pg_current_snapshot()::text)")
     return cur.fetchone()[0]
-
-
-# -- workers and their hosts (issue 17) ---------------------------------------------------
-
-
-def worker_loads(cur: Cursor, *, now: float, stale_after: float) -> list[WorkerLoad]:
-    # SQLite's query (`journal.worker_loads`), ordered bytewise as SQLite orders text.
-    cur.execute(
-        "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, r.id FROM workers w"
-        " LEFT JOIN runs r ON r.lease_owner = w.id AND r.status = 'running'"
-        " WHERE w.stopped_at IS NULL AND w.heartbeat_at >= %s"
-        ' ORDER BY w.host COLLATE "C", w.started_at, w.id COLLATE "C", r.id COLLATE "C"',
-        (now - stale_after,),
-    )
-    return loads_from_rows(cur.fetchall())
