@@ -7,7 +7,7 @@ from sylphrun.journal.connection import Connection
 from sylphrun.journal.types import WorkerLoad
 
 # One row per (worker, held run); a worker holding none is one row with a NULL run. The
-# join goes through `runs_leases` (status 'running'), not a scan of every run.
+# join reads the running runs by index (`runs_status`), not every run.
 WORKER_LOADS_SQL = (
     "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_at, r.id FROM workers w"
     " LEFT JOIN runs r ON r.lease_owner = w.id AND r.status = 'running'"
