@@ -22,6 +22,14 @@ pytest.importorskip("psycopg")
 
 SLOTS = 12
 
+TASKS = """
+from sylphrun import task
+
+@task(id="hello")
+async def hello(payload, ctx):
+    return await ctx.step.run("greet", lambda: "hi")
+"""
+
 
 @pytest.fixture(scope="module")
 def small_cluster():
@@ -96,14 +104,16 @@ def test_the_pool_is_small_unless_the_url_says(small_url):
 
 
 def test_a_full_server_is_one_line_and_exit_2_for_a_command(project, small_url, slots):
+    project.write_tasks(TASKS)
     slots.take()
     with pytest.raises(JournalBusy):
         open_journal(small_url)
-    done = project.cli("runs", "--journal", small_url)
-    assert done.returncode == 2
-    [line] = done.stderr.strip().splitlines()
-    assert "too many clients" in line and "max_connections" in line and "pool_max" in line
-    assert "Traceback" not in done.stderr
+    for command in (["runs"], ["worker", "--workers", "1"]):  # `worker` as it starts
+        done = project.cli(*command, "--journal", small_url)
+        assert done.returncode == 2, command
+        [line] = done.stderr.strip().splitlines()
+        assert "too many clients" in line and "max_connections" in line and "pool_max" in line
+        assert "Traceback" not in done.stderr
 
 
 def test_opening_waits_for_a_free_slot_with_backoff(small_url, slots):
@@ -122,15 +132,6 @@ def test_opening_waits_for_a_free_slot_with_backoff(small_url, slots):
         journal.close()
     assert len(said) == 2 and "too many clients" in said[0] and "got a connection" in said[1]
     assert waits[0] < waits[1] < waits[2]  # backoff: 0.5, 1, 2 s (jittered)
-
-
-TASKS = """
-from sylphrun import task
-
-@task(id="hello")
-async def hello(payload, ctx):
-    return await ctx.step.run("greet", lambda: "hi")
-"""
 
 
 def test_a_worker_waits_for_a_slot_instead_of_crash_looping(project, small_url, slots, background):
