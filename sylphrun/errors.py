@@ -63,6 +63,12 @@ class JournalError(SylphrunError):
     """The journal file is corrupt, locked by another program, or from a newer sylphrun."""
 
 
+class JournalBusy(JournalError):
+    """The journal's server refused a connection for lack of room (PostgreSQL: too many
+    clients, its `max_connections` reached). A worker waits and tries again; a command
+    says what to do and exits 2."""
+
+
 class NotAJournal(JournalError):
     """The journal path names an SQLite database that sylphrun did not write: refused, and
     the file is left exactly as it was."""

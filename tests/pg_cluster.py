@@ -83,7 +83,9 @@ def _free_port() -> int:
 class Cluster:
     """One running cluster; `new_database()` hands out empty databases by URL."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: dict[str, str] | None = None) -> None:
+        # `settings`: postgresql.conf values over `SETTINGS` (a low max_connections...).
+        self.settings = {**SETTINGS, **(settings or {})}
         self.bin = server_bin()
         if self.bin is None:
             raise RuntimeError(
@@ -142,7 +144,7 @@ class Cluster:
 
     def _configure(self) -> None:
         with open(self.data / "postgresql.conf", "a") as f:
-            f.writelines(f"{k} = {v}\n" for k, v in SETTINGS.items())
+            f.writelines(f"{k} = {v}\n" for k, v in self.settings.items())
         (self.data / "pg_hba.conf").write_text(
             f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
             "local all all trust\n"
@@ -236,13 +238,14 @@ def _real_processes() -> Iterator[None]:
         subprocess.Popen._execute_child = guarded
 
 
-def start_or_reason() -> Cluster | str:
-    """A running cluster, or why there is none (a skip reason)."""
+def start_or_reason(settings: dict[str, str] | None = None) -> Cluster | str:
+    """A running cluster (with these `settings` over `SETTINGS`), or why there is none (a
+    skip reason)."""
     try:
         import psycopg  # noqa: F401
     except ImportError:
         return "psycopg is not installed (pip install -e '.[dev]' brings it)"
     try:
-        return Cluster()
+        return Cluster(settings)
     except (RuntimeError, OSError, subprocess.SubprocessError, KeyError) as exc:
         return f"no PostgreSQL server for the tests: {exc}"

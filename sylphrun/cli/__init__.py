@@ -25,6 +25,7 @@ from sylphrun.cli import acting  # noqa: F401, E402
 from sylphrun.cli import check_replay  # noqa: F401, E402
 from sylphrun.cli import events  # noqa: F401, E402
 from sylphrun.cli import schedules  # noqa: F401, E402
+from sylphrun.cli import workers  # noqa: F401, E402
 # isort: on
 
 __all__ = ["app", "main"]

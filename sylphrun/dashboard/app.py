@@ -24,7 +24,7 @@ from sylphrun import model
 from sylphrun.config import Config, journal_label
 from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.commands import RunCommands
-from sylphrun.dashboard.feed import FeedUpdate, JournalFeed, PayloadMatches, RunDetail
+from sylphrun.dashboard.feed import FeedUpdate, JournalFeed, PayloadMatches, RunDetail, WorkerPlaces
 from sylphrun.dashboard.messages import FeedFailed, JournalChanged, TasksFound
 from sylphrun.dashboard.run_notes import NOTED_STATUSES, RunNote
 from sylphrun.dashboard.runs_model import ModelChange, RunsModel
@@ -64,6 +64,7 @@ class DashboardApp(RunCommands, App[None]):
         Binding("question_mark", "help", "Help"),
         Binding("S", "schedules", "Schedules", show=False),
         Binding("E", "events", "Events", show=False),
+        Binding("W", "workers", "Workers", show=False),
         Binding("e", "send_event", "Send event", show=False),
     ]
 
@@ -88,6 +89,8 @@ class DashboardApp(RunCommands, App[None]):
         self.feed = JournalFeed(config.journal, clock=clock, reload_status=reload_status)
         self.reload: ReloadStatus | None = None
         self.workers_alive: int | None = None
+        # The hosts of the live workers and who holds each running run (read every second).
+        self.worker_places = WorkerPlaces(0, {})
         self.feed_error: str | None = None
         self.loaded = False  # the first read of the journal has been shown
         self.updates_applied = 0
@@ -211,10 +214,16 @@ class DashboardApp(RunCommands, App[None]):
                 self._apply_notes(update.notes)
             if update.workers is not None:
                 self.workers_alive = update.workers
+            if update.places is not None:
+                self.worker_places = update.places
             if update.reload_changed:
                 self.reload = update.reload
                 self.refresh_tasks()
-            self.refresh_status(force=update.workers is not None or update.reload_changed)
+            self.refresh_status(
+                force=update.workers is not None
+                or update.places is not None
+                or update.reload_changed
+            )
         self.updates_applied += 1
 
     def _apply_notes(self, notes: dict[str, RunNote]) -> None:
@@ -281,6 +290,7 @@ class DashboardApp(RunCommands, App[None]):
         text = status_text(
             self.runs.counts(),
             workers=self.workers_alive,
+            hosts=self.worker_places.hosts,
             reload=self.reload,
             feed_error=self.feed_error,
             truncated=self.runs.truncated,
@@ -353,6 +363,12 @@ class DashboardApp(RunCommands, App[None]):
 
         if not isinstance(self.screen, EventsScreen):
             self.push_screen(EventsScreen())
+
+    def action_workers(self) -> None:
+        from sylphrun.dashboard.screens.workers import WorkersScreen
+
+        if not isinstance(self.screen, WorkersScreen):
+            self.push_screen(WorkersScreen())
 
     def action_send_event(self) -> None:
         self.open_send_event()

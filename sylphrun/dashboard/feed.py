@@ -25,7 +25,7 @@ from sylphrun.dashboard.suspensions import StateChange
 from sylphrun.errors import UnknownRun
 from sylphrun.follow import ChangeFollower
 from sylphrun.journal import JournalReader, open_journal
-from sylphrun.journal.types import STATE_CHANGE_KINDS, RunSummary
+from sylphrun.journal.types import STATE_CHANGE_KINDS, RunSummary, WorkerLoad
 from sylphrun.trigger import WORKER_STALE_AFTER
 
 # How many runs the list holds. Past this the oldest are not shown (the status bar says
@@ -58,6 +58,20 @@ class RunDetail:
 
 
 @dataclass(frozen=True)
+class WorkerPlaces:
+    """Where the live workers are: how many hosts, and which worker holds each running
+    run (run id -> its `WorkerLoad`), for the status line and the run heading."""
+
+    hosts: int
+    holders: dict[str, WorkerLoad]
+
+    @classmethod
+    def of(cls, loads: list[WorkerLoad]) -> WorkerPlaces:
+        holders = {run_id: w for w in loads for run_id in w.runs}
+        return cls(len({w.host for w in loads}), holders)
+
+
+@dataclass(frozen=True)
 class PayloadMatches:
     """Runs whose payload contains the search `text`: all of them (`complete`), or new
     runs to add to what was sent before for the same text."""
@@ -79,6 +93,7 @@ class FeedUpdate:
     logs_reset: bool = False
     payload_matches: PayloadMatches | None = None
     workers: int | None = None
+    places: WorkerPlaces | None = None  # sent when a worker, its host or its runs changed
     reload: ReloadStatus | None = None
     reload_changed: bool = False
     notes: dict[str, RunNote] | None = None  # run id -> note, for the runs that changed
@@ -94,6 +109,7 @@ class FeedUpdate:
             or self.logs
             or self.logs_reset
             or self.workers is not None
+            or self.places is not None
             or self.reload_changed
             or self.payload_matches is not None
             or bool(self.notes)
@@ -128,6 +144,7 @@ class JournalFeed:
         self._log_after = 0
         self._logs_pending = False
         self._workers: int | None = None
+        self._places: tuple | None = None
         self._next_worker_check = 0.0
         self._reload: ReloadStatus | None = None
         self._reload_seen = False
@@ -353,10 +370,16 @@ class JournalFeed:
         if now < self._next_worker_check:
             return
         self._next_worker_check = now + 1.0
-        count = len(reader.live_workers(now=self.clock(), stale_after=WORKER_STALE_AFTER))
+        loads = reader.worker_loads(now=self.clock(), stale_after=WORKER_STALE_AFTER)
+        count = len(loads)
         if count != self._workers:
             self._workers = count
             update.workers = count
+        # Heartbeats change every second; what is shown from here does not change with them.
+        seen = tuple((w.worker_id, w.host, w.pid, w.runs) for w in loads)
+        if seen != self._places:
+            self._places = seen
+            update.places = WorkerPlaces.of(loads)
 
     def _read_reload(self, update: FeedUpdate) -> None:
         if self.reload_status is None:

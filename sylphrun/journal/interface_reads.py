@@ -27,6 +27,7 @@ from sylphrun.journal.types import (
     ScheduleState,
     StateChange,
     StepChange,
+    WorkerLoad,
 )
 
 
@@ -308,6 +309,15 @@ class JournalReader(Protocol):
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
         """`run_state_changes` up to a place in the feed: with the changes read after
         `until`, the run's whole history of parking and resuming, each once."""
+        ...
+
+    # -- workers and their hosts (issue 17: workers on several machines) -----------------
+
+    def worker_loads(self, *, now: float, stale_after: float) -> list[WorkerLoad]:
+        """The live workers (as `live_workers`: not stopped, a heartbeat within
+        `stale_after` of `now`), each with the ids of the running runs it holds the lease
+        of, in id order; by host, then oldest first. What `sylphrun workers` and the
+        dashboard's Workers view show."""
         ...
 
 

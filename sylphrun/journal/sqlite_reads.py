@@ -18,6 +18,7 @@ from sylphrun.journal import (
     queries,
     schedules,
     sent_events,
+    worker_loads,
 )
 from sylphrun.journal.connection import Connection
 from sylphrun.journal.types import (
@@ -36,6 +37,7 @@ from sylphrun.journal.types import (
     ScheduleState,
     StateChange,
     StepChange,
+    WorkerLoad,
 )
 
 
@@ -226,3 +228,8 @@ class SqliteReads:
 
     def run_state_changes_until(self, run_id: str, until: FeedCursor) -> list[StateChange]:
         return self.run_state_changes(run_id, up_to=until.token[0])
+
+    # -- workers and their hosts (issue 17) -------------------------------------------
+
+    def worker_loads(self, *, now: float, stale_after: float) -> list[WorkerLoad]:
+        return worker_loads.worker_loads(self.conn, now=now, stale_after=stale_after)

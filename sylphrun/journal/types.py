@@ -183,6 +183,20 @@ class ChangePage(NamedTuple):
     more: bool
 
 
+# -- workers and their hosts (issue 17: workers on several machines) ---------------------
+
+
+class WorkerLoad(NamedTuple):
+    """A live worker, where it runs, and the running runs whose lease it holds now."""
+
+    worker_id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    runs: tuple[str, ...]
+
+
 __all__ = [
     "MAX_CRASHES",
     "NOTABLE_LEVELS",
@@ -212,4 +226,5 @@ __all__ = [
     "StepChange",
     "TakenEvent",
     "TaskTerms",
+    "WorkerLoad",
 ]

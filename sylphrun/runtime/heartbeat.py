@@ -12,7 +12,7 @@ import time
 from typing import TYPE_CHECKING
 
 from sylphrun.errors import JournalError
-from sylphrun.journal import open_journal
+from sylphrun.runtime.waiting_open import open_journal_waiting
 
 if TYPE_CHECKING:
     from sylphrun.runtime.worker import Worker
@@ -24,7 +24,7 @@ def renew_leases(worker: Worker, stop: threading.Event) -> None:
     """Renews leases from a thread of its own, so a user's step that blocks the event
     loop does not make this worker's runs look abandoned."""
     s = worker.settings
-    journal = open_journal(s.config.journal, durability=s.config.durability)
+    journal = open_journal_waiting(s.config.journal, durability=s.config.durability)
     failing = False
     try:
         while not stop.wait(s.heartbeat_seconds):

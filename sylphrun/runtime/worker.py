@@ -19,7 +19,6 @@ from concurrent.futures import ThreadPoolExecutor
 from sylphrun.define import Task
 from sylphrun.discover import register_tasks
 from sylphrun.errors import JournalError
-from sylphrun.journal import open_journal
 from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
@@ -28,6 +27,7 @@ from sylphrun.runtime.heartbeat import renew_leases
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
+from sylphrun.runtime.waiting_open import open_journal_waiting
 from sylphrun.runtime.worker_settings import (  # re-exported: imported from here elsewhere
     ECHO_RUN_LOGS,  # noqa: F401
     IMPORT_FAILED,  # noqa: F401
@@ -72,7 +72,8 @@ class Worker:
         self.loop = asyncio.get_running_loop()
         self.loop.set_task_factory(task_factory)
         self.wake_event = asyncio.Event()
-        self.journal = open_journal(cfg.journal, durability=cfg.durability)
+        # A server with no connection slot left: wait for one, not crash-loop (issue 17).
+        self.journal = open_journal_waiting(cfg.journal, durability=cfg.durability)
         self.step_threads = ThreadPoolExecutor(32, thread_name_prefix="sylphrun-step")
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)

@@ -29,6 +29,11 @@ KEYS = [
                 "cancelled; enter opens such a run, / shows one event name",
             ),
             ("e", "send an event (name and JSON data, checked before sending), as `sylphrun send`"),
+            (
+                "W",
+                "workers: each live worker's host, pid, start, last heartbeat and the runs it "
+                "holds; enter opens such a run",
+            ),
             ("tab / shift+tab", "move the focus: list, search, filters; a tab's contents"),
         ],
     ),

@@ -16,11 +16,17 @@ from sylphrun.dashboard import text as fmt
 from sylphrun.dashboard.feed import RunDetail
 from sylphrun.dashboard.run_notes import RunNote, hold_line, step_wait_lines
 from sylphrun.dashboard.widgets.runs_table import RunsTable
-from sylphrun.journal.types import RunSummary
+from sylphrun.journal.types import RunSummary, WorkerLoad
 from sylphrun.render import wake_time
 
 
-def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None = None) -> Text:
+def run_heading(
+    detail: RunDetail,
+    now: float,
+    width: int,
+    note: RunNote | None = None,
+    holder: WorkerLoad | None = None,
+) -> Text:
     run = detail.run
     out = Text(no_wrap=False)
     out.append_text(fmt.run_status(run.status))
@@ -37,6 +43,8 @@ def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None 
         )
     else:
         out.append(f" · created {fmt.clock_time(run.created_at, now)}", style="dim")
+    if holder is not None and run.status == model.RUNNING:
+        out.append_text(holder_text(holder))
     out.append_text(parked_text(detail, now))
     out.append_text(why_text(detail, now, note))
     if run.children_total:
@@ -74,6 +82,17 @@ def run_heading(detail: RunDetail, now: float, width: int, note: RunNote | None 
         out.append(" (last: ", style="dim")
         out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
         out.append(")", style="dim")
+    return out
+
+
+def holder_text(holder: WorkerLoad) -> Text:
+    """ " · on host alpha, worker w-1a2b (pid 4121)": where a running run runs (its lease
+    holder); with workers on several machines, the host says where to look."""
+    out = Text(" · on host ", style="dim")
+    out.append_text(fmt.literal(holder.host, "bold"))
+    out.append(", worker ", style="dim")
+    out.append_text(fmt.literal(holder.worker_id))
+    out.append(f" (pid {holder.pid})", style="dim")
     return out
 
 
@@ -150,8 +169,11 @@ class RunHeading(Static):
     def tick(self, force: bool = False) -> None:
         if self.detail is None or (self.stale and not force):
             return
-        note = getattr(self.app, "notes", {}).get(self.detail.run.id)
-        text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2), note)
+        run_id = self.detail.run.id
+        note = getattr(self.app, "notes", {}).get(run_id)
+        places = getattr(self.app, "worker_places", None)
+        holder = places.holders.get(run_id) if places is not None else None
+        text = run_heading(self.detail, self.clock(), max(40, self.size.width - 2), note, holder)
         if self.stale:
             banner = Text("↻ loading… (below: as last seen)\n", style="bold yellow")
             text = banner + text

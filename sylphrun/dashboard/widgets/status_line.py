@@ -15,6 +15,7 @@ def status_text(
     counts: dict[str, int],
     *,
     workers: int | None,
+    hosts: int = 0,
     reload: ReloadStatus | None,
     feed_error: str | None,
     truncated: bool,
@@ -29,7 +30,8 @@ def status_text(
     elif workers == 0:
         out.append("no workers: start `sylphrun worker`", style="bold yellow")
     else:
-        out.append(f"{workers} worker{'s' if workers != 1 else ''}", style="green")
+        where = f" on {hosts} hosts" if hosts > 1 else ""  # workers on several machines
+        out.append(f"{workers} worker{'s' if workers != 1 else ''}{where}", style="green")
     if reload is not None and reload.error:
         out.append(" · ")
         out.append("reload failed (Tasks tab)", style="bold red")

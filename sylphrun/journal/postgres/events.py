@@ -13,11 +13,13 @@ themselves (`send_event` says why): their seqs then follow their commits.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sylphrun import codec, model
 from sylphrun.errors import EventIdConflict
+from sylphrun.journal.event_match import wait_probe
+from sylphrun.journal.postgres.event_probes import candidate_waits, file_event_probes, unconsumed
 from sylphrun.journal.postgres.transitions import (
     TERMINAL,
     Cursor,
@@ -36,21 +38,6 @@ _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (%s, %s, %
 def lock_names(cur: Cursor, names: Sequence[str]) -> None:
     for name in sorted(set(names)):  # one order: two writers never deadlock on them
         cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"sylphrun.event:{name}",))
-
-
-def _unconsumed(
-    cur: Cursor, run_id: str, event: str, match: dict | None
-) -> Iterator[tuple[int, str, str]]:
-    cur.execute(
-        "SELECT e.seq, e.id, e.data FROM sent_events e WHERE e.name = %s"
-        " AND e.seq > (SELECT event_mark FROM runs WHERE id = %s)"
-        " AND NOT EXISTS (SELECT 1 FROM event_deliveries d WHERE d.event_seq = e.seq"
-        " AND d.run_id = %s AND d.outcome = 'consumed') ORDER BY e.seq",
-        (event, run_id, run_id),
-    )
-    for seq, event_id, data in cur.fetchall():
-        if matches(_loads(data), match):
-            yield seq, event_id, data
 
 
 # -- sending -------------------------------------------------------------------------
@@ -101,6 +88,7 @@ def send_event(
         )
         seq = cur.fetchone()[0]
     value = _loads(data)
+    file_event_probes(cur, name, value, seq)
     matched = _wake_waiting_runs(cur, seq, name, value, now)
     cancelled = _cancel_runs(cur, seq, name, value, now)
     triggered = _trigger_tasks(cur, seq, event_id, name, data, now)
@@ -135,12 +123,7 @@ def _deliver(
 
 def _wake_waiting_runs(cur: Cursor, seq: int, name: str, value: Any, now: float) -> list[str]:
     woken: list[str] = []
-    cur.execute(
-        "SELECT w.run_id, w.match, r.status FROM event_waits w"
-        " JOIN runs r ON r.id = w.run_id WHERE w.name = %s ORDER BY w.run_id",
-        (name,),
-    )
-    for run_id, match, status in cur.fetchall():
+    for run_id, match, status in candidate_waits(cur, name, value):
         if status in model.TERMINAL_STATES:
             cur.execute("DELETE FROM event_waits WHERE run_id = %s", (run_id,))
             continue
@@ -243,7 +226,7 @@ def take_event(
 ) -> TakenEvent:
     lock_names(cur, [event])
     check(cur, run_id, epoch)
-    found = next(_unconsumed(cur, run_id, event, match), None)
+    found = next(unconsumed(cur, run_id, event, match), None)
     if found is not None:
         event_seq, event_id, data = found
         output = (
@@ -271,9 +254,17 @@ def take_event(
         (run_id, key, name, seq, run_attempt, output, now),
     )
     cur.execute(
-        "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since)"
-        " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, step_key) DO NOTHING",
-        (run_id, key, event, None if match is None else codec.dumps(match), timeout_at, now),
+        "INSERT INTO event_waits (run_id, step_key, name, match, timeout_at, since, probe)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (run_id, step_key) DO NOTHING",
+        (
+            run_id,
+            key,
+            event,
+            None if match is None else codec.dumps(match),
+            timeout_at,
+            now,
+            wait_probe(match),
+        ),
     )
     return TakenEvent("waiting", None, None, output)
 
@@ -311,7 +302,7 @@ def lock_waits_of(cur: Cursor, run_id: str) -> list[tuple[str, str | None]]:
 
 def has_arrived_event(cur: Cursor, run_id: str, waits: list[tuple[str, str | None]]) -> bool:
     return any(
-        next(_unconsumed(cur, run_id, name, _loads(match)), None) is not None
+        next(unconsumed(cur, run_id, name, _loads(match)), None) is not None
         for name, match in waits
     )
 

@@ -14,6 +14,7 @@ from sylphrun.journal.postgres import (
     reads,
     schedules,
     schema,
+    worker_loads,
 )
 from sylphrun.journal.postgres.connection import PgConnection
 from sylphrun.journal.types import (
@@ -32,6 +33,7 @@ from sylphrun.journal.types import (
     ScheduleState,
     StateChange,
     StepChange,
+    WorkerLoad,
 )
 
 
@@ -242,4 +244,11 @@ class PostgresReads:
     def recent_events(self, *, name: str | None = None, limit: int = 50) -> list[EventRecord]:
         return self.pg.read(
             lambda cur: events.recent_events(cur, name=name, limit=limit), snapshot=True
+        )
+
+    # -- workers and their hosts (issue 17) -------------------------------------------
+
+    def worker_loads(self, *, now: float, stale_after: float) -> list[WorkerLoad]:
+        return self.pg.read(
+            lambda cur: worker_loads.worker_loads(cur, now=now, stale_after=stale_after)
         )

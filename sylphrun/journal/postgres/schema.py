@@ -33,6 +33,7 @@ from sylphrun.journal.postgres.schema_features import (
     V7_SCHEDULES,
     V8_FLOW_CONTROL,
     V9_STEP_CHANGE_SEQ,
+    V10_EVENT_WAIT_PROBE,
 )
 
 V1 = """
@@ -279,6 +280,7 @@ MIGRATIONS: list[str] = [
     V7_SCHEDULES,
     V8_FLOW_CONTROL,
     V9_STEP_CHANGE_SEQ,
+    V10_EVENT_WAIT_PROBE,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -123,3 +123,25 @@ CREATE CONSTRAINT TRIGGER steps_stamped AFTER INSERT OR UPDATE ON steps
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (new.change_seq IS NULL)
     EXECUTE FUNCTION sylphrun_number_feed_at_commit();
 """.replace("FEED_LOCK", str(FEED_LOCK))
+
+# SQLite's V10_EVENT_WAIT_PROBE: a send finds the waits its event matches by index, and a
+# wait takes its event by index, instead of reading every wait or event of the name (1,000
+# runs each waiting for its own order_id; 10,000 events of the name since a run began).
+# The same probe texts as SQLite (`event_match.probe`): `event_waits.probe` is one field of
+# a wait's match, `sent_event_probes` holds each event's top-level scalar fields. Events
+# sent before this migration have none: a take reads those (seq <= the one in
+# `sent_event_probes_from`) as before. The send lock (`events.send_event`) is taken so the
+# mark is above every committed send and below every later one.
+V10_EVENT_WAIT_PROBE = """
+SELECT pg_advisory_xact_lock(hashtext('sylphrun.event.send'));
+ALTER TABLE event_waits ADD COLUMN probe TEXT;
+CREATE INDEX event_waits_probe ON event_waits(name, probe);
+CREATE TABLE sent_event_probes (
+    name   TEXT NOT NULL,
+    probe  TEXT NOT NULL,
+    seq    BIGINT NOT NULL,
+    PRIMARY KEY (name, probe, seq)
+);
+CREATE TABLE sent_event_probes_from (seq BIGINT NOT NULL);
+INSERT INTO sent_event_probes_from SELECT COALESCE(MAX(seq), 0) FROM sent_events;
+"""
