@@ -16,6 +16,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+# Imported now, not in the fixture: it keeps the real process spawn for the server's tools,
+# and a fast test asking for the cluster first would otherwise hand it the refusing guard.
+import pg_cluster
 import pytest
 
 from sylphrun.config import Config, load_config
@@ -393,7 +396,6 @@ _NO_POSTGRES: list[str] = []
 
 @pytest.fixture(scope="session")
 def postgres_cluster():
-    import pg_cluster
 
     cluster = pg_cluster.start_or_reason()
     if isinstance(cluster, str):

@@ -101,6 +101,11 @@ class RunScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        # After a refresh, not now: the tabs' own children may still be mounting (under load
+        # `tabs.active = "steps"` then raised "No Tab with id '--content-tab-steps'").
+        self.call_after_refresh(self._composed)
+
+    def _composed(self) -> None:
         self.ready = True
         self._show_run()
         # Whatever the feed sent before this screen existed is sent again.
