@@ -22,6 +22,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from sylphrun.errors import JournalError
+from sylphrun.journal.postgres import outage
 from sylphrun.journal.urls import redact
 
 T = TypeVar("T")
@@ -60,12 +61,15 @@ class PgConnection:
         self.url = url
         self.location = redact(url)
         self._closed = threading.Event()
+        outage.install()
         self.pool = ConnectionPool(
             url,
             min_size=1,
             max_size=POOL_SIZE,
             open=False,
-            name="sylphrun-journal",
+            # Named, and each connection seen: `outage` says a lost server in one line.
+            name=outage.pool_name(self.location),
+            configure=outage.configure(self.location),
             # Autocommit: a single statement (the hot step writes, most reads) is one round
             # trip; `transaction()` wraps the rest in BEGIN ... COMMIT.
             kwargs={
