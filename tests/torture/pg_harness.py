@@ -43,9 +43,8 @@ def read_pg_journal(url: str) -> Snapshot:
 
     with psycopg.connect(url, autocommit=True) as db, db.transaction():
         db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        names = (
-            "id task_id status payload output error parent parent_step idem owner attempt"
-        ).split()
+        names = ["id", "task_id", "status", "payload", "output", "error"]
+        names += ["parent", "parent_step", "idem", "owner", "attempt"]
         runs = {
             row[0]: dict(zip(names, row, strict=True))
             for row in db.execute(
@@ -53,7 +52,7 @@ def read_pg_journal(url: str) -> Snapshot:
                 " parent_step_key, idempotency_key, lease_owner, attempt FROM runs"
             )
         }
-        names = "run_id key kind status attempts finished_at output".split()
+        names = ["run_id", "key", "kind", "status", "attempts", "finished_at", "output"]
         steps = {
             (row[0], row[1]): dict(zip(names, row, strict=True))
             for row in db.execute(
