@@ -1,0 +1,77 @@
+"""A PostgreSQL restart under load (issue 17, as DBOS's chaos tests do): while two
+`sylphrun worker` hosts drain a queue of multi-step runs, the server is stopped (`pg_ctl
+stop -m fast`, and `-m immediate`: a crash, WAL recovery at the start) and started again
+after a short outage. The runs go on once it is back: every one terminal with its asked
+outcome, no completed step lost or run again (`harness.check_invariants`, journal and
+ledger); the workers did not die; each process that lost the server said so in one line
+and said when it was back, with no traceback and none of the driver's per-attempt noise.
+
+On a cluster of its own (`pg_cluster.CrashSafeCluster`: synchronous_commit on, so a crash
+loses no commit the journal was told was done; and no other test's server goes down).
+The default takes ~10 s per mode on a quiet machine; SYLPHRUN_TORTURE_SCALE=N is N
+outages (modes alternating) under N times the runs, by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import pg_cluster
+import pytest
+from pg_harness import PgTorture
+
+SCALE = int(os.environ.get("SYLPHRUN_TORTURE_SCALE", "1"))
+OUTAGE = 1.5  # seconds the server stays down
+
+LOST = "lost the PostgreSQL journal at"
+BACK = "is back"
+
+
+@pytest.fixture(scope="module")
+def crash_safe_cluster():
+    cluster = pg_cluster.crash_safe_or_reason()
+    if isinstance(cluster, str):
+        if pg_cluster.required():
+            pytest.fail(f"{cluster} (required under CI: .ci/run installs Debian's postgresql)")
+        pytest.skip(f"PostgreSQL backend NOT TESTED: {cluster}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_runs_go_on_across_a_server_restart(crash_safe_cluster, mode, tmp_path):
+    from sylphrun.journal import open_journal
+
+    url = crash_safe_cluster.url(crash_safe_cluster.new_database())
+    open_journal(url).close()  # migrated before the hosts start
+    torture = PgTorture(tmp_path / "proj", url, hosts=2, workers=2, seed=5)
+    try:
+        for host in torture.hosts:
+            host.start()
+        torture.wait_for_workers()
+        torture.trigger(16 * SCALE)
+        for n in range(SCALE):
+            torture.wait_progress(15)  # under load: steps are running
+            modes = ("fast", "immediate")
+            torture.server_outage(crash_safe_cluster, modes[(n + (mode != "fast")) % 2], OUTAGE)
+            before = torture.figures.triggered
+            torture.trigger(6 * SCALE)  # new work after it is back, too
+        torture.wait_progress(15)
+        last = torture.finish(120)
+        alive = [h.running and h.starts == 1 for h in torture.hosts]
+        logs = {h.folder.name: h.output() for h in torture.hosts}
+    finally:
+        torture.close()
+    print(f"\nserver restart ({mode}): {torture.figures}")
+    assert last["outcomes"]["completed"] > 0 and last["outcomes"]["failed (as asked)"] > 0
+    assert torture.figures.triggered > before
+    assert all(alive), f"a host died or was restarted: {torture.outputs()}"
+    for name, log in logs.items():
+        assert "Traceback" not in log, f"{name}:\n{log}"
+        assert "error connecting" not in log and "discarding" not in log, f"{name}:\n{log}"
+        # The `sylphrun worker` process and each of its 2 workers: lost once, back once,
+        # per outage (a process that did not touch the journal meanwhile may say neither).
+        lost, back = log.count(LOST), len(re.findall(rf"journal at \S+ {BACK}", log))
+        assert 1 <= lost <= 3 * SCALE and back == lost, f"{name}:\n{log}"
+        assert len(log.splitlines()) <= 3 + 4 * 3 * SCALE, f"{name} said too much:\n{log}"
