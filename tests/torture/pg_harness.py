@@ -91,7 +91,7 @@ def write_host_folder(folder: Path, ledger: Path, *, workers: int) -> Path:
 class Host:
     """One `sylphrun worker --journal URL` in a process group and folder of its own."""
 
-    def __init__(self, folder: Path, url: str, *, workers: int) -> None:
+    def __init__(self, folder: Path, url: str, *, workers: int, env: dict | None = None) -> None:
         self.folder, self.url, self.workers = folder, url, workers
         self.log = folder / "worker.log"
         self.proc: subprocess.Popen | None = None
@@ -103,6 +103,7 @@ class Host:
                 [str(folder), str(REPO), os.environ.get("PYTHONPATH", "")]
             ),
             "NO_COLOR": "1",
+            **(env or {}),
         }
 
     def start(self) -> None:
@@ -198,7 +199,14 @@ class PgTorture:
     """Hosts draining one PostgreSQL journal, the workload, the faults, the checks."""
 
     def __init__(
-        self, root: Path, url: str, *, hosts: int = 2, workers: int = 2, seed: int = 0
+        self,
+        root: Path,
+        url: str,
+        *,
+        hosts: int = 2,
+        workers: int = 2,
+        seed: int = 0,
+        env: dict | None = None,
     ) -> None:
         from sylphrun.journal import open_journal
 
@@ -212,6 +220,7 @@ class PgTorture:
                 write_host_folder(root / f"host{i}", self.ledger, workers=workers),
                 url,
                 workers=workers,
+                env=env,
             )
             for i in range(hosts)
         ]

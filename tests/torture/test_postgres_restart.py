@@ -75,3 +75,36 @@ def test_runs_go_on_across_a_server_restart(crash_safe_cluster, mode, tmp_path):
         lost, back = log.count(LOST), len(re.findall(rf"journal at \S+ {BACK}", log))
         assert 1 <= lost <= 3 * SCALE and back == lost, f"{name}:\n{log}"
         assert len(log.splitlines()) <= 3 + 4 * 3 * SCALE, f"{name} said too much:\n{log}"
+
+
+def test_a_server_down_longer_than_the_journal_waits_costs_no_host(crash_safe_cluster, tmp_path):
+    """Past the pool's wait (30 s; 1 s here, SYLPHRUN_TEST_PG_WAIT) every journal call
+    fails: the `sylphrun worker` process used to die of its sweeps' JournalError, taking
+    its workers with it, and never came back. It rides the outage out now."""
+    from sylphrun.journal import open_journal
+
+    url = crash_safe_cluster.url(crash_safe_cluster.new_database())
+    open_journal(url).close()
+    env = {"SYLPHRUN_TEST_PG_WAIT": "1"}
+    torture = PgTorture(tmp_path / "proj", url, hosts=2, workers=1, seed=9, env=env)
+    try:
+        for host in torture.hosts:
+            host.start()
+        torture.wait_for_workers()
+        torture.trigger(12)
+        torture.wait_progress(10)
+        torture.server_outage(crash_safe_cluster, "fast", 3.0)
+        torture.trigger(6)
+        torture.wait_progress(8)  # past the hosts' 1 s waits: they failed by now
+        alive = [h.running and h.starts == 1 for h in torture.hosts]
+        assert all(alive), f"a host died of the outage: {torture.outputs()}"
+        last = torture.finish(120)
+        alive = [h.running and h.starts == 1 for h in torture.hosts]
+        logs = {h.folder.name: h.output() for h in torture.hosts}
+    finally:
+        torture.close()
+    print(f"\nlong outage: {torture.figures}")
+    assert all(alive), f"a host died: {logs}"
+    assert last["outcomes"]["completed"] > 0
+    for name, log in logs.items():
+        assert "Traceback" not in log, f"{name}:\n{log}"

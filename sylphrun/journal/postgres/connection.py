@@ -12,6 +12,7 @@ Every driver error becomes a one-line `JournalError`; no psycopg type leaves thi
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -31,6 +32,9 @@ T = TypeVar("T")
 RETRIES = 8
 CONNECT_TIMEOUT = 10
 POOL_SIZE = 8
+# How long a journal call waits for a connection (the server down: a restart) before it
+# fails with a JournalError. The tests of an outage longer than that shorten it.
+POOL_WAIT = float(os.environ.get("SYLPHRUN_TEST_PG_WAIT", "30"))
 
 
 def journal_error(location: str, exc: BaseException) -> JournalError:
@@ -70,6 +74,7 @@ class PgConnection:
             # Named, and each connection seen: `outage` says a lost server in one line.
             name=outage.pool_name(self.location),
             configure=outage.configure(self.location),
+            timeout=POOL_WAIT,
             # Autocommit: a single statement (the hot step writes, most reads) is one round
             # trip; `transaction()` wraps the rest in BEGIN ... COMMIT.
             kwargs={
