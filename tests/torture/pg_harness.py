@@ -233,14 +233,30 @@ class PgTorture:
     # -- workload and checks -------------------------------------------------------------
 
     def trigger(self, count: int) -> None:
+
+        self.trigger_payloads([random_payload(self.rng) for _ in range(count)])
+
+    def trigger_payloads(self, runs: list[tuple[str, dict]]) -> list[str]:
+        """Enqueue these (task id, payload) runs, as the workload's own; their ids."""
         from sylphrun.journal import RunSpec
         from sylphrun.trigger import enqueue
 
-        runs = [random_payload(self.rng) for _ in range(count)]
         results = enqueue(self.journal, [RunSpec(t, json.dumps(p)) for t, p in runs])
         for (task_id, payload), (run_id, _) in zip(runs, results, strict=True):
             self.top_level[run_id] = (task_id, payload)
-        self.figures.triggered += count
+        self.figures.triggered += len(runs)
+        return [run_id for run_id, _ in results]
+
+    def wait_started(self, run_ids: list[str], key: str, timeout: float = 60.0) -> None:
+        """Until step `key` of each run has started (its E line)."""
+        from harness import read_ledger
+
+        deadline = time.monotonic() + timeout
+        want = set(run_ids)
+        while want - {x.run_id for x in read_ledger(self.ledger) if x.kind == "E" and x.key == key}:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"step {key} did not start: {self.outputs()}")
+            time.sleep(0.05)
 
     def check(self, *, final: bool = False) -> dict:
         result = check_invariants(
