@@ -278,6 +278,25 @@ class PgTorture:
 
         return Counter(self.pid_host.get(x.pid) for x in read_ledger(self.ledger) if x.kind == "E")
 
+    def check_undos(self, *, killed_ok: bool) -> int:
+        """Each `saga` run's undos ran in reverse order (charge's before reserve's), and,
+        with no kill (`killed_ok` False), each once. Returns the sagas undone."""
+        from harness import read_ledger
+
+        undos: dict[str, list[str]] = defaultdict(list)
+        for x in read_ledger(self.ledger):
+            if x.kind == "C" and self.top_level.get(x.run_id, ("",))[0] == "saga":
+                undos[x.run_id].append(x.key)
+        bad = []
+        for run_id, keys in undos.items():
+            firsts = list(dict.fromkeys(keys))
+            if firsts not in (["charge", "reserve"], ["reserve"], ["charge"]):
+                bad.append(f"saga {run_id} undid {keys}: not in reverse order")
+            if not killed_ok and len(keys) != len(firsts):
+                bad.append(f"saga {run_id} undid {keys}: one undo twice")
+        assert not bad, "\n".join(bad)
+        return len(undos)
+
     def wait_for_workers(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         want = sum(h.workers for h in self.hosts if h.running)

@@ -59,6 +59,7 @@ def test_runs_go_on_across_a_server_restart(crash_safe_cluster, mode, tmp_path):
             torture.trigger(6 * SCALE)  # new work after it is back, too
         torture.wait_progress(15)
         last = torture.finish(120)
+        torture.check_undos(killed_ok=False)
         alive = [h.running and h.starts == 1 for h in torture.hosts]
         logs = {h.folder.name: h.output() for h in torture.hosts}
     finally:
