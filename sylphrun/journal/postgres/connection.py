@@ -100,14 +100,21 @@ class PgConnection:
             raise journal_error(self.location, exc) from None
 
     def write(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
-        """`fn(cursor)` in one transaction, retried on deadlock."""
+        """`fn(cursor)` in one transaction, retried on deadlock, and on a connection the
+        server dropped before the COMMIT was sent (a restart, a terminated backend): that
+        transaction was not committed, so it runs again on a fresh connection (the pool
+        waits for the server). A connection lost during the COMMIT is not retried: it may
+        have committed."""
         for attempt in range(RETRIES):
             last = attempt == RETRIES - 1
+            conn, committing = None, False
             try:
                 with self.pool.connection() as conn, ExitStack() as stack:
                     if not _began(conn, stack, last=last):
+                        self._drop_dead_connections()
                         continue  # a connection the server dropped (a restart): another
                     result = fn(stack.enter_context(conn.cursor()))
+                    committing = True
                 return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if last:
@@ -115,9 +122,22 @@ class PgConnection:
                         f"journal error on {self.location}: a write kept "
                         "deadlocking with others; try again"
                     ) from None
+            except psycopg.OperationalError as exc:
+                if last or committing or conn is None or not conn.broken:
+                    raise journal_error(self.location, exc) from None
+                self._drop_dead_connections()
             except psycopg.Error as exc:
                 raise journal_error(self.location, exc) from None
         raise AssertionError("unreachable")
+
+    def _drop_dead_connections(self) -> None:
+        """After one dropped connection, the pool's idle ones are likely dead too (a
+        restart drops them all): checked now, so the retry gets a live or new one rather
+        than failing on each in turn."""
+        try:
+            self.pool.check()
+        except psycopg.Error:
+            pass  # the retry's own connection attempt says what is wrong
 
     def write_one(self, sql: str, params: tuple) -> int:
         """One statement, atomic on its own, with no feed row: its rowcount. The two writes
@@ -133,6 +153,7 @@ class PgConnection:
                         cur.execute(sql, params)
                     except psycopg.OperationalError:
                         if conn.broken and attempt == 0:
+                            self._drop_dead_connections()
                             continue
                         raise
                     return cur.rowcount
@@ -151,6 +172,7 @@ class PgConnection:
                         return _read(conn, fn, snapshot)
                     except psycopg.OperationalError:
                         if conn.broken and attempt < RETRIES - 1:
+                            self._drop_dead_connections()
                             continue
                         raise
             except psycopg.Error as exc:
