@@ -17,14 +17,19 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 
 log = logging.getLogger("sylphrun.journal")
 
 POOL_NAME = "sylphrun-journal"
 
-_ours: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> location
+# connection -> (location, when it was made)
+_ours: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _lost: set[str] = set()
+# location -> when it was said to be back: a connection older than that found dead later
+# (an idle one of another pool of the process, the heartbeat's) is the same outage's.
+_back_at: dict[str, float] = {}
 _lock = threading.Lock()
 
 
@@ -37,40 +42,47 @@ def configure(location: str):
     (the first, or one after an outage: then the server is back)."""
 
     def on_connect(conn) -> None:
-        _ours[conn] = location
+        now = time.monotonic()
+        _ours[conn] = (location, now)
         with _lock:
             back = location in _lost
             _lost.discard(location)
+            if back:
+                _back_at[location] = now
         if back:
             log.warning("the PostgreSQL journal at %s is back", location)
 
     return on_connect
 
 
-def _location(record: logging.LogRecord) -> str | None:
-    """The journal location of a psycopg.pool record about one of our pools, else None."""
+def _location(record: logging.LogRecord) -> tuple[str | None, float]:
+    """The journal location of a psycopg.pool record about one of our pools (else None),
+    and when the connection it is about was made (now for a failed connection attempt)."""
     args = record.args if isinstance(record.args, tuple) else ()
     if not args:
-        return None
+        return None, 0.0
     first = args[0]
     if isinstance(first, str):
         prefix = POOL_NAME + " "
-        return first[len(prefix) :] if first.startswith(prefix) else None
+        ours = first.startswith(prefix)
+        return (first[len(prefix) :] if ours else None), time.monotonic()
     try:
-        return _ours.get(first)
+        return _ours.get(first, (None, 0.0))
     except TypeError:  # not weak-referenceable: not one of ours
-        return None
+        return None, 0.0
 
 
 class _OneLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        location = _location(record)
+        location, made_at = _location(record)
         if location is None:
             return True
         if record.levelno >= logging.WARNING:
             with _lock:
-                first = location not in _lost
-                _lost.add(location)
+                stale = made_at < _back_at.get(location, float("-inf"))
+                first = location not in _lost and not stale
+                if not stale:
+                    _lost.add(location)
             if first:
                 reason = _reason(record)
                 log.warning(
