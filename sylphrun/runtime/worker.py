@@ -24,7 +24,7 @@ from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
-from sylphrun.runtime.heartbeat import renew_leases
+from sylphrun.runtime.heartbeat import journal_errors_logged, renew_leases
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
@@ -112,7 +112,8 @@ class Worker:
             self.journal_wakeups.close()
             self.sock.close()
             wake.cleanup(self.addr)
-            self.journal.unregister_worker(self.id, time.time())
+            with journal_errors_logged("unregistering this worker"):
+                self.journal.unregister_worker(self.id, time.time())
             self.journal.close()
             # asyncio.run's loop.close() closes its wakeup pipe before it removes this
             # handler: a SIGTERM in between (the group's, then the supervisor's) printed

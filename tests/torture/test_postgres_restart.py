@@ -108,6 +108,14 @@ def test_a_server_down_longer_than_the_journal_waits_costs_no_host(crash_safe_cl
         logs = {h.folder.name: h.output() for h in torture.hosts}
         owed = {m for log in logs.values() for m in re.findall(r"run (\S+): could not hand", log)}
         crashes = _crash_counts(url, owed)
+        # Stopped while the server is down (idle: nothing to hand back): it still exits
+        # cleanly, saying what it could not write, without a traceback.
+        pg_cluster.stop_server(crash_safe_cluster, "fast")
+        try:
+            code = torture.hosts[0].stop()
+        finally:
+            pg_cluster.start_server(crash_safe_cluster)
+        stopped_log = torture.hosts[0].output()
     finally:
         torture.close()
     print(f"\nlong outage: {torture.figures}; hand-backs owed: {crashes}")
@@ -115,6 +123,8 @@ def test_a_server_down_longer_than_the_journal_waits_costs_no_host(crash_safe_cl
     # A hand-back the journal refused was made once it answered (counted as the crash
     # `requeue_after_error` counts), not left to the lease to expire (which counts none).
     assert crashes and all(crashes.values()), crashes
+    assert code == 0, stopped_log
+    assert "Traceback" not in stopped_log, stopped_log
     assert last["outcomes"]["completed"] > 0
     for name, log in logs.items():
         assert "Traceback" not in log, f"{name}:\n{log}"
