@@ -249,3 +249,57 @@ def start_or_reason(settings: dict[str, str] | None = None) -> Cluster | str:
         return Cluster(settings)
     except (RuntimeError, OSError, subprocess.SubprocessError, KeyError) as exc:
         return f"no PostgreSQL server for the tests: {exc}"
+
+
+# -- a server outage: stop now, start later (the PostgreSQL-restart torture) -------------
+
+
+def stop_server(cluster: Cluster, mode: str = "fast") -> None:
+    """Stop the server, keeping its data, until `start_server`: `fast` (connections
+    dropped, a clean shutdown) or `immediate` (a crash: recovery replays the WAL at the
+    next start)."""
+    if mode not in ("fast", "immediate"):
+        raise ValueError(f"pg_ctl stop mode {mode!r}: fast or immediate")
+    cluster._run("pg_ctl", "-D", str(cluster.data), "-m", mode, "-w", "-t", "60", "stop")
+
+
+def start_server(cluster: Cluster) -> None:
+    """Start a server `stop_server` stopped, on the same port."""
+    cluster._run(
+        "pg_ctl",
+        "-D",
+        str(cluster.data),
+        "-l",
+        str(cluster.root / "log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-p {cluster.port} -k {cluster.root}",
+        "start",
+    )
+
+
+class CrashSafeCluster(Cluster):
+    """A cluster whose acknowledged commits survive a server crash (`stop_server(...,
+    "immediate")`): `synchronous_commit` on. The session's cluster has it off (speed),
+    which loses the last ~200 ms of commits in a crash: a journal that lost writes it
+    was told were done, the server's doing, not the journal's. (`fsync` stays off: a
+    server crash is not a machine crash; the OS keeps what was written.)"""
+
+    def _configure(self) -> None:
+        super()._configure()
+        with open(self.data / "postgresql.conf", "a") as f:
+            f.write("synchronous_commit = on\n")
+
+
+def crash_safe_or_reason() -> Cluster | str:
+    """A running `CrashSafeCluster` of its own, or why there is none (a skip reason)."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "psycopg is not installed (pip install -e '.[dev]' brings it)"
+    try:
+        return CrashSafeCluster()
+    except (RuntimeError, OSError, subprocess.SubprocessError, KeyError) as exc:
+        return f"no PostgreSQL server for the tests: {exc}"

@@ -9,6 +9,8 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from sylphrun.errors import JournalError
@@ -57,3 +59,14 @@ def renew_leases(worker: Worker, stop: threading.Event) -> None:
                 worker.loop.call_soon_threadsafe(worker.stop)
     finally:
         journal.close()
+
+
+@contextmanager
+def journal_errors_logged(what: str) -> Iterator[None]:
+    """A worker's last writes (leaving): a journal that fails (a server down past the
+    wait) is one line, not a traceback out of the worker process. What they would have
+    written, the supervisor's sweeps and the leases do instead."""
+    try:
+        yield
+    except JournalError as exc:
+        log.error("%s failed: %s", what, exc)

@@ -16,8 +16,10 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.connection import wait as wait_sentinels
+from typing import TypeVar
 
 from sylphrun.config import Config
+from sylphrun.errors import JournalError
 from sylphrun.journal import open_journal
 from sylphrun.journal.types import MAX_CRASHES
 from sylphrun.runtime import wake
@@ -39,6 +41,7 @@ from sylphrun.runtime.worker import (
 from sylphrun.runtime.worker_sweeps import enforce_timeouts, release_vanished, renew_for_busy
 
 log = logging.getLogger("sylphrun.supervisor")
+T = TypeVar("T")
 
 # A worker that exited cleanly without our asking is restarted this much later, unless
 # the supervisor is stopping by then.
@@ -86,6 +89,7 @@ class Supervisor:
         # `_handle_exit`.
         self._deferred: list[tuple[float, int, str | None]] = []
         self._swept_at = time.monotonic()
+        self._journal_failing = False
         # Fires scheduled tasks' ticks from this loop (see `runtime/scheduler.py`).
         self.schedules = ScheduleTicker(self.journal)
         # poll() runs in the supervising thread; the reload's calls come from the
@@ -151,17 +155,37 @@ class Supervisor:
                 self._handle_exit(wp)
             if not self.stopping:
                 self._restart_deferred()
-                enforce_timeouts(self.journal, self.procs, self.on_event)
-                beat = self.template.heartbeat_seconds
-                if time.monotonic() - self._swept_at > beat:
-                    self._swept_at = time.monotonic()
-                    if self.journal.replaced():
-                        self._journal_gone()
-                        return
-                    self.recover_vanished_workers(quiet_for=1.5 * beat)
-                    renew_for_busy(self.journal, self.procs, self.template)
+                if not self._journal_ok(self._sweep):
+                    return
         if not self.stopping and self.journal_gone is None:
             self.schedules.tick(time.time())  # outside the lock: the reloader waits on it
+
+    def _sweep(self) -> bool:
+        """The journal sweeps of a poll; False once the journal file is gone."""
+        enforce_timeouts(self.journal, self.procs, self.on_event)
+        beat = self.template.heartbeat_seconds
+        if time.monotonic() - self._swept_at > beat:
+            self._swept_at = time.monotonic()
+            if self.journal.replaced():
+                self._journal_gone()
+                return False
+            self.recover_vanished_workers(quiet_for=1.5 * beat)
+            renew_for_busy(self.journal, self.procs, self.template)
+        return True
+
+    def _journal_ok(self, fn: Callable[[], T], fallback: T = True) -> T:
+        """`fn()`, surviving a journal that fails (a PostgreSQL server down longer than
+        the journal waits for it): a supervisor that died of it took its workers with it
+        and never came back. Said once per failing spell; sweeps run again next poll."""
+        try:
+            result = fn()
+        except JournalError as exc:
+            if not self._journal_failing:
+                self._journal_failing = True
+                log.warning("supervisor: journal error (retrying at the next poll): %s", exc)
+            return fallback
+        self._journal_failing = False
+        return result
 
     def start_replacement(self, config: Config | None = None) -> list[str]:
         """Start a full new set of workers (on new code) beside the serving ones; returns
@@ -221,12 +245,11 @@ class Supervisor:
         how = describe_exit(wp.process.exitcode)
         on_purpose = self.stopping or wp.state not in (WorkerState.SERVING, WorkerState.PROBATION)
         crashed = not on_purpose and wp.process.exitcode not in (0, REPLACE_ME, JOURNAL_GONE)
-        requeued, failed = self.journal.release_worker_runs(
-            wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time()
+        requeued, failed = self._journal_ok(
+            lambda: self._release_exited(wp, how, crashed=crashed), ([], [])
         )
-        self.journal.unregister_worker(wp.worker_id, time.time())
         if requeued or failed:
-            self._wake_workers()
+            self._journal_ok(self._wake_workers, None)
         if wp.process.exitcode == JOURNAL_GONE:
             self._journal_gone()
         if self.stopping or self.journal_gone or wp.state in NOT_RESTARTED:
@@ -269,6 +292,16 @@ class Supervisor:
             self._deferred.append((now + CRASH_LOOP_PAUSE, wp.index, None))
         else:
             self.table.add(wp.index)
+
+    def _release_exited(self, wp: WorkerProcess, how: str, *, crashed: bool):
+        """Its runs back to the queue, itself out of the journal. If the journal fails, the
+        worker is restarted all the same: its runs are released by `release_vanished`
+        (its pid is gone) once the journal answers again."""
+        released = self.journal.release_worker_runs(
+            wp.worker_id, reason=f"worker {how}", crashed=crashed, now=time.time()
+        )
+        self.journal.unregister_worker(wp.worker_id, time.time())
+        return released
 
     def _wake_workers(self) -> None:
         # Released runs (and doomed ones, which fail at their next execution) are new

@@ -90,6 +90,7 @@ class JournalWakeups:
         self.listener = None
         self.fd = -1  # kept: a connection the server dropped cannot tell its descriptor
         self.again_at = float("inf")
+        self.deaf = False
 
     @property
     def listening(self) -> bool:
@@ -102,6 +103,7 @@ class JournalWakeups:
             self._deaf(f"no wake-ups from the journal, polling: {exc}")
             return
         self.again_at = float("inf")
+        self.deaf = False
         if self.listener is not None:
             self.fd = self.listener.fileno()
             self.loop.add_reader(self.fd, self._readable)
@@ -120,7 +122,10 @@ class JournalWakeups:
             self.on_work()  # what was announced while deaf, the next claim finds
 
     def _deaf(self, message: str) -> None:
-        log.warning("%s (listening again in %.0f s)", message, LISTEN_RETRY_SECONDS)
+        # Once per deaf spell: a server down for a minute said it again every retry.
+        if not self.deaf:
+            log.warning("%s (listening again every %.0f s)", message, LISTEN_RETRY_SECONDS)
+        self.deaf = True
         self.again_at = time.monotonic() + LISTEN_RETRY_SECONDS
 
     def close(self) -> None:

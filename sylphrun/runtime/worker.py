@@ -23,7 +23,7 @@ from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text
-from sylphrun.runtime.heartbeat import renew_leases
+from sylphrun.runtime.heartbeat import journal_errors_logged, renew_leases
 from sylphrun.runtime.run import execute
 from sylphrun.runtime.task_factory import task_factory
 from sylphrun.runtime.threads import RunThreads, Stragglers
@@ -65,6 +65,9 @@ class Worker:
         self.replace_me = False
         self.stragglers = Stragglers(settings.grace_seconds)
         self._peers: list[str] = []
+        # Runs to hand back whose hand-back the journal refused (a server down): run id ->
+        # (epoch, error). Retried each claim loop turn: not left for the lease to expire.
+        self.owed: dict[str, tuple[int, str]] = {}
         self._peers_at = 0.0
 
     async def serve(self) -> None:
@@ -110,7 +113,8 @@ class Worker:
             self.journal_wakeups.close()
             self.sock.close()
             wake.cleanup(self.addr)
-            self.journal.unregister_worker(self.id, time.time())
+            with journal_errors_logged("unregistering this worker"):
+                self.journal.unregister_worker(self.id, time.time())
             self.journal.close()
             # asyncio.run's loop.close() closes its wakeup pipe before it removes this
             # handler: a SIGTERM in between (the group's, then the supervisor's) printed
@@ -150,6 +154,7 @@ class Worker:
             free = self.slots - len(self.active)
             now = time.time()
             try:
+                self._hand_back_owed(now)
                 if free > 0 and self.journal.has_ready_work(now):
                     claims, _ = self.journal.claim_runs(
                         self.id,
@@ -172,13 +177,22 @@ class Worker:
             except JournalError as exc:
                 # A failing journal (a disk error, a full disk) is waited out, not crashed
                 # on: a worker that exits is restarted by its supervisor, which would loop.
+                # Said once per failing spell (a server down for a minute said it 20 times).
+                if not backoff:
+                    log.error("journal error (claiming again until it answers): %s", exc)
                 backoff = min(5.0, backoff * 2 or 0.1)
-                log.error("journal error (claiming again in %.1f s): %s", backoff, exc)
                 timeout = backoff
             try:
                 await asyncio.wait_for(self.wake_event.wait(), timeout)
             except TimeoutError:
                 pass
+
+    def _hand_back_owed(self, now: float) -> None:
+        """The hand-backs the journal refused, now that it may answer (a JournalError
+        leaves the rest owed; a run no longer ours is left alone by the journal)."""
+        for run_id, (epoch, error) in list(self.owed.items()):
+            self.journal.requeue_after_error(run_id, epoch, error=error, now=now)
+            del self.owed[run_id]
 
     def _start(self, claim: Claim) -> None:
         task = self.tasks[claim.task_id]
@@ -234,11 +248,12 @@ class Worker:
                 )
             except JournalError as again:
                 log.error(
-                    "run %s: could not hand it back (%s); it is claimed again when "
-                    "its lease runs out",
+                    "run %s: could not hand it back (%s); handing it back once the "
+                    "journal answers (or its lease runs out)",
                     ex.run_id,
                     again,
                 )
+                self.owed[ex.run_id] = (ex.epoch, error_text(exc))
             except Exception:
                 log.exception("run %s: could not hand it back", ex.run_id)
         finally:
@@ -271,7 +286,13 @@ class Worker:
         wake.drain(self.sock)
         self.wake_event.set()
         if self.active:
-            self._drop_lost(self._lost_runs())
+            try:
+                lost = self._lost_runs()
+            except JournalError:
+                # A loop callback: raising printed a traceback per poke while the journal
+                # was down. The heartbeat reports lost runs as well, once it is back.
+                return
+            self._drop_lost(lost)
 
     def _lost_runs(self) -> list[tuple[str, int]]:
         states = self.journal.lease_states(list(self.active))

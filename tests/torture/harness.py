@@ -312,8 +312,13 @@ class Snapshot:
     attempt_log: dict[tuple[str, str], Counter]
 
 
-def read_journal(path: Path) -> Snapshot:
-    """One consistent read of everything the invariants need (raw SQL: the test's own eyes)."""
+def read_journal(path: Path | str) -> Snapshot:
+    """One consistent read of everything the invariants need (raw SQL: the test's own eyes).
+    A `postgresql://` URL is read by `pg_harness.read_pg_journal`."""
+    if str(path).startswith(("postgresql://", "postgres://")):
+        from pg_harness import read_pg_journal
+
+        return read_pg_journal(str(path))
     db = sqlite3.connect(str(path), timeout=30, isolation_level=None)
     try:
         db.execute("BEGIN")
@@ -365,7 +370,7 @@ def read_journal(path: Path) -> Snapshot:
 
 
 def check_invariants(
-    journal: Path,
+    journal: Path | str,
     ledger: Path,
     *,
     final: bool,

@@ -12,6 +12,7 @@ Every driver error becomes a one-line `JournalError`; no psycopg type leaves thi
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -23,6 +24,7 @@ from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
 from sylphrun.errors import JournalBusy, JournalError
+from sylphrun.journal.postgres import outage
 from sylphrun.journal.urls import redact
 
 T = TypeVar("T")
@@ -73,6 +75,9 @@ def too_many_clients(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "too many clients" in text or "remaining connection slots are reserved" in text
+# How long a journal call waits for a connection (the server down: a restart) before it
+# fails with a JournalError. The tests of an outage longer than that shorten it.
+POOL_WAIT = float(os.environ.get("SYLPHRUN_TEST_PG_WAIT", "30"))
 
 
 def journal_error(location: str, exc: BaseException) -> JournalError:
@@ -111,12 +116,16 @@ class PgConnection:
         self.location = redact(url)
         self.url, self.pool_max = split_pool_max(url)  # `url` as libpq takes it
         self._closed = threading.Event()
+        outage.install()
         self.pool = ConnectionPool(
             self.url,
             min_size=1,
             max_size=self.pool_max,
             open=False,
-            name="sylphrun-journal",
+            # Named, and each connection seen: `outage` says a lost server in one line.
+            name=outage.pool_name(self.location),
+            configure=outage.configure(self.location),
+            timeout=POOL_WAIT,
             # Autocommit: a single statement (the hot step writes, most reads) is one round
             # trip; `transaction()` wraps the rest in BEGIN ... COMMIT.
             kwargs={
@@ -144,14 +153,21 @@ class PgConnection:
             raise journal_error(self.location, exc) from None
 
     def write(self, fn: Callable[[psycopg.Cursor[Any]], T]) -> T:
-        """`fn(cursor)` in one transaction, retried on deadlock."""
+        """`fn(cursor)` in one transaction, retried on deadlock, and on a connection the
+        server dropped before the COMMIT was sent (a restart, a terminated backend): that
+        transaction was not committed, so it runs again on a fresh connection (the pool
+        waits for the server). A connection lost during the COMMIT is not retried: it may
+        have committed."""
         for attempt in range(RETRIES):
             last = attempt == RETRIES - 1
+            conn, committing = None, False
             try:
                 with self.pool.connection() as conn, ExitStack() as stack:
                     if not _began(conn, stack, last=last):
+                        self._drop_dead_connections()
                         continue  # a connection the server dropped (a restart): another
                     result = fn(stack.enter_context(conn.cursor()))
+                    committing = True
                 return result
             except (pg_errors.DeadlockDetected, pg_errors.SerializationFailure):
                 if last:
@@ -159,9 +175,22 @@ class PgConnection:
                         f"journal error on {self.location}: a write kept "
                         "deadlocking with others; try again"
                     ) from None
+            except psycopg.OperationalError as exc:
+                if last or committing or conn is None or not conn.broken:
+                    raise journal_error(self.location, exc) from None
+                self._drop_dead_connections()
             except psycopg.Error as exc:
                 raise journal_error(self.location, exc) from None
         raise AssertionError("unreachable")
+
+    def _drop_dead_connections(self) -> None:
+        """After one dropped connection, the pool's idle ones are likely dead too (a
+        restart drops them all): checked now, so the retry gets a live or new one rather
+        than failing on each in turn."""
+        try:
+            self.pool.check()
+        except psycopg.Error:
+            pass  # the retry's own connection attempt says what is wrong
 
     def write_one(self, sql: str, params: tuple) -> int:
         """One statement, atomic on its own, with no feed row: its rowcount. The two writes
@@ -177,6 +206,7 @@ class PgConnection:
                         cur.execute(sql, params)
                     except psycopg.OperationalError:
                         if conn.broken and attempt == 0:
+                            self._drop_dead_connections()
                             continue
                         raise
                     return cur.rowcount
@@ -195,6 +225,7 @@ class PgConnection:
                         return _read(conn, fn, snapshot)
                     except psycopg.OperationalError:
                         if conn.broken and attempt < RETRIES - 1:
+                            self._drop_dead_connections()
                             continue
                         raise
             except psycopg.Error as exc:
