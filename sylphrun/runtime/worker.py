@@ -6,6 +6,7 @@ other processes but the journal file (and best-effort wake-up datagrams).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import multiprocessing.connection
 import os
@@ -36,6 +37,7 @@ from sylphrun.runtime.worker_settings import (  # re-exported: imported from her
     WorkerSettings,
     journal_gone_message,
 )
+from sylphrun.runtime.worker_stop import abandon_stuck, drain_active
 
 log = logging.getLogger("sylphrun.worker")
 
@@ -102,12 +104,12 @@ class Worker:
         try:
             await self._claim_loop()
             if not self.journal_gone:
-                await self._drain()
+                await drain_active(self)
         finally:
             # Every run task has ended before the connection closes: a task cancelled by
             # asyncio.run's teardown wrote through a closed connection (seven tracebacks
             # of `fcntl` on a closed file per stuck step).
-            await self._abandon_stuck()
+            await abandon_stuck(self)
             beat_stop.set()
             self.loop.remove_reader(self.sock.fileno())
             self.journal_wakeups.close()
@@ -205,11 +207,13 @@ class Worker:
                 on_ready_work=self._ready_work,
                 max_output=self.settings.config.max_step_output,
             )
-        except JournalError:
-            log.exception("run %s: cannot read its journal records; handing it back", claim.run_id)
-            self.journal.requeue_after_error(
-                claim.run_id, claim.epoch, error="the journal could not be read", now=time.time()
+        except JournalError as exc:  # one line: an outage is said, not a traceback
+            log.error(
+                "run %s: cannot read its journal records (%s); handing it back", claim.run_id, exc
             )
+            self.owed[claim.run_id] = (claim.epoch, "the journal could not be read")
+            with contextlib.suppress(JournalError):  # still down: handed back when it answers
+                self._hand_back_owed(time.time())
             return
         except Exception as exc:  # a row this code cannot make sense of: fail it, once
             log.exception("run %s: unreadable journal records", claim.run_id)
@@ -351,49 +355,3 @@ class Worker:
                 flush=True,
             )
         self.stop()
-
-    async def _drain(self) -> None:
-        """Wait (up to the grace) for in-flight steps to finish: each run hands itself back
-        at its next step boundary (`Release`), its finished steps journaled."""
-        deadline = time.monotonic() + self.settings.grace_seconds
-        while self.active and time.monotonic() < deadline:
-            self.wake_event.clear()
-            try:
-                await asyncio.wait_for(self.wake_event.wait(), 0.05)
-            except TimeoutError:
-                pass
-
-    async def _abandon_stuck(self) -> None:
-        """Runs whose step outlived the grace: hand them back (the step is journaled as
-        interrupted, and runs again), then end their tasks, writing nothing more."""
-        grace = self.settings.grace_seconds
-        for rid, (ex, t) in list(self.active.items()):
-            ex.lost = True  # from here on, its task writes nothing
-            if self.journal_gone:
-                t.cancel()
-                continue
-            stuck = (
-                f"step {', '.join(repr(k) for k in ex.running)}"
-                if ex.running
-                else "its task function"
-            )
-            try:
-                self.journal.release_run(rid, ex.epoch, time.time())
-            except JournalError as exc:
-                print(
-                    f"sylphrun worker: run {rid}: could not hand it back ({exc}); it is "
-                    "claimed again when its lease runs out",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            print(
-                f"sylphrun worker: run {rid}: {stuck} still running after the "
-                f"{grace:g} s shutdown grace (`shutdown_grace` in the config); abandoned: the "
-                "run is handed back and the step runs again, with the same idempotency key",
-                file=sys.stderr,
-                flush=True,
-            )
-            t.cancel()
-        tasks = [t for _, t in self.active.values()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=2.0)

@@ -75,6 +75,8 @@ def too_many_clients(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "too many clients" in text or "remaining connection slots are reserved" in text
+
+
 # How long a journal call waits for a connection (the server down: a restart) before it
 # fails with a JournalError. The tests of an outage longer than that shorten it.
 POOL_WAIT = float(os.environ.get("SYLPHRUN_TEST_PG_WAIT", "30"))
