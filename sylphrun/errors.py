@@ -69,6 +69,13 @@ class JournalBusy(JournalError):
     says what to do and exits 2."""
 
 
+class JournalUnreachable(JournalError):
+    """The journal's server could not be reached (down, restarting, the network): nothing
+    about the run caused it, so the runs a worker held go back to the queue with no crash
+    counted, as a lease running out counts none. A run that meets three restarts must not
+    fail as if its code had crashed the worker three times."""
+
+
 class NotAJournal(JournalError):
     """The journal path names an SQLite database that sylphrun did not write: refused, and
     the file is left exactly as it was."""

@@ -126,7 +126,7 @@ def check_replay(
             try:
                 ex.store.mark_step_diverged(ex.run_id, ex.epoch, key=key, error=None)
             except JournalError as exc:  # not the user's to catch: see JournalFailed
-                raise JournalFailed(str(exc)) from None
+                raise JournalFailed.of(exc) from None
         return
     where = f"{_relative(caller.f_code.co_filename)}:{caller.f_lineno}"
     message = codec.clean_text(

@@ -116,10 +116,15 @@ def _complete(ex: Execution, output_json: str) -> str:
 
 def _hand_back_after_journal_error(ex: Execution, exc: JournalFailed) -> str:
     """Back to the queue as after a crash (a step whose result could not be journaled runs
-    again, with the same idempotency key); failed after MAX_CRASHES. If this write fails
-    too, the lease runs out: the heartbeat renews only what executes."""
+    again, with the same idempotency key); failed after MAX_CRASHES. A server out of reach
+    is not the run's doing: released, no crash counted. If this write fails too, the worker
+    owes the hand-back until the journal answers (or the lease runs out)."""
     log.warning("run %s: the journal failed under it (%s); handing it back", ex.run_id, exc)
-    ex.store.requeue_after_error(ex.run_id, ex.epoch, error=f"JournalError: {exc}", now=ex.now())
+    if exc.unreachable:
+        ex.store.release_run(ex.run_id, ex.epoch, ex.now())
+    else:
+        error = f"JournalError: {exc}"
+        ex.store.requeue_after_error(ex.run_id, ex.epoch, error=error, now=ex.now())
     return "journal-error"
 
 

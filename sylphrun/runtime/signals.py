@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from sylphrun.errors import JournalError
+from sylphrun.errors import JournalError, JournalUnreachable
 
 
 class Suspend(BaseException):
@@ -25,6 +25,14 @@ class JournalFailed(BaseException):
     code: the execution stops and the run goes back to the queue, as after a crash. Not an
     `Exception`: the user's `except Exception` around `step.run` would take it for the
     step's own failure and carry on with nothing journaled."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable  # the server was out of reach: no crash is counted
+
+    @classmethod
+    def of(cls, exc: JournalError) -> JournalFailed:
+        return cls(str(exc), unreachable=isinstance(exc, JournalUnreachable))
 
 
 class Settled(BaseException):
@@ -50,4 +58,4 @@ def journal_guard() -> Iterator[None]:
     try:
         yield
     except JournalError as exc:
-        raise JournalFailed(str(exc)) from None
+        raise JournalFailed.of(exc) from None

@@ -186,7 +186,7 @@ async def run_step(
             fail_doomed_step(ex, key, name, kind)
         return await _attempt(ex, key, name, kind, fn, args, kwargs, retry, compensate, rec)
     except JournalError as exc:
-        raise JournalFailed(str(exc)) from None
+        raise JournalFailed.of(exc) from None
 
 
 def _replayed(

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sylphrun.define import Task
 from sylphrun.discover import register_tasks
-from sylphrun.errors import JournalError
+from sylphrun.errors import JournalError, JournalUnreachable
 from sylphrun.journal.types import Claim, TaskTerms
 from sylphrun.runtime import wake
 from sylphrun.runtime.execution import Execution
@@ -68,8 +68,9 @@ class Worker:
         self.stragglers = Stragglers(settings.grace_seconds)
         self._peers: list[str] = []
         # Runs to hand back whose hand-back the journal refused (a server down): run id ->
-        # (epoch, error). Retried each claim loop turn: not left for the lease to expire.
-        self.owed: dict[str, tuple[int, str]] = {}
+        # (epoch, error; None: a release, no crash counted). Retried each claim loop turn:
+        # not left for the lease to expire.
+        self.owed: dict[str, tuple[int, str | None]] = {}
         self._peers_at = 0.0
 
     async def serve(self) -> None:
@@ -189,12 +190,26 @@ class Worker:
             except TimeoutError:
                 pass
 
+    def _hand_back(self, run_id: str, epoch: int, error: str | None) -> None:
+        """Back to the queue: counted as a crash with `error`, or, for None (the server was
+        out of reach, not the run's doing), released with none counted. A JournalError
+        leaves it owed, made again each claim loop turn: not left for the lease to expire."""
+        try:
+            if error is None:
+                self.journal.release_run(run_id, epoch, time.time())
+            else:
+                self.journal.requeue_after_error(run_id, epoch, error=error, now=time.time())
+        except JournalError:
+            self.owed[run_id] = (epoch, error)
+            raise
+
     def _hand_back_owed(self, now: float) -> None:
-        """The hand-backs the journal refused, now that it may answer (a JournalError
-        leaves the rest owed; a run no longer ours is left alone by the journal)."""
+        """The hand-backs the journal refused, now that it may answer (a run no longer ours
+        is left alone by the journal)."""
         for run_id, (epoch, error) in list(self.owed.items()):
-            self.journal.requeue_after_error(run_id, epoch, error=error, now=now)
+            self._hand_back(run_id, epoch, error)
             del self.owed[run_id]
+            log.warning("run %s: handed back now that the journal answers", run_id)
 
     def _start(self, claim: Claim) -> None:
         task = self.tasks[claim.task_id]
@@ -211,9 +226,11 @@ class Worker:
             log.error(
                 "run %s: cannot read its journal records (%s); handing it back", claim.run_id, exc
             )
-            self.owed[claim.run_id] = (claim.epoch, "the journal could not be read")
+            reason = (
+                None if isinstance(exc, JournalUnreachable) else "the journal could not be read"
+            )
             with contextlib.suppress(JournalError):  # still down: handed back when it answers
-                self._hand_back_owed(time.time())
+                self._hand_back(claim.run_id, claim.epoch, reason)
             return
         except Exception as exc:  # a row this code cannot make sense of: fail it, once
             log.exception("run %s: unreadable journal records", claim.run_id)
@@ -246,10 +263,10 @@ class Worker:
                 log.error("run %s: %s; handing it back", ex.run_id, exc)
             else:
                 log.exception("run %s: internal error; handing it back", ex.run_id)
+            # A server out of reach is not the run's doing: owed as a release (no crash).
+            error = None if isinstance(exc, JournalUnreachable) else error_text(exc)
             try:
-                self.journal.requeue_after_error(
-                    ex.run_id, ex.epoch, error=error_text(exc), now=time.time()
-                )
+                self._hand_back(ex.run_id, ex.epoch, error)
             except JournalError as again:
                 log.error(
                     "run %s: could not hand it back (%s); handing it back once the "
@@ -257,7 +274,6 @@ class Worker:
                     ex.run_id,
                     again,
                 )
-                self.owed[ex.run_id] = (ex.epoch, error_text(exc))
             except Exception:
                 log.exception("run %s: could not hand it back", ex.run_id)
         finally:

@@ -120,9 +120,17 @@ def test_a_server_down_longer_than_the_journal_waits_costs_no_host(crash_safe_cl
         torture.close()
     print(f"\nlong outage: {torture.figures}; hand-backs owed: {crashes}")
     assert all(alive), f"a host died: {logs}"
-    # A hand-back the journal refused was made once it answered (counted as the crash
-    # `requeue_after_error` counts), not left to the lease to expire (which counts none).
-    assert crashes and all(crashes.values()), crashes
+    # A hand-back the journal refused was made once it answered, not left to the lease to
+    # expire; and as a release: a server out of reach is not the run's doing, so no crash
+    # is counted (three restarts must not fail a run as InternalError).
+    assert owed, logs
+    handed = {
+        m
+        for log in logs.values()
+        for m in re.findall(r"run (\S+): handed back now that the journal answers", log)
+    }
+    assert owed <= handed, (owed, logs)
+    assert crashes == dict.fromkeys(owed, 0), crashes
     assert code == 0, stopped_log
     assert "Traceback" not in stopped_log, stopped_log
     assert last["outcomes"]["completed"] > 0

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool
 
-from sylphrun.errors import JournalBusy, JournalError
+from sylphrun.errors import JournalBusy, JournalError, JournalUnreachable
 from sylphrun.journal.postgres import outage
 from sylphrun.journal.urls import redact
 
@@ -82,6 +82,21 @@ def too_many_clients(exc: BaseException) -> bool:
 POOL_WAIT = float(os.environ.get("SYLPHRUN_TEST_PG_WAIT", "30"))
 
 
+# SQLSTATEs of a connection the server ended or cannot give yet: class 08 (connection
+# exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now). A driver
+# error with no SQLSTATE is the client's own (refused, reset, the pool's wait ran out).
+# Other OperationalErrors (a statement timeout, a cancel) come from a working server.
+_UNREACHABLE_STATES = ("57P01", "57P02", "57P03")
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Is `exc` the server being out of reach, as opposed to it refusing something?"""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    return state is None or state.startswith("08") or state in _UNREACHABLE_STATES
+
+
 def journal_error(location: str, exc: BaseException) -> JournalError:
     """One line for a driver error: what went wrong, and what to check."""
     text = " ".join(str(exc).split()) or type(exc).__name__
@@ -103,8 +118,8 @@ def journal_error(location: str, exc: BaseException) -> JournalError:
             f"the database of the PostgreSQL journal at {location} does not "
             f"exist ({text}); create it (`createdb`) or fix the journal URL"
         )
-    if isinstance(exc, psycopg.OperationalError):
-        return JournalError(
+    if unreachable(exc):
+        return JournalUnreachable(
             f"cannot reach the PostgreSQL journal at {location} ({text}); "
             "check the journal URL and that the server is up"
         )
