@@ -85,8 +85,15 @@ def start_cluster() -> BenchCluster:
 class JournalProject(BenchProject):
     """A bench project whose journal is its default file, or the PostgreSQL URL given."""
 
-    def __init__(self, name: str, durability: str, tasks_source: str, *, url: str | None = None,
-                 workers: int = 2) -> None:
+    def __init__(
+        self,
+        name: str,
+        durability: str,
+        tasks_source: str,
+        *,
+        url: str | None = None,
+        workers: int = 2,
+    ) -> None:
         extra = f'journal = "{url}"\n' if url else ""
         super().__init__(name, durability, tasks_source, workers=workers, extra_config=extra)
 
