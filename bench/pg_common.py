@@ -35,6 +35,8 @@ SETTINGS = {
     "max_connections": "200",
     "listen_addresses": "'127.0.0.1'",
     "shared_buffers": "128MB",
+    # Statement counts per database (`statement_stats`): a few % of overhead, on every row.
+    "shared_preload_libraries": "'pg_stat_statements'",
 }
 PG_DURABILITY = {
     "off": "synchronous_commit=off (WAL flushed in the background)",
@@ -57,6 +59,24 @@ class BenchCluster(pg_cluster.Cluster):
 
         with psycopg.connect(self.admin_url, autocommit=True) as db:
             return db.execute("SHOW server_version").fetchone()[0]
+
+    def statement_stats(self, database: str) -> tuple[int, float]:
+        """(statements the clients sent, ms of server execution) in `database` so far,
+        BEGIN and COMMIT included: each is a round trip unless pipelined. Left out: the
+        feed numbering the schema's deferred trigger runs at COMMIT (pg_stat_statements
+        sees it as a statement of its own; it is no round trip) and the harness's
+        `status_counts` polling."""
+        import psycopg
+
+        with psycopg.connect(self.admin_url, autocommit=True) as db:
+            db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            calls, ms = db.execute(
+                "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0)"
+                " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+                " WHERE d.datname = %s AND s.query NOT LIKE %s AND s.query NOT LIKE %s",
+                (database, "%sylphrun_number_feed%", "SELECT status, COUNT(*) FROM runs%"),
+            ).fetchone()
+        return int(calls), float(ms)
 
     def database(self, name: str, synchronous_commit: str) -> str:
         """A new empty database `name` with its commit durability; its URL."""
@@ -99,3 +119,32 @@ class JournalProject(BenchProject):
 
     def connection(self) -> Journal:  # the engine's handle: a Journal, either backend
         return open_journal(self.config.journal, durability=self.durability)
+
+
+def raw_pg_commits(url: str, n: int = 200, warm: int = 20) -> list[float]:
+    """Per-commit seconds of one `INSERT` in autocommit (one round trip, one commit) over
+    psycopg on TCP: the floor under a journal write, as `steps100.raw_commits` is SQLite's."""
+    import time
+
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        db.execute("CREATE TABLE IF NOT EXISTS raw (id bigserial PRIMARY KEY, run_id text, v text)")
+        out = []
+        for i in range(warm + n):
+            t0 = time.perf_counter()
+            db.execute("INSERT INTO raw (run_id, v) VALUES (%s, %s)", ("r", '{"i": 1}'))
+            if i >= warm:
+                out.append(time.perf_counter() - t0)
+        return out
+
+
+def xact_commits(url: str) -> int:
+    """Transactions committed in this URL's database so far (pg_stat_database; the
+    counters lag up to a second behind)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        return db.execute(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()[0]

@@ -30,7 +30,7 @@ import latency1
 import steps100
 from common import SETTLE_S, BenchEngine, machine_facts, percentile, print_facts, print_table
 from compare import PEERS_PY, RESULTS, SYLPHRUN_DURABILITY, fmt, git_state, run_script
-from pg_common import PG_DURABILITY, JournalProject, start_cluster
+from pg_common import PG_DURABILITY, JournalProject, raw_pg_commits, start_cluster
 
 from sylphrun.journal import RunSpec
 from sylphrun.trigger import enqueue, trigger
@@ -94,7 +94,23 @@ def dbos(setup: Setup, scenario: str, *args: str, timeout: float = 300) -> dict:
     )
 
 
+def raw_commits(backend: str, setting: str, cluster) -> list[float]:
+    if backend == "SQLite":
+        return steps100.raw_commits(setting, n=200, warm=20)
+    return raw_pg_commits(cluster.database(f"raw_{next(_names)}", setting))
+
+
 def scenario_steps(setups: list[Setup], rounds: int) -> list[dict]:
+    """Each round: every setup once, then 200 raw commits per floor (a 100-step chain
+    commits 200 times), each after SETTLE_S; pooled per row."""
+    cluster = setups[0].cluster
+    raw_floors = [
+        ("SQLite", "normal"),
+        ("PostgreSQL", "off"),
+        ("SQLite", "full"),
+        ("PostgreSQL", "on"),
+    ]
+    raw: dict[tuple[str, str], list[float]] = {f: [] for f in raw_floors}
     got: dict[str, dict[str, list[float]]] = {s.label + s.setting: {} for s in setups}
     errors: dict[str, str] = {}
     for _ in range(rounds):
@@ -113,6 +129,9 @@ def scenario_steps(setups: list[Setup], rounds: int) -> list[dict]:
                 res = sylphrun_steps(s)
             for kind, values in res.items():
                 got[key].setdefault(kind, []).extend(values)
+        for backend, setting in raw_floors:
+            time.sleep(SETTLE_S)
+            raw[backend, setting] += [x * 1e6 for x in raw_commits(backend, setting, cluster)]
     rows = []
     for s in setups:
         key = s.label + s.setting
@@ -134,6 +153,23 @@ def scenario_steps(setups: list[Setup], rounds: int) -> list[dict]:
                     "p90": percentile(v, 90),
                 }
             )
+    for (backend, setting), v in raw.items():
+        how = (
+            "BEGIN IMMEDIATE; INSERT; COMMIT (in process)"
+            if backend == "SQLite"
+            else "INSERT, autocommit (one round trip)"
+        )
+        durability = SYLPHRUN_DURABILITY[setting] if backend == "SQLite" else PG_DURABILITY[setting]
+        rows.append(
+            {
+                "tool": f"raw {backend}",
+                "how": how,
+                "durability": durability,
+                "n": len(v),
+                "median": percentile(v, 50),
+                "p90": percentile(v, 90),
+            }
+        )
     return rows
 
 

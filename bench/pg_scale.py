@@ -10,8 +10,8 @@ one-machine journal).
 
 Each configuration: start the hosts, wait until every worker has registered, drain a
 warm-up of 20 runs, then enqueue N runs in one `sylphrun.trigger.enqueue` (one
-transaction, then a poke of the workers' wake sockets) and poll the journal every 20 ms
-until all N are completed: runs/s = N / (last run's finished_at - the enqueue call). Each
+transaction, then a poke of the workers' wake sockets) and poll the journal every 50 ms
+until all N are completed (every 50 ms): runs/s = N / (last run's finished_at - the enqueue call). Each
 run is 3 trivial async steps and returns its worker's pid, which maps it to its host.
 
     python bench/pg_scale.py [--runs 2000] [--hosts 1,2,4] [--workers 1] [--repeat 2]
@@ -112,7 +112,7 @@ def wait_until(predicate, timeout: float, what: str) -> None:
     while not predicate():
         if time.monotonic() > end:
             raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(0.05)
 
 
 def drain(journal, n: int, done_before: int, timeout: float) -> tuple[float, list[str]]:
@@ -128,7 +128,8 @@ def drain(journal, n: int, done_before: int, timeout: float) -> tuple[float, lis
     return last - t0, ids
 
 
-def measure(journal_target: str, hosts: int, workers: int, runs: int, repeat: int) -> dict:
+def measure(journal_target: str, hosts: int, workers: int, runs: int, repeat: int, stats) -> dict:
+    """`stats()`: (statements, server ms) so far in the journal's database, or None."""
     journal = open_journal(journal_target)
     started = [Host(journal_target, workers, i) for i in range(hosts)]
     try:
@@ -138,16 +139,26 @@ def measure(journal_target: str, hosts: int, workers: int, runs: int, repeat: in
             "the workers to register",
         )
         drain(journal, 20, 0, 120)  # warm-up: imports, pools, the first claims
-        done, rates, per_host = 20, [], Counter()
+        done, rates, per_host, statements, server_ms = 20, [], Counter(), [], []
         for _ in range(repeat):
+            before = stats()
             seconds, ids = drain(journal, runs, done, 600)
+            after = stats()
+            if before is not None:
+                statements.append((after[0] - before[0]) / runs)
+                server_ms.append((after[1] - before[1]) / runs)
             done += runs
             rates.append(runs / seconds)
             pids = Counter(r.output for r in journal.run_results(ids).values())
             for pid, count in pids.items():
                 host = next((i for i, h in enumerate(started) if h.owns(pid)), -1)
                 per_host[host] += count
-        return {"runs_per_s": rates, "runs_by_host": [per_host[i] for i in range(hosts)]}
+        return {
+            "runs_per_s": rates,
+            "runs_by_host": [per_host[i] for i in range(hosts)],
+            "statements_per_run": statements,
+            "server_ms_per_run": server_ms,
+        }
     finally:
         for h in started:
             h.stop()
@@ -189,7 +200,17 @@ def main() -> None:
             else:
                 folder = Path(tempfile.mkdtemp(prefix="sylphrun-scale-", dir=bench_tmpdir()))
                 target, durability = str(folder / "journal.db"), "WAL, synchronous=NORMAL"
-            res = measure(target, hosts, workers, args.runs, args.repeat)
+            if backend == "PostgreSQL":
+                name = f"scale_{i}"
+
+                def stats(name=name):
+                    return cluster.statement_stats(name)
+            else:
+
+                def stats():
+                    return None
+
+            res = measure(target, hosts, workers, args.runs, args.repeat, stats)
             if backend == "SQLite" and not os.environ.get("BENCH_KEEP"):
                 shutil.rmtree(Path(target).parent, ignore_errors=True)
             rows.append(
@@ -226,6 +247,8 @@ def main() -> None:
             "each repeat",
             "ratio",
             "runs done by each host",
+            "statements/run",
+            "server ms/run",
             "load before -> after",
         ],
         [
@@ -236,6 +259,8 @@ def main() -> None:
                 " / ".join(f"{x:,.0f}" for x in r["runs_per_s"]),
                 f"{r['ratio']:.2f}",
                 " / ".join(str(x) for x in r["runs_by_host"]),
+                f"{min(r['statements_per_run']):.1f}" if r["statements_per_run"] else "-",
+                f"{min(r['server_ms_per_run']):.2f}" if r["server_ms_per_run"] else "-",
                 " -> ".join(r["load"]),
             ]
             for r in rows
