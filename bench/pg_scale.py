@@ -11,7 +11,7 @@ one-machine journal).
 Each configuration: start the hosts, wait until every worker has registered, drain a
 warm-up of 20 runs, then enqueue N runs in one `sylphrun.trigger.enqueue` (one
 transaction, then a poke of the workers' wake sockets) and poll the journal every 50 ms
-until all N are completed (every 50 ms): runs/s = N / (last run's finished_at - the enqueue call). Each
+until all N are completed: runs/s = N / (last run's finished_at - the enqueue call). Each
 run is 3 trivial async steps and returns its worker's pid, which maps it to its host.
 
     python bench/pg_scale.py [--runs 2000] [--hosts 1,2,4] [--workers 1] [--repeat 2]
