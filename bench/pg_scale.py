@@ -6,7 +6,8 @@ shape of a deployment on separate machines, on one machine. The journal is a fre
 database per configuration on one throwaway cluster (`pg_common.BenchCluster`,
 `synchronous_commit = off` unless `--sync-commit on`). For reference, the same queue on
 a SQLite journal file drained by 1, 2 and 4 worker processes of ONE host (SQLite is a
-one-machine journal).
+one-machine journal), and the PostgreSQL queue drained by as many worker processes in one
+host as the most hosts had (hosts or processes: does it matter?).
 
 Each configuration: start the hosts, wait until every worker has registered, drain a
 warm-up of 20 runs, then enqueue N runs in one `sylphrun.trigger.enqueue` (one
@@ -190,6 +191,8 @@ def main() -> None:
         print(f"# one queue of {args.runs} runs ({STEPS} steps each) drained by several hosts\n")
         print_facts(facts)
         plan = [("PostgreSQL", h, args.workers) for h in counts]
+        # The same worker processes in ONE host: what the hosts themselves change.
+        plan.append(("PostgreSQL", 1, args.workers * max(counts)))
         if not args.skip_sqlite:
             plan += [("SQLite", 1, args.workers * h) for h in counts]
         for i, (backend, hosts, workers) in enumerate(plan):
