@@ -433,6 +433,9 @@ def main() -> None:
     parser.add_argument(
         "--samples", type=int, default=20, help="latency samples per kind per round"
     )
+    parser.add_argument(
+        "--fanout-rounds", type=int, default=2, help="fanout rounds (DBOS does 2 repeats each)"
+    )
     parser.add_argument("--skip-dbos", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "pg_compare.json"))
     args = parser.parse_args()
@@ -461,7 +464,7 @@ def main() -> None:
             if name == "steps":
                 results[name] = scenario_steps(sqlite + pg + dbos_pg + durable, args.rounds)
             elif name == "fanout":
-                results[name] = scenario_fanout(sqlite + pg + dbos_pg, args.rounds)
+                results[name] = scenario_fanout(sqlite + pg + dbos_pg, args.fanout_rounds)
             elif name == "latency":
                 results[name] = scenario_latency(sqlite + pg + dbos_pg, args.rounds, args.samples)
             loads[name].append(load())
