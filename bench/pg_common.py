@@ -148,3 +148,45 @@ def xact_commits(url: str) -> int:
         return db.execute(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
         ).fetchone()[0]
+
+
+def journal_step_writes(target: str, n: int = 200, warm: int = 20) -> list[float]:
+    """Per-step seconds of the two writes a step makes (`record_step_start`, then
+    `record_step_result`, without event rows as in a burst of steps), called on the
+    `Journal` of `target` (a file or a URL) for a claimed run, no worker: the journal
+    layer's share of a step, on either backend."""
+    import time
+
+    from steps100 import no_limits
+
+    from sylphrun.journal import RunSpec
+
+    journal = open_journal(target)
+    try:
+        journal.enqueue_runs([RunSpec("chain", "{}")], time.time())
+        claims, _ = journal.claim_runs(
+            "bench", 1, lease_seconds=600, known_tasks={"chain": no_limits()}, now=time.time()
+        )
+        run_id, epoch = claims[0].run_id, claims[0].epoch
+        out = []
+        for i in range(n + warm):
+            t0 = time.perf_counter()
+            journal.record_step_start(
+                run_id,
+                epoch,
+                key=f"k{i}",
+                name=f"k{i}",
+                kind="step",
+                seq=i + 1,
+                run_attempt=1,
+                now=time.time(),
+                notify=False,
+            )
+            journal.record_step_result(
+                run_id, epoch, key=f"k{i}", output=str(i), now=time.time(), notify=False
+            )
+            if i >= warm:
+                out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        journal.close()

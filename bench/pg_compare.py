@@ -22,15 +22,31 @@ import asyncio
 import itertools
 import json
 import os
+import shutil
 import statistics
+import tempfile
 import time
 
 import fanout1000
 import latency1
 import steps100
-from common import SETTLE_S, BenchEngine, machine_facts, percentile, print_facts, print_table
+from common import (
+    SETTLE_S,
+    BenchEngine,
+    bench_tmpdir,
+    machine_facts,
+    percentile,
+    print_facts,
+    print_table,
+)
 from compare import PEERS_PY, RESULTS, SYLPHRUN_DURABILITY, fmt, git_state, run_script
-from pg_common import PG_DURABILITY, JournalProject, raw_pg_commits, start_cluster
+from pg_common import (
+    PG_DURABILITY,
+    JournalProject,
+    journal_step_writes,
+    raw_pg_commits,
+    start_cluster,
+)
 
 from sylphrun.journal import RunSpec
 from sylphrun.trigger import enqueue, trigger
@@ -97,14 +113,26 @@ def dbos(setup: Setup, scenario: str, *args: str, timeout: float = 300) -> dict:
 def raw_commits(backend: str, setting: str, cluster) -> list[float]:
     if backend == "SQLite":
         return steps100.raw_commits(setting, n=200, warm=20)
-    return raw_pg_commits(cluster.database(f"raw_{next(_names)}", setting))
+    if backend == "PostgreSQL":
+        return raw_pg_commits(cluster.database(f"raw_{next(_names)}", setting))
+    # "journal on SQLite"/"journal on PostgreSQL": the step's two writes, no worker
+    if backend.endswith("SQLite"):
+        folder = tempfile.mkdtemp(prefix="sylphrun-bench-jw-", dir=bench_tmpdir())
+        try:
+            return journal_step_writes(os.path.join(folder, "journal.db"), n=100)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return journal_step_writes(cluster.journal(f"jw_{next(_names)}", setting), n=100)
 
 
 def scenario_steps(setups: list[Setup], rounds: int) -> list[dict]:
-    """Each round: every setup once, then 200 raw commits per floor (a 100-step chain
-    commits 200 times), each after SETTLE_S; pooled per row."""
+    """Each round: every setup once, then the floors, each after SETTLE_S; pooled per
+    row. Floors: a step's two journal writes called directly (100 steps, no worker), and
+    200 raw commits per durability (a 100-step chain commits 200 times)."""
     cluster = setups[0].cluster
     raw_floors = [
+        ("journal on SQLite", "normal"),
+        ("journal on PostgreSQL", "off"),
         ("SQLite", "normal"),
         ("PostgreSQL", "off"),
         ("SQLite", "full"),
@@ -154,15 +182,18 @@ def scenario_steps(setups: list[Setup], rounds: int) -> list[dict]:
                 }
             )
     for (backend, setting), v in raw.items():
-        how = (
-            "BEGIN IMMEDIATE; INSERT; COMMIT (in process)"
-            if backend == "SQLite"
-            else "INSERT, autocommit (one round trip)"
+        if backend.startswith("journal"):
+            tool, how = f"sylphrun {backend}", "a step's 2 writes called directly, no worker"
+        elif backend == "SQLite":
+            tool, how = "raw SQLite", "BEGIN IMMEDIATE; INSERT; COMMIT (in process)"
+        else:
+            tool, how = "raw PostgreSQL", "INSERT, autocommit (one round trip)"
+        durability = (
+            SYLPHRUN_DURABILITY[setting] if backend.endswith("SQLite") else PG_DURABILITY[setting]
         )
-        durability = SYLPHRUN_DURABILITY[setting] if backend == "SQLite" else PG_DURABILITY[setting]
         rows.append(
             {
-                "tool": f"raw {backend}",
+                "tool": tool,
                 "how": how,
                 "durability": durability,
                 "n": len(v),
