@@ -9,13 +9,14 @@ a SQLite journal file drained by 1, 2 and 4 worker processes of ONE host (SQLite
 one-machine journal), and the PostgreSQL queue drained by as many worker processes in one
 host as the most hosts had (hosts or processes: does it matter?).
 
-Each configuration: start the hosts, wait until every worker has registered, drain a
-warm-up of 20 runs, then enqueue N runs in one `sylphrun.trigger.enqueue` (one
-transaction, then a poke of the workers' wake sockets) and poll the journal every 50 ms
-until all N are completed: runs/s = N / (last run's finished_at - the enqueue call). Each
-run is 3 trivial async steps and returns its worker's pid, which maps it to its host.
+Round-robin over the configurations (3 rounds by default), each time on a fresh journal:
+start the hosts, wait until every worker has registered, drain a warm-up of 20 runs, then
+enqueue N runs in one `sylphrun.trigger.enqueue` (one transaction, then a poke of the
+workers' wake sockets), poll the journal every 50 ms until all N are completed:
+runs/s = N / (last run's finished_at - the enqueue call). Each run is 3 trivial async
+steps and returns its worker's pid, which maps it to its host.
 
-    python bench/pg_scale.py [--runs 2000] [--hosts 1,2,4] [--workers 1] [--repeat 2]
+    python bench/pg_scale.py [--runs 1000] [--rounds 3] [--hosts 1,2,4] [--workers 1]
 
 The machine has 2 cores: past 2 busy processes (workers + PostgreSQL's backends + this
 harness) the hosts share the same cores, so the figures show what coordination through
@@ -25,10 +26,12 @@ the journal costs, not what more machines would give.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -173,10 +176,11 @@ def load() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--hosts", default="1,2,4")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per host")
-    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=1, help="drains per configuration a round")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sync-commit", default="off", choices=("off", "on"))
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--out", default=str(RESULTS / "pg_scale.json"))
@@ -195,20 +199,23 @@ def main() -> None:
         plan.append(("PostgreSQL", 1, args.workers * max(counts)))
         if not args.skip_sqlite:
             plan += [("SQLite", 1, args.workers * h) for h in counts]
-        for i, (backend, hosts, workers) in enumerate(plan):
+        # Round-robin: each round drains the queue once per configuration, so a burst of
+        # other work on the machine lands on every configuration, not on one.
+        by_config: dict[int, dict] = {}
+        for rnd, (i, (backend, hosts, workers)) in itertools.product(
+            range(args.rounds), enumerate(plan)
+        ):
             before = load()
+            name = f"scale_{rnd}_{i}"
             if backend == "PostgreSQL":
-                target = cluster.journal(f"scale_{i}", args.sync_commit)
+                target = cluster.journal(name, args.sync_commit)
                 durability = PG_DURABILITY[args.sync_commit]
-            else:
-                folder = Path(tempfile.mkdtemp(prefix="sylphrun-scale-", dir=bench_tmpdir()))
-                target, durability = str(folder / "journal.db"), "WAL, synchronous=NORMAL"
-            if backend == "PostgreSQL":
-                name = f"scale_{i}"
 
                 def stats(name=name):
                     return cluster.statement_stats(name)
             else:
+                folder = Path(tempfile.mkdtemp(prefix="sylphrun-scale-", dir=bench_tmpdir()))
+                target, durability = str(folder / "journal.db"), "WAL, synchronous=NORMAL"
 
                 def stats():
                     return None
@@ -216,27 +223,37 @@ def main() -> None:
             res = measure(target, hosts, workers, args.runs, args.repeat, stats)
             if backend == "SQLite" and not os.environ.get("BENCH_KEEP"):
                 shutil.rmtree(Path(target).parent, ignore_errors=True)
-            rows.append(
+            after = load()
+            r = by_config.setdefault(
+                i,
                 {
                     "backend": backend,
                     "durability": durability,
                     "hosts": hosts,
                     "workers_per_host": workers,
-                    **res,
-                    "load": [before, load()],
-                }
+                    "runs_per_s": [],
+                    "runs_by_host": [],
+                    "statements_per_run": [],
+                    "server_ms_per_run": [],
+                    "load": [],
+                },
             )
+            for key in ("runs_per_s", "statements_per_run", "server_ms_per_run"):
+                r[key] += res[key]
+            r["runs_by_host"].append(res["runs_by_host"])
+            r["load"].append(f"{before} -> {after}")
             print(
-                f"  {backend} {hosts} host(s) x {workers}: "
+                f"  round {rnd + 1}: {backend} {hosts} host(s) x {workers}: "
                 f"{', '.join(f'{x:,.0f}' for x in res['runs_per_s'])} runs/s "
-                f"(by host {res['runs_by_host']}; load {before} -> {load()})",
+                f"(by host {res['runs_by_host']}; load {before} -> {after})",
                 flush=True,
             )
+        rows = [by_config[i] for i in sorted(by_config)]
     finally:
         cluster.stop()
     base: dict[str, float] = {}
     for r in rows:
-        r["median"] = sorted(r["runs_per_s"])[len(r["runs_per_s"]) // 2]
+        r["median"] = statistics.median(r["runs_per_s"])
         base.setdefault(r["backend"], r["median"])
         r["ratio"] = r["median"] / base[r["backend"]]
     print()
@@ -247,12 +264,12 @@ def main() -> None:
             "backend",
             "hosts x worker processes",
             "runs/s",
-            "each repeat",
+            "each round",
             "ratio",
-            "runs done by each host",
+            "runs by host (last round)",
             "statements/run",
             "server ms/run",
-            "load before -> after",
+            "1-min load before-after, each round",
         ],
         [
             [
@@ -261,10 +278,14 @@ def main() -> None:
                 f"{r['median']:,.0f}",
                 " / ".join(f"{x:,.0f}" for x in r["runs_per_s"]),
                 f"{r['ratio']:.2f}",
-                " / ".join(str(x) for x in r["runs_by_host"]),
-                f"{min(r['statements_per_run']):.1f}" if r["statements_per_run"] else "-",
-                f"{min(r['server_ms_per_run']):.2f}" if r["server_ms_per_run"] else "-",
-                " -> ".join(r["load"]),
+                " / ".join(str(x) for x in r["runs_by_host"][-1]),
+                f"{statistics.median(r['statements_per_run']):.1f}"
+                if r["statements_per_run"]
+                else "-",
+                f"{statistics.median(r['server_ms_per_run']):.2f}"
+                if r["server_ms_per_run"]
+                else "-",
+                ", ".join(f"{x.split()[0]}-{x.split(' -> ')[1].split()[0]}" for x in r["load"]),
             ]
             for r in rows
         ],
