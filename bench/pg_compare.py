@@ -1,7 +1,7 @@
 """PostgreSQL journal (issue 17): steps-100, fanout-1000 and latency-1 for sylphrun on
 SQLite, sylphrun on PostgreSQL and DBOS on the same PostgreSQL server, in one run.
 
-    python bench/pg_compare.py                       # ~4 min on the 2-core VM
+    python bench/pg_compare.py                       # ~10 min on the loaded 2-core VM
     python bench/pg_compare.py --only steps --rounds 2 --skip-dbos
 
 One throwaway cluster (`pg_common.BenchCluster`: fsync on) serves every PostgreSQL row;
