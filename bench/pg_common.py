@@ -9,8 +9,9 @@ the `postgres` user under root) with the durability the tests turn off turned ba
 database (`ALTER DATABASE ... SET synchronous_commit`), so one server holds both settings:
 
 - `off`: a commit returns before its WAL is flushed (the WAL writer flushes it within
-  3 x wal_writer_delay, 0.6 s): a server crash may lose the last commits, never corrupts. The like-for-like
-  setting for sylphrun's SQLite `normal` (WAL, synchronous=NORMAL: no fsync per commit).
+  3 x wal_writer_delay, 0.6 s): a server crash may lose the last commits, never corrupts.
+  The like-for-like setting for sylphrun's SQLite `normal` (WAL, synchronous=NORMAL: no
+  fsync per commit).
 - `on` (PostgreSQL's default): a commit waits for its WAL fsync, like SQLite `full`.
 """
 
