@@ -7,6 +7,7 @@ process, one JSON line on stdout.
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py recovery
     bench/.venv-peers/bin/python bench/peers/dbos_bench.py events [--wal] [--samples 50] \\
         [--poll 0.01]
+    ... steps|fanout|latency --pg postgresql://user@host:port/db   (issue 17, bench/pg_compare.py)
 
 DBOS runs workflows in the process that launched it (threads; no separate workers). Its
 SQLite system database is opened as DBOS opens it: the default rollback journal
@@ -15,6 +16,10 @@ survives power loss, like sylphrun's `full`. `--wal` passes DBOS a system databa
 of our own with WAL + synchronous=NORMAL (sylphrun's default `normal`), with the settings
 DBOS itself puts on its SQLite connections (IMMEDIATE transactions, busy_timeout,
 foreign_keys): the like-for-like comparison.
+
+`--pg URL` (steps, fanout, latency) puts the system database on that PostgreSQL database
+instead (DBOS 3.x takes a `postgresql://` `system_database_url` and drives it with psycopg 3;
+it creates the database if missing); its durability is the server's `synchronous_commit`.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ os.environ.setdefault("DBOS__CLOUD", "false")
 from dbos import DBOS, SetWorkflowID  # noqa: E402
 
 LEDGER: Path | None = None
+PG_URL: str | None = None  # --pg: the system database on this PostgreSQL database
 
 
 # -- workflows ---------------------------------------------------------------------------
@@ -137,6 +143,8 @@ def receiver() -> dict:
 def launch(folder: Path, wal: bool = False, poll: float | None = None) -> str:
     """Configure and launch DBOS on a SQLite system database in `folder`; returns the
     durability setting as the database reports it."""
+    if PG_URL is not None:
+        return launch_postgres(PG_URL, poll)
     import sqlalchemy as sa
 
     path = folder / "dbos_sys.sqlite"
@@ -167,6 +175,21 @@ def launch(folder: Path, wal: bool = False, poll: float | None = None) -> str:
     mode = db.execute("PRAGMA journal_mode").fetchone()[0]
     db.close()
     return f"journal_mode={mode}, synchronous={'NORMAL' if wal else 'FULL'}"
+
+
+def launch_postgres(url: str, poll: float | None = None) -> str:
+    """Launch DBOS with its system database at `url`; the durability as the server has it."""
+    import psycopg
+
+    config = {"name": "sylphrun-bench", "system_database_url": url, "log_level": "WARNING"}
+    if poll is not None:
+        config["notification_listener_polling_interval_sec"] = poll
+    DBOS(config=config)
+    DBOS.launch()
+    with psycopg.connect(url) as db:
+        setting = db.execute("SHOW synchronous_commit").fetchone()[0]
+        version = db.execute("SHOW server_version").fetchone()[0]
+    return f"PostgreSQL {version}, synchronous_commit={setting}"
 
 
 # -- scenarios -----------------------------------------------------------------------------
@@ -367,6 +390,9 @@ def main() -> None:
     if scenario.startswith("_recovery"):
         recovery_child(scenario, Path(sys.argv[2]))
         return
+    global PG_URL
+    if "--pg" in sys.argv:
+        PG_URL = sys.argv[sys.argv.index("--pg") + 1]
     started = time.time()
     if scenario == "steps":
         chains = int(sys.argv[sys.argv.index("--chains") + 1]) if "--chains" in sys.argv else 3
