@@ -12,7 +12,6 @@ thread never touches the journal.
 from __future__ import annotations
 
 import json
-import time
 from typing import NamedTuple
 
 from rich.text import Text
@@ -23,10 +22,10 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, OptionList, Static
 from textual.widgets.option_list import Option
-from textual.worker import get_current_worker
 
 from sylphrun.dashboard import text as fmt
-from sylphrun.errors import SylphrunError
+from sylphrun.dashboard.screens.journal_views import UNCHANGED, follow_journal
+from sylphrun.journal import JournalReader
 from sylphrun.journal.types import EventRecord
 
 REFRESH_SECONDS = 0.5
@@ -136,30 +135,19 @@ class EventsScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="events", exit_on_error=False)
     def _follow_events(self) -> None:
-        from sylphrun.journal import open_journal
-
-        worker = get_current_worker()
-        journal = None
         seen = None
-        try:
-            while not worker.is_cancelled:
-                try:
-                    if journal is None:
-                        journal = open_journal(self.app.config.journal, create=False)
-                    token = journal.change_token()
-                    if token != seen or self._reread:
-                        self._reread = False
-                        events = journal.recent_events(name=self.name_filter, limit=LIMIT)
-                        seen = token
-                        self.app.call_from_thread(self.show_events, events, None)
-                except SylphrunError as exc:  # no journal yet, or a locked one: say so
-                    self.app.call_from_thread(self.show_events, None, str(exc))
-                deadline = time.monotonic() + REFRESH_SECONDS
-                while not worker.is_cancelled and time.monotonic() < deadline:
-                    time.sleep(0.05)  # in slices: a closed view's thread ends at once
-        finally:
-            if journal is not None:
-                journal.close()
+
+        def read(journal: JournalReader) -> list[EventRecord]:
+            nonlocal seen
+            token = journal.change_token()
+            if token == seen and not self._reread:
+                return UNCHANGED  # nothing written since: no read of the events
+            self._reread = False
+            events = journal.recent_events(name=self.name_filter, limit=LIMIT)
+            seen = token
+            return events
+
+        follow_journal(self, read, self.show_events, every=REFRESH_SECONDS)
 
     def show_events(self, events: list[EventRecord] | None, error: str | None) -> None:
         """Update the table by event id: new events on top, the cursor on its event."""

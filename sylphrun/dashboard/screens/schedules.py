@@ -9,7 +9,6 @@ pause goes through the interface too, in a thread. The UI thread never touches S
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from rich.text import Text
@@ -19,10 +18,11 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
-from textual.worker import get_current_worker
 
 from sylphrun.dashboard import text as fmt
+from sylphrun.dashboard.screens.journal_views import follow_journal, sync_rows
 from sylphrun.errors import SylphrunError
+from sylphrun.journal import JournalReader
 
 REFRESH_SECONDS = 1.0
 COLUMNS = ("task", "schedule", "next", "last run", "status")
@@ -65,44 +65,21 @@ class SchedulesScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="schedules", exit_on_error=False)
     def _follow_schedules(self) -> None:
-        from sylphrun.journal import open_journal
         from sylphrun.schedule_view import schedule_rows
 
-        worker = get_current_worker()
-        journal = None
-        try:
-            while not worker.is_cancelled:
-                try:
-                    if journal is None:
-                        journal = open_journal(self.app.config.journal, create=False)
-                    rows = schedule_rows(
-                        journal.registered_tasks(), journal.schedule_states(), self.app.clock()
-                    )
-                    self.app.call_from_thread(self.show_rows, rows, None)
-                except SylphrunError as exc:  # no journal yet, or a locked one: say so
-                    self.app.call_from_thread(self.show_rows, None, str(exc))
-                deadline = time.monotonic() + REFRESH_SECONDS
-                while not worker.is_cancelled and time.monotonic() < deadline:
-                    time.sleep(0.05)  # in slices: a closed view's thread ends at once
-        finally:
-            if journal is not None:
-                journal.close()
+        def read(journal: JournalReader) -> list[dict[str, Any]]:
+            return schedule_rows(
+                journal.registered_tasks(), journal.schedule_states(), self.app.clock()
+            )
+
+        follow_journal(self, read, self.show_rows, every=REFRESH_SECONDS)
 
     def show_rows(self, rows: list[dict[str, Any]] | None, error: str | None) -> None:
         """Update the table in place, by task id (the cursor stays on its row)."""
         self.error = error
         if rows is not None:
-            table = self.query_one(DataTable)
             fresh = {r["task"]: r for r in rows}
-            for gone in set(self.rows) - set(fresh):
-                table.remove_row(gone)
-            for task_id, row in fresh.items():
-                cells = schedule_cells(row)
-                if task_id in self.rows:
-                    for col, cell in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(task_id, col, cell)
-                else:
-                    table.add_row(*cells, key=task_id)
+            sync_rows(self.query_one(DataTable), self.rows, fresh, schedule_cells, COLUMNS)
             self.rows = fresh
             self.loaded = True
         note = self.query_one("#schedules-note", Static)

@@ -9,8 +9,6 @@ own, once a second (the heartbeat ages move with the clock). The UI thread never
 
 from __future__ import annotations
 
-import time
-
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -18,10 +16,10 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
-from textual.worker import get_current_worker
 
 from sylphrun.dashboard import text as fmt
-from sylphrun.errors import SylphrunError
+from sylphrun.dashboard.screens.journal_views import follow_journal, sync_rows
+from sylphrun.journal import JournalReader
 from sylphrun.journal.types import WorkerLoad
 
 REFRESH_SECONDS = 1.0
@@ -65,43 +63,23 @@ class WorkersScreen(ModalScreen[None]):
 
     @work(thread=True, exclusive=True, group="workers", exit_on_error=False)
     def _follow_workers(self) -> None:
-        from sylphrun.journal import open_journal
         from sylphrun.trigger import WORKER_STALE_AFTER
 
-        worker = get_current_worker()
-        journal = None
-        try:
-            while not worker.is_cancelled:
-                try:
-                    if journal is None:
-                        journal = open_journal(self.app.config.journal, create=False)
-                    now = self.app.clock()
-                    loads = journal.worker_loads(now=now, stale_after=WORKER_STALE_AFTER)
-                    self.app.call_from_thread(self.show_rows, loads, now, None)
-                except SylphrunError as exc:  # no journal yet, or an unreachable one: say so
-                    self.app.call_from_thread(self.show_rows, None, 0.0, str(exc))
-                deadline = time.monotonic() + REFRESH_SECONDS
-                while not worker.is_cancelled and time.monotonic() < deadline:
-                    time.sleep(0.05)  # in slices: a closed view's thread ends at once
-        finally:
-            if journal is not None:
-                journal.close()
+        def read(journal: JournalReader) -> tuple[list[WorkerLoad], float]:
+            now = self.app.clock()
+            return journal.worker_loads(now=now, stale_after=WORKER_STALE_AFTER), now
 
-    def show_rows(self, loads: list[WorkerLoad] | None, now: float, error: str | None) -> None:
+        follow_journal(self, read, self.show_rows, every=REFRESH_SECONDS)
+
+    def show_rows(self, found: tuple[list[WorkerLoad], float] | None, error: str | None) -> None:
         """Update the table in place, by worker id (the cursor stays on its row)."""
         self.error = error
-        if loads is not None:
-            table = self.query_one(DataTable)
+        if found is not None:
+            loads, now = found
             fresh = {w.worker_id: w for w in loads}
-            for gone in set(self.rows) - set(fresh):
-                table.remove_row(gone)
-            for worker_id, load in fresh.items():
-                cells = worker_cells(load, now)
-                if worker_id in self.rows:
-                    for col, cell in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(worker_id, col, cell)
-                else:
-                    table.add_row(*cells, key=worker_id)
+            sync_rows(
+                self.query_one(DataTable), self.rows, fresh, lambda w: worker_cells(w, now), COLUMNS
+            )
             self.rows = fresh
             self.loaded = True
         self.query_one("#workers-note", Static).update(self._note())
