@@ -81,20 +81,7 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
             f"{what} is nested too deeply to be JSON-serialized (the limit is {MAX_DEPTH} levels)"
         ) from None
     if type(value) not in _SCALARS:
-        # Cheap gates on the text first: a key that was not a str shows as a quoted
-        # number or literal before a colon; nesting deeper than MAX_DEPTH takes more than
-        # MAX_DEPTH opening brackets. Most values pass both without a walk.
-        if _NON_STR_KEY.search(text) and isinstance(value, (dict, list, tuple)):
-            _check_keys(value, what)
-        if (
-            len(text) > 2 * MAX_DEPTH
-            and text.count("[") + text.count("{") > MAX_DEPTH
-            and _depth(text) > MAX_DEPTH
-        ):
-            raise NotJSONSerializable(
-                f"{what} is nested more than {MAX_DEPTH} levels deep; a journaled value "
-                "that deep could not be read back (flatten it)"
-            )
+        _check_nesting(value, text, what)
     if limit is not None and len(text) > limit // 4:
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if size > limit:
@@ -116,6 +103,24 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
                 "not valid Unicode (decode bytes with errors='replace')"
             ) from None
     return text
+
+
+def _check_nesting(value: Any, text: str, what: str) -> None:
+    """Refuse a container whose keys collide as JSON, or nested past MAX_DEPTH."""
+    # Cheap gates on the text first: a key that was not a str shows as a quoted
+    # number or literal before a colon; nesting deeper than MAX_DEPTH takes more than
+    # MAX_DEPTH opening brackets. Most values pass both without a walk.
+    if _NON_STR_KEY.search(text) and isinstance(value, (dict, list, tuple)):
+        _check_keys(value, what)
+    if (
+        len(text) > 2 * MAX_DEPTH
+        and text.count("[") + text.count("{") > MAX_DEPTH
+        and _depth(text) > MAX_DEPTH
+    ):
+        raise NotJSONSerializable(
+            f"{what} is nested more than {MAX_DEPTH} levels deep; a journaled value "
+            "that deep could not be read back (flatten it)"
+        )
 
 
 def clean_text(text: str) -> str:
