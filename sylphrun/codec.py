@@ -12,6 +12,7 @@ import re
 from array import array
 from dataclasses import asdict, is_dataclass
 from itertools import accumulate
+from math import isfinite as _isfinite
 from typing import Any
 
 from sylphrun.errors import NotJSONSerializable, ValueTooLarge
@@ -45,6 +46,9 @@ def _default(value: Any) -> Any:
 _ENCODER = json.JSONEncoder(
     default=_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
 )
+_int_text = int.__repr__
+_float_text = float.__repr__
+_str_text = json.encoder.encode_basestring  # what `_ENCODER` uses (ensure_ascii=False)
 
 
 def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
@@ -55,7 +59,19 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
     (`ValueTooLarge`).
     """
     try:
-        text = _ENCODER.encode(value)
+        kind = type(value)
+        # The scalars a step returns most, written as the encoder writes them, without the
+        # encoder (it builds a C encoder object per call: most of a small value's cost).
+        if kind is int:
+            text = _int_text(value)  # ValueError past int's digit limit, as the encoder
+        elif kind is float and _isfinite(value):  # NaN and inf: the encoder's own error
+            text = _float_text(value)
+        elif kind is str:
+            text = _str_text(value)
+        elif value is None:
+            text = "null"
+        else:
+            text = _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         path = _find_bad_path(value)
         where = f" at {path}" if path else ""
@@ -65,20 +81,7 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
             f"{what} is nested too deeply to be JSON-serialized (the limit is {MAX_DEPTH} levels)"
         ) from None
     if type(value) not in _SCALARS:
-        # Cheap gates on the text first: a key that was not a str shows as a quoted
-        # number or literal before a colon; nesting deeper than MAX_DEPTH takes more than
-        # MAX_DEPTH opening brackets. Most values pass both without a walk.
-        if _NON_STR_KEY.search(text) and isinstance(value, (dict, list, tuple)):
-            _check_keys(value, what)
-        if (
-            len(text) > 2 * MAX_DEPTH
-            and text.count("[") + text.count("{") > MAX_DEPTH
-            and _depth(text) > MAX_DEPTH
-        ):
-            raise NotJSONSerializable(
-                f"{what} is nested more than {MAX_DEPTH} levels deep; a journaled value "
-                "that deep could not be read back (flatten it)"
-            )
+        _check_nesting(value, text, what)
     if limit is not None and len(text) > limit // 4:
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
         if size > limit:
@@ -100,6 +103,24 @@ def dumps(value: Any, *, what: str = "value", limit: int | None = None) -> str:
                 "not valid Unicode (decode bytes with errors='replace')"
             ) from None
     return text
+
+
+def _check_nesting(value: Any, text: str, what: str) -> None:
+    """Refuse a container whose keys collide as JSON, or nested past MAX_DEPTH."""
+    # Cheap gates on the text first: a key that was not a str shows as a quoted
+    # number or literal before a colon; nesting deeper than MAX_DEPTH takes more than
+    # MAX_DEPTH opening brackets. Most values pass both without a walk.
+    if _NON_STR_KEY.search(text) and isinstance(value, (dict, list, tuple)):
+        _check_keys(value, what)
+    if (
+        len(text) > 2 * MAX_DEPTH
+        and text.count("[") + text.count("{") > MAX_DEPTH
+        and _depth(text) > MAX_DEPTH
+    ):
+        raise NotJSONSerializable(
+            f"{what} is nested more than {MAX_DEPTH} levels deep; a journaled value "
+            "that deep could not be read back (flatten it)"
+        )
 
 
 def clean_text(text: str) -> str:

@@ -17,6 +17,8 @@ from sylphrun.journal.fence import LeaseLost
 from sylphrun.journal.transitions import RunSpec, finish, insert_children, interrupt_running_steps
 
 _STEP_EVENT = "INSERT INTO events (at, run_id, kind, step_key) VALUES (?, ?, ?, ?)"
+_RUNNING = f"step.{model.STEP_RUNNING}"
+_COMPLETED = f"step.{model.STEP_COMPLETED}"
 
 
 def record_trigger_step(
@@ -96,33 +98,32 @@ def record_step_interrupted(
         )
 
 
-def _fenced_step_write(
+def _write_with_event(
     conn: Connection,
     sql: str,
     params: tuple,
-    *,
     run_id: str,
     key: str,
-    status: str,
+    event: str,
     now: float,
-    notify: bool,
-    sync: bool = True,
+    sync: bool,
 ) -> int:
-    """One fenced step write; with `notify`, its event row in the same commit (see schema V2:
-    the two hot step writes announce themselves only when the worker asks)."""
-    if not notify:
-        return conn.write_one(sql, params, sync=sync)
+    """One fenced step write with its event row in the same commit (see schema V2: the two
+    hot step writes announce themselves only when the worker asks, `notify`; without it
+    they are one `write_one`, called by them directly: one call less on a step's path)."""
     with conn.write(sync=sync) as db:
         changed = db.execute(sql, params).rowcount
         if changed:
-            db.execute(_STEP_EVENT, (now, run_id, f"step.{status}", key))
+            db.execute(_STEP_EVENT, (now, run_id, event, key))
         return changed
 
 
 # A step row's place in the change feed (schema V6_STEP_CHANGE_SEQ), set by every write
 # that changes what a reader shows of it, in the statement itself: a read of the events
-# table's last page, no second page written.
-_CHANGE_SEQ = "COALESCE((SELECT MAX(id) FROM events), 0)"
+# table's last page, no second page written. The largest event id, read as the last row
+# (`id` is the rowid): the same value as MAX(id), without the aggregate's machinery (~2,000
+# instructions less per step, measured with callgrind).
+_CHANGE_SEQ = "COALESCE((SELECT id FROM events ORDER BY id DESC LIMIT 1), 0)"
 
 _START_STEP = (
     "INSERT INTO steps (run_id, key, name, kind, status, seq, attempts, run_attempt, started_at,"
@@ -160,17 +161,11 @@ def record_step_start(
     the step runs again with the same idempotency key either way. One fsync per step
     instead of two. `notify=False` leaves the event to a coalesced `note_step_change`.
     """
-    changed = _fenced_step_write(
-        conn,
-        _START_STEP,
-        (run_id, key, name, kind, seq, run_attempt, now, fn, args_hash, run_id, epoch),
-        run_id=run_id,
-        key=key,
-        status=model.STEP_RUNNING,
-        now=now,
-        notify=notify,
-        sync=False,
-    )
+    params = (run_id, key, name, kind, seq, run_attempt, now, fn, args_hash, run_id, epoch)
+    if notify:
+        changed = _write_with_event(conn, _START_STEP, params, run_id, key, _RUNNING, now, False)
+    else:
+        changed = conn.write_one(_START_STEP, params, sync=False)
     if not changed:
         raise LeaseLost(run_id)
 
@@ -192,16 +187,11 @@ def record_step_result(
     compensate: str | None = None,
     notify: bool = True,
 ) -> None:
-    changed = _fenced_step_write(
-        conn,
-        _STEP_RESULT,
-        (output, now, compensate, run_id, key, run_id, epoch),
-        run_id=run_id,
-        key=key,
-        status=model.STEP_COMPLETED,
-        now=now,
-        notify=notify,
-    )
+    params = (output, now, compensate, run_id, key, run_id, epoch)
+    if notify:
+        changed = _write_with_event(conn, _STEP_RESULT, params, run_id, key, _COMPLETED, now, True)
+    else:
+        changed = conn.write_one(_STEP_RESULT, params)
     if not changed:
         with conn.read() as db:
             fence.check(db, run_id, epoch)  # raises LeaseLost if that is why nothing changed

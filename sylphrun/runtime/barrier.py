@@ -43,13 +43,11 @@ class Barrier:
         self.starting = 0
         self._fell: asyncio.Future[None] = loop.create_future()
         self._decision_due = False
+        # Set once the run suspends (`_fell` done): a plain attribute, read by every step.
+        self.suspending = False
 
     def _waits_on_something(self) -> bool:
         return bool(self.pending_children or self.wake_times or self.pending_events)
-
-    @property
-    def suspending(self) -> bool:
-        return self._fell.done()
 
     def task_created(self) -> None:
         self.starting += 1
@@ -95,6 +93,7 @@ class Barrier:
         if self._fell.done() or self.starting or not self._waits_on_something():
             return
         if all(self._is_blocked(key) for key in self.running):
+            self.suspending = True
             self._fell.set_exception(Suspend())
             self._fell.exception()  # mark retrieved: awaiters get it through shield
 

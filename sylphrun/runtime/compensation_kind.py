@@ -23,6 +23,8 @@ from sylphrun.errors import ChildRunFailed, StepFailed
 _compensating: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "sylphrun_compensating", default=False
 )
+# Read directly on the step path (`runtime.steps`), where each function call shows.
+compensating = _compensating
 
 # A chain longer than this is not followed further (a cycle, or a pathological wrap).
 _MAX_CHAIN = 20

@@ -64,6 +64,9 @@ class Execution:
         self.body_threads: Executor = threads
         self.on_ready_work = on_ready_work
         self.clock = clock
+        # The time now, for the journal: the clock itself rather than a method calling it
+        # (read twice on every step's path).
+        self.now: Callable[[], float] = clock
         # The config's `max_step_output`: a larger result fails its step, not retried.
         self.max_output = max_output
         self.loop = asyncio.get_running_loop()
@@ -162,6 +165,3 @@ class Execution:
             )
         except JournalError:
             pass  # only a hint to readers: the run's next event makes them look again
-
-    def now(self) -> float:
-        return self.clock()

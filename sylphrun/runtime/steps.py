@@ -23,7 +23,7 @@ from sylphrun import codec, model
 from sylphrun.define import Retry
 from sylphrun.errors import JournalError, StepFailed, split_error_text
 from sylphrun.journal.types import JournaledStep, LeaseLost
-from sylphrun.runtime.compensation_kind import handling_failure
+from sylphrun.runtime.compensation_kind import compensating, is_step_failure
 from sylphrun.runtime.divergence import call_of, check_replay, note_step_call
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.notices import NOTICE_EVERY  # noqa: F401 - read by tests/test_eventlog
@@ -64,7 +64,7 @@ class Steps:
         """
         if not isinstance(name, str) or not name:
             raise TypeError("step name must be a non-empty string")
-        if codec.clean_text(name) != name:
+        if not name.isascii() and codec.clean_text(name) != name:
             raise ValueError(f"step name {name!r} is not valid Unicode (a lone surrogate)")
         if not callable(fn):
             raise TypeError(f"step {name!r}: fn must be callable")
@@ -150,7 +150,12 @@ def _take_key(
     """The step's key and kind, at call time; a replayed call is checked against the
     call it was journaled for (`runtime.divergence`)."""
     key = ex.next_key(name)
-    kind = model.COMPENSATION if handling_failure() else model.STEP
+    # `compensation_kind.handling_failure()`, inlined: the step path pays for each call.
+    handling = sys.exc_info()[1]
+    if compensating.get() or (handling is not None and is_step_failure(handling)):
+        kind = model.COMPENSATION
+    else:
+        kind = model.STEP
     rec = ex.journal.get(key)
     if rec is not None and rec.fn is not None and rec.status == model.STEP_COMPLETED:
         check_replay(ex, key, rec, fn, args, kwargs, caller)
@@ -177,7 +182,8 @@ async def run_step(
         rec = ex.journal.get(key)
         if rec is not None and rec.status == model.STEP_COMPLETED:
             return _replayed(ex, key, name, rec, compensate)
-        await _may_start(ex, key, kind, rec)
+        if rec is not None or ex.releasing or ex.barrier.suspending or ex.draining:
+            await _may_start(ex, key, kind, rec)  # a new step of a running run: nothing to do
         if ex.doom is not None and (
             kind == model.STEP or (rec is not None and rec.status == model.STEP_INTERRUPTED)
         ):
@@ -242,12 +248,15 @@ async def _attempt(
     # a step parked with its suspended run ('waiting': a fan-in waiting on children)
     # resumes the same attempt.
     attempt_no = 1 if rec is None else rec.attempts + (rec.status != model.STEP_WAITING)
-    seq = ex.seq_for(key)
+    seq = rec.seq if rec is not None else ex.seq_for(key)
     call = call_of(fn, args, kwargs, ex.run_id)
     fn = record_start(ex, key, name, kind, fn, seq, call)
-    parent = current_step_key()
+    # `current_step_key()` and `Barrier.step_started`, inlined (the hot path).
+    outer = current_scope.get()
+    barrier = ex.barrier
+    barrier.parent_of[key] = outer.step_key if outer is not None else None
+    barrier.running[key] = asyncio.current_task()
     token: contextvars.Token | None = current_scope.set(Scope(ex, key))
-    ex.barrier.step_started(key, asyncio.current_task(), parent)
     try:
         # An async fn is awaited right here: one coroutine frame less per step.
         result = await (
@@ -255,7 +264,7 @@ async def _attempt(
         )
         while type(result) not in SELF_JSON and inspect.isawaitable(result):
             result = await result
-        if ex.suspending:
+        if barrier.suspending:
             raise Suspend()
         output = codec.dumps(result, what=f"step {key!r} result", limit=ex.max_output)
     except asyncio.CancelledError:
@@ -270,7 +279,7 @@ async def _attempt(
         current_scope.reset(token)
         token = None
         ex.step_finished(key)
-        await ex.barrier.block(parent)
+        await barrier.block(outer.step_key if outer is not None else None)
     finally:
         if token is not None:
             current_scope.reset(token)
