@@ -81,9 +81,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 # this every `python -m sylphrun` and every spawned worker compiled sylphrun's ~150 modules
 # from source: ~40% of a CLI call's CPU (0.36 -> 0.23 s for `trigger`), over ~800
 # processes a run. The controller warms a cache of its own (PYTHONPYCACHEPREFIX in a temp
-# folder: the source tree stays as it was; ~2 s of CPU) that every process started after
-# reads and none writes to (PYTHONDONTWRITEBYTECODE=1 for them all), so a task module a
-# test rewrites within the same second is never read back stale. sylphrun's own modules are
+# folder: the source tree stays as it was; ~2 s of CPU, beside the start of the xdist
+# workers) that every process started after reads and none writes to
+# (PYTHONDONTWRITEBYTECODE=1 for them all), so a task module a test rewrites within the
+# same second is never read back stale. sylphrun's own modules are
 # compiled with checked hashes: an edit between two runs cannot be served stale either.
 
 WARM_IMPORTS = """
@@ -102,7 +103,9 @@ for module in list(sys.modules.values()):
     if cached and source and os.path.exists(cached):
         folder = prefix + os.path.dirname(os.path.abspath(source))
         os.makedirs(folder, exist_ok=True)
-        shutil.copyfile(cached, os.path.join(folder, os.path.basename(cached)))
+        target = os.path.join(folder, os.path.basename(cached))
+        shutil.copyfile(cached, target + ".tmp")
+        os.replace(target + ".tmp", target)  # whole or absent: processes read it meanwhile
 sys.pycache_prefix = prefix
 compileall.compile_dir(sylphrun.__path__[0], quiet=1,
                        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
@@ -118,7 +121,7 @@ WARM_MODULES = (
 )
 
 
-_PYC_PREFIX = pytest.StashKey[str]()
+_PYC_CACHE = pytest.StashKey[tuple[str, subprocess.Popen]]()
 
 
 def _in_xdist_worker() -> bool:
@@ -126,29 +129,32 @@ def _in_xdist_worker() -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Start warming the cache and point every later process at it. Not waited for: the
+    xdist workers start meanwhile, and a process that finds no cache file for a module
+    compiles it, as it did before (each file appears whole: copied then renamed, or
+    written by py_compile, which does the same)."""
     if _in_xdist_worker() or _fast_layer_only(config) or "PYTHONPYCACHEPREFIX" in os.environ:
         return
     import tempfile
 
     prefix = tempfile.mkdtemp(prefix="sylphrun-test-pyc-")
-    done = subprocess.run(
+    warm = subprocess.Popen(
         [sys.executable, "-c", WARM_IMPORTS, prefix, *WARM_MODULES.split()],
         cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    if done.returncode != 0:  # no cache: every process compiles, as before
-        shutil.rmtree(prefix, ignore_errors=True)
-        return
-    config.stash[_PYC_PREFIX] = prefix
+    config.stash[_PYC_CACHE] = (prefix, warm)
     os.environ["PYTHONPYCACHEPREFIX"] = prefix
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    prefix = config.stash.get(_PYC_PREFIX, None)
-    if prefix is not None:
+    prefix, warm = config.stash.get(_PYC_CACHE, (None, None))
+    if warm is not None:
+        if warm.poll() is None:
+            warm.kill()
+        warm.wait()
         os.environ.pop("PYTHONPYCACHEPREFIX", None)
         shutil.rmtree(prefix, ignore_errors=True)
 
