@@ -67,31 +67,27 @@ def _fast_layer_only(config: pytest.Config) -> bool:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` (addopts) is one xdist worker per CPU plus one, except for the fast layer:
-    it stays in this process, where it is quicker (42 s against 62 s on two workers, whose
-    CPU-bound snapshot tests then share two cores with their own startup)."""
+    """`-n auto` (addopts) is one xdist worker per CPU, except for the fast layer: it stays
+    in this process, where it is quicker (42 s against 62 s on two workers, whose CPU-bound
+    snapshot tests then share two cores with their own startup)."""
     if _fast_layer_only(config):
         return 0
-    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
-        return None  # xdist reads it
-    # One worker more than the CPUs: a process-level test spends much of its time waiting
-    # on the clock (schedules' 1 s slots, a 4 s step, leases running out), and on two
-    # workers about a quarter of the CPU time stayed idle (CPU ~490 s in 335 s wall on 2
-    # cores). `-n 2` (or PYTEST_XDIST_AUTO_NUM_WORKERS=2) gives the old count.
-    return len(os.sched_getaffinity(0)) + 1
+    # One worker per CPU. Three on this 2-core machine did not help: a 5-file subset took
+    # 58.5 s and 84 s on three against 58.8 s and 64 s on two (load 2-3), ~8% more CPU.
+    return None  # xdist's own count
 
 
 # -- one bytecode cache for every process the session starts ---------------------------
 #
 # The dev VM sets PYTHONDONTWRITEBYTECODE=1 and sylphrun is installed editable, so without
 # this every `python -m sylphrun` and every spawned worker compiled sylphrun's ~150 modules
-# from source: ~40% of a CLI call's CPU (0.36 -> 0.23 s for `trigger`), over ~800
-# processes a run. The controller warms a cache of its own (PYTHONPYCACHEPREFIX in a temp
-# folder: the source tree stays as it was; ~2 s of CPU, beside the start of the xdist
-# workers) that every process started after reads and none writes to
-# (PYTHONDONTWRITEBYTECODE=1 for them all), so a task module a test rewrites within the
-# same second is never read back stale. sylphrun's own modules are
-# compiled with checked hashes: an edit between two runs cannot be served stale either.
+# from source: ~0.1 s of a CLI call's ~0.3 s of CPU (`trigger`: 0.29-0.39 -> 0.20-0.29 s),
+# in each of the ~800 python processes a run starts. The controller warms a cache of its
+# own (PYTHONPYCACHEPREFIX in a temp folder: the source tree stays as it was; ~2 s of CPU,
+# beside the start of the xdist workers) that every process started after reads and none
+# writes to (PYTHONDONTWRITEBYTECODE=1 for them all), so a task module a test rewrites
+# within the same second is never read back stale. sylphrun's own modules are compiled
+# with checked hashes: an edit between two runs cannot be served stale either.
 
 WARM_IMPORTS = """
 import compileall, importlib, os, py_compile, shutil, sys
