@@ -8,6 +8,7 @@ import inspect
 import multiprocessing.process
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -64,13 +65,103 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+def _fast_layer_only(config: pytest.Config) -> bool:
+    return "not slow" in " ".join((config.option.markexpr or "").split())
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """`-n auto` (addopts) is one xdist worker per CPU, except for the fast layer: it stays
     in this process, where it is quicker (42 s against 62 s on two workers, whose CPU-bound
     snapshot tests then share two cores with their own startup)."""
-    if "not slow" in " ".join((config.option.markexpr or "").split()):
+    if _fast_layer_only(config):
         return 0
+    # One worker per CPU. Three on this 2-core machine did not help: a 5-file subset took
+    # 58.5 s and 84 s on three against 58.8 s and 64 s on two (load 2-3), ~8% more CPU.
     return None  # xdist's own count
+
+
+# -- one bytecode cache for every process the session starts ---------------------------
+#
+# The dev VM sets PYTHONDONTWRITEBYTECODE=1 and sylphrun is installed editable, so without
+# this every `python -m sylphrun` and every spawned worker compiled sylphrun's ~150 modules
+# from source: ~0.1 s of a CLI call's ~0.3 s of CPU (`trigger`: 0.29-0.39 -> 0.20-0.29 s),
+# in each of the ~800 python processes a run starts. The controller warms a cache of its
+# own (PYTHONPYCACHEPREFIX in a temp folder: the source tree stays as it was; ~2 s of CPU,
+# beside the start of the xdist workers) that every process started after reads and none
+# writes to (PYTHONDONTWRITEBYTECODE=1 for them all), so a task module a test rewrites
+# within the same second is never read back stale. sylphrun's own modules are compiled
+# with checked hashes: an edit between two runs cannot be served stale either.
+
+WARM_IMPORTS = """
+import compileall, importlib, os, py_compile, shutil, sys
+prefix, names = sys.argv[1], sys.argv[2:]
+import sylphrun
+for name in names:
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass  # an optional dependency (psycopg, textual) that is not installed
+# What the imports read from __pycache__ folders (the libraries, the standard library) is
+# copied to where a process reading the prefix looks for it; compiling it again costs more.
+for module in list(sys.modules.values()):
+    cached, source = getattr(module, "__cached__", None), getattr(module, "__file__", None)
+    if cached and source and os.path.exists(cached):
+        folder = prefix + os.path.dirname(os.path.abspath(source))
+        os.makedirs(folder, exist_ok=True)
+        target = os.path.join(folder, os.path.basename(cached))
+        shutil.copyfile(cached, target + ".tmp")
+        os.replace(target + ".tmp", target)  # whole or absent: processes read it meanwhile
+sys.pycache_prefix = prefix
+compileall.compile_dir(sylphrun.__path__[0], quiet=1,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+"""
+# What the processes a test starts import (the CLI, workers, `dev`, the dashboard, a nested
+# pytest), and the xdist workers themselves, which inherit the cache.
+WARM_MODULES = (
+    "sylphrun.cli sylphrun.runtime.worker_entry sylphrun.runtime.supervisor sylphrun.reload "
+    "sylphrun.devserver sylphrun.dashboard.app sylphrun.journal.postgres sylphrun.testing "
+    "typer textual.app textual.widgets rich.console psycopg psycopg_pool watchfiles "
+    "multiprocessing.spawn asyncio concurrent.futures sqlite3 json tomllib "
+    "pytest _pytest.pytester xdist execnet syrupy pytest_timeout pytest_textual_snapshot"
+)
+
+
+_PYC_CACHE = pytest.StashKey[tuple[str, subprocess.Popen]]()
+
+
+def _in_xdist_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Start warming the cache and point every later process at it. Not waited for: the
+    xdist workers start meanwhile, and a process that finds no cache file for a module
+    compiles it, as it did before (each file appears whole: copied then renamed, or
+    written by py_compile, which does the same)."""
+    if _in_xdist_worker() or _fast_layer_only(config) or "PYTHONPYCACHEPREFIX" in os.environ:
+        return
+    import tempfile
+
+    prefix = tempfile.mkdtemp(prefix="sylphrun-test-pyc-")
+    warm = subprocess.Popen(
+        [sys.executable, "-c", WARM_IMPORTS, prefix, *WARM_MODULES.split()],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    config.stash[_PYC_CACHE] = (prefix, warm)
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    prefix, warm = config.stash.get(_PYC_CACHE, (None, None))
+    if warm is not None:
+        if warm.poll() is None:
+            warm.kill()
+        warm.wait()
+        os.environ.pop("PYTHONPYCACHEPREFIX", None)
+        shutil.rmtree(prefix, ignore_errors=True)
 
 
 class StartsAProcess(AssertionError):

@@ -107,7 +107,9 @@ def work(name, seconds):
 @task(id="parallel")
 async def parallel(payload, ctx):
     async def quick_chain():
-        first = await ctx.step.run("short", work, "short", 0.5)
+        # 1.5 s: the window in which the test sees exactly two steps (and sends SIGTERM)
+        # before `next` starts; 0.5 s was missed once at load 14, and the wait timed out.
+        first = await ctx.step.run("short", work, "short", 1.5)
         return [first, await ctx.step.run("next", work, "next", 0)]
     chain, long = await asyncio.gather(quick_chain(), ctx.step.run("long", work, "long", 4))
     return [*chain, long]
@@ -122,7 +124,7 @@ def test_sigterm_lets_every_parallel_step_finish_before_the_run_is_handed_back(p
     run_id = project.cli("trigger", "parallel").stdout.strip()
     conn = project.journal()
     wait_until(
-        lambda: len(queries.steps_of(conn, run_id)) == 2, timeout=30, message="both steps started"
+        lambda: len(queries.steps_of(conn, run_id)) == 2, timeout=60, message="both steps started"
     )
     w.signal_group(signal.SIGTERM)
     assert w.wait(60) == 0, w.output

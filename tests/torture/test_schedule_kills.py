@@ -5,6 +5,9 @@ window may be lost either (a killed supervisor's slots are fired by the other on
 caught up by its restart).
 
 SYLPHRUN_TORTURE_SEED reproduces a run; SYLPHRUN_SCHEDULE_TORTURE_SECONDS lengthens it.
+The default is 10 s of kills: the dice land 13 kills in it (8 are required), against 26
+in the 20 s it was; 10 s also keeps the test near the suite's ~15 s bound for a
+process-level test. A longer soak: SYLPHRUN_SCHEDULE_TORTURE_SECONDS=60.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from conftest import Background, Project, slot_counts, slot_seconds, wait_until
 
 SEED = int(os.environ.get("SYLPHRUN_TORTURE_SEED", "7"))
-SECONDS = float(os.environ.get("SYLPHRUN_SCHEDULE_TORTURE_SECONDS", "20"))
+SECONDS = float(os.environ.get("SYLPHRUN_SCHEDULE_TORTURE_SECONDS", "10"))
 
 TASKS = """
 from sylphrun import task
