@@ -393,7 +393,8 @@ def foreign_tables(db: sqlite3.Connection) -> list[str] | None:
             )
         )
     finally:
-        db.execute("COMMIT")
+        if db.in_transaction:  # an I/O error rolls it back already: keep that error
+            db.execute("COMMIT")
     if not tables and version == 0:
         return None
     if version > 0 and CORE_TABLES.issubset(tables):

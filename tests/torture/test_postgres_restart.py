@@ -19,6 +19,7 @@ import re
 
 import pg_cluster
 import pytest
+from conftest import wait_until
 from pg_harness import PgTorture
 
 SCALE = int(os.environ.get("SYLPHRUN_TORTURE_SCALE", "1"))
@@ -37,6 +38,10 @@ def crash_safe_cluster():
         pytest.skip(f"PostgreSQL backend NOT TESTED: {cluster}")
     yield cluster
     cluster.stop()
+
+
+def _said_back(log: str) -> bool:
+    return log.count(LOST) == len(re.findall(rf"journal at \S+ {BACK}", log))
 
 
 def test_runs_go_on_across_server_restarts(crash_safe_cluster, tmp_path):
@@ -60,6 +65,13 @@ def test_runs_go_on_across_server_restarts(crash_safe_cluster, tmp_path):
         last = torture.finish(120)
         torture.check_undos(killed_ok=False)
         alive = [h.running and h.starts == 1 for h in torture.hosts]
+        # A process says "back" at its next connection: the supervisor's comes with its
+        # next sweep, after the pool's reconnection backoff, maybe after the runs ended.
+        wait_until(
+            lambda: all(_said_back(h.output()) for h in torture.hosts),
+            timeout=60,
+            message="each process that lost the server to say it is back",
+        )
         logs = {h.folder.name: h.output() for h in torture.hosts}
     finally:
         torture.close()
