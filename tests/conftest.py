@@ -70,14 +70,18 @@ def _fast_layer_only(config: pytest.Config) -> bool:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` (addopts) is one xdist worker per CPU, except for the fast layer: it stays
-    in this process, where it is quicker (42 s against 62 s on two workers, whose CPU-bound
-    snapshot tests then share two cores with their own startup)."""
+    """`-n auto` (addopts) is one xdist worker per CPU plus one, except for the fast layer:
+    it stays in this process, where it is quicker (42 s against 62 s on two workers, whose
+    CPU-bound snapshot tests then share two cores with their own startup)."""
     if _fast_layer_only(config):
         return 0
-    # One worker per CPU. Three on this 2-core machine did not help: a 5-file subset took
-    # 58.5 s and 84 s on three against 58.8 s and 64 s on two (load 2-3), ~8% more CPU.
-    return None  # xdist's own count
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist reads it
+    # One worker more than the CPUs: process-level tests spend much of their time waiting
+    # on the clock (1 s schedule slots, 4 s steps, leases running out), and on one worker
+    # per CPU the cores idled: the whole suite, quiet, 2 cores: 366 s on two workers (CPU
+    # 493 s), 311 s on three (a 5-file subset had shown no gain: it was not the suite).
+    return len(os.sched_getaffinity(0)) + 1
 
 
 # -- one bytecode cache for every process the session starts ---------------------------

@@ -10,6 +10,7 @@ with the test's own SQL): `read_pg_journal` is its PostgreSQL eyes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -103,6 +104,8 @@ class Host:
                 [str(folder), str(REPO), os.environ.get("PYTHONPATH", "")]
             ),
             "NO_COLOR": "1",
+            # A host that hangs is asked for its stacks (SIGABRT, below): in its output.
+            "PYTHONFAULTHANDLER": "1",
             **(env or {}),
         }
 
@@ -163,6 +166,12 @@ class Host:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired as exc:
+            # Every process of the group writes where its threads are (faulthandler), so
+            # the failure says what the stop waits on; then it is killed.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
             raise AssertionError(f"host {self.folder.name} did not stop: {self.output()}") from exc
 
     def close(self) -> None:
