@@ -143,6 +143,7 @@ def _run_with_log(session: DevSession) -> int:
     journal = open_journal(session.config.journal, durability=session.config.durability)
     try:
         follow(journal, session.stop_event, console.print)
+        signals.say_stopping()
     finally:
         journal.close()
         session.stop(graceful=signals.presses < 2)

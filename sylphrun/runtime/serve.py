@@ -47,15 +47,24 @@ class StopSignals:
         signal.signal(signal.SIGTERM, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        # Flags only, no print: a handler runs between two bytecodes of the main thread,
+        # maybe inside its own print to the same stream, and the buffered writer then
+        # raises "reentrant call" out of whatever the main thread was doing. A SIGTERM
+        # landing on "recovered 2 run(s) ..." was swallowed so: `stop` was never set and
+        # the worker served on (the PostgreSQL kill/stop torture, under load).
         self.presses += 1
         if self.presses == 1:
+            self.stop.set()
+        else:
+            self.supervisor.stop_now()
+
+    def say_stopping(self) -> None:
+        """Once `stop` is seen, from the main loop: what the signal asked for."""
+        if self.presses:
             self.echo(
                 "stopping: in-flight runs are handed back at their next step "
                 "(Ctrl-C again to stop now)"
             )
-            self.stop.set()
-        else:
-            self.supervisor.stop_now()
 
     @property
     def graceful(self) -> bool:
@@ -71,6 +80,7 @@ def serve_workers(config: Config, *, workers: int | None, echo: Callable[[str], 
     supervisor.start()
     try:
         supervisor.serve(stop)
+        signals.say_stopping()
     finally:
         supervisor.stop(graceful=signals.graceful)
     echo("stopped")

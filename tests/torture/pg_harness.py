@@ -166,13 +166,16 @@ class Host:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired as exc:
-            # Every process of the group writes where its threads are (faulthandler), so
-            # the failure says what the stop waits on; then it is killed.
+            # Each process's signal state (is SIGTERM pending, blocked, ignored?), then
+            # where its threads are (faulthandler): the failure says what the stop waits on.
+            masks = _signal_masks(self.proc.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGABRT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(10)
-            raise AssertionError(f"host {self.folder.name} did not stop: {self.output()}") from exc
+            raise AssertionError(
+                f"host {self.folder.name} did not stop:\n{masks}\n{self.output()}"
+            ) from exc
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -186,6 +189,28 @@ class Host:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def _signal_masks(pid: int) -> str:
+    """Sig* lines of /proc/PID/status (and of each thread) for a process and its children."""
+    lines = []
+    try:
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return "(gone)"
+    for proc in procs:
+        for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+            with contextlib.suppress(OSError):
+                status = (task / "status").read_text().splitlines()
+                sig = [
+                    x
+                    for x in status
+                    if x.startswith(("Name", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt"))
+                ]
+                lines.append(
+                    f"{proc.pid}/{task.name}: " + " ".join(x.replace("\t", "") for x in sig)
+                )
+    return "\n".join(lines)
 
 
 def _kill(pid: int) -> None:
