@@ -20,7 +20,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from sylphrun.errors import JournalError, NotAJournal
-from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION, foreign_tables
+from sylphrun.journal.foreign import foreign_tables
+from sylphrun.journal.schema import MIGRATIONS, SCHEMA_VERSION
 
 DURABILITY = {
     # WAL + NORMAL: a commit survives a crash of any process; on power loss the last

@@ -3,12 +3,10 @@
 The version lives in `PRAGMA user_version`. A journal written by a newer sylphrun has a
 higher version than we know; we refuse to open it rather than guess. An SQLite database
 that is not a journal at all (another program's) is refused too, before anything in it
-or about the file changes (`foreign_tables`).
+or about the file changes (`journal.foreign.foreign_tables`).
 """
 
 from __future__ import annotations
-
-import sqlite3
 
 V1 = """
 CREATE TABLE runs (
@@ -374,29 +372,3 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 
 # Tables every journal has had since V1.
-CORE_TABLES = frozenset({"runs", "steps"})
-
-
-def foreign_tables(db: sqlite3.Connection) -> list[str] | None:
-    """The tables of a database that is not a sylphrun journal, or None if it is one (or
-    is empty, ours to set up). Read-only: a path naming another program's database (a
-    typo in `journal`) was taken over: 8 tables added, WAL mode on, mode 0600."""
-    # One read transaction: another process may be creating the journal this instant, and
-    # a version read before its V1 commit beside tables read after it looked foreign.
-    db.execute("BEGIN")
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = sorted(
-            name
-            for (name,) in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-            )
-        )
-    finally:
-        if db.in_transaction:  # an I/O error rolls it back already: keep that error
-            db.execute("COMMIT")
-    if not tables and version == 0:
-        return None
-    if version > 0 and CORE_TABLES.issubset(tables):
-        return None
-    return tables

@@ -9,7 +9,8 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from sylphrun.journal.schema import MIGRATIONS, foreign_tables
+from sylphrun.journal.foreign import foreign_tables
+from sylphrun.journal.schema import MIGRATIONS
 
 CREATE_V1 = f"BEGIN IMMEDIATE;\n{MIGRATIONS[0]}\nPRAGMA user_version = 1;\nCOMMIT;"
 
