@@ -143,7 +143,14 @@ class Connection:
         100 trials of 4 processes). The first one to take the lock sets the file up; the
         others find it done. A journal in use has a non-empty file: no lock to open it.
         """
-        if self.path.stat().st_size > 0:
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:  # deleted between the connect and now (by hand, a test)
+            raise JournalError(
+                f"{self.path} was deleted while it was being opened; start again to use a "
+                "new journal"
+            ) from None
+        if size > 0:
             _refuse_foreign_database(self.db, self.path)  # before WAL, tables, mode
             self._configure()
             self._migrate()

@@ -69,6 +69,12 @@ def worker_main(
         print(f"sylphrun worker: {exc}", file=sys.stderr)
         sys.exit(IMPORT_FAILED)
     worker = Worker(settings, tasks, registered=registered)
-    asyncio.run(worker.serve())
+    try:
+        asyncio.run(worker.serve())
+    except SylphrunError as exc:  # its journal cannot be opened: one line, not a traceback
+        print(f"sylphrun worker: {exc}", file=sys.stderr, flush=True)
+        path = str(settings.config.journal)  # a file's deletion ends the session (as gone)
+        gone = "://" not in path and not os.path.exists(path)
+        os._exit(JOURNAL_GONE if gone else 1)
     # Threads stuck in a user's sync step must not keep a stopped worker alive.
     os._exit(JOURNAL_GONE if worker.journal_gone else REPLACE_ME if worker.replace_me else 0)
