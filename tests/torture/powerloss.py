@@ -93,6 +93,21 @@ def disk_after_power_cut(
     return {name: bytes(data) for name, data in files.items()}
 
 
+def unsynced_commits(log, wal: str) -> int:
+    """Commit frames written to the WAL after its last fsync: the transactions a clean cut
+    must lose. SQLite writes each frame's 24-byte header on its own; bytes 4-8 of it (the
+    database size after the commit) are non-zero only on a transaction's last frame."""
+    count = 0
+    for kind, name, _, length, data in log:
+        if name != wal:
+            continue
+        if kind == "S":
+            count = 0
+        elif kind == "W" and length == 24 and int.from_bytes(data[4:8], "big"):
+            count += 1
+    return count
+
+
 def read_recovered(folder: Path) -> dict:
     db = sqlite3.connect(str(folder / "journal.db"))
     try:
@@ -101,6 +116,7 @@ def read_recovered(folder: Path) -> dict:
             "events": db.execute(
                 "SELECT id, run_id, kind, step_key FROM events ORDER BY id"
             ).fetchall(),
+            "dump": list(db.iterdump()),
             "completed": {
                 (r, k)
                 for r, k in db.execute("SELECT run_id, key FROM steps WHERE status = 'completed'")
@@ -181,6 +197,7 @@ def power_cut(
         "logged_calls": len(log),
         "wal_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == wal),
         "db_fsyncs": sum(1 for k, n, *_ in log if k == "S" and n == str(journal)),
+        "unsynced_commits": unsynced_commits(log, wal),
         "variants": {},
     }
     for variant in ("cut", "torn", "garbage"):
@@ -198,6 +215,7 @@ def power_cut(
             "prefix": kept == committed["events"][: len(kept)],
             "events_kept": len(kept),
             "events_lost": len(committed["events"]) - len(kept),
+            "state_lost": got["dump"] != committed["dump"],
             "returned_steps_lost": len(returned_steps - got["completed"]),
             "completed_steps_lost": len(committed["completed"] - got["completed"]),
         }

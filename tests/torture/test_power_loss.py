@@ -36,6 +36,11 @@ def test_power_loss_keeps_every_committed_step_with_full_durability(shim, tmp_pa
             # done, so never acknowledged): one writer at a time holds the journal's lock.
             assert variant["completed_steps_lost"] <= 1, (name, variant)
     else:
-        # The harness can see a loss: "normal" does not sync the WAL at commit, so the
-        # clean cut loses what was committed since the last checkpoint.
-        assert report["variants"]["cut"]["events_lost"] > 0, report
+        # "normal" does not sync the WAL at commit (only before a checkpoint)...
+        assert report["wal_fsyncs"] < report["returned_steps"] / 4, report
+        # ...so a clean cut loses exactly the commits written since the WAL's last sync, and
+        # the harness sees it. Usually there are some; a cut landing between a checkpoint's
+        # WAL sync and the next commit leaves none (seen once in CI under load), and then the
+        # journal must come back whole.
+        cut = report["variants"]["cut"]
+        assert cut["state_lost"] == (report["unsynced_commits"] > 0), report
