@@ -9,6 +9,7 @@ import multiprocessing.process
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -189,6 +190,25 @@ def _no_processes_in_fast_tests(request: pytest.FixtureRequest) -> Iterator[None
         yield
     finally:
         subprocess.Popen._execute_child, multiprocessing.process.BaseProcess.start, os.fork = saved
+
+
+# A process's signal dispositions are inherited by every process it starts, an ignored
+# one across exec too: a test that left SIGTERM ignored in an xdist worker (an in-process
+# `Worker.serve` did, on its way out) made every host a later test started deaf to a
+# SIGTERM until it set its own handler, and the PostgreSQL torture's early stop was lost.
+_GUARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions_restored(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that changes how the test process handles a signal fails, naming it."""
+    before = {sig: signal.getsignal(sig) for sig in _GUARDED_SIGNALS}
+    yield
+    after = {sig: signal.getsignal(sig) for sig in _GUARDED_SIGNALS}
+    changed = [sig.name for sig in _GUARDED_SIGNALS if after[sig] != before[sig]]
+    for sig in _GUARDED_SIGNALS:
+        signal.signal(sig, before[sig])  # the next tests run in a sane process either way
+    assert not changed, f"{request.node.nodeid} left its process's {changed} handling changed"
 
 
 class Project:

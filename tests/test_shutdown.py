@@ -4,7 +4,10 @@ at the step boundary, prints no traceback and restarts nothing."""
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -139,3 +142,49 @@ def test_sigterm_lets_every_parallel_step_finish_before_the_run_is_handed_back(p
     again.signal_group(signal.SIGTERM)
     again.wait(60)
     conn.close()
+
+
+IMPORT_GATE = """
+import os, time
+from pathlib import Path
+from sylphrun import task
+
+Path("importing").touch()
+deadline = time.monotonic() + 60
+while not Path("gate").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+
+@task(id="noop")
+async def noop(payload, ctx):
+    return None
+"""
+
+
+@pytest.mark.parametrize("command", ["worker", "dev --no-tui"])
+def test_sigterm_while_the_task_modules_import_stops_it_even_if_the_parent_ignored_sigterm(
+    project, command
+):
+    """A parent that ignores SIGTERM (a test session's worker once did) passes that on
+    across exec: a SIGTERM landing before the command set its handler was lost, and the
+    host served on (the PostgreSQL torture's lost stop)."""
+    project.write_tasks(IMPORT_GATE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sylphrun", *command.split()],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_IGN),
+    )
+    try:
+        wait_until(lambda: (project.root / "importing").exists(), timeout=60, message="importing")
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            code = proc.wait(30)
+        finally:
+            (project.root / "gate").touch()
+        assert code == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

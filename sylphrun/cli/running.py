@@ -234,8 +234,9 @@ def worker(
     journal_setting: JournalOpt = None,
 ) -> None:
     """Run workers (no reload, no dashboard) until SIGINT or SIGTERM."""
-    from sylphrun.runtime.serve import serve_workers
+    from sylphrun.runtime.serve import serve_workers, sigterm_stops_this_process
 
+    sigterm_stops_this_process()
     config = _config(project)
     _tasks(config)  # an import error stops us here, before any process starts
     raise typer.Exit(serve_workers(config, workers=workers, echo=lambda m: typer.echo(m, err=True)))
@@ -262,7 +263,9 @@ def dev(
     """Workers + hot reload + the live dashboard: the local development loop."""
     from sylphrun.devserver import run_dev
     from sylphrun.errors import DiscoveryError
+    from sylphrun.runtime.serve import sigterm_stops_this_process
 
+    sigterm_stops_this_process()
     config = _config(project)
     try:
         code = run_dev(

@@ -31,6 +31,15 @@ def banner(config: Config, workers: int) -> str:
     )
 
 
+def sigterm_stops_this_process() -> None:
+    """A serving command stops on SIGTERM (systemd, Kubernetes, `timeout`) whatever its
+    parent did. An ignored SIGTERM is inherited across exec: one landing before our
+    handler was set (while the task modules imported) was lost, and the host served on.
+    Called first thing, so such a SIGTERM ends the process as it would any other."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class StopSignals:
     """Ctrl-C and SIGTERM for a process serving workers in the foreground (`worker`,
     `dev --no-tui`): the first asks for a graceful stop (says so, sets `stop`); any later

@@ -49,8 +49,12 @@ class Worker:
         tasks: dict[str, Task],
         *,
         registered: multiprocessing.connection.Connection | None = None,
+        owns_process: bool = False,
     ) -> None:
         self.settings = settings
+        # The worker process's entry point (`worker_entry`) owns its process's signals;
+        # anyone else (a test, an embedding) gets its own SIGTERM handling back.
+        self.owns_process = owns_process
         self._registered = registered
         self.tasks = tasks
         self.id = settings.worker_id
@@ -84,6 +88,7 @@ class Worker:
         self.run_threads = ThreadPoolExecutor(self.slots, thread_name_prefix="sylphrun-run")
         self.sock, self.addr = wake.bind_wake_socket(self.id)
         # Before registering: a SIGTERM to the process group right after would kill us.
+        sigterm_before = signal.getsignal(signal.SIGTERM)
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.journal.register_worker(
             self.id,
@@ -122,9 +127,16 @@ class Worker:
             # asyncio.run's loop.close() closes its wakeup pipe before it removes this
             # handler: a SIGTERM in between (the group's, then the supervisor's) printed
             # "Exception ignored ... Bad file descriptor" and a traceback. Leaving now, a
-            # SIGTERM has nothing left to stop.
+            # SIGTERM has nothing left to stop. Only in a process of our own: an ignored
+            # SIGTERM is inherited by every process started after, across exec, so a
+            # Worker served inside a test session left each host a later test started
+            # deaf to a SIGTERM until it set its own handler (a lost stop, PostgreSQL
+            # torture). Elsewhere the handling found at the start is put back.
             self.loop.remove_signal_handler(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if self.owns_process:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            else:
+                signal.signal(signal.SIGTERM, sigterm_before or signal.SIG_DFL)
 
     def _say_registered(self) -> None:
         if self._registered is None:

@@ -68,7 +68,7 @@ def worker_main(
     except SylphrunError as exc:
         print(f"sylphrun worker: {exc}", file=sys.stderr)
         sys.exit(IMPORT_FAILED)
-    worker = Worker(settings, tasks, registered=registered)
+    worker = Worker(settings, tasks, registered=registered, owns_process=True)
     try:
         asyncio.run(worker.serve())
     except SylphrunError as exc:  # its journal cannot be opened: one line, not a traceback
