@@ -47,6 +47,30 @@ def run_heading(
         out.append_text(holder_text(holder))
     out.append_text(parked_text(detail, now))
     out.append_text(why_text(detail, now, note))
+    out.append_text(relatives_text(run))
+    out.append("\npayload ", style="dim")  # cut to a line: `v` shows it (and the output) whole
+    out.append_text(_clip(fmt.one_line_json(run.payload), width - 9, "dim"))
+    if run.status == model.COMPLETED:
+        out.append("\noutput  ", style="dim")
+        out.append_text(_clip(fmt.one_line_json(run.output), width - 9, "green"))
+    elif run.error:
+        out.append("\nerror   ", style="dim")
+        out.append_text(_clip(fmt.first_line(run.error), width - 9, "red"))
+    failed = [
+        a for a in detail.attempts if a.status != model.COMPLETED and a.attempt != run.attempt
+    ]
+    if failed:
+        out.append(f"\nearlier attempts: {len(failed)} failed", style="dim")
+        out.append(" (last: ", style="dim")
+        out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
+        out.append(")", style="dim")
+    return out
+
+
+def relatives_text(run: model.Run) -> Text:
+    """Its children's progress, and the runs it came from (a parent, a replayed run), each
+    with the key that opens it."""
+    out = Text()
     if run.children_total:
         out.append("\nchildren ", style="dim")
         out.append_text(
@@ -66,22 +90,6 @@ def run_heading(
         out.append("\nreplay of ", style="dim")
         out.append(run.replay_of)
         out.append(" (o opens it)", style="dim")
-    out.append("\npayload ", style="dim")  # cut to a line: `v` shows it (and the output) whole
-    out.append_text(_clip(fmt.one_line_json(run.payload), width - 9, "dim"))
-    if run.status == model.COMPLETED:
-        out.append("\noutput  ", style="dim")
-        out.append_text(_clip(fmt.one_line_json(run.output), width - 9, "green"))
-    elif run.error:
-        out.append("\nerror   ", style="dim")
-        out.append_text(_clip(fmt.first_line(run.error), width - 9, "red"))
-    failed = [
-        a for a in detail.attempts if a.status != model.COMPLETED and a.attempt != run.attempt
-    ]
-    if failed:
-        out.append(f"\nearlier attempts: {len(failed)} failed", style="dim")
-        out.append(" (last: ", style="dim")
-        out.append_text(_clip(fmt.first_line(failed[-1].error), width - 40, "red"))
-        out.append(")", style="dim")
     return out
 
 
