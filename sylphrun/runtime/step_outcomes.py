@@ -19,7 +19,7 @@ from sylphrun.errors import (
     doom_is_fatal,
     split_error_text,
 )
-from sylphrun.journal.types import JournaledStep
+from sylphrun.journal.types import MAX_CRASHES, JournaledStep
 from sylphrun.runtime.crash_points import CRASH_AT, crash_point
 from sylphrun.runtime.execution import Execution
 from sylphrun.runtime.failures import error_text, user_traceback
@@ -198,3 +198,25 @@ def fail_doomed_step(ex: Execution, key: str, name: str, kind: str, started: boo
     )
     error_type, message = split_error_text(ex.doom or "TaskTimeout")
     raise StepFailed(key, error_type, message, non_retriable=doom_is_fatal(ex.doom or ""))
+
+
+def fails_when_doomed(ex: Execution, key: str, kind: str, rec: JournaledStep | None) -> bool:
+    """In a doomed execution, does this step fail without running? A forward step does (the
+    first one not completed is where the run fails). An undo runs, unless it is what got
+    the run doomed: cut off by the timeout's worker replacement (it is what overran), or
+    by every one of the MAX_CRASHES worker deaths that used up its crash budget (a
+    poisoned undo: a fourth try would fail the run at once, the older undos not run).
+
+    An undo cut off by only some of those deaths (the torture: two kills during forward
+    steps, the third during `compensate:charge`) was merely interrupted, as any step a
+    worker dies under, and runs again: failing it would leave the charge never refunded."""
+    if kind == model.STEP:
+        return True
+    if rec is None or rec.status != model.STEP_INTERRUPTED:
+        return False
+    if not doom_is_fatal(ex.doom or ""):
+        return True
+    # A cold path (once per doomed run at most): the attempt log says how often it was cut.
+    step = next((s for s in ex.store.steps_of(ex.run_id) if s.key == key), None)
+    cut = sum(a.status == model.STEP_INTERRUPTED for a in step.attempt_log) if step else 0
+    return cut >= MAX_CRASHES

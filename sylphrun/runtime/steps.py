@@ -34,6 +34,7 @@ from sylphrun.runtime.step_outcomes import (  # COMPENSATION_RETRY: re-exported 
     COMPENSATION_RETRY,  # noqa: F401
     SELF_JSON,
     fail_doomed_step,
+    fails_when_doomed,
     journaled_value,
     on_cancelled,
     record_failure,
@@ -184,11 +185,9 @@ async def run_step(
             return _replayed(ex, key, name, rec, compensate)
         if rec is not None or ex.releasing or ex.barrier.suspending or ex.draining:
             await _may_start(ex, key, kind, rec)  # a new step of a running run: nothing to do
-        if ex.doom is not None and (
-            kind == model.STEP or (rec is not None and rec.status == model.STEP_INTERRUPTED)
-        ):
+        if ex.doom is not None and fails_when_doomed(ex, key, kind, rec):
             # Doomed: fail at the first unfinished step. Compensations still run, except
-            # the one that was in flight when the worker was replaced: it is what got stuck.
+            # the one that got the run doomed (see `fails_when_doomed`).
             fail_doomed_step(ex, key, name, kind)
         return await _attempt(ex, key, name, kind, fn, args, kwargs, retry, compensate, rec)
     except JournalError as exc:

@@ -491,7 +491,7 @@ def check_invariants(
     if final:
         for run in snap.runs.values():
             outcomes[_check_final_run(run, snap, undos, top_level, bad)] += 1
-            _check_undone_work(run, done, undos, killed or {}, bad)
+            _check_undone_work(run, done, undos, killed or {}, bad, _undos_given_up(run, snap))
     if bad:
         shown = "\n  ".join(bad[:15])
         more = f"\n  ... and {len(bad) - 15} more" if len(bad) > 15 else ""
@@ -515,7 +515,12 @@ def check_invariants(
 
 
 def _check_undone_work(
-    run: dict, done: dict, undos: dict, killed: dict[int, float], bad: list[str]
+    run: dict,
+    done: dict,
+    undos: dict,
+    killed: dict[int, float],
+    bad: list[str],
+    given_up: set[str] = frozenset(),
 ) -> None:
     """By the ledger alone: a run that failed for good undid each compensable step's work
     that got done (unless its worker was killed after, before the journal may have heard
@@ -525,7 +530,7 @@ def _check_undone_work(
         undone = undos.get((rid, key), [])
         if status == "completed" and undone:
             bad.append(f"UNDONE IN A COMPLETED RUN: {rid}:{key} (pid {undone[0].pid})")
-        if status != "failed":
+        if status != "failed" or f"compensate:{key}" in given_up:
             continue
         for d in done.get((rid, key), []):
             if d.pid in killed and killed[d.pid] > d.at:
@@ -567,14 +572,17 @@ def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: lis
     if top_level is not None and run["parent"] is None and rid not in top_level and not run["idem"]:
         bad.append(f"run {rid} was never triggered by the torture")
     steps = {k: s for (r, k), s in snap.steps.items() if r == rid}
+    given_up = _undos_given_up(run, snap)
     for key, s in steps.items():
-        if s["kind"] == "compensation" and s["status"] != "completed":
+        if s["kind"] == "compensation" and s["status"] != "completed" and key not in given_up:
             bad.append(f"compensation {rid}:{key} started but is {s['status']}")
     want_status, want = expected_outcome(run["task_id"], payload)
     crashed = status == "failed" and (run["error"] or "").startswith(CRASHED)
     if status == "failed":
         for key in COMPENSATED.get(run["task_id"], ()):
-            if steps.get(key, {}).get("status") == "completed":
+            if steps.get(key, {}).get("status") == "completed" and (
+                f"compensate:{key}" not in given_up
+            ):
                 comp = steps.get(f"compensate:{key}")
                 if comp is None or comp["status"] != "completed" or not undos.get((rid, key)):
                     bad.append(
@@ -598,6 +606,34 @@ def _check_final_run(run: dict, snap: Snapshot, undos: dict, top_level, bad: lis
     elif want not in (run["error"] or ""):
         bad.append(f"run {rid} failed with {run['error']!r}, expected {want!r}")
     return f"{status}{' (as asked)' if status == 'failed' else ''}"
+
+
+def _undos_given_up(run: dict, snap: Snapshot) -> set[str]:
+    """The undos of `run` that sylphrun's crash budget gave up on, saying so in the run's
+    error: the poison-pill rule (README: a run that kills its worker 3 times fails with
+    WorkerCrashed) also bounds undos, or a segfaulting refund would loop the workers for
+    ever. Random kills can reach it: (1) all MAX_CRASHES worker deaths landed in one undo,
+    which the doomed execution fails (`runtime.step_outcomes.fails_when_doomed`) and runs
+    the older ones; (2) a 4th death, in the doomed execution, fails the run at once and its
+    undos not yet completed never run. Anything else not completed is a violation (an
+    undo cut off by only some of the deaths must run again)."""
+    from sylphrun.journal.types import MAX_CRASHES
+
+    error = run["error"] or ""
+    if run["status"] != "failed" or "WorkerCrashed" not in error:
+        return set()
+    if error.startswith(CRASHED) and "compensations did not all run" in error:
+        return {f"compensate:{k}" for k in COMPENSATED.get(run["task_id"], ())} | {
+            k for (r, k), s in snap.steps.items() if r == run["id"] and s["kind"] == "compensation"
+        }
+    return {
+        f"compensate:{key}"
+        for key in COMPENSATED.get(run["task_id"], ())
+        if f"compensate:{key}: WorkerCrashed" in error
+        and snap.steps.get((run["id"], f"compensate:{key}"), {}).get("status") == "failed"
+        and snap.attempt_log.get((run["id"], f"compensate:{key}"), Counter())["interrupted"]
+        >= MAX_CRASHES
+    }
 
 
 @dataclass

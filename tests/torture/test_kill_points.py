@@ -168,3 +168,100 @@ def test_a_poisoned_saga_whose_undo_kills_its_worker_too_is_failed_not_looped(
     assert "compensations did not all run" in result.error
     assert project.ledger_lines() == ["reserve", "charge", "ship", "ship", "ship", "undo charge"]
     assert step_by_key(eng, run_id, "compensate:charge").status == model.STEP_INTERRUPTED
+
+
+# Found by the SIGKILL torture (a gather-saga's `compensate:charge` ended 'failed'): the
+# crash that used up the run's budget (MAX_CRASHES) landed while an undo ran. The worker
+# deaths before it happened elsewhere (here: in `ship`), so the undo is not what poisons the
+# run; it was cut off like any step and must run again, not be failed and never refund.
+CRASH_DURING_UNDO = """
+import os
+from ledger_helper import record
+from sylphrun import NonRetriableError, task
+
+def effect(name):
+    record(LEDGER, name)
+    return name
+
+def first_time(marker):
+    # True the first `n` times a marker is asked for (one file per time), in any process.
+    path = f"{LEDGER}.{marker}"
+    n = len(open(path).read()) if os.path.exists(path) else 0
+    with open(path, "a") as f:
+        f.write("x")
+    return n
+
+def ship():
+    # Kills its worker twice (crashes 1 and 2), then the card is declined for good.
+    record(LEDGER, "ship")
+    if first_time("ship") < 2:
+        os.kill(os.getpid(), 9)
+    raise NonRetriableError("card declined")
+
+def undo(name):
+    record(LEDGER, f"undo {name}")
+    if name == "charge" and first_time("undo") < UNDO_KILLS:
+        os.kill(os.getpid(), 9)  # crash 3 (and on): the run is doomed here
+
+@task(id="declined-saga")
+async def declined_saga(payload, ctx):
+    await ctx.step.run("reserve", effect, "reserve", compensate=undo)
+    await ctx.step.run("charge", effect, "charge", compensate=undo)
+    await ctx.step.run("ship", ship)
+"""
+
+
+def test_an_undo_cut_off_by_the_crash_that_dooms_the_run_runs_again(project, engine_factory):
+    project.write_tasks("UNDO_KILLS = 1\n" + CRASH_DURING_UNDO)
+    eng = engine_factory().start()
+    run_id = eng.trigger("declined-saga")
+    result = eng.wait(run_id, timeout=60)
+    assert result.status == model.FAILED
+    assert "card declined" in result.error and "compensation" not in result.error, result.error
+    # The undo cut off by crash 3 ran again (in doubt, as any step), then the older one.
+    assert project.ledger_lines() == [
+        "reserve",
+        "charge",
+        "ship",
+        "ship",
+        "ship",
+        "undo charge",
+        "undo charge",
+        "undo reserve",
+    ]
+    comp = step_by_key(eng, run_id, "compensate:charge")
+    assert (comp.status, comp.attempts) == (model.STEP_COMPLETED, 2)
+    assert [a.status for a in comp.attempt_log] == [model.STEP_INTERRUPTED]
+    assert step_by_key(eng, run_id, "compensate:reserve").status == model.STEP_COMPLETED
+
+
+def test_an_undo_that_killed_its_worker_every_time_is_failed_and_the_older_ones_run(
+    project, engine_factory
+):
+    """The poisoned undo itself: each of the run's MAX_CRASHES worker deaths was in it. The
+    doomed execution fails it without a fourth try (that would fail the whole run at once,
+    older undos not run) and still undoes `reserve`."""
+    project.write_tasks(
+        "UNDO_KILLS = 99\n" + CRASH_DURING_UNDO.replace('first_time("ship") < 2', "False")
+    )
+    eng = engine_factory().start()
+    run_id = eng.trigger("declined-saga")
+    result = eng.wait(run_id, timeout=60)
+    assert result.status == model.FAILED
+    assert "card declined" in result.error, result.error
+    assert "compensate:charge: WorkerCrashed" in result.error, result.error
+    assert project.ledger_lines() == [
+        "reserve",
+        "charge",
+        "ship",
+        "undo charge",
+        "undo charge",
+        "undo charge",
+        "undo reserve",
+    ]
+    comp = step_by_key(eng, run_id, "compensate:charge")
+    assert comp.status == model.STEP_FAILED
+    assert [a.status for a in comp.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
+        model.STEP_FAILED
+    ]
+    assert step_by_key(eng, run_id, "compensate:reserve").status == model.STEP_COMPLETED
