@@ -9,6 +9,7 @@ version without them it does nothing and Typer coerces as it always did.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from typer.core import TyperGroup
@@ -27,11 +28,49 @@ class _LazyCoercion:
             return None
         if isinstance(value, str) and desc.annotation is str and desc.parameter_info.parser is None:
             return value
+        if _is_own_default(value, param, ctx):
+            return value
+        number = _plain_number(value, desc)
+        if number is not None:
+            return number
         if self.real is None:
             from typer._coercion import build_runtime_param
 
             self.real = build_runtime_param(desc)
         return self.real.coerce(value, param=param, ctx=ctx)
+
+
+def _is_own_default(value: Any, param: Any, ctx: Any) -> bool:
+    """A number the command's code declares as the default (`limit: int = 50`), not given
+    on the command line: valid as written. Coercing it built pydantic's adapter, half of
+    the CPU of `sylphrun runs` (~0.2 s)."""
+    from typer._click.core import ParameterSource
+
+    return (
+        type(value) in (int, float)
+        and param.type_descriptor.annotation is type(value)
+        and ctx.get_parameter_source(param.name) is ParameterSource.DEFAULT
+    )
+
+
+# What `int("...")`/`float("...")` and pydantic read alike: digits (and one decimal point).
+_PLAIN = {int: re.compile(r"[0-9]+"), float: re.compile(r"[0-9]+(\.[0-9]+)?")}
+
+
+def _plain_number(value: Any, desc: Any) -> int | float | None:
+    """`--workers 2`, `--timeout 1.5`: plain digits within the option's bounds, read as
+    Typer reads them (~0.15 s of CPU less in every `worker`/`dev` started so). Anything
+    else (a sign, an exponent, a value out of bounds: its error message) goes to Typer."""
+    info = desc.parameter_info
+    pattern = _PLAIN.get(desc.annotation)
+    if pattern is None or not isinstance(value, str) or info.parser is not None:
+        return None
+    if getattr(info, "click_type", None) is not None or not pattern.fullmatch(value):
+        return None
+    number = desc.annotation(value)
+    if (info.min is not None and number < info.min) or (info.max is not None and number > info.max):
+        return None
+    return number
 
 
 def _lazy_coercion(params: Any) -> None:

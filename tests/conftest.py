@@ -268,14 +268,21 @@ def record(ledger, line):
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
-    (tmp_path / "proj").mkdir()
-    proj = Project(tmp_path / "proj")
+def make_project(root: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """A project at `root` (created), the current folder, on the PYTHONPATH of the
+    processes started after. `project` for one test; a module-scoped fixture passes a
+    `pytest.MonkeyPatch.context()` of its own to share one project between its tests."""
+    root.mkdir(parents=True)
+    proj = Project(root)
     (proj.root / "ledger_helper.py").write_text(LEDGER_HELPER)
     monkeypatch.chdir(proj.root)
     monkeypatch.setenv("PYTHONPATH", str(proj.root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     return proj
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    return make_project(tmp_path / "proj", monkeypatch)
 
 
 class Engine:

@@ -450,8 +450,11 @@ def test_retrying_step_shows_failed_attempts_and_a_live_countdown(journal: RealJ
         assert "retry in 9m30s" in countdown
         assert any("attempt 1 ✗ failed" in line and "upstream timed out" in line for line in lines)
         now[0] = step.retry_at - 3.5
-        await pilot.pause(0.4)  # the tick
-        assert any("↻ retry in 3.5s (attempt 2 next)" in line for line in tree_lines(tree))
+        await until(  # the tick (a fixed pause of 0.4 s missed it on a loaded machine)
+            pilot,
+            lambda: any("↻ retry in 3.5s (attempt 2 next)" in line for line in tree_lines(tree)),
+            what="the countdown to tick",
+        )
         assert "↻ retrying at " in str(screen.query_one(RunHeading).render())
         assert "(in 3.5s) (w wakes it now)" in str(screen.query_one(RunHeading).render())
 
@@ -570,10 +573,14 @@ def test_timeline_draws_a_retry_wait_that_grows_with_the_clock(journal: RealJour
         assert band.reason == "retry" and band.end is None  # parked until the retry time
         fetch = timeline.steps[0]
         now[0] = fetch.finished_at + 60
-        await pilot.pause(0.4)  # the tick redraws it
+        grown = " " + fmt.seconds(now[0] - band.start)
+        await until(  # the tick redraws it
+            pilot,
+            lambda: timeline_rows(timeline)["◐ suspended"].rstrip().endswith(grown),
+            what="the timeline to redraw",
+        )
         rows = timeline_rows(timeline)
         assert "░ retry ░" in rows["◐ suspended"] and "░ retry ░" in rows["fetch"]
-        assert rows["◐ suspended"].rstrip().endswith(" " + fmt.seconds(now[0] - band.start))
 
     drive(app, scenario)
 

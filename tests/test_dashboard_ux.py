@@ -199,7 +199,11 @@ def test_a_sleep_says_until_when_its_time_moves_and_w_wakes_it(
         shown = "\n".join(lines) + str(screen.query_one("#step-body", Static).render())
         assert "wake_at" not in shown  # no raw journal field
         now[0] += 60
-        await pilot.pause(0.4)  # the tick
+        await until(  # the tick
+            pilot,
+            lambda: "◐ 14m00s" in next(x for x in tree_lines(tree) if "cool-down" in x),
+            what="the sleep's countdown to tick",
+        )
         nap = next(line for line in tree_lines(tree) if "cool-down" in line)
         assert "◐ 14m00s" in nap and "1m00s" in nap  # the elapsed time moves too
         await pilot.press("w")

@@ -9,7 +9,12 @@ from sylphrun import model
 from tests import test_examples
 from tests.conftest import wait_until
 
-eng = test_examples.eng  # the fixture: the shipped examples, real workers
+# The fixtures: the shipped examples on real workers, one engine for this module's tests
+# (each sends events naming its own order ids, so neither sees the other's runs).
+examples_engine = test_examples.examples_engine
+project = test_examples.project
+eng = test_examples.eng
+pytestmark = test_examples.pytestmark
 
 
 def send(project, *args: str) -> dict:

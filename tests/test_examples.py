@@ -3,6 +3,12 @@
 The repo's `tasks_example` package is copied into a temp project, so these tests run the
 shipped examples themselves, over a fresh journal. Side effects are counted through the
 examples' ledger (`SYLPHRUN_EXAMPLE_LEDGER`), which the spawned workers inherit.
+
+One engine (supervisor and workers, one journal) serves the whole module: starting one per
+test cost each of them a supervisor and two worker processes. The tests need no more
+isolation than that: each reads only its own runs (by run id), and waits for them to end,
+so the ledger, emptied before each test, holds only that test's side effects. The saga
+probes have task modules of their own, so they have an engine of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Engine, Project, make_project
 
 from sylphrun import model
 from sylphrun.journal import queries
@@ -33,19 +40,42 @@ def _forget_examples() -> None:
         del sys.modules[name]
 
 
+# Starts processes through fixtures the `slow` marker's rule does not know by name.
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def examples_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    with pytest.MonkeyPatch.context() as mp:
+        project = make_project(tmp_path_factory.mktemp("examples") / "proj", mp)
+        shutil.copytree(
+            REPO / "tasks_example",
+            project.root / "tasks_example",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+        project.write_config(tasks='["tasks_example"]')
+        mp.setenv("SYLPHRUN_EXAMPLE_LEDGER", str(project.ledger))
+        _forget_examples()  # the repo's copy (or another module's) must not shadow this one
+        engine = Engine(project).start()
+        try:
+            yield engine
+        finally:
+            engine.stop()
+            _forget_examples()
+
+
 @pytest.fixture
-def eng(project, engine_factory, monkeypatch) -> Iterator:
-    shutil.copytree(
-        REPO / "tasks_example",
-        project.root / "tasks_example",
-        ignore=shutil.ignore_patterns("__pycache__"),
-    )
-    project.write_config(tasks='["tasks_example"]')
-    monkeypatch.setenv("SYLPHRUN_EXAMPLE_LEDGER", str(project.ledger))
-    _forget_examples()  # the repo's copy (or a previous test's) must not shadow this one
-    engine = engine_factory().start()
-    yield engine
-    _forget_examples()
+def project(examples_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """The module's project (this overrides conftest's `project`), its ledger emptied:
+    the previous test's runs have all ended, so nothing writes to it meanwhile."""
+    monkeypatch.chdir(examples_engine.project.root)  # where a trigger finds the journal
+    examples_engine.project.ledger.write_text("")
+    return examples_engine.project
+
+
+@pytest.fixture
+def eng(project: Project, examples_engine: Engine) -> Engine:
+    return examples_engine
 
 
 def ledger(project, verb: str | None = None) -> list[str]:
@@ -352,24 +382,39 @@ async def parallel_undo(payload, ctx):
 """
 
 
+@pytest.fixture(scope="module")
+def probe_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """An engine of its own (not the examples' `project`): the probes' tasks are in
+    `tasks/`. Each probe reads only its own run, and the ledger emptied before it."""
+    with pytest.MonkeyPatch.context() as mp:
+        probe = make_project(tmp_path_factory.mktemp("probes") / "proj", mp)
+        probe.write_tasks(SAGA_PROBES)
+        engine = Engine(probe).start()
+        try:
+            yield engine
+        finally:
+            engine.stop()
+
+
 @pytest.fixture
-def probe_engine(project, engine_factory):
-    project.write_tasks(SAGA_PROBES)
-    return engine_factory().start()
+def probe(probe_engine: Engine, monkeypatch: pytest.MonkeyPatch) -> Engine:
+    monkeypatch.chdir(probe_engine.project.root)
+    probe_engine.project.ledger.write_text("")
+    return probe_engine
 
 
-def test_compensation_registered_in_an_earlier_attempt_still_runs(probe_engine, project):
-    result = probe_engine.run("late-failure")
+def test_compensation_registered_in_an_earlier_attempt_still_runs(probe):
+    result = probe.run("late-failure")
     assert result.status == model.FAILED
-    assert project.ledger_lines() == ["charge", "refund pay_1"]
+    assert probe.project.ledger_lines() == ["charge", "refund pay_1"]
 
 
-def test_undo_steps_in_gathered_helpers_are_compensation(probe_engine):
+def test_undo_steps_in_gathered_helpers_are_compensation(probe):
     # Regression (fixed in 1a46e7c): tasks that gather creates in the except block do not
     # inherit sys.exc_info(); the worker's task factory now carries "compensating" over.
-    result = probe_engine.run("parallel-undo")
+    result = probe.run("parallel-undo")
     assert result.status == model.FAILED
-    kinds = {s.key: s.kind for s in probe_engine.steps(result.run_id)}
+    kinds = {s.key: s.kind for s in probe.steps(result.run_id)}
     assert kinds["release-inventory"] == kinds["notify-ops"] == model.COMPENSATION
 
 

@@ -165,3 +165,29 @@ def test_trigger_imports_neither_pydantic_nor_asyncio_nor_rich(project):
     bad = project.cli("trigger", "hello", "--timeout", "soon")
     assert bad.returncode == 2 and "--timeout" in bad.stderr
     assert "--idempotency-key" in project.cli("trigger", "--help").stdout
+
+
+def test_runs_and_a_plain_limit_do_not_import_pydantic(project):
+    # Typer coerces a default (`--limit`'s 50) and a number given (`--limit 1`,
+    # `--workers 1`) through a pydantic adapter: half of the CPU of `sylphrun runs`.
+    # A default written in the code, or plain digits within bounds, need none of it.
+    project.write_tasks(TASKS)
+    for limit in ([], ["--limit", "1"]):
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sylphrun", "runs", "--json", *limit],
+            cwd=project.root,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
+        imported = {
+            line.rsplit("|", 1)[-1].strip()
+            for line in proc.stderr.splitlines()
+            if line.startswith("import time:")
+        }
+        assert "pydantic" not in imported, limit
+    # Any other value is still Typer's to check, with Typer's messages.
+    for bad, says in (("0", "greater than or equal to 1"), ("x", "valid integer")):
+        refused = project.cli("runs", "--limit", bad)
+        assert refused.returncode == 2 and "--limit" in refused.stderr and says in refused.stderr
