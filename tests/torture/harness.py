@@ -626,13 +626,16 @@ def _undos_given_up(run: dict, snap: Snapshot) -> set[str]:
         return {f"compensate:{k}" for k in COMPENSATED.get(run["task_id"], ())} | {
             k for (r, k), s in snap.steps.items() if r == run["id"] and s["kind"] == "compensation"
         }
+    # Any undo: `compensate=` ones and a seed-style saga's step in its `except` block
+    # (saga-seed's `release`: after `pay` failed, every run-through goes straight to it, so
+    # three deaths in it are likely; seen once, three xdist workers).
     return {
-        f"compensate:{key}"
-        for key in COMPENSATED.get(run["task_id"], ())
-        if f"compensate:{key}: WorkerCrashed" in error
-        and snap.steps.get((run["id"], f"compensate:{key}"), {}).get("status") == "failed"
-        and snap.attempt_log.get((run["id"], f"compensate:{key}"), Counter())["interrupted"]
-        >= MAX_CRASHES
+        key
+        for (r, key), s in snap.steps.items()
+        if r == run["id"]
+        and s["kind"] == "compensation"
+        and s["status"] == "failed"
+        and snap.attempt_log.get((r, key), Counter())["interrupted"] >= MAX_CRASHES
     }
 
 
