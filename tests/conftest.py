@@ -71,16 +71,13 @@ def _fast_layer_only(config: pytest.Config) -> bool:
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
-    """`-n auto` (addopts) is one xdist worker more than CPUs, except for the fast layer: it stays
-    in this process, where it is quicker (42 s against 62 s on two workers, whose CPU-bound
-    snapshot tests then share two cores with their own startup)."""
-    if _fast_layer_only(config):
-        return 0
-    # One more worker than CPUs: most of a process-level test is waiting on the processes
-    # it started, so a third worker on this 2-core machine keeps both cores busy (whole
-    # suite 339 s -> 277 s, quiet). It first exposed two real bugs under the extra load (a
-    # SIGTERM left ignored by an in-process worker, an undo failed by the crash budget);
-    # both fixed, with tests.
+    """`-n auto` (addopts) is one xdist worker more than CPUs. Most of a process-level test
+    is waiting on the processes it started, so a third worker on this 2-core machine keeps
+    both cores busy: whole suite 339 s -> 277 s, quiet. The fast layer too: 78 s in one
+    process (it once was 42 s there, against 62 s on two workers), 48 s on three, now that
+    it holds the PostgreSQL half of the journal suite and more dashboard tests. The extra
+    load first exposed two real bugs (a SIGTERM left ignored by an in-process worker, an
+    undo failed by the crash budget); both fixed, with tests."""
     return len(os.sched_getaffinity(0)) + 1
 
 
