@@ -265,3 +265,51 @@ def test_an_undo_that_killed_its_worker_every_time_is_failed_and_the_older_ones_
         model.STEP_FAILED
     ]
     assert step_by_key(eng, run_id, "compensate:reserve").status == model.STEP_COMPLETED
+
+
+# The seed's saga style: the undo is a step in the `except` block (its kind inferred as
+# compensation). After `pay` failed, every run-through goes straight to it, so all of a
+# run's worker deaths landing there is likely under random kills (test_sigkill saw it).
+SEED_STYLE_POISONED_UNDO = """
+import os
+from ledger_helper import record
+from sylphrun import NonRetriableError, task
+
+def effect(name):
+    record(LEDGER, name)
+    return name
+
+def declined():
+    record(LEDGER, "pay")
+    raise NonRetriableError("card declined")
+
+def release():
+    record(LEDGER, "release")
+    os.kill(os.getpid(), 9)
+
+@task(id="seed-saga")
+async def seed_saga(payload, ctx):
+    await ctx.step.run("reserve", effect, "reserve")
+    try:
+        await ctx.step.run("pay", declined)
+    except Exception:
+        await ctx.step.run("release", release)
+        raise
+"""
+
+
+def test_a_seed_style_undo_that_killed_its_worker_every_time_is_failed_once_not_looped(
+    project, engine_factory
+):
+    project.write_tasks(SEED_STYLE_POISONED_UNDO)
+    eng = engine_factory().start()
+    run_id = eng.trigger("seed-saga")
+    result = eng.wait(run_id, timeout=60)
+    assert result.status == model.FAILED
+    assert "WorkerCrashed" in result.error, result.error
+    assert project.ledger_lines() == ["reserve", "pay", "release", "release", "release"]
+    undo = step_by_key(eng, run_id, "release")
+    assert (undo.kind, undo.status) == (model.COMPENSATION, model.STEP_FAILED)
+    assert [a.status for a in undo.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
+        model.STEP_FAILED
+    ]
