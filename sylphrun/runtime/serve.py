@@ -59,8 +59,8 @@ class StopSignals:
         # Flags only, no print: a handler runs between two bytecodes of the main thread,
         # maybe inside its own print to the same stream, and the buffered writer then
         # raises "reentrant call" out of whatever the main thread was doing, before `stop`
-        # is set. (Suspected for the lost stop of the PostgreSQL torture; it was not that
-        # one: see the harness's OPEN BUG. The trap stands on its own.)
+        # is set. (Not the PostgreSQL torture's lost stop: that was an ignored SIGTERM
+        # inherited from the parent, see `sigterm_stops_this_process`.)
         self.presses += 1
         if self.presses == 1:
             self.stop.set()
