@@ -13,6 +13,10 @@ from conftest import step_by_key
 
 from sylphrun import model
 
+# A step its worker died under on each of a run's three worker deaths (the crash budget),
+# failed by the doomed execution that followed: its attempt log, oldest first.
+CUT_OFF_BY_EACH_DEATH_THEN_FAILED = [model.STEP_INTERRUPTED] * 3 + [model.STEP_FAILED]
+
 TASKS = """
 import os
 from ledger_helper import record
@@ -141,9 +145,7 @@ def test_a_saga_failed_for_killing_its_worker_still_runs_its_compensations(proje
     ]
     ship = step_by_key(eng, run_id, "ship")
     assert ship.status == model.STEP_FAILED
-    assert [a.status for a in ship.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
-        model.STEP_FAILED
-    ]
+    assert [a.status for a in ship.attempt_log] == CUT_OFF_BY_EACH_DEATH_THEN_FAILED
     for key in ("compensate:charge", "compensate:reserve"):
         comp = step_by_key(eng, run_id, key)
         assert (comp.kind, comp.status) == (model.COMPENSATION, model.STEP_COMPLETED)
@@ -261,9 +263,7 @@ def test_an_undo_that_killed_its_worker_every_time_is_failed_and_the_older_ones_
     ]
     comp = step_by_key(eng, run_id, "compensate:charge")
     assert comp.status == model.STEP_FAILED
-    assert [a.status for a in comp.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
-        model.STEP_FAILED
-    ]
+    assert [a.status for a in comp.attempt_log] == CUT_OFF_BY_EACH_DEATH_THEN_FAILED
     assert step_by_key(eng, run_id, "compensate:reserve").status == model.STEP_COMPLETED
 
 
@@ -310,6 +310,4 @@ def test_a_seed_style_undo_that_killed_its_worker_every_time_is_failed_once_not_
     assert project.ledger_lines() == ["reserve", "pay", "release", "release", "release"]
     undo = step_by_key(eng, run_id, "release")
     assert (undo.kind, undo.status) == (model.COMPENSATION, model.STEP_FAILED)
-    assert [a.status for a in undo.attempt_log] == [model.STEP_INTERRUPTED] * 3 + [
-        model.STEP_FAILED
-    ]
+    assert [a.status for a in undo.attempt_log] == CUT_OFF_BY_EACH_DEATH_THEN_FAILED
